@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite: brings up the test engine (installing what is
+# missing), then runs every unit and integration test against it.
+#
+#   scripts/test.sh            # everything CI runs
+#   scripts/test.sh --quick    # skip the multi-node Swarm suite
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+eval "$(scripts/testenv.sh)"
+export DOCKER_HOST
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "test.sh: cargo is not installed (rustup or Debian's cargo)" >&2
+    exit 1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+# Tests share one engine; each uses its own names, labels, ports and
+# --instance, so they run in parallel.
+cargo test --locked --all-targets -- --test-threads="${ASSETD_TEST_THREADS:-6}"
+
+if [ "$quick" = 0 ] && [ -x scripts/test-multinode.sh ]; then
+    scripts/test-multinode.sh
+fi

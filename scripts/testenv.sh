@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Bring up the assetd test Docker engine (idempotent, no systemd needed).
+#
+#   eval "$(scripts/testenv.sh)"     # exports DOCKER_HOST for this engine
+#
+# - installs docker.io, busybox-static, iptables when missing (Debian 12)
+# - starts a private dockerd on /run/assetd-test/docker.sock unless one answers
+# - makes it a one-node Swarm manager (skip: ASSETD_TEST_NO_SWARM=1)
+# - imports offline images assetd-test/busybox:1 and :2 (no registry needed)
+#
+# Human output goes to stderr; stdout carries exactly one `export` line.
+# Stop the engine with scripts/testenv-down.sh (data root is kept).
+set -euo pipefail
+
+SOCK=/run/assetd-test/docker.sock
+HOST="unix://$SOCK"
+DATA_ROOT=/var/lib/assetd-test/docker
+EXEC_ROOT=/run/assetd-test/exec
+PIDFILE=/run/assetd-test/docker.pid
+LOG=/var/log/assetd-test-dockerd.log
+START_DEADLINE=${ASSETD_TEST_START_DEADLINE:-60}
+# Bump when the image recipe below changes: stored as the image comment, so
+# stale images from an older recipe get re-imported.
+IMAGE_REV=4
+IMAGES=(assetd-test/busybox:1 assetd-test/busybox:2)
+
+TMPDIRS=""
+# shellcheck disable=SC2086
+trap '[ -z "$TMPDIRS" ] || rm -rf $TMPDIRS' EXIT
+
+# Alive and not a zombie (an unreaped zombie still passes `kill -0`).
+alive() { [ -r "/proc/$1/stat" ] && ! awk '{ if ($3 == "Z") exit 0; exit 1 }' "/proc/$1/stat" 2>/dev/null; }
+
+log() { printf 'testenv: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root"
+
+# Prefer the distro CLI (matches the 20.10 engine); a newer CLI also works
+# because it negotiates the API version down.
+if [ -x /usr/bin/docker ]; then DOCKER_BIN=/usr/bin/docker; else DOCKER_BIN=docker; fi
+d() { "$DOCKER_BIN" -H "$HOST" "$@"; }
+
+engine_up() { d version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+# --- packages --------------------------------------------------------------
+# Only touch apt when something is actually missing (keeps the warm path fast).
+ensure_packages() {
+    local missing=""
+    command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || missing="$missing docker.io"
+    [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing="$missing busybox-static"
+    command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing="$missing iptables"
+    # A dynamically linked busybox (package "busybox") would not run inside
+    # the libc-less test image; we need the static one.
+    if [ -z "$missing" ] && ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
+        missing="$missing busybox-static"
+    fi
+    [ -n "$missing" ] || return 0
+    log "installing:$missing"
+    # needrestart (if installed) would otherwise scan services after install.
+    export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+    apt-get update -qq >&2
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >&2
+}
+
+# --- dockerd ---------------------------------------------------------------
+pid_is_our_dockerd() {
+    local pid
+    [ -s "$PIDFILE" ] || return 1
+    pid=$(cat "$PIDFILE")
+    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "dockerd.*$SOCK"
+}
+
+start_dockerd() {
+    local dockerd_bin
+    dockerd_bin=$(command -v dockerd || echo /usr/sbin/dockerd)
+    mkdir -p "$(dirname "$SOCK")" "$DATA_ROOT" "$EXEC_ROOT" "$(dirname "$LOG")"
+    # Stale pidfile (e.g. after a crash or PID reuse) would make dockerd refuse to start.
+    rm -f "$PIDFILE"
+    log "starting dockerd on $HOST (log: $LOG)"
+    printf '\n===== %s testenv.sh starting dockerd =====\n' "$(date -Is)" >>"$LOG"
+    # setsid+nohup: fully detached, survives the calling shell and its SIGHUP.
+    # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1: swarm tasks use the local image
+    # instead of first trying (and failing, slowly) to pull from a registry.
+    DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 \
+    setsid nohup "$dockerd_bin" \
+        --host "$HOST" \
+        --data-root "$DATA_ROOT" \
+        --exec-root "$EXEC_ROOT" \
+        --pidfile "$PIDFILE" \
+        </dev/null >>"$LOG" 2>&1 9>&- &
+    # Not a process-group leader, so setsid and nohup exec in place: $! is dockerd.
+    DOCKERD_PID=$!
+}
+
+wait_engine() {
+    local deadline=$(( $(date +%s) + START_DEADLINE ))
+    until engine_up; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            log "dockerd did not answer on $HOST within ${START_DEADLINE}s; log tail:"
+            tail -n 40 "$LOG" >&2 || true
+            exit 1
+        fi
+        # If the dockerd died there is no point waiting for the deadline.
+        if ! alive "$DOCKERD_PID"; then
+            log "dockerd (pid $DOCKERD_PID) exited during startup; log tail:"
+            tail -n 40 "$LOG" >&2 || true
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
+
+ensure_engine() {
+    engine_up && return 0
+    ensure_packages
+    # Already starting (pidfile points at a live dockerd for this socket)? Just wait.
+    if pid_is_our_dockerd; then
+        DOCKERD_PID=$(cat "$PIDFILE")
+        log "dockerd (pid $DOCKERD_PID) is starting; waiting"
+    else
+        start_dockerd
+    fi
+    wait_engine
+    log "dockerd is up ($(d version --format '{{.Server.Version}}'))"
+}
+
+# --- swarm -----------------------------------------------------------------
+ensure_swarm() {
+    local state control
+    if [ "${ASSETD_TEST_NO_SWARM:-0}" = 1 ]; then
+        return 0
+    fi
+    # Right after a dockerd restart the swarm is briefly "pending" / not yet
+    # control-available; give it time before deciding it is broken.
+    local deadline=$(( $(date +%s) + 20 ))
+    while :; do
+        state=$(d info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}')
+        case "$state" in "active true"|inactive*|error*|locked*) break ;; esac
+        [ "$(date +%s)" -lt "$deadline" ] || break
+        sleep 0.5
+    done
+    control=${state#* }
+    state=${state%% *}
+    case "$state" in
+        active)
+            [ "$control" = true ] && return 0
+            die "engine is in a swarm but not a manager; run: docker -H $HOST swarm leave --force"
+            ;;
+        inactive) ;;
+        *)  # pending/error/locked: a throw-away test swarm; rebuild it.
+            log "swarm state is '$state'; leaving and re-initialising"
+            d swarm leave --force >/dev/null 2>&1 || true
+            ;;
+    esac
+    log "initialising one-node swarm"
+    # listen on loopback only: nothing outside this machine should join.
+    d swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >/dev/null
+}
+
+# --- images ----------------------------------------------------------------
+images_ok() {
+    local out
+    # One inspect for all images; the comment carries the recipe revision.
+    out=$(d image inspect --format '{{.Comment}}' "${IMAGES[@]}" 2>/dev/null) || return 1
+    [ "$(printf '%s\n' "$out" | grep -c "^assetd-test rev=$IMAGE_REV\$")" -eq 2 ]
+}
+
+# The image has no libc, so busybox must be statically linked (ldd fails on
+# static binaries with "not a dynamic executable").
+busybox_path() {
+    local b
+    for b in /bin/busybox /usr/bin/busybox; do
+        if [ -x "$b" ] && ! ldd "$b" >/dev/null 2>&1; then echo "$b"; return 0; fi
+    done
+    return 1
+}
+
+import_image() {
+    local tag=$1 version=$2 bb rootfs a old
+    bb=$(busybox_path) || die "no statically linked busybox found (apt-get install busybox-static)"
+    rootfs=$(mktemp -d /tmp/assetd-test-rootfs.XXXXXX)
+    TMPDIRS="$TMPDIRS $rootfs"
+    mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,root,www,proc,sys,dev,var/tmp}
+    chmod 1777 "$rootfs/tmp" "$rootfs/var/tmp"
+    cp "$bb" "$rootfs/bin/busybox"
+    # Every applet as a symlink at its usual path (sh, sleep, httpd, nc, wget, env, ...).
+    for a in $("$bb" --list-full); do
+        [ -e "$rootfs/$a" ] || ln -s /bin/busybox "$rootfs/$a"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+    # The content that differs between :1 and :2 (so the image IDs differ).
+    echo "$version" >"$rootfs/etc/assetd-test-version"
+    echo "assetd-test/busybox:$version" >"$rootfs/www/index.html"
+    old=$(d image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+    log "importing $tag"
+    # WORKDIR /www: a bare `httpd -f -p 80` serves index.html.
+    # Default command sleeps forever but exits on SIGTERM: a plain
+    # `sleep infinity` as PID 1 ignores SIGTERM, so every `docker stop` and
+    # swarm task shutdown would wait the full 10 s grace period.
+    tar --numeric-owner --owner=0 --group=0 -C "$rootfs" -c . |
+        d import -m "assetd-test rev=$IMAGE_REV" \
+            --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'WORKDIR /www' \
+            --change "CMD [\"sh\",\"-c\",\"trap 'exit 0' TERM INT; sleep infinity & wait\"]" \
+            - "$tag" >/dev/null
+    rm -rf "$rootfs"
+    # Drop the image this one replaces (older recipe), unless still in use.
+    [ -z "$old" ] || d image rm "$old" >/dev/null 2>&1 || true
+}
+
+ensure_images() {
+    images_ok && return 0
+    ensure_packages     # busybox-static may have gone since the engine started
+    import_image assetd-test/busybox:1 1
+    import_image assetd-test/busybox:2 2
+}
+
+# --- main ------------------------------------------------------------------
+# Serialise concurrent callers (e.g. parallel test binaries); fd 9 is closed
+# for dockerd above so the daemon does not keep holding the lock.
+mkdir -p "$(dirname "$SOCK")"
+exec 9>"$(dirname "$SOCK")/testenv.lock"
+flock 9
+ensure_engine
+ensure_swarm
+ensure_images
+echo "export DOCKER_HOST=$HOST"

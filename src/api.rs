@@ -1,0 +1,147 @@
+//! The daemon's API: status on a unix socket (for `assetd status`), and an
+//! opt-in loopback HTTP listener for `/metrics`, `/healthz`, `/readyz`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::status::StatusReport;
+use crate::store::now_ms;
+
+/// State the daemon loop writes and the API reads.
+pub struct Shared {
+    pub status: RwLock<StatusReport>,
+    /// Set after the first full pass.
+    pub ready: AtomicBool,
+    /// Unix ms of the loop's last turn: `/healthz` fails when it stalls.
+    pub last_tick_ms: AtomicU64,
+    /// How long the loop may be silent before it counts as stalled.
+    pub stall_ms: u64,
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("status socket {path}: {message}")]
+    Socket { path: PathBuf, message: String },
+    #[error("listener {addr}: {message}")]
+    Listen { addr: String, message: String },
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(shared)
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let report = shared.status.read().expect("status lock").clone();
+    axum::Json(report)
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        shared.metrics.render(),
+    )
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let silent = now_ms().saturating_sub(shared.last_tick_ms.load(Ordering::Relaxed));
+    if silent <= shared.stall_ms {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("reconcile loop silent for {silent} ms\n"))
+    }
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    if shared.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "first pass not finished\n")
+    }
+}
+
+/// Serves the API on a unix socket, mode 0660 (the socket's group may
+/// read status; nobody else).
+pub async fn serve_socket(
+    path: &Path,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, ApiError> {
+    let err = |message: String| ApiError::Socket {
+        path: path.to_path_buf(),
+        message,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    // A socket file left by a killed daemon would make bind fail.
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|e| err(e.to_string()))?;
+    let app = router(shared);
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+    }))
+}
+
+/// Serves the API over HTTP. Refuses a non-loopback address unless
+/// `public` is set: the API has no authentication.
+pub async fn serve_http(
+    addr: std::net::SocketAddr,
+    public: bool,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, ApiError> {
+    if !addr.ip().is_loopback() && !public {
+        return Err(ApiError::Listen {
+            addr: addr.to_string(),
+            message: "not a loopback address; the API has no authentication (pass --listen-public to allow it)".into(),
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| ApiError::Listen {
+        addr: addr.to_string(),
+        message: e.to_string(),
+    })?;
+    let app = router(shared);
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+    }))
+}
+
+/// Asks a running daemon for its status over its socket.
+pub async fn fetch_status(socket: &Path) -> Result<StatusReport, String> {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get("/v1/status")
+        .header("host", "assetd")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    serde_json::from_slice(&body).map_err(|e| format!("bad status answer: {e}"))
+}

@@ -1,0 +1,38 @@
+//! assetd makes a Docker engine (containers) or a Docker Swarm (services)
+//! look like the YAML asset manifests in one directory, and keeps it so.
+//!
+//! Data flows through the modules in this order:
+//!
+//! - [`spec`]: the canonical asset spec, its hash and field-level diff.
+//! - [`manifest`]: one file's YAML → specs, or errors with positions.
+//! - [`desired`]: the manifests directory → the desired set (+ held assets).
+//! - [`store`]: the last-applied records (sled), a cache of the labels.
+//! - [`strategy`]: the deployment strategies (local engine, Swarm).
+//! - [`engine`]: connecting to Docker, choosing the strategy.
+//! - [`plan`]: the pure diff of desired, applied and actual.
+//! - [`reconcile`]: one pass: observe, plan, execute, record.
+//! - [`report`]: plans and passes for people and scripts.
+//! - [`status`]: per-asset phases for `assetd status`.
+//! - [`watch`]: triggers from the directory, Docker events, timers.
+//! - [`daemon`]: `assetd run`: the loop, the scheduler, shutdown.
+//! - [`api`], [`metrics`]: the status socket, `/metrics`, health.
+//!
+//! Invariants: `plan` does no IO; nothing without the
+//! `io.assetd.managed=true` label is ever listed, changed or removed; a
+//! broken manifest never causes a removal.
+
+pub mod api;
+pub mod daemon;
+pub mod desired;
+pub mod engine;
+pub mod manifest;
+pub mod metrics;
+pub mod plan;
+pub mod reconcile;
+pub mod report;
+pub mod schema;
+pub mod spec;
+pub mod status;
+pub mod store;
+pub mod strategy;
+pub mod watch;

@@ -1,0 +1,460 @@
+//! The `assetd` binary: parses the command line, checks the configuration
+//! before any runtime starts, and hands over to the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use assetd::desired::{self, LoadOptions};
+use assetd::engine::{self, StrategyChoice};
+use assetd::manifest::Policy;
+use assetd::plan::PlanConfig;
+use assetd::reconcile::{self, PassConfig};
+use assetd::report;
+use assetd::store::{MemoryStore, SledStore, Store};
+
+/// Exit codes of the CLI contract.
+const EXIT_OK: u8 = 0;
+const EXIT_FAILED: u8 = 1;
+const EXIT_PENDING: u8 = 2;
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(name = "assetd", version, about = "Keeps Docker (containers or Swarm services) in line with a directory of YAML asset manifests")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "human", env = "ASSETD_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon: watch the manifests and reconcile continuously.
+    Run(RunArgs),
+    /// Run one reconcile pass and exit (CI, cron, first deploy).
+    Apply {
+        /// Required: one pass, then exit (`assetd run` is the daemon).
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Show what a pass would do now; exit 2 when changes are pending.
+    Plan {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Show each asset's phase, last result and error.
+    Status {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// The daemon's status socket (default: assetd.sock in the state dir).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Parse and check manifest files or directories, without Docker.
+    Validate {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long = "allow-bind", value_name = "PREFIX")]
+        allow_bind: Vec<PathBuf>,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Print the JSON Schema of the manifest format.
+    Schema,
+}
+
+#[derive(Args, Debug, Clone)]
+struct CommonArgs {
+    /// The manifests directory (recursive).
+    #[arg(long, env = "ASSETD_MANIFESTS", default_value = "/etc/assetd/manifests")]
+    manifests: PathBuf,
+    /// Where the last-applied state is kept.
+    #[arg(long = "state-dir", env = "ASSETD_STATE_DIR", default_value = "/var/lib/assetd")]
+    state_dir: PathBuf,
+    #[arg(long, value_enum, env = "ASSETD_STRATEGY", default_value = "auto")]
+    strategy: StrategyChoice,
+    /// Name of this assetd instance: it manages only objects labelled
+    /// with it, so several instances can share one engine.
+    #[arg(long, env = "ASSETD_INSTANCE", default_value = "default", value_parser = parse_instance)]
+    instance: String,
+    /// Allow bind mounts whose source is under PREFIX (repeatable; `/`
+    /// allows all). None are allowed by default.
+    #[arg(long = "allow-bind", value_name = "PREFIX")]
+    allow_bind: Vec<PathBuf>,
+    /// Confirm a removal the mass-prune guard holds back.
+    #[arg(long = "allow-mass-prune")]
+    allow_mass_prune: bool,
+    /// Largest share of managed assets one pass may remove unconfirmed.
+    #[arg(long = "max-prune", default_value = "0.5", value_parser = parse_fraction)]
+    max_prune: f64,
+    /// How many Docker writes run at once.
+    #[arg(long, default_value = "8", value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// Accept manifest files and directories writable by group/other or
+    /// owned by another user (refused by default: they start containers).
+    #[arg(long = "insecure-permissions")]
+    insecure_permissions: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Full pass at least this often, whatever the events say.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    resync: Duration,
+    /// Optional HTTP listener for /metrics, /healthz, /readyz.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Allow a non-loopback --listen address.
+    #[arg(long = "listen-public")]
+    listen_public: bool,
+    /// The status API socket (default: assetd.sock in the state dir).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// After SIGTERM, how long in-flight Docker calls may run on.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    grace: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+fn parse_instance(s: &str) -> Result<String, String> {
+    assetd::spec::AssetName::new(s)
+        .map(|n| n.to_string())
+        .map_err(|e| format!("instance {e}"))
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+/// `30s`, `5m`, `1h`, `500ms` or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 5m)"))?;
+    let d = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
+    };
+    if d.is_zero() {
+        return Err("a duration must be more than zero".into());
+    }
+    Ok(d)
+}
+
+impl CommonArgs {
+    fn pass_config(&self, respect_backoff: bool) -> PassConfig {
+        PassConfig {
+            manifests: self.manifests.clone(),
+            load: LoadOptions {
+                policy: Policy {
+                    allow_bind: self.allow_bind.clone(),
+                },
+                check_permissions: !self.insecure_permissions,
+            },
+            plan: PlanConfig {
+                allow_mass_prune: self.allow_mass_prune,
+                max_prune_fraction: self.max_prune,
+                ..PlanConfig::default()
+            },
+            concurrency: self.concurrency as usize,
+            respect_backoff,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => EXIT_OK,
+                _ => EXIT_USAGE,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("assetd: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli.command));
+    ExitCode::from(code)
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ASSETD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn dispatch(command: Command) -> u8 {
+    match command {
+        Command::Validate {
+            paths,
+            allow_bind,
+            output,
+        } => validate(paths, allow_bind, output),
+        Command::Schema => {
+            println!("{}", assetd::schema::schema_json());
+            EXIT_OK
+        }
+        Command::Apply {
+            once,
+            common,
+            output,
+        } => {
+            if !once {
+                eprintln!("assetd apply: pass --once (the long-running daemon is `assetd run`)");
+                return EXIT_USAGE;
+            }
+            apply_once(common, output).await
+        }
+        Command::Plan { common, output } => plan(common, output).await,
+        Command::Status {
+            common,
+            socket,
+            output,
+        } => status(common, socket, output).await,
+        Command::Run(args) => run(args).await,
+    }
+}
+
+fn validate(paths: Vec<PathBuf>, allow_bind: Vec<PathBuf>, output: Output) -> u8 {
+    let options = LoadOptions {
+        policy: Policy { allow_bind },
+        check_permissions: false,
+    };
+    let desired = desired::load_paths(&paths, &options, &|k| std::env::var(k).ok());
+    let errors = desired.errors();
+    match output {
+        Output::Json => println!("{}", report::validate_json(&desired)),
+        Output::Text => {
+            for e in &errors {
+                eprintln!("{}", report::render_error(e));
+            }
+            println!(
+                "{} asset(s) valid, {} problem(s)",
+                desired.assets.len(),
+                errors.len()
+            );
+        }
+    }
+    if errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Connects and resolves `--strategy`; the error is already printed.
+async fn strategy_for(common: &CommonArgs) -> Result<assetd::strategy::AnyStrategy, u8> {
+    let docker = engine::connect().map_err(|e| {
+        eprintln!("assetd: {e}");
+        EXIT_USAGE
+    })?;
+    engine::choose(&docker, common.strategy, &common.instance).await.map_err(|e| {
+        eprintln!("assetd: {e}");
+        EXIT_FAILED
+    })
+}
+
+async fn apply_once(common: CommonArgs, output: Output) -> u8 {
+    let strategy = match strategy_for(&common).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let store: Arc<dyn Store> = match SledStore::open(&common.state_dir) {
+        Ok((store, _)) => Arc::new(store),
+        Err(e) => {
+            eprintln!("assetd: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    eprintln!("assetd: strategy {}", strategy.kind());
+    let config = common.pass_config(false);
+    match reconcile::run_pass(&config, &strategy, &store).await {
+        Ok(pass) => {
+            match output {
+                Output::Json => println!("{}", report::pass_json(&pass, strategy.kind())),
+                Output::Text => print!("{}", report::pass_text(&pass)),
+            }
+            if pass.failed() > 0 {
+                EXIT_FAILED
+            } else {
+                EXIT_OK
+            }
+        }
+        Err(e) => {
+            eprintln!("assetd: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+async fn plan(common: CommonArgs, output: Output) -> u8 {
+    let strategy = match strategy_for(&common).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // A running daemon holds the database lock: plan then works from the
+    // labels alone (same decisions, fewer field-level details).
+    let store: Box<dyn Store> = match SledStore::open_nowait(&common.state_dir) {
+        Some(store) => Box::new(store),
+        None => Box::new(MemoryStore::default()),
+    };
+    let config = common.pass_config(false);
+    match reconcile::observe(&config, &strategy, store.as_ref()).await {
+        Ok((desired, _, _, plan)) => {
+            let color = std::io::stdout().is_terminal();
+            match output {
+                Output::Json => println!("{}", report::plan_json(&plan, &desired, strategy.kind())),
+                Output::Text => print!("{}", report::plan_text(&plan, &desired, strategy.kind(), color)),
+            }
+            if plan.has_changes() {
+                EXIT_PENDING
+            } else {
+                EXIT_OK
+            }
+        }
+        Err(e) => {
+            eprintln!("assetd: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+async fn status(common: CommonArgs, socket: Option<PathBuf>, output: Output) -> u8 {
+    let socket = socket.unwrap_or_else(|| common.state_dir.join("assetd.sock"));
+    // The daemon holds the database lock, so ask it; read the store
+    // directly only when no daemon answers.
+    let report = match assetd::api::fetch_status(&socket).await {
+        Ok(report) => report,
+        Err(daemon_error) => match assetd::daemon::offline_status(&common.state_dir) {
+            Ok(report) => {
+                eprintln!("assetd: no daemon answers on {} ({daemon_error}); showing the store", socket.display());
+                report
+            }
+            Err(e) => {
+                eprintln!("assetd: {e}");
+                return EXIT_FAILED;
+            }
+        },
+    };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+        Output::Text => print!("{}", assetd::status::render_table(&report)),
+    }
+    let failing = report
+        .assets
+        .iter()
+        .any(|a| a.phase == assetd::status::Phase::Failed);
+    if failing {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+async fn run(args: RunArgs) -> u8 {
+    use assetd::daemon::{self, Control, DaemonConfig};
+    use futures_util::StreamExt;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+    let config = DaemonConfig {
+        pass: args.common.pass_config(true),
+        state_dir: args.common.state_dir.clone(),
+        strategy: args.common.strategy,
+        instance: args.common.instance.clone(),
+        resync: args.resync,
+        socket: args
+            .socket
+            .clone()
+            .unwrap_or_else(|| args.common.state_dir.join("assetd.sock")),
+        listen: args.listen,
+        listen_public: args.listen_public,
+        grace: args.grace,
+    };
+    let mut signals = match signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("assetd: cannot install signal handlers: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
+    let signal_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        while let Some(signal) = signals.next().await {
+            match signal {
+                SIGHUP => {
+                    let _ = control_tx.try_send(Control::Reload);
+                }
+                // First TERM/INT: stop taking work, finish what runs.
+                // Second: the operator means it.
+                _ if signal_shutdown.is_cancelled() => {
+                    eprintln!("assetd: second signal, exiting now");
+                    std::process::exit(130);
+                }
+                _ => {
+                    tracing::info!(signal, "stopping");
+                    signal_shutdown.cancel();
+                }
+            }
+        }
+    });
+    match daemon::run(config, shutdown, control_rx).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("assetd: {e}");
+            EXIT_FAILED
+        }
+    }
+}

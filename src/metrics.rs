@@ -1,0 +1,98 @@
+//! Prometheus metrics served on `/metrics`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::status::AssetStatus;
+use crate::watch::WatchCounters;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub kind: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub passes: Counter,
+    pub pass_seconds: Histogram,
+    pub actions: Family<ActionLabels, Counter>,
+    pub assets: Family<PhaseLabels, Gauge>,
+    pub docker_errors: Counter,
+    watch_events: Family<SourceLabels, Gauge>,
+    watch: Arc<WatchCounters>,
+}
+
+impl Metrics {
+    pub fn new(watch: Arc<WatchCounters>) -> Self {
+        let mut registry = Registry::with_prefix("assetd");
+        let passes = Counter::default();
+        registry.register("passes", "Reconcile passes run", passes.clone());
+        let pass_seconds = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]);
+        registry.register("pass_duration_seconds", "Time to observe and plan one pass", pass_seconds.clone());
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register("actions", "Actions executed, by kind and result", actions.clone());
+        let assets = Family::<PhaseLabels, Gauge>::default();
+        registry.register("assets", "Assets by phase after the last pass", assets.clone());
+        let docker_errors = Counter::default();
+        registry.register("docker_errors", "Docker API calls that failed", docker_errors.clone());
+        let watch_events = Family::<SourceLabels, Gauge>::default();
+        registry.register("watch_events", "Events seen by the watchers (cumulative)", watch_events.clone());
+        Self {
+            registry,
+            passes,
+            pass_seconds,
+            actions,
+            assets,
+            docker_errors,
+            watch_events,
+            watch,
+        }
+    }
+
+    pub fn set_phases(&self, assets: &[AssetStatus]) {
+        self.assets.clear();
+        for a in assets {
+            self.assets
+                .get_or_create(&PhaseLabels {
+                    phase: a.phase.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn render(&self) -> String {
+        for (source, value) in [
+            ("file", self.watch.file_events.load(Ordering::Relaxed)),
+            ("docker", self.watch.docker_events.load(Ordering::Relaxed)),
+            ("docker_reconnect", self.watch.docker_reconnects.load(Ordering::Relaxed)),
+        ] {
+            self.watch_events
+                .get_or_create(&SourceLabels {
+                    source: source.into(),
+                })
+                .set(value as i64);
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

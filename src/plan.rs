@@ -1,0 +1,556 @@
+//! The pure diff: `plan(desired, applied, actual) -> Plan`.
+//!
+//! No IO and no failure: every problem becomes data (a `Hold` with its
+//! reason). Each asset is decided by one `match` on what is known of it, so
+//! the table of cases below is the whole policy:
+//!
+//! | desired | actual | condition                                  | action |
+//! |---------|--------|--------------------------------------------|--------|
+//! | yes     | no     | never deployed                             | Create |
+//! | yes     | no     | deployed before (store has it)             | Repair |
+//! | yes     | yes    | spec hash differs                          | Update |
+//! | yes     | yes    | same hash, drift seen on the objects       | Repair |
+//! | yes     | yes    | same hash, no drift                        | none   |
+//! | no      | any    | its file is invalid, or the name is held   | Hold   |
+//! | no      | any    | the directory is missing/refused/empty     | Hold   |
+//! | no      | any    | pass would prune too many (mass prune)     | Hold   |
+//! | no      | yes/no | otherwise (file or document deleted)       | Remove |
+//!
+//! Objects without our ownership label never reach this function: the
+//! strategies list by label.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::desired::{Desired, DesiredAsset, DirState};
+use crate::spec::{diff, AssetName, FieldChange};
+use crate::store::AppliedRecord;
+use crate::strategy::ActualAsset;
+
+/// Thresholds of the mass-prune guard.
+#[derive(Clone, Debug)]
+pub struct PlanConfig {
+    /// `--allow-mass-prune`: the operator confirms a large removal.
+    pub allow_mass_prune: bool,
+    /// `--max-prune`: the largest share of managed assets one pass may
+    /// remove without confirmation.
+    pub max_prune_fraction: f64,
+    /// Removals up to this many are always allowed (deleting a few files on
+    /// purpose must just work, even on a small fleet).
+    pub always_allowed_removals: usize,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        Self {
+            allow_mass_prune: false,
+            max_prune_fraction: 0.5,
+            always_allowed_removals: 5,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    Create,
+    Update,
+    Repair,
+    Remove,
+    Hold,
+}
+
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ActionKind::Create => "create",
+            ActionKind::Update => "update",
+            ActionKind::Repair => "repair",
+            ActionKind::Remove => "remove",
+            ActionKind::Hold => "hold",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Action {
+    pub name: AssetName,
+    pub kind: ActionKind,
+    /// Why, in one line (`spec.image: a:1 → a:2`, `container x is exited`).
+    pub reason: String,
+    /// Field-level changes for an update, when the previous spec is known.
+    pub changes: Vec<FieldChange>,
+    /// What to deploy, for create, update and repair.
+    #[serde(skip)]
+    pub desired: Option<DesiredAsset>,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.kind, self.name, self.reason)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// Desired assets that match what runs: nothing to do.
+    pub unchanged: Vec<AssetName>,
+}
+
+impl Plan {
+    /// Whether anything would be written to Docker.
+    pub fn has_changes(&self) -> bool {
+        self.actions.iter().any(|a| a.kind != ActionKind::Hold)
+    }
+}
+
+pub fn plan(
+    desired: &Desired,
+    applied: &BTreeMap<AssetName, AppliedRecord>,
+    actual: &[ActualAsset],
+    config: &PlanConfig,
+) -> Plan {
+    let actual: BTreeMap<&AssetName, &ActualAsset> = actual.iter().map(|a| (&a.name, a)).collect();
+    let names: BTreeSet<&AssetName> = desired
+        .assets
+        .keys()
+        .chain(desired.held.keys())
+        .chain(applied.keys())
+        .chain(actual.keys().copied())
+        .collect();
+
+    let mut result = Plan::default();
+    let mut removals = Vec::new();
+    for name in names {
+        let want = desired.assets.get(name);
+        let have = actual.get(name).copied();
+        let record = applied.get(name);
+        match decide(name, want, have, record, desired) {
+            Decision::Nothing => result.unchanged.push(name.clone()),
+            Decision::Act(action) if action.kind == ActionKind::Remove => removals.push(action),
+            Decision::Act(action) => result.actions.push(action),
+        }
+    }
+
+    let managed = actual.len().max(applied.len());
+    if let Some(reason) = prune_guard(desired, removals.len(), managed, config) {
+        for removal in &mut removals {
+            removal.kind = ActionKind::Hold;
+            removal.reason = format!("{reason} (would remove: {})", removal.reason);
+        }
+    }
+    result.actions.extend(removals);
+    result.actions.sort_by(|a, b| a.name.cmp(&b.name));
+    result
+}
+
+enum Decision {
+    Nothing,
+    Act(Action),
+}
+
+fn decide(
+    name: &AssetName,
+    want: Option<&DesiredAsset>,
+    have: Option<&ActualAsset>,
+    record: Option<&AppliedRecord>,
+    desired: &Desired,
+) -> Decision {
+    let act = |kind, reason: String, changes, desired: Option<&DesiredAsset>| {
+        Decision::Act(Action {
+            name: name.clone(),
+            kind,
+            reason,
+            changes,
+            desired: desired.cloned(),
+        })
+    };
+    match (want, have) {
+        (Some(want), None) => match record.and_then(|r| r.applied_ms) {
+            Some(_) => act(
+                ActionKind::Repair,
+                "nothing runs: removed outside assetd".into(),
+                vec![],
+                Some(want),
+            ),
+            None => act(
+                ActionKind::Create,
+                format!("declared in {}", want.source),
+                vec![],
+                Some(want),
+            ),
+        },
+        (Some(want), Some(have)) if have.spec_hash.as_ref() != Some(&want.hash) => {
+            let changes = record
+                .and_then(|r| r.spec.as_ref())
+                .filter(|old| old.hash() == *have.spec_hash.as_ref().unwrap_or(&want.hash))
+                .map(|old| diff(old, &want.spec))
+                .unwrap_or_default();
+            let reason = if changes.is_empty() {
+                "spec hash differs from the running objects".to_string()
+            } else {
+                changes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            };
+            act(ActionKind::Update, reason, changes, Some(want))
+        }
+        (Some(want), Some(have)) if !have.drift.is_empty() => {
+            act(ActionKind::Repair, have.drift.join("; "), vec![], Some(want))
+        }
+        // Swarm's version index is not compared: Swarm bumps it itself
+        // (update status, task bookkeeping); strategies report changes
+        // made by hand as drift from a fingerprint of the fields we set.
+        (Some(_), Some(_)) => Decision::Nothing,
+        (None, _) => {
+            if let Some(reason) = desired.held.get(name) {
+                return act(ActionKind::Hold, reason.clone(), vec![], None);
+            }
+            let source = have
+                .and_then(|h| h.source.clone())
+                .or_else(|| record.and_then(|r| r.source.clone()));
+            if let Some(errors) = source.as_ref().and_then(|s| desired.invalid_files.get(s)) {
+                let first = errors
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| "invalid".into());
+                return act(
+                    ActionKind::Hold,
+                    format!("its manifest is invalid, left as it runs: {first}"),
+                    vec![],
+                    None,
+                );
+            }
+            let reason = match source {
+                Some(source) => format!("no manifest declares it any more (was in {source})"),
+                None => "no manifest declares it".into(),
+            };
+            act(ActionKind::Remove, reason, vec![], None)
+        }
+    }
+}
+
+/// Why this pass's removals must wait for the operator, if they must.
+fn prune_guard(
+    desired: &Desired,
+    removals: usize,
+    managed: usize,
+    config: &PlanConfig,
+) -> Option<String> {
+    if removals == 0 {
+        return None;
+    }
+    // An unreadable or refused directory says nothing about what is
+    // wanted: never prune on it, not even with --allow-mass-prune.
+    match &desired.dir {
+        DirState::Unreadable(why) => {
+            return Some(format!("manifest directory unreadable ({why}); nothing is pruned"))
+        }
+        DirState::Refused(why) => {
+            return Some(format!("manifest directory refused ({why}); nothing is pruned"))
+        }
+        _ => {}
+    }
+    if config.allow_mass_prune {
+        return None;
+    }
+    match &desired.dir {
+        DirState::Missing => {
+            return Some(
+                "manifest directory is missing (unmounted volume? failed sync?); pass --allow-mass-prune to remove everything"
+                    .into(),
+            )
+        }
+        DirState::Present { files: 0 } => {
+            return Some(
+                "manifest directory holds no manifest file; pass --allow-mass-prune to remove everything"
+                    .into(),
+            )
+        }
+        _ => {}
+    }
+    let share = removals as f64 / managed.max(1) as f64;
+    if removals > config.always_allowed_removals && share > config.max_prune_fraction {
+        return Some(format!(
+            "this pass would remove {removals} of {managed} managed assets (more than {:.0} %); pass --allow-mass-prune to confirm",
+            config.max_prune_fraction * 100.0
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::DesiredAsset;
+    use crate::manifest::{ManifestError, SourcePos};
+    use crate::spec::{DeploySpec, Mode, Resources};
+
+    fn name(n: &str) -> AssetName {
+        AssetName::new(n).unwrap()
+    }
+
+    fn spec(n: &str, image: &str) -> DeploySpec {
+        DeploySpec {
+            name: name(n),
+            image: image.into(),
+            env: vec![],
+            labels: Default::default(),
+            command: None,
+            ports: vec![],
+            networks: vec![],
+            constraints: vec![],
+            resources: Resources::default(),
+            mode: Mode::default(),
+            mounts: vec![],
+        }
+    }
+
+    fn want(n: &str, image: &str, file: &str) -> DesiredAsset {
+        let spec = spec(n, image);
+        DesiredAsset {
+            hash: spec.hash(),
+            spec,
+            source: file.into(),
+            pos: SourcePos {
+                file: file.into(),
+                line: 4,
+                column: 9,
+            },
+        }
+    }
+
+    fn desired(assets: Vec<DesiredAsset>) -> Desired {
+        Desired {
+            dir: DirState::Present { files: 1 },
+            assets: assets.into_iter().map(|a| (a.spec.name.clone(), a)).collect(),
+            invalid_files: BTreeMap::new(),
+            held: BTreeMap::new(),
+        }
+    }
+
+    fn running(n: &str, image: &str, file: &str) -> ActualAsset {
+        ActualAsset {
+            name: name(n),
+            spec_hash: Some(spec(n, image).hash()),
+            source: Some(file.into()),
+            object_ids: vec![format!("id-{n}")],
+            version: None,
+            drift: vec![],
+            replicas: Default::default(),
+        }
+    }
+
+    fn applied(n: &str, image: &str, file: &str) -> (AssetName, AppliedRecord) {
+        let s = spec(n, image);
+        (
+            name(n),
+            AppliedRecord {
+                hash: Some(s.hash()),
+                spec: Some(s),
+                source: Some(file.into()),
+                applied_ms: Some(1),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn kinds(plan: &Plan) -> Vec<(String, ActionKind)> {
+        plan.actions
+            .iter()
+            .map(|a| (a.name.to_string(), a.kind))
+            .collect()
+    }
+
+    #[test]
+    fn desired_and_not_running_is_created() {
+        let plan = plan(&desired(vec![want("a", "i:1", "a.yaml")]), &BTreeMap::new(), &[], &PlanConfig::default());
+        assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Create)]);
+        assert!(plan.actions[0].desired.is_some());
+    }
+
+    #[test]
+    fn changed_image_is_an_update_with_a_field_level_reason() {
+        let store = BTreeMap::from([applied("a", "i:1", "a.yaml")]);
+        let plan = plan(
+            &desired(vec![want("a", "i:2", "a.yaml")]),
+            &store,
+            &[running("a", "i:1", "a.yaml")],
+            &PlanConfig::default(),
+        );
+        assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Update)]);
+        assert_eq!(plan.actions[0].reason, "spec.image: i:1 → i:2");
+    }
+
+    #[test]
+    fn update_without_a_stored_spec_still_happens() {
+        let plan = plan(
+            &desired(vec![want("a", "i:2", "a.yaml")]),
+            &BTreeMap::new(),
+            &[running("a", "i:1", "a.yaml")],
+            &PlanConfig::default(),
+        );
+        assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Update)]);
+        assert!(plan.actions[0].changes.is_empty());
+    }
+
+    #[test]
+    fn drifted_objects_are_repaired() {
+        let mut have = running("a", "i:1", "a.yaml");
+        have.drift = vec!["container a is exited".into()];
+        let plan = plan(&desired(vec![want("a", "i:1", "a.yaml")]), &BTreeMap::new(), &[have], &PlanConfig::default());
+        assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Repair)]);
+        assert_eq!(plan.actions[0].reason, "container a is exited");
+    }
+
+    #[test]
+    fn objects_removed_by_hand_are_repaired() {
+        let store = BTreeMap::from([applied("a", "i:1", "a.yaml")]);
+        let plan = plan(&desired(vec![want("a", "i:1", "a.yaml")]), &store, &[], &PlanConfig::default());
+        assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Repair)]);
+    }
+
+    #[test]
+    fn converged_asset_needs_nothing() {
+        let (n, mut record) = applied("a", "i:1", "a.yaml");
+        record.version = Some(10);
+        let mut have = running("a", "i:1", "a.yaml");
+        have.version = Some(10);
+        let plan = plan(&desired(vec![want("a", "i:1", "a.yaml")]), &BTreeMap::from([(n, record)]), &[have], &PlanConfig::default());
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.unchanged, vec![name("a")]);
+        assert!(!plan.has_changes());
+    }
+
+    #[test]
+    fn undeclared_asset_is_pruned() {
+        let plan = plan(
+            &desired(vec![want("a", "i:1", "a.yaml")]),
+            &BTreeMap::new(),
+            &[running("a", "i:1", "a.yaml"), running("b", "i:1", "b.yaml")],
+            &PlanConfig::default(),
+        );
+        assert_eq!(kinds(&plan), vec![("b".into(), ActionKind::Remove)]);
+        assert!(plan.actions[0].reason.contains("b.yaml"));
+    }
+
+    #[test]
+    fn a_record_without_objects_is_pruned_too() {
+        let store = BTreeMap::from([applied("gone", "i:1", "g.yaml")]);
+        let plan = plan(&desired(vec![]), &store, &[], &PlanConfig::default());
+        // One of one managed assets: guarded only because the directory is
+        // a valid, non-empty one here (files: 1).
+        assert_eq!(kinds(&plan), vec![("gone".into(), ActionKind::Remove)]);
+    }
+
+    #[test]
+    fn assets_of_an_invalid_file_are_held_not_pruned() {
+        let mut d = desired(vec![]);
+        d.invalid_files.insert(
+            "b.yaml".into(),
+            vec![ManifestError {
+                file: "b.yaml".into(),
+                line: 3,
+                column: 1,
+                field: "spec".into(),
+                message: "broken".into(),
+            }],
+        );
+        let plan = plan(&d, &BTreeMap::new(), &[running("b", "i:1", "b.yaml")], &PlanConfig::default());
+        assert_eq!(kinds(&plan), vec![("b".into(), ActionKind::Hold)]);
+        assert!(plan.actions[0].reason.contains("b.yaml:3:1"));
+        assert!(!plan.has_changes());
+    }
+
+    #[test]
+    fn held_names_are_held() {
+        let mut d = desired(vec![]);
+        d.held.insert(name("dup"), "declared twice".into());
+        let plan = plan(&d, &BTreeMap::new(), &[running("dup", "i:1", "x.yaml")], &PlanConfig::default());
+        assert_eq!(kinds(&plan), vec![("dup".into(), ActionKind::Hold)]);
+        assert_eq!(plan.actions[0].reason, "declared twice");
+    }
+
+    #[test]
+    fn a_missing_directory_prunes_nothing_without_confirmation() {
+        let mut d = desired(vec![]);
+        d.dir = DirState::Missing;
+        let have = [running("a", "i:1", "a.yaml")];
+        let held = plan(&d, &BTreeMap::new(), &have, &PlanConfig::default());
+        assert_eq!(kinds(&held), vec![("a".into(), ActionKind::Hold)]);
+        assert!(held.actions[0].reason.contains("--allow-mass-prune"));
+
+        let confirmed = PlanConfig {
+            allow_mass_prune: true,
+            ..Default::default()
+        };
+        let pruned = plan(&d, &BTreeMap::new(), &have, &confirmed);
+        assert_eq!(kinds(&pruned), vec![("a".into(), ActionKind::Remove)]);
+    }
+
+    #[test]
+    fn an_empty_directory_prunes_nothing_without_confirmation() {
+        let mut d = desired(vec![]);
+        d.dir = DirState::Present { files: 0 };
+        let plan = plan(&d, &BTreeMap::new(), &[running("a", "i:1", "a.yaml")], &PlanConfig::default());
+        assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Hold)]);
+    }
+
+    #[test]
+    fn an_unreadable_directory_never_prunes() {
+        let mut d = desired(vec![]);
+        d.dir = DirState::Unreadable("permission denied".into());
+        let confirmed = PlanConfig {
+            allow_mass_prune: true,
+            ..Default::default()
+        };
+        let plan = plan(&d, &BTreeMap::new(), &[running("a", "i:1", "a.yaml")], &confirmed);
+        assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Hold)]);
+    }
+
+    #[test]
+    fn pruning_most_of_a_fleet_at_once_is_held() {
+        let keep: Vec<DesiredAsset> = (0..3).map(|i| want(&format!("k{i}"), "i:1", "k.yaml")).collect();
+        let mut have: Vec<ActualAsset> = (0..3).map(|i| running(&format!("k{i}"), "i:1", "k.yaml")).collect();
+        have.extend((0..7).map(|i| running(&format!("r{i}"), "i:1", "r.yaml")));
+        let plan = plan(&desired(keep), &BTreeMap::new(), &have, &PlanConfig::default());
+        assert_eq!(plan.actions.len(), 7);
+        assert!(plan.actions.iter().all(|a| a.kind == ActionKind::Hold));
+        assert!(plan.actions[0].reason.contains("7 of 10"));
+    }
+
+    #[test]
+    fn pruning_a_few_at_once_is_allowed() {
+        let have: Vec<ActualAsset> = (0..5).map(|i| running(&format!("r{i}"), "i:1", "r.yaml")).collect();
+        let plan = plan(&desired(vec![want("k", "i:1", "k.yaml")]), &BTreeMap::new(), &have, &PlanConfig::default());
+        let removes = plan.actions.iter().filter(|a| a.kind == ActionKind::Remove).count();
+        assert_eq!(removes, 5);
+    }
+
+    #[test]
+    fn a_spec_hash_from_labels_alone_is_enough_to_see_no_change() {
+        // The store was lost: only the labels say what runs.
+        let plan = plan(
+            &desired(vec![want("a", "i:1", "a.yaml")]),
+            &BTreeMap::new(),
+            &[running("a", "i:1", "a.yaml")],
+            &PlanConfig::default(),
+        );
+        assert!(plan.actions.is_empty());
+    }
+
+    #[test]
+    fn stale_hash_of_an_old_record_gives_no_misleading_field_diff() {
+        // The store holds i:0, but i:1 runs (changed by another assetd
+        // instance); the diff must not claim i:0 → i:2.
+        let store = BTreeMap::from([applied("a", "i:0", "a.yaml")]);
+        let plan = plan(
+            &desired(vec![want("a", "i:2", "a.yaml")]),
+            &store,
+            &[running("a", "i:1", "a.yaml")],
+            &PlanConfig::default(),
+        );
+        assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Update)]);
+        assert!(plan.actions[0].changes.is_empty());
+    }
+}

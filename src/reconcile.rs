@@ -1,0 +1,270 @@
+//! One reconcile pass: read desired, list actual, plan, execute, record.
+//!
+//! Every pass recomputes everything from listings (level-triggered), so it
+//! is correct whatever triggered it and however many triggers were lost.
+//! Actions run with bounded concurrency; each result is written to the
+//! store as soon as it is known, and one failing asset never stops the
+//! others: its failure becomes a backoff timer on its own record.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::desired::{self, Desired, LoadOptions};
+use crate::plan::{plan, Action, ActionKind, Plan, PlanConfig};
+use crate::spec::AssetName;
+use crate::store::{now_ms, ActionResult, AppliedRecord, Store};
+use crate::strategy::{ActualAsset, AnyStrategy, DeploymentStrategy, Ownership, StrategyError};
+
+/// Everything a pass needs to know, fixed before the runtime starts.
+#[derive(Clone, Debug)]
+pub struct PassConfig {
+    pub manifests: PathBuf,
+    pub load: LoadOptions,
+    pub plan: PlanConfig,
+    /// How many Docker-writing actions run at once.
+    pub concurrency: usize,
+    /// Skip assets whose backoff has not expired (the daemon); `apply
+    /// --once` retries everything because an operator asked for it.
+    pub respect_backoff: bool,
+}
+
+/// Per-asset retry delay after `attempts` failures in a row: 1 s doubling
+/// to 5 min.
+pub fn backoff(attempts: u32) -> Duration {
+    let exp = attempts.saturating_sub(1).min(16);
+    Duration::from_secs(1u64 << exp).min(Duration::from_secs(300))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// Docker could not be listed: nothing was planned or changed.
+    #[error("cannot list managed objects: {0}")]
+    Engine(#[from] StrategyError),
+}
+
+/// What one pass saw and did.
+#[derive(Debug, Serialize)]
+pub struct PassReport {
+    pub plan: Plan,
+    pub outcomes: Vec<Outcome>,
+    /// Actions left for later because their asset is backing off.
+    pub deferred: Vec<AssetName>,
+    #[serde(skip)]
+    pub desired: Desired,
+    pub duration_ms: u64,
+}
+
+impl PassReport {
+    pub fn failed(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.error.is_some()).count()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub name: AssetName,
+    pub kind: ActionKind,
+    pub reason: String,
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Reads the manifests directory off the async runtime: it is plain
+/// blocking file IO.
+pub async fn load_desired(config: &PassConfig) -> Desired {
+    let dir = config.manifests.clone();
+    let load = config.load.clone();
+    tokio::task::spawn_blocking(move || desired::load_dir(&dir, &load, &|k| std::env::var(k).ok()))
+        .await
+        .expect("loading manifests does not panic")
+}
+
+/// Desired, actual and applied, and the plan between them: no writes.
+pub async fn observe(
+    config: &PassConfig,
+    strategy: &AnyStrategy,
+    store: &dyn Store,
+) -> Result<(Desired, Vec<ActualAsset>, BTreeMap<AssetName, AppliedRecord>, Plan), PassError> {
+    let (desired, actual) = tokio::join!(load_desired(config), strategy.list_managed());
+    let actual = actual?;
+    let applied = with_adopted(store.all(), &actual);
+    let plan = plan(&desired, &applied, &actual, &config.plan);
+    Ok((desired, actual, applied, plan))
+}
+
+/// Records for managed objects the store does not know (a lost or new
+/// store), rebuilt from their labels so nothing is redeployed for it.
+fn with_adopted(
+    mut applied: BTreeMap<AssetName, AppliedRecord>,
+    actual: &[ActualAsset],
+) -> BTreeMap<AssetName, AppliedRecord> {
+    for asset in actual {
+        applied.entry(asset.name.clone()).or_insert_with(|| AppliedRecord {
+            hash: asset.spec_hash.clone(),
+            source: asset.source.clone(),
+            object_ids: asset.object_ids.clone(),
+            version: asset.version,
+            applied_ms: Some(now_ms()),
+            updated_ms: now_ms(),
+            ..Default::default()
+        });
+    }
+    applied
+}
+
+/// Writes the records rebuilt from labels, so a lost store is whole again
+/// after one pass.
+pub fn persist_adopted(store: &dyn Store, applied: &BTreeMap<AssetName, AppliedRecord>) {
+    for (name, record) in applied {
+        if store.get(name).is_none() {
+            tracing::info!(asset = %name, "adopting managed object into the store from its labels");
+            let _ = store.put(name, record);
+        }
+    }
+}
+
+/// One full pass, waiting for every action (`apply --once`).
+pub async fn run_pass(
+    config: &PassConfig,
+    strategy: &AnyStrategy,
+    store: &Arc<dyn Store>,
+) -> Result<PassReport, PassError> {
+    let started = Instant::now();
+    let (desired, _actual, applied, plan) = observe(config, strategy, store.as_ref()).await?;
+    persist_adopted(store.as_ref(), &applied);
+    let now = now_ms();
+    let mut runnable = Vec::new();
+    let mut deferred = Vec::new();
+    for action in &plan.actions {
+        let waiting = applied
+            .get(&action.name)
+            .and_then(|r| r.next_retry_ms)
+            .is_some_and(|at| at > now);
+        if config.respect_backoff && waiting && action.kind != ActionKind::Hold {
+            deferred.push(action.name.clone());
+        } else {
+            runnable.push(action.clone());
+        }
+    }
+
+    let outcomes: Vec<Outcome> = futures_util::stream::iter(runnable)
+        .map(|action| {
+            let record = applied.get(&action.name).cloned().unwrap_or_default();
+            execute(action, record, strategy, store.as_ref())
+        })
+        .buffer_unordered(config.concurrency.max(1))
+        .collect()
+        .await;
+    if let Err(e) = store.flush() {
+        tracing::warn!(error = %e, "could not flush the state store");
+    }
+    Ok(PassReport {
+        plan,
+        outcomes,
+        deferred,
+        desired,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Carries out one action and records its result at once.
+pub async fn execute(
+    action: Action,
+    mut record: AppliedRecord,
+    strategy: &AnyStrategy,
+    store: &dyn Store,
+) -> Outcome {
+    let span = tracing::info_span!("reconcile", asset = %action.name, action = %action.kind, reason = %action.reason);
+    async move {
+        let summary = format!("{}: {}", action.kind, action.reason);
+        let mut outcome = Outcome {
+            name: action.name.clone(),
+            kind: action.kind,
+            reason: action.reason.clone(),
+            error: None,
+            warnings: vec![],
+        };
+        record.updated_ms = now_ms();
+        record.last_action = Some(summary);
+        let result = match (&action.kind, &action.desired) {
+            (ActionKind::Hold, _) => {
+                tracing::warn!("held");
+                record.last_result = Some(ActionResult::Held);
+                record.last_error = Some(action.reason.clone());
+                Ok(())
+            }
+            (ActionKind::Remove, _) => match strategy.remove(&action.name).await {
+                Ok(removed) => {
+                    tracing::info!(?removed, "removed");
+                    if let Err(e) = store.delete(&action.name) {
+                        tracing::warn!(error = %e, "could not delete the record");
+                    }
+                    return outcome;
+                }
+                Err(e) => Err(e),
+            },
+            (_, Some(want)) => {
+                let owner = Ownership {
+                    hash: want.hash.clone(),
+                    source: want.source.clone(),
+                };
+                match strategy.deploy(&want.spec, &owner).await {
+                    Ok(deployed) => {
+                        tracing::info!(objects = ?deployed.object_ids, "deployed");
+                        record.spec = Some(want.spec.clone());
+                        record.hash = Some(want.hash.clone());
+                        record.source = Some(want.source.clone());
+                        record.object_ids = deployed.object_ids;
+                        record.version = deployed.version;
+                        record.applied_ms = Some(now_ms());
+                        record.last_result = Some(ActionResult::Ok);
+                        record.last_error = None;
+                        record.attempts = 0;
+                        record.next_retry_ms = None;
+                        record.warnings = deployed.warnings.clone();
+                        outcome.warnings = deployed.warnings;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (_, None) => unreachable!("the planner attaches the desired spec to every deploy"),
+        };
+        if let Err(e) = result {
+            record.attempts = record.attempts.saturating_add(1);
+            let delay = backoff(record.attempts);
+            record.next_retry_ms = Some(now_ms() + delay.as_millis() as u64);
+            record.last_result = Some(ActionResult::Failed);
+            record.last_error = Some(e.to_string());
+            tracing::error!(error = %e, attempts = record.attempts, retry_in_s = delay.as_secs(), "failed");
+            outcome.error = Some(e.to_string());
+        }
+        if let Err(e) = store.put(&action.name, &record) {
+            tracing::warn!(error = %e, "could not record the result");
+        }
+        outcome
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_five_minutes() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(9), Duration::from_secs(256));
+        assert_eq!(backoff(10), Duration::from_secs(300));
+        assert_eq!(backoff(1000), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,347 @@
+//! The canonical, validated form of one asset: what the strategies deploy,
+//! what the store records and what the spec hash is computed over.
+//!
+//! Manifests come in two spellings and with optional fields; `manifest`
+//! normalises them into a [`DeploySpec`] so that two manifests meaning the
+//! same thing produce the same value, the same JSON and so the same hash.
+//! Every collection here has a fixed order (sorted maps, sorted ports) for
+//! that reason.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A validated asset name: a DNS label (lower-case letters, digits, `-`,
+/// 1..=63 characters, starting with a letter and not ending with `-`), so
+/// that it is a valid container name, service name and DNS name at once.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AssetName(String);
+
+impl AssetName {
+    /// Longest name accepted. Replicas get a `-N` suffix on the local
+    /// engine, which still fits Docker's limits.
+    pub const MAX_LEN: usize = 63;
+
+    pub fn new(name: &str) -> Result<Self, String> {
+        let valid_chars = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if name.is_empty() {
+            Err("name is empty".into())
+        } else if name.len() > Self::MAX_LEN {
+            Err(format!(
+                "name `{name}` is {} characters long; at most {} are allowed",
+                name.len(),
+                Self::MAX_LEN
+            ))
+        } else if !valid_chars {
+            Err(format!(
+                "name `{name}` may contain only lower-case letters, digits and `-`"
+            ))
+        } else if !name.as_bytes()[0].is_ascii_lowercase() {
+            Err(format!("name `{name}` must start with a lower-case letter"))
+        } else if name.ends_with('-') {
+            Err(format!("name `{name}` must not end with `-`"))
+        } else {
+            Ok(Self(name.to_string()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AssetName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        AssetName::new(&value)
+    }
+}
+
+impl From<AssetName> for String {
+    fn from(value: AssetName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for AssetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything the seed's `deploy(...)` takes, normalised.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploySpec {
+    pub name: AssetName,
+    pub image: String,
+    /// `KEY=VALUE`, in manifest order for a list, sorted by key for a map.
+    pub env: Vec<String>,
+    /// The user's labels (`metadata.labels`); ownership labels are added by
+    /// the strategies and are not part of the spec.
+    pub labels: BTreeMap<String, String>,
+    /// argv; `None` keeps the image's default command.
+    pub command: Option<Vec<String>>,
+    /// Sorted by (host port, protocol).
+    pub ports: Vec<PortMapping>,
+    pub networks: Vec<String>,
+    pub constraints: Vec<String>,
+    pub resources: Resources,
+    pub mode: Mode,
+    pub mounts: Vec<Mount>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// One published port: `host` on the node maps to `container` in the asset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub host: u16,
+    pub container: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub limits: ResourceSet,
+    pub reservations: ResourceSet,
+}
+
+impl Resources {
+    pub fn is_empty(&self) -> bool {
+        self.limits.is_empty() && self.reservations.is_empty()
+    }
+}
+
+/// CPUs in billionths of a CPU (Docker's `NanoCPUs`) and memory in bytes,
+/// so the spec holds integers only and hashes exactly.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceSet {
+    pub nano_cpus: Option<i64>,
+    pub memory_bytes: Option<i64>,
+}
+
+impl ResourceSet {
+    pub fn is_empty(&self) -> bool {
+        self.nano_cpus.is_none() && self.memory_bytes.is_none()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Replicated { replicas: u64 },
+    Global,
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode::Replicated { replicas: 1 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Bind,
+    Volume,
+    Tmpfs,
+}
+
+impl MountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountKind::Bind => "bind",
+            MountKind::Volume => "volume",
+            MountKind::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub kind: MountKind,
+    /// Host path (bind) or volume name (volume); `None` for tmpfs and for
+    /// an anonymous volume.
+    pub source: Option<String>,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// sha256 of the canonical JSON of a [`DeploySpec`], hex encoded. It is
+/// stored on every object we create (`io.assetd.spec-hash`), so "does the
+/// running object match the manifest" is a string comparison that needs
+/// neither the store nor a field-by-field look at Docker's defaults.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SpecHash(pub String);
+
+impl fmt::Display for SpecHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl DeploySpec {
+    pub fn hash(&self) -> SpecHash {
+        // Serialising plain structs, sorted maps and strings cannot fail.
+        let canonical = serde_json::to_vec(self).expect("a DeploySpec always serialises");
+        let digest = Sha256::digest(&canonical);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        SpecHash(hex)
+    }
+
+    /// How many containers or tasks this spec asks for on one engine.
+    pub fn local_replicas(&self) -> u64 {
+        match self.mode {
+            Mode::Replicated { replicas } => replicas,
+            Mode::Global => 1,
+        }
+    }
+}
+
+/// One field that differs between two specs, for reasons shown to operators
+/// (`spec.image: a:1 → a:2`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub path: String,
+    pub before: String,
+    pub after: String,
+}
+
+impl fmt::Display for FieldChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} → {}", self.path, self.before, self.after)
+    }
+}
+
+/// The fields that differ from `old` to `new`, in spec order. Nested
+/// objects (resources, mode) are compared leaf by leaf so that the reason
+/// names the one number that changed.
+pub fn diff(old: &DeploySpec, new: &DeploySpec) -> Vec<FieldChange> {
+    let old = serde_json::to_value(old).expect("a DeploySpec always serialises");
+    let new = serde_json::to_value(new).expect("a DeploySpec always serialises");
+    let mut changes = Vec::new();
+    diff_values("spec", &old, &new, &mut changes);
+    changes
+}
+
+fn diff_values(
+    path: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    out: &mut Vec<FieldChange>,
+) {
+    use serde_json::Value;
+    if old == new {
+        return;
+    }
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) if path.starts_with("spec") && !is_label_map(path) => {
+            // Keys of `a` in spec order, then any only `b` has.
+            let keys = a.keys().chain(b.keys().filter(|k| !a.contains_key(*k)));
+            for key in keys {
+                let null = Value::Null;
+                let av = a.get(key).unwrap_or(&null);
+                let bv = b.get(key).unwrap_or(&null);
+                diff_values(&format!("{path}.{key}"), av, bv, out);
+            }
+        }
+        _ => out.push(FieldChange {
+            path: path.to_string(),
+            before: render(old),
+            after: render(new),
+        }),
+    }
+}
+
+fn is_label_map(path: &str) -> bool {
+    path == "spec.labels"
+}
+
+fn render(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "(none)".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> DeploySpec {
+        DeploySpec {
+            name: AssetName::new("cnc-mill-01").unwrap(),
+            image: "img:1".into(),
+            env: vec!["A=1".into()],
+            labels: BTreeMap::new(),
+            command: None,
+            ports: vec![],
+            networks: vec![],
+            constraints: vec![],
+            resources: Resources::default(),
+            mode: Mode::default(),
+            mounts: vec![],
+        }
+    }
+
+    #[test]
+    fn asset_names_follow_dns_label_rules() {
+        assert!(AssetName::new("cnc-mill-01").is_ok());
+        assert!(AssetName::new("").is_err());
+        assert!(AssetName::new("Upper").is_err());
+        assert!(AssetName::new("1abc").is_err());
+        assert!(AssetName::new("abc-").is_err());
+        assert!(AssetName::new("a_b").is_err());
+        assert!(AssetName::new(&"a".repeat(64)).is_err());
+        assert!(AssetName::new(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn equal_specs_hash_equal_and_any_change_changes_the_hash() {
+        let a = sample();
+        let mut b = sample();
+        assert_eq!(a.hash(), b.hash());
+        b.image = "img:2".into();
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(a.hash().0.len(), 64);
+    }
+
+    #[test]
+    fn diff_names_the_changed_leaf() {
+        let a = sample();
+        let mut b = sample();
+        b.image = "img:2".into();
+        b.resources.limits.memory_bytes = Some(1024);
+        b.mode = Mode::Replicated { replicas: 3 };
+        let changes: Vec<String> = diff(&a, &b).iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            changes,
+            vec![
+                "spec.image: img:1 → img:2",
+                "spec.resources.limits.memory_bytes: (none) → 1024",
+                "spec.mode.replicated.replicas: 1 → 3",
+            ]
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! Per-asset status: the phase an operator sees, derived from the last
+//! pass (desired, actual, plan) and the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::desired::Desired;
+use crate::plan::{ActionKind, Plan};
+use crate::spec::AssetName;
+use crate::store::{now_ms, ActionResult, AppliedRecord};
+use crate::strategy::{ActualAsset, ReplicaCounts};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Deployed as declared and running.
+    Running,
+    /// Declared, not (all) running yet: about to be deployed, or tasks
+    /// waiting to start.
+    Pending,
+    /// A deploy or removal is in progress.
+    Updating,
+    /// The last deploy failed; retried with backoff.
+    Failed,
+    /// Left as it runs on purpose (duplicate name, mass-prune guard).
+    Held,
+    /// Left as it runs because its manifest is invalid.
+    Invalid,
+    /// This assetd is not the Swarm leader's; it only watches.
+    Standby,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssetStatus {
+    pub name: AssetName,
+    pub phase: Phase,
+    /// `file:line` of the declaration, when declared.
+    pub source: Option<String>,
+    pub last_action: Option<String>,
+    pub last_error: Option<String>,
+    pub attempts: u32,
+    pub next_retry_ms: Option<u64>,
+    pub replicas: Option<ReplicaCounts>,
+    pub warnings: Vec<String>,
+    /// Unix ms of the last change to the asset's record.
+    pub updated_ms: Option<u64>,
+}
+
+/// What `assetd status` prints.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Who answered: `daemon` or `store` (no daemon running).
+    pub source: String,
+    pub strategy: Option<String>,
+    /// `leader`, `standby` or `local`.
+    pub role: Option<String>,
+    pub ready: bool,
+    pub engine_error: Option<String>,
+    pub last_pass_ms: Option<u64>,
+    pub manifest_errors: Vec<String>,
+    pub assets: Vec<AssetStatus>,
+}
+
+/// The phases after a pass.
+pub fn from_pass(
+    desired: &Desired,
+    actual: &[ActualAsset],
+    applied: &BTreeMap<AssetName, AppliedRecord>,
+    plan: &Plan,
+    in_flight: &BTreeSet<AssetName>,
+    standby: bool,
+) -> Vec<AssetStatus> {
+    let actual: BTreeMap<&AssetName, &ActualAsset> = actual.iter().map(|a| (&a.name, a)).collect();
+    let actions: BTreeMap<&AssetName, _> = plan.actions.iter().map(|a| (&a.name, a)).collect();
+    let names: BTreeSet<&AssetName> = desired
+        .assets
+        .keys()
+        .chain(actual.keys().copied())
+        .chain(applied.keys())
+        .chain(actions.keys().copied())
+        .collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let record = applied.get(name);
+            let have = actual.get(name);
+            let action = actions.get(name);
+            let phase = if standby {
+                Phase::Standby
+            } else if in_flight.contains(name) {
+                Phase::Updating
+            } else if let Some(action) = action.filter(|a| a.kind == ActionKind::Hold) {
+                if action.reason.starts_with("its manifest is invalid") {
+                    Phase::Invalid
+                } else {
+                    Phase::Held
+                }
+            } else if record.and_then(|r| r.last_result) == Some(ActionResult::Failed) {
+                Phase::Failed
+            } else if action.is_some() {
+                Phase::Pending
+            } else if have.is_some_and(|h| h.replicas.running < h.replicas.desired) {
+                Phase::Pending
+            } else {
+                Phase::Running
+            };
+            let source = desired
+                .assets
+                .get(name)
+                .map(|d| format!("{}:{}", d.source, d.pos.line))
+                .or_else(|| record.and_then(|r| r.source.clone()));
+            let last_error = match action {
+                Some(a) if a.kind == ActionKind::Hold => Some(a.reason.clone()),
+                _ => record.and_then(|r| r.last_error.clone()),
+            };
+            AssetStatus {
+                name: name.clone(),
+                phase,
+                source,
+                last_action: record.and_then(|r| r.last_action.clone()),
+                last_error,
+                attempts: record.map(|r| r.attempts).unwrap_or(0),
+                next_retry_ms: record.and_then(|r| r.next_retry_ms),
+                replicas: have.map(|h| h.replicas),
+                warnings: record.map(|r| r.warnings.clone()).unwrap_or_default(),
+                updated_ms: record.map(|r| r.updated_ms),
+            }
+        })
+        .collect()
+}
+
+/// The phases from the store alone, when no daemon answers.
+pub fn from_store(applied: &BTreeMap<AssetName, AppliedRecord>) -> Vec<AssetStatus> {
+    applied
+        .iter()
+        .map(|(name, r)| AssetStatus {
+            name: name.clone(),
+            phase: match r.last_result {
+                Some(ActionResult::Failed) => Phase::Failed,
+                Some(ActionResult::Held) => Phase::Held,
+                _ => Phase::Running,
+            },
+            source: r.source.clone(),
+            last_action: r.last_action.clone(),
+            last_error: r.last_error.clone(),
+            attempts: r.attempts,
+            next_retry_ms: r.next_retry_ms,
+            replicas: None,
+            warnings: r.warnings.clone(),
+            updated_ms: Some(r.updated_ms),
+        })
+        .collect()
+}
+
+fn age(ms: Option<u64>) -> String {
+    let Some(ms) = ms else { return "-".into() };
+    let secs = now_ms().saturating_sub(ms) / 1000;
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=7199 => format!("{}m", secs / 60),
+        7200..=172_799 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// A `kubectl get`-like table.
+pub fn render_table(report: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "source: {}  strategy: {}  role: {}  ready: {}",
+        report.source,
+        report.strategy.as_deref().unwrap_or("-"),
+        report.role.as_deref().unwrap_or("-"),
+        report.ready
+    );
+    if let Some(e) = &report.engine_error {
+        let _ = writeln!(out, "engine: {e}");
+    }
+    for e in &report.manifest_errors {
+        let _ = writeln!(out, "error: {e}");
+    }
+    let rows: Vec<[String; 6]> = report
+        .assets
+        .iter()
+        .map(|a| {
+            let replicas = a
+                .replicas
+                .map(|r| format!("{}/{}", r.running, r.desired))
+                .unwrap_or_else(|| "-".into());
+            let detail = a
+                .last_error
+                .clone()
+                .or_else(|| a.last_action.clone())
+                .unwrap_or_default();
+            [
+                a.name.to_string(),
+                a.phase.to_string(),
+                replicas,
+                age(a.updated_ms),
+                a.source.clone().unwrap_or_else(|| "-".into()),
+                detail,
+            ]
+        })
+        .collect();
+    let header = ["NAME", "PHASE", "READY", "AGE", "SOURCE", "LAST"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()).take(5) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i < 5 {
+                let _ = write!(s, "{cell:<width$}  ", width = widths[i]);
+            } else {
+                s.push_str(cell);
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let _ = writeln!(out, "{}", line(header));
+    for row in &rows {
+        let _ = writeln!(
+            out,
+            "{}",
+            line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]])
+        );
+    }
+    out
+}

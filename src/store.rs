@@ -1,0 +1,290 @@
+//! The last-applied state: per asset, what was deployed, from which file,
+//! with what result, and when to retry after a failure.
+//!
+//! The store is a cache of what the ownership labels already say: losing it
+//! costs the field-level history and the backoff timers, never correctness.
+//! sled types stay inside this module; the rest of assetd sees [`Store`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{AssetName, DeploySpec, SpecHash};
+
+/// What assetd knows of one asset beyond what Docker shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppliedRecord {
+    /// The spec last deployed successfully; `None` when the record was
+    /// rebuilt from labels (the hash is known, the fields are not).
+    pub spec: Option<DeploySpec>,
+    pub hash: Option<SpecHash>,
+    /// Manifest file, relative to the manifests directory.
+    pub source: Option<String>,
+    pub object_ids: Vec<String>,
+    /// Swarm version index after our last write: any other index means the
+    /// service was changed behind our back.
+    pub version: Option<u64>,
+    /// The last action with its reason, e.g. `update: spec.image: a → b`.
+    pub last_action: Option<String>,
+    pub last_result: Option<ActionResult>,
+    pub last_error: Option<String>,
+    pub warnings: Vec<String>,
+    /// Failures in a row; reset by a success. Drives the backoff.
+    pub attempts: u32,
+    /// Unix milliseconds before which a failed asset is not retried.
+    pub next_retry_ms: Option<u64>,
+    /// Unix milliseconds of the last successful deploy.
+    pub applied_ms: Option<u64>,
+    /// Unix milliseconds of the last change to this record.
+    pub updated_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionResult {
+    Ok,
+    Failed,
+    Held,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store at {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("state store: {0}")]
+    Io(String),
+}
+
+/// The storage interface the reconciler uses.
+pub trait Store: Send + Sync {
+    fn all(&self) -> BTreeMap<AssetName, AppliedRecord>;
+    fn get(&self, name: &AssetName) -> Option<AppliedRecord>;
+    fn put(&self, name: &AssetName, record: &AppliedRecord) -> Result<(), StoreError>;
+    fn delete(&self, name: &AssetName) -> Result<(), StoreError>;
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The on-disk store.
+pub struct SledStore {
+    db: sled::Db,
+    applied: sled::Tree,
+}
+
+/// What happened while opening the store, for the log and for status.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    /// Where a store that could not be opened was moved to.
+    pub moved_aside: Option<PathBuf>,
+}
+
+impl SledStore {
+    /// Opens `state_dir/db`. A database that cannot be opened (corrupt,
+    /// truncated, garbage) is moved aside and a fresh one started: its
+    /// contents are rebuilt from the ownership labels on the next pass. A
+    /// database locked by another process is retried for a while, since
+    /// systemd may start us while the previous instance is still exiting.
+    pub fn open(state_dir: &Path) -> Result<(Self, OpenReport), StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|e| StoreError::Open {
+            path: state_dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let path = state_dir.join("db");
+        let mut report = OpenReport::default();
+        let mut delay = Duration::from_millis(50);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Self::open_at(&path) {
+                Ok(store) => return Ok((store, report)),
+                Err(e) if is_lock_error(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(e) if is_lock_error(&e) => {
+                    return Err(StoreError::Open {
+                        path,
+                        message: format!("{e} (is another assetd using this --state-dir?)"),
+                    })
+                }
+                Err(e) if report.moved_aside.is_none() => {
+                    let aside = state_dir.join(format!("db.corrupt-{}", now_ms()));
+                    tracing::warn!(
+                        error = %e,
+                        moved_to = %aside.display(),
+                        "state store cannot be opened; moving it aside and rebuilding from Docker labels"
+                    );
+                    std::fs::rename(&path, &aside).map_err(|e| StoreError::Open {
+                        path: path.clone(),
+                        message: format!("cannot move the broken store aside: {e}"),
+                    })?;
+                    report.moved_aside = Some(aside);
+                }
+                Err(e) => {
+                    return Err(StoreError::Open {
+                        path,
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Opens the store only if that is possible at once (no retry, no
+    /// repair): for read-only commands beside a running daemon.
+    pub fn open_nowait(state_dir: &Path) -> Option<Self> {
+        let path = state_dir.join("db");
+        if !path.exists() {
+            return None;
+        }
+        Self::open_at(&path).ok()
+    }
+
+    fn open_at(path: &Path) -> Result<Self, sled::Error> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(8 * 1024 * 1024)
+            .open()?;
+        let applied = db.open_tree("applied")?;
+        Ok(Self { db, applied })
+    }
+}
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+        || io.to_string().contains("lock"))
+}
+
+impl Store for SledStore {
+    fn all(&self) -> BTreeMap<AssetName, AppliedRecord> {
+        self.applied
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(k, v)| decode(&k, &v))
+            .collect()
+    }
+
+    fn get(&self, name: &AssetName) -> Option<AppliedRecord> {
+        let value = self.applied.get(name.as_str().as_bytes()).ok()??;
+        decode(name.as_str().as_bytes(), &value).map(|(_, r)| r)
+    }
+
+    fn put(&self, name: &AssetName, record: &AppliedRecord) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(record).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.applied
+            .insert(name.as_str().as_bytes(), value)
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(())
+    }
+
+    fn delete(&self, name: &AssetName) -> Result<(), StoreError> {
+        self.applied
+            .remove(name.as_str().as_bytes())
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// A record that does not decode (written by a future version, or
+/// damaged) is skipped: the next pass rebuilds it from the labels.
+fn decode(key: &[u8], value: &[u8]) -> Option<(AssetName, AppliedRecord)> {
+    let name = AssetName::new(std::str::from_utf8(key).ok()?).ok()?;
+    let record = serde_json::from_slice(value).ok()?;
+    Some((name, record))
+}
+
+/// An in-memory store, for `plan` (which must not take the database lock
+/// from a running daemon) and for tests.
+#[derive(Default, Clone)]
+pub struct MemoryStore {
+    records: Arc<Mutex<BTreeMap<AssetName, AppliedRecord>>>,
+}
+
+impl MemoryStore {
+    pub fn with(records: BTreeMap<AssetName, AppliedRecord>) -> Self {
+        Self {
+            records: Arc::new(Mutex::new(records)),
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn all(&self) -> BTreeMap<AssetName, AppliedRecord> {
+        self.records.lock().expect("store lock").clone()
+    }
+    fn get(&self, name: &AssetName) -> Option<AppliedRecord> {
+        self.records.lock().expect("store lock").get(name).cloned()
+    }
+    fn put(&self, name: &AssetName, record: &AppliedRecord) -> Result<(), StoreError> {
+        self.records
+            .lock()
+            .expect("store lock")
+            .insert(name.clone(), record.clone());
+        Ok(())
+    }
+    fn delete(&self, name: &AssetName) -> Result<(), StoreError> {
+        self.records.lock().expect("store lock").remove(name);
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("assetd-store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn records_survive_reopen() {
+        let dir = temp_dir("reopen");
+        let name = AssetName::new("a").unwrap();
+        {
+            let (store, _) = SledStore::open(&dir).unwrap();
+            let record = AppliedRecord {
+                hash: Some(SpecHash("h".into())),
+                attempts: 3,
+                ..Default::default()
+            };
+            store.put(&name, &record).unwrap();
+            store.flush().unwrap();
+        }
+        let (store, report) = SledStore::open(&dir).unwrap();
+        assert!(report.moved_aside.is_none());
+        assert_eq!(store.get(&name).unwrap().attempts, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_garbage_database_is_moved_aside_and_a_fresh_one_opened() {
+        let dir = temp_dir("garbage");
+        std::fs::create_dir_all(dir.join("db")).unwrap();
+        std::fs::write(dir.join("db").join("conf"), b"\xff\xfe garbage \x00\x01").unwrap();
+        std::fs::write(dir.join("db").join("db"), vec![0xAB; 4096]).unwrap();
+        let (store, report) = SledStore::open(&dir).unwrap();
+        let aside = report.moved_aside.expect("the broken store is moved aside");
+        assert!(aside.exists());
+        assert!(store.all().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,385 @@
+//! The local Docker engine strategy: each asset is one container, or
+//! containers `NAME-1..N` for `replicated: N > 1`.
+//!
+//! Updates recreate: a container whose spec-hash label differs from the
+//! desired hash is removed and created anew (Docker cannot change image, env
+//! or mounts of a container in place). Containers that already match are
+//! kept, so a repair of one missing replica leaves the others running.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{
+    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, HostConfig,
+    Mount as DockerMount, MountTmpfsOptions, MountType, NetworkConnectRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::TryStreamExt;
+
+use super::labels::{self, REPLICA, REPLICAS};
+use super::{
+    is_not_found, status_code, ActualAsset, Deployed, DeploymentStrategy, Ownership, Removed,
+    ReplicaCounts, StrategyError,
+};
+use crate::spec::{AssetName, DeploySpec, Mode, MountKind, SpecHash};
+
+#[derive(Clone)]
+pub struct LocalDocker {
+    docker: Docker,
+    instance: String,
+}
+
+impl LocalDocker {
+    pub fn new(docker: Docker, instance: &str) -> Self {
+        Self {
+            docker,
+            instance: instance.to_string(),
+        }
+    }
+
+    /// The container names an asset should have: `NAME` for one replica,
+    /// `NAME-1..N` for more.
+    pub fn container_names(spec: &DeploySpec) -> Vec<String> {
+        match spec.local_replicas() {
+            1 => vec![spec.name.to_string()],
+            n => (1..=n).map(|i| format!("{}-{i}", spec.name)).collect(),
+        }
+    }
+
+    async fn list_asset(&self, name: &AssetName) -> Result<Vec<ContainerSummary>, StrategyError> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&labels::asset_filter(&self.instance, name))
+            .build();
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| StrategyError::docker("list containers of", name.as_str(), e))
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<Removed, StrategyError> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(Removed::Removed),
+            Err(e) if is_not_found(&e) => Ok(Removed::Absent),
+            // Another remover (the engine's own auto-remove, a second
+            // assetd pass) is already at it: the outcome is the same.
+            Err(e) if status_code(&e) == Some(409) && e.to_string().contains("already in progress") => {
+                Ok(Removed::Removed)
+            }
+            Err(e) => Err(StrategyError::docker("remove container", id, e)),
+        }
+    }
+
+    /// Pulls the image only when the engine does not have it: an offline
+    /// engine with a preloaded image must work, and a pull per deploy would
+    /// cost a registry round trip every time.
+    async fn ensure_image(&self, image: &str) -> Result<(), StrategyError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(StrategyError::docker("inspect image", image, e)),
+        }
+        let options = CreateImageOptionsBuilder::default().from_image(image).build();
+        self.docker
+            .create_image(Some(options), None, None)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| StrategyError::docker("pull image", image, e))?;
+        Ok(())
+    }
+
+    async fn create_and_start(
+        &self,
+        spec: &DeploySpec,
+        owner: &Ownership,
+        container_name: &str,
+        replica: u64,
+    ) -> Result<String, StrategyError> {
+        let body = container_body(spec, owner, &self.instance, replica);
+        let options = CreateContainerOptionsBuilder::default().name(container_name).build();
+        let created = match self.docker.create_container(Some(options), body).await {
+            Ok(created) => created,
+            Err(e) if status_code(&e) == Some(409) => {
+                return Err(StrategyError::Foreign {
+                    kind: "container",
+                    name: container_name.to_string(),
+                })
+            }
+            Err(e) => return Err(StrategyError::docker("create container", container_name, e)),
+        };
+        // The first network was given at create time; Docker attaches one
+        // network per create, so the others are connected before start.
+        for network in spec.networks.iter().skip(1) {
+            let request = NetworkConnectRequest {
+                container: created.id.clone(),
+                endpoint_config: Some(EndpointSettings::default()),
+            };
+            if let Err(e) = self.docker.connect_network(network, request).await {
+                let _ = self.remove_container(&created.id).await;
+                return Err(StrategyError::docker("connect network", network.as_str(), e));
+            }
+        }
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
+            // A created-but-not-started container would hold the name and
+            // the ports; remove it so the retry starts clean.
+            let _ = self.remove_container(&created.id).await;
+            return Err(StrategyError::docker("start container", container_name, e));
+        }
+        Ok(created.id)
+    }
+}
+
+impl DeploymentStrategy for LocalDocker {
+    async fn deploy(&self, spec: &DeploySpec, owner: &Ownership) -> Result<Deployed, StrategyError> {
+        let wanted = Self::container_names(spec);
+        if wanted.len() > 1 && !spec.ports.is_empty() {
+            return Err(StrategyError::Refused(format!(
+                "spec.ports: {} replicas cannot share host ports on one engine; use replicas: 1 (or the Swarm strategy, whose ingress shares them)",
+                wanted.len()
+            )));
+        }
+        let mut warnings = Vec::new();
+        if !spec.constraints.is_empty() {
+            warnings.push("spec.constraints are ignored by the local strategy".to_string());
+        }
+        if spec.resources.reservations.nano_cpus.is_some() {
+            warnings.push(
+                "spec.resources.reservations.cpus is ignored by the local strategy".to_string(),
+            );
+        }
+        if spec.mode == Mode::Global {
+            warnings.push("mode global runs one container on the local engine".to_string());
+        }
+
+        let existing = self.list_asset(&spec.name).await?;
+        let mut kept: BTreeMap<String, String> = BTreeMap::new();
+        let mut wrote = false;
+        for container in &existing {
+            let id = container.id.clone().unwrap_or_default();
+            let name = container_name(container);
+            let matches = wanted.contains(&name)
+                && !kept.contains_key(&name)
+                && label(container, labels::SPEC_HASH) == Some(owner.hash.0.as_str());
+            if matches {
+                match container.state {
+                    Some(ContainerSummaryStateEnum::RUNNING) => {
+                        kept.insert(name, id);
+                        continue;
+                    }
+                    // A stopped container of the right spec only needs a
+                    // start; if that fails it is recreated below.
+                    _ => {
+                        if self.docker.start_container(&id, None).await.is_ok() {
+                            wrote = true;
+                            kept.insert(name, id);
+                            continue;
+                        }
+                    }
+                }
+            }
+            self.remove_container(&id).await?;
+            wrote = true;
+        }
+
+        let missing: Vec<(usize, &String)> = wanted
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| !kept.contains_key(*name))
+            .collect();
+        if !missing.is_empty() {
+            self.ensure_image(&spec.image).await?;
+        }
+        for (index, name) in missing {
+            let id = self.create_and_start(spec, owner, name, index as u64 + 1).await?;
+            kept.insert(name.clone(), id);
+            wrote = true;
+        }
+        Ok(Deployed {
+            object_ids: wanted.iter().filter_map(|n| kept.get(n).cloned()).collect(),
+            version: None,
+            warnings,
+            wrote,
+        })
+    }
+
+    async fn remove(&self, name: &AssetName) -> Result<Removed, StrategyError> {
+        let existing = self.list_asset(name).await?;
+        let mut result = Removed::Absent;
+        for container in existing {
+            if let Some(id) = container.id {
+                if self.remove_container(&id).await? == Removed::Removed {
+                    result = Removed::Removed;
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    async fn list_managed(&self) -> Result<Vec<ActualAsset>, StrategyError> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&labels::managed_filter(&self.instance))
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| StrategyError::docker("list containers", "managed", e))?;
+        Ok(group_into_assets(containers, &self.instance))
+    }
+}
+
+/// Folds a container listing into one [`ActualAsset`] per asset label,
+/// noting drift that the containers themselves show.
+fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<ActualAsset> {
+    let mut by_asset: BTreeMap<AssetName, Vec<ContainerSummary>> = BTreeMap::new();
+    for container in containers {
+        let labels = container.labels.clone().unwrap_or_default();
+        if let Some((name, _, _)) = labels::owner_of(&labels, instance) {
+            by_asset.entry(name).or_default().push(container);
+        }
+    }
+    by_asset
+        .into_iter()
+        .map(|(name, mut containers)| {
+            containers.sort_by_key(container_name);
+            let hashes: Vec<Option<&str>> = containers
+                .iter()
+                .map(|c| label(c, labels::SPEC_HASH))
+                .collect();
+            let spec_hash = match hashes.first() {
+                Some(Some(first)) if hashes.iter().all(|h| h == &Some(*first)) => {
+                    Some(SpecHash(first.to_string()))
+                }
+                _ => None,
+            };
+            let source = containers
+                .iter()
+                .find_map(|c| label(c, labels::SOURCE))
+                .map(str::to_string);
+            let desired: u64 = containers
+                .iter()
+                .find_map(|c| label(c, REPLICAS).and_then(|r| r.parse().ok()))
+                .unwrap_or(1);
+            let running = containers
+                .iter()
+                .filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING))
+                .count() as u64;
+
+            let mut drift = Vec::new();
+            if spec_hash.is_none() && !containers.is_empty() {
+                drift.push("containers carry different spec hashes".to_string());
+            }
+            for c in &containers {
+                if c.state != Some(ContainerSummaryStateEnum::RUNNING) {
+                    let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+                    drift.push(format!("container {} is {state}", container_name(c)));
+                }
+            }
+            let count = containers.len() as u64;
+            if count != desired {
+                drift.push(format!("{count} containers, {desired} wanted"));
+            }
+            ActualAsset {
+                name,
+                spec_hash,
+                source,
+                object_ids: containers.iter().filter_map(|c| c.id.clone()).collect(),
+                version: None,
+                drift,
+                replicas: ReplicaCounts {
+                    desired,
+                    running,
+                    pending_secs: None,
+                },
+            }
+        })
+        .collect()
+}
+
+fn container_name(container: &ContainerSummary) -> String {
+    container
+        .names
+        .as_ref()
+        .and_then(|names| names.first())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_default()
+}
+
+fn label<'a>(container: &'a ContainerSummary, key: &str) -> Option<&'a str> {
+    container.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+/// The create body: every seed parameter mapped onto the Engine API.
+fn container_body(
+    spec: &DeploySpec,
+    owner: &Ownership,
+    instance: &str,
+    replica: u64,
+) -> ContainerCreateBody {
+    let mut labels = labels::object_labels(spec, owner, instance);
+    labels.insert(REPLICAS.into(), spec.local_replicas().to_string());
+    labels.insert(REPLICA.into(), replica.to_string());
+
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    let mut exposed = Vec::new();
+    for port in &spec.ports {
+        let key = format!("{}/{}", port.container, port.protocol.as_str());
+        exposed.push(key.clone());
+        port_bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
+            host_ip: None,
+            host_port: Some(port.host.to_string()),
+        });
+    }
+
+    let mounts: Vec<DockerMount> = spec
+        .mounts
+        .iter()
+        .map(|m| DockerMount {
+            target: Some(m.target.clone()),
+            source: m.source.clone(),
+            typ: Some(match m.kind {
+                MountKind::Bind => MountType::BIND,
+                MountKind::Volume => MountType::VOLUME,
+                MountKind::Tmpfs => MountType::TMPFS,
+            }),
+            read_only: Some(m.read_only),
+            tmpfs_options: (m.kind == MountKind::Tmpfs).then(MountTmpfsOptions::default),
+            ..Default::default()
+        })
+        .collect();
+
+    let networking_config = spec.networks.first().map(|first| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(first.clone(), EndpointSettings::default())])),
+    });
+
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        env: Some(spec.env.clone()),
+        cmd: spec.command.clone(),
+        labels: Some(labels),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        host_config: Some(HostConfig {
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            mounts: (!mounts.is_empty()).then_some(mounts),
+            nano_cpus: spec.resources.limits.nano_cpus,
+            memory: spec.resources.limits.memory_bytes,
+            memory_reservation: spec.resources.reservations.memory_bytes,
+            network_mode: spec.networks.first().cloned(),
+            // Containers come back after an engine or host restart even
+            // before assetd is up again; a stop by hand is drift we repair.
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        networking_config,
+        ..Default::default()
+    }
+}

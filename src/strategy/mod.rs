@@ -1,0 +1,202 @@
+//! Deployment strategies: how a [`DeploySpec`] becomes Docker objects.
+//!
+//! One trait, after OpenFactory's `OpenFactoryServiceDeploymentStrategy`
+//! (`deploy(image, name, env, labels, command, ports, networks, constraints,
+//! resources, mode, mounts)` and `remove(name)`), plus the one listing call a
+//! reconcile pass needs. [`LocalDocker`] runs containers on one engine,
+//! [`Swarm`] runs services on a Swarm cluster. [`AnyStrategy`] picks one at
+//! run time (`--strategy auto|local|swarm`).
+
+pub mod labels;
+pub mod local;
+pub mod swarm;
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{AssetName, DeploySpec, SpecHash};
+
+pub use local::LocalDocker;
+pub use swarm::Swarm;
+
+/// What assetd writes on every object it creates besides the spec itself:
+/// enough for a later pass (or a rebuilt store) to know the object is ours,
+/// which spec it runs and which file declared it.
+#[derive(Clone, Debug)]
+pub struct Ownership {
+    pub hash: SpecHash,
+    /// Manifest file, relative to the manifests directory.
+    pub source: String,
+}
+
+/// The result of a successful `deploy`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployed {
+    /// Container IDs (local) or the service ID (Swarm).
+    pub object_ids: Vec<String>,
+    /// Swarm's version index after our write; `None` on the local engine.
+    pub version: Option<u64>,
+    /// Parameters the strategy could not honour (e.g. constraints on a
+    /// local engine), shown in status.
+    pub warnings: Vec<String>,
+    /// Whether Docker was written to at all (false when everything already
+    /// matched, e.g. a repair that found nothing left to do).
+    pub wrote: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Removed {
+    Removed,
+    /// Nothing was there: the desired end state holds already.
+    Absent,
+}
+
+/// One managed asset as Docker reports it, built from a single listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActualAsset {
+    pub name: AssetName,
+    /// `io.assetd.spec-hash` of the objects; `None` when they disagree or
+    /// the label is missing (both count as drift).
+    pub spec_hash: Option<SpecHash>,
+    /// `io.assetd.source` of the objects.
+    pub source: Option<String>,
+    pub object_ids: Vec<String>,
+    /// Swarm's version index of the service.
+    pub version: Option<u64>,
+    /// Drift visible from the objects alone: stopped or missing replicas,
+    /// replicas changed by hand. Empty when the objects look as deployed.
+    pub drift: Vec<String>,
+    /// Desired vs running tasks or containers, for status.
+    pub replicas: ReplicaCounts,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaCounts {
+    pub desired: u64,
+    pub running: u64,
+    /// Seconds the oldest not-yet-running task has been waiting (Swarm).
+    pub pending_secs: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StrategyError {
+    /// A Docker API call failed.
+    #[error("{op} {target}: {message}")]
+    Docker {
+        op: &'static str,
+        target: String,
+        message: String,
+        status: Option<u16>,
+    },
+    /// The spec cannot be deployed by this strategy, whatever Docker says.
+    #[error("{0}")]
+    Refused(String),
+    /// An object with our name exists but is not ours: we never touch it.
+    #[error("{kind} `{name}` exists and is not managed by assetd (no io.assetd.managed label); it is left alone: rename the asset or remove that {kind} by hand")]
+    Foreign { kind: &'static str, name: String },
+}
+
+impl StrategyError {
+    pub fn docker(op: &'static str, target: impl Into<String>, err: bollard::errors::Error) -> Self {
+        let status = status_code(&err);
+        let message = match &err {
+            bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        StrategyError::Docker {
+            op,
+            target: target.into(),
+            message,
+            status,
+        }
+    }
+}
+
+/// The HTTP status of a Docker error response, if it was one.
+pub fn status_code(err: &bollard::errors::Error) -> Option<u16> {
+    match err {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+pub fn is_not_found(err: &bollard::errors::Error) -> bool {
+    status_code(err) == Some(404)
+}
+
+/// The deployment-strategy interface of the seed.
+pub trait DeploymentStrategy: Send + Sync {
+    /// Create the asset, or bring an existing one in line with `spec`
+    /// (update in place on Swarm, recreate changed containers locally).
+    /// Idempotent: calling it on a converged asset writes nothing.
+    fn deploy(
+        &self,
+        spec: &DeploySpec,
+        owner: &Ownership,
+    ) -> impl Future<Output = Result<Deployed, StrategyError>> + Send;
+
+    /// Remove every object of the asset. Absent is success.
+    fn remove(&self, name: &AssetName) -> impl Future<Output = Result<Removed, StrategyError>> + Send;
+
+    /// Every asset with our ownership label, from one listing call (two on
+    /// Swarm: services and their tasks).
+    fn list_managed(&self) -> impl Future<Output = Result<Vec<ActualAsset>, StrategyError>> + Send;
+}
+
+/// Which strategy a pass runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StrategyKind {
+    Local,
+    Swarm,
+}
+
+impl std::fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StrategyKind::Local => "local",
+            StrategyKind::Swarm => "swarm",
+        })
+    }
+}
+
+/// The strategy chosen at start-up. An enum rather than `dyn` because the
+/// trait's methods are `async`.
+#[derive(Clone)]
+pub enum AnyStrategy {
+    Local(LocalDocker),
+    Swarm(Swarm),
+}
+
+impl AnyStrategy {
+    pub fn kind(&self) -> StrategyKind {
+        match self {
+            AnyStrategy::Local(_) => StrategyKind::Local,
+            AnyStrategy::Swarm(_) => StrategyKind::Swarm,
+        }
+    }
+}
+
+impl DeploymentStrategy for AnyStrategy {
+    async fn deploy(&self, spec: &DeploySpec, owner: &Ownership) -> Result<Deployed, StrategyError> {
+        match self {
+            AnyStrategy::Local(s) => s.deploy(spec, owner).await,
+            AnyStrategy::Swarm(s) => s.deploy(spec, owner).await,
+        }
+    }
+
+    async fn remove(&self, name: &AssetName) -> Result<Removed, StrategyError> {
+        match self {
+            AnyStrategy::Local(s) => s.remove(name).await,
+            AnyStrategy::Swarm(s) => s.remove(name).await,
+        }
+    }
+
+    async fn list_managed(&self) -> Result<Vec<ActualAsset>, StrategyError> {
+        match self {
+            AnyStrategy::Local(s) => s.list_managed().await,
+            AnyStrategy::Swarm(s) => s.list_managed().await,
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Shared set-up for tests against the real Docker engine.
+//!
+//! Every test gets its own [`TestEnv`]: a manifests directory, a state
+//! directory and a label (`assetd.test=<prefix>`) put on everything it
+//! creates, so tests run in parallel on one engine and clean up after
+//! themselves, also when they fail (cleanup runs in `Drop`).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use assetd::desired::LoadOptions;
+use assetd::manifest::Policy;
+use assetd::plan::PlanConfig;
+use assetd::reconcile::{self, PassConfig, PassReport};
+use assetd::store::{SledStore, Store};
+use assetd::strategy::{AnyStrategy, LocalDocker, Swarm};
+use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use bollard::query_parameters::{
+    InspectContainerOptions, ListContainersOptionsBuilder, ListServicesOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+
+pub const IMAGE_1: &str = "assetd-test/busybox:1";
+pub const IMAGE_2: &str = "assetd-test/busybox:2";
+/// The label every test object carries, valued with the test's prefix.
+pub const TEST_LABEL: &str = "assetd.test";
+
+/// The engine the tests use: `DOCKER_HOST`, else the one
+/// `scripts/testenv.sh` starts. A missing engine fails the test.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///run/assetd-test/docker.sock".into())
+}
+
+pub async fn docker() -> Docker {
+    let host = docker_host();
+    let docker = Docker::connect_with_host(&host).expect("a Docker client for DOCKER_HOST");
+    docker.ping().await.unwrap_or_else(|e| {
+        panic!("no Docker engine answers at {host} ({e}); run `eval \"$(scripts/testenv.sh)\"` first")
+    });
+    docker
+}
+
+pub struct TestEnv {
+    pub prefix: String,
+    pub root: PathBuf,
+    pub manifests: PathBuf,
+    pub state: PathBuf,
+    pub docker: Docker,
+    pub store: Arc<dyn Store>,
+    pub allow_bind: Vec<PathBuf>,
+}
+
+impl TestEnv {
+    /// `prefix` must be unique among all tests: it names the assets.
+    pub async fn new(prefix: &str) -> Self {
+        let docker = docker().await;
+        let root = std::env::temp_dir().join(format!("assetd-it-{prefix}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let manifests = root.join("manifests");
+        let state = root.join("state");
+        std::fs::create_dir_all(&manifests).unwrap();
+        set_mode(&root, 0o700);
+        set_mode(&manifests, 0o755);
+        let (store, _) = SledStore::open(&state).unwrap();
+        let env = Self {
+            prefix: prefix.to_string(),
+            root,
+            manifests,
+            state,
+            docker,
+            store: Arc::new(store),
+            allow_bind: vec![],
+        };
+        env.cleanup_objects().await;
+        env
+    }
+
+    pub fn name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.prefix)
+    }
+
+    /// Writes a manifest file (relative path) atomically.
+    pub fn write(&self, file: &str, text: &str) {
+        let path = self.manifests.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let tmp = path.with_extension("writing~");
+        std::fs::write(&tmp, text).unwrap();
+        set_mode(&tmp, 0o644);
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.manifests.join(file)).unwrap();
+    }
+
+    /// A minimal asset manifest with this test's label; `spec_extra` is
+    /// YAML lines at the `spec:` level (indented by four spaces).
+    pub fn asset(&self, suffix: &str, image: &str, spec_extra: &str) -> String {
+        format!(
+            "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: {}\n  labels:\n    {TEST_LABEL}: {}\nspec:\n  image: {image}\n{spec_extra}",
+            self.name(suffix),
+            self.prefix
+        )
+    }
+
+    pub fn config(&self) -> PassConfig {
+        PassConfig {
+            manifests: self.manifests.clone(),
+            load: LoadOptions {
+                policy: Policy {
+                    allow_bind: self.allow_bind.clone(),
+                },
+                check_permissions: true,
+            },
+            plan: PlanConfig::default(),
+            concurrency: 4,
+            respect_backoff: false,
+        }
+    }
+
+    pub fn local(&self) -> AnyStrategy {
+        AnyStrategy::Local(LocalDocker::new(self.docker.clone(), &self.prefix))
+    }
+
+    pub fn swarm(&self) -> AnyStrategy {
+        AnyStrategy::Swarm(Swarm::new(self.docker.clone(), &self.prefix))
+    }
+
+    pub async fn apply_with(&self, strategy: &AnyStrategy) -> PassReport {
+        let pass = reconcile::run_pass(&self.config(), strategy, &self.store)
+            .await
+            .expect("a pass lists the engine");
+        for outcome in &pass.outcomes {
+            if let Some(e) = &outcome.error {
+                eprintln!("outcome {} {}: {e}", outcome.kind, outcome.name);
+            }
+        }
+        pass
+    }
+
+    pub async fn apply(&self) -> PassReport {
+        self.apply_with(&self.local()).await
+    }
+
+    /// Containers carrying this test's label, managed or not.
+    pub async fn containers(&self) -> Vec<ContainerSummary> {
+        let filters = HashMap::from([("label", vec![format!("{TEST_LABEL}={}", self.prefix)])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        self.docker.list_containers(Some(options)).await.unwrap()
+    }
+
+    pub async fn inspect(&self, container: &str) -> ContainerInspectResponse {
+        self.docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .unwrap_or_else(|e| panic!("inspect {container}: {e}"))
+    }
+
+    async fn cleanup_objects(&self) {
+        cleanup(&self.docker, &self.prefix).await;
+    }
+}
+
+pub async fn cleanup(docker: &Docker, prefix: &str) {
+    let filters = HashMap::from([("label", vec![format!("{TEST_LABEL}={prefix}")])]);
+    if let Ok(services) = docker
+        .list_services(Some(ListServicesOptionsBuilder::default().filters(&filters).build()))
+        .await
+    {
+        for s in services {
+            if let Some(id) = s.id {
+                let _ = docker.delete_service(&id).await;
+            }
+        }
+    }
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    if let Ok(containers) = docker.list_containers(Some(options)).await {
+        for c in containers {
+            if let Some(id) = c.id {
+                let _ = docker
+                    .remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+                    .await;
+            }
+        }
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let root = self.root.clone();
+        // Drop cannot await; a fresh runtime on its own thread does the
+        // cleanup whether the test passed or panicked.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                if let Ok(docker) = Docker::connect_with_host(&docker_host()) {
+                    cleanup(&docker, &prefix).await;
+                }
+            });
+            let _ = std::fs::remove_dir_all(root);
+        })
+        .join();
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` saying
+/// what was awaited.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,476 @@
+//! The local strategy against the real engine: every seed parameter, each
+//! observed with `docker inspect`, and the reconcile cases of the core.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use assetd::plan::ActionKind;
+use assetd::spec::AssetName;
+use assetd::strategy::{DeploymentStrategy, Removed};
+use bollard::models::{ContainerCreateBody, MountType, NetworkCreateRequest};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, ListNetworksOptionsBuilder};
+use common::{TestEnv, IMAGE_1, IMAGE_2, TEST_LABEL};
+
+fn kinds(pass: &assetd::reconcile::PassReport) -> Vec<ActionKind> {
+    pass.outcomes.iter().map(|o| o.kind).collect()
+}
+
+fn assert_no_failures(pass: &assetd::reconcile::PassReport) {
+    let failures: Vec<String> = pass
+        .outcomes
+        .iter()
+        .filter_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.name)))
+        .collect();
+    assert!(failures.is_empty(), "failures: {failures:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_name_and_ownership_labels_are_set() {
+    let env = TestEnv::new("lc-image").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Create]);
+
+    let c = env.inspect(&env.name("a")).await;
+    let config = c.config.unwrap();
+    assert_eq!(config.image.as_deref(), Some(IMAGE_1));
+    assert_eq!(c.name.as_deref(), Some(format!("/{}", env.name("a")).as_str()));
+    assert!(c.state.unwrap().running.unwrap());
+    let labels = config.labels.unwrap();
+    assert_eq!(labels["io.assetd.managed"], "true");
+    assert_eq!(labels["io.assetd.asset"], env.name("a"));
+    assert_eq!(labels["io.assetd.source"], "a.yaml");
+    assert_eq!(labels["io.assetd.spec-hash"].len(), 64);
+    assert_eq!(labels[TEST_LABEL], env.prefix);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn env_list_and_map_reach_the_container() {
+    let env = TestEnv::new("lc-env").await;
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  env: [ \"MTC_AGENT_UUID=CNC-MILL-01\", \"EMPTY=\" ]\n"),
+    );
+    env.write("b.yaml", &env.asset("b", IMAGE_1, "  env:\n    ZONE: cell-3\n    PORT: 5000\n"));
+    assert_no_failures(&env.apply().await);
+    let a = env.inspect(&env.name("a")).await.config.unwrap().env.unwrap();
+    assert!(a.contains(&"MTC_AGENT_UUID=CNC-MILL-01".to_string()), "{a:?}");
+    assert!(a.contains(&"EMPTY=".to_string()), "{a:?}");
+    let b = env.inspect(&env.name("b")).await.config.unwrap().env.unwrap();
+    assert!(b.contains(&"ZONE=cell-3".to_string()), "{b:?}");
+    assert!(b.contains(&"PORT=5000".to_string()), "{b:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_labels_are_set_beside_ours() {
+    let env = TestEnv::new("lc-labels").await;
+    let text = format!(
+        "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: {}\n  labels:\n    {TEST_LABEL}: {}\n    zone: cell-3\n    traefik.http.routers.x.rule: \"Host(`x`)\"\nspec:\n  image: {IMAGE_1}\n",
+        env.name("a"),
+        env.prefix
+    );
+    env.write("a.yaml", &text);
+    assert_no_failures(&env.apply().await);
+    let labels = env.inspect(&env.name("a")).await.config.unwrap().labels.unwrap();
+    assert_eq!(labels["zone"], "cell-3");
+    assert_eq!(labels["traefik.http.routers.x.rule"], "Host(`x`)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn command_is_split_like_a_shell_and_not_run_by_one() {
+    let env = TestEnv::new("lc-cmd").await;
+    let text = env.asset(
+        "a",
+        IMAGE_1,
+        "  command: \"sh -c 'echo \\\"hi there\\\" > /tmp/x; sleep 3600'\"\n",
+    );
+    env.write("a.yaml", &text);
+    env.write(
+        "b.yaml",
+        &env.asset("b", IMAGE_1, "  command: [sleep, \"3600\"]\n"),
+    );
+    assert_no_failures(&env.apply().await);
+    let a = env.inspect(&env.name("a")).await.config.unwrap().cmd.unwrap();
+    assert_eq!(a, vec!["sh", "-c", "echo \"hi there\" > /tmp/x; sleep 3600"]);
+    let b = env.inspect(&env.name("b")).await.config.unwrap().cmd.unwrap();
+    assert_eq!(b, vec!["sleep", "3600"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn published_port_answers_on_the_host() {
+    let env = TestEnv::new("lc-ports").await;
+    let text = env.asset(
+        "web",
+        IMAGE_1,
+        "  command: httpd -f -p 80 -h /etc\n  ports: { 18311: 80, \"18312/udp\": 5000 }\n",
+    );
+    env.write("a.yaml", &text);
+    assert_no_failures(&env.apply().await);
+    let c = env.inspect(&env.name("web")).await;
+    let bindings = c.host_config.unwrap().port_bindings.unwrap();
+    let tcp = bindings["80/tcp"].as_ref().unwrap();
+    assert_eq!(tcp[0].host_port.as_deref(), Some("18311"));
+    let udp = bindings["5000/udp"].as_ref().unwrap();
+    assert_eq!(udp[0].host_port.as_deref(), Some("18312"));
+
+    // The port really serves: busybox httpd answers a GET through it.
+    let body = common::eventually("httpd on 127.0.0.1:18311", Duration::from_secs(10), || async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect("127.0.0.1:18311").await.ok()?;
+        s.write_all(b"GET /assetd-test-version HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        out.contains("200").then_some(out)
+    })
+    .await;
+    assert!(body.trim_end().ends_with('1'), "served the :1 image's file: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_network_is_attached() {
+    let env = TestEnv::new("lc-nets").await;
+    let nets = [env.name("front"), env.name("back")];
+    for net in &nets {
+        env.docker
+            .create_network(NetworkCreateRequest {
+                name: net.clone(),
+                labels: Some(HashMap::from([(TEST_LABEL.to_string(), env.prefix.clone())])),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, &format!("  networks: [ {}, {} ]\n", nets[0], nets[1])),
+    );
+    let pass = env.apply().await;
+    let c = env.inspect(&env.name("a")).await;
+    let attached = c.network_settings.unwrap().networks.unwrap();
+    remove_networks(&env).await;
+    assert_no_failures(&pass);
+    assert!(attached.contains_key(&nets[0]), "{:?}", attached.keys());
+    assert!(attached.contains_key(&nets[1]), "{:?}", attached.keys());
+    assert_eq!(attached.len(), 2);
+}
+
+async fn remove_networks(env: &TestEnv) {
+    // The container must go first: a network in use cannot be removed.
+    common::cleanup(&env.docker, &env.prefix).await;
+    let filters = HashMap::from([("label", vec![format!("{TEST_LABEL}={}", env.prefix)])]);
+    let networks = env
+        .docker
+        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+        .await
+        .unwrap();
+    for n in networks {
+        let _ = env.docker.remove_network(&n.id.unwrap()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_network_is_a_clear_failure_and_others_converge() {
+    let env = TestEnv::new("lc-nonet").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  networks: [ no-such-net-lc ]\n"));
+    env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
+    let pass = env.apply().await;
+    let failed: Vec<_> = pass.outcomes.iter().filter(|o| o.error.is_some()).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].name.as_str(), env.name("a"));
+    assert!(failed[0].error.as_ref().unwrap().contains("no-such-net-lc"));
+    assert!(env.inspect(&env.name("b")).await.state.unwrap().running.unwrap());
+    let record = env.store.get(&AssetName::new(&env.name("a")).unwrap()).unwrap();
+    assert_eq!(record.attempts, 1);
+    assert!(record.next_retry_ms.is_some());
+    assert!(record.last_error.unwrap().contains("no-such-net-lc"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn constraints_are_ignored_with_a_warning() {
+    let env = TestEnv::new("lc-constr").await;
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  constraints: [ \"node.labels.zone == cell-3\", \"node.role != manager\" ]\n"),
+    );
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert!(pass.outcomes[0].warnings.iter().any(|w| w.contains("constraints")));
+    assert!(env.inspect(&env.name("a")).await.state.unwrap().running.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resource_limits_and_reservations_are_set() {
+    let env = TestEnv::new("lc-res").await;
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            "  resources:\n    limits: { cpus: 0.5, memory: 64Mi }\n    reservations: { memory: 16Mi }\n",
+        ),
+    );
+    env.write(
+        "b.yaml",
+        &env.asset(
+            "b",
+            IMAGE_1,
+            "  resources:\n    Limits: { NanoCPUs: 250000000, MemoryBytes: 33554432 }\n",
+        ),
+    );
+    assert_no_failures(&env.apply().await);
+    let a = env.inspect(&env.name("a")).await.host_config.unwrap();
+    assert_eq!(a.nano_cpus, Some(500_000_000));
+    assert_eq!(a.memory, Some(64 * 1024 * 1024));
+    assert_eq!(a.memory_reservation, Some(16 * 1024 * 1024));
+    let b = env.inspect(&env.name("b")).await.host_config.unwrap();
+    assert_eq!(b.nano_cpus, Some(250_000_000));
+    assert_eq!(b.memory, Some(32 * 1024 * 1024));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_scale_up_to_three_and_back_to_one() {
+    let env = TestEnv::new("lc-repl").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  mode: { replicated: { replicas: 3 } }\n"));
+    assert_no_failures(&env.apply().await);
+    let mut names: Vec<String> = env
+        .containers()
+        .await
+        .iter()
+        .map(|c| c.names.as_ref().unwrap()[0].trim_start_matches('/').to_string())
+        .collect();
+    names.sort();
+    let base = env.name("a");
+    assert_eq!(names, vec![format!("{base}-1"), format!("{base}-2"), format!("{base}-3")]);
+
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  mode: { Replicated: { Replicas: 1 } }\n"));
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Update]);
+    let containers = env.containers().await;
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0].names.as_ref().unwrap()[0], format!("/{base}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn global_mode_runs_one_container() {
+    let env = TestEnv::new("lc-global").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  mode: { global: {} }\n"));
+    assert_no_failures(&env.apply().await);
+    assert_eq!(env.containers().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bind_volume_and_tmpfs_mounts_are_set() {
+    let mut env = TestEnv::new("lc-mounts").await;
+    let host_dir = env.root.join("cfg");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("agent.cfg"), "x").unwrap();
+    env.allow_bind = vec![env.root.clone()];
+    let volume = env.name("data");
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            &format!(
+                "  mounts:\n    - {{ type: bind, source: {}, target: /etc/cfg, readOnly: true }}\n    - {{ type: volume, source: {volume}, target: /data }}\n    - {{ Type: tmpfs, Target: /scratch }}\n",
+                host_dir.display()
+            ),
+        ),
+    );
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    let c = env.inspect(&env.name("a")).await;
+    let mounts = c.host_config.unwrap().mounts.unwrap();
+    let by_target: HashMap<String, _> = mounts
+        .into_iter()
+        .map(|m| (m.target.clone().unwrap(), m))
+        .collect();
+    let bind = &by_target["/etc/cfg"];
+    assert_eq!(bind.typ, Some(MountType::BIND));
+    assert_eq!(bind.source.as_deref(), Some(host_dir.to_str().unwrap()));
+    assert_eq!(bind.read_only, Some(true));
+    let vol = &by_target["/data"];
+    assert_eq!(vol.typ, Some(MountType::VOLUME));
+    assert_eq!(vol.source.as_deref(), Some(volume.as_str()));
+    assert_eq!(by_target["/scratch"].typ, Some(MountType::TMPFS));
+    common::cleanup(&env.docker, &env.prefix).await;
+    let _ = env.docker.remove_volume(&volume, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_change_leaves_exactly_one_container_with_the_new_image() {
+    let env = TestEnv::new("lc-upd-img").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    assert_no_failures(&env.apply().await);
+    env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Update]);
+    assert_eq!(pass.outcomes[0].reason, format!("spec.image: {IMAGE_1} → {IMAGE_2}"));
+    let containers = env.containers().await;
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0].image.as_deref(), Some(IMAGE_2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn env_change_leaves_exactly_one_container_with_the_new_env() {
+    let env = TestEnv::new("lc-upd-env").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  env: [ A=1 ]\n"));
+    assert_no_failures(&env.apply().await);
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  env: [ A=2 ]\n"));
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Update]);
+    let containers = env.containers().await;
+    assert_eq!(containers.len(), 1);
+    let e = env.inspect(containers[0].id.as_ref().unwrap()).await.config.unwrap().env.unwrap();
+    assert!(e.contains(&"A=2".to_string()), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_manifest_removes_only_its_own_container() {
+    let env = TestEnv::new("lc-prune").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    env.write("keep.yaml", &env.asset("keep", IMAGE_1, ""));
+    assert_no_failures(&env.apply().await);
+    // An unmanaged container whose name looks like ours.
+    let lookalike = format!("{}-1", env.name("a"));
+    let body = ContainerCreateBody {
+        image: Some(IMAGE_1.into()),
+        cmd: Some(vec!["sleep".into(), "3600".into()]),
+        labels: Some(HashMap::from([
+            (TEST_LABEL.to_string(), env.prefix.clone()),
+            ("io.assetd.asset".to_string(), env.name("a")),
+        ])),
+        ..Default::default()
+    };
+    env.docker
+        .create_container(Some(CreateContainerOptionsBuilder::default().name(&lookalike).build()), body)
+        .await
+        .unwrap();
+
+    env.remove("a.yaml");
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Remove]);
+    let mut left: Vec<String> = env
+        .containers()
+        .await
+        .iter()
+        .map(|c| c.names.as_ref().unwrap()[0].trim_start_matches('/').to_string())
+        .collect();
+    left.sort();
+    let mut expected = vec![lookalike, env.name("keep")];
+    expected.sort();
+    assert_eq!(left, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_file_keeps_the_last_valid_deployment_running() {
+    let env = TestEnv::new("lc-invalid").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    assert_no_failures(&env.apply().await);
+    let before = env.containers().await[0].id.clone();
+
+    env.write("a.yaml", &env.asset("a", IMAGE_2, "  bogus: 1\n"));
+    let pass = env.apply().await;
+    let errors = pass.desired.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].file, "a.yaml");
+    assert_eq!(errors[0].line, 9);
+    assert!(errors[0].to_string().contains("bogus"), "{}", errors[0]);
+    assert_eq!(kinds(&pass), vec![ActionKind::Hold]);
+    let after = env.containers().await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, before);
+    assert_eq!(after[0].image.as_deref(), Some(IMAGE_1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn comment_and_key_order_changes_write_nothing() {
+    let env = TestEnv::new("lc-noop").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  env: [ A=1 ]\n  ports: { 18321: 80 }\n"));
+    assert_no_failures(&env.apply().await);
+    let before = env.inspect(&env.name("a")).await;
+
+    let reordered = format!(
+        "# a comment\nkind: Asset   # trailing\napiVersion: assetd/v1\nspec:\n  ports: {{ 18321: 80 }}\n  env: [ A=1 ]\n  image: {IMAGE_1}\nmetadata:\n  labels:\n    {TEST_LABEL}: {}\n  name: {}\n",
+        env.prefix,
+        env.name("a")
+    );
+    env.write("a.yaml", &reordered);
+    let pass = env.apply().await;
+    assert!(pass.outcomes.is_empty(), "{:?}", pass.outcomes);
+    let after = env.inspect(&env.name("a")).await;
+    assert_eq!(after.id, before.id);
+    assert_eq!(after.created, before.created);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_removed_by_hand_is_repaired() {
+    let env = TestEnv::new("lc-repair").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    assert_no_failures(&env.apply().await);
+    common::cleanup(&env.docker, &env.prefix).await;
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Repair]);
+    assert!(env.inspect(&env.name("a")).await.state.unwrap().running.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_container_is_started_again() {
+    let env = TestEnv::new("lc-stopped").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    assert_no_failures(&env.apply().await);
+    let id = env.containers().await[0].id.clone().unwrap();
+    env.docker
+        .stop_container(&id, Some(bollard::query_parameters::StopContainerOptionsBuilder::default().t(0).build()))
+        .await
+        .unwrap();
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Repair]);
+    assert!(pass.outcomes[0].reason.contains("exited"), "{}", pass.outcomes[0].reason);
+    let c = env.inspect(&id).await;
+    assert!(c.state.unwrap().running.unwrap(), "the same container runs again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_container_with_our_name_is_never_touched() {
+    let env = TestEnv::new("lc-foreign").await;
+    let name = env.name("a");
+    let body = ContainerCreateBody {
+        image: Some(IMAGE_1.into()),
+        cmd: Some(vec!["sleep".into(), "3600".into()]),
+        labels: Some(HashMap::from([(TEST_LABEL.to_string(), env.prefix.clone())])),
+        ..Default::default()
+    };
+    let foreign = env
+        .docker
+        .create_container(Some(CreateContainerOptionsBuilder::default().name(&name).build()), body)
+        .await
+        .unwrap();
+    env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
+    let pass = env.apply().await;
+    assert!(pass.outcomes[0].error.as_ref().unwrap().contains("not managed by assetd"));
+    let c = env.inspect(&name).await;
+    assert_eq!(c.id.as_deref(), Some(foreign.id.as_str()));
+    assert_eq!(c.config.unwrap().image.as_deref(), Some(IMAGE_1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_an_absent_asset_is_success() {
+    let env = TestEnv::new("lc-absent").await;
+    let removed = match env.local() {
+        assetd::strategy::AnyStrategy::Local(local) => {
+            local.remove(&AssetName::new(&env.name("nothing")).unwrap()).await.unwrap()
+        }
+        _ => unreachable!(),
+    };
+    assert_eq!(removed, Removed::Absent);
+}
