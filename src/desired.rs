@@ -56,7 +56,9 @@ pub struct DesiredAsset {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DirState {
     /// Read; `files` manifest files were found (valid or not).
-    Present { files: usize },
+    Present {
+        files: usize,
+    },
     Missing,
     Unreadable(String),
     /// Unsafe permissions on the directory itself; the reason says how to
@@ -70,11 +72,12 @@ pub struct Desired {
     pub dir: DirState,
     /// Assets to converge to: valid, uniquely named, without conflicts.
     pub assets: BTreeMap<AssetName, DesiredAsset>,
-    /// Files that failed to read, parse or validate (relative path → its
-    /// errors). A key ending in `/` is a directory that could not be read
-    /// or was refused; it covers every file below it (see
-    /// [`Desired::invalid_source`]). Assets such files last declared are
-    /// held by the planner, which finds them via their recorded source.
+    /// Files that failed to read, parse or validate, or sit below a
+    /// directory with unsafe permissions (relative path → its errors).
+    /// Assets such files last declared are held by the planner, which
+    /// finds them via their recorded source. A key ending in `/` is a
+    /// directory that could not be listed at all; it covers every file
+    /// below it (see [`Desired::invalid_source`]).
     pub invalid_files: BTreeMap<String, Vec<ManifestError>>,
     /// Names that must be held although no file is invalid as a whole:
     /// declared more than once, or publishing a host port another asset
@@ -133,18 +136,29 @@ impl Desired {
     }
 }
 
+/// Where `${VAR}` values come from (the daemon passes `std::env::var`).
+pub type Env = dyn Fn(&str) -> Option<String> + Sync;
+
 /// Reads the manifests directory `dir`. Sources are relative to it.
-pub fn load_dir(dir: &Path, opts: &LoadOptions, env: &dyn Fn(&str) -> Option<String>) -> Desired {
+///
+/// `env` answers `${VAR}` references; it is called from several threads
+/// when there are many files.
+pub fn load_dir(dir: &Path, opts: &LoadOptions, env: &Env) -> Desired {
     let mut loader = Loader::new(opts, env);
     let meta = match fs::metadata(dir) {
         Ok(meta) => meta,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return loader.finish(DirState::Missing),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return loader.finish(DirState::Missing)
+        }
         Err(err) => {
             return loader.finish(DirState::Unreadable(format!("{}: {err}", dir.display())));
         }
     };
     if !meta.is_dir() {
-        return loader.finish(DirState::Unreadable(format!("{} is not a directory", dir.display())));
+        return loader.finish(DirState::Unreadable(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
     }
     if opts.check_permissions {
         if let Some(why) = insecure(&meta) {
@@ -155,7 +169,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions, env: &dyn Fn(&str) -> Option<Str
             )));
         }
     }
-    if let Err(err) = loader.walk(dir, "", 0) {
+    if let Err(err) = loader.walk(dir, "", 0, None) {
         return loader.finish(DirState::Unreadable(format!("{}: {err}", dir.display())));
     }
     let files = loader.files;
@@ -165,7 +179,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions, env: &dyn Fn(&str) -> Option<Str
 /// Reads the given files and directories (`assetd validate PATH...`).
 /// Files are read whatever their name; directories as by [`load_dir`].
 /// Sources are the paths as given (`manifests/cell3.yaml`).
-pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions, env: &dyn Fn(&str) -> Option<String>) -> Desired {
+pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions, env: &Env) -> Desired {
     let mut loader = Loader::new(opts, env);
     for path in paths {
         let shown = path.display().to_string();
@@ -175,11 +189,14 @@ pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions, env: &dyn Fn(&str) -> O
                 let prefix = format!("{}/", shown.trim_end_matches('/'));
                 if opts.check_permissions {
                     if let Some(why) = insecure(&meta) {
-                        loader.invalid(&prefix, format!("directory {why}; {}", fix_hint(&meta, &shown)));
+                        loader.invalid(
+                            &prefix,
+                            format!("directory {why}; {}", fix_hint(&meta, &shown)),
+                        );
                         continue;
                     }
                 }
-                if let Err(err) = loader.walk(path, &prefix, 0) {
+                if let Err(err) = loader.walk(path, &prefix, 0, None) {
                     loader.invalid(&prefix, format!("cannot read directory: {err}"));
                 }
             }
@@ -194,23 +211,27 @@ pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions, env: &dyn Fn(&str) -> O
 /// read (and reported).
 const MAX_DIR_DEPTH: usize = 32;
 
+/// Below this many files, parsing on one thread is faster than starting
+/// more.
+const PARALLEL_THRESHOLD: usize = 256;
+
 struct Loader<'a> {
     opts: &'a LoadOptions,
-    env: &'a dyn Fn(&str) -> Option<String>,
+    env: &'a Env,
     /// Manifest files found, valid or not.
     files: usize,
-    /// Every declaration of every valid file, with its source.
-    parsed: Vec<(String, ParsedAsset)>,
+    /// Files found by the walk, to be read and parsed: (path, source).
+    pending: Vec<(PathBuf, String)>,
     invalid_files: BTreeMap<String, Vec<ManifestError>>,
 }
 
 impl<'a> Loader<'a> {
-    fn new(opts: &'a LoadOptions, env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+    fn new(opts: &'a LoadOptions, env: &'a Env) -> Self {
         Loader {
             opts,
             env,
             files: 0,
-            parsed: Vec::new(),
+            pending: Vec::new(),
             invalid_files: BTreeMap::new(),
         }
     }
@@ -224,7 +245,15 @@ impl<'a> Loader<'a> {
 
     /// Reads `dir` (shown as `prefix`, which is empty or ends in `/`) and
     /// below, in name order. Fails only if `dir` itself cannot be listed.
-    fn walk(&mut self, dir: &Path, prefix: &str, depth: usize) -> io::Result<()> {
+    /// With `distrust`, every manifest file found is invalid for that
+    /// reason instead of being read (it is below an unsafe directory).
+    fn walk(
+        &mut self,
+        dir: &Path,
+        prefix: &str,
+        depth: usize,
+        distrust: Option<&str>,
+    ) -> io::Result<()> {
         let mut entries: Vec<(String, PathBuf, fs::FileType)> = Vec::new();
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
@@ -234,8 +263,12 @@ impl<'a> Loader<'a> {
                 // `.yaml`, which is worth a word.
                 let lossy = name.to_string_lossy();
                 if is_manifest_name(&lossy) {
+                    self.files += 1;
                     let source = format!("{prefix}{lossy}");
-                    self.invalid(&source, "file name is not valid UTF-8; rename it".to_string());
+                    self.invalid(
+                        &source,
+                        "file name is not valid UTF-8; rename it".to_string(),
+                    );
                 }
                 continue;
             };
@@ -248,9 +281,12 @@ impl<'a> Loader<'a> {
         for (name, path, file_type) in entries {
             let source = format!("{prefix}{name}");
             if file_type.is_dir() {
-                self.subdir(&path, &source, depth + 1);
+                self.subdir(&path, &source, depth + 1, distrust);
             } else if !is_manifest_name(&name) {
                 continue;
+            } else if let Some(why) = distrust {
+                self.files += 1;
+                self.invalid(&source, why.to_string());
             } else if file_type.is_symlink() {
                 // Follow links to files (git-sync / ConfigMap layout), not
                 // to directories: a link back up would loop.
@@ -271,19 +307,28 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    fn subdir(&mut self, path: &Path, source: &str, depth: usize) {
+    /// A directory below the manifests directory. If it is unsafe, the
+    /// files below it are still listed, so that each is reported (and
+    /// its assets held) by name, but none is read.
+    fn subdir(&mut self, path: &Path, source: &str, depth: usize, distrust: Option<&str>) {
         let key = format!("{source}/");
         if depth > MAX_DIR_DEPTH {
-            self.invalid(&key, format!("directories nested more than {MAX_DIR_DEPTH} deep are not read"));
+            self.invalid(
+                &key,
+                format!("directories nested more than {MAX_DIR_DEPTH} deep are not read"),
+            );
             return;
         }
-        if self.opts.check_permissions {
+        let mut unsafe_here = None;
+        if self.opts.check_permissions && distrust.is_none() {
             match fs::symlink_metadata(path) {
                 Ok(meta) => {
                     if let Some(why) = insecure(&meta) {
                         let shown = path.display().to_string();
-                        self.invalid(&key, format!("directory {why}; {}", fix_hint(&meta, &shown)));
-                        return;
+                        unsafe_here = Some(format!(
+                            "directory {key} {why}; {}",
+                            fix_hint(&meta, &shown)
+                        ));
                     }
                 }
                 Err(err) => {
@@ -292,68 +337,84 @@ impl<'a> Loader<'a> {
                 }
             }
         }
-        if let Err(err) = self.walk(path, &key, depth) {
+        let distrust = unsafe_here.as_deref().or(distrust);
+        if let Err(err) = self.walk(path, &key, depth, distrust) {
             self.invalid(&key, format!("cannot read directory: {err}"));
         }
     }
 
-    /// Reads, checks and parses one manifest file.
+    /// Queues one manifest file to be read and parsed by [`Self::finish`].
     fn load_file(&mut self, path: &Path, source: &str) {
         self.files += 1;
-        match self.read(path) {
-            Ok(bytes) => match manifest::parse_bytes(source, &bytes, self.env, &self.opts.policy) {
-                Ok(assets) => self.parsed.extend(assets.into_iter().map(|a| (source.to_string(), a))),
-                Err(errors) => {
-                    self.invalid_files.entry(source.to_string()).or_default().extend(errors);
-                }
-            },
-            Err(message) => self.invalid(source, message),
-        }
+        self.pending.push((path.to_path_buf(), source.to_string()));
     }
 
-    fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
-        let file = File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-        // Check what was opened, not what the name pointed to a moment ago.
-        let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-        if !meta.is_file() {
-            return Err("is not a regular file".to_string());
-        }
-        if self.opts.check_permissions {
-            if let Some(why) = insecure(&meta) {
-                return Err(format!("file {why}; {}", fix_hint(&meta, &path.display().to_string())));
+    /// Reads and parses every queued file, on several threads when there
+    /// are many; the result does not depend on how the work was split.
+    fn parse_pending(&mut self) -> Vec<(String, ParsedAsset)> {
+        let pending = std::mem::take(&mut self.pending);
+        let (opts, env) = (self.opts, self.env);
+        let parse_all =
+            |files: &[(PathBuf, String)]| -> Vec<Result<Vec<ParsedAsset>, Vec<ManifestError>>> {
+                files
+                    .iter()
+                    .map(|(path, source)| parse_one(path, source, opts, env))
+                    .collect()
+            };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        let results = if threads < 2 || pending.len() < PARALLEL_THRESHOLD {
+            parse_all(&pending)
+        } else {
+            let chunk = pending.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let parse_all = &parse_all;
+                let parts: Vec<_> = pending
+                    .chunks(chunk)
+                    .map(|part| {
+                        // If no thread can be started, parse right here.
+                        std::thread::Builder::new()
+                            .name("assetd-manifests".into())
+                            .spawn_scoped(scope, move || parse_all(part))
+                            .map_err(|_| part)
+                    })
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|part| match part {
+                        Ok(handle) => handle.join().expect("parsing a manifest does not panic"),
+                        Err(part) => parse_all(part),
+                    })
+                    .collect()
+            })
+        };
+        let mut parsed = Vec::new();
+        for ((_, source), result) in pending.into_iter().zip(results) {
+            match result {
+                Ok(assets) => parsed.extend(assets.into_iter().map(|a| (source.clone(), a))),
+                Err(errors) => self.invalid_files.entry(source).or_default().extend(errors),
             }
         }
-        let limit = manifest::MAX_FILE_BYTES as u64;
-        if meta.len() > limit {
-            return Err(format!(
-                "file is {} bytes; manifest files are limited to {limit} bytes",
-                meta.len()
-            ));
-        }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(limit + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read: {e}"))?;
-        Ok(bytes)
+        parsed
     }
 
-    /// Resolves duplicates and port conflicts into `held`.
-    fn finish(self, dir: DirState) -> Desired {
-        let Loader {
-            parsed,
-            invalid_files,
-            ..
-        } = self;
+    /// Parses what was found and resolves duplicates and port conflicts
+    /// into `held`.
+    fn finish(mut self, dir: DirState) -> Desired {
+        let parsed = self.parse_pending();
+        let invalid_files = self.invalid_files;
         let mut conflicts: Vec<ManifestError> = Vec::new();
         let mut held: BTreeMap<AssetName, String> = BTreeMap::new();
-        let hold = |held: &mut BTreeMap<AssetName, String>, name: &AssetName, error: &ManifestError| {
-            held.entry(name.clone())
-                .and_modify(|reason| {
-                    reason.push_str("; ");
-                    reason.push_str(&error.to_string());
-                })
-                .or_insert_with(|| error.to_string());
-        };
+        let hold =
+            |held: &mut BTreeMap<AssetName, String>, name: &AssetName, error: &ManifestError| {
+                held.entry(name.clone())
+                    .and_modify(|reason| {
+                        reason.push_str("; ");
+                        reason.push_str(&error.to_string());
+                    })
+                    .or_insert_with(|| error.to_string());
+            };
 
         // Names declared more than once: an error at each declaration.
         let mut by_name: BTreeMap<&AssetName, Vec<usize>> = BTreeMap::new();
@@ -388,7 +449,10 @@ impl<'a> Loader<'a> {
         let mut by_port: BTreeMap<PortKey, Vec<(&AssetName, &SourcePos)>> = BTreeMap::new();
         for (_, asset) in &parsed {
             for (port, protocol, pos) in &asset.ports_pos {
-                by_port.entry((*port, *protocol)).or_default().push((&asset.spec.name, pos));
+                by_port
+                    .entry((*port, *protocol))
+                    .or_default()
+                    .push((&asset.spec.name, pos));
             }
         }
         for ((port, protocol), users) in &by_port {
@@ -440,6 +504,48 @@ impl<'a> Loader<'a> {
             conflicts,
         }
     }
+}
+
+/// Reads, checks and parses one manifest file.
+fn parse_one(
+    path: &Path,
+    source: &str,
+    opts: &LoadOptions,
+    env: &Env,
+) -> Result<Vec<ParsedAsset>, Vec<ManifestError>> {
+    match read_manifest(path, opts) {
+        Ok(bytes) => manifest::parse_bytes(source, &bytes, env, &opts.policy),
+        Err(message) => Err(vec![ManifestError::whole_file(source, message)]),
+    }
+}
+
+fn read_manifest(path: &Path, opts: &LoadOptions) -> Result<Vec<u8>, String> {
+    let file = File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    // Check what was opened, not what the name pointed to a moment ago.
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file".to_string());
+    }
+    if opts.check_permissions {
+        if let Some(why) = insecure(&meta) {
+            return Err(format!(
+                "file {why}; {}",
+                fix_hint(&meta, &path.display().to_string())
+            ));
+        }
+    }
+    let limit = manifest::MAX_FILE_BYTES as u64;
+    if meta.len() > limit {
+        return Err(format!(
+            "file is {} bytes; manifest files are limited to {limit} bytes",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    Ok(bytes)
 }
 
 /// `*.yaml` / `*.yml`, not hidden, not an editor's temp, backup or lock
@@ -497,4 +603,327 @@ fn effective_uid() -> Option<u32> {
         // Uid: real effective saved filesystem
         line.split_whitespace().nth(2)?.parse().ok()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(test: &str) -> Self {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir()
+                .join(format!("assetd-desired-{}-{test}-{n}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+            TempDir(path)
+        }
+
+        fn write(&self, rel: &str, text: &str) -> PathBuf {
+            let path = self.0.join(rel);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).unwrap();
+            }
+            fs::write(&path, text).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn asset(name: &str, ports: &str) -> String {
+        format!("apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: {name}\nspec:\n  image: img:1\n  ports: {{{ports}}}\n")
+    }
+
+    fn load(dir: &Path) -> Desired {
+        load_dir(dir, &LoadOptions::default(), &|_| None)
+    }
+
+    fn strict(dir: &Path) -> Desired {
+        let opts = LoadOptions {
+            check_permissions: true,
+            ..LoadOptions::default()
+        };
+        load_dir(dir, &opts, &|_| None)
+    }
+
+    fn names(d: &Desired) -> Vec<&str> {
+        d.assets.keys().map(|n| n.as_str()).collect()
+    }
+
+    fn name(n: &str) -> AssetName {
+        AssetName::new(n).unwrap()
+    }
+
+    #[test]
+    fn a_name_declared_in_two_files_is_held_and_reported_at_both() {
+        let t = TempDir::new("dup");
+        t.write("a.yaml", &asset("mill", ""));
+        t.write("b.yaml", &format!("# moved here\n{}", asset("mill", "")));
+        t.write("c.yaml", &asset("press", ""));
+        let d = load(&t.0);
+        assert_eq!(names(&d), ["press"]);
+        assert!(d.held.contains_key(&name("mill")));
+        let errors: Vec<String> = d.errors().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "a.yaml:4:9: metadata.name: asset `mill` is also declared at b.yaml:5:9; names must be unique across the directory",
+                "b.yaml:5:9: metadata.name: asset `mill` is also declared at a.yaml:4:9; names must be unique across the directory",
+            ]
+        );
+        assert!(d.held[&name("mill")].starts_with("a.yaml:4:9: metadata.name:"));
+        assert_eq!(d.dir, DirState::Present { files: 3 });
+        assert!(d.invalid_files.is_empty());
+    }
+
+    #[test]
+    fn a_host_port_published_twice_holds_both_assets() {
+        let t = TempDir::new("ports");
+        t.write(
+            "cell3.yaml",
+            &format!(
+                "{}---\n{}",
+                asset("cnc-mill-01", "5000: 5000, 6000: 6000"),
+                asset("cnc-mill-02", "\"5000/tcp\": 80, \"6000/udp\": 6000")
+            ),
+        );
+        t.write("other.yaml", &asset("press", "7000: 7000"));
+        let d = load(&t.0);
+        assert_eq!(names(&d), ["press"]);
+        let errors: Vec<String> = d.errors().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "cell3.yaml:7:11: spec.ports: host port 5000 is used by cnc-mill-02 (cell3.yaml:15:11)",
+                "cell3.yaml:15:11: spec.ports: host port 5000 is used by cnc-mill-01 (cell3.yaml:7:11)",
+            ]
+        );
+        assert!(
+            d.held.contains_key(&name("cnc-mill-01")) && d.held.contains_key(&name("cnc-mill-02"))
+        );
+    }
+
+    #[test]
+    fn hidden_temp_and_foreign_files_are_skipped() {
+        let t = TempDir::new("skip");
+        t.write("real.yaml", &asset("real", ""));
+        t.write("short.yml", &asset("short", ""));
+        for skipped in [
+            ".hidden.yaml",
+            "real.yaml~",
+            ".real.yaml.swp",
+            "real.yaml.swp",
+            "real.yaml.swx",
+            "real.yaml.tmp",
+            "#real.yaml#",
+            "real.yaml.bak",
+            "real.yaml.orig",
+            "real.yaml.rej",
+            "notes.txt",
+            "README.md",
+            ".git/config.yaml",
+            ".yaml",
+        ] {
+            t.write(skipped, &asset("real", ""));
+        }
+        let d = load(&t.0);
+        assert_eq!(names(&d), ["real", "short"]);
+        assert!(d.is_clean(), "{:?}", d.errors());
+        assert_eq!(d.file_count(), 2);
+    }
+
+    #[test]
+    fn subdirectories_are_read_and_sources_are_relative() {
+        let t = TempDir::new("subdirs");
+        t.write("top.yaml", &asset("top", ""));
+        t.write("cell-3/mills.yaml", &asset("mill", ""));
+        t.write("cell-3/deeper/press.yml", &asset("press", ""));
+        let d = load(&t.0);
+        assert_eq!(names(&d), ["mill", "press", "top"]);
+        assert_eq!(d.assets[&name("press")].source, "cell-3/deeper/press.yml");
+        assert_eq!(d.assets[&name("press")].pos.file, "cell-3/deeper/press.yml");
+        assert_eq!(
+            d.assets[&name("mill")].hash,
+            d.assets[&name("mill")].spec.hash()
+        );
+    }
+
+    #[test]
+    fn git_sync_symlink_swap_layout_is_read_once_and_links_do_not_loop() {
+        let t = TempDir::new("swap");
+        // dir/..2024_01/foo.yaml, dir/..data -> ..2024_01, dir/foo.yaml -> ..data/foo.yaml
+        t.write("..2024_01/foo.yaml", &asset("foo", ""));
+        t.write("..2024_01/bar.yaml", &asset("bar", ""));
+        symlink("..2024_01", t.0.join("..data")).unwrap();
+        symlink("..data/foo.yaml", t.0.join("foo.yaml")).unwrap();
+        symlink("..data/bar.yaml", t.0.join("bar.yaml")).unwrap();
+        // A directory link back up must not be followed.
+        fs::create_dir(t.0.join("sub")).unwrap();
+        symlink("..", t.0.join("sub/loop")).unwrap();
+        symlink(&t.0, t.0.join("sub/loop.yaml")).unwrap();
+        let d = load(&t.0);
+        assert_eq!(names(&d), ["bar", "foo"]);
+        assert_eq!(d.assets[&name("foo")].source, "foo.yaml");
+        assert!(d.is_clean(), "{:?}", d.errors());
+
+        // Swap to a new revision without `foo`: it is simply gone.
+        t.write("..2024_02/bar.yaml", &asset("bar", "80: 80"));
+        symlink("..2024_02", t.0.join("..data.tmp")).unwrap();
+        fs::rename(t.0.join("..data.tmp"), t.0.join("..data")).unwrap();
+        let d = load(&t.0);
+        assert_eq!(names(&d), ["bar"]);
+        assert_eq!(d.assets[&name("bar")].spec.ports.len(), 1);
+        // ...and the dangling foo.yaml link makes foo.yaml invalid, not
+        // silently empty, so its asset is held rather than pruned.
+        assert!(d.invalid_files["foo.yaml"][0]
+            .message
+            .contains("cannot follow symlink"));
+    }
+
+    #[test]
+    fn a_missing_or_empty_directory_is_reported_as_such() {
+        let t = TempDir::new("missing");
+        assert_eq!(load(&t.0.join("nope")).dir, DirState::Missing);
+        assert_eq!(load(&t.0).dir, DirState::Present { files: 0 });
+        let file = t.write("file.yaml", "");
+        assert!(matches!(load(&file).dir, DirState::Unreadable(_)));
+        // A file with no documents is a manifest file with no assets.
+        assert_eq!(load(&t.0).dir, DirState::Present { files: 1 });
+    }
+
+    #[test]
+    fn an_invalid_file_is_reported_and_the_others_still_load() {
+        let t = TempDir::new("invalid");
+        t.write("good.yaml", &asset("good", ""));
+        t.write(
+            "bad.yaml",
+            "apiVersion: assetd/v1\nkind: Asset\nmetadata: { name: Bad }\nspec: { image: i }\n",
+        );
+        let d = load(&t.0);
+        assert_eq!(names(&d), ["good"]);
+        assert_eq!(d.invalid_files["bad.yaml"][0].to_string(), "bad.yaml:3:19: metadata.name: name `Bad` may contain only lower-case letters, digits and `-`");
+        assert_eq!(d.errors().len(), 1);
+        assert!(d.invalid_source("bad.yaml").is_some());
+        assert!(d.invalid_source("good.yaml").is_none());
+    }
+
+    #[test]
+    fn unsafe_permissions_are_refused_like_sshd_strict_modes() {
+        let t = TempDir::new("perms");
+        let writable = t.write("writable.yaml", &asset("writable", ""));
+        t.write("fine.yaml", &asset("fine", ""));
+        t.write("open/inside.yaml", &asset("inside", ""));
+        fs::set_permissions(&writable, fs::Permissions::from_mode(0o666)).unwrap();
+        fs::set_permissions(t.0.join("open"), fs::Permissions::from_mode(0o777)).unwrap();
+
+        // Without the check everything loads.
+        assert_eq!(names(&load(&t.0)), ["fine", "inside", "writable"]);
+
+        let d = strict(&t.0);
+        assert_eq!(names(&d), ["fine"]);
+        let file_error = &d.invalid_files["writable.yaml"][0];
+        assert!(
+            file_error
+                .message
+                .contains("writable by group and others (mode 0666)"),
+            "{file_error}"
+        );
+        assert!(file_error.message.contains("chmod go-w"), "{file_error}");
+        // Each file below the unsafe directory is reported by name.
+        let inside = &d.invalid_files["open/inside.yaml"][0];
+        assert!(
+            inside
+                .message
+                .contains("directory open/ is writable by group and others (mode 0777)"),
+            "{inside}"
+        );
+        assert_eq!(d.file_count(), 3);
+
+        fs::set_permissions(&t.0, fs::Permissions::from_mode(0o777)).unwrap();
+        match strict(&t.0).dir {
+            DirState::Refused(why) => assert!(
+                why.contains("mode 0777") && why.contains("chmod go-w"),
+                "{why}"
+            ),
+            other => panic!("expected Refused, got {other:?}"),
+        }
+        fs::set_permissions(&t.0, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn an_unlistable_directory_covers_every_file_below_it() {
+        let mut d = load(&TempDir::new("unlistable").0);
+        let error = ManifestError::whole_file("cell/", "cannot read directory: permission denied");
+        d.invalid_files.insert("cell/".into(), vec![error]);
+        assert!(d.invalid_source("cell/a.yaml").is_some());
+        assert!(d.invalid_source("cell/deep/b.yaml").is_some());
+        assert!(d.invalid_source("cells/a.yaml").is_none());
+        assert!(d.invalid_source("a.yaml").is_none());
+    }
+
+    #[test]
+    fn files_owned_by_another_user_are_refused() {
+        if effective_uid() != Some(0) {
+            return; // Only root can give a file away.
+        }
+        let t = TempDir::new("owner");
+        let theirs = t.write("theirs.yaml", &asset("theirs", ""));
+        std::os::unix::fs::chown(&theirs, Some(4321), None).unwrap();
+        let d = strict(&t.0);
+        assert!(d.assets.is_empty());
+        assert!(d.invalid_files["theirs.yaml"][0]
+            .message
+            .contains("owned by uid 4321"));
+    }
+
+    #[test]
+    fn load_paths_reads_files_and_directories_as_given() {
+        let t = TempDir::new("paths");
+        let single = t.write("one.txt", &asset("one", ""));
+        t.write("dir/two.yaml", &asset("two", "80: 80"));
+        let paths = [single.clone(), t.0.join("dir/"), t.0.join("absent.yaml")];
+        let d = load_paths(&paths, &LoadOptions::default(), &|_| None);
+        assert_eq!(names(&d), ["one", "two"]);
+        let dir_shown = format!("{}/", t.0.join("dir").display());
+        assert_eq!(
+            d.assets[&name("two")].source,
+            format!("{dir_shown}two.yaml")
+        );
+        assert_eq!(d.assets[&name("one")].source, single.display().to_string());
+        let absent = t.0.join("absent.yaml").display().to_string();
+        assert!(d.invalid_files[&absent][0].message.contains("cannot read"));
+        assert_eq!(d.file_count(), 2);
+    }
+
+    /// `cargo test --release --lib desired -- --ignored` prints the time.
+    #[test]
+    #[ignore = "timing; run in release mode"]
+    fn ten_thousand_files_load_well_under_a_second() {
+        let t = TempDir::new("many");
+        for i in 0..10_000 {
+            t.write(
+                &format!("d{}/a{i}.yaml", i % 50),
+                &asset(&format!("a{i}"), &format!("{}: 80", 10_000 + i)),
+            );
+        }
+        let started = std::time::Instant::now();
+        let d = load(&t.0);
+        let elapsed = started.elapsed();
+        assert_eq!(d.assets.len(), 10_000);
+        eprintln!("loaded 10 000 files in {elapsed:?}");
+        assert!(elapsed < std::time::Duration::from_secs(1), "{elapsed:?}");
+    }
 }

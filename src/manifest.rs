@@ -180,15 +180,31 @@ pub fn parse_file(
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut decoder = Decoder::new(file, text, env, policy);
     let mut assets = Vec::new();
-    let mut reader = text.as_bytes();
-    for document in serde_saphyr::read_with_options::<_, Node>(&mut reader, yaml_options()) {
-        match document {
-            Ok(root) => {
-                if let Some(asset) = decoder.document(&root) {
+    // The fast path parses the whole text at once. If that fails (or the
+    // file is larger than the per-document budget allows in total), the
+    // streaming reader parses it again document by document, which
+    // recovers after an error so that each document reports its own.
+    match serde_saphyr::from_multiple_with_options::<Node>(text, yaml_options()) {
+        Ok(documents) => {
+            for root in &documents {
+                if let Some(asset) = decoder.document(root) {
                     assets.push(asset);
                 }
             }
-            Err(err) => decoder.yaml_error(&err),
+        }
+        Err(_) => {
+            let mut reader = text.as_bytes();
+            for document in serde_saphyr::read_with_options::<_, Node>(&mut reader, yaml_options())
+            {
+                match document {
+                    Ok(root) => {
+                        if let Some(asset) = decoder.document(&root) {
+                            assets.push(asset);
+                        }
+                    }
+                    Err(err) => decoder.yaml_error(&err),
+                }
+            }
         }
     }
     if decoder.errors.is_empty() {
@@ -407,6 +423,7 @@ fn yaml_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_reader_input_bytes: Some(MAX_FILE_BYTES + 1),
+            max_documents: MAX_FILE_BYTES / 4,
             max_events: 2 * MAX_NODES,
             max_nodes: MAX_NODES,
             max_aliases: 1_000,
@@ -435,7 +452,9 @@ const MAX_SCALAR_BYTES: usize = 1024 * 1024;
 fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
     use serde_saphyr::budget::BudgetBreach as B;
     match breach {
-        B::Depth { .. } => format!("nested more than {MAX_DEPTH} levels deep; a manifest needs far fewer"),
+        B::Depth { .. } => {
+            format!("nested more than {MAX_DEPTH} levels deep; a manifest needs far fewer")
+        }
         B::ScalarBytes { .. } => format!(
             "the text of this document adds up to more than {} KiB",
             MAX_SCALAR_BYTES / 1024
@@ -721,7 +740,10 @@ impl<'a> Decoder<'a> {
         };
         // The message is shown on one line; the parser's text may hold
         // control characters taken from the input.
-        let message: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let message: String = message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         let loc = err.location().or_else(|| inner.location());
         let (line, column) = loc.map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
         self.errors.push(ManifestError {
@@ -811,7 +833,11 @@ impl<'a> Decoder<'a> {
         if value.is_none() {
             let name = fields.names[i];
             let at = fields.values[i].unwrap_or(parent);
-            self.error(at, &join(path, name), format!("missing required field `{name}`"));
+            self.error(
+                at,
+                &join(path, name),
+                format!("missing required field `{name}`"),
+            );
         }
         value
     }
@@ -859,9 +885,18 @@ impl<'a> Decoder<'a> {
     fn string(&mut self, node: &Node, path: &str) -> Option<String> {
         match &node.kind {
             Kind::Str(s) => self.expand(s, node, path),
-            Kind::Bool(b) => Some(self.scalar_text(node).map_or_else(|| b.to_string(), str::to_string)),
-            Kind::Int(i) => Some(self.scalar_text(node).map_or_else(|| i.to_string(), str::to_string)),
-            Kind::Float(f) => Some(self.scalar_text(node).map_or_else(|| f.to_string(), str::to_string)),
+            Kind::Bool(b) => Some(
+                self.scalar_text(node)
+                    .map_or_else(|| b.to_string(), str::to_string),
+            ),
+            Kind::Int(i) => Some(
+                self.scalar_text(node)
+                    .map_or_else(|| i.to_string(), str::to_string),
+            ),
+            Kind::Float(f) => Some(
+                self.scalar_text(node)
+                    .map_or_else(|| f.to_string(), str::to_string),
+            ),
             Kind::Null | Kind::Seq(_) | Kind::Map(_) => {
                 self.wrong_type(node, path, "a string");
                 None
@@ -879,14 +914,22 @@ impl<'a> Decoder<'a> {
                 match parse_int(text.trim()) {
                     Some(i) => Some(i),
                     None => {
-                        self.error(node, path, format!("expected a whole number, found `{text}`"));
+                        self.error(
+                            node,
+                            path,
+                            format!("expected a whole number, found `{text}`"),
+                        );
                         None
                     }
                 }
             }
             Kind::Float(_) => {
                 let text = self.scalar_text(node).unwrap_or("?").to_string();
-                self.error(node, path, format!("expected a whole number, found `{text}`"));
+                self.error(
+                    node,
+                    path,
+                    format!("expected a whole number, found `{text}`"),
+                );
                 None
             }
             _ => {
@@ -903,7 +946,11 @@ impl<'a> Decoder<'a> {
                 "true" => Some(true),
                 "false" => Some(false),
                 other => {
-                    self.error(node, path, format!("expected true or false, found `{other}`"));
+                    self.error(
+                        node,
+                        path,
+                        format!("expected true or false, found `{other}`"),
+                    );
                     None
                 }
             },
@@ -941,7 +988,11 @@ impl<'a> Decoder<'a> {
                 rest = tail;
             } else if let Some(body) = after.strip_prefix('{') {
                 let Some(end) = body.find('}') else {
-                    self.error(node, path, format!("unterminated `${{` in `{s}`; write `$$` for a literal `$`"));
+                    self.error(
+                        node,
+                        path,
+                        format!("unterminated `${{` in `{s}`; write `$$` for a literal `$`"),
+                    );
                     return None;
                 };
                 let inner = &body[..end];
@@ -1007,7 +1058,11 @@ impl<'a> Decoder<'a> {
             let value = self.string(node, "apiVersion");
             if value.as_deref().is_some_and(|v| v != API_VERSION) {
                 let value = value.unwrap_or_default();
-                self.error(node, "apiVersion", format!("must be `{API_VERSION}`, found `{value}`"));
+                self.error(
+                    node,
+                    "apiVersion",
+                    format!("must be `{API_VERSION}`, found `{value}`"),
+                );
                 foreign = true;
             }
         }
@@ -1044,7 +1099,14 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn metadata(&mut self, node: &Node) -> (Option<AssetName>, Option<SourcePos>, BTreeMap<String, String>) {
+    fn metadata(
+        &mut self,
+        node: &Node,
+    ) -> (
+        Option<AssetName>,
+        Option<SourcePos>,
+        BTreeMap<String, String>,
+    ) {
         let Some(fields) = self.object(node, "metadata", &METADATA) else {
             return (None, None, BTreeMap::new());
         };
@@ -1074,7 +1136,9 @@ impl<'a> Decoder<'a> {
             return labels;
         };
         for (key, value) in entries {
-            let Some(k) = self.map_key(key, PATH) else { continue };
+            let Some(k) = self.map_key(key, PATH) else {
+                continue;
+            };
             if k.is_empty() {
                 self.error(key, PATH, "label keys must not be empty");
                 continue;
@@ -1111,12 +1175,17 @@ impl<'a> Decoder<'a> {
     fn spec(&mut self, node: &Node) -> Option<(DeploySpec, Vec<(u16, Protocol, SourcePos)>)> {
         const P: &str = "spec";
         let fields = self.object(node, P, &SPEC)?;
-        let image = self.required(&fields, 0, node, P).and_then(|n| self.image(n));
+        let image = self
+            .required(&fields, 0, node, P)
+            .and_then(|n| self.image(n));
         let command = fields.get(1).and_then(|n| self.command(n));
         let env = fields.get(2).map(|n| self.env(n)).unwrap_or_default();
         let (ports, ports_pos) = fields.get(3).map(|n| self.ports(n)).unwrap_or_default();
         let networks = fields.get(4).map(|n| self.networks(n)).unwrap_or_default();
-        let constraints = fields.get(5).map(|n| self.constraints(n)).unwrap_or_default();
+        let constraints = fields
+            .get(5)
+            .map(|n| self.constraints(n))
+            .unwrap_or_default();
         let resources = fields.get(6).map(|n| self.resources(n)).unwrap_or_default();
         let mode = fields.get(7).map(|n| self.mode(n)).unwrap_or_default();
         let mounts = fields.get(8).map(|n| self.mounts(n)).unwrap_or_default();
@@ -1145,7 +1214,14 @@ impl<'a> Decoder<'a> {
             self.error(node, P, "image must not be empty");
             None
         } else if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            self.error(node, P, format!("image `{}` must not contain whitespace", image.escape_debug()));
+            self.error(
+                node,
+                P,
+                format!(
+                    "image `{}` must not contain whitespace",
+                    image.escape_debug()
+                ),
+            );
             None
         } else {
             Some(image)
@@ -1171,14 +1247,22 @@ impl<'a> Decoder<'a> {
                 match shell_words::split(&line) {
                     Ok(argv) => argv,
                     Err(err) => {
-                        self.error(node, P, format!("cannot split `{line}` into arguments: {err}"));
+                        self.error(
+                            node,
+                            P,
+                            format!("cannot split `{line}` into arguments: {err}"),
+                        );
                         return None;
                     }
                 }
             }
         };
         if argv.is_empty() {
-            self.error(node, P, "command is empty; leave it out to keep the image's default command");
+            self.error(
+                node,
+                P,
+                "command is empty; leave it out to keep the image's default command",
+            );
             return None;
         }
         Some(argv)
@@ -1197,9 +1281,15 @@ impl<'a> Decoder<'a> {
                         self.wrong_type(item, &path, "a `KEY=VALUE` string");
                         continue;
                     }
-                    let Some(entry) = self.string(item, &path) else { continue };
+                    let Some(entry) = self.string(item, &path) else {
+                        continue;
+                    };
                     let Some((key, _)) = entry.split_once('=') else {
-                        self.error(item, &path, format!("`{entry}` must have the form KEY=VALUE"));
+                        self.error(
+                            item,
+                            &path,
+                            format!("`{entry}` must have the form KEY=VALUE"),
+                        );
                         continue;
                     };
                     if self.env_key(key, item, &path, &mut seen) {
@@ -1210,12 +1300,18 @@ impl<'a> Decoder<'a> {
             Kind::Map(entries) => {
                 let mut pairs = Vec::with_capacity(entries.len());
                 for (key, value) in entries {
-                    let Some(k) = self.map_key(key, P) else { continue };
+                    let Some(k) = self.map_key(key, P) else {
+                        continue;
+                    };
                     if !self.env_key(&k, key, P, &mut seen) {
                         continue;
                     }
                     if matches!(value.kind, Kind::Null) {
-                        self.error(value, &join(P, &k), "value is empty; write \"\" for an empty value");
+                        self.error(
+                            value,
+                            &join(P, &k),
+                            "value is empty; write \"\" for an empty value",
+                        );
                         continue;
                     }
                     if let Some(v) = self.string(value, &join(P, &k)) {
@@ -1231,13 +1327,23 @@ impl<'a> Decoder<'a> {
     }
 
     /// Checks one environment variable name; false when it was reported.
-    fn env_key(&mut self, key: &str, node: &Node, path: &str, seen: &mut BTreeMap<String, u64>) -> bool {
+    fn env_key(
+        &mut self,
+        key: &str,
+        node: &Node,
+        path: &str,
+        seen: &mut BTreeMap<String, u64>,
+    ) -> bool {
         if key.is_empty() {
             self.error(node, path, "environment variable name must not be empty");
             return false;
         }
         if key.contains('=') {
-            self.error(node, path, format!("environment variable name `{key}` must not contain `=`"));
+            self.error(
+                node,
+                path,
+                format!("environment variable name `{key}` must not contain `=`"),
+            );
             return false;
         }
         if key.contains('\0') {
@@ -1245,7 +1351,11 @@ impl<'a> Decoder<'a> {
             return false;
         }
         if let Some(line) = seen.get(key) {
-            self.error(node, path, format!("environment variable `{key}` is already set on line {line}"));
+            self.error(
+                node,
+                path,
+                format!("environment variable `{key}` is already set on line {line}"),
+            );
             return false;
         }
         seen.insert(key.to_string(), node.at.line());
@@ -1256,19 +1366,31 @@ impl<'a> Decoder<'a> {
         const P: &str = "spec.ports";
         let mut ports: Vec<(PortMapping, SourcePos)> = Vec::new();
         let Kind::Map(entries) = &node.kind else {
-            self.wrong_type(node, P, "a mapping of host port to container port, e.g. { 5000: 5000 }");
+            self.wrong_type(
+                node,
+                P,
+                "a mapping of host port to container port, e.g. { 5000: 5000 }",
+            );
             return (Vec::new(), Vec::new());
         };
         for (key, value) in entries {
             let host = self.host_port(key);
             let container = self.container_port(value);
-            let (Some((host, protocol)), Some(container)) = (host, container) else { continue };
-            if let Some((_, first)) = ports.iter().find(|(p, _)| p.host == host && p.protocol == protocol) {
+            let (Some((host, protocol)), Some(container)) = (host, container) else {
+                continue;
+            };
+            if let Some((_, first)) = ports
+                .iter()
+                .find(|(p, _)| p.host == host && p.protocol == protocol)
+            {
                 let line = first.line;
                 self.error(
                     key,
                     P,
-                    format!("host port {} is already published on line {line}", port_label(host, protocol)),
+                    format!(
+                        "host port {} is already published on line {line}",
+                        port_label(host, protocol)
+                    ),
                 );
                 continue;
             }
@@ -1282,7 +1404,10 @@ impl<'a> Decoder<'a> {
             ));
         }
         ports.sort_by_key(|(p, _)| (p.host, p.protocol));
-        let positions = ports.iter().map(|(p, pos)| (p.host, p.protocol, pos.clone())).collect();
+        let positions = ports
+            .iter()
+            .map(|(p, pos)| (p.host, p.protocol, pos.clone()))
+            .collect();
         (ports.into_iter().map(|(p, _)| p).collect(), positions)
     }
 
@@ -1301,7 +1426,11 @@ impl<'a> Decoder<'a> {
             Some((n, "tcp")) => (n, Protocol::Tcp),
             Some((n, "udp")) => (n, Protocol::Udp),
             Some((_, other)) => {
-                self.error(key, P, format!("host port `{text}`: protocol `{other}` is not tcp or udp"));
+                self.error(
+                    key,
+                    P,
+                    format!("host port `{text}`: protocol `{other}` is not tcp or udp"),
+                );
                 return None;
             }
         };
@@ -1351,10 +1480,14 @@ impl<'a> Decoder<'a> {
     fn networks(&mut self, node: &Node) -> Vec<String> {
         const P: &str = "spec.networks";
         let mut out: Vec<String> = Vec::new();
-        let Some(items) = self.list(node, P) else { return out };
+        let Some(items) = self.list(node, P) else {
+            return out;
+        };
         for (i, item) in items.iter().enumerate() {
             let path = format!("{P}[{i}]");
-            let Some(name) = self.string(item, &path) else { continue };
+            let Some(name) = self.string(item, &path) else {
+                continue;
+            };
             if name.is_empty() {
                 self.error(item, &path, "network name must not be empty");
             } else if !is_docker_object_name(&name) {
@@ -1375,10 +1508,14 @@ impl<'a> Decoder<'a> {
     fn constraints(&mut self, node: &Node) -> Vec<String> {
         const P: &str = "spec.constraints";
         let mut out = Vec::new();
-        let Some(items) = self.list(node, P) else { return out };
+        let Some(items) = self.list(node, P) else {
+            return out;
+        };
         for (i, item) in items.iter().enumerate() {
             let path = format!("{P}[{i}]");
-            let Some(text) = self.string(item, &path) else { continue };
+            let Some(text) = self.string(item, &path) else {
+                continue;
+            };
             let constraint = text.trim();
             if constraint.is_empty() {
                 self.error(item, &path, "constraint must not be empty");
@@ -1414,7 +1551,11 @@ impl<'a> Decoder<'a> {
                 self.error(
                     at,
                     &join(P, fields.names[1]),
-                    format!("cpu reservation ({}) is above the limit ({})", cpus_label(reservation), cpus_label(limit)),
+                    format!(
+                        "cpu reservation ({}) is above the limit ({})",
+                        cpus_label(reservation),
+                        cpus_label(limit)
+                    ),
                 );
             }
         }
@@ -1448,7 +1589,11 @@ impl<'a> Decoder<'a> {
                 Spelling::Friendly => self.cpus(value, &path),
                 Spelling::Engine => self.integer(value, &path).and_then(|n| {
                     if n <= 0 {
-                        self.error(value, &path, format!("NanoCPUs must be greater than 0, found {n}"));
+                        self.error(
+                            value,
+                            &path,
+                            format!("NanoCPUs must be greater than 0, found {n}"),
+                        );
                         None
                     } else {
                         self.checked_i64(value, &path, n)
@@ -1460,7 +1605,9 @@ impl<'a> Decoder<'a> {
             let path = join(path, fields.names[1]);
             set.memory_bytes = match spelling {
                 Spelling::Friendly => self.memory(value, &path),
-                Spelling::Engine => self.integer(value, &path).and_then(|n| self.checked_i64(value, &path, n)),
+                Spelling::Engine => self
+                    .integer(value, &path)
+                    .and_then(|n| self.checked_i64(value, &path, n)),
             };
             if let Some(bytes) = set.memory_bytes {
                 if bytes < MIN_MEMORY_BYTES {
@@ -1507,11 +1654,19 @@ impl<'a> Decoder<'a> {
                 }
             },
             Some(_) => {
-                self.error(node, path, format!("cpus must be greater than 0, found `{text}`"));
+                self.error(
+                    node,
+                    path,
+                    format!("cpus must be greater than 0, found `{text}`"),
+                );
                 None
             }
             None if text.starts_with('-') => {
-                self.error(node, path, format!("cpus must be greater than 0, found `{text}`"));
+                self.error(
+                    node,
+                    path,
+                    format!("cpus must be greater than 0, found `{text}`"),
+                );
                 None
             }
             None => {
@@ -1584,9 +1739,15 @@ impl<'a> Decoder<'a> {
                 };
                 let path = join(&path, inner.names[0]);
                 match self.integer(replicas_node, &path) {
-                    Some(n) if (0..=i128::from(MAX_REPLICAS)).contains(&n) => Mode::Replicated { replicas: n as u64 },
+                    Some(n) if (0..=i128::from(MAX_REPLICAS)).contains(&n) => {
+                        Mode::Replicated { replicas: n as u64 }
+                    }
                     Some(n) => {
-                        self.error(replicas_node, &path, format!("replicas must be 0 to {MAX_REPLICAS}, found {n}"));
+                        self.error(
+                            replicas_node,
+                            &path,
+                            format!("replicas must be 0 to {MAX_REPLICAS}, found {n}"),
+                        );
                         Mode::default()
                     }
                     None => Mode::default(),
@@ -1616,16 +1777,23 @@ impl<'a> Decoder<'a> {
         let mut out: Vec<Mount> = Vec::new();
         // Normalised target → line, for duplicate messages.
         let mut targets: Vec<(String, u64)> = Vec::new();
-        let Some(items) = self.list(node, P) else { return out };
+        let Some(items) = self.list(node, P) else {
+            return out;
+        };
         for (i, item) in items.iter().enumerate() {
             let path = format!("{P}[{i}]");
-            let Some(mount) = self.mount(item, &path) else { continue };
+            let Some(mount) = self.mount(item, &path) else {
+                continue;
+            };
             if let Some((_, line)) = targets.iter().find(|(t, _)| *t == mount.target) {
                 let line = *line;
                 self.error(
                     item,
                     &join(&path, "target"),
-                    format!("target `{}` is already mounted on line {line}", mount.target),
+                    format!(
+                        "target `{}` is already mounted on line {line}",
+                        mount.target
+                    ),
                 );
                 continue;
             }
@@ -1645,7 +1813,11 @@ impl<'a> Decoder<'a> {
                 "volume" => Some(MountKind::Volume),
                 "tmpfs" => Some(MountKind::Tmpfs),
                 other => {
-                    self.error(value, &kind_path, format!("mount type `{other}` is not one of bind, volume, tmpfs"));
+                    self.error(
+                        value,
+                        &kind_path,
+                        format!("mount type `{other}` is not one of bind, volume, tmpfs"),
+                    );
                     None
                 }
             },
@@ -1653,30 +1825,37 @@ impl<'a> Decoder<'a> {
         };
         let target_path = join(path, fields.names[2]);
         let target = match self.required(&fields, 2, node, path) {
-            Some(value) => self.string(value, &target_path).and_then(|t| {
-                match normal_absolute_path(&t) {
-                    Ok(p) if p == "/" => {
-                        self.error(value, &target_path, "target must not be `/`");
-                        None
-                    }
-                    Ok(p) => Some(p),
-                    Err(why) => {
-                        self.error(value, &target_path, format!("target `{t}` {why}"));
-                        None
-                    }
-                }
-            }),
+            Some(value) => {
+                self.string(value, &target_path)
+                    .and_then(|t| match normal_absolute_path(&t) {
+                        Ok(p) if p == "/" => {
+                            self.error(value, &target_path, "target must not be `/`");
+                            None
+                        }
+                        Ok(p) => Some(p),
+                        Err(why) => {
+                            self.error(value, &target_path, format!("target `{t}` {why}"));
+                            None
+                        }
+                    })
+            }
             None => None,
         };
         let read_only = match fields.get(3) {
-            Some(value) => self.boolean(value, &join(path, fields.names[3])).unwrap_or(false),
+            Some(value) => self
+                .boolean(value, &join(path, fields.names[3]))
+                .unwrap_or(false),
             None => false,
         };
         let source_path = join(path, fields.names[1]);
         let source_node = fields.get(1);
         let source = match (kind, source_node) {
             (Some(MountKind::Bind), None) => {
-                self.error(node, &source_path, "a bind mount needs a source (an absolute host path)");
+                self.error(
+                    node,
+                    &source_path,
+                    "a bind mount needs a source (an absolute host path)",
+                );
                 None
             }
             (Some(MountKind::Bind), Some(value)) => {
@@ -1689,8 +1868,12 @@ impl<'a> Decoder<'a> {
                             let allowed = if self.policy.allow_bind.is_empty() {
                                 String::new()
                             } else {
-                                let list: Vec<String> =
-                                    self.policy.allow_bind.iter().map(|p| p.display().to_string()).collect();
+                                let list: Vec<String> = self
+                                    .policy
+                                    .allow_bind
+                                    .iter()
+                                    .map(|p| p.display().to_string())
+                                    .collect();
                                 format!(" (allowed now: {})", list.join(", "))
                             };
                             self.error(
@@ -1746,7 +1929,10 @@ impl<'a> Decoder<'a> {
 
     fn bind_allowed(&self, source: &str) -> bool {
         let source = Path::new(source);
-        self.policy.allow_bind.iter().any(|prefix| source.starts_with(prefix))
+        self.policy
+            .allow_bind
+            .iter()
+            .any(|prefix| source.starts_with(prefix))
     }
 }
 
@@ -1775,7 +1961,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
             prev = cur;
         }
     }
@@ -1805,7 +1995,11 @@ fn parse_decimal(text: &str, scale: u32) -> Option<u128> {
         return None;
     }
     let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let frac_value: u128 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+    let frac_value: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
     let frac_scaled = frac_value * 10u128.pow(scale - frac.len() as u32);
     int.checked_mul(10u128.pow(scale))?.checked_add(frac_scaled)
 }
@@ -1838,7 +2032,9 @@ fn parse_memory(text: &str) -> Result<u128, String> {
     };
     // Up to 9 decimal places so `1.5Gi` works; the result must be whole bytes.
     let Some(scaled) = parse_decimal(number, 9) else {
-        return Err(format!("memory `{text}` must be a number with an optional unit, such as 512Mi"));
+        return Err(format!(
+            "memory `{text}` must be a number with an optional unit, such as 512Mi"
+        ));
     };
     let total = scaled
         .checked_mul(factor)
@@ -1910,7 +2106,6 @@ fn normal_absolute_path(path: &str) -> Result<String, &'static str> {
     Ok(out)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1933,7 +2128,9 @@ mod tests {
     }
 
     fn data_dir(kind: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/manifests").join(kind)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/manifests")
+            .join(kind)
     }
 
     fn parse(text: &str) -> Result<Vec<ParsedAsset>, Vec<ManifestError>> {
@@ -1984,18 +2181,28 @@ mod tests {
             let expected: Vec<&str> = expect.lines().filter(|l| !l.trim().is_empty()).collect();
             let actual = match parse_data("bad", name) {
                 Ok(assets) => {
-                    failures.push(format!("{name}: parsed into {} assets, expected errors", assets.len()));
+                    failures.push(format!(
+                        "{name}: parsed into {} assets, expected errors",
+                        assets.len()
+                    ));
                     continue;
                 }
                 Err(errors) => errors,
             };
             if actual.len() != expected.len() {
-                failures.push(format!("{name}: expected {} errors, got {actual:#?}", expected.len()));
+                failures.push(format!(
+                    "{name}: expected {} errors, got {actual:#?}",
+                    expected.len()
+                ));
                 continue;
             }
             for (want, got) in expected.iter().zip(&actual) {
                 let mut parts = want.splitn(3, ": ");
-                let (at, field, fragment) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+                let (at, field, fragment) = (
+                    parts.next().unwrap(),
+                    parts.next().unwrap(),
+                    parts.next().unwrap(),
+                );
                 let (line, column) = at.split_once(':').unwrap();
                 let field = if field == "-" { "" } else { field };
                 let ok = got.file == *name
@@ -2008,12 +2215,19 @@ mod tests {
                 }
             }
         }
-        assert!(failures.is_empty(), "{} of {} bad manifests:\n{}", failures.len(), names.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} of {} bad manifests:\n{}",
+            failures.len(),
+            names.len(),
+            failures.join("\n")
+        );
     }
 
     #[test]
     fn hostile_input_fails_fast_with_a_position() {
-        let mut billion_laughs = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        let mut billion_laughs =
+            String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
         let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
         for w in names.windows(2) {
             let (prev, next) = (w[0], w[1]);
@@ -2021,19 +2235,61 @@ mod tests {
             billion_laughs.push_str(&format!("{next}: &{next} [{refs}]\n"));
         }
         let huge_image = with_spec(&format!("  image: {}\n", "x".repeat(2 << 20)));
-        let deep_block: String = (0..100).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let deep_block: String = (0..100)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
         let cases: Vec<(&str, String, usize, usize, &str)> = vec![
-            ("deep flow nesting", "[".repeat(100_000), 1, 256, "recursion limit"),
-            ("deep block nesting", deep_block, 33, 33, "nested more than 32 levels"),
-            ("alias bomb", billion_laughs, 5, 12, "too large or too complex"),
-            ("huge scalar", huge_image, 6, 10, "adds up to more than 1024 KiB"),
-            ("NUL byte", "apiVersion: assetd/v1\0\n".into(), 1, 22, "unexpected character"),
-            ("binary garbage", "\u{1}\u{2}\u{7f}garbage\u{0}".into(), 1, 1, "unexpected character"),
+            (
+                "deep flow nesting",
+                "[".repeat(100_000),
+                1,
+                256,
+                "recursion limit",
+            ),
+            (
+                "deep block nesting",
+                deep_block,
+                33,
+                33,
+                "nested more than 32 levels",
+            ),
+            (
+                "alias bomb",
+                billion_laughs,
+                5,
+                12,
+                "too large or too complex",
+            ),
+            (
+                "huge scalar",
+                huge_image,
+                6,
+                10,
+                "adds up to more than 1024 KiB",
+            ),
+            (
+                "NUL byte",
+                "apiVersion: assetd/v1\0\n".into(),
+                1,
+                22,
+                "unexpected character",
+            ),
+            (
+                "binary garbage",
+                "\u{1}\u{2}\u{7f}garbage\u{0}".into(),
+                1,
+                1,
+                "unexpected character",
+            ),
         ];
         for (what, text, line, column, fragment) in cases {
             let started = std::time::Instant::now();
             let errors = parse(&text).expect_err(what);
-            assert!(started.elapsed() < std::time::Duration::from_secs(5), "{what} took {:?}", started.elapsed());
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{what} took {:?}",
+                started.elapsed()
+            );
             assert_eq!(errors.len(), 1, "{what}: {errors:#?}");
             let e = &errors[0];
             assert_eq!((e.line, e.column), (line, column), "{what}: {e}");
@@ -2046,19 +2302,36 @@ mod tests {
         let text = "#".repeat(MAX_FILE_BYTES + 1);
         let errors = parse(&text).unwrap_err();
         assert_eq!(errors[0].line, 0);
-        assert!(errors[0].to_string().starts_with("t.yaml: file is"), "{}", errors[0]);
+        assert!(
+            errors[0].to_string().starts_with("t.yaml: file is"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
     fn empty_and_comment_only_files_hold_no_assets() {
-        for text in ["", "\n\n", "# only a comment\n# and another\n", "---\n", "---\n...\n---\n# c\n", "\u{feff}"] {
+        for text in [
+            "",
+            "\n\n",
+            "# only a comment\n# and another\n",
+            "---\n",
+            "---\n...\n---\n# c\n",
+            "\u{feff}",
+        ] {
             assert_eq!(parse(text).unwrap().len(), 0, "{text:?}");
         }
     }
 
     #[test]
     fn invalid_utf8_is_reported_at_the_bad_byte() {
-        let errors = parse_bytes("x.yaml", b"a: 1\nb: \xc3\xa9\xff\n", &test_env, &test_policy()).unwrap_err();
+        let errors = parse_bytes(
+            "x.yaml",
+            b"a: 1\nb: \xc3\xa9\xff\n",
+            &test_env,
+            &test_policy(),
+        )
+        .unwrap_err();
         assert_eq!((errors[0].line, errors[0].column), (2, 5));
         assert!(errors[0].message.contains("0xff"));
     }
@@ -2082,12 +2355,23 @@ mod tests {
         assert_eq!(
             spec.ports,
             [
-                PortMapping { host: 5000, container: 5000, protocol: Protocol::Tcp },
-                PortMapping { host: 5001, container: 5001, protocol: Protocol::Udp },
+                PortMapping {
+                    host: 5000,
+                    container: 5000,
+                    protocol: Protocol::Tcp
+                },
+                PortMapping {
+                    host: 5001,
+                    container: 5001,
+                    protocol: Protocol::Udp
+                },
             ]
         );
         assert_eq!(spec.networks, ["factory-net", "backend"]);
-        assert_eq!(spec.constraints, ["node.labels.zone == cell-3", "node.role != manager"]);
+        assert_eq!(
+            spec.constraints,
+            ["node.labels.zone == cell-3", "node.role != manager"]
+        );
         assert_eq!(spec.resources.limits.nano_cpus, Some(1_000_000_000));
         assert_eq!(spec.resources.limits.memory_bytes, Some(512 << 20));
         assert_eq!(spec.resources.reservations.nano_cpus, Some(500_000_000));
@@ -2096,13 +2380,46 @@ mod tests {
         assert_eq!(
             spec.mounts,
             [
-                Mount { kind: MountKind::Bind, source: Some("/srv/cfg".into()), target: "/etc/cfg".into(), read_only: true },
-                Mount { kind: MountKind::Volume, source: Some("data".into()), target: "/data".into(), read_only: false },
-                Mount { kind: MountKind::Tmpfs, source: None, target: "/run/cache".into(), read_only: false },
+                Mount {
+                    kind: MountKind::Bind,
+                    source: Some("/srv/cfg".into()),
+                    target: "/etc/cfg".into(),
+                    read_only: true
+                },
+                Mount {
+                    kind: MountKind::Volume,
+                    source: Some("data".into()),
+                    target: "/data".into(),
+                    read_only: false
+                },
+                Mount {
+                    kind: MountKind::Tmpfs,
+                    source: None,
+                    target: "/run/cache".into(),
+                    read_only: false
+                },
             ]
         );
-        assert_eq!(friendly[0].pos, SourcePos { file: "friendly.yaml".into(), line: 5, column: 9 });
-        assert_eq!(friendly[0].ports_pos[1], (5001, Protocol::Udp, SourcePos { file: "friendly.yaml".into(), line: 11, column: 24 }));
+        assert_eq!(
+            friendly[0].pos,
+            SourcePos {
+                file: "friendly.yaml".into(),
+                line: 5,
+                column: 9
+            }
+        );
+        assert_eq!(
+            friendly[0].ports_pos[1],
+            (
+                5001,
+                Protocol::Udp,
+                SourcePos {
+                    file: "friendly.yaml".into(),
+                    line: 11,
+                    column: 24
+                }
+            )
+        );
     }
 
     #[test]
@@ -2124,9 +2441,15 @@ mod tests {
         // ${VAR:-default} with the variable unset.
         assert_eq!(assets[0].spec.image, "registry.local/press:1.0");
         // Map values keep their text: 1.50 is not the float 1.5.
-        assert_eq!(assets[0].spec.env, ["DEBUG=false", "SCALE=1.50", "ZONE=cell-2"]);
+        assert_eq!(
+            assets[0].spec.env,
+            ["DEBUG=false", "SCALE=1.50", "ZONE=cell-2"]
+        );
         assert_eq!(assets[1].spec.mode, Mode::Global);
-        assert_eq!(assets[1].spec.command.as_deref().unwrap(), ["sh", "-c", "echo $HOME hello"]);
+        assert_eq!(
+            assets[1].spec.command.as_deref().unwrap(),
+            ["sh", "-c", "echo $HOME hello"]
+        );
         // Empty (null) optional fields are the same as absent ones.
         let p3 = &assets[2].spec;
         assert!(p3.labels.is_empty() && p3.ports.is_empty() && p3.env.is_empty());
@@ -2141,11 +2464,23 @@ mod tests {
             "  image: \"img:${IMAGE_TAG}\"\n  env:\n    - A=${MISSING:-fallback}\n    - B=${EMPTY:-was-empty}\n    - C=${EMPTY}\n    - D=$$HOME and $PATH and $${X}\n  mode: { replicated: { replicas: \"${REPLICAS}\" } }\n",
         ));
         assert_eq!(spec.image, "img:2.5");
-        assert_eq!(spec.env, ["A=fallback", "B=was-empty", "C=", "D=$HOME and $PATH and ${X}"]);
+        assert_eq!(
+            spec.env,
+            [
+                "A=fallback",
+                "B=was-empty",
+                "C=",
+                "D=$HOME and $PATH and ${X}"
+            ]
+        );
         assert_eq!(spec.mode, Mode::Replicated { replicas: 3 });
 
         let errors = errors_of(&with_spec("  image: i\n  env: [\"A=${1BAD}\"]\n"));
-        assert!(errors[0].message.contains("is not a variable reference"), "{}", errors[0]);
+        assert!(
+            errors[0].message.contains("is not a variable reference"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
@@ -2155,25 +2490,46 @@ mod tests {
         // A list keeps its order; a map is sorted by key.
         assert_eq!(list.env, ["B=2", "A=1=one"]);
         assert_eq!(map.env, ["A=1=one", "B=2"]);
-        let map = parse_one(&with_spec("  image: i\n  env: { ON: on, T: true, F: 010, N: 1e3 }\n"));
+        let map = parse_one(&with_spec(
+            "  image: i\n  env: { ON: on, T: true, F: 010, N: 1e3 }\n",
+        ));
         assert_eq!(map.env, ["F=010", "N=1e3", "ON=on", "T=true"]);
     }
 
     #[test]
     fn ports_are_sorted_and_protocols_come_from_the_key() {
-        let spec = parse_one(&with_spec("  image: i\n  ports: { \"9000/udp\": 9000, 8080: 80, \"9000\": 9001, 22: \"2222\" }\n"));
-        let ports: Vec<(u16, u16, Protocol)> = spec.ports.iter().map(|p| (p.host, p.container, p.protocol)).collect();
+        let spec = parse_one(&with_spec(
+            "  image: i\n  ports: { \"9000/udp\": 9000, 8080: 80, \"9000\": 9001, 22: \"2222\" }\n",
+        ));
+        let ports: Vec<(u16, u16, Protocol)> = spec
+            .ports
+            .iter()
+            .map(|p| (p.host, p.container, p.protocol))
+            .collect();
         assert_eq!(
             ports,
-            [(22, 2222, Protocol::Tcp), (8080, 80, Protocol::Tcp), (9000, 9001, Protocol::Tcp), (9000, 9000, Protocol::Udp)]
+            [
+                (22, 2222, Protocol::Tcp),
+                (8080, 80, Protocol::Tcp),
+                (9000, 9001, Protocol::Tcp),
+                (9000, 9000, Protocol::Udp)
+            ]
         );
     }
 
     #[test]
     fn bind_mounts_follow_the_policy_by_whole_path_components() {
-        let manifest = |source: &str| with_spec(&format!("  image: i\n  mounts: [ {{ type: bind, source: {source}, target: /m }} ]\n"));
-        let allow = |prefixes: &[&str]| Policy { allow_bind: prefixes.iter().map(PathBuf::from).collect() };
-        let ok = |source: &str, policy: &Policy| parse_file("t.yaml", &manifest(source), &test_env, policy).is_ok();
+        let manifest = |source: &str| {
+            with_spec(&format!(
+                "  image: i\n  mounts: [ {{ type: bind, source: {source}, target: /m }} ]\n"
+            ))
+        };
+        let allow = |prefixes: &[&str]| Policy {
+            allow_bind: prefixes.iter().map(PathBuf::from).collect(),
+        };
+        let ok = |source: &str, policy: &Policy| {
+            parse_file("t.yaml", &manifest(source), &test_env, policy).is_ok()
+        };
         assert!(ok("/srv/cfg", &allow(&["/srv"])));
         assert!(ok("/srv", &allow(&["/srv/"])));
         assert!(!ok("/srv2/cfg", &allow(&["/srv"])));
@@ -2181,7 +2537,11 @@ mod tests {
         assert!(ok("/etc/passwd", &allow(&["/"])));
         assert!(!ok("relative/dir", &allow(&["/"])));
         let errors = parse_file("t.yaml", &manifest("/opt/x"), &test_env, &allow(&[])).unwrap_err();
-        assert!(errors[0].message.contains("--allow-bind PREFIX"), "{}", errors[0]);
+        assert!(
+            errors[0].message.contains("--allow-bind PREFIX"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
@@ -2193,8 +2553,12 @@ mod tests {
         assert_eq!(parse_memory("2Ki"), Ok(2048));
         assert_eq!(parse_memory("100b"), Ok(100));
         assert_eq!(parse_memory("7000000"), Ok(7_000_000));
-        assert!(parse_memory("512m").unwrap_err().contains("unknown unit `m`"));
-        assert!(parse_memory("0.5b").unwrap_err().contains("whole number of bytes"));
+        assert!(parse_memory("512m")
+            .unwrap_err()
+            .contains("unknown unit `m`"));
+        assert!(parse_memory("0.5b")
+            .unwrap_err()
+            .contains("whole number of bytes"));
         assert!(parse_memory("Mi").is_err());
         assert!(parse_memory("1.2.3Mi").is_err());
         assert_eq!(parse_decimal("0.5", 9), Some(500_000_000));
@@ -2202,14 +2566,19 @@ mod tests {
         assert_eq!(parse_decimal(".25", 9), Some(250_000_000));
         assert_eq!(parse_decimal("0.0000000001", 9), None);
         assert_eq!(parse_decimal("1e3", 9), None);
-        let spec = parse_one(&with_spec("  image: i\n  resources: { limits: { cpus: 2, memory: 6Mi } }\n"));
+        let spec = parse_one(&with_spec(
+            "  image: i\n  resources: { limits: { cpus: 2, memory: 6Mi } }\n",
+        ));
         assert_eq!(spec.resources.limits.nano_cpus, Some(2_000_000_000));
     }
 
     #[test]
     fn error_text_has_the_file_line_column_field_form() {
         let errors = errors_of(&with_spec("  image: i\n  ports: { 0: 80 }\n"));
-        assert_eq!(errors[0].to_string(), "t.yaml:7:12: spec.ports: host port 0 is out of range 1-65535");
+        assert_eq!(
+            errors[0].to_string(),
+            "t.yaml:7:12: spec.ports: host port 0 is out of range 1-65535"
+        );
         let whole = ManifestError::whole_file("x.yaml", "is unreadable");
         assert_eq!(whole.to_string(), "x.yaml: is unreadable");
     }
@@ -2220,7 +2589,13 @@ mod tests {
         assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
         assert_eq!(schema["properties"]["apiVersion"]["const"], API_VERSION);
         let text = schema.to_string();
-        for key in ["readOnly", "ReadOnly", "NanoCPUs", "Replicas", "constraints"] {
+        for key in [
+            "readOnly",
+            "ReadOnly",
+            "NanoCPUs",
+            "Replicas",
+            "constraints",
+        ] {
             assert!(text.contains(key), "schema lacks {key}");
         }
     }

@@ -209,7 +209,7 @@ fn decide(
             let source = have
                 .and_then(|h| h.source.clone())
                 .or_else(|| record.and_then(|r| r.source.clone()));
-            if let Some(errors) = source.as_ref().and_then(|s| desired.invalid_files.get(s)) {
+            if let Some(errors) = source.as_deref().and_then(|s| desired.invalid_source(s)) {
                 let first = errors
                     .first()
                     .map(ToString::to_string)
@@ -326,6 +326,7 @@ mod tests {
             assets: assets.into_iter().map(|a| (a.spec.name.clone(), a)).collect(),
             invalid_files: BTreeMap::new(),
             held: BTreeMap::new(),
+            conflicts: vec![],
         }
     }
 
