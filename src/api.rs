@@ -53,7 +53,10 @@ async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (
-        [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         shared.metrics.render(),
     )
 }
@@ -63,7 +66,10 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if silent <= shared.stall_ms {
         (StatusCode::OK, "ok\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("reconcile loop silent for {silent} ms\n"))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("reconcile loop silent for {silent} ms\n"),
+        )
     }
 }
 
@@ -92,7 +98,8 @@ pub async fn serve_socket(
     // A socket file left by a killed daemon would make bind fail.
     let _ = std::fs::remove_file(path);
     let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|e| err(e.to_string()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| err(e.to_string()))?;
     let app = router(shared);
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -115,10 +122,12 @@ pub async fn serve_http(
             message: "not a loopback address; the API has no authentication (pass --listen-public to allow it)".into(),
         });
     }
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| ApiError::Listen {
-        addr: addr.to_string(),
-        message: e.to_string(),
-    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ApiError::Listen {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        })?;
     let app = router(shared);
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -133,15 +142,24 @@ pub async fn fetch_status(socket: &Path) -> Result<StatusReport, String> {
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|e| format!("{}: {e}", socket.display()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     let request = hyper::Request::get("/v1/status")
         .header("host", "assetd")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     serde_json::from_slice(&body).map_err(|e| format!("bad status answer: {e}"))
 }

@@ -91,9 +91,12 @@ pub async fn run(
         metrics: Metrics::new(counters.clone()),
     });
     let api_stop = CancellationToken::new();
-    let mut servers = vec![api::serve_socket(&config.socket, shared.clone(), api_stop.clone()).await?];
+    let mut servers =
+        vec![api::serve_socket(&config.socket, shared.clone(), api_stop.clone()).await?];
     if let Some(addr) = config.listen {
-        servers.push(api::serve_http(addr, config.listen_public, shared.clone(), api_stop.clone()).await?);
+        servers.push(
+            api::serve_http(addr, config.listen_public, shared.clone(), api_stop.clone()).await?,
+        );
     }
 
     let (triggers_tx, mut triggers) = mpsc::channel::<Trigger>(256);
@@ -118,7 +121,9 @@ pub async fn run(
         }
         // Wait for a trigger, the next timer, or shutdown.
         if pending.is_none() {
-            let wake = next_wake.min(tokio::time::Instant::now() + watchdog.map(|w| w / 2).unwrap_or(config.resync));
+            let wake = next_wake.min(
+                tokio::time::Instant::now() + watchdog.map(|w| w / 2).unwrap_or(config.resync),
+            );
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(c) = control.recv() => {
@@ -159,7 +164,13 @@ pub async fn run(
                         old.cancel();
                     }
                     let token = watchers.child_token();
-                    tokio::spawn(watch::watch_docker(e.docker.clone(), config.instance.clone(), triggers_tx.clone(), counters.clone(), token.clone()));
+                    tokio::spawn(watch::watch_docker(
+                        e.docker.clone(),
+                        config.instance.clone(),
+                        triggers_tx.clone(),
+                        counters.clone(),
+                        token.clone(),
+                    ));
                     docker_watch = Some(token);
                     engine = Some(e);
                     engine_delay = Duration::from_millis(250);
@@ -193,11 +204,19 @@ pub async fn run(
         }
     }
 
-    tracing::info!(in_flight = scheduler.in_flight().len(), "shutting down; letting in-flight actions finish");
+    tracing::info!(
+        in_flight = scheduler.in_flight().len(),
+        "shutting down; letting in-flight actions finish"
+    );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     watchers.cancel();
-    if tokio::time::timeout(config.grace, scheduler.drain()).await.is_err() {
-        tracing::warn!("grace period over; abandoning in-flight actions (the next start converges them)");
+    if tokio::time::timeout(config.grace, scheduler.drain())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "grace period over; abandoning in-flight actions (the next start converges them)"
+        );
     }
     if let Err(e) = store.flush() {
         tracing::warn!(error = %e, "could not flush the state store");
@@ -275,17 +294,27 @@ async fn pass(
                 wake_in = wake_in.min(Duration::from_millis(retry_at - now));
                 continue;
             }
-            if action.kind == ActionKind::Hold && record.last_error.as_deref() == Some(&action.reason) {
+            if action.kind == ActionKind::Hold
+                && record.last_error.as_deref() == Some(&action.reason)
+            {
                 // Already recorded as held for this reason: no write.
                 continue;
             }
-            scheduler.dispatch(action.clone(), record, engine.strategy.clone(), store.clone());
+            scheduler.dispatch(
+                action.clone(),
+                record,
+                engine.strategy.clone(),
+                store.clone(),
+            );
         }
     }
     let in_flight = scheduler.in_flight();
     let assets = status::from_pass(&desired, &actual, &store.all(), &plan, &in_flight, standby);
     shared.metrics.set_phases(&assets);
-    shared.metrics.pass_seconds.observe(started.elapsed().as_secs_f64());
+    shared
+        .metrics
+        .pass_seconds
+        .observe(started.elapsed().as_secs_f64());
     let role = match (&engine.swarm_node, standby) {
         (None, _) => "local",
         (Some(_), true) => "standby",
@@ -340,14 +369,22 @@ impl Scheduler {
         strategy: AnyStrategy,
         store: Arc<dyn Store>,
     ) {
-        if !self.in_flight.lock().expect("in-flight lock").insert(action.name.clone()) {
+        if !self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(action.name.clone())
+        {
             return; // Its current action will trigger a new pass when done.
         }
         let permits = self.permits.clone();
         let in_flight = self.in_flight.clone();
         let done = self.done.clone();
         self.tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
             let name = action.name.clone();
             let kind = action.kind;
             let outcome = reconcile::execute(action, record, &strategy, store.as_ref()).await;
@@ -384,8 +421,12 @@ impl Scheduler {
 
 /// The records the daemon would show without a running daemon.
 pub fn offline_status(state_dir: &std::path::Path) -> Result<StatusReport, String> {
-    let store = SledStore::open_nowait(state_dir)
-        .ok_or_else(|| format!("no daemon answers and no readable store in {}", state_dir.display()))?;
+    let store = SledStore::open_nowait(state_dir).ok_or_else(|| {
+        format!(
+            "no daemon answers and no readable store in {}",
+            state_dir.display()
+        )
+    })?;
     let applied: BTreeMap<AssetName, _> = store.all();
     Ok(StatusReport {
         source: "store".into(),

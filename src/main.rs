@@ -24,10 +24,20 @@ const EXIT_PENDING: u8 = 2;
 const EXIT_USAGE: u8 = 64;
 
 #[derive(Parser, Debug)]
-#[command(name = "assetd", version, about = "Keeps Docker (containers or Swarm services) in line with a directory of YAML asset manifests")]
+#[command(
+    name = "assetd",
+    version,
+    about = "Keeps Docker (containers or Swarm services) in line with a directory of YAML asset manifests"
+)]
 struct Cli {
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "human", env = "ASSETD_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "human",
+        env = "ASSETD_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -80,10 +90,18 @@ enum Command {
 #[derive(Args, Debug, Clone)]
 struct CommonArgs {
     /// The manifests directory (recursive).
-    #[arg(long, env = "ASSETD_MANIFESTS", default_value = "/etc/assetd/manifests")]
+    #[arg(
+        long,
+        env = "ASSETD_MANIFESTS",
+        default_value = "/etc/assetd/manifests"
+    )]
     manifests: PathBuf,
     /// Where the last-applied state is kept.
-    #[arg(long = "state-dir", env = "ASSETD_STATE_DIR", default_value = "/var/lib/assetd")]
+    #[arg(
+        long = "state-dir",
+        env = "ASSETD_STATE_DIR",
+        default_value = "/var/lib/assetd"
+    )]
     state_dir: PathBuf,
     #[arg(long, value_enum, env = "ASSETD_STRATEGY", default_value = "auto")]
     strategy: StrategyChoice,
@@ -203,7 +221,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => EXIT_OK,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    EXIT_OK
+                }
                 _ => EXIT_USAGE,
             };
             let _ = e.print();
@@ -211,7 +231,10 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("assetd: cannot start the async runtime: {e}");
@@ -299,10 +322,12 @@ async fn strategy_for(common: &CommonArgs) -> Result<assetd::strategy::AnyStrate
         eprintln!("assetd: {e}");
         EXIT_USAGE
     })?;
-    engine::choose(&docker, common.strategy, &common.instance).await.map_err(|e| {
-        eprintln!("assetd: {e}");
-        EXIT_FAILED
-    })
+    engine::choose(&docker, common.strategy, &common.instance)
+        .await
+        .map_err(|e| {
+            eprintln!("assetd: {e}");
+            EXIT_FAILED
+        })
 }
 
 async fn apply_once(common: CommonArgs, output: Output) -> u8 {
@@ -321,11 +346,16 @@ async fn apply_once(common: CommonArgs, output: Output) -> u8 {
     let config = common.pass_config(false);
     match reconcile::run_pass(&config, &strategy, &store).await {
         Ok(pass) => {
+            let dir_problem = report::dir_problem(&pass.desired, &config.manifests);
+            if let Some(problem) = &dir_problem {
+                eprintln!("error: {problem}");
+            }
             match output {
                 Output::Json => println!("{}", report::pass_json(&pass, strategy.kind())),
                 Output::Text => print!("{}", report::pass_text(&pass)),
             }
-            if pass.failed() > 0 {
+            // An invalid manifest is a failed asset too: it was not applied.
+            if pass.failed() > 0 || !pass.desired.errors().is_empty() || dir_problem.is_some() {
                 EXIT_FAILED
             } else {
                 EXIT_OK
@@ -352,10 +382,16 @@ async fn plan(common: CommonArgs, output: Output) -> u8 {
     let config = common.pass_config(false);
     match reconcile::observe(&config, &strategy, store.as_ref()).await {
         Ok((desired, _, _, plan)) => {
+            if let Some(problem) = report::dir_problem(&desired, &config.manifests) {
+                eprintln!("error: {problem}");
+            }
             let color = std::io::stdout().is_terminal();
             match output {
                 Output::Json => println!("{}", report::plan_json(&plan, &desired, strategy.kind())),
-                Output::Text => print!("{}", report::plan_text(&plan, &desired, strategy.kind(), color)),
+                Output::Text => print!(
+                    "{}",
+                    report::plan_text(&plan, &desired, strategy.kind(), color)
+                ),
             }
             if plan.has_changes() {
                 EXIT_PENDING
@@ -378,7 +414,10 @@ async fn status(common: CommonArgs, socket: Option<PathBuf>, output: Output) -> 
         Ok(report) => report,
         Err(daemon_error) => match assetd::daemon::offline_status(&common.state_dir) {
             Ok(report) => {
-                eprintln!("assetd: no daemon answers on {} ({daemon_error}); showing the store", socket.display());
+                eprintln!(
+                    "assetd: no daemon answers on {} ({daemon_error}); showing the store",
+                    socket.display()
+                );
                 report
             }
             Err(e) => {
@@ -388,7 +427,10 @@ async fn status(common: CommonArgs, socket: Option<PathBuf>, output: Output) -> 
         },
     };
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
         Output::Text => print!("{}", assetd::status::render_table(&report)),
     }
     let failing = report

@@ -45,16 +45,37 @@ impl Metrics {
         let mut registry = Registry::with_prefix("assetd");
         let passes = Counter::default();
         registry.register("passes", "Reconcile passes run", passes.clone());
-        let pass_seconds = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]);
-        registry.register("pass_duration_seconds", "Time to observe and plan one pass", pass_seconds.clone());
+        let pass_seconds =
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]);
+        registry.register(
+            "pass_duration_seconds",
+            "Time to observe and plan one pass",
+            pass_seconds.clone(),
+        );
         let actions = Family::<ActionLabels, Counter>::default();
-        registry.register("actions", "Actions executed, by kind and result", actions.clone());
+        registry.register(
+            "actions",
+            "Actions executed, by kind and result",
+            actions.clone(),
+        );
         let assets = Family::<PhaseLabels, Gauge>::default();
-        registry.register("assets", "Assets by phase after the last pass", assets.clone());
+        registry.register(
+            "assets",
+            "Assets by phase after the last pass",
+            assets.clone(),
+        );
         let docker_errors = Counter::default();
-        registry.register("docker_errors", "Docker API calls that failed", docker_errors.clone());
+        registry.register(
+            "docker_errors",
+            "Docker API calls that failed",
+            docker_errors.clone(),
+        );
         let watch_events = Family::<SourceLabels, Gauge>::default();
-        registry.register("watch_events", "Events seen by the watchers (cumulative)", watch_events.clone());
+        registry.register(
+            "watch_events",
+            "Events seen by the watchers (cumulative)",
+            watch_events.clone(),
+        );
         Self {
             registry,
             passes,
@@ -82,7 +103,10 @@ impl Metrics {
         for (source, value) in [
             ("file", self.watch.file_events.load(Ordering::Relaxed)),
             ("docker", self.watch.docker_events.load(Ordering::Relaxed)),
-            ("docker_reconnect", self.watch.docker_reconnects.load(Ordering::Relaxed)),
+            (
+                "docker_reconnect",
+                self.watch.docker_reconnects.load(Ordering::Relaxed),
+            ),
         ] {
             self.watch_events
                 .get_or_create(&SourceLabels {

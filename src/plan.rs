@@ -191,13 +191,20 @@ fn decide(
             let reason = if changes.is_empty() {
                 "spec hash differs from the running objects".to_string()
             } else {
-                changes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                changes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             act(ActionKind::Update, reason, changes, Some(want))
         }
-        (Some(want), Some(have)) if !have.drift.is_empty() => {
-            act(ActionKind::Repair, have.drift.join("; "), vec![], Some(want))
-        }
+        (Some(want), Some(have)) if !have.drift.is_empty() => act(
+            ActionKind::Repair,
+            have.drift.join("; "),
+            vec![],
+            Some(want),
+        ),
         // Swarm's version index is not compared: Swarm bumps it itself
         // (update status, task bookkeeping); strategies report changes
         // made by hand as drift from a fingerprint of the fields we set.
@@ -244,10 +251,14 @@ fn prune_guard(
     // wanted: never prune on it, not even with --allow-mass-prune.
     match &desired.dir {
         DirState::Unreadable(why) => {
-            return Some(format!("manifest directory unreadable ({why}); nothing is pruned"))
+            return Some(format!(
+                "manifest directory unreadable ({why}); nothing is pruned"
+            ))
         }
         DirState::Refused(why) => {
-            return Some(format!("manifest directory refused ({why}); nothing is pruned"))
+            return Some(format!(
+                "manifest directory refused ({why}); nothing is pruned"
+            ))
         }
         _ => {}
     }
@@ -323,7 +334,10 @@ mod tests {
     fn desired(assets: Vec<DesiredAsset>) -> Desired {
         Desired {
             dir: DirState::Present { files: 1 },
-            assets: assets.into_iter().map(|a| (a.spec.name.clone(), a)).collect(),
+            assets: assets
+                .into_iter()
+                .map(|a| (a.spec.name.clone(), a))
+                .collect(),
             invalid_files: BTreeMap::new(),
             held: BTreeMap::new(),
             conflicts: vec![],
@@ -365,7 +379,12 @@ mod tests {
 
     #[test]
     fn desired_and_not_running_is_created() {
-        let plan = plan(&desired(vec![want("a", "i:1", "a.yaml")]), &BTreeMap::new(), &[], &PlanConfig::default());
+        let plan = plan(
+            &desired(vec![want("a", "i:1", "a.yaml")]),
+            &BTreeMap::new(),
+            &[],
+            &PlanConfig::default(),
+        );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Create)]);
         assert!(plan.actions[0].desired.is_some());
     }
@@ -399,7 +418,12 @@ mod tests {
     fn drifted_objects_are_repaired() {
         let mut have = running("a", "i:1", "a.yaml");
         have.drift = vec!["container a is exited".into()];
-        let plan = plan(&desired(vec![want("a", "i:1", "a.yaml")]), &BTreeMap::new(), &[have], &PlanConfig::default());
+        let plan = plan(
+            &desired(vec![want("a", "i:1", "a.yaml")]),
+            &BTreeMap::new(),
+            &[have],
+            &PlanConfig::default(),
+        );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Repair)]);
         assert_eq!(plan.actions[0].reason, "container a is exited");
     }
@@ -407,7 +431,12 @@ mod tests {
     #[test]
     fn objects_removed_by_hand_are_repaired() {
         let store = BTreeMap::from([applied("a", "i:1", "a.yaml")]);
-        let plan = plan(&desired(vec![want("a", "i:1", "a.yaml")]), &store, &[], &PlanConfig::default());
+        let plan = plan(
+            &desired(vec![want("a", "i:1", "a.yaml")]),
+            &store,
+            &[],
+            &PlanConfig::default(),
+        );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Repair)]);
     }
 
@@ -417,7 +446,12 @@ mod tests {
         record.version = Some(10);
         let mut have = running("a", "i:1", "a.yaml");
         have.version = Some(10);
-        let plan = plan(&desired(vec![want("a", "i:1", "a.yaml")]), &BTreeMap::from([(n, record)]), &[have], &PlanConfig::default());
+        let plan = plan(
+            &desired(vec![want("a", "i:1", "a.yaml")]),
+            &BTreeMap::from([(n, record)]),
+            &[have],
+            &PlanConfig::default(),
+        );
         assert!(plan.actions.is_empty());
         assert_eq!(plan.unchanged, vec![name("a")]);
         assert!(!plan.has_changes());
@@ -457,7 +491,12 @@ mod tests {
                 message: "broken".into(),
             }],
         );
-        let plan = plan(&d, &BTreeMap::new(), &[running("b", "i:1", "b.yaml")], &PlanConfig::default());
+        let plan = plan(
+            &d,
+            &BTreeMap::new(),
+            &[running("b", "i:1", "b.yaml")],
+            &PlanConfig::default(),
+        );
         assert_eq!(kinds(&plan), vec![("b".into(), ActionKind::Hold)]);
         assert!(plan.actions[0].reason.contains("b.yaml:3:1"));
         assert!(!plan.has_changes());
@@ -467,7 +506,12 @@ mod tests {
     fn held_names_are_held() {
         let mut d = desired(vec![]);
         d.held.insert(name("dup"), "declared twice".into());
-        let plan = plan(&d, &BTreeMap::new(), &[running("dup", "i:1", "x.yaml")], &PlanConfig::default());
+        let plan = plan(
+            &d,
+            &BTreeMap::new(),
+            &[running("dup", "i:1", "x.yaml")],
+            &PlanConfig::default(),
+        );
         assert_eq!(kinds(&plan), vec![("dup".into(), ActionKind::Hold)]);
         assert_eq!(plan.actions[0].reason, "declared twice");
     }
@@ -493,7 +537,12 @@ mod tests {
     fn an_empty_directory_prunes_nothing_without_confirmation() {
         let mut d = desired(vec![]);
         d.dir = DirState::Present { files: 0 };
-        let plan = plan(&d, &BTreeMap::new(), &[running("a", "i:1", "a.yaml")], &PlanConfig::default());
+        let plan = plan(
+            &d,
+            &BTreeMap::new(),
+            &[running("a", "i:1", "a.yaml")],
+            &PlanConfig::default(),
+        );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Hold)]);
     }
 
@@ -505,16 +554,30 @@ mod tests {
             allow_mass_prune: true,
             ..Default::default()
         };
-        let plan = plan(&d, &BTreeMap::new(), &[running("a", "i:1", "a.yaml")], &confirmed);
+        let plan = plan(
+            &d,
+            &BTreeMap::new(),
+            &[running("a", "i:1", "a.yaml")],
+            &confirmed,
+        );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Hold)]);
     }
 
     #[test]
     fn pruning_most_of_a_fleet_at_once_is_held() {
-        let keep: Vec<DesiredAsset> = (0..3).map(|i| want(&format!("k{i}"), "i:1", "k.yaml")).collect();
-        let mut have: Vec<ActualAsset> = (0..3).map(|i| running(&format!("k{i}"), "i:1", "k.yaml")).collect();
+        let keep: Vec<DesiredAsset> = (0..3)
+            .map(|i| want(&format!("k{i}"), "i:1", "k.yaml"))
+            .collect();
+        let mut have: Vec<ActualAsset> = (0..3)
+            .map(|i| running(&format!("k{i}"), "i:1", "k.yaml"))
+            .collect();
         have.extend((0..7).map(|i| running(&format!("r{i}"), "i:1", "r.yaml")));
-        let plan = plan(&desired(keep), &BTreeMap::new(), &have, &PlanConfig::default());
+        let plan = plan(
+            &desired(keep),
+            &BTreeMap::new(),
+            &have,
+            &PlanConfig::default(),
+        );
         assert_eq!(plan.actions.len(), 7);
         assert!(plan.actions.iter().all(|a| a.kind == ActionKind::Hold));
         assert!(plan.actions[0].reason.contains("7 of 10"));
@@ -522,9 +585,20 @@ mod tests {
 
     #[test]
     fn pruning_a_few_at_once_is_allowed() {
-        let have: Vec<ActualAsset> = (0..5).map(|i| running(&format!("r{i}"), "i:1", "r.yaml")).collect();
-        let plan = plan(&desired(vec![want("k", "i:1", "k.yaml")]), &BTreeMap::new(), &have, &PlanConfig::default());
-        let removes = plan.actions.iter().filter(|a| a.kind == ActionKind::Remove).count();
+        let have: Vec<ActualAsset> = (0..5)
+            .map(|i| running(&format!("r{i}"), "i:1", "r.yaml"))
+            .collect();
+        let plan = plan(
+            &desired(vec![want("k", "i:1", "k.yaml")]),
+            &BTreeMap::new(),
+            &have,
+            &PlanConfig::default(),
+        );
+        let removes = plan
+            .actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::Remove)
+            .count();
         assert_eq!(removes, 5);
     }
 

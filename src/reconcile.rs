@@ -90,7 +90,15 @@ pub async fn observe(
     config: &PassConfig,
     strategy: &AnyStrategy,
     store: &dyn Store,
-) -> Result<(Desired, Vec<ActualAsset>, BTreeMap<AssetName, AppliedRecord>, Plan), PassError> {
+) -> Result<
+    (
+        Desired,
+        Vec<ActualAsset>,
+        BTreeMap<AssetName, AppliedRecord>,
+        Plan,
+    ),
+    PassError,
+> {
     let (desired, actual) = tokio::join!(load_desired(config), strategy.list_managed());
     let actual = actual?;
     let applied = with_adopted(store.all(), &actual);
@@ -105,15 +113,17 @@ fn with_adopted(
     actual: &[ActualAsset],
 ) -> BTreeMap<AssetName, AppliedRecord> {
     for asset in actual {
-        applied.entry(asset.name.clone()).or_insert_with(|| AppliedRecord {
-            hash: asset.spec_hash.clone(),
-            source: asset.source.clone(),
-            object_ids: asset.object_ids.clone(),
-            version: asset.version,
-            applied_ms: Some(now_ms()),
-            updated_ms: now_ms(),
-            ..Default::default()
-        });
+        applied
+            .entry(asset.name.clone())
+            .or_insert_with(|| AppliedRecord {
+                hash: asset.spec_hash.clone(),
+                source: asset.source.clone(),
+                object_ids: asset.object_ids.clone(),
+                version: asset.version,
+                applied_ms: Some(now_ms()),
+                updated_ms: now_ms(),
+                ..Default::default()
+            });
     }
     applied
 }

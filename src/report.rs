@@ -4,11 +4,27 @@ use std::fmt::Write;
 
 use serde_json::json;
 
-use crate::desired::Desired;
+use crate::desired::{Desired, DirState};
 use crate::manifest::ManifestError;
 use crate::plan::{ActionKind, Plan};
 use crate::reconcile::PassReport;
 use crate::strategy::StrategyKind;
+
+/// What is wrong with the manifests directory as a whole, if anything.
+pub fn dir_problem(desired: &Desired, dir: &std::path::Path) -> Option<String> {
+    match &desired.dir {
+        DirState::Present { .. } => None,
+        DirState::Missing => Some(format!(
+            "manifest directory {} does not exist",
+            dir.display()
+        )),
+        DirState::Unreadable(why) => Some(format!("manifest directory {}: {why}", dir.display())),
+        DirState::Refused(why) => Some(format!(
+            "manifest directory {} refused: {why}",
+            dir.display()
+        )),
+    }
+}
 
 /// One manifest problem as a line an editor can jump to.
 pub fn render_error(e: &ManifestError) -> String {
@@ -48,7 +64,12 @@ pub fn plan_text(plan: &Plan, desired: &Desired, strategy: StrategyKind, color: 
     for action in &plan.actions {
         let head = format!("{} {} {}", symbol(action.kind), action.kind, action.name);
         if action.changes.is_empty() {
-            let _ = writeln!(out, "{}: {}", paint(&head, action.kind, color), action.reason);
+            let _ = writeln!(
+                out,
+                "{}: {}",
+                paint(&head, action.kind, color),
+                action.reason
+            );
         } else {
             let _ = writeln!(out, "{}", paint(&head, action.kind, color));
             for change in &action.changes {
@@ -56,7 +77,11 @@ pub fn plan_text(plan: &Plan, desired: &Desired, strategy: StrategyKind, color: 
             }
         }
     }
-    let pending = plan.actions.iter().filter(|a| a.kind != ActionKind::Hold).count();
+    let pending = plan
+        .actions
+        .iter()
+        .filter(|a| a.kind != ActionKind::Hold)
+        .count();
     let held = plan.actions.len() - pending;
     let _ = writeln!(
         out,
@@ -112,7 +137,12 @@ pub fn pass_text(pass: &PassReport) -> String {
 }
 
 pub fn pass_json(pass: &PassReport, strategy: StrategyKind) -> String {
-    let errors: Vec<String> = pass.desired.errors().iter().map(ToString::to_string).collect();
+    let errors: Vec<String> = pass
+        .desired
+        .errors()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     json!({
         "strategy": strategy,
         "outcomes": pass.outcomes,

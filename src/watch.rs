@@ -59,7 +59,9 @@ pub async fn watch_manifests(
     let (events_tx, mut events_rx) = mpsc::channel::<Trigger>(64);
     let callback_counters = counters.clone();
     let callback = move |result: notify::Result<notify::Event>| {
-        callback_counters.file_events.fetch_add(1, Ordering::Relaxed);
+        callback_counters
+            .file_events
+            .fetch_add(1, Ordering::Relaxed);
         let trigger = match &result {
             Ok(event) if event.need_rescan() => Trigger::Now,
             Ok(event) => urgency(&event.kind),
@@ -126,7 +128,9 @@ impl Armed {
                     tracing::info!(dir = %root.display(), "watching manifest directory");
                     return true;
                 }
-                Err(e) => tracing::warn!(dir = %root.display(), error = %e, "cannot watch manifest directory"),
+                Err(e) => {
+                    tracing::warn!(dir = %root.display(), error = %e, "cannot watch manifest directory")
+                }
             }
         }
         false
@@ -134,7 +138,9 @@ impl Armed {
 }
 
 /// Container events that may mean drift on a managed container.
-const CONTAINER_ACTIONS: &[&str] = &["die", "destroy", "stop", "kill", "pause", "oom", "rename", "update"];
+const CONTAINER_ACTIONS: &[&str] = &[
+    "die", "destroy", "stop", "kill", "pause", "oom", "rename", "update",
+];
 
 /// Follows Docker's event stream; reconnects with backoff when it ends
 /// (dockerd restarted) and asks for a full pass after every reconnect,
@@ -152,7 +158,9 @@ pub async fn watch_docker(
             "type".to_string(),
             vec!["container".to_string(), "service".to_string()],
         )]);
-        let mut stream = docker.events(Some(EventsOptionsBuilder::default().filters(&filters).build()));
+        let mut stream = docker.events(Some(
+            EventsOptionsBuilder::default().filters(&filters).build(),
+        ));
         let mut connected = false;
         loop {
             let next = tokio::select! {

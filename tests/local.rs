@@ -37,7 +37,10 @@ async fn image_name_and_ownership_labels_are_set() {
     let c = env.inspect(&env.name("a")).await;
     let config = c.config.unwrap();
     assert_eq!(config.image.as_deref(), Some(IMAGE_1));
-    assert_eq!(c.name.as_deref(), Some(format!("/{}", env.name("a")).as_str()));
+    assert_eq!(
+        c.name.as_deref(),
+        Some(format!("/{}", env.name("a")).as_str())
+    );
     assert!(c.state.unwrap().running.unwrap());
     let labels = config.labels.unwrap();
     assert_eq!(labels["io.assetd.managed"], "true");
@@ -52,14 +55,36 @@ async fn env_list_and_map_reach_the_container() {
     let env = TestEnv::new("lc-env").await;
     env.write(
         "a.yaml",
-        &env.asset("a", IMAGE_1, "  env: [ \"MTC_AGENT_UUID=CNC-MILL-01\", \"EMPTY=\" ]\n"),
+        &env.asset(
+            "a",
+            IMAGE_1,
+            "  env: [ \"MTC_AGENT_UUID=CNC-MILL-01\", \"EMPTY=\" ]\n",
+        ),
     );
-    env.write("b.yaml", &env.asset("b", IMAGE_1, "  env:\n    ZONE: cell-3\n    PORT: 5000\n"));
+    env.write(
+        "b.yaml",
+        &env.asset("b", IMAGE_1, "  env:\n    ZONE: cell-3\n    PORT: 5000\n"),
+    );
     assert_no_failures(&env.apply().await);
-    let a = env.inspect(&env.name("a")).await.config.unwrap().env.unwrap();
-    assert!(a.contains(&"MTC_AGENT_UUID=CNC-MILL-01".to_string()), "{a:?}");
+    let a = env
+        .inspect(&env.name("a"))
+        .await
+        .config
+        .unwrap()
+        .env
+        .unwrap();
+    assert!(
+        a.contains(&"MTC_AGENT_UUID=CNC-MILL-01".to_string()),
+        "{a:?}"
+    );
     assert!(a.contains(&"EMPTY=".to_string()), "{a:?}");
-    let b = env.inspect(&env.name("b")).await.config.unwrap().env.unwrap();
+    let b = env
+        .inspect(&env.name("b"))
+        .await
+        .config
+        .unwrap()
+        .env
+        .unwrap();
     assert!(b.contains(&"ZONE=cell-3".to_string()), "{b:?}");
     assert!(b.contains(&"PORT=5000".to_string()), "{b:?}");
 }
@@ -74,7 +99,13 @@ async fn user_labels_are_set_beside_ours() {
     );
     env.write("a.yaml", &text);
     assert_no_failures(&env.apply().await);
-    let labels = env.inspect(&env.name("a")).await.config.unwrap().labels.unwrap();
+    let labels = env
+        .inspect(&env.name("a"))
+        .await
+        .config
+        .unwrap()
+        .labels
+        .unwrap();
     assert_eq!(labels["zone"], "cell-3");
     assert_eq!(labels["traefik.http.routers.x.rule"], "Host(`x`)");
 }
@@ -93,9 +124,24 @@ async fn command_is_split_like_a_shell_and_not_run_by_one() {
         &env.asset("b", IMAGE_1, "  command: [sleep, \"3600\"]\n"),
     );
     assert_no_failures(&env.apply().await);
-    let a = env.inspect(&env.name("a")).await.config.unwrap().cmd.unwrap();
-    assert_eq!(a, vec!["sh", "-c", "echo \"hi there\" > /tmp/x; sleep 3600"]);
-    let b = env.inspect(&env.name("b")).await.config.unwrap().cmd.unwrap();
+    let a = env
+        .inspect(&env.name("a"))
+        .await
+        .config
+        .unwrap()
+        .cmd
+        .unwrap();
+    assert_eq!(
+        a,
+        vec!["sh", "-c", "echo \"hi there\" > /tmp/x; sleep 3600"]
+    );
+    let b = env
+        .inspect(&env.name("b"))
+        .await
+        .config
+        .unwrap()
+        .cmd
+        .unwrap();
     assert_eq!(b, vec!["sleep", "3600"]);
 }
 
@@ -117,16 +163,27 @@ async fn published_port_answers_on_the_host() {
     assert_eq!(udp[0].host_port.as_deref(), Some("18312"));
 
     // The port really serves: busybox httpd answers a GET through it.
-    let body = common::eventually("httpd on 127.0.0.1:18311", Duration::from_secs(10), || async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect("127.0.0.1:18311").await.ok()?;
-        s.write_all(b"GET /assetd-test-version HTTP/1.0\r\n\r\n").await.ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.ok()?;
-        out.contains("200").then_some(out)
-    })
+    let body = common::eventually(
+        "httpd on 127.0.0.1:18311",
+        Duration::from_secs(10),
+        || async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect("127.0.0.1:18311")
+                .await
+                .ok()?;
+            s.write_all(b"GET /assetd-test-version HTTP/1.0\r\n\r\n")
+                .await
+                .ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.ok()?;
+            out.contains("200").then_some(out)
+        },
+    )
     .await;
-    assert!(body.trim_end().ends_with('1'), "served the :1 image's file: {body}");
+    assert!(
+        body.trim_end().ends_with('1'),
+        "served the :1 image's file: {body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -137,7 +194,10 @@ async fn every_network_is_attached() {
         env.docker
             .create_network(NetworkCreateRequest {
                 name: net.clone(),
-                labels: Some(HashMap::from([(TEST_LABEL.to_string(), env.prefix.clone())])),
+                labels: Some(HashMap::from([(
+                    TEST_LABEL.to_string(),
+                    env.prefix.clone(),
+                )])),
                 ..Default::default()
             })
             .await
@@ -145,7 +205,11 @@ async fn every_network_is_attached() {
     }
     env.write(
         "a.yaml",
-        &env.asset("a", IMAGE_1, &format!("  networks: [ {}, {} ]\n", nets[0], nets[1])),
+        &env.asset(
+            "a",
+            IMAGE_1,
+            &format!("  networks: [ {}, {} ]\n", nets[0], nets[1]),
+        ),
     );
     let pass = env.apply().await;
     let c = env.inspect(&env.name("a")).await;
@@ -163,7 +227,11 @@ async fn remove_networks(env: &TestEnv) {
     let filters = HashMap::from([("label", vec![format!("{TEST_LABEL}={}", env.prefix)])]);
     let networks = env
         .docker
-        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
         .await
         .unwrap();
     for n in networks {
@@ -174,15 +242,27 @@ async fn remove_networks(env: &TestEnv) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_network_is_a_clear_failure_and_others_converge() {
     let env = TestEnv::new("lc-nonet").await;
-    env.write("a.yaml", &env.asset("a", IMAGE_1, "  networks: [ no-such-net-lc ]\n"));
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  networks: [ no-such-net-lc ]\n"),
+    );
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
     let pass = env.apply().await;
     let failed: Vec<_> = pass.outcomes.iter().filter(|o| o.error.is_some()).collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].name.as_str(), env.name("a"));
     assert!(failed[0].error.as_ref().unwrap().contains("no-such-net-lc"));
-    assert!(env.inspect(&env.name("b")).await.state.unwrap().running.unwrap());
-    let record = env.store.get(&AssetName::new(&env.name("a")).unwrap()).unwrap();
+    assert!(env
+        .inspect(&env.name("b"))
+        .await
+        .state
+        .unwrap()
+        .running
+        .unwrap());
+    let record = env
+        .store
+        .get(&AssetName::new(&env.name("a")).unwrap())
+        .unwrap();
     assert_eq!(record.attempts, 1);
     assert!(record.next_retry_ms.is_some());
     assert!(record.last_error.unwrap().contains("no-such-net-lc"));
@@ -193,12 +273,25 @@ async fn constraints_are_ignored_with_a_warning() {
     let env = TestEnv::new("lc-constr").await;
     env.write(
         "a.yaml",
-        &env.asset("a", IMAGE_1, "  constraints: [ \"node.labels.zone == cell-3\", \"node.role != manager\" ]\n"),
+        &env.asset(
+            "a",
+            IMAGE_1,
+            "  constraints: [ \"node.labels.zone == cell-3\", \"node.role != manager\" ]\n",
+        ),
     );
     let pass = env.apply().await;
     assert_no_failures(&pass);
-    assert!(pass.outcomes[0].warnings.iter().any(|w| w.contains("constraints")));
-    assert!(env.inspect(&env.name("a")).await.state.unwrap().running.unwrap());
+    assert!(pass.outcomes[0]
+        .warnings
+        .iter()
+        .any(|w| w.contains("constraints")));
+    assert!(env
+        .inspect(&env.name("a"))
+        .await
+        .state
+        .unwrap()
+        .running
+        .unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -233,19 +326,36 @@ async fn resource_limits_and_reservations_are_set() {
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_scale_up_to_three_and_back_to_one() {
     let env = TestEnv::new("lc-repl").await;
-    env.write("a.yaml", &env.asset("a", IMAGE_1, "  mode: { replicated: { replicas: 3 } }\n"));
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  mode: { replicated: { replicas: 3 } }\n"),
+    );
     assert_no_failures(&env.apply().await);
     let mut names: Vec<String> = env
         .containers()
         .await
         .iter()
-        .map(|c| c.names.as_ref().unwrap()[0].trim_start_matches('/').to_string())
+        .map(|c| {
+            c.names.as_ref().unwrap()[0]
+                .trim_start_matches('/')
+                .to_string()
+        })
         .collect();
     names.sort();
     let base = env.name("a");
-    assert_eq!(names, vec![format!("{base}-1"), format!("{base}-2"), format!("{base}-3")]);
+    assert_eq!(
+        names,
+        vec![
+            format!("{base}-1"),
+            format!("{base}-2"),
+            format!("{base}-3")
+        ]
+    );
 
-    env.write("a.yaml", &env.asset("a", IMAGE_1, "  mode: { Replicated: { Replicas: 1 } }\n"));
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  mode: { Replicated: { Replicas: 1 } }\n"),
+    );
     let pass = env.apply().await;
     assert_no_failures(&pass);
     assert_eq!(kinds(&pass), vec![ActionKind::Update]);
@@ -257,7 +367,10 @@ async fn replicas_scale_up_to_three_and_back_to_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn global_mode_runs_one_container() {
     let env = TestEnv::new("lc-global").await;
-    env.write("a.yaml", &env.asset("a", IMAGE_1, "  mode: { global: {} }\n"));
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  mode: { global: {} }\n"),
+    );
     assert_no_failures(&env.apply().await);
     assert_eq!(env.containers().await.len(), 1);
 }
@@ -298,7 +411,13 @@ async fn bind_volume_and_tmpfs_mounts_are_set() {
     assert_eq!(vol.source.as_deref(), Some(volume.as_str()));
     assert_eq!(by_target["/scratch"].typ, Some(MountType::TMPFS));
     common::cleanup(&env.docker, &env.prefix).await;
-    let _ = env.docker.remove_volume(&volume, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
+    let _ = env
+        .docker
+        .remove_volume(
+            &volume,
+            None::<bollard::query_parameters::RemoveVolumeOptions>,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -310,7 +429,10 @@ async fn image_change_leaves_exactly_one_container_with_the_new_image() {
     let pass = env.apply().await;
     assert_no_failures(&pass);
     assert_eq!(kinds(&pass), vec![ActionKind::Update]);
-    assert_eq!(pass.outcomes[0].reason, format!("spec.image: {IMAGE_1} → {IMAGE_2}"));
+    assert_eq!(
+        pass.outcomes[0].reason,
+        format!("spec.image: {IMAGE_1} → {IMAGE_2}")
+    );
     let containers = env.containers().await;
     assert_eq!(containers.len(), 1);
     assert_eq!(containers[0].image.as_deref(), Some(IMAGE_2));
@@ -327,7 +449,13 @@ async fn env_change_leaves_exactly_one_container_with_the_new_env() {
     assert_eq!(kinds(&pass), vec![ActionKind::Update]);
     let containers = env.containers().await;
     assert_eq!(containers.len(), 1);
-    let e = env.inspect(containers[0].id.as_ref().unwrap()).await.config.unwrap().env.unwrap();
+    let e = env
+        .inspect(containers[0].id.as_ref().unwrap())
+        .await
+        .config
+        .unwrap()
+        .env
+        .unwrap();
     assert!(e.contains(&"A=2".to_string()), "{e:?}");
 }
 
@@ -349,7 +477,14 @@ async fn deleted_manifest_removes_only_its_own_container() {
         ..Default::default()
     };
     env.docker
-        .create_container(Some(CreateContainerOptionsBuilder::default().name(&lookalike).build()), body)
+        .create_container(
+            Some(
+                CreateContainerOptionsBuilder::default()
+                    .name(&lookalike)
+                    .build(),
+            ),
+            body,
+        )
         .await
         .unwrap();
 
@@ -361,7 +496,11 @@ async fn deleted_manifest_removes_only_its_own_container() {
         .containers()
         .await
         .iter()
-        .map(|c| c.names.as_ref().unwrap()[0].trim_start_matches('/').to_string())
+        .map(|c| {
+            c.names.as_ref().unwrap()[0]
+                .trim_start_matches('/')
+                .to_string()
+        })
         .collect();
     left.sort();
     let mut expected = vec![lookalike, env.name("keep")];
@@ -393,7 +532,10 @@ async fn invalid_file_keeps_the_last_valid_deployment_running() {
 #[tokio::test(flavor = "multi_thread")]
 async fn comment_and_key_order_changes_write_nothing() {
     let env = TestEnv::new("lc-noop").await;
-    env.write("a.yaml", &env.asset("a", IMAGE_1, "  env: [ A=1 ]\n  ports: { 18321: 80 }\n"));
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  env: [ A=1 ]\n  ports: { 18321: 80 }\n"),
+    );
     assert_no_failures(&env.apply().await);
     let before = env.inspect(&env.name("a")).await;
 
@@ -419,7 +561,13 @@ async fn a_container_removed_by_hand_is_repaired() {
     let pass = env.apply().await;
     assert_no_failures(&pass);
     assert_eq!(kinds(&pass), vec![ActionKind::Repair]);
-    assert!(env.inspect(&env.name("a")).await.state.unwrap().running.unwrap());
+    assert!(env
+        .inspect(&env.name("a"))
+        .await
+        .state
+        .unwrap()
+        .running
+        .unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -429,15 +577,29 @@ async fn a_stopped_container_is_started_again() {
     assert_no_failures(&env.apply().await);
     let id = env.containers().await[0].id.clone().unwrap();
     env.docker
-        .stop_container(&id, Some(bollard::query_parameters::StopContainerOptionsBuilder::default().t(0).build()))
+        .stop_container(
+            &id,
+            Some(
+                bollard::query_parameters::StopContainerOptionsBuilder::default()
+                    .t(0)
+                    .build(),
+            ),
+        )
         .await
         .unwrap();
     let pass = env.apply().await;
     assert_no_failures(&pass);
     assert_eq!(kinds(&pass), vec![ActionKind::Repair]);
-    assert!(pass.outcomes[0].reason.contains("exited"), "{}", pass.outcomes[0].reason);
+    assert!(
+        pass.outcomes[0].reason.contains("exited"),
+        "{}",
+        pass.outcomes[0].reason
+    );
     let c = env.inspect(&id).await;
-    assert!(c.state.unwrap().running.unwrap(), "the same container runs again");
+    assert!(
+        c.state.unwrap().running.unwrap(),
+        "the same container runs again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -447,17 +609,27 @@ async fn a_foreign_container_with_our_name_is_never_touched() {
     let body = ContainerCreateBody {
         image: Some(IMAGE_1.into()),
         cmd: Some(vec!["sleep".into(), "3600".into()]),
-        labels: Some(HashMap::from([(TEST_LABEL.to_string(), env.prefix.clone())])),
+        labels: Some(HashMap::from([(
+            TEST_LABEL.to_string(),
+            env.prefix.clone(),
+        )])),
         ..Default::default()
     };
     let foreign = env
         .docker
-        .create_container(Some(CreateContainerOptionsBuilder::default().name(&name).build()), body)
+        .create_container(
+            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+            body,
+        )
         .await
         .unwrap();
     env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
     let pass = env.apply().await;
-    assert!(pass.outcomes[0].error.as_ref().unwrap().contains("not managed by assetd"));
+    assert!(pass.outcomes[0]
+        .error
+        .as_ref()
+        .unwrap()
+        .contains("not managed by assetd"));
     let c = env.inspect(&name).await;
     assert_eq!(c.id.as_deref(), Some(foreign.id.as_str()));
     assert_eq!(c.config.unwrap().image.as_deref(), Some(IMAGE_1));
@@ -467,9 +639,10 @@ async fn a_foreign_container_with_our_name_is_never_touched() {
 async fn removing_an_absent_asset_is_success() {
     let env = TestEnv::new("lc-absent").await;
     let removed = match env.local() {
-        assetd::strategy::AnyStrategy::Local(local) => {
-            local.remove(&AssetName::new(&env.name("nothing")).unwrap()).await.unwrap()
-        }
+        assetd::strategy::AnyStrategy::Local(local) => local
+            .remove(&AssetName::new(&env.name("nothing")).unwrap())
+            .await
+            .unwrap(),
         _ => unreachable!(),
     };
     assert_eq!(removed, Removed::Absent);

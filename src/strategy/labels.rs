@@ -43,7 +43,11 @@ pub fn asset_filter(instance: &str, name: &AssetName) -> HashMap<String, Vec<Str
 }
 
 /// The user's labels plus ours.
-pub fn object_labels(spec: &DeploySpec, owner: &Ownership, instance: &str) -> HashMap<String, String> {
+pub fn object_labels(
+    spec: &DeploySpec,
+    owner: &Ownership,
+    instance: &str,
+) -> HashMap<String, String> {
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.insert(MANAGED.into(), "true".into());
     labels.insert(INSTANCE.into(), instance.into());

@@ -62,13 +62,19 @@ impl LocalDocker {
     }
 
     async fn remove_container(&self, id: &str) -> Result<Removed, StrategyError> {
-        let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(false)
+            .build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(Removed::Removed),
             Err(e) if is_not_found(&e) => Ok(Removed::Absent),
             // Another remover (the engine's own auto-remove, a second
             // assetd pass) is already at it: the outcome is the same.
-            Err(e) if status_code(&e) == Some(409) && e.to_string().contains("already in progress") => {
+            Err(e)
+                if status_code(&e) == Some(409)
+                    && e.to_string().contains("already in progress") =>
+            {
                 Ok(Removed::Removed)
             }
             Err(e) => Err(StrategyError::docker("remove container", id, e)),
@@ -84,7 +90,9 @@ impl LocalDocker {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(StrategyError::docker("inspect image", image, e)),
         }
-        let options = CreateImageOptionsBuilder::default().from_image(image).build();
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
         self.docker
             .create_image(Some(options), None, None)
             .try_collect::<Vec<_>>()
@@ -101,7 +109,9 @@ impl LocalDocker {
         replica: u64,
     ) -> Result<String, StrategyError> {
         let body = container_body(spec, owner, &self.instance, replica);
-        let options = CreateContainerOptionsBuilder::default().name(container_name).build();
+        let options = CreateContainerOptionsBuilder::default()
+            .name(container_name)
+            .build();
         let created = match self.docker.create_container(Some(options), body).await {
             Ok(created) => created,
             Err(e) if status_code(&e) == Some(409) => {
@@ -121,7 +131,11 @@ impl LocalDocker {
             };
             if let Err(e) = self.docker.connect_network(network, request).await {
                 let _ = self.remove_container(&created.id).await;
-                return Err(StrategyError::docker("connect network", network.as_str(), e));
+                return Err(StrategyError::docker(
+                    "connect network",
+                    network.as_str(),
+                    e,
+                ));
             }
         }
         if let Err(e) = self.docker.start_container(&created.id, None).await {
@@ -135,7 +149,11 @@ impl LocalDocker {
 }
 
 impl DeploymentStrategy for LocalDocker {
-    async fn deploy(&self, spec: &DeploySpec, owner: &Ownership) -> Result<Deployed, StrategyError> {
+    async fn deploy(
+        &self,
+        spec: &DeploySpec,
+        owner: &Ownership,
+    ) -> Result<Deployed, StrategyError> {
         let wanted = Self::container_names(spec);
         if wanted.len() > 1 && !spec.ports.is_empty() {
             return Err(StrategyError::Refused(format!(
@@ -195,7 +213,9 @@ impl DeploymentStrategy for LocalDocker {
             self.ensure_image(&spec.image).await?;
         }
         for (index, name) in missing {
-            let id = self.create_and_start(spec, owner, name, index as u64 + 1).await?;
+            let id = self
+                .create_and_start(spec, owner, name, index as u64 + 1)
+                .await?;
             kept.insert(name.clone(), id);
             wrote = true;
         }
@@ -331,10 +351,14 @@ fn container_body(
     for port in &spec.ports {
         let key = format!("{}/{}", port.container, port.protocol.as_str());
         exposed.push(key.clone());
-        port_bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
-            host_ip: None,
-            host_port: Some(port.host.to_string()),
-        });
+        port_bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: None,
+                host_port: Some(port.host.to_string()),
+            });
     }
 
     let mounts: Vec<DockerMount> = spec
@@ -355,7 +379,10 @@ fn container_body(
         .collect();
 
     let networking_config = spec.networks.first().map(|first| NetworkingConfig {
-        endpoints_config: Some(HashMap::from([(first.clone(), EndpointSettings::default())])),
+        endpoints_config: Some(HashMap::from([(
+            first.clone(),
+            EndpointSettings::default(),
+        )])),
     });
 
     ContainerCreateBody {

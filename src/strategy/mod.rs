@@ -98,7 +98,11 @@ pub enum StrategyError {
 }
 
 impl StrategyError {
-    pub fn docker(op: &'static str, target: impl Into<String>, err: bollard::errors::Error) -> Self {
+    pub fn docker(
+        op: &'static str,
+        target: impl Into<String>,
+        err: bollard::errors::Error,
+    ) -> Self {
         let status = status_code(&err);
         let message = match &err {
             bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
@@ -137,7 +141,10 @@ pub trait DeploymentStrategy: Send + Sync {
     ) -> impl Future<Output = Result<Deployed, StrategyError>> + Send;
 
     /// Remove every object of the asset. Absent is success.
-    fn remove(&self, name: &AssetName) -> impl Future<Output = Result<Removed, StrategyError>> + Send;
+    fn remove(
+        &self,
+        name: &AssetName,
+    ) -> impl Future<Output = Result<Removed, StrategyError>> + Send;
 
     /// Every asset with our ownership label, from one listing call (two on
     /// Swarm: services and their tasks).
@@ -179,7 +186,11 @@ impl AnyStrategy {
 }
 
 impl DeploymentStrategy for AnyStrategy {
-    async fn deploy(&self, spec: &DeploySpec, owner: &Ownership) -> Result<Deployed, StrategyError> {
+    async fn deploy(
+        &self,
+        spec: &DeploySpec,
+        owner: &Ownership,
+    ) -> Result<Deployed, StrategyError> {
         match self {
             AnyStrategy::Local(s) => s.deploy(spec, owner).await,
             AnyStrategy::Swarm(s) => s.deploy(spec, owner).await,

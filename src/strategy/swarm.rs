@@ -10,10 +10,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointSpec, Limit,
-    Mount as DockerMount, MountTmpfsOptions, MountType, NetworkAttachmentConfig, ResourceObject,
-    Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources, TaskState,
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointSpec, Limit, Mount as DockerMount,
+    MountTmpfsOptions, MountType, NetworkAttachmentConfig, ResourceObject, Service, ServiceSpec,
+    ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecPlacement, TaskSpecResources, TaskState,
 };
 use bollard::query_parameters::{
     InspectServiceOptions, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
@@ -83,7 +83,11 @@ impl Swarm {
 }
 
 impl DeploymentStrategy for Swarm {
-    async fn deploy(&self, spec: &DeploySpec, owner: &Ownership) -> Result<Deployed, StrategyError> {
+    async fn deploy(
+        &self,
+        spec: &DeploySpec,
+        owner: &Ownership,
+    ) -> Result<Deployed, StrategyError> {
         let name = spec.name.as_str();
         let service_spec = service_spec(spec, owner, &self.instance);
         let mut warnings = Vec::new();
@@ -130,7 +134,11 @@ impl DeploymentStrategy for Swarm {
                 // engine answers 500 "update out of sequence"): read the
                 // new version and try again.
                 Err(e) if is_out_of_sequence(&e) && attempt < UPDATE_RETRIES => {
-                    tracing::debug!(service = name, attempt, "update out of sequence; re-inspecting");
+                    tracing::debug!(
+                        service = name,
+                        attempt,
+                        "update out of sequence; re-inspecting"
+                    );
                     current = match self.inspect_owned(name).await? {
                         Some(service) => service,
                         None => {
@@ -170,7 +178,9 @@ impl DeploymentStrategy for Swarm {
         let filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
         let tasks = self
             .docker
-            .list_tasks(Some(ListTasksOptionsBuilder::default().filters(&filters).build()))
+            .list_tasks(Some(
+                ListTasksOptionsBuilder::default().filters(&filters).build(),
+            ))
             .await
             .map_err(|e| StrategyError::docker("list tasks", "running", e))?;
         let mut tasks_by_service: HashMap<String, Vec<Task>> = HashMap::new();
@@ -181,7 +191,9 @@ impl DeploymentStrategy for Swarm {
         }
         let mut assets = BTreeMap::new();
         for service in services {
-            let Some(spec) = service.spec.as_ref() else { continue };
+            let Some(spec) = service.spec.as_ref() else {
+                continue;
+            };
             let labels = spec.labels.clone().unwrap_or_default();
             let Some((name, spec_hash, source)) = labels::owner_of(&labels, &self.instance) else {
                 continue;
@@ -385,14 +397,19 @@ pub fn fingerprint(spec: &ServiceSpec) -> String {
         .into_iter()
         .map(|p| {
             (
-                p.protocol.map(|x| x.to_string()).unwrap_or_else(|| "tcp".into()),
+                p.protocol
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "tcp".into()),
                 p.published_port.unwrap_or(0),
                 p.target_port.unwrap_or(0),
             )
         })
         .collect();
     ports.sort();
-    let constraints = task.placement.and_then(|p| p.constraints).unwrap_or_default();
+    let constraints = task
+        .placement
+        .and_then(|p| p.constraints)
+        .unwrap_or_default();
     let network_count = task.networks.map(|n| n.len()).unwrap_or(0);
     let canonical = serde_json::json!({
         "image": image,

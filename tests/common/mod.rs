@@ -39,7 +39,9 @@ pub async fn docker() -> Docker {
     let host = docker_host();
     let docker = Docker::connect_with_host(&host).expect("a Docker client for DOCKER_HOST");
     docker.ping().await.unwrap_or_else(|e| {
-        panic!("no Docker engine answers at {host} ({e}); run `eval \"$(scripts/testenv.sh)\"` first")
+        panic!(
+            "no Docker engine answers at {host} ({e}); run `eval \"$(scripts/testenv.sh)\"` first"
+        )
     });
     docker
 }
@@ -149,7 +151,10 @@ impl TestEnv {
     /// Containers carrying this test's label, managed or not.
     pub async fn containers(&self) -> Vec<ContainerSummary> {
         let filters = HashMap::from([("label", vec![format!("{TEST_LABEL}={}", self.prefix)])]);
-        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
         self.docker.list_containers(Some(options)).await.unwrap()
     }
 
@@ -168,7 +173,11 @@ impl TestEnv {
 pub async fn cleanup(docker: &Docker, prefix: &str) {
     let filters = HashMap::from([("label", vec![format!("{TEST_LABEL}={prefix}")])]);
     if let Ok(services) = docker
-        .list_services(Some(ListServicesOptionsBuilder::default().filters(&filters).build()))
+        .list_services(Some(
+            ListServicesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
         .await
     {
         for s in services {
@@ -177,12 +186,18 @@ pub async fn cleanup(docker: &Docker, prefix: &str) {
             }
         }
     }
-    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
     if let Ok(containers) = docker.list_containers(Some(options)).await {
         for c in containers {
             if let Some(id) = c.id {
                 let _ = docker
-                    .remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+                    .remove_container(
+                        &id,
+                        Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                    )
                     .await;
             }
         }

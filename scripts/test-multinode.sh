@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The multi-node Swarm suite: three manager engines in network namespaces
+# on this machine (scripts/multinode.sh), one assetd per manager. Tears
+# the nodes down at the end, also on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(scripts/testenv.sh)"
+trap 'scripts/multinode.sh down >&2 || true' EXIT
+eval "$(scripts/multinode.sh up)"
+export ASSETD_MN_HOSTS
+cargo test --locked --features multinode --test multinode -- --test-threads=1

@@ -1,0 +1,269 @@
+//! The CLI contract, by running the binary: exit codes, output, refusals.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{TestEnv, IMAGE_1, IMAGE_2};
+
+/// Runs `assetd ARGS` against the test engine.
+fn assetd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_assetd"))
+        .args(args)
+        .env("DOCKER_HOST", common::docker_host())
+        .env("ASSETD_LOG", "warn")
+        .output()
+        .expect("the assetd binary runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `--manifests M --state-dir S --strategy local --instance PREFIX`, with
+/// a state dir of the CLI's own (the TestEnv holds its store's lock).
+fn common_args(env: &TestEnv) -> Vec<String> {
+    vec![
+        "--manifests".into(),
+        env.manifests.display().to_string(),
+        "--state-dir".into(),
+        env.root.join("cli-state").display().to_string(),
+        "--strategy".into(),
+        "local".into(),
+        "--instance".into(),
+        env.prefix.clone(),
+    ]
+}
+
+fn run(cmd: &[&str], env: &TestEnv, extra: &[&str]) -> Output {
+    let mut args: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+    args.extend(common_args(env));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assetd(&refs)
+}
+
+#[test]
+fn bad_usage_exits_64() {
+    assert_eq!(assetd(&["--no-such-flag"]).status.code(), Some(64));
+    assert_eq!(
+        assetd(&["apply"]).status.code(),
+        Some(64),
+        "apply without --once"
+    );
+    assert_eq!(assetd(&["run", "--resync", "0s"]).status.code(), Some(64));
+    assert_eq!(
+        assetd(&["run", "--strategy", "kubernetes"]).status.code(),
+        Some(64)
+    );
+    assert_eq!(
+        assetd(&["validate"]).status.code(),
+        Some(64),
+        "validate needs a path"
+    );
+    assert_eq!(assetd(&["--help"]).status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_points_at_file_line_and_column() {
+    let env = TestEnv::new("cli-validate").await;
+    env.write("good.yaml", &env.asset("good", IMAGE_1, ""));
+    env.write(
+        "bad.yaml",
+        &env.asset("bad", IMAGE_1, "  ports: { 70000: 80 }\n"),
+    );
+    let out = assetd(&["validate", env.manifests.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("bad.yaml:9:"), "{stderr}");
+    assert!(stderr.contains("spec.ports"), "{stderr}");
+    assert!(
+        stdout.contains("1 asset(s) valid, 1 problem(s)"),
+        "{stdout}"
+    );
+
+    let json = assetd(&[
+        "validate",
+        "-o",
+        "json",
+        env.manifests.join("bad.yaml").to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["errors"][0]["line"], 9);
+    assert_eq!(
+        v["errors"][0]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.ports"),
+        true
+    );
+
+    env.remove("bad.yaml");
+    let ok = assetd(&["validate", env.manifests.to_str().unwrap()]);
+    assert_eq!(ok.status.code(), Some(0), "{:?}", text(&ok));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_field_changes_and_exits_2_until_applied() {
+    let env = TestEnv::new("cli-plan").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    let first = run(&["plan"], &env, &[]);
+    let (stdout, _) = text(&first);
+    assert_eq!(first.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!("+ create {}", env.name("a"))),
+        "{stdout}"
+    );
+
+    let applied = run(&["apply", "--once"], &env, &[]);
+    assert_eq!(applied.status.code(), Some(0), "{:?}", text(&applied));
+    let converged = run(&["plan"], &env, &[]);
+    assert_eq!(converged.status.code(), Some(0), "{:?}", text(&converged));
+
+    env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
+    let changed = run(&["plan"], &env, &[]);
+    let (stdout, _) = text(&changed);
+    assert_eq!(changed.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!("~ update {}", env.name("a"))),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("spec.image: {IMAGE_1} → {IMAGE_2}")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("\x1b["), "no colour when piped");
+
+    let json = run(&["plan"], &env, &["-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["changes_pending"], true);
+    assert_eq!(v["strategy"], "local");
+    assert_eq!(v["actions"][0]["kind"], "update");
+    assert_eq!(v["actions"][0]["changes"][0]["path"], "spec.image");
+    assert_eq!(v["actions"][0]["changes"][0]["after"], IMAGE_2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_exits_1_when_an_asset_fails_and_still_converges_the_rest() {
+    let env = TestEnv::new("cli-fail").await;
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  networks: [ no-such-net-cli ]\n"),
+    );
+    env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
+    let out = run(&["apply", "--once"], &env, &[]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    assert!(env
+        .inspect(&env.name("b"))
+        .await
+        .state
+        .unwrap()
+        .running
+        .unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_strategy_picks_swarm_on_a_manager() {
+    let env = TestEnv::new("cli-auto").await;
+    let mut args = common_args(&env);
+    let i = args.iter().position(|a| a == "local").unwrap();
+    args[i] = "auto".into();
+    let mut full = vec!["plan".to_string()];
+    full.extend(args);
+    let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+    let out = assetd(&refs);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    // The test engine is a one-node Swarm manager (scripts/testenv.sh).
+    assert!(stdout.starts_with("strategy: swarm"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writable_manifest_is_refused_and_nothing_is_applied() {
+    let env = TestEnv::new("cli-perm").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    common::set_mode(&env.manifests.join("a.yaml"), 0o666);
+    let out = run(&["apply", "--once"], &env, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("chmod"),
+        "{stdout}{stderr}"
+    );
+    assert!(env.containers().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writable_manifest_directory_is_refused() {
+    let env = TestEnv::new("cli-permdir").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    common::set_mode(&env.manifests, 0o777);
+    let out = run(&["apply", "--once"], &env, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(env.containers().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bind_mounts_need_allow_bind_and_the_error_says_how() {
+    let env = TestEnv::new("cli-bind").await;
+    let src = env.root.join("cfg");
+    std::fs::create_dir_all(&src).unwrap();
+    let mount = format!(
+        "  mounts:\n    - {{ type: bind, source: {}, target: /etc/cfg }}\n",
+        src.display()
+    );
+    env.write("a.yaml", &env.asset("a", IMAGE_1, &mount));
+    let refused = run(&["apply", "--once"], &env, &[]);
+    let (stdout, stderr) = text(&refused);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        format!("{stdout}{stderr}").contains("--allow-bind"),
+        "{stdout}{stderr}"
+    );
+    assert!(env.containers().await.is_empty());
+
+    let allowed = run(
+        &["apply", "--once"],
+        &env,
+        &["--allow-bind", env.root.to_str().unwrap()],
+    );
+    assert_eq!(allowed.status.code(), Some(0), "{:?}", text(&allowed));
+    assert_eq!(env.containers().await.len(), 1);
+}
+
+#[test]
+fn committed_schema_is_current() {
+    let out = assetd(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let fresh: serde_json::Value = serde_json::from_slice(&out.stdout).expect("schema is JSON");
+    let committed_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/assetd.schema.json");
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&committed_path)
+            .expect("manifests/assetd.schema.json is committed"),
+    )
+    .unwrap();
+    assert_eq!(
+        fresh, committed,
+        "manifests/assetd.schema.json is stale: run `assetd schema > manifests/assetd.schema.json`"
+    );
+    assert_eq!(fresh["$schema"], "http://json-schema.org/draft-07/schema#");
+}
+
+#[test]
+fn example_manifests_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+    let out = assetd(&["validate", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("6 asset(s) valid, 0 problem(s)"),
+        "{:?}",
+        text(&out)
+    );
+}
