@@ -95,7 +95,11 @@ pub async fn serve_socket(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     }
-    // A socket file left by a killed daemon would make bind fail.
+    // A socket file left by a killed daemon would make bind fail; one a
+    // live daemon answers on is not ours to take.
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(err("another assetd answers on it".into()));
+    }
     let _ = std::fs::remove_file(path);
     let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))

@@ -16,6 +16,7 @@ use std::time::Duration;
 use bollard::Docker;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, Shared};
@@ -56,8 +57,21 @@ pub enum DaemonError {
 }
 
 /// How long to wait for more triggers after a `Soon` one, so a file still
-/// being written is read once, finished.
+/// being written is read once, finished. A `Now` trigger ends it early.
 const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Longest a pass (observe and plan) may take: Docker calls that hang
+/// would otherwise stop the loop, its watchdog pings and its timers. The
+/// loop pings before each pass and waits at most half the watchdog
+/// interval, so a pass bounded by this stays inside `WatchdogSec=60`.
+const PASS_TIMEOUT: Duration = Duration::from_secs(25);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reconnect delays while Docker is unreachable: short at first (an engine
+/// restart takes seconds), capped so a long outage is noticed soon after
+/// it ends.
+const RECONNECT_FIRST: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
 /// Control requests from signal handlers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,8 +80,8 @@ pub enum Control {
     Reload,
 }
 
-/// Runs until `shutdown` is cancelled; then lets in-flight actions finish
-/// within the grace period and flushes the store.
+/// Runs until `shutdown` is cancelled; then starts no new action, lets the
+/// running ones finish within the grace period and flushes the store.
 pub async fn run(
     config: DaemonConfig,
     shutdown: CancellationToken,
@@ -79,7 +93,9 @@ pub async fn run(
     }
     let store: Arc<dyn Store> = Arc::new(store);
     let counters = Arc::new(WatchCounters::default());
-    let watchdog = sd_watchdog();
+    let watchdog = sd_notify::watchdog_enabled();
+    // The loop turns at least this often, to ping the watchdog.
+    let heartbeat = watchdog.map(|w| w / 2).unwrap_or(config.resync).min(config.resync);
     let shared = Arc::new(Shared {
         status: RwLock::new(StatusReport {
             source: "daemon".into(),
@@ -87,16 +103,19 @@ pub async fn run(
         }),
         ready: Default::default(),
         last_tick_ms: now_ms().into(),
-        stall_ms: (config.resync.max(watchdog.unwrap_or_default()) * 3).as_millis() as u64,
+        stall_ms: ((heartbeat + PASS_TIMEOUT + CONNECT_TIMEOUT) * 3).as_millis() as u64,
         metrics: Metrics::new(counters.clone()),
     });
+    let tick = || {
+        shared.last_tick_ms.store(now_ms(), Ordering::Relaxed);
+        if watchdog.is_some() {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+    };
     let api_stop = CancellationToken::new();
-    let mut servers =
-        vec![api::serve_socket(&config.socket, shared.clone(), api_stop.clone()).await?];
+    let mut servers = vec![api::serve_socket(&config.socket, shared.clone(), api_stop.clone()).await?];
     if let Some(addr) = config.listen {
-        servers.push(
-            api::serve_http(addr, config.listen_public, shared.clone(), api_stop.clone()).await?,
-        );
+        servers.push(api::serve_http(addr, config.listen_public, shared.clone(), api_stop.clone()).await?);
     }
 
     let (triggers_tx, mut triggers) = mpsc::channel::<Trigger>(256);
@@ -108,32 +127,35 @@ pub async fn run(
         watchers.clone(),
     ));
 
-    let mut scheduler = Scheduler::new(config.pass.concurrency, triggers_tx.clone());
+    let mut scheduler = Scheduler::new(config.pass.concurrency, triggers_tx.clone(), shutdown.clone());
     let mut engine: Option<Engine> = None;
-    let mut engine_delay = Duration::from_millis(250);
-    let mut next_wake = tokio::time::Instant::now();
+    let mut reconnect_delay = RECONNECT_FIRST;
+    // While Docker is unreachable, triggers wait for this: a burst of file
+    // events must not turn the backoff into a busy loop.
+    let mut reconnect_at = Instant::now();
+    // When the resync timer or a backoff expiry asks for the next pass.
+    let mut next_pass = Instant::now();
     let mut pending: Option<Trigger> = Some(Trigger::Now);
-    let mut docker_watch: Option<CancellationToken> = None;
-    loop {
-        shared.last_tick_ms.store(now_ms(), Ordering::Relaxed);
-        if watchdog.is_some() {
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-        }
+    'run: loop {
+        tick();
         // Wait for a trigger, the next timer, or shutdown.
         if pending.is_none() {
-            let wake = next_wake.min(
-                tokio::time::Instant::now() + watchdog.map(|w| w / 2).unwrap_or(config.resync),
-            );
+            let wake = next_pass.min(Instant::now() + heartbeat);
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break,
                 Some(c) = control.recv() => {
                     tracing::info!(?c, "reload requested: reconnecting and running a full pass");
-                    engine = None;
+                    if let Some(old) = engine.take() {
+                        old.watch.cancel();
+                    }
+                    reconnect_at = Instant::now();
+                    reconnect_delay = RECONNECT_FIRST;
                     pending = Some(Trigger::Now);
                 }
                 Some(t) = triggers.recv() => pending = Some(t),
                 _ = tokio::time::sleep_until(wake) => {
-                    if tokio::time::Instant::now() >= next_wake {
+                    if Instant::now() >= next_pass {
                         pending = Some(Trigger::Now);
                     }
                 }
@@ -147,91 +169,105 @@ pub async fn run(
             pending = pending.max(Some(t));
         }
         if pending == Some(Trigger::Soon) {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(DEBOUNCE) => {}
+            let until = Instant::now() + DEBOUNCE;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'run,
+                    _ = tokio::time::sleep_until(until) => break,
+                    Some(t) = triggers.recv() => if t == Trigger::Now { break },
+                }
             }
             while triggers.try_recv().is_ok() {}
         }
         pending = None;
 
-        // Connect (again) when needed: the engine may be absent at start.
+        // Connect (again) when needed: the engine may be absent at start,
+        // or gone since the last pass.
         if engine.is_none() {
-            match Engine::connect(config.strategy, &config.instance).await {
-                Ok(e) => {
+            if Instant::now() < reconnect_at {
+                next_pass = reconnect_at;
+                continue;
+            }
+            tick();
+            let connected = match tokio::time::timeout(CONNECT_TIMEOUT, Engine::connect(config.strategy, &config.instance)).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("Docker at {} did not answer within {CONNECT_TIMEOUT:?}", engine::docker_host())),
+            };
+            match connected {
+                Ok(mut e) => {
                     tracing::info!(strategy = %e.strategy.kind(), "connected to Docker");
-                    if let Some(old) = docker_watch.take() {
-                        old.cancel();
-                    }
-                    let token = watchers.child_token();
+                    e.watch = watchers.child_token();
                     tokio::spawn(watch::watch_docker(
                         e.docker.clone(),
                         config.instance.clone(),
                         triggers_tx.clone(),
                         counters.clone(),
-                        token.clone(),
+                        e.watch.clone(),
                     ));
-                    docker_watch = Some(token);
                     engine = Some(e);
-                    engine_delay = Duration::from_millis(250);
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, retry_in_ms = engine_delay.as_millis() as u64, "Docker engine unreachable");
-                    shared.status.write().expect("status lock").engine_error = Some(e.to_string());
-                    next_wake = tokio::time::Instant::now() + engine_delay;
-                    engine_delay = (engine_delay * 2).min(Duration::from_secs(30));
+                Err(error) => {
+                    tracing::error!(%error, retry_in_ms = reconnect_delay.as_millis() as u64, "Docker engine unreachable");
+                    shared.status.write().expect("status lock").engine_error = Some(error);
+                    reconnect_at = Instant::now() + reconnect_delay;
+                    next_pass = reconnect_at;
+                    reconnect_delay = (reconnect_delay * 2).min(RECONNECT_MAX);
                     continue;
                 }
             }
         }
         let current = engine.as_mut().expect("connected above");
-        match pass(&config, current, &store, &mut scheduler, &shared).await {
+        tick();
+        let result = match tokio::time::timeout(PASS_TIMEOUT, pass(&config, current, &store, &mut scheduler, &shared)).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("the pass did not finish within {PASS_TIMEOUT:?}")),
+        };
+        match result {
             Ok(wake_in) => {
-                next_wake = tokio::time::Instant::now() + wake_in.min(config.resync);
+                next_pass = Instant::now() + wake_in.min(config.resync);
+                reconnect_delay = RECONNECT_FIRST;
                 if !shared.ready.swap(true, Ordering::Relaxed) {
                     tracing::info!("first full pass done; ready");
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 }
             }
-            Err(e) => {
+            Err(error) => {
                 shared.metrics.docker_errors.inc();
-                tracing::error!(error = %e, "pass failed; reconnecting");
-                shared.status.write().expect("status lock").engine_error = Some(e.to_string());
-                engine = None;
-                next_wake = tokio::time::Instant::now() + engine_delay;
-                engine_delay = (engine_delay * 2).min(Duration::from_secs(30));
+                tracing::error!(%error, retry_in_ms = reconnect_delay.as_millis() as u64, "pass failed; reconnecting");
+                shared.status.write().expect("status lock").engine_error = Some(error);
+                // The event stream of a dead engine only fails again and
+                // again; the reconnect starts a new one.
+                if let Some(old) = engine.take() {
+                    old.watch.cancel();
+                }
+                reconnect_at = Instant::now() + reconnect_delay;
+                next_pass = reconnect_at;
+                reconnect_delay = (reconnect_delay * 2).min(RECONNECT_MAX);
             }
         }
     }
 
-    tracing::info!(
-        in_flight = scheduler.in_flight().len(),
-        "shutting down; letting in-flight actions finish"
-    );
+    let queued = scheduler.in_flight().len();
+    tracing::info!(queued, "shutting down: starting no new action, letting running ones finish");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     watchers.cancel();
-    if tokio::time::timeout(config.grace, scheduler.drain())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(config.grace, scheduler.drain()).await.is_err() {
         tracing::warn!(
-            "grace period over; abandoning in-flight actions (the next start converges them)"
+            abandoned = scheduler.in_flight().len(),
+            "grace period over; abandoning running actions (the next start converges them)"
         );
     }
     if let Err(e) = store.flush() {
         tracing::warn!(error = %e, "could not flush the state store");
     }
     api_stop.cancel();
-    for s in servers {
-        let _ = s.await;
+    for server in servers {
+        // An idle keep-alive client must not hold the exit up.
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     }
     let _ = std::fs::remove_file(&config.socket);
+    tracing::info!("stopped");
     Ok(())
-}
-
-/// systemd's watchdog interval, when the unit sets `WatchdogSec=`.
-fn sd_watchdog() -> Option<Duration> {
-    sd_notify::watchdog_enabled()
 }
 
 /// The connection and what it decided.
@@ -240,11 +276,20 @@ struct Engine {
     strategy: AnyStrategy,
     /// Our Swarm node, to ask on every pass whether it leads.
     swarm_node: Option<String>,
+    /// Stops this connection's event watcher.
+    watch: CancellationToken,
 }
 
 impl Engine {
     async fn connect(choice: StrategyChoice, instance: &str) -> Result<Self, engine::EngineError> {
         let docker = engine::connect()?;
+        // The client connects lazily: ask once, so an engine that is down
+        // is found here, not by a pass, and no event watcher is started
+        // against it.
+        docker.ping().await.map_err(|e| engine::EngineError::Unreachable {
+            host: engine::docker_host(),
+            message: e.to_string(),
+        })?;
         let strategy = engine::choose(&docker, choice, instance).await?;
         let swarm_node = match strategy {
             AnyStrategy::Swarm(_) => engine::swarm_node_id(&docker).await.ok(),
@@ -254,6 +299,7 @@ impl Engine {
             docker,
             strategy,
             swarm_node,
+            watch: CancellationToken::new(),
         })
     }
 
@@ -279,6 +325,10 @@ async fn pass(
 ) -> Result<Duration, reconcile::PassError> {
     let started = std::time::Instant::now();
     scheduler.reap(&shared.metrics);
+    // What this pass sees of an asset with an action running may be from
+    // before or after that action: it is left alone, and the action's end
+    // triggers the pass that decides on it.
+    let busy = scheduler.in_flight();
     let standby = engine.is_standby().await;
     let (desired, actual, applied, plan) =
         reconcile::observe(&config.pass, &engine.strategy, store.as_ref()).await?;
@@ -288,33 +338,26 @@ async fn pass(
         reconcile::persist_adopted(store.as_ref(), &applied);
         let now = now_ms();
         for action in &plan.actions {
+            if busy.contains(&action.name) {
+                continue;
+            }
             let record = applied.get(&action.name).cloned().unwrap_or_default();
             let retry_at = record.next_retry_ms.unwrap_or(0);
             if action.kind != ActionKind::Hold && retry_at > now {
                 wake_in = wake_in.min(Duration::from_millis(retry_at - now));
                 continue;
             }
-            if action.kind == ActionKind::Hold
-                && record.last_error.as_deref() == Some(&action.reason)
-            {
+            if action.kind == ActionKind::Hold && record.last_error.as_deref() == Some(&action.reason) {
                 // Already recorded as held for this reason: no write.
                 continue;
             }
-            scheduler.dispatch(
-                action.clone(),
-                record,
-                engine.strategy.clone(),
-                store.clone(),
-            );
+            scheduler.dispatch(action.clone(), record, engine.strategy.clone(), store.clone());
         }
     }
     let in_flight = scheduler.in_flight();
     let assets = status::from_pass(&desired, &actual, &store.all(), &plan, &in_flight, standby);
     shared.metrics.set_phases(&assets);
-    shared
-        .metrics
-        .pass_seconds
-        .observe(started.elapsed().as_secs_f64());
+    shared.metrics.pass_seconds.observe(started.elapsed().as_secs_f64());
     let role = match (&engine.swarm_node, standby) {
         (None, _) => "local",
         (Some(_), true) => "standby",
@@ -342,19 +385,26 @@ async fn pass(
 /// Runs actions on their own tasks: at most `limit` at once, one per asset.
 struct Scheduler {
     permits: Arc<Semaphore>,
+    /// Assets with an action queued or running; an asset is in it from
+    /// dispatch until its result is recorded.
     in_flight: Arc<Mutex<BTreeSet<AssetName>>>,
-    tasks: JoinSet<(ActionKind, bool)>,
+    /// `None`: the action never started (shutdown came first).
+    tasks: JoinSet<Option<(ActionKind, bool)>>,
     /// Finished actions ask for a pass: the world changed.
     done: mpsc::Sender<Trigger>,
+    /// Once cancelled, queued actions are dropped instead of started;
+    /// running ones finish.
+    stop: CancellationToken,
 }
 
 impl Scheduler {
-    fn new(limit: usize, done: mpsc::Sender<Trigger>) -> Self {
+    fn new(limit: usize, done: mpsc::Sender<Trigger>, stop: CancellationToken) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limit.max(1))),
             in_flight: Default::default(),
             tasks: JoinSet::new(),
             done,
+            stop,
         }
     }
 
@@ -369,37 +419,42 @@ impl Scheduler {
         strategy: AnyStrategy,
         store: Arc<dyn Store>,
     ) {
-        if !self
-            .in_flight
-            .lock()
-            .expect("in-flight lock")
-            .insert(action.name.clone())
-        {
+        if !self.in_flight.lock().expect("in-flight lock").insert(action.name.clone()) {
             return; // Its current action will trigger a new pass when done.
         }
         let permits = self.permits.clone();
         let in_flight = self.in_flight.clone();
         let done = self.done.clone();
+        let stop = self.stop.clone();
         self.tasks.spawn(async move {
-            let _permit = permits
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
             let name = action.name.clone();
             let kind = action.kind;
-            let outcome = reconcile::execute(action, record, &strategy, store.as_ref()).await;
+            let permit = tokio::select! {
+                biased;
+                _ = stop.cancelled() => None,
+                permit = permits.acquire_owned() => permit.ok(),
+            };
+            let result = match permit {
+                // Stopping: the next start plans this asset again.
+                None => None,
+                Some(permit) => {
+                    let outcome = reconcile::execute(action, record, &strategy, store.as_ref()).await;
+                    drop(permit);
+                    Some((kind, outcome.error.is_none()))
+                }
+            };
             in_flight.lock().expect("in-flight lock").remove(&name);
-            if kind != ActionKind::Hold {
+            if result.is_some() && kind != ActionKind::Hold {
                 let _ = done.try_send(Trigger::Now);
             }
-            (kind, outcome.error.is_none())
+            result
         });
     }
 
     /// Collects finished tasks into the metrics.
     fn reap(&mut self, metrics: &Metrics) {
         while let Some(result) = self.tasks.try_join_next() {
-            if let Ok((kind, ok)) = result {
+            if let Ok(Some((kind, ok))) = result {
                 metrics
                     .actions
                     .get_or_create(&ActionLabels {

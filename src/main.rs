@@ -300,7 +300,11 @@ fn validate(paths: Vec<PathBuf>, allow_bind: Vec<PathBuf>, output: Output) -> u8
         Output::Json => println!("{}", report::validate_json(&desired)),
         Output::Text => {
             for e in &errors {
-                eprintln!("{}", report::render_error(e));
+                let root = paths.iter().find(|p| p.is_dir() || p.ends_with(&e.file));
+                match root {
+                    Some(root) => eprintln!("{}", report::render_error_in_context(e, root)),
+                    None => eprintln!("{}", report::render_error(e)),
+                }
             }
             println!(
                 "{} asset(s) valid, {} problem(s)",
@@ -352,7 +356,7 @@ async fn apply_once(common: CommonArgs, output: Output) -> u8 {
             }
             match output {
                 Output::Json => println!("{}", report::pass_json(&pass, strategy.kind())),
-                Output::Text => print!("{}", report::pass_text(&pass)),
+                Output::Text => print!("{}", report::pass_text(&pass, &config.manifests)),
             }
             // An invalid manifest is a failed asset too: it was not applied.
             if pass.failed() > 0 || !pass.desired.errors().is_empty() || dir_problem.is_some() {
@@ -390,7 +394,7 @@ async fn plan(common: CommonArgs, output: Output) -> u8 {
                 Output::Json => println!("{}", report::plan_json(&plan, &desired, strategy.kind())),
                 Output::Text => print!(
                     "{}",
-                    report::plan_text(&plan, &desired, strategy.kind(), color)
+                    report::plan_text(&plan, &desired, strategy.kind(), color, &config.manifests)
                 ),
             }
             if plan.has_changes() {

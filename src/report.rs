@@ -31,6 +31,45 @@ pub fn render_error(e: &ManifestError) -> String {
     format!("error: {e}")
 }
 
+/// One manifest problem with its source line and a caret under the
+/// column, when the file can be read again (`root` is what `e.file` is
+/// relative to); otherwise the one-line form.
+pub fn render_error_in_context(e: &ManifestError, root: &std::path::Path) -> String {
+    use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource};
+    let path = if root.is_dir() { root.join(&e.file) } else { root.to_path_buf() };
+    let Ok(source) = std::fs::read_to_string(&path) else {
+        return render_error(e);
+    };
+    let Some(offset) = byte_offset(&source, e.line, e.column) else {
+        return render_error(e);
+    };
+    let label = if e.field.is_empty() { "here".to_string() } else { e.field.clone() };
+    let diagnostic = MietteDiagnostic::new(format!("{}:{}:{}: {}", e.file, e.line, e.column, e.message))
+        .with_label(LabeledSpan::at_offset(offset, label));
+    let report = miette::Report::new(diagnostic).with_source_code(NamedSource::new(&e.file, source));
+    let mut out = String::new();
+    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
+        .with_context_lines(1)
+        .with_width(100);
+    match handler.render_report(&mut out, report.as_ref()) {
+        Ok(()) => out,
+        Err(_) => render_error(e),
+    }
+}
+
+/// The byte offset of a 1-based line and (character) column.
+fn byte_offset(text: &str, line: usize, column: usize) -> Option<usize> {
+    let mut offset = 0;
+    for (index, l) in text.split_inclusive('\n').enumerate() {
+        if index + 1 == line {
+            let within: usize = l.chars().take(column.saturating_sub(1)).map(char::len_utf8).sum();
+            return Some(offset + within.min(l.trim_end_matches('\n').len()));
+        }
+        offset += l.len();
+    }
+    None
+}
+
 fn paint(text: &str, kind: ActionKind, color: bool) -> String {
     if !color {
         return text.to_string();
@@ -55,11 +94,17 @@ fn symbol(kind: ActionKind) -> &'static str {
 }
 
 /// The readable diff `assetd plan` prints.
-pub fn plan_text(plan: &Plan, desired: &Desired, strategy: StrategyKind, color: bool) -> String {
+pub fn plan_text(
+    plan: &Plan,
+    desired: &Desired,
+    strategy: StrategyKind,
+    color: bool,
+    root: &std::path::Path,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "strategy: {strategy}");
     for e in desired.errors() {
-        let _ = writeln!(out, "{}", render_error(&e));
+        let _ = writeln!(out, "{}", render_error_in_context(&e, root));
     }
     for action in &plan.actions {
         let head = format!("{} {} {}", symbol(action.kind), action.kind, action.name);
@@ -104,10 +149,10 @@ pub fn plan_json(plan: &Plan, desired: &Desired, strategy: StrategyKind) -> Stri
 }
 
 /// What `apply --once` prints: each action and how it ended.
-pub fn pass_text(pass: &PassReport) -> String {
+pub fn pass_text(pass: &PassReport, root: &std::path::Path) -> String {
     let mut out = String::new();
     for e in pass.desired.errors() {
-        let _ = writeln!(out, "{}", render_error(&e));
+        let _ = writeln!(out, "{}", render_error_in_context(&e, root));
     }
     for o in &pass.outcomes {
         match &o.error {
@@ -165,4 +210,37 @@ pub fn validate_json(desired: &Desired) -> String {
         .collect();
     let assets: Vec<&str> = desired.assets.keys().map(|n| n.as_str()).collect();
     json!({ "assets": assets, "errors": errors }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostics_show_the_source_line_and_a_caret() {
+        let dir = std::env::temp_dir().join(format!("assetd-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), "kind: Asset\nspec:\n  bogus: 1\n").unwrap();
+        let e = ManifestError {
+            file: "a.yaml".into(),
+            line: 3,
+            column: 3,
+            field: "spec".into(),
+            message: "unknown field `bogus`".into(),
+        };
+        let out = render_error_in_context(&e, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(out.contains("a.yaml:3:3: unknown field `bogus`"), "{out}");
+        assert!(out.contains("3 │   bogus: 1"), "{out}");
+        let caret_line = out.lines().find(|l| l.contains('▲')).expect("a caret line");
+        let source_line = out.lines().find(|l| l.contains("bogus: 1")).unwrap();
+        let column = |line: &str, c: char| line.chars().position(|x| x == c).unwrap();
+        assert_eq!(column(caret_line, '▲'), column(source_line, 'b'), "caret under the key:\n{out}");
+    }
+
+    #[test]
+    fn byte_offsets_count_characters_per_line() {
+        assert_eq!(byte_offset("ab\ncdé\nx", 2, 3), Some(5));
+        assert_eq!(byte_offset("ab\ncd", 3, 1), None);
+    }
 }

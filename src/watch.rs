@@ -5,9 +5,10 @@
 //! events when its channel is full (one pending trigger is enough), and
 //! a watcher that fails only costs latency until the next resync.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bollard::query_parameters::EventsOptionsBuilder;
@@ -16,16 +17,18 @@ use futures_util::StreamExt;
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How soon a pass should follow a trigger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Trigger {
-    /// Something that may still be in progress (a file being written):
-    /// wait a short debounce so the pass sees the finished state.
+    /// Something that may still be in progress (a file being written, a
+    /// container dying that may be about to be removed): wait a short
+    /// debounce so the pass sees the finished state.
     Soon,
     /// Something complete (a file closed after writing, renamed into
-    /// place, a Docker event, the resync timer): run a pass at once.
+    /// place, a container destroyed, the resync timer): run a pass at once.
     Now,
 }
 
@@ -37,14 +40,56 @@ pub struct WatchCounters {
     pub docker_reconnects: AtomicU64,
 }
 
-/// Classifies a file event: complete writes and renames act at once.
-fn urgency(kind: &EventKind) -> Trigger {
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write))
-        | EventKind::Modify(ModifyKind::Name(_))
-        | EventKind::Remove(_)
-        | EventKind::Create(CreateKind::Folder) => Trigger::Now,
-        _ => Trigger::Soon,
+/// How often the directory's existence and identity are checked, on top of
+/// the events: notify cannot report a directory that appears where none
+/// was watched, or one replaced by another under the same name.
+const RECHECK: Duration = Duration::from_millis(500);
+
+/// A second look after a directory appears inside the watched tree: notify
+/// adds its watch only after reporting it, so files written into it in
+/// between produce no event of their own.
+const FOLLOW_UP: Duration = Duration::from_millis(250);
+
+/// What one file event asks for.
+#[derive(Clone, Copy, Debug)]
+struct Hint {
+    trigger: Trigger,
+    /// A directory may have appeared (created, renamed or swapped in).
+    structural: bool,
+}
+
+/// Classifies a file event; `None` for events that cannot change what a
+/// pass reads.
+fn classify(kind: &EventKind) -> Option<Hint> {
+    let (trigger, structural) = match kind {
+        // Closed after writing: the file is complete.
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => (Trigger::Now, false),
+        // Opens and reads change nothing, and every pass opens and reads
+        // every manifest: reacting to them would make each pass trigger
+        // the next, forever.
+        EventKind::Access(_) => return None,
+        // Renamed into place (an editor's save, a `..data` symlink swap)
+        // or a new directory: complete, but maybe with content notify did
+        // not see arrive.
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Create(CreateKind::Folder) => (Trigger::Now, true),
+        EventKind::Remove(_) => (Trigger::Now, false),
+        // Created, written to, chmod-ed: possibly still in progress.
+        _ => (Trigger::Soon, false),
+    };
+    Some(Hint { trigger, structural })
+}
+
+/// The paths whose events matter: the manifests directory as named, and
+/// as resolved when the name is a symlink (git-sync's `--link`). The
+/// parent's watch reports its other entries too; those are ignored.
+struct Scope {
+    named: PathBuf,
+    resolved: Option<PathBuf>,
+}
+
+impl Scope {
+    fn covers(&self, path: &Path) -> bool {
+        path.starts_with(&self.named) || self.resolved.as_deref().is_some_and(|r| path.starts_with(r))
     }
 }
 
@@ -56,21 +101,38 @@ pub async fn watch_manifests(
     counters: Arc<WatchCounters>,
     shutdown: CancellationToken,
 ) {
-    let (events_tx, mut events_rx) = mpsc::channel::<Trigger>(64);
-    let callback_counters = counters.clone();
+    // Event paths are absolute; compare them with an absolute root.
+    let root = std::path::absolute(&root).unwrap_or(root);
+    let scope = Arc::new(RwLock::new(Scope {
+        named: root.clone(),
+        resolved: None,
+    }));
+    let (events_tx, mut events_rx) = mpsc::channel::<Hint>(256);
+    let callback_scope = scope.clone();
     let callback = move |result: notify::Result<notify::Event>| {
-        callback_counters
-            .file_events
-            .fetch_add(1, Ordering::Relaxed);
-        let trigger = match &result {
-            Ok(event) if event.need_rescan() => Trigger::Now,
-            Ok(event) => urgency(&event.kind),
-            // A watcher error (e.g. queue overflow) means events were
-            // lost: rescan everything.
-            Err(_) => Trigger::Now,
+        let hint = match &result {
+            // An error (e.g. a queue overflow) or a rescan flag means events
+            // were lost: look at everything again.
+            Err(_) => Hint {
+                trigger: Trigger::Now,
+                structural: true,
+            },
+            Ok(event) if event.need_rescan() => Hint {
+                trigger: Trigger::Now,
+                structural: true,
+            },
+            Ok(event) => {
+                let Some(hint) = classify(&event.kind) else { return };
+                let scope = callback_scope.read().expect("scope lock");
+                if !event.paths.iter().any(|p| scope.covers(p)) {
+                    return;
+                }
+                hint
+            }
         };
-        // Full channel: a trigger is pending already, which is enough.
-        let _ = events_tx.try_send(trigger);
+        counters.file_events.fetch_add(1, Ordering::Relaxed);
+        // Full channel: triggers are pending already, which is enough.
+        let _ = events_tx.try_send(hint);
     };
     let mut watcher = match notify::recommended_watcher(callback) {
         Ok(w) => w,
@@ -80,67 +142,126 @@ pub async fn watch_manifests(
         }
     };
     let mut armed = Armed::default();
-    let mut check = tokio::time::interval(Duration::from_millis(500));
+    let mut check = tokio::time::interval(RECHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut follow_up: Option<Instant> = None;
     loop {
-        if armed.rearm(&mut watcher, &root) {
-            // The directory (re)appeared: its content is new to us.
+        if armed.rearm(&mut watcher, &root, &scope) {
+            // The directory (re)appeared or went: its content is new to us.
             let _ = triggers.try_send(Trigger::Now);
         }
+        let follow_up_due = async {
+            match follow_up {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            Some(trigger) = events_rx.recv() => {
-                let _ = triggers.try_send(trigger);
+            Some(hint) = events_rx.recv() => {
+                if hint.structural {
+                    follow_up = Some(Instant::now() + FOLLOW_UP);
+                }
+                let _ = triggers.try_send(hint.trigger);
+            }
+            _ = follow_up_due => {
+                follow_up = None;
+                let _ = triggers.try_send(Trigger::Now);
             }
             _ = check.tick() => {}
         }
     }
 }
 
+/// A watched directory: its resolved path and its identity, so that a
+/// directory deleted and recreated under the same name (a new inode the
+/// old watch cannot see) is watched again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Watched {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Watched {
+    fn resolve(path: &Path) -> Option<Self> {
+        let path = std::fs::canonicalize(path).ok()?;
+        let meta = std::fs::metadata(&path).ok()?;
+        meta.is_dir().then(|| Watched {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            path,
+        })
+    }
+}
+
 /// Which watches are in place.
 #[derive(Default)]
 struct Armed {
-    root: bool,
+    root: Option<Watched>,
     parent: Option<PathBuf>,
+    /// The last failure to watch the root, logged once rather than on
+    /// every check.
+    last_error: Option<String>,
 }
 
 impl Armed {
     /// Brings the watches in line with what exists; true when the root
-    /// watch was (re)established.
-    fn rearm(&mut self, watcher: &mut notify::RecommendedWatcher, root: &Path) -> bool {
-        let exists = root.is_dir();
-        if self.root && !exists {
-            let _ = watcher.unwatch(root);
-            self.root = false;
-            tracing::warn!(dir = %root.display(), "manifest directory disappeared");
-        }
-        let parent = root.parent().filter(|p| p.is_dir()).map(Path::to_path_buf);
+    /// watch changed (established, replaced or lost).
+    fn rearm(&mut self, watcher: &mut notify::RecommendedWatcher, root: &Path, scope: &RwLock<Scope>) -> bool {
         if self.parent.is_none() {
-            if let Some(parent) = parent {
-                if watcher.watch(&parent, RecursiveMode::NonRecursive).is_ok() {
-                    self.parent = Some(parent);
+            if let Some(parent) = root.parent().filter(|p| p.is_dir()) {
+                if watcher.watch(parent, RecursiveMode::NonRecursive).is_ok() {
+                    self.parent = Some(parent.to_path_buf());
                 }
             }
         }
-        if !self.root && exists {
-            match watcher.watch(root, RecursiveMode::Recursive) {
-                Ok(()) => {
-                    self.root = true;
-                    tracing::info!(dir = %root.display(), "watching manifest directory");
-                    return true;
-                }
-                Err(e) => {
-                    tracing::warn!(dir = %root.display(), error = %e, "cannot watch manifest directory")
-                }
+        let current = Watched::resolve(root);
+        if current == self.root {
+            return false;
+        }
+        if let Some(old) = self.root.take() {
+            // notify may have dropped the watch already (deleted directory).
+            let _ = watcher.unwatch(&old.path);
+            match &current {
+                None => tracing::warn!(dir = %root.display(), "manifest directory disappeared; nothing is pruned while it is missing"),
+                Some(_) => tracing::info!(dir = %root.display(), "manifest directory was replaced"),
             }
         }
-        false
+        // Publish the new path before watching it, so its first events
+        // pass the filter.
+        scope.write().expect("scope lock").resolved = current.as_ref().map(|w| w.path.clone());
+        let Some(current) = current else { return true };
+        match watcher.watch(&current.path, RecursiveMode::Recursive) {
+            Ok(()) => {
+                tracing::info!(dir = %root.display(), resolved = %current.path.display(), "watching manifest directory");
+                self.root = Some(current);
+                self.last_error = None;
+                true
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if self.last_error.as_ref() != Some(&message) {
+                    tracing::warn!(dir = %root.display(), error = %message, "cannot watch manifest directory; retrying");
+                    self.last_error = Some(message);
+                }
+                false
+            }
+        }
     }
 }
 
-/// Container events that may mean drift on a managed container.
-const CONTAINER_ACTIONS: &[&str] = &[
-    "die", "destroy", "stop", "kill", "pause", "oom", "rename", "update",
-];
+/// Container events that may mean drift on a managed container, and how
+/// soon to look. `kill`, `die` and `oom` open sequences (`docker rm -f` is
+/// kill, die, destroy; a crash is die, then the restart policy's start):
+/// the pass waits briefly for the rest, or for a `Now` event ending it.
+fn container_event_urgency(action: &str) -> Option<Trigger> {
+    match action {
+        "destroy" | "stop" | "pause" | "rename" | "update" => Some(Trigger::Now),
+        "die" | "kill" | "oom" => Some(Trigger::Soon),
+        _ => None,
+    }
+}
 
 /// Follows Docker's event stream; reconnects with backoff when it ends
 /// (dockerd restarted) and asks for a full pass after every reconnect,
@@ -158,10 +279,7 @@ pub async fn watch_docker(
             "type".to_string(),
             vec!["container".to_string(), "service".to_string()],
         )]);
-        let mut stream = docker.events(Some(
-            EventsOptionsBuilder::default().filters(&filters).build(),
-        ));
-        let mut connected = false;
+        let mut stream = docker.events(Some(EventsOptionsBuilder::default().filters(&filters).build()));
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -169,13 +287,10 @@ pub async fn watch_docker(
             };
             match next {
                 Some(Ok(event)) => {
-                    if !connected {
-                        connected = true;
-                    }
                     delay = Duration::from_millis(250);
-                    if is_relevant(&event, &instance) {
+                    if let Some(trigger) = relevance(&event, &instance) {
                         counters.docker_events.fetch_add(1, Ordering::Relaxed);
-                        let _ = triggers.try_send(Trigger::Now);
+                        let _ = triggers.try_send(trigger);
                     }
                 }
                 Some(Err(e)) => {
@@ -199,18 +314,75 @@ pub async fn watch_docker(
     }
 }
 
-fn is_relevant(event: &bollard::models::EventMessage, instance: &str) -> bool {
+fn relevance(event: &bollard::models::EventMessage, instance: &str) -> Option<Trigger> {
     use bollard::models::EventMessageTypeEnum;
     let action = event.action.as_deref().unwrap_or_default();
     match event.typ {
-        Some(EventMessageTypeEnum::SERVICE) => true,
+        // Service events carry no labels to tell ours from others'.
+        Some(EventMessageTypeEnum::SERVICE) => Some(Trigger::Now),
         Some(EventMessageTypeEnum::CONTAINER) => {
             use crate::strategy::labels::{INSTANCE, MANAGED};
             let attrs = event.actor.as_ref().and_then(|a| a.attributes.as_ref());
             let label = |key: &str| attrs.and_then(|a| a.get(key)).map(String::as_str);
             let managed = label(MANAGED) == Some("true") && label(INSTANCE) == Some(instance);
-            managed && CONTAINER_ACTIONS.contains(&action)
+            managed.then(|| container_event_urgency(action)).flatten()
         }
-        _ => false,
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{DataChange, RemoveKind, RenameMode};
+
+    #[test]
+    fn reads_and_opens_never_trigger_a_pass() {
+        // A pass reads every manifest; these must not start the next one.
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+        ] {
+            assert!(classify(&kind).is_none(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn complete_changes_act_at_once_and_partial_ones_wait() {
+        let trigger = |kind| classify(&kind).map(|h| h.trigger);
+        assert_eq!(trigger(EventKind::Access(AccessKind::Close(AccessMode::Write))), Some(Trigger::Now));
+        assert_eq!(trigger(EventKind::Modify(ModifyKind::Name(RenameMode::To))), Some(Trigger::Now));
+        assert_eq!(trigger(EventKind::Remove(RemoveKind::File)), Some(Trigger::Now));
+        assert_eq!(trigger(EventKind::Create(CreateKind::File)), Some(Trigger::Soon));
+        assert_eq!(trigger(EventKind::Modify(ModifyKind::Data(DataChange::Any))), Some(Trigger::Soon));
+    }
+
+    #[test]
+    fn new_directories_get_a_second_look() {
+        assert!(classify(&EventKind::Create(CreateKind::Folder)).unwrap().structural);
+        assert!(classify(&EventKind::Modify(ModifyKind::Name(RenameMode::Both))).unwrap().structural);
+        assert!(!classify(&EventKind::Create(CreateKind::File)).unwrap().structural);
+    }
+
+    #[test]
+    fn scope_covers_the_directory_as_named_and_as_resolved() {
+        let scope = Scope {
+            named: PathBuf::from("/git/current"),
+            resolved: Some(PathBuf::from("/git/.worktrees/abc")),
+        };
+        assert!(scope.covers(Path::new("/git/current")));
+        assert!(scope.covers(Path::new("/git/.worktrees/abc/a.yaml")));
+        assert!(!scope.covers(Path::new("/git/.worktrees/def/a.yaml")));
+        assert!(!scope.covers(Path::new("/git/current.lock")));
+    }
+
+    #[test]
+    fn rm_f_acts_on_destroy_and_waits_briefly_on_die() {
+        assert_eq!(container_event_urgency("destroy"), Some(Trigger::Now));
+        assert_eq!(container_event_urgency("die"), Some(Trigger::Soon));
+        assert_eq!(container_event_urgency("kill"), Some(Trigger::Soon));
+        assert_eq!(container_event_urgency("start"), None);
+        assert_eq!(container_event_urgency("exec_start: sh"), None);
     }
 }

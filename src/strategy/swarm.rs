@@ -5,35 +5,44 @@
 //! update config. Drift is found by a fingerprint of the fields we set,
 //! written as a label at deploy time and recomputed from the listed spec:
 //! Swarm's defaults, image digests and its own bookkeeping never show as
-//! drift, while `service update --image/--replicas/--env-add` by hand does.
+//! drift, while `service update --image/--replicas/--env-add` by hand does,
+//! and the drift reason names the field.
+//!
+//! Services are always looked up by exact name and then addressed by ID:
+//! the engine resolves `/services/{x}` by ID, then name, then *ID prefix*,
+//! so asking for an absent asset `ab` could return someone else's service
+//! whose ID starts with `ab`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointSpec, Limit, Mount as DockerMount,
-    MountTmpfsOptions, MountType, NetworkAttachmentConfig, ResourceObject, Service, ServiceSpec,
-    ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecPlacement, TaskSpecResources, TaskState,
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
+    EndpointSpec, Limit, Mount as DockerMount, MountTmpfsOptions, MountType,
+    NetworkAttachmentConfig, ResourceObject, Service, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+    TaskSpecResources, TaskState,
 };
 use bollard::query_parameters::{
-    InspectServiceOptions, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
-    UpdateServiceOptionsBuilder,
+    InspectNetworkOptionsBuilder, InspectServiceOptions, ListServicesOptionsBuilder,
+    ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
 };
 use bollard::Docker;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::labels::{self};
+use super::labels;
 use super::{
     is_not_found, status_code, ActualAsset, Deployed, DeploymentStrategy, Ownership, Removed,
     ReplicaCounts, StrategyError,
 };
 use crate::spec::{AssetName, DeploySpec, Mode, MountKind, Protocol};
 
-/// Label holding the fingerprint of the fields we set.
+/// Service label holding the per-field fingerprint of the fields we set
+/// (`image=<12 hex>,command=…`).
 pub const FINGERPRINT: &str = "io.assetd.fingerprint";
 
 /// How often an update that lost a race with another writer ("update out
-/// of sequence") is re-inspected and retried.
+/// of sequence") is re-read and retried.
 const UPDATE_RETRIES: usize = 5;
 
 #[derive(Clone)]
@@ -50,21 +59,25 @@ impl Swarm {
         }
     }
 
-    async fn inspect(&self, name: &str) -> Result<Option<Service>, StrategyError> {
-        match self
+    /// The service named exactly `name`, ours or not. The list filter
+    /// `name` matches prefixes, hence the exact comparison.
+    async fn find(&self, name: &str) -> Result<Option<Service>, StrategyError> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let options = ListServicesOptionsBuilder::default().filters(&filters).build();
+        let services = self
             .docker
-            .inspect_service(name, None::<InspectServiceOptions>)
+            .list_services(Some(options))
             .await
-        {
-            Ok(service) => Ok(Some(service)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(StrategyError::docker("inspect service", name, e)),
-        }
+            .map_err(|e| StrategyError::docker("find service", name, e))?;
+        Ok(services
+            .into_iter()
+            .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name)))
     }
 
-    /// Inspects a service and refuses it unless it carries our label.
-    async fn inspect_owned(&self, name: &str) -> Result<Option<Service>, StrategyError> {
-        let Some(service) = self.inspect(name).await? else {
+    /// Like [`Swarm::find`], but a service without our labels is an error:
+    /// it is never updated or removed.
+    async fn find_owned(&self, name: &str) -> Result<Option<Service>, StrategyError> {
+        let Some(service) = self.find(name).await? else {
             return Ok(None);
         };
         let labels = service
@@ -80,93 +93,128 @@ impl Swarm {
         }
         Ok(Some(service))
     }
+
+    /// The version index of a service just written, for the record.
+    async fn version_of(&self, id: &str) -> Option<u64> {
+        let service = self
+            .docker
+            .inspect_service(id, None::<InspectServiceOptions>)
+            .await
+            .ok()?;
+        service.version.and_then(|v| v.index)
+    }
+
+    /// Network names resolved to IDs. Swarm stores IDs where the spec said
+    /// names, so sending IDs makes the spec read back as sent. A name that
+    /// does not resolve to a swarm-scoped network is sent as written: Swarm
+    /// then refuses it with its own reason.
+    async fn network_targets(&self, networks: &[String]) -> Vec<String> {
+        let mut targets = Vec::with_capacity(networks.len());
+        for name in networks {
+            let options = InspectNetworkOptionsBuilder::default().scope("swarm").build();
+            let id = match self.docker.inspect_network(name, Some(options)).await {
+                Ok(network) => network.id,
+                Err(_) => None,
+            };
+            targets.push(id.unwrap_or_else(|| name.clone()));
+        }
+        targets
+    }
+
+    async fn create(&self, name: &str, spec: ServiceSpec) -> Result<Deployed, StrategyError> {
+        let created = self
+            .docker
+            .create_service(spec, None)
+            .await
+            .map_err(|e| StrategyError::docker("create service", name, e))?;
+        let id = created.id.unwrap_or_default();
+        Ok(Deployed {
+            version: self.version_of(&id).await,
+            object_ids: vec![id],
+            warnings: created.warnings.unwrap_or_default(),
+            wrote: true,
+        })
+    }
+
+    async fn delete(&self, id: &str) -> Result<Removed, StrategyError> {
+        match self.docker.delete_service(id).await {
+            Ok(()) => Ok(Removed::Removed),
+            Err(e) if is_not_found(&e) => Ok(Removed::Absent),
+            Err(e) => Err(StrategyError::docker("remove service", id, e)),
+        }
+    }
 }
 
 impl DeploymentStrategy for Swarm {
-    async fn deploy(
-        &self,
-        spec: &DeploySpec,
-        owner: &Ownership,
-    ) -> Result<Deployed, StrategyError> {
+    async fn deploy(&self, spec: &DeploySpec, owner: &Ownership) -> Result<Deployed, StrategyError> {
         let name = spec.name.as_str();
-        let service_spec = service_spec(spec, owner, &self.instance);
-        let mut warnings = Vec::new();
-        let Some(mut current) = self.inspect_owned(name).await? else {
-            let created = self
-                .docker
-                .create_service(service_spec, None)
-                .await
-                .map_err(|e| StrategyError::docker("create service", name, e))?;
-            warnings.extend(created.warnings.unwrap_or_default());
-            let version = self
-                .inspect(name)
-                .await?
-                .and_then(|s| s.version)
-                .and_then(|v| v.index);
-            return Ok(Deployed {
-                object_ids: created.id.into_iter().collect(),
-                version,
-                warnings,
-                wrote: true,
-            });
-        };
+        let networks = self.network_targets(&spec.networks).await;
+        let desired = service_spec(spec, owner, &self.instance, &networks);
+        let mut current = self.find_owned(name).await?;
         for attempt in 1..=UPDATE_RETRIES {
-            let version = current.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+            let Some(service) = current.take() else {
+                return self.create(name, desired).await;
+            };
+            let id = service.id.clone().unwrap_or_default();
+            let version = service.version.as_ref().and_then(|v| v.index);
+            let now = service.spec.unwrap_or_default();
+            if now.labels == desired.labels && fingerprint(&now) == fingerprint(&desired) {
+                return Ok(Deployed {
+                    object_ids: vec![id],
+                    version,
+                    warnings: vec![],
+                    wrote: false,
+                });
+            }
+            // Swarm refuses to turn a replicated service into a global one
+            // or back ("service mode change is not allowed"): replace it.
+            if is_global(&now) != is_global(&desired) {
+                tracing::info!(service = name, "mode changes between replicated and global; recreating the service");
+                self.delete(&id).await?;
+                return self.create(name, desired).await;
+            }
             let options = UpdateServiceOptionsBuilder::default()
-                .version(version as i32)
+                .version(version.unwrap_or(0) as i32)
                 .build();
             match self
                 .docker
-                .update_service(name, service_spec.clone(), options, None)
+                .update_service(&id, merged(now, &desired), options, None)
                 .await
             {
                 Ok(response) => {
-                    warnings.extend(response.warnings.unwrap_or_default());
-                    let after = self.inspect(name).await?;
                     return Ok(Deployed {
-                        object_ids: current.id.into_iter().collect(),
-                        version: after.and_then(|s| s.version).and_then(|v| v.index),
-                        warnings,
+                        version: self.version_of(&id).await,
+                        object_ids: vec![id],
+                        warnings: response.warnings.unwrap_or_default(),
                         wrote: true,
                     });
                 }
                 // Someone else wrote the service since we read it (the
-                // engine answers 500 "update out of sequence"): read the
-                // new version and try again.
+                // engine answers 500 "update out of sequence"): read it
+                // again and retry on the new version.
                 Err(e) if is_out_of_sequence(&e) && attempt < UPDATE_RETRIES => {
-                    tracing::debug!(
-                        service = name,
-                        attempt,
-                        "update out of sequence; re-inspecting"
-                    );
-                    current = match self.inspect_owned(name).await? {
-                        Some(service) => service,
-                        None => {
-                            return Err(StrategyError::docker("update service", name, e));
-                        }
-                    };
+                    tracing::debug!(service = name, attempt, "update out of sequence; reading the service again");
+                    current = self.find_owned(name).await?;
                 }
                 Err(e) => return Err(StrategyError::docker("update service", name, e)),
             }
         }
-        unreachable!("the loop returns on its last attempt")
+        unreachable!("the last attempt returns")
     }
 
     async fn remove(&self, name: &AssetName) -> Result<Removed, StrategyError> {
-        if self.inspect_owned(name.as_str()).await?.is_none() {
-            return Ok(Removed::Absent);
-        }
-        match self.docker.delete_service(name.as_str()).await {
-            Ok(()) => Ok(Removed::Removed),
-            Err(e) if is_not_found(&e) => Ok(Removed::Absent),
-            Err(e) => Err(StrategyError::docker("remove service", name.as_str(), e)),
+        match self.find_owned(name.as_str()).await? {
+            Some(service) => self.delete(service.id.as_deref().unwrap_or(name.as_str())).await,
+            None => Ok(Removed::Absent),
         }
     }
 
+    /// Two calls: our services, then their tasks that should be running
+    /// (the task label filter matches the service's labels). The second
+    /// is skipped when there is no service.
     async fn list_managed(&self) -> Result<Vec<ActualAsset>, StrategyError> {
-        let options = ListServicesOptionsBuilder::default()
-            .filters(&labels::managed_filter(&self.instance))
-            .build();
+        let managed = labels::managed_filter(&self.instance);
+        let options = ListServicesOptionsBuilder::default().filters(&managed).build();
         let services = self
             .docker
             .list_services(Some(options))
@@ -175,14 +223,13 @@ impl DeploymentStrategy for Swarm {
         if services.is_empty() {
             return Ok(Vec::new());
         }
-        let filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
+        let mut filters = managed;
+        filters.insert("desired-state".into(), vec!["running".into()]);
         let tasks = self
             .docker
-            .list_tasks(Some(
-                ListTasksOptionsBuilder::default().filters(&filters).build(),
-            ))
+            .list_tasks(Some(ListTasksOptionsBuilder::default().filters(&filters).build()))
             .await
-            .map_err(|e| StrategyError::docker("list tasks", "running", e))?;
+            .map_err(|e| StrategyError::docker("list tasks", "managed", e))?;
         let mut tasks_by_service: HashMap<String, Vec<Task>> = HashMap::new();
         for task in tasks {
             if let Some(id) = task.service_id.clone() {
@@ -191,20 +238,13 @@ impl DeploymentStrategy for Swarm {
         }
         let mut assets = BTreeMap::new();
         for service in services {
-            let Some(spec) = service.spec.as_ref() else {
-                continue;
-            };
+            let Some(spec) = service.spec.as_ref() else { continue };
             let labels = spec.labels.clone().unwrap_or_default();
             let Some((name, spec_hash, source)) = labels::owner_of(&labels, &self.instance) else {
                 continue;
             };
             let id = service.id.clone().unwrap_or_default();
             let tasks = tasks_by_service.remove(&id).unwrap_or_default();
-            let replicas = replica_counts(spec, &tasks);
-            let mut drift = Vec::new();
-            if labels.get(FINGERPRINT) != Some(&fingerprint(spec)) {
-                drift.push("service spec changed outside assetd".to_string());
-            }
             assets.insert(
                 name.clone(),
                 ActualAsset {
@@ -212,9 +252,9 @@ impl DeploymentStrategy for Swarm {
                     spec_hash,
                     source,
                     object_ids: vec![id],
-                    version: service.version.and_then(|v| v.index),
-                    drift,
-                    replicas,
+                    version: service.version.as_ref().and_then(|v| v.index),
+                    drift: drift(labels.get(FINGERPRINT).map(String::as_str), spec),
+                    replicas: replica_counts(spec, &tasks),
                 },
             );
         }
@@ -227,11 +267,13 @@ fn is_out_of_sequence(e: &bollard::errors::Error) -> bool {
         && e.to_string().contains("out of sequence")
 }
 
+fn is_global(spec: &ServiceSpec) -> bool {
+    spec.mode.as_ref().is_some_and(|m| m.global.is_some())
+}
+
 fn replica_counts(spec: &ServiceSpec, tasks: &[Task]) -> ReplicaCounts {
-    let running = tasks
-        .iter()
-        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
-        .count() as u64;
+    let is_running = |t: &&Task| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING);
+    let running = tasks.iter().filter(is_running).count() as u64;
     let desired = match spec.mode.as_ref().and_then(|m| m.replicated.as_ref()) {
         Some(replicated) => replicated.replicas.unwrap_or(1).max(0) as u64,
         None => tasks.len() as u64,
@@ -239,7 +281,7 @@ fn replica_counts(spec: &ServiceSpec, tasks: &[Task]) -> ReplicaCounts {
     let now = time::OffsetDateTime::now_utc();
     let pending_secs = tasks
         .iter()
-        .filter(|t| t.status.as_ref().and_then(|s| s.state) != Some(TaskState::RUNNING))
+        .filter(|t| !is_running(t))
         .filter_map(|t| t.created_at)
         .map(|created| (now - created).whole_seconds().max(0) as u64)
         .max();
@@ -250,8 +292,14 @@ fn replica_counts(spec: &ServiceSpec, tasks: &[Task]) -> ReplicaCounts {
     }
 }
 
-/// The service spec for a [`DeploySpec`]: every seed parameter.
-pub fn service_spec(spec: &DeploySpec, owner: &Ownership, instance: &str) -> ServiceSpec {
+/// The service spec for a [`DeploySpec`]: every seed parameter, with
+/// `networks` already resolved to the targets to send.
+pub fn service_spec(
+    spec: &DeploySpec,
+    owner: &Ownership,
+    instance: &str,
+    networks: &[String],
+) -> ServiceSpec {
     let object_labels = labels::object_labels(spec, owner, instance);
     let container_spec = TaskSpecContainerSpec {
         image: Some(spec.image.clone()),
@@ -260,38 +308,38 @@ pub fn service_spec(spec: &DeploySpec, owner: &Ownership, instance: &str) -> Ser
         // on the local engine: Swarm calls that `Args`.
         args: spec.command.clone(),
         env: Some(spec.env.clone()),
-        mounts: (!spec.mounts.is_empty()).then(|| spec.mounts.iter().map(docker_mount).collect()),
+        mounts: Some(spec.mounts.iter().map(docker_mount).collect()),
         ..Default::default()
     };
-    let resources = (!spec.resources.is_empty()).then(|| TaskSpecResources {
-        limits: (!spec.resources.limits.is_empty()).then(|| Limit {
+    let resources = TaskSpecResources {
+        limits: Some(Limit {
             nano_cpus: spec.resources.limits.nano_cpus,
             memory_bytes: spec.resources.limits.memory_bytes,
             pids: None,
         }),
-        reservations: (!spec.resources.reservations.is_empty()).then(|| ResourceObject {
+        reservations: Some(ResourceObject {
             nano_cpus: spec.resources.reservations.nano_cpus,
             memory_bytes: spec.resources.reservations.memory_bytes,
             generic_resources: None,
         }),
         ..Default::default()
-    });
+    };
     let task_template = TaskSpec {
         container_spec: Some(container_spec),
-        resources,
-        placement: (!spec.constraints.is_empty()).then(|| TaskSpecPlacement {
+        resources: Some(resources),
+        placement: Some(TaskSpecPlacement {
             constraints: Some(spec.constraints.clone()),
             ..Default::default()
         }),
-        networks: (!spec.networks.is_empty()).then(|| {
-            spec.networks
+        networks: Some(
+            networks
                 .iter()
                 .map(|n| NetworkAttachmentConfig {
                     target: Some(n.clone()),
                     ..Default::default()
                 })
-                .collect()
-        }),
+                .collect(),
+        ),
         ..Default::default()
     };
     let mode = match spec.mode {
@@ -306,29 +354,29 @@ pub fn service_spec(spec: &DeploySpec, owner: &Ownership, instance: &str) -> Ser
             ..Default::default()
         },
     };
-    let endpoint_spec = EndpointSpec {
-        ports: Some(
-            spec.ports
-                .iter()
-                .map(|p| EndpointPortConfig {
-                    protocol: Some(match p.protocol {
-                        Protocol::Tcp => EndpointPortConfigProtocolEnum::TCP,
-                        Protocol::Udp => EndpointPortConfigProtocolEnum::UDP,
-                    }),
-                    target_port: Some(p.container as i64),
-                    published_port: Some(p.host as i64),
-                    ..Default::default()
-                })
-                .collect(),
-        ),
-        ..Default::default()
-    };
+    let ports = spec
+        .ports
+        .iter()
+        .map(|p| EndpointPortConfig {
+            protocol: Some(match p.protocol {
+                Protocol::Tcp => EndpointPortConfigProtocolEnum::TCP,
+                Protocol::Udp => EndpointPortConfigProtocolEnum::UDP,
+            }),
+            target_port: Some(p.container as i64),
+            published_port: Some(p.host as i64),
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::INGRESS),
+            ..Default::default()
+        })
+        .collect();
     let mut service = ServiceSpec {
         name: Some(spec.name.to_string()),
         labels: Some(object_labels),
         task_template: Some(task_template),
         mode: Some(mode),
-        endpoint_spec: Some(endpoint_spec),
+        endpoint_spec: Some(EndpointSpec {
+            ports: Some(ports),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let print = fingerprint(&service);
@@ -336,6 +384,36 @@ pub fn service_spec(spec: &DeploySpec, owner: &Ownership, instance: &str) -> Ser
         labels.insert(FINGERPRINT.into(), print);
     }
     service
+}
+
+/// `current` with every field assetd sets taken from `desired`. Everything
+/// else is kept: Swarm's filled-in defaults, `ForceUpdate` (resetting it
+/// would restart every task), and what an operator tuned that manifests
+/// cannot express (update config, secrets, ...).
+fn merged(mut current: ServiceSpec, desired: &ServiceSpec) -> ServiceSpec {
+    let want = desired.task_template.clone().unwrap_or_default();
+    let want_container = want.container_spec.unwrap_or_default();
+    current.name = desired.name.clone();
+    current.labels = desired.labels.clone();
+    current.mode = desired.mode.clone();
+    let task = current.task_template.get_or_insert_with(Default::default);
+    let container = task.container_spec.get_or_insert_with(Default::default);
+    container.image = want_container.image;
+    container.labels = want_container.labels;
+    container.args = want_container.args;
+    container.command = want_container.command;
+    container.env = want_container.env;
+    container.mounts = want_container.mounts;
+    let want_resources = want.resources.unwrap_or_default();
+    let resources = task.resources.get_or_insert_with(Default::default);
+    resources.limits = want_resources.limits;
+    resources.reservations = want_resources.reservations;
+    task.networks = want.networks;
+    let placement = task.placement.get_or_insert_with(Default::default);
+    placement.constraints = want.placement.and_then(|p| p.constraints);
+    let endpoint = current.endpoint_spec.get_or_insert_with(Default::default);
+    endpoint.ports = desired.endpoint_spec.as_ref().and_then(|e| e.ports.clone());
+    current
 }
 
 fn docker_mount(m: &crate::spec::Mount) -> DockerMount {
@@ -353,42 +431,46 @@ fn docker_mount(m: &crate::spec::Mount) -> DockerMount {
     }
 }
 
-/// sha256 over the fields assetd sets, read the same way from the spec we
-/// send and from the spec Swarm returns. Left out on purpose: the image
-/// digest Swarm may pin (`@sha256:...`), network targets (Swarm turns names
-/// into IDs; their count is kept), and every field Swarm fills with its
-/// defaults.
-pub fn fingerprint(spec: &ServiceSpec) -> String {
+/// The fields assetd sets, each read the same way from the spec we send
+/// and from the spec Swarm returns: Swarm fills defaults, drops empty
+/// lists and zero values, and `docker service update` pins image digests
+/// (`img:1@sha256:…`); none of that may read as a change. Networks are
+/// compared as sent, i.e. as IDs (see [`Swarm::network_targets`]).
+fn managed_fields(spec: &ServiceSpec) -> [(&'static str, Value); 12] {
     let task = spec.task_template.clone().unwrap_or_default();
-    let container = task.container_spec.clone().unwrap_or_default();
+    let container = task.container_spec.unwrap_or_default();
     let image = container.image.unwrap_or_default();
     let image = image.split('@').next().unwrap_or_default().to_string();
-    let container_labels: BTreeMap<String, String> = container
-        .labels
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| k != FINGERPRINT)
-        .collect();
-    let mounts: Vec<(String, String, String, bool)> = container
+    let non_empty = |v: Option<Vec<String>>| v.filter(|v| !v.is_empty());
+    let mut service_labels: BTreeMap<String, String> =
+        spec.labels.clone().unwrap_or_default().into_iter().collect();
+    service_labels.remove(FINGERPRINT);
+    let container_labels: BTreeMap<String, String> =
+        container.labels.unwrap_or_default().into_iter().collect();
+    let mounts: Vec<Value> = container
         .mounts
         .unwrap_or_default()
         .into_iter()
         .map(|m| {
-            (
-                m.typ.map(|t| t.to_string()).unwrap_or_default(),
-                m.source.unwrap_or_default(),
-                m.target.unwrap_or_default(),
+            json!([
+                m.typ.map(|t| t.to_string()),
+                m.source.filter(|s| !s.is_empty()),
+                m.target,
                 m.read_only.unwrap_or(false),
-            )
+            ])
         })
         .collect();
     let resources = task.resources.unwrap_or_default();
     let limits = resources.limits.unwrap_or_default();
     let reservations = resources.reservations.unwrap_or_default();
+    let set = |v: Option<i64>| v.filter(|v| *v != 0);
     let mode = spec.mode.clone().unwrap_or_default();
-    let replicas = mode.replicated.and_then(|r| r.replicas);
-    let global = mode.global.is_some();
-    let mut ports: Vec<(String, i64, i64)> = spec
+    let mode = match (mode.replicated, mode.global) {
+        (_, Some(_)) => json!("global"),
+        (Some(r), None) => json!({ "replicated": r.replicas.unwrap_or(1) }),
+        (None, None) => Value::Null,
+    };
+    let mut ports: Vec<(String, i64, i64, String)> = spec
         .endpoint_spec
         .clone()
         .unwrap_or_default()
@@ -396,36 +478,185 @@ pub fn fingerprint(spec: &ServiceSpec) -> String {
         .unwrap_or_default()
         .into_iter()
         .map(|p| {
+            let publish_mode = match p.publish_mode {
+                None | Some(EndpointPortConfigPublishModeEnum::EMPTY) => "ingress".to_string(),
+                Some(mode) => mode.to_string(),
+            };
+            let protocol = p.protocol.map(|x| x.to_string());
             (
-                p.protocol
-                    .map(|x| x.to_string())
-                    .unwrap_or_else(|| "tcp".into()),
+                protocol.filter(|x| !x.is_empty()).unwrap_or_else(|| "tcp".into()),
                 p.published_port.unwrap_or(0),
                 p.target_port.unwrap_or(0),
+                publish_mode,
             )
         })
         .collect();
     ports.sort();
-    let constraints = task
-        .placement
-        .and_then(|p| p.constraints)
-        .unwrap_or_default();
-    let network_count = task.networks.map(|n| n.len()).unwrap_or(0);
-    let canonical = serde_json::json!({
-        "image": image,
-        "args": container.args,
-        "command": container.command,
-        "env": container.env.unwrap_or_default(),
-        "labels": container_labels,
-        "mounts": mounts,
-        "limits": [limits.nano_cpus, limits.memory_bytes],
-        "reservations": [reservations.nano_cpus, reservations.memory_bytes],
-        "replicas": replicas,
-        "global": global,
-        "ports": ports,
-        "constraints": constraints,
-        "networks": network_count,
-    });
-    let digest = Sha256::digest(canonical.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut networks: Vec<String> = task
+        .networks
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| n.target)
+        .collect();
+    networks.sort();
+    [
+        ("image", json!(image)),
+        ("command", json!(non_empty(container.args))),
+        ("entrypoint", json!(non_empty(container.command))),
+        ("env", json!(container.env.unwrap_or_default())),
+        ("labels", json!(service_labels)),
+        ("container labels", json!(container_labels)),
+        ("mounts", json!(mounts)),
+        (
+            "resources",
+            json!({
+                "limits": [set(limits.nano_cpus), set(limits.memory_bytes)],
+                "reservations": [set(reservations.nano_cpus), set(reservations.memory_bytes)],
+            }),
+        ),
+        (
+            "constraints",
+            json!(task.placement.and_then(|p| p.constraints).unwrap_or_default()),
+        ),
+        ("networks", json!(networks)),
+        ("ports", json!(ports)),
+        ("mode", mode),
+    ]
+}
+
+fn short_hash(value: &Value) -> String {
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `field=<12 hex>` per managed field, comma separated: what the
+/// [`FINGERPRINT`] label holds. Per field, so that drift names the field.
+pub fn fingerprint(spec: &ServiceSpec) -> String {
+    managed_fields(spec)
+        .iter()
+        .map(|(field, value)| format!("{field}={}", short_hash(value)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What differs between the fingerprint written at deploy time and the
+/// service as listed, one line per field with its value now.
+fn drift(label: Option<&str>, spec: &ServiceSpec) -> Vec<String> {
+    let Some(label) = label else {
+        return vec![format!("service has no {FINGERPRINT} label")];
+    };
+    let written: HashMap<&str, &str> = label.split(',').filter_map(|kv| kv.split_once('=')).collect();
+    managed_fields(spec)
+        .iter()
+        .filter(|(field, value)| written.get(field) != Some(&short_hash(value).as_str()))
+        .map(|(field, value)| format!("{field} changed outside assetd (now {})", render(value)))
+        .collect()
+}
+
+/// A value for a one-line reason: strings bare, long values cut.
+fn render(value: &Value) -> String {
+    const MAX: usize = 80;
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{PortMapping, Resources};
+
+    fn sample() -> (DeploySpec, Ownership) {
+        let spec = DeploySpec {
+            name: AssetName::new("cnc-mill-01").unwrap(),
+            image: "img:1".into(),
+            env: vec!["A=1".into()],
+            labels: BTreeMap::from([("zone".into(), "cell-3".into())]),
+            command: Some(vec!["run".into(), "--fast".into()]),
+            ports: vec![PortMapping {
+                host: 5000,
+                container: 80,
+                protocol: Protocol::Tcp,
+            }],
+            networks: vec!["factory-net".into()],
+            constraints: vec!["node.labels.zone != cell-9".into()],
+            resources: Resources::default(),
+            mode: Mode::Replicated { replicas: 2 },
+            mounts: vec![],
+        };
+        let owner = Ownership {
+            hash: spec.hash(),
+            source: "a.yaml".into(),
+        };
+        (spec, owner)
+    }
+
+    /// What Swarm returns for a spec it was sent: IDs for network names,
+    /// defaults filled in, empty lists and zero values dropped, and (after
+    /// a `docker service update` by hand) a pinned digest.
+    fn as_swarm_returns(mut s: ServiceSpec) -> ServiceSpec {
+        let task = s.task_template.as_mut().unwrap();
+        let container = task.container_spec.as_mut().unwrap();
+        container.image = Some(format!("{}@sha256:abcd", container.image.clone().unwrap()));
+        container.mounts = None;
+        container.isolation = Some(bollard::models::TaskSpecContainerSpecIsolationEnum::DEFAULT);
+        task.resources = Some(TaskSpecResources {
+            limits: Some(Limit::default()),
+            reservations: Some(ResourceObject::default()),
+            ..Default::default()
+        });
+        task.force_update = Some(0);
+        let endpoint = s.endpoint_spec.as_mut().unwrap();
+        endpoint.mode = Some(bollard::models::EndpointSpecModeEnum::VIP);
+        for p in endpoint.ports.iter_mut().flatten() {
+            p.publish_mode = None;
+        }
+        s
+    }
+
+    #[test]
+    fn swarm_defaults_and_digests_are_not_drift() {
+        let (spec, owner) = sample();
+        let sent = service_spec(&spec, &owner, "default", &["netid123".into()]);
+        let label = sent.labels.as_ref().unwrap()[FINGERPRINT].clone();
+        assert_eq!(drift(Some(&label), &as_swarm_returns(sent)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn changes_by_hand_are_drift_named_by_field() {
+        let (spec, owner) = sample();
+        let sent = service_spec(&spec, &owner, "default", &["netid123".into()]);
+        let label = sent.labels.as_ref().unwrap()[FINGERPRINT].clone();
+        let mut changed = as_swarm_returns(sent);
+        let task = changed.task_template.as_mut().unwrap();
+        task.container_spec.as_mut().unwrap().image = Some("img:2@sha256:ef01".into());
+        task.container_spec.as_mut().unwrap().env.as_mut().unwrap().push("X=1".into());
+        changed.mode.as_mut().unwrap().replicated.as_mut().unwrap().replicas = Some(3);
+        assert_eq!(
+            drift(Some(&label), &changed),
+            vec![
+                "image changed outside assetd (now img:2)",
+                "env changed outside assetd (now [\"A=1\",\"X=1\"])",
+                "mode changed outside assetd (now {\"replicated\":3})",
+            ]
+        );
+    }
+
+    #[test]
+    fn merge_keeps_fields_assetd_does_not_set() {
+        let (spec, owner) = sample();
+        let desired = service_spec(&spec, &owner, "default", &[]);
+        let mut current = as_swarm_returns(desired.clone());
+        current.task_template.as_mut().unwrap().force_update = Some(4);
+        current.task_template.as_mut().unwrap().container_spec.as_mut().unwrap().command =
+            Some(vec!["sh".into()]);
+        let merged = merged(current, &desired);
+        assert_eq!(merged.task_template.as_ref().unwrap().force_update, Some(4));
+        assert_eq!(fingerprint(&merged), fingerprint(&desired));
+    }
 }

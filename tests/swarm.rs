@@ -1,0 +1,946 @@
+//! The Swarm strategy against a real one-node Swarm: every seed parameter,
+//! each observed with `docker service inspect`, updates in place, drift
+//! made by hand and repaired, foreign services left alone, and the
+//! failure modes an operator meets (missing network, unplaceable tasks).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use assetd::plan::ActionKind;
+use assetd::reconcile::PassReport;
+use assetd::spec::AssetName;
+use assetd::strategy::{AnyStrategy, DeploymentStrategy, Ownership, Removed, Swarm};
+use bollard::models::{
+    MountType, NetworkCreateRequest, Service, ServiceSpec, Task, TaskSpecContainerSpec, TaskState,
+};
+use bollard::query_parameters::{
+    InspectContainerOptions, InspectNetworkOptions, InspectServiceOptions, ListServicesOptionsBuilder,
+    ListTasksOptionsBuilder, RemoveVolumeOptions,
+};
+use bollard::Docker;
+use common::{TestEnv, IMAGE_1, IMAGE_2, TEST_LABEL};
+
+/// Long enough for a task to be scheduled, started and, on an update,
+/// stopped and replaced (stop-first) on a loaded test machine.
+const CONVERGE: Duration = Duration::from_secs(60);
+
+fn kinds(pass: &PassReport) -> Vec<ActionKind> {
+    pass.outcomes.iter().map(|o| o.kind).collect()
+}
+
+fn assert_no_failures(pass: &PassReport) {
+    let failures: Vec<String> = pass
+        .outcomes
+        .iter()
+        .filter_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.name)))
+        .collect();
+    assert!(failures.is_empty(), "failures: {failures:?}");
+}
+
+/// Applies and asserts the pass wrote nothing, `times` times: what Swarm
+/// does on its own (defaults, version bumps, rolling tasks) is no drift.
+async fn assert_converged(env: &TestEnv, times: usize) {
+    for _ in 0..times {
+        let pass = env.apply_with(&env.swarm()).await;
+        assert!(pass.outcomes.is_empty(), "a converged pass acted: {:?}", pass.outcomes);
+        assert!(!pass.plan.has_changes(), "{:?}", pass.plan.actions);
+    }
+}
+
+async fn service(env: &TestEnv, suffix: &str) -> Service {
+    let name = env.name(suffix);
+    env.docker
+        .inspect_service(&name, None::<InspectServiceOptions>)
+        .await
+        .unwrap_or_else(|e| panic!("inspect service {name}: {e}"))
+}
+
+fn spec_of(service: &Service) -> ServiceSpec {
+    service.spec.clone().expect("a service has a spec")
+}
+
+fn container_spec(service: &Service) -> TaskSpecContainerSpec {
+    spec_of(service).task_template.unwrap().container_spec.unwrap()
+}
+
+fn version(service: &Service) -> u64 {
+    service.version.as_ref().and_then(|v| v.index).unwrap()
+}
+
+/// Services carrying this test's label, managed or not.
+async fn services(env: &TestEnv) -> Vec<Service> {
+    let filters = HashMap::from([("label", vec![format!("{TEST_LABEL}={}", env.prefix)])]);
+    let options = ListServicesOptionsBuilder::default().filters(&filters).build();
+    env.docker.list_services(Some(options)).await.unwrap()
+}
+
+/// Tasks of a service that are running and meant to stay so.
+async fn running_tasks(docker: &Docker, service: &str) -> Vec<Task> {
+    let filters = HashMap::from([
+        ("service", vec![service.to_string()]),
+        ("desired-state", vec!["running".to_string()]),
+    ]);
+    let options = ListTasksOptionsBuilder::default().filters(&filters).build();
+    let tasks = docker.list_tasks(Some(options)).await.unwrap_or_default();
+    tasks
+        .into_iter()
+        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+        .collect()
+}
+
+fn task_image(task: &Task) -> String {
+    let spec = task.spec.clone().unwrap().container_spec.unwrap();
+    spec.image.unwrap()
+}
+
+/// Waits until exactly `n` tasks of the asset run, every one of `image`.
+async fn wait_running(env: &TestEnv, suffix: &str, n: usize, image: &str) -> Vec<Task> {
+    let name = env.name(suffix);
+    common::eventually(&format!("{n} running task(s) of {name} with {image}"), CONVERGE, || async {
+        let tasks = running_tasks(&env.docker, &name).await;
+        let all_match = tasks.iter().all(|t| task_image(t).split('@').next() == Some(image));
+        (tasks.len() == n && all_match).then_some(tasks)
+    })
+    .await
+}
+
+/// Runs the docker CLI against the test engine, as an operator would.
+fn docker_cli(args: &[&str]) -> String {
+    let out = Command::new("/usr/bin/docker")
+        .arg("-H")
+        .arg(common::docker_host())
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn swarm_of(strategy: &AnyStrategy) -> &Swarm {
+    match strategy {
+        AnyStrategy::Swarm(swarm) => swarm,
+        AnyStrategy::Local(_) => unreachable!("a Swarm strategy"),
+    }
+}
+
+fn asset_name(env: &TestEnv, suffix: &str) -> AssetName {
+    AssetName::new(&env.name(suffix)).unwrap()
+}
+
+/// A service created by hand (not by assetd), with this test's label so
+/// that cleanup finds it.
+async fn create_unmanaged(env: &TestEnv, name: &str, extra_labels: &[(&str, &str)]) -> String {
+    let mut labels = HashMap::from([(TEST_LABEL.to_string(), env.prefix.clone())]);
+    labels.extend(extra_labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let spec = ServiceSpec {
+        name: Some(name.to_string()),
+        labels: Some(labels),
+        task_template: Some(bollard::models::TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(IMAGE_1.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    env.docker.create_service(spec, None).await.unwrap().id.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_name_and_labels_are_set_on_the_service_and_its_containers() {
+    let env = TestEnv::new("sw-image").await;
+    let text = format!(
+        "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: {}\n  labels:\n    {TEST_LABEL}: {}\n    zone: cell-3\n    traefik.http.routers.x.rule: \"Host(`x`)\"\nspec:\n  image: {IMAGE_1}\n",
+        env.name("a"),
+        env.prefix
+    );
+    env.write("a.yaml", &text);
+    let pass = env.apply_with(&env.swarm()).await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Create]);
+
+    let s = service(&env, "a").await;
+    let spec = spec_of(&s);
+    assert_eq!(spec.name.as_deref(), Some(env.name("a").as_str()));
+    let container = container_spec(&s);
+    assert_eq!(container.image.as_deref(), Some(IMAGE_1));
+    assert_eq!(container.args, None, "no command keeps the image's CMD");
+    assert_eq!(container.command, None, "the ENTRYPOINT is never replaced");
+    let service_labels = spec.labels.unwrap();
+    let container_labels = container.labels.unwrap();
+    for labels in [&service_labels, &container_labels] {
+        assert_eq!(labels["io.assetd.managed"], "true");
+        assert_eq!(labels["io.assetd.instance"], env.prefix);
+        assert_eq!(labels["io.assetd.asset"], env.name("a"));
+        assert_eq!(labels["io.assetd.source"], "a.yaml");
+        assert_eq!(labels["io.assetd.spec-hash"].len(), 64);
+        assert_eq!(labels["zone"], "cell-3");
+        assert_eq!(labels["traefik.http.routers.x.rule"], "Host(`x`)");
+        assert_eq!(labels[TEST_LABEL], env.prefix);
+    }
+    assert_eq!(service_labels["io.assetd.spec-hash"], container_labels["io.assetd.spec-hash"]);
+    let tasks = wait_running(&env, "a", 1, IMAGE_1).await;
+    let record = env.store.get(&asset_name(&env, "a")).unwrap();
+    assert_eq!(record.object_ids, vec![s.id.clone().unwrap()]);
+    assert_eq!(tasks[0].service_id, s.id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn env_list_and_map_reach_the_container_spec() {
+    let env = TestEnv::new("sw-env").await;
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  env: [ \"MTC_AGENT_UUID=CNC-MILL-01\", \"EMPTY=\" ]\n"),
+    );
+    env.write("b.yaml", &env.asset("b", IMAGE_1, "  env:\n    ZONE: cell-3\n    PORT: 5000\n"));
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let a = container_spec(&service(&env, "a").await).env.unwrap();
+    assert_eq!(a, vec!["MTC_AGENT_UUID=CNC-MILL-01", "EMPTY="]);
+    let b = container_spec(&service(&env, "b").await).env.unwrap();
+    assert_eq!(b, vec!["PORT=5000", "ZONE=cell-3"]);
+    // The task's container really has them.
+    let task = &wait_running(&env, "a", 1, IMAGE_1).await[0];
+    let id = task.status.clone().unwrap().container_status.unwrap().container_id.unwrap();
+    let c = env
+        .docker
+        .inspect_container(&id, None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    let e = c.config.unwrap().env.unwrap();
+    assert!(e.contains(&"MTC_AGENT_UUID=CNC-MILL-01".to_string()), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn command_becomes_args_split_like_a_shell() {
+    let env = TestEnv::new("sw-cmd").await;
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            "  command: \"sh -c 'trap \\\"exit 0\\\" TERM; echo \\\"hi there\\\"; sleep 3600 & wait'\"\n",
+        ),
+    );
+    env.write(
+        "b.yaml",
+        &env.asset("b", IMAGE_1, "  command: [sh, -c, \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n"),
+    );
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let a = container_spec(&service(&env, "a").await);
+    assert_eq!(
+        a.args.unwrap(),
+        vec!["sh", "-c", "trap \"exit 0\" TERM; echo \"hi there\"; sleep 3600 & wait"]
+    );
+    assert_eq!(a.command, None);
+    let b = container_spec(&service(&env, "b").await);
+    assert_eq!(b.args.unwrap(), vec!["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]);
+    wait_running(&env, "a", 1, IMAGE_1).await;
+    wait_running(&env, "b", 1, IMAGE_1).await;
+    assert_converged(&env, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ports_are_published_through_the_ingress() {
+    let env = TestEnv::new("sw-ports").await;
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "web",
+            IMAGE_1,
+            "  command: sh -c 'trap \"exit 0\" TERM; httpd -f -p 80 & wait'\n  ports: { 18401: 80, \"18402/udp\": 5000 }\n",
+        ),
+    );
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let s = service(&env, "web").await;
+    let mut ports: Vec<(String, i64, i64, String)> = spec_of(&s)
+        .endpoint_spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            (
+                p.protocol.unwrap().to_string(),
+                p.published_port.unwrap(),
+                p.target_port.unwrap(),
+                p.publish_mode.unwrap().to_string(),
+            )
+        })
+        .collect();
+    ports.sort();
+    assert_eq!(
+        ports,
+        vec![
+            ("tcp".to_string(), 18401, 80, "ingress".to_string()),
+            ("udp".to_string(), 18402, 5000, "ingress".to_string()),
+        ]
+    );
+    let task = wait_running(&env, "web", 1, IMAGE_1).await.remove(0);
+    // Swarm allocated the published ports on the service's endpoint.
+    let endpoint_ports = service(&env, "web").await.endpoint.unwrap().ports.unwrap();
+    assert!(endpoint_ports.iter().any(|p| p.published_port == Some(18401)), "{endpoint_ports:?}");
+
+    let body = if Path::new("/proc/net/ip_vs").exists() {
+        http_get("127.0.0.1:18401".into()).await
+    } else {
+        // The routing mesh balances with IPVS; a kernel without it (this
+        // test VM's) accepts the service but never answers on the
+        // published port. Prove the target port serves instead, on the
+        // task's address on docker_gwbridge, which the host reaches.
+        eprintln!("no IPVS in this kernel: the ingress routing mesh cannot forward; checking the task's target port directly");
+        let container = task.status.unwrap().container_status.unwrap().container_id.unwrap();
+        let gw = env
+            .docker
+            .inspect_network("docker_gwbridge", None::<InspectNetworkOptions>)
+            .await
+            .unwrap();
+        let ip = gw.containers.unwrap()[&container].ipv4_address.clone().unwrap();
+        let ip = ip.split('/').next().unwrap().to_string();
+        http_get(format!("{ip}:80")).await
+    };
+    assert!(body.contains("assetd-test/busybox:1"), "served the :1 image's index.html: {body}");
+}
+
+async fn http_get(addr: String) -> String {
+    common::eventually(&format!("httpd on {addr}"), CONVERGE, || {
+        let addr = addr.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+            let mut out = String::new();
+            tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out))
+                .await
+                .ok()?
+                .ok()?;
+            out.contains("200").then_some(out)
+        }
+    })
+    .await
+}
+
+async fn create_overlay(env: &TestEnv, name: &str) -> String {
+    env.docker
+        .create_network(NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("overlay".into()),
+            attachable: Some(true),
+            labels: Some(HashMap::from([(TEST_LABEL.to_string(), env.prefix.clone())])),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+/// Removes the test's services, then its network once no task holds it.
+async fn remove_network(env: &TestEnv, id: &str) {
+    common::cleanup(&env.docker, &env.prefix).await;
+    common::eventually("the network to be free and removed", CONVERGE, || async {
+        env.docker.remove_network(id).await.ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn networks_are_attached_by_id() {
+    let env = TestEnv::new("sw-nets").await;
+    let net = env.name("net");
+    let net_id = create_overlay(&env, &net).await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, &format!("  networks: [ {net} ]\n")));
+    let pass = env.apply_with(&env.swarm()).await;
+    let s = service(&env, "a").await;
+    let targets: Vec<String> = spec_of(&s)
+        .task_template
+        .unwrap()
+        .networks
+        .unwrap()
+        .into_iter()
+        .map(|n| n.target.unwrap())
+        .collect();
+    let task = wait_running(&env, "a", 1, IMAGE_1).await.remove(0);
+    let container = task.status.unwrap().container_status.unwrap().container_id.unwrap();
+    let attached = env
+        .docker
+        .inspect_container(&container, None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+        .network_settings
+        .unwrap()
+        .networks
+        .unwrap();
+    // Swarm stores the network's ID where the spec named it: no drift.
+    let converged = env.apply_with(&env.swarm()).await;
+    remove_network(&env, &net_id).await;
+    assert_no_failures(&pass);
+    assert_eq!(targets, vec![net_id]);
+    assert!(attached.contains_key(&net), "{:?}", attached.keys());
+    assert!(converged.outcomes.is_empty(), "{:?}", converged.outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn constraints_are_kept_exactly_as_written_and_tasks_run() {
+    let env = TestEnv::new("sw-constr").await;
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            "  constraints: [ \"node.role == manager\", \"node.labels.zone != cell-9\" ]\n",
+        ),
+    );
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let placement = spec_of(&service(&env, "a").await).task_template.unwrap().placement.unwrap();
+    assert_eq!(
+        placement.constraints.unwrap(),
+        vec!["node.role == manager", "node.labels.zone != cell-9"]
+    );
+    wait_running(&env, "a", 1, IMAGE_1).await;
+    assert_converged(&env, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resource_limits_and_reservations_are_set() {
+    let env = TestEnv::new("sw-res").await;
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            "  resources:\n    limits: { cpus: 0.5, memory: 64Mi }\n    reservations: { cpus: 0.1, memory: 16Mi }\n",
+        ),
+    );
+    env.write(
+        "b.yaml",
+        &env.asset("b", IMAGE_1, "  resources:\n    Limits: { NanoCPUs: 250000000 }\n"),
+    );
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let a = spec_of(&service(&env, "a").await).task_template.unwrap().resources.unwrap();
+    let limits = a.limits.unwrap();
+    assert_eq!(limits.nano_cpus, Some(500_000_000));
+    assert_eq!(limits.memory_bytes, Some(64 * 1024 * 1024));
+    let reservations = a.reservations.unwrap();
+    assert_eq!(reservations.nano_cpus, Some(100_000_000));
+    assert_eq!(reservations.memory_bytes, Some(16 * 1024 * 1024));
+    let b = spec_of(&service(&env, "b").await).task_template.unwrap().resources.unwrap();
+    assert_eq!(b.limits.unwrap().nano_cpus, Some(250_000_000));
+    // The task's container is limited.
+    let task = wait_running(&env, "a", 1, IMAGE_1).await.remove(0);
+    let container = task.status.unwrap().container_status.unwrap().container_id.unwrap();
+    let host = env
+        .docker
+        .inspect_container(&container, None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+        .host_config
+        .unwrap();
+    assert_eq!(host.nano_cpus, Some(500_000_000));
+    assert_eq!(host.memory, Some(64 * 1024 * 1024));
+    wait_running(&env, "b", 1, IMAGE_1).await;
+    assert_converged(&env, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicated_and_global_modes_are_set() {
+    let env = TestEnv::new("sw-mode").await;
+    env.write("a.yaml", &env.asset("r", IMAGE_1, "  mode: { replicated: { replicas: 2 } }\n"));
+    env.write("b.yaml", &env.asset("g", IMAGE_1, "  mode: { global: {} }\n"));
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let r = spec_of(&service(&env, "r").await).mode.unwrap();
+    assert_eq!(r.replicated.unwrap().replicas, Some(2));
+    assert!(r.global.is_none());
+    let g = spec_of(&service(&env, "g").await).mode.unwrap();
+    assert!(g.global.is_some());
+    assert!(g.replicated.is_none());
+    wait_running(&env, "r", 2, IMAGE_1).await;
+    wait_running(&env, "g", 1, IMAGE_1).await; // one node, one task
+    assert_converged(&env, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mode_change_between_replicated_and_global_replaces_the_service() {
+    let env = TestEnv::new("sw-mode-chg").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let before = service(&env, "a").await.id;
+    // Swarm refuses an in-place change of mode; the service is replaced.
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  mode: { global: {} }\n"));
+    let pass = env.apply_with(&env.swarm()).await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Update]);
+    let after = service(&env, "a").await;
+    assert_ne!(after.id, before);
+    assert!(spec_of(&after).mode.unwrap().global.is_some());
+    assert_eq!(services(&env).await.len(), 1);
+    wait_running(&env, "a", 1, IMAGE_1).await;
+    assert_converged(&env, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bind_volume_and_tmpfs_mounts_are_set() {
+    let mut env = TestEnv::new("sw-mounts").await;
+    let host_dir = env.root.join("cfg");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("agent.cfg"), "x").unwrap();
+    env.allow_bind = vec![env.root.clone()];
+    let volume = env.name("data");
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            &format!(
+                "  mounts:\n    - {{ type: bind, source: {}, target: /etc/cfg, readOnly: true }}\n    - {{ type: volume, source: {volume}, target: /data }}\n    - {{ Type: tmpfs, Target: /scratch }}\n",
+                host_dir.display()
+            ),
+        ),
+    );
+    let pass = env.apply_with(&env.swarm()).await;
+    let mounts = container_spec(&service(&env, "a").await).mounts.unwrap();
+    // The task starts: the bind source exists and the volume is created.
+    let task = wait_running(&env, "a", 1, IMAGE_1).await.remove(0);
+    let container = task.status.unwrap().container_status.unwrap().container_id.unwrap();
+    let container_mounts = env
+        .docker
+        .inspect_container(&container, None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+        .mounts
+        .unwrap();
+    let converged = env.apply_with(&env.swarm()).await;
+    common::cleanup(&env.docker, &env.prefix).await;
+    common::eventually("the volume to be free and removed", CONVERGE, || async {
+        env.docker.remove_volume(&volume, None::<RemoveVolumeOptions>).await.ok()
+    })
+    .await;
+
+    assert_no_failures(&pass);
+    let by_target: HashMap<String, _> = mounts
+        .into_iter()
+        .map(|m| (m.target.clone().unwrap(), m))
+        .collect();
+    let bind = &by_target["/etc/cfg"];
+    assert_eq!(bind.typ, Some(MountType::BIND));
+    assert_eq!(bind.source.as_deref(), Some(host_dir.to_str().unwrap()));
+    assert_eq!(bind.read_only, Some(true));
+    let vol = &by_target["/data"];
+    assert_eq!(vol.typ, Some(MountType::VOLUME));
+    assert_eq!(vol.source.as_deref(), Some(volume.as_str()));
+    assert_eq!(by_target["/scratch"].typ, Some(MountType::TMPFS));
+    let destinations: Vec<String> = container_mounts
+        .iter()
+        .filter_map(|m| m.destination.clone())
+        .collect();
+    for target in ["/etc/cfg", "/data", "/scratch"] {
+        assert!(destinations.iter().any(|d| d == target), "{target} in {destinations:?}");
+    }
+    assert!(converged.outcomes.is_empty(), "{:?}", converged.outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_change_updates_the_service_in_place() {
+    let env = TestEnv::new("sw-upd-img").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let before = service(&env, "a").await;
+    wait_running(&env, "a", 1, IMAGE_1).await;
+
+    env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
+    let pass = env.apply_with(&env.swarm()).await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Update]);
+    assert_eq!(pass.outcomes[0].reason, format!("spec.image: {IMAGE_1} → {IMAGE_2}"));
+    let after = service(&env, "a").await;
+    assert_eq!(after.id, before.id, "updated in place, same service");
+    assert!(version(&after) > version(&before));
+    assert_eq!(container_spec(&after).image.as_deref(), Some(IMAGE_2));
+    let record = env.store.get(&asset_name(&env, "a")).unwrap();
+    assert_eq!(record.version, Some(version(&after)));
+    wait_running(&env, "a", 1, IMAGE_2).await;
+    assert_eq!(services(&env).await.len(), 1);
+    assert_converged(&env, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_scale_up_to_three_and_back_to_one() {
+    let env = TestEnv::new("sw-scale").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let id = service(&env, "a").await.id;
+    wait_running(&env, "a", 1, IMAGE_1).await;
+
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  mode: { replicated: { replicas: 3 } }\n"));
+    let pass = env.apply_with(&env.swarm()).await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Update]);
+    assert_eq!(pass.outcomes[0].reason, "spec.mode.replicated.replicas: 1 → 3");
+    wait_running(&env, "a", 3, IMAGE_1).await;
+
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  mode: { Replicated: { Replicas: 1 } }\n"));
+    let pass = env.apply_with(&env.swarm()).await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Update]);
+    wait_running(&env, "a", 1, IMAGE_1).await;
+    assert_eq!(service(&env, "a").await.id, id);
+    assert_converged(&env, 1).await;
+}
+
+/// Deploys `a`, lets `change` alter it by hand, and checks that the next
+/// pass repairs it, naming the field, and that three more passes do
+/// nothing.
+async fn drift_is_repaired(env: &TestEnv, change: &[&str], field: &str, spec_extra: &str) {
+    env.write("a.yaml", &env.asset("a", IMAGE_1, spec_extra));
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let before = service(env, "a").await;
+    wait_running(env, "a", 1, IMAGE_1).await;
+
+    let name = env.name("a");
+    let mut args = vec!["service", "update", "--detach"];
+    args.extend_from_slice(change);
+    args.push(&name);
+    docker_cli(&args);
+    let changed = service(env, "a").await;
+    assert!(version(&changed) > version(&before));
+
+    let pass = env.apply_with(&env.swarm()).await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Repair]);
+    let reason = &pass.outcomes[0].reason;
+    assert!(reason.starts_with(&format!("{field} changed outside assetd")), "{reason}");
+    let repaired = service(env, "a").await;
+    assert_eq!(repaired.id, before.id, "repaired in place");
+    let container = container_spec(&repaired);
+    assert_eq!(container.image.as_deref(), Some(IMAGE_1));
+    assert_eq!(container.env.unwrap_or_default(), container_spec(&before).env.unwrap_or_default());
+    assert_eq!(spec_of(&repaired).mode, spec_of(&before).mode);
+
+    // No endless update loop: Swarm rolls the tasks and bumps its version
+    // on its own while these passes run, and none of that is drift.
+    assert_converged(env, 1).await;
+    wait_running(env, "a", 1, IMAGE_1).await;
+    assert_converged(env, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_changed_by_hand_is_repaired() {
+    let env = TestEnv::new("sw-drift-img").await;
+    drift_is_repaired(&env, &["--image", IMAGE_2], "image", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_changed_by_hand_are_repaired() {
+    let env = TestEnv::new("sw-drift-repl").await;
+    drift_is_repaired(&env, &["--replicas", "3"], "mode", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn env_added_by_hand_is_repaired() {
+    let env = TestEnv::new("sw-drift-env").await;
+    drift_is_repaired(&env, &["--env-add", "X=1"], "env", "  env: [ A=1 ]\n").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_removed_by_hand_is_recreated() {
+    let env = TestEnv::new("sw-drift-rm").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let before = service(&env, "a").await.id;
+    env.docker.delete_service(&env.name("a")).await.unwrap();
+
+    let pass = env.apply_with(&env.swarm()).await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Repair]);
+    let after = service(&env, "a").await;
+    assert_ne!(after.id, before);
+    wait_running(&env, "a", 1, IMAGE_1).await;
+    assert_converged(&env, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_manifest_removes_only_its_own_service() {
+    let env = TestEnv::new("sw-prune").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    env.write("keep.yaml", &env.asset("keep", IMAGE_1, ""));
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    // Unmanaged services whose names and labels look like ours.
+    let lookalike = format!("{}-1", env.name("a"));
+    let lookalike_id =
+        create_unmanaged(&env, &lookalike, &[("io.assetd.asset", &env.name("a"))]).await;
+    let prefix_id = create_unmanaged(&env, &format!("{}x", env.name("a")), &[]).await;
+
+    env.remove("a.yaml");
+    let pass = env.apply_with(&env.swarm()).await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Remove]);
+    let mut left: Vec<String> = services(&env)
+        .await
+        .iter()
+        .map(|s| s.id.clone().unwrap())
+        .collect();
+    left.sort();
+    let mut expected = vec![lookalike_id, prefix_id, service(&env, "keep").await.id.unwrap()];
+    expected.sort();
+    assert_eq!(left, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unmanaged_service_with_our_name_is_never_touched() {
+    let env = TestEnv::new("sw-foreign").await;
+    let id = create_unmanaged(&env, &env.name("a"), &[]).await;
+    let before = service(&env, "a").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
+    let pass = env.apply_with(&env.swarm()).await;
+    assert_eq!(pass.outcomes.len(), 1);
+    let error = pass.outcomes[0].error.as_ref().expect("the deploy fails");
+    assert!(error.contains("not managed by assetd"), "{error}");
+    let after = service(&env, "a").await;
+    assert_eq!(after.id.as_deref(), Some(id.as_str()));
+    assert_eq!(version(&after), version(&before));
+    assert_eq!(container_spec(&after).image.as_deref(), Some(IMAGE_1));
+
+    // Removing the asset leaves it alone too.
+    let removed = swarm_of(&env.swarm()).remove(&asset_name(&env, "a")).await;
+    assert!(removed.is_err(), "{removed:?}");
+    assert_eq!(version(&service(&env, "a").await), version(&before));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_asset_named_like_another_services_id_prefix_gets_its_own_service() {
+    // The engine resolves /services/{x} by ID prefix when no service is
+    // named x: a lookup by name must not pick someone else's service.
+    let env = TestEnv::new("sw-idprefix").await;
+    let mut other = create_unmanaged(&env, &env.name("other"), &[]).await;
+    while !other.as_bytes()[0].is_ascii_lowercase() {
+        env.docker.delete_service(&other).await.unwrap();
+        other = create_unmanaged(&env, &env.name("other"), &[]).await;
+    }
+    let name = other[..12].to_string();
+    let text = format!(
+        "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: {name}\n  labels:\n    {TEST_LABEL}: {}\nspec:\n  image: {IMAGE_2}\n",
+        env.prefix
+    );
+    let swarm = env.swarm();
+    assert_eq!(
+        swarm_of(&swarm).remove(&AssetName::new(&name).unwrap()).await.unwrap(),
+        Removed::Absent
+    );
+    env.write("a.yaml", &text);
+    let pass = env.apply_with(&swarm).await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Create]);
+    let mine = env
+        .docker
+        .inspect_service(&name, None::<InspectServiceOptions>)
+        .await
+        .unwrap();
+    assert_ne!(mine.id.as_deref(), Some(other.as_str()));
+    let untouched = service(&env, "other").await;
+    assert_eq!(container_spec(&untouched).image.as_deref(), Some(IMAGE_1));
+    assert_eq!(services(&env).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_network_fails_with_swarms_reason_and_others_converge() {
+    let env = TestEnv::new("sw-nonet").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  networks: [ no-such-net-sw ]\n"));
+    env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
+    let pass = env.apply_with(&env.swarm()).await;
+    let failed: Vec<_> = pass.outcomes.iter().filter(|o| o.error.is_some()).collect();
+    assert_eq!(failed.len(), 1, "{:?}", pass.outcomes);
+    assert_eq!(failed[0].name.as_str(), env.name("a"));
+    let error = failed[0].error.as_ref().unwrap();
+    assert!(error.contains("network no-such-net-sw not found"), "{error}");
+    let record = env.store.get(&asset_name(&env, "a")).unwrap();
+    assert_eq!(record.attempts, 1);
+    assert!(record.next_retry_ms.is_some());
+    assert!(record.last_error.unwrap().contains("no-such-net-sw"));
+    assert_eq!(services(&env).await.len(), 1, "nothing was created for a");
+    wait_running(&env, "b", 1, IMAGE_1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsatisfiable_constraint_leaves_tasks_pending_and_says_so() {
+    let env = TestEnv::new("sw-pending").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  constraints: [ \"node.labels.nope == x\" ]\n"));
+    let pass = env.apply_with(&env.swarm()).await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Create]);
+    let swarm = env.swarm();
+    let replicas = common::eventually("a pending task to be listed", CONVERGE, || async {
+        let actual = swarm.list_managed().await.unwrap();
+        let replicas = actual.first()?.replicas;
+        replicas.pending_secs.is_some().then_some(replicas)
+    })
+    .await;
+    assert_eq!(replicas.desired, 1);
+    assert_eq!(replicas.running, 0);
+    let tasks = env
+        .docker
+        .list_tasks(Some(
+            ListTasksOptionsBuilder::default()
+                .filters(&HashMap::from([("service", vec![env.name("a")])]))
+                .build(),
+        ))
+        .await
+        .unwrap();
+    assert!(tasks
+        .iter()
+        .all(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::PENDING)));
+    // Pending is not drift: assetd does not rewrite the service for it.
+    assert_converged(&env, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_deploys_of_one_asset_all_land() {
+    // Writers racing on one service make Swarm answer "update out of
+    // sequence"; each deploy reads the service again and retries.
+    let env = TestEnv::new("sw-race").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  env: [ N=0 ]\n"));
+    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let record = env.store.get(&asset_name(&env, "a")).unwrap();
+    let base = record.spec.unwrap();
+    let swarm = env.swarm();
+    let deploys = (1..=6).map(|n| {
+        let mut spec = base.clone();
+        spec.env = vec![format!("N={n}")];
+        let owner = Ownership {
+            hash: spec.hash(),
+            source: "a.yaml".into(),
+        };
+        let swarm = swarm.clone();
+        tokio::spawn(async move { swarm.deploy(&spec, &owner).await })
+    });
+    for result in futures_util::future::join_all(deploys).await {
+        let deployed = result.unwrap().expect("every racing deploy lands");
+        assert!(deployed.wrote);
+    }
+    assert_eq!(services(&env).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_an_absent_asset_is_success() {
+    let env = TestEnv::new("sw-absent").await;
+    let removed = swarm_of(&env.swarm())
+        .remove(&asset_name(&env, "nothing"))
+        .await
+        .unwrap();
+    assert_eq!(removed, Removed::Absent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_makes_two_calls_and_a_converged_pass_writes_nothing() {
+    let env = TestEnv::new("sw-calls").await;
+    let (socket, requests) = recording_proxy(&env.root).await;
+    let docker = Docker::connect_with_host(&format!("unix://{}", socket.display())).unwrap();
+    let swarm = AnyStrategy::Swarm(Swarm::new(docker, &env.prefix));
+
+    // Nothing managed: one call.
+    assert!(swarm.list_managed().await.unwrap().is_empty());
+    assert_eq!(take(&requests), vec!["GET /services"]);
+
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  ports: { 18403: 80 }\n"));
+    env.write("b.yaml", &env.asset("b", IMAGE_1, "  mode: { replicated: { replicas: 2 } }\n"));
+    assert_no_failures(&env.apply_with(&swarm).await);
+    wait_running(&env, "a", 1, IMAGE_1).await;
+    wait_running(&env, "b", 2, IMAGE_1).await;
+    take(&requests);
+
+    let actual = swarm.list_managed().await.unwrap();
+    assert_eq!(take(&requests), vec!["GET /services", "GET /tasks"]);
+    assert_eq!(actual.len(), 2);
+    assert!(actual.iter().all(|a| a.drift.is_empty()), "{actual:?}");
+    let b = actual.iter().find(|a| a.name == asset_name(&env, "b")).unwrap();
+    assert_eq!((b.replicas.desired, b.replicas.running, b.replicas.pending_secs), (2, 2, None));
+
+    // A converged pass: one listing, no action, no write.
+    let pass = env.apply_with(&swarm).await;
+    assert!(pass.plan.actions.is_empty(), "{:?}", pass.plan.actions);
+    assert_eq!(pass.plan.unchanged.len(), 2);
+    assert_eq!(take(&requests), vec!["GET /services", "GET /tasks"]);
+
+    // A deploy of what runs already reads and writes nothing.
+    let record = env.store.get(&asset_name(&env, "a")).unwrap();
+    let owner = Ownership {
+        hash: record.hash.unwrap(),
+        source: record.source.unwrap(),
+    };
+    let deployed = swarm.deploy(&record.spec.unwrap(), &owner).await.unwrap();
+    assert!(!deployed.wrote);
+    let calls = take(&requests);
+    assert!(calls.iter().all(|c| c.starts_with("GET ")), "{calls:?}");
+}
+
+/// Request lines seen by [`recording_proxy`], as `METHOD /path` without
+/// the API version prefix and the query.
+type Requests = Arc<Mutex<Vec<String>>>;
+
+fn take(requests: &Requests) -> Vec<String> {
+    std::mem::take(&mut *requests.lock().unwrap())
+}
+
+/// A unix-socket proxy in front of the test engine that records every
+/// HTTP request line passing through it, to count a strategy's calls.
+async fn recording_proxy(dir: &Path) -> (PathBuf, Requests) {
+    let socket = dir.join("proxy.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let upstream = common::docker_host().trim_start_matches("unix://").to_string();
+    let requests: Requests = Arc::default();
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(engine) = tokio::net::UnixStream::connect(&upstream).await else { break };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut engine_read, mut engine_write) = engine.into_split();
+                let responses = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut engine_read, &mut client_write).await;
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut pending = String::new();
+                while let Ok(n) = client_read.read(&mut buf).await {
+                    if n == 0 || engine_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    // Keep only the unfinished last line between reads.
+                    let keep_from = pending.rfind("\r\n").map_or(0, |i| i + 2);
+                    for line in pending[..keep_from].split("\r\n") {
+                        if let Some(call) = request_line(line) {
+                            seen.lock().unwrap().push(call);
+                        }
+                    }
+                    pending.drain(..keep_from);
+                }
+                let _ = engine_write.shutdown().await;
+                let _ = responses.await;
+            });
+        }
+    });
+    (socket, requests)
+}
+
+/// `GET /v1.41/services?filters=… HTTP/1.1` → `GET /services`.
+fn request_line(line: &str) -> Option<String> {
+    let (method, rest) = line.split_once(' ')?;
+    if !matches!(method, "GET" | "POST" | "PUT" | "DELETE" | "HEAD") || !line.ends_with("HTTP/1.1") {
+        return None;
+    }
+    let path = rest.split([' ', '?']).next()?;
+    let path = match path.strip_prefix("/v1.") {
+        Some(versioned) => &versioned[versioned.find('/')?..],
+        None => path,
+    };
+    Some(format!("{method} {path}"))
+}
