@@ -67,6 +67,13 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 const PASS_TIMEOUT: Duration = Duration::from_secs(25);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a removal must stay planned, pass after pass, before it runs.
+/// Deleting a directory (`rm -rf`, an unmount, a git checkout rewriting
+/// files) removes its files one by one: a pass in between sees a few
+/// "deleted" files that are only the start of "the directory is gone",
+/// which the mass-prune guard holds once it is complete.
+const PRUNE_SETTLE: Duration = Duration::from_secs(1);
+
 /// Reconnect delays while Docker is unreachable: short at first (an engine
 /// restart takes seconds), capped so a long outage is noticed soon after
 /// it ends.
@@ -128,6 +135,7 @@ pub async fn run(
     ));
 
     let mut scheduler = Scheduler::new(config.pass.concurrency, triggers_tx.clone(), shutdown.clone());
+    let mut prunes = Prunes::default();
     let mut engine: Option<Engine> = None;
     let mut reconnect_delay = RECONNECT_FIRST;
     // While Docker is unreachable, triggers wait for this: a burst of file
@@ -218,7 +226,7 @@ pub async fn run(
         }
         let current = engine.as_mut().expect("connected above");
         tick();
-        let result = match tokio::time::timeout(PASS_TIMEOUT, pass(&config, current, &store, &mut scheduler, &shared)).await {
+        let result = match tokio::time::timeout(PASS_TIMEOUT, pass(&config, current, &store, &mut scheduler, &mut prunes, &shared)).await {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(_) => Err(format!("the pass did not finish within {PASS_TIMEOUT:?}")),
         };
@@ -321,6 +329,7 @@ async fn pass(
     engine: &mut Engine,
     store: &Arc<dyn Store>,
     scheduler: &mut Scheduler,
+    prunes: &mut Prunes,
     shared: &Shared,
 ) -> Result<Duration, reconcile::PassError> {
     let started = std::time::Instant::now();
@@ -334,11 +343,16 @@ async fn pass(
         reconcile::observe(&config.pass, &engine.strategy, store.as_ref()).await?;
     shared.metrics.passes.inc();
     let mut wake_in = config.resync;
+    prunes.observe(&plan);
     if !standby {
         reconcile::persist_adopted(store.as_ref(), &applied);
         let now = now_ms();
         for action in &plan.actions {
             if busy.contains(&action.name) {
+                continue;
+            }
+            if let Some(wait) = prunes.wait(&action.name) {
+                wake_in = wake_in.min(wait);
                 continue;
             }
             let record = applied.get(&action.name).cloned().unwrap_or_default();
@@ -347,8 +361,13 @@ async fn pass(
                 wake_in = wake_in.min(Duration::from_millis(retry_at - now));
                 continue;
             }
-            if action.kind == ActionKind::Hold && record.last_error.as_deref() == Some(&action.reason) {
-                // Already recorded as held for this reason: no write.
+            if action.kind == ActionKind::Hold {
+                // A hold only records why, once per reason: done here, so
+                // the status below already shows it held, not updating.
+                if record.last_error.as_deref() != Some(&action.reason) {
+                    reconcile::execute(action.clone(), record, &engine.strategy, store.as_ref()).await;
+                    count_action(&shared.metrics, ActionKind::Hold, true);
+                }
                 continue;
             }
             scheduler.dispatch(action.clone(), record, engine.strategy.clone(), store.clone());
@@ -380,6 +399,36 @@ async fn pass(
         "pass"
     );
     Ok(wake_in)
+}
+
+/// Since when each removal has been planned without interruption.
+#[derive(Default)]
+struct Prunes {
+    since: BTreeMap<AssetName, Instant>,
+}
+
+impl Prunes {
+    /// Starts the clock of new removals; forgets those no longer planned
+    /// (the file came back, or the whole directory is now held).
+    fn observe(&mut self, plan: &crate::plan::Plan) {
+        let now = Instant::now();
+        let removing: BTreeSet<&AssetName> = plan
+            .actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::Remove)
+            .map(|a| &a.name)
+            .collect();
+        self.since.retain(|name, _| removing.contains(name));
+        for name in removing {
+            self.since.entry(name.clone()).or_insert(now);
+        }
+    }
+
+    /// How long the removal of `name` must still wait, if it is one.
+    fn wait(&self, name: &AssetName) -> Option<Duration> {
+        let due = *self.since.get(name)? + PRUNE_SETTLE;
+        due.checked_duration_since(Instant::now())
+    }
 }
 
 /// Runs actions on their own tasks: at most `limit` at once, one per asset.
@@ -444,7 +493,7 @@ impl Scheduler {
                 }
             };
             in_flight.lock().expect("in-flight lock").remove(&name);
-            if result.is_some() && kind != ActionKind::Hold {
+            if result.is_some() {
                 let _ = done.try_send(Trigger::Now);
             }
             result
@@ -455,22 +504,26 @@ impl Scheduler {
     fn reap(&mut self, metrics: &Metrics) {
         while let Some(result) = self.tasks.try_join_next() {
             if let Ok(Some((kind, ok))) = result {
-                metrics
-                    .actions
-                    .get_or_create(&ActionLabels {
-                        kind: kind.to_string(),
-                        result: if ok { "ok" } else { "failed" }.into(),
-                    })
-                    .inc();
-                if !ok {
-                    metrics.docker_errors.inc();
-                }
+                count_action(metrics, kind, ok);
             }
         }
     }
 
     async fn drain(&mut self) {
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+fn count_action(metrics: &Metrics, kind: ActionKind, ok: bool) {
+    metrics
+        .actions
+        .get_or_create(&ActionLabels {
+            kind: kind.to_string(),
+            result: if ok { "ok" } else { "failed" }.into(),
+        })
+        .inc();
+    if !ok {
+        metrics.docker_errors.inc();
     }
 }
 

@@ -300,11 +300,8 @@ fn validate(paths: Vec<PathBuf>, allow_bind: Vec<PathBuf>, output: Output) -> u8
         Output::Json => println!("{}", report::validate_json(&desired)),
         Output::Text => {
             for e in &errors {
-                let root = paths.iter().find(|p| p.is_dir() || p.ends_with(&e.file));
-                match root {
-                    Some(root) => eprintln!("{}", report::render_error_in_context(e, root)),
-                    None => eprintln!("{}", report::render_error(e)),
-                }
+                // `validate` names files by the paths it was given.
+                eprintln!("{}", report::render_error_in_context(e, std::path::Path::new("")));
             }
             println!(
                 "{} asset(s) valid, {} problem(s)",

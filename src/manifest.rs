@@ -18,7 +18,27 @@
 //! block style and friendly vs Engine-API spelling all produce the same
 //! [`DeploySpec`]. Scalars that YAML would read as numbers or booleans are
 //! kept as written when a string is wanted (`version: 1.10` is the label
-//! `1.10`, not `1.1`).
+//! `1.10`, not `1.1`), and booleans are YAML 1.2 (`on`, `yes`, `n` are
+//! strings).
+//!
+//! Rules worth knowing when reading the decoder:
+//!
+//! - `${VAR}` and `${VAR:-default}` (default also when VAR is empty) are
+//!   expanded in scalar values, never in keys; `$$` is a literal `$`; any
+//!   other `$` is kept (`sh -c 'echo $HOME'` works). Numeric fields accept
+//!   a string, so `replicas: ${REPLICAS}` works.
+//! - An explicit null (`ports:` with nothing after it) is the same as
+//!   leaving an optional field out.
+//! - Spelling is decided per object by its first known key; the other
+//!   spelling's keys in the same object are errors. Nested objects decide
+//!   for themselves (`limits: { NanoCPUs: .. }` is accepted).
+//! - Memory units are Kubernetes': k, M, G, T are powers of 1000, Ki, Mi,
+//!   Gi, Ti powers of 1024 (`512m` is refused rather than guessed).
+//! - Ports with `replicas` > 1 are valid here: Swarm's ingress publishes
+//!   one port for all tasks. The local strategy refuses them at deploy
+//!   time, where the engine is known.
+//! - Host-port conflicts and duplicate names span files, so they are
+//!   checked in `desired`, not here.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -247,172 +267,31 @@ pub fn parse_bytes(
     }
 }
 
-/// A JSON Schema (draft-07, what yaml-language-server reads) of the
-/// manifest format, for editors: `assetd schema`. It describes both
-/// spellings; the parser remains the authority (it also checks ranges
-/// across fields, `${VAR}` and the bind policy).
-pub fn schema_json() -> String {
-    use serde_json::json;
-    let string_list = json!({ "type": "array", "items": { "type": "string", "minLength": 1 } });
-    let whole = json!({ "type": ["integer", "string"] });
-    let replicas = json!({ "type": ["integer", "string"], "minimum": 0, "maximum": MAX_REPLICAS });
-    let mount = |t: &str, s: &str, g: &str, r: &str| {
-        json!({
-            "type": "object",
-            "additionalProperties": false,
-            "required": [t, g],
-            "properties": {
-                t: { "enum": ["bind", "volume", "tmpfs"] },
-                s: { "type": "string", "description": "bind: absolute host path under --allow-bind; volume: volume name; tmpfs: none" },
-                g: { "type": "string", "pattern": "^/" },
-                r: { "type": "boolean" }
-            }
-        })
-    };
-    let schema = json!({
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "title": "assetd Asset manifest",
-        "type": "object",
-        "additionalProperties": false,
-        "required": ["apiVersion", "kind", "metadata", "spec"],
-        "properties": {
-            "apiVersion": { "const": API_VERSION },
-            "kind": { "const": KIND },
-            "metadata": {
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["name"],
-                "properties": {
-                    "name": {
-                        "type": "string",
-                        "pattern": "^[a-z]([a-z0-9-]*[a-z0-9])?$",
-                        "maxLength": AssetName::MAX_LEN,
-                        "description": "DNS label, unique across the manifests directory"
-                    },
-                    "labels": {
-                        "type": ["object", "null"],
-                        "propertyNames": { "not": { "pattern": "^io\\.assetd\\." } },
-                        "additionalProperties": { "type": ["string", "number", "boolean"] }
-                    }
-                }
-            },
-            "spec": {
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["image"],
-                "properties": {
-                    "image": { "type": "string", "minLength": 1, "pattern": "^\\S+$" },
-                    "command": {
-                        "description": "a string split like a POSIX shell (no shell is run), or argv",
-                        "oneOf": [
-                            { "type": "string", "minLength": 1 },
-                            { "type": "array", "minItems": 1, "items": { "type": ["string", "number", "boolean"] } }
-                        ]
-                    },
-                    "env": {
-                        "oneOf": [
-                            { "type": "array", "items": { "type": "string", "pattern": "^[^=]+=" } },
-                            { "type": "object", "additionalProperties": { "type": ["string", "number", "boolean"] } },
-                            { "type": "null" }
-                        ]
-                    },
-                    "ports": {
-                        "description": "host port (optionally /tcp or /udp) → container port",
-                        "type": ["object", "null"],
-                        "propertyNames": { "pattern": "^[0-9]{1,5}(/(tcp|udp))?$" },
-                        "additionalProperties": { "type": ["integer", "string"], "minimum": 1, "maximum": 65535 }
-                    },
-                    "networks": string_list,
-                    "constraints": {
-                        "type": "array",
-                        "items": { "type": "string", "pattern": "(==|!=)" }
-                    },
-                    "resources": {
-                        "oneOf": [
-                            {
-                                "type": "object",
-                                "additionalProperties": false,
-                                "properties": {
-                                    "limits": { "$ref": "#/definitions/friendlyResources" },
-                                    "reservations": { "$ref": "#/definitions/friendlyResources" }
-                                }
-                            },
-                            {
-                                "type": "object",
-                                "additionalProperties": false,
-                                "properties": {
-                                    "Limits": { "$ref": "#/definitions/engineResources" },
-                                    "Reservations": { "$ref": "#/definitions/engineResources" }
-                                }
-                            }
-                        ]
-                    },
-                    "mode": {
-                        "oneOf": [
-                            {
-                                "type": "object", "additionalProperties": false, "required": ["replicated"],
-                                "properties": { "replicated": {
-                                    "type": ["object", "null"], "additionalProperties": false,
-                                    "properties": { "replicas": replicas.clone() }
-                                } }
-                            },
-                            {
-                                "type": "object", "additionalProperties": false, "required": ["global"],
-                                "properties": { "global": { "type": ["object", "null"], "maxProperties": 0 } }
-                            },
-                            {
-                                "type": "object", "additionalProperties": false, "required": ["Replicated"],
-                                "properties": { "Replicated": {
-                                    "type": ["object", "null"], "additionalProperties": false,
-                                    "properties": { "Replicas": replicas }
-                                } }
-                            },
-                            {
-                                "type": "object", "additionalProperties": false, "required": ["Global"],
-                                "properties": { "Global": { "type": ["object", "null"], "maxProperties": 0 } }
-                            }
-                        ]
-                    },
-                    "mounts": {
-                        "type": "array",
-                        "items": {
-                            "oneOf": [
-                                mount("type", "source", "target", "readOnly"),
-                                mount("Type", "Source", "Target", "ReadOnly")
-                            ]
-                        }
-                    }
-                }
-            }
-        },
-        "definitions": {
-            "friendlyResources": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "cpus": {
-                        "description": "CPUs, e.g. 0.5",
-                        "type": ["number", "string"],
-                        "exclusiveMinimum": 0
-                    },
-                    "memory": {
-                        "description": "bytes, or a size with a unit: b, k, Ki, M, Mi, G, Gi, T, Ti (at least 6Mi)",
-                        "type": ["integer", "string"],
-                        "pattern": "^[0-9]+(\\.[0-9]+)?(b|k|Ki|M|Mi|G|Gi|T|Ti)?$"
-                    }
-                }
-            },
-            "engineResources": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "NanoCPUs": whole.clone(),
-                    "MemoryBytes": whole
-                }
-            }
+/// The keys each object accepts, in both spellings where it has two, for
+/// the schema's consistency test (`schema.rs`).
+pub fn shapes() -> Vec<(&'static str, Vec<&'static str>)> {
+    fn both<const N: usize>(
+        friendly: &'static str,
+        engine: &'static str,
+        shape: &Shape<N>,
+    ) -> Vec<(&'static str, Vec<&'static str>)> {
+        let mut out = vec![(friendly, shape.friendly.to_vec())];
+        if let Some(keys) = shape.engine {
+            out.push((engine, keys.to_vec()));
         }
-    });
-    serde_json::to_string_pretty(&schema).expect("a JSON value always serialises")
+        out
+    }
+    [
+        both("top", "", &TOP),
+        both("metadata", "", &METADATA),
+        both("spec", "", &SPEC),
+        both("resources", "Resources", &RESOURCES),
+        both("resourceSet", "ResourceSet", &RESOURCE_SET),
+        both("mode", "Mode", &MODE),
+        both("replicated", "Replicated", &REPLICATED),
+        both("mount", "Mount", &MOUNT),
+    ]
+    .concat()
 }
 
 /// Parser limits. Manifests are small and written by people; anything far
@@ -719,8 +598,8 @@ impl<'a> Decoder<'a> {
             file: self.file.to_string(),
             line: node.at.line() as usize,
             column: node.at.column() as usize,
-            field: field.to_string(),
-            message: message.into(),
+            field: printable(field),
+            message: printable(&message.into()),
         });
     }
 
@@ -738,12 +617,6 @@ impl<'a> Decoder<'a> {
             serde_saphyr::Error::Budget { breach, .. } => budget_message(breach),
             other => UserMessageFormatter.format_message(other).into_owned(),
         };
-        // The message is shown on one line; the parser's text may hold
-        // control characters taken from the input.
-        let message: String = message
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
         let loc = err.location().or_else(|| inner.location());
         let (line, column) = loc.map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
         self.errors.push(ManifestError {
@@ -751,7 +624,7 @@ impl<'a> Decoder<'a> {
             line: line.max(1),
             column: column.max(1),
             field: String::new(),
-            message,
+            message: printable(&message),
         });
     }
 
@@ -1939,6 +1812,28 @@ impl<'a> Decoder<'a> {
 // ---------------------------------------------------------------------------
 // Small pure helpers.
 
+/// Longest message kept; messages quote values from the file, which may be
+/// huge.
+const MAX_MESSAGE_CHARS: usize = 400;
+
+/// Messages go to terminals and logs on one line: control characters from
+/// the file are escaped and very long text is cut.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_MESSAGE_CHARS + 4));
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX_MESSAGE_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn unknown_field_message(key: &str, expected: &[&str]) -> String {
     let list: Vec<String> = expected.iter().map(|n| format!("`{n}`")).collect();
     let mut message = format!("unknown field `{key}`; expected one of {}", list.join(", "));
@@ -2298,6 +2193,17 @@ mod tests {
     }
 
     #[test]
+    fn messages_escape_control_characters_and_stay_short() {
+        let errors = errors_of(&format!(
+            "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: \"a\\e[31mb\"\nspec:\n  image: \"{} x\"\n",
+            "k".repeat(5000)
+        ));
+        assert!(errors[0].message.contains("a\\u{1b}[31mb"), "{}", errors[0]);
+        assert!(errors[1].message.chars().count() <= MAX_MESSAGE_CHARS + 1);
+        assert!(errors[1].message.ends_with('…'));
+    }
+
+    #[test]
     fn oversized_files_are_refused_before_parsing() {
         let text = "#".repeat(MAX_FILE_BYTES + 1);
         let errors = parse(&text).unwrap_err();
@@ -2581,22 +2487,5 @@ mod tests {
         );
         let whole = ManifestError::whole_file("x.yaml", "is unreadable");
         assert_eq!(whole.to_string(), "x.yaml: is unreadable");
-    }
-
-    #[test]
-    fn schema_is_draft07_json_describing_both_spellings() {
-        let schema: serde_json::Value = serde_json::from_str(&schema_json()).unwrap();
-        assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
-        assert_eq!(schema["properties"]["apiVersion"]["const"], API_VERSION);
-        let text = schema.to_string();
-        for key in [
-            "readOnly",
-            "ReadOnly",
-            "NanoCPUs",
-            "Replicas",
-            "constraints",
-        ] {
-            assert!(text.contains(key), "schema lacks {key}");
-        }
     }
 }

@@ -32,11 +32,12 @@ pub fn render_error(e: &ManifestError) -> String {
 }
 
 /// One manifest problem with its source line and a caret under the
-/// column, when the file can be read again (`root` is what `e.file` is
-/// relative to); otherwise the one-line form.
+/// column, when the file can be read again (`e.file` is relative to
+/// `root`, the manifests directory, or a path of its own when `root` is
+/// empty); otherwise the one-line form.
 pub fn render_error_in_context(e: &ManifestError, root: &std::path::Path) -> String {
     use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource};
-    let path = if root.is_dir() { root.join(&e.file) } else { root.to_path_buf() };
+    let path = root.join(&e.file);
     let Ok(source) = std::fs::read_to_string(&path) else {
         return render_error(e);
     };

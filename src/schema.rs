@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 const NAME_PATTERN: &str = "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
 
-/// Keys per object, in both spellings where the format has two. The
-/// decoder's tables (`manifest::shapes`) must list the same keys.
+/// Keys per object, in both spellings where the format has two. A test
+/// checks them against the decoder's own tables (`manifest::shapes`).
 pub const OBJECT_KEYS: &[(&str, &[&str])] = &[
     ("top", &["apiVersion", "kind", "metadata", "spec"]),
     ("metadata", &["name", "labels"]),
@@ -195,5 +195,8 @@ mod tests {
         let mounts = &spec["properties"]["mounts"]["items"]["oneOf"];
         assert_eq!(keys_of(&mounts[0]), lookup["mount"]);
         assert_eq!(keys_of(&mounts[1]), lookup["Mount"]);
+        for (shape, keys) in crate::manifest::shapes() {
+            assert_eq!(lookup[shape], keys.as_slice(), "the decoder's table `{shape}`");
+        }
     }
 }

@@ -63,7 +63,9 @@ impl Swarm {
     /// `name` matches prefixes, hence the exact comparison.
     async fn find(&self, name: &str) -> Result<Option<Service>, StrategyError> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-        let options = ListServicesOptionsBuilder::default().filters(&filters).build();
+        let options = ListServicesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
         let services = self
             .docker
             .list_services(Some(options))
@@ -111,7 +113,9 @@ impl Swarm {
     async fn network_targets(&self, networks: &[String]) -> Vec<String> {
         let mut targets = Vec::with_capacity(networks.len());
         for name in networks {
-            let options = InspectNetworkOptionsBuilder::default().scope("swarm").build();
+            let options = InspectNetworkOptionsBuilder::default()
+                .scope("swarm")
+                .build();
             let id = match self.docker.inspect_network(name, Some(options)).await {
                 Ok(network) => network.id,
                 Err(_) => None,
@@ -146,7 +150,11 @@ impl Swarm {
 }
 
 impl DeploymentStrategy for Swarm {
-    async fn deploy(&self, spec: &DeploySpec, owner: &Ownership) -> Result<Deployed, StrategyError> {
+    async fn deploy(
+        &self,
+        spec: &DeploySpec,
+        owner: &Ownership,
+    ) -> Result<Deployed, StrategyError> {
         let name = spec.name.as_str();
         let networks = self.network_targets(&spec.networks).await;
         let desired = service_spec(spec, owner, &self.instance, &networks);
@@ -169,7 +177,10 @@ impl DeploymentStrategy for Swarm {
             // Swarm refuses to turn a replicated service into a global one
             // or back ("service mode change is not allowed"): replace it.
             if is_global(&now) != is_global(&desired) {
-                tracing::info!(service = name, "mode changes between replicated and global; recreating the service");
+                tracing::info!(
+                    service = name,
+                    "mode changes between replicated and global; recreating the service"
+                );
                 self.delete(&id).await?;
                 return self.create(name, desired).await;
             }
@@ -193,7 +204,11 @@ impl DeploymentStrategy for Swarm {
                 // engine answers 500 "update out of sequence"): read it
                 // again and retry on the new version.
                 Err(e) if is_out_of_sequence(&e) && attempt < UPDATE_RETRIES => {
-                    tracing::debug!(service = name, attempt, "update out of sequence; reading the service again");
+                    tracing::debug!(
+                        service = name,
+                        attempt,
+                        "update out of sequence; reading the service again"
+                    );
                     current = self.find_owned(name).await?;
                 }
                 Err(e) => return Err(StrategyError::docker("update service", name, e)),
@@ -202,11 +217,26 @@ impl DeploymentStrategy for Swarm {
         unreachable!("the last attempt returns")
     }
 
+    /// Removes the services carrying the asset's ownership labels, as the
+    /// local strategy does with containers: a foreign service of the same
+    /// name is not the asset's, so it is left alone and the asset is absent.
     async fn remove(&self, name: &AssetName) -> Result<Removed, StrategyError> {
-        match self.find_owned(name.as_str()).await? {
-            Some(service) => self.delete(service.id.as_deref().unwrap_or(name.as_str())).await,
-            None => Ok(Removed::Absent),
+        let filters = labels::asset_filter(&self.instance, name);
+        let options = ListServicesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let services = self
+            .docker
+            .list_services(Some(options))
+            .await
+            .map_err(|e| StrategyError::docker("list services of", name.as_str(), e))?;
+        let mut result = Removed::Absent;
+        for id in services.into_iter().filter_map(|s| s.id) {
+            if self.delete(&id).await? == Removed::Removed {
+                result = Removed::Removed;
+            }
         }
+        Ok(result)
     }
 
     /// Two calls: our services, then their tasks that should be running
@@ -214,7 +244,9 @@ impl DeploymentStrategy for Swarm {
     /// is skipped when there is no service.
     async fn list_managed(&self) -> Result<Vec<ActualAsset>, StrategyError> {
         let managed = labels::managed_filter(&self.instance);
-        let options = ListServicesOptionsBuilder::default().filters(&managed).build();
+        let options = ListServicesOptionsBuilder::default()
+            .filters(&managed)
+            .build();
         let services = self
             .docker
             .list_services(Some(options))
@@ -227,7 +259,9 @@ impl DeploymentStrategy for Swarm {
         filters.insert("desired-state".into(), vec!["running".into()]);
         let tasks = self
             .docker
-            .list_tasks(Some(ListTasksOptionsBuilder::default().filters(&filters).build()))
+            .list_tasks(Some(
+                ListTasksOptionsBuilder::default().filters(&filters).build(),
+            ))
             .await
             .map_err(|e| StrategyError::docker("list tasks", "managed", e))?;
         let mut tasks_by_service: HashMap<String, Vec<Task>> = HashMap::new();
@@ -238,7 +272,9 @@ impl DeploymentStrategy for Swarm {
         }
         let mut assets = BTreeMap::new();
         for service in services {
-            let Some(spec) = service.spec.as_ref() else { continue };
+            let Some(spec) = service.spec.as_ref() else {
+                continue;
+            };
             let labels = spec.labels.clone().unwrap_or_default();
             let Some((name, spec_hash, source)) = labels::owner_of(&labels, &self.instance) else {
                 continue;
@@ -272,7 +308,8 @@ fn is_global(spec: &ServiceSpec) -> bool {
 }
 
 fn replica_counts(spec: &ServiceSpec, tasks: &[Task]) -> ReplicaCounts {
-    let is_running = |t: &&Task| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING);
+    let is_running =
+        |t: &&Task| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING);
     let running = tasks.iter().filter(is_running).count() as u64;
     let desired = match spec.mode.as_ref().and_then(|m| m.replicated.as_ref()) {
         Some(replicated) => replicated.replicas.unwrap_or(1).max(0) as u64,
@@ -442,8 +479,12 @@ fn managed_fields(spec: &ServiceSpec) -> [(&'static str, Value); 12] {
     let image = container.image.unwrap_or_default();
     let image = image.split('@').next().unwrap_or_default().to_string();
     let non_empty = |v: Option<Vec<String>>| v.filter(|v| !v.is_empty());
-    let mut service_labels: BTreeMap<String, String> =
-        spec.labels.clone().unwrap_or_default().into_iter().collect();
+    let mut service_labels: BTreeMap<String, String> = spec
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     service_labels.remove(FINGERPRINT);
     let container_labels: BTreeMap<String, String> =
         container.labels.unwrap_or_default().into_iter().collect();
@@ -484,7 +525,9 @@ fn managed_fields(spec: &ServiceSpec) -> [(&'static str, Value); 12] {
             };
             let protocol = p.protocol.map(|x| x.to_string());
             (
-                protocol.filter(|x| !x.is_empty()).unwrap_or_else(|| "tcp".into()),
+                protocol
+                    .filter(|x| !x.is_empty())
+                    .unwrap_or_else(|| "tcp".into()),
                 p.published_port.unwrap_or(0),
                 p.target_port.unwrap_or(0),
                 publish_mode,
@@ -516,7 +559,10 @@ fn managed_fields(spec: &ServiceSpec) -> [(&'static str, Value); 12] {
         ),
         (
             "constraints",
-            json!(task.placement.and_then(|p| p.constraints).unwrap_or_default()),
+            json!(task
+                .placement
+                .and_then(|p| p.constraints)
+                .unwrap_or_default()),
         ),
         ("networks", json!(networks)),
         ("ports", json!(ports)),
@@ -545,7 +591,10 @@ fn drift(label: Option<&str>, spec: &ServiceSpec) -> Vec<String> {
     let Some(label) = label else {
         return vec![format!("service has no {FINGERPRINT} label")];
     };
-    let written: HashMap<&str, &str> = label.split(',').filter_map(|kv| kv.split_once('=')).collect();
+    let written: HashMap<&str, &str> = label
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
     managed_fields(spec)
         .iter()
         .filter(|(field, value)| written.get(field) != Some(&short_hash(value).as_str()))
@@ -624,7 +673,10 @@ mod tests {
         let (spec, owner) = sample();
         let sent = service_spec(&spec, &owner, "default", &["netid123".into()]);
         let label = sent.labels.as_ref().unwrap()[FINGERPRINT].clone();
-        assert_eq!(drift(Some(&label), &as_swarm_returns(sent)), Vec::<String>::new());
+        assert_eq!(
+            drift(Some(&label), &as_swarm_returns(sent)),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -635,8 +687,21 @@ mod tests {
         let mut changed = as_swarm_returns(sent);
         let task = changed.task_template.as_mut().unwrap();
         task.container_spec.as_mut().unwrap().image = Some("img:2@sha256:ef01".into());
-        task.container_spec.as_mut().unwrap().env.as_mut().unwrap().push("X=1".into());
-        changed.mode.as_mut().unwrap().replicated.as_mut().unwrap().replicas = Some(3);
+        task.container_spec
+            .as_mut()
+            .unwrap()
+            .env
+            .as_mut()
+            .unwrap()
+            .push("X=1".into());
+        changed
+            .mode
+            .as_mut()
+            .unwrap()
+            .replicated
+            .as_mut()
+            .unwrap()
+            .replicas = Some(3);
         assert_eq!(
             drift(Some(&label), &changed),
             vec![
@@ -653,8 +718,14 @@ mod tests {
         let desired = service_spec(&spec, &owner, "default", &[]);
         let mut current = as_swarm_returns(desired.clone());
         current.task_template.as_mut().unwrap().force_update = Some(4);
-        current.task_template.as_mut().unwrap().container_spec.as_mut().unwrap().command =
-            Some(vec!["sh".into()]);
+        current
+            .task_template
+            .as_mut()
+            .unwrap()
+            .container_spec
+            .as_mut()
+            .unwrap()
+            .command = Some(vec!["sh".into()]);
         let merged = merged(current, &desired);
         assert_eq!(merged.task_template.as_ref().unwrap().force_update, Some(4));
         assert_eq!(fingerprint(&merged), fingerprint(&desired));

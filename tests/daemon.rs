@@ -1,0 +1,1027 @@
+//! `assetd run`, the real binary, against the real engine: every way a
+//! manifest can arrive (plain write, editor rename, Kubernetes/git-sync
+//! symlink swap, subdirectories, a 500-file burst, a directory missing or
+//! deleted), drift repaired from Docker events, signals, the HTTP and
+//! status APIs, and an engine killed and restarted under the daemon.
+//!
+//! Each test runs its own daemon (`--instance` = the test's prefix, so
+//! daemons sharing the engine never see each other's containers) with
+//! `--resync 300s`: anything converging within a test's deadline was
+//! driven by an event, not by the timer. The daemon's log is kept under
+//! `$TMPDIR/assetd-daemon-test-logs/` and its tail printed when a test
+//! fails.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use assetd::status::{Phase, StatusReport};
+use bollard::models::ContainerSummary;
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::Docker;
+use common::{eventually, TestEnv, IMAGE_1, IMAGE_2};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long convergence may take while other tests load the engine. A
+/// deadline, not a sleep: a passing test returns as soon as it converges.
+const CONVERGE: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------
+
+/// Tests that measure time, or load the engine heavily, run alone; the
+/// others share it. (One test binary is one process, so a lock will do.)
+static ENGINE: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    ENGINE.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    ENGINE.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How a test's daemon is started.
+struct Options {
+    manifests: Option<PathBuf>,
+    docker_host: String,
+    resync: &'static str,
+    grace: &'static str,
+    extra: Vec<&'static str>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            manifests: None,
+            docker_host: common::docker_host(),
+            resync: "300s",
+            grace: "20s",
+            extra: vec![],
+        }
+    }
+}
+
+/// A running `assetd run`. Dropping it kills the daemon (SIGKILL), so a
+/// failing test leaves no daemon that would recreate what the test's
+/// cleanup removes; declare it after the [`TestEnv`] so it drops first.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+    state: PathBuf,
+    http: SocketAddr,
+}
+
+impl Daemon {
+    fn start(env: &TestEnv) -> Self {
+        Self::start_with(env, Options::default())
+    }
+
+    fn start_with(env: &TestEnv, options: Options) -> Self {
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        let logs = std::env::temp_dir().join("assetd-daemon-test-logs");
+        fs::create_dir_all(&logs).unwrap();
+        let log = logs.join(format!("{}-{}.log", env.prefix, STARTS.fetch_add(1, Ordering::Relaxed)));
+        let state = env.root.join("daemon-state");
+        let http = free_loopback_addr();
+        let manifests = options.manifests.unwrap_or_else(|| env.manifests.clone());
+        let child = Command::new(env!("CARGO_BIN_EXE_assetd"))
+            .args(["run", "--strategy", "local", "--instance", &env.prefix])
+            .arg("--manifests")
+            .arg(&manifests)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--resync", options.resync, "--grace", options.grace])
+            .args(["--listen", &http.to_string()])
+            .args(&options.extra)
+            .env("DOCKER_HOST", &options.docker_host)
+            .env("ASSETD_LOG", "info,assetd::daemon=debug")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start assetd run");
+        Self {
+            child: Some(child),
+            log,
+            state,
+            http,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the daemon runs").id()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} failed");
+    }
+
+    fn is_running(&mut self) -> bool {
+        let child = self.child.as_mut().expect("the daemon was started");
+        child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits for the daemon to exit; panics after `timeout`.
+    fn wait_exit(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        let child = self.child.as_mut().expect("the daemon was started");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return (status, started.elapsed());
+            }
+            assert!(started.elapsed() < timeout, "assetd did not exit within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.state.join("assetd.sock")
+    }
+
+    /// `GET path` on the `--listen` address: status code and body.
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.http, path).await
+    }
+
+    async fn metrics(&self) -> String {
+        match self.get("/metrics").await {
+            Some((200, body)) => body,
+            other => panic!("GET /metrics: {other:?}"),
+        }
+    }
+
+    async fn passes(&self) -> f64 {
+        metric(&self.metrics().await, "assetd_passes_total").expect("assetd_passes_total in /metrics")
+    }
+
+    async fn wait_ready(&self) {
+        eventually("/readyz to answer 200", CONVERGE, || async {
+            self.get("/readyz").await.filter(|(code, _)| *code == 200)
+        })
+        .await;
+    }
+
+    /// The daemon's status over its socket, as `assetd status` gets it.
+    async fn status(&self) -> Option<StatusReport> {
+        assetd::api::fetch_status(&self.socket()).await.ok()
+    }
+
+    /// Waits until the status shows every one of `names` in `phase`.
+    async fn wait_phase(&self, names: &[String], phase: Phase) -> StatusReport {
+        eventually(&format!("{names:?} in phase {phase}"), CONVERGE, || async {
+            let report = self.status().await?;
+            let phases: BTreeMap<String, Phase> =
+                report.assets.iter().map(|a| (a.name.to_string(), a.phase)).collect();
+            names
+                .iter()
+                .all(|n| phases.get(n) == Some(&phase))
+                .then_some(report)
+        })
+        .await
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+            eprintln!("---- assetd log ({}), last 80 lines ----\n{tail}\n----", self.log.display());
+        }
+    }
+}
+
+fn free_loopback_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    // HTTP/1.0: the answer is not chunked and the connection closes.
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.ok()?;
+    let code = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n")?.1.to_string();
+    Some((code, body))
+}
+
+/// The value of one series (`name` or `name{label="value"}`) in a
+/// Prometheus text exposition.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+}
+
+/// Creates a directory (and parents) no one else may write: the daemon
+/// refuses group/other-writable manifest directories.
+fn mkdir(path: &Path) {
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(path).unwrap();
+}
+
+/// Writes a file in place, the way `echo > file` does: truncate, write,
+/// close. The daemon may read it half-written; that must only hold it.
+fn plain_write(path: &Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        mkdir(dir);
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+/// Saves like vim or VS Code: write a hidden temp file, rename it over
+/// the real one.
+fn editor_save(path: &Path, text: &str) {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let tmp = path.with_file_name(format!(".{name}.swp"));
+    plain_write(&tmp, text);
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// Publishes `files` into `dir` the way Kubernetes' AtomicWriter
+/// (ConfigMap and Secret volumes) and git-sync do: a new timestamped
+/// directory, a `..data` symlink swapped to it with one rename, top-level
+/// `name -> ..data/name` links added for new names and removed for gone
+/// ones, then the old generation deleted.
+fn atomic_publish(dir: &Path, generation: u32, files: &[(&str, String)]) {
+    let stamp = format!("..2026_01_01_00_00_{generation:02}.000000001");
+    let target = dir.join(&stamp);
+    mkdir(&target);
+    for (name, text) in files {
+        plain_write(&target.join(name), text);
+    }
+    let tmp = dir.join("..data_tmp");
+    symlink(&stamp, &tmp).unwrap();
+    fs::rename(&tmp, dir.join("..data")).unwrap();
+    for (name, _) in files {
+        let link = dir.join(name);
+        if fs::symlink_metadata(&link).is_err() {
+            symlink(format!("..data/{name}"), &link).unwrap();
+        }
+    }
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_str().unwrap().to_string();
+        let is_link = entry.file_type().unwrap().is_symlink();
+        if !name.starts_with('.') && is_link && !files.iter().any(|(f, _)| *f == name) {
+            fs::remove_file(entry.path()).unwrap();
+        } else if name.starts_with("..") && !is_link && name != stamp {
+            fs::remove_dir_all(entry.path()).unwrap();
+        }
+    }
+}
+
+/// Containers this daemon instance manages (running or not).
+async fn managed(docker: &Docker, instance: &str) -> Vec<ContainerSummary> {
+    let filters = std::collections::HashMap::from([(
+        "label",
+        vec!["io.assetd.managed=true".to_string(), format!("io.assetd.instance={instance}")],
+    )]);
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    docker.list_containers(Some(options)).await.unwrap()
+}
+
+/// Asset name → number of containers carrying it (every test asset has
+/// one replica, so any count above 1 is a duplicate).
+fn by_asset(containers: &[ContainerSummary]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for c in containers {
+        let asset = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("io.assetd.asset"))
+            .cloned()
+            .unwrap_or_default();
+        *counts.entry(asset).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn assert_no_duplicates(containers: &[ContainerSummary]) {
+    let duplicates: Vec<_> = by_asset(containers).into_iter().filter(|(_, n)| *n > 1).collect();
+    assert!(duplicates.is_empty(), "assets with more than one container: {duplicates:?}");
+}
+
+fn running_count(containers: &[ContainerSummary]) -> usize {
+    containers
+        .iter()
+        .filter(|c| c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING))
+        .count()
+}
+
+/// The image of container `name` if it is running.
+async fn running_image(docker: &Docker, name: &str) -> Option<String> {
+    let c = docker.inspect_container(name, None).await.ok()?;
+    c.state?.running?.then_some(())?;
+    c.config?.image
+}
+
+/// Waits until container `name` runs `image`; returns its ID.
+async fn wait_running(docker: &Docker, name: &str, image: &str) -> String {
+    eventually(&format!("{name} running {image}"), CONVERGE, || async {
+        if running_image(docker, name).await.as_deref() == Some(image) {
+            docker.inspect_container(name, None).await.ok()?.id
+        } else {
+            None
+        }
+    })
+    .await
+}
+
+async fn wait_absent(docker: &Docker, name: &str) {
+    eventually(&format!("{name} removed"), CONVERGE, || async {
+        docker.inspect_container(name, None).await.err().map(|_| ())
+    })
+    .await;
+}
+
+/// When container `name` last started, per the engine's clock (the same
+/// clock as ours: one machine).
+async fn started_at(docker: &Docker, name: &str) -> Option<SystemTime> {
+    let c = docker.inspect_container(name, None).await.ok()?;
+    let state = c.state?;
+    state.running?.then_some(())?;
+    let at = time::OffsetDateTime::parse(&state.started_at?, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(at.unix_timestamp_nanos() as u64))
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn assetd_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_assetd"))
+        .args(args)
+        .output()
+        .expect("run assetd")
+}
+
+// ---------------------------------------------------------------------
+// How manifests arrive
+// ---------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_write_edit_and_delete_are_applied() {
+    let _engine = shared();
+    let env = TestEnv::new("dm-plain").await;
+    let daemon = Daemon::start(&env);
+    daemon.wait_ready().await;
+    let name = env.name("a");
+    let file = env.manifests.join("a.yaml");
+    // A second asset stays: deleting the last manifest of all is held by
+    // the mass-prune guard (it looks like an unmounted volume).
+    plain_write(&env.manifests.join("keep.yaml"), &env.asset("keep", IMAGE_1, ""));
+
+    plain_write(&file, &env.asset("a", IMAGE_1, ""));
+    let first = wait_running(&env.docker, &name, IMAGE_1).await;
+    plain_write(&file, &env.asset("a", IMAGE_2, ""));
+    let second = wait_running(&env.docker, &name, IMAGE_2).await;
+    assert_ne!(first, second, "an image change recreates the container");
+
+    fs::remove_file(&file).unwrap();
+    wait_absent(&env.docker, &name).await;
+    let left = managed(&env.docker, &env.prefix).await;
+    assert_eq!(by_asset(&left).into_keys().collect::<Vec<_>>(), vec![env.name("keep")]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn editor_save_by_rename_is_applied() {
+    let _engine = shared();
+    let env = TestEnv::new("dm-rename").await;
+    let daemon = Daemon::start(&env);
+    daemon.wait_ready().await;
+    let name = env.name("a");
+    let file = env.manifests.join("a.yaml");
+
+    editor_save(&file, &env.asset("a", IMAGE_1, ""));
+    wait_running(&env.docker, &name, IMAGE_1).await;
+    editor_save(&file, &env.asset("a", IMAGE_2, ""));
+    wait_running(&env.docker, &name, IMAGE_2).await;
+    let containers = managed(&env.docker, &env.prefix).await;
+    assert_eq!(containers.len(), 1, "the swap file never counts as a manifest");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubernetes_style_symlink_swap_is_applied() {
+    let _engine = shared();
+    let env = TestEnv::new("dm-swap").await;
+    atomic_publish(
+        &env.manifests,
+        1,
+        &[
+            ("a.yaml", env.asset("a", IMAGE_1, "")),
+            ("b.yaml", env.asset("b", IMAGE_1, "")),
+        ],
+    );
+    let daemon = Daemon::start(&env);
+    wait_running(&env.docker, &env.name("a"), IMAGE_1).await;
+    let b = wait_running(&env.docker, &env.name("b"), IMAGE_1).await;
+    daemon.wait_ready().await;
+
+    // One rename changes a, adds c and (with its top-level link) drops b.
+    atomic_publish(
+        &env.manifests,
+        2,
+        &[
+            ("a.yaml", env.asset("a", IMAGE_2, "")),
+            ("c.yaml", env.asset("c", IMAGE_1, "")),
+        ],
+    );
+    wait_running(&env.docker, &env.name("a"), IMAGE_2).await;
+    wait_running(&env.docker, &env.name("c"), IMAGE_1).await;
+    wait_absent(&env.docker, &b).await;
+    let containers = managed(&env.docker, &env.prefix).await;
+    assert_eq!(by_asset(&containers).len(), 2, "{:?}", by_asset(&containers));
+    assert_no_duplicates(&containers);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_in_new_subdirectories_are_applied() {
+    let _engine = shared();
+    let env = TestEnv::new("dm-subdir").await;
+    let daemon = Daemon::start(&env);
+    daemon.wait_ready().await;
+
+    // Directory and file at once: the file may land before notify
+    // watches the new directory.
+    plain_write(&env.manifests.join("cell-3/a.yaml"), &env.asset("a", IMAGE_1, ""));
+    plain_write(&env.manifests.join("cell-3/mills/b.yaml"), &env.asset("b", IMAGE_1, ""));
+    wait_running(&env.docker, &env.name("a"), IMAGE_1).await;
+    wait_running(&env.docker, &env.name("b"), IMAGE_1).await;
+
+    // Edits deep down are seen, and removing a subdirectory prunes it.
+    plain_write(&env.manifests.join("cell-3/mills/b.yaml"), &env.asset("b", IMAGE_2, ""));
+    wait_running(&env.docker, &env.name("b"), IMAGE_2).await;
+    fs::remove_dir_all(env.manifests.join("cell-3/mills")).unwrap();
+    wait_absent(&env.docker, &env.name("b")).await;
+    assert_eq!(running_image(&env.docker, &env.name("a")).await.as_deref(), Some(IMAGE_1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_directory_missing_at_start_is_picked_up_when_created() {
+    let _engine = shared();
+    let env = TestEnv::new("dm-late").await;
+    let dir = env.root.join("not-yet");
+    let daemon = Daemon::start_with(
+        &env,
+        Options {
+            manifests: Some(dir.clone()),
+            ..Options::default()
+        },
+    );
+    daemon.wait_ready().await;
+    assert!(!dir.exists());
+
+    mkdir(&dir);
+    plain_write(&dir.join("a.yaml"), &env.asset("a", IMAGE_1, ""));
+    wait_running(&env.docker, &env.name("a"), IMAGE_1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_manifest_directory_prunes_nothing_and_its_return_converges() {
+    let _engine = shared();
+    let env = TestEnv::new("dm-rmdir").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
+    let daemon = Daemon::start(&env);
+    let a = wait_running(&env.docker, &env.name("a"), IMAGE_1).await;
+    let b = wait_running(&env.docker, &env.name("b"), IMAGE_1).await;
+    let names = [env.name("a"), env.name("b")];
+    daemon.wait_phase(&names, Phase::Running).await;
+
+    // An unmounted volume or a failed sync looks exactly like this.
+    fs::remove_dir_all(&env.manifests).unwrap();
+    let report = daemon.wait_phase(&names, Phase::Held).await;
+    let reason = report.assets[0].last_error.clone().unwrap_or_default();
+    assert!(reason.contains("missing"), "held because the directory is missing: {reason}");
+    assert_eq!(running_image(&env.docker, &a).await.as_deref(), Some(IMAGE_1));
+    assert_eq!(running_image(&env.docker, &b).await.as_deref(), Some(IMAGE_1));
+
+    // It comes back with one change: only that one is acted on.
+    mkdir(&env.manifests);
+    env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
+    env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
+    wait_running(&env.docker, &env.name("a"), IMAGE_2).await;
+    daemon.wait_phase(&names, Phase::Running).await;
+    let b_now = env.docker.inspect_container(&env.name("b"), None).await.unwrap().id.unwrap();
+    assert_eq!(b_now, b, "the unchanged asset kept its container");
+}
+
+/// The slow one (about a minute on two cores): kept as one test.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_500_files_makes_exactly_500_containers() {
+    let _engine = exclusive();
+    let env = TestEnv::new("dm-burst").await;
+    let daemon = Daemon::start_with(
+        &env,
+        Options {
+            // Deleting every file at the end is a mass prune, confirmed.
+            extra: vec!["--allow-mass-prune"],
+            ..Options::default()
+        },
+    );
+    daemon.wait_ready().await;
+
+    let started = Instant::now();
+    for i in 0..500 {
+        plain_write(
+            &env.manifests.join(format!("a{i:03}.yaml")),
+            &env.asset(&format!("a{i:03}"), IMAGE_1, ""),
+        );
+    }
+    let written = started.elapsed();
+    let deadline = Duration::from_secs(400);
+    let containers = eventually("500 running containers", deadline, || async {
+        let containers = managed(&env.docker, &env.prefix).await;
+        (running_count(&containers) >= 500).then_some(containers)
+    })
+    .await;
+    let up = started.elapsed();
+    assert_eq!(containers.len(), 500);
+    assert_eq!(by_asset(&containers).len(), 500);
+    assert_no_duplicates(&containers);
+
+    let removing = Instant::now();
+    for i in 0..500 {
+        fs::remove_file(env.manifests.join(format!("a{i:03}.yaml"))).unwrap();
+    }
+    eventually("every container removed", deadline, || async {
+        managed(&env.docker, &env.prefix).await.is_empty().then_some(())
+    })
+    .await;
+    eprintln!(
+        "burst: 500 files written in {}, 500 containers running after {}, all removed {} after the deletes",
+        ms(written),
+        ms(up),
+        ms(removing.elapsed())
+    );
+    drop(daemon);
+}
+
+// ---------------------------------------------------------------------
+// Docker events, signals
+// ---------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_removed_by_hand_comes_back_without_waiting_for_resync() {
+    let _engine = exclusive();
+    let env = TestEnv::new("dm-rmf").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    let daemon = Daemon::start(&env);
+    let name = env.name("a");
+    let mut id = wait_running(&env.docker, &name, IMAGE_1).await;
+    daemon.wait_phase(std::slice::from_ref(&name), Phase::Running).await;
+
+    let mut back_after = Vec::new();
+    for _ in 0..5 {
+        let removed = SystemTime::now();
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        env.docker.remove_container(&id, Some(options)).await.unwrap();
+        // `--resync 300s`: only the Docker event can bring it back this soon.
+        let (new_id, started) = eventually("the container back", Duration::from_secs(5), || async {
+            let started = started_at(&env.docker, &name).await?;
+            let new_id = env.docker.inspect_container(&name, None).await.ok()?.id?;
+            (new_id != id).then_some((new_id, started))
+        })
+        .await;
+        back_after.push(started.duration_since(removed).unwrap_or_default());
+        id = new_id;
+        daemon.wait_phase(std::slice::from_ref(&name), Phase::Running).await;
+    }
+    eprintln!(
+        "rm -f → running again: median {} ({})",
+        ms(median(back_after.clone())),
+        back_after.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+    );
+    assert_no_duplicates(&managed(&env.docker, &env.prefix).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_apply_exits_cleanly_and_a_restart_converges_without_duplicates() {
+    let _engine = exclusive();
+    let env = TestEnv::new("dm-term").await;
+    for i in 0..50 {
+        env.write(&format!("a{i:02}.yaml"), &env.asset(&format!("a{i:02}"), IMAGE_1, ""));
+    }
+    let mut daemon = Daemon::start(&env);
+    let at_signal = eventually("the apply under way", CONVERGE, || async {
+        let n = managed(&env.docker, &env.prefix).await.len();
+        (n >= 3).then_some(n)
+    })
+    .await;
+    daemon.signal("TERM");
+    let (status, took) = daemon.wait_exit(Duration::from_secs(25));
+    assert!(at_signal < 50, "the signal came mid-apply ({at_signal} of 50 existed)");
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    assert!(took < Duration::from_secs(20), "exited after {took:?}, beyond the 20 s grace");
+    let after = managed(&env.docker, &env.prefix).await;
+    assert_no_duplicates(&after);
+    // Stop taking work: only actions already running may finish (at most
+    // --concurrency, 8), queued ones never start.
+    assert!(
+        after.len() <= at_signal + 8,
+        "{} containers after exit, {at_signal} at the signal: queued actions were started",
+        after.len()
+    );
+    let log = daemon.log();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    eprintln!(
+        "SIGTERM with {at_signal}/50 created: exit 0 after {}, {} containers at exit",
+        ms(took),
+        after.len()
+    );
+
+    let restarted = Daemon::start(&env);
+    let converged = eventually("exactly 50 running", CONVERGE, || async {
+        let containers = managed(&env.docker, &env.prefix).await;
+        (running_count(&containers) == 50).then_some(containers)
+    })
+    .await;
+    assert_eq!(converged.len(), 50);
+    assert_eq!(by_asset(&converged).len(), 50);
+    assert_no_duplicates(&converged);
+    let names: Vec<String> = (0..50).map(|i| env.name(&format!("a{i:02}"))).collect();
+    restarted.wait_phase(&names, Phase::Running).await;
+    assert_eq!(managed(&env.docker, &env.prefix).await.len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_runs_a_full_pass_on_a_new_connection() {
+    let _engine = shared();
+    let env = TestEnv::new("dm-hup").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    let daemon = Daemon::start(&env);
+    let name = env.name("a");
+    wait_running(&env.docker, &name, IMAGE_1).await;
+    daemon.wait_phase(std::slice::from_ref(&name), Phase::Running).await;
+    // Quiet: no pass for a while (`--resync 300s`, nothing changes).
+    let before = eventually("the pass counter to settle", CONVERGE, || async {
+        let a = daemon.passes().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (daemon.passes().await == a).then_some(a)
+    })
+    .await;
+
+    daemon.signal("HUP");
+    eventually("a pass after SIGHUP", Duration::from_secs(10), || async {
+        (daemon.passes().await > before).then_some(())
+    })
+    .await;
+    let log = daemon.log();
+    assert!(log.contains("reload requested"), "{log}");
+    assert_eq!(log.matches("connected to Docker").count(), 2, "reconnected once: {log}");
+    assert_eq!(running_image(&env.docker, &name).await.as_deref(), Some(IMAGE_1));
+}
+
+// ---------------------------------------------------------------------
+// Health, metrics, status
+// ---------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_waits_for_the_first_pass_and_metrics_count_passes_and_phases() {
+    let _engine = shared();
+    let env = TestEnv::new("dm-http").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
+    // Docker is not there yet: DOCKER_HOST names a socket that appears
+    // later (a symlink to the test engine's).
+    let late_socket = env.root.join("late-docker.sock");
+    let daemon = Daemon::start_with(
+        &env,
+        Options {
+            docker_host: format!("unix://{}", late_socket.display()),
+            ..Options::default()
+        },
+    );
+    let (code, _) = eventually("/healthz", CONVERGE, || daemon.get("/healthz")).await;
+    assert_eq!(code, 200, "the loop runs although Docker is absent");
+    let report = eventually("a status naming the engine error", CONVERGE, || async {
+        daemon.status().await.filter(|r| r.engine_error.is_some())
+    })
+    .await;
+    assert!(!report.ready);
+    let (code, body) = daemon.get("/readyz").await.unwrap();
+    assert_eq!(code, 503, "not ready before the first pass: {body}");
+
+    let real = common::docker_host();
+    symlink(real.trim_start_matches("unix://"), &late_socket).unwrap();
+    daemon.wait_ready().await;
+    let names = [env.name("a"), env.name("b")];
+    daemon.wait_phase(&names, Phase::Running).await;
+    let metrics = daemon.metrics().await;
+    assert!(metric(&metrics, "assetd_passes_total").unwrap() > 0.0, "{metrics}");
+    assert_eq!(metric(&metrics, "assetd_assets{phase=\"Running\"}"), Some(2.0), "{metrics}");
+    assert!(metrics.contains("assetd_actions_total{kind=\"create\",result=\"ok\"}"), "{metrics}");
+    assert_eq!(daemon.get("/healthz").await.unwrap().0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_running_assets_live_and_from_the_store_after_a_stop() {
+    let _engine = shared();
+    let env = TestEnv::new("dm-status").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
+    let mut daemon = Daemon::start(&env);
+    let names = [env.name("a"), env.name("b")];
+    daemon.wait_phase(&names, Phase::Running).await;
+    let state = daemon.state.to_str().unwrap().to_string();
+
+    let table = assetd_cli(&["status", "--state-dir", &state]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success(), "{text}{}", String::from_utf8_lossy(&table.stderr));
+    assert!(text.contains("source: daemon"), "{text}");
+    for name in &names {
+        let row = text.lines().find(|l| l.starts_with(name.as_str())).unwrap_or_else(|| panic!("{text}"));
+        assert!(row.contains("Running"), "{row}");
+    }
+    let json = assetd_cli(&["status", "--state-dir", &state, "-o", "json"]);
+    let report: StatusReport = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report.source, "daemon");
+    assert!(report.ready);
+    assert_eq!(report.assets.len(), 2);
+    assert!(report.assets.iter().all(|a| a.phase == Phase::Running), "{report:?}");
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(25)).0.code(), Some(0));
+    let table = assetd_cli(&["status", "--state-dir", &state]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    let stderr = String::from_utf8_lossy(&table.stderr);
+    assert!(table.status.success(), "{text}{stderr}");
+    assert!(stderr.contains("no daemon answers"), "says it reads the store: {stderr}");
+    assert!(text.contains("source: store"), "{text}");
+    for name in &names {
+        let row = text.lines().find(|l| l.starts_with(name.as_str())).unwrap_or_else(|| panic!("{text}"));
+        assert!(row.contains("Running"), "{row}");
+    }
+    let json = assetd_cli(&["status", "--state-dir", &state, "-o", "json"]);
+    let report: StatusReport = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report.source, "store");
+    assert_eq!(report.assets.len(), 2);
+}
+
+// ---------------------------------------------------------------------
+// The engine dies under the daemon
+// ---------------------------------------------------------------------
+
+/// A dockerd of the test's own, on its own socket, data root and exec
+/// root, so killing it disturbs nobody: no bridge and no iptables rules
+/// to fight the shared engine over, its own managed containerd.
+struct PrivateDockerd {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateDockerd {
+    fn start(dir: &Path) -> Self {
+        mkdir(dir);
+        // An empty config: nothing from /etc/docker/daemon.json applies.
+        fs::write(dir.join("daemon.json"), "{}").unwrap();
+        let mut dockerd = Self {
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        dockerd.spawn();
+        dockerd
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.join("d.sock").display())
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("dockerd.log"))
+            .unwrap();
+        let child = Command::new(if Path::new("/usr/sbin/dockerd").exists() { "/usr/sbin/dockerd" } else { "dockerd" })
+            .arg("--host")
+            .arg(self.host())
+            .arg("--config-file")
+            .arg(self.dir.join("daemon.json"))
+            .arg("--data-root")
+            .arg(self.dir.join("data"))
+            .arg("--exec-root")
+            .arg(self.dir.join("x"))
+            .arg("--pidfile")
+            .arg(self.dir.join("d.pid"))
+            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd (is docker.io installed?)");
+        self.child = Some(child);
+    }
+
+    async fn docker(&self) -> Docker {
+        let docker = Docker::connect_with_host(&self.host()).unwrap();
+        eventually("the private dockerd to answer", CONVERGE, || async {
+            docker.ping().await.ok()
+        })
+        .await;
+        docker
+    }
+
+    fn kill_hard(&mut self) {
+        let mut child = self.child.take().expect("dockerd runs");
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for PrivateDockerd {
+    fn drop(&mut self) {
+        // Containers must go through their engine (their shims outlive a
+        // killed dockerd); so bring it back if a failed test left it dead.
+        if self.child.is_none() {
+            self.spawn();
+        }
+        let host = self.host();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let Ok(docker) = Docker::connect_with_host(&host) else { return };
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while docker.ping().await.is_err() && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let options = ListContainersOptionsBuilder::default().all(true).build();
+                for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
+                    let force = RemoveContainerOptionsBuilder::default().force(true).build();
+                    let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(force)).await;
+                }
+            });
+        })
+        .join();
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-s", "TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // dockerd leaves its data root bind-mounted on itself.
+        let _ = Command::new("umount").arg(self.dir.join("data")).status();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_survives_an_engine_killed_and_restarted_and_converges() {
+    let _engine = shared();
+    let env = TestEnv::new("dm-engine").await;
+    let dir = std::env::temp_dir().join(format!("adt-dd-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let mut dockerd = PrivateDockerd::start(&dir);
+    let private = dockerd.docker().await;
+    let load = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker -H {shared} save {IMAGE_1} {IMAGE_2} | docker -H {private} load -q",
+            shared = common::docker_host(),
+            private = dockerd.host()
+        ))
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{}", String::from_utf8_lossy(&load.stderr));
+
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
+    let mut daemon = Daemon::start_with(
+        &env,
+        Options {
+            docker_host: dockerd.host(),
+            ..Options::default()
+        },
+    );
+    wait_running(&private, &env.name("a"), IMAGE_1).await;
+    wait_running(&private, &env.name("b"), IMAGE_1).await;
+
+    dockerd.kill_hard();
+    // While the engine is down: an edit, an addition, a deletion.
+    env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
+    env.write("c.yaml", &env.asset("c", IMAGE_1, ""));
+    env.remove("b.yaml");
+    eventually("the daemon to report the engine down", CONVERGE, || async {
+        daemon.status().await.filter(|r| r.engine_error.is_some())
+    })
+    .await;
+    assert!(daemon.is_running(), "assetd keeps running without its engine");
+
+    dockerd.spawn();
+    let restarted = Instant::now();
+    let private = dockerd.docker().await;
+    wait_running(&private, &env.name("a"), IMAGE_2).await;
+    wait_running(&private, &env.name("c"), IMAGE_1).await;
+    wait_absent(&private, &env.name("b")).await;
+    let names = [env.name("a"), env.name("c")];
+    daemon.wait_phase(&names, Phase::Running).await;
+    eprintln!("engine restart: converged {} after the engine came back", ms(restarted.elapsed()));
+    let containers = managed(&private, &env.prefix).await;
+    assert_eq!(containers.len(), 2, "{:?}", by_asset(&containers));
+    assert_no_duplicates(&containers);
+    assert!(daemon.is_running());
+    drop(daemon);
+}
+
+// ---------------------------------------------------------------------
+// Latency
+// ---------------------------------------------------------------------
+
+/// Measures (and prints) how long a manifest renamed into place takes to
+/// become a running container, next to a bare `docker run -d` of the same
+/// image, both from the moment of the action to the engine's `StartedAt`.
+/// The bound asserted is loose; the numbers are the point.
+#[tokio::test(flavor = "multi_thread")]
+async fn file_to_running_latency_is_close_to_a_bare_docker_run() {
+    let _engine = exclusive();
+    let env = TestEnv::new("dm-latency").await;
+    let daemon = Daemon::start(&env);
+    daemon.wait_ready().await;
+
+    let (mut via_file, mut via_run) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let suffix = format!("f{i}");
+        let tmp = env.manifests.join(format!(".{suffix}.yaml.tmp"));
+        plain_write(&tmp, &env.asset(&suffix, IMAGE_1, ""));
+        let at = SystemTime::now();
+        fs::rename(&tmp, env.manifests.join(format!("{suffix}.yaml"))).unwrap();
+        let name = env.name(&suffix);
+        let started = eventually(&format!("{name} running"), CONVERGE, || started_at(&env.docker, &name)).await;
+        via_file.push(started.duration_since(at).unwrap_or_default());
+
+        let name = env.name(&format!("r{i}"));
+        let at = SystemTime::now();
+        let run = Command::new("docker")
+            .args(["run", "-d", "--name", &name, "--label"])
+            .arg(format!("{}={}", common::TEST_LABEL, env.prefix))
+            .arg(IMAGE_1)
+            .env("DOCKER_HOST", common::docker_host())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(run.success());
+        let started = eventually(&format!("{name} running"), CONVERGE, || started_at(&env.docker, &name)).await;
+        via_run.push(started.duration_since(at).unwrap_or_default());
+    }
+    let (file, run) = (median(via_file.clone()), median(via_run.clone()));
+    eprintln!(
+        "file renamed into place → running: median {} ({}); docker run -d → running: median {} ({}); ratio {:.2}",
+        ms(file),
+        via_file.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", "),
+        ms(run),
+        via_run.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", "),
+        file.as_secs_f64() / run.as_secs_f64()
+    );
+    assert!(file < Duration::from_secs(5), "file → running median {file:?}");
+}
