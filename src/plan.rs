@@ -129,8 +129,8 @@ pub fn plan(
         let record = applied.get(name);
         match decide(name, want, have, record, desired) {
             Decision::Nothing => result.unchanged.push(name.clone()),
-            Decision::Act(action) if action.kind == ActionKind::Remove => removals.push(action),
-            Decision::Act(action) => result.actions.push(action),
+            Decision::Act(action) if action.kind == ActionKind::Remove => removals.push(*action),
+            Decision::Act(action) => result.actions.push(*action),
         }
     }
 
@@ -148,7 +148,7 @@ pub fn plan(
 
 enum Decision {
     Nothing,
-    Act(Action),
+    Act(Box<Action>),
 }
 
 fn decide(
@@ -159,13 +159,13 @@ fn decide(
     desired: &Desired,
 ) -> Decision {
     let act = |kind, reason: String, changes, desired: Option<&DesiredAsset>| {
-        Decision::Act(Action {
+        Decision::Act(Box::new(Action {
             name: name.clone(),
             kind,
             reason,
             changes,
             desired: desired.cloned(),
-        })
+        }))
     };
     match (want, have) {
         (Some(want), None) => match record.and_then(|r| r.applied_ms) {

@@ -104,9 +104,7 @@ pub fn from_pass(
                 }
             } else if record.and_then(|r| r.last_result) == Some(ActionResult::Failed) {
                 Phase::Failed
-            } else if action.is_some() {
-                Phase::Pending
-            } else if have.is_some_and(|h| h.replicas.running < h.replicas.desired) {
+            } else if action.is_some() || have.is_some_and(|h| h.replicas.running < h.replicas.desired) {
                 Phase::Pending
             } else {
                 Phase::Running
