@@ -114,7 +114,17 @@ wait_engine() {
 }
 
 ensure_engine() {
-    engine_up && return 0
+    if engine_up; then
+        # Another dockerd on this host (a test's private engine) may have
+        # deleted the default bridge on its way out; containers then fail
+        # to start. A restart of ours recreates it.
+        if [ "$(d info --format '{{.Swarm.LocalNodeState}}')" != "" ] && ! ip link show docker0 >/dev/null 2>&1; then
+            log "docker0 is gone; restarting dockerd to recreate it"
+            "$(dirname "$0")/testenv-down.sh" >&2
+        else
+            return 0
+        fi
+    fi
     ensure_packages
     # Already starting (pidfile points at a live dockerd for this socket)? Just wait.
     if pid_is_our_dockerd; then

@@ -6,7 +6,8 @@
 //! or mounts of a container in place). Containers that already match are
 //! kept, so a repair of one missing replica leaves the others running.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, HostConfig,
@@ -31,6 +32,11 @@ use crate::spec::{AssetName, DeploySpec, Mode, MountKind, SpecHash};
 pub struct LocalDocker {
     docker: Docker,
     instance: String,
+    /// Assets that had containers in the last listing. An asset not in it
+    /// is created straight away (create + start, as `docker run` does);
+    /// if a container with its name turns up after all (a conflict), the
+    /// deploy falls back to listing and reconciling its containers.
+    listed: Arc<Mutex<HashSet<AssetName>>>,
 }
 
 impl LocalDocker {
@@ -38,7 +44,12 @@ impl LocalDocker {
         Self {
             docker,
             instance: instance.to_string(),
+            listed: Default::default(),
         }
+    }
+
+    fn was_listed(&self, name: &AssetName) -> bool {
+        self.listed.lock().expect("listing lock").contains(name)
     }
 
     /// The container names an asset should have: `NAME` for one replica,
@@ -81,15 +92,10 @@ impl LocalDocker {
         }
     }
 
-    /// Pulls the image only when the engine does not have it: an offline
-    /// engine with a preloaded image must work, and a pull per deploy would
-    /// cost a registry round trip every time.
-    async fn ensure_image(&self, image: &str) -> Result<(), StrategyError> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(StrategyError::docker("inspect image", image, e)),
-        }
+    /// Pulls an image the engine does not have. Called only after a
+    /// create failed for want of it: an offline engine with a preloaded
+    /// image must work, and a look-up per deploy would cost a call.
+    async fn pull(&self, image: &str) -> Result<(), StrategyError> {
         let options = CreateImageOptionsBuilder::default()
             .from_image(image)
             .build();
@@ -112,7 +118,15 @@ impl LocalDocker {
         let options = CreateContainerOptionsBuilder::default()
             .name(container_name)
             .build();
-        let created = match self.docker.create_container(Some(options), body).await {
+        let mut result = self
+            .docker
+            .create_container(Some(options.clone()), body.clone())
+            .await;
+        if matches!(&result, Err(e) if is_not_found(e) && e.to_string().contains("No such image")) {
+            self.pull(&spec.image).await?;
+            result = self.docker.create_container(Some(options), body).await;
+        }
+        let created = match result {
             Ok(created) => created,
             Err(e) if status_code(&e) == Some(409) => {
                 return Err(StrategyError::Foreign {
@@ -148,6 +162,24 @@ impl LocalDocker {
     }
 }
 
+impl LocalDocker {
+    /// Creates and starts every replica of an asset that had no
+    /// containers: the fast path of a first deploy.
+    async fn create_all(
+        &self,
+        spec: &DeploySpec,
+        owner: &Ownership,
+        names: &[String],
+    ) -> Result<Vec<String>, StrategyError> {
+        let mut ids = Vec::with_capacity(names.len());
+        for (index, name) in names.iter().enumerate() {
+            ids.push(self.create_and_start(spec, owner, name, index as u64 + 1).await?);
+        }
+        self.listed.lock().expect("listing lock").insert(spec.name.clone());
+        Ok(ids)
+    }
+}
+
 impl DeploymentStrategy for LocalDocker {
     async fn deploy(
         &self,
@@ -172,6 +204,22 @@ impl DeploymentStrategy for LocalDocker {
         }
         if spec.mode == Mode::Global {
             warnings.push("mode global runs one container on the local engine".to_string());
+        }
+
+        if !self.was_listed(&spec.name) {
+            match self.create_all(spec, owner, &wanted).await {
+                Ok(object_ids) => {
+                    return Ok(Deployed {
+                        object_ids,
+                        version: None,
+                        warnings,
+                        wrote: true,
+                    })
+                }
+                // Something holds one of the names: look before acting.
+                Err(StrategyError::Foreign { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
 
         let existing = self.list_asset(&spec.name).await?;
@@ -209,9 +257,6 @@ impl DeploymentStrategy for LocalDocker {
             .enumerate()
             .filter(|(_, name)| !kept.contains_key(*name))
             .collect();
-        if !missing.is_empty() {
-            self.ensure_image(&spec.image).await?;
-        }
         for (index, name) in missing {
             let id = self
                 .create_and_start(spec, owner, name, index as u64 + 1)
@@ -228,6 +273,7 @@ impl DeploymentStrategy for LocalDocker {
     }
 
     async fn remove(&self, name: &AssetName) -> Result<Removed, StrategyError> {
+        self.listed.lock().expect("listing lock").remove(name);
         let existing = self.list_asset(name).await?;
         let mut result = Removed::Absent;
         for container in existing {
@@ -250,7 +296,9 @@ impl DeploymentStrategy for LocalDocker {
             .list_containers(Some(options))
             .await
             .map_err(|e| StrategyError::docker("list containers", "managed", e))?;
-        Ok(group_into_assets(containers, &self.instance))
+        let assets = group_into_assets(containers, &self.instance);
+        *self.listed.lock().expect("listing lock") = assets.iter().map(|a| a.name.clone()).collect();
+        Ok(assets)
     }
 }
 
