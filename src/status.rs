@@ -189,10 +189,17 @@ pub fn render_table(report: &StatusReport) -> String {
         .assets
         .iter()
         .map(|a| {
-            let replicas = a
-                .replicas
-                .map(|r| format!("{}/{}", r.running, r.desired))
-                .unwrap_or_else(|| "-".into());
+            let replicas = match a.replicas {
+                None => "-".into(),
+                Some(r) => match r.pending_secs {
+                    // Tasks that never start carry no error (an overlay
+                    // out of addresses): say how long they have waited.
+                    Some(secs) if r.running < r.desired => {
+                        format!("{}/{} (pending {secs}s)", r.running, r.desired)
+                    }
+                    _ => format!("{}/{}", r.running, r.desired),
+                },
+            };
             let detail = a
                 .last_error
                 .clone()
