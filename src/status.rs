@@ -126,7 +126,7 @@ pub fn from_pass(
                 last_error,
                 attempts: record.map(|r| r.attempts).unwrap_or(0),
                 next_retry_ms: record.and_then(|r| r.next_retry_ms),
-                replicas: have.map(|h| h.replicas),
+                replicas: have.map(|h| h.replicas.clone()),
                 warnings: record.map(|r| r.warnings.clone()).unwrap_or_default(),
                 updated_ms: record.map(|r| r.updated_ms),
             }
@@ -189,7 +189,7 @@ pub fn render_table(report: &StatusReport) -> String {
         .assets
         .iter()
         .map(|a| {
-            let replicas = match a.replicas {
+            let replicas = match &a.replicas {
                 None => "-".into(),
                 Some(r) => match r.pending_secs {
                     // Tasks that never start carry no error (an overlay
@@ -200,9 +200,15 @@ pub fn render_table(report: &StatusReport) -> String {
                     _ => format!("{}/{}", r.running, r.desired),
                 },
             };
+            let waiting = a
+                .replicas
+                .as_ref()
+                .filter(|r| r.running < r.desired)
+                .and_then(|r| r.pending_reason.clone());
             let detail = a
                 .last_error
                 .clone()
+                .or(waiting)
                 .or_else(|| a.last_action.clone())
                 .unwrap_or_default();
             [

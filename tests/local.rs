@@ -629,7 +629,7 @@ async fn a_foreign_container_with_our_name_is_never_touched() {
         .error
         .as_ref()
         .unwrap()
-        .contains("not managed by assetd"));
+        .contains("not managed by this assetd instance"));
     let c = env.inspect(&name).await;
     assert_eq!(c.id.as_deref(), Some(foreign.id.as_str()));
     assert_eq!(c.config.unwrap().image.as_deref(), Some(IMAGE_1));

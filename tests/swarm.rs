@@ -915,7 +915,7 @@ async fn an_unmanaged_service_with_our_name_is_never_touched() {
     let pass = env.apply_with(&env.swarm()).await;
     assert_eq!(pass.outcomes.len(), 1);
     let error = pass.outcomes[0].error.as_ref().expect("the deploy fails");
-    assert!(error.contains("not managed by assetd"), "{error}");
+    assert!(error.contains("not managed by this assetd instance"), "{error}");
     let after = service(&env, "a").await;
     assert_eq!(after.id.as_deref(), Some(id.as_str()));
     assert_eq!(version(&after), version(&before));
@@ -1020,10 +1020,12 @@ async fn an_unsatisfiable_constraint_leaves_tasks_pending_and_says_so() {
     )
     .await;
     let actual = env.swarm().list_managed().await.unwrap();
-    let replicas = actual[0].replicas;
+    let replicas = &actual[0].replicas;
     assert_eq!(replicas.desired, 1);
     assert_eq!(replicas.running, 0);
     assert!(replicas.pending_secs.is_some(), "{replicas:?}");
+    let reason = replicas.pending_reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("no suitable node"), "{replicas:?}");
     // Pending is not drift: assetd does not rewrite the service for it.
     assert_converged(&env, 1).await;
 }

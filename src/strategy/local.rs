@@ -364,6 +364,7 @@ fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<A
                     desired,
                     running,
                     pending_secs: None,
+                    pending_reason: None,
                 },
             }
         })

@@ -71,12 +71,15 @@ pub struct ActualAsset {
     pub replicas: ReplicaCounts,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaCounts {
     pub desired: u64,
     pub running: u64,
     /// Seconds the oldest not-yet-running task has been waiting (Swarm).
     pub pending_secs: Option<u64>,
+    /// Why a task is not running, as Swarm says it (`no suitable node
+    /// ...`, `No such image ...`), when it says anything.
+    pub pending_reason: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +96,7 @@ pub enum StrategyError {
     #[error("{0}")]
     Refused(String),
     /// An object with our name exists but is not ours: we never touch it.
-    #[error("{kind} `{name}` exists and is not managed by assetd (no io.assetd.managed label); it is left alone: rename the asset or remove that {kind} by hand")]
+    #[error("{kind} `{name}` exists and is not managed by this assetd instance (no io.assetd.managed label for this --instance); it is left alone: rename the asset or remove that {kind} by hand")]
     Foreign { kind: &'static str, name: String },
 }
 

@@ -316,16 +316,21 @@ fn replica_counts(spec: &ServiceSpec, tasks: &[Task]) -> ReplicaCounts {
         None => tasks.len() as u64,
     };
     let now = time::OffsetDateTime::now_utc();
-    let pending_secs = tasks
+    let waiting: Vec<&Task> = tasks.iter().filter(|t| !is_running(t)).collect();
+    let pending_secs = waiting
         .iter()
-        .filter(|t| !is_running(t))
         .filter_map(|t| t.created_at)
         .map(|created| (now - created).whole_seconds().max(0) as u64)
         .max();
+    let pending_reason = waiting.iter().find_map(|t| {
+        let status = t.status.as_ref()?;
+        status.err.clone().or_else(|| status.message.clone()).filter(|m| !m.is_empty())
+    });
     ReplicaCounts {
         desired,
         running,
         pending_secs,
+        pending_reason,
     }
 }
 
