@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::desired::{Desired, DesiredAsset, DirState};
-use crate::spec::{diff, AssetName, FieldChange};
+use crate::spec::{diff, AssetName, FieldChange, Mode};
 use crate::store::AppliedRecord;
 use crate::strategy::ActualAsset;
 
@@ -168,6 +168,14 @@ fn decide(
         }))
     };
     match (want, have) {
+        // Scaled to zero and applied: no objects is exactly what is wanted
+        // (the local engine lists nothing for it).
+        (Some(want), None)
+            if want.spec.mode == (Mode::Replicated { replicas: 0 })
+                && record.and_then(|r| r.hash.as_ref()) == Some(&want.hash) =>
+        {
+            Decision::Nothing
+        }
         (Some(want), None) => match record.and_then(|r| r.applied_ms) {
             Some(_) => act(
                 ActionKind::Repair,
@@ -438,6 +446,17 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Repair)]);
+    }
+
+    #[test]
+    fn an_applied_asset_scaled_to_zero_needs_nothing() {
+        let mut zero = want("a", "i:1", "a.yaml");
+        zero.spec.mode = Mode::Replicated { replicas: 0 };
+        zero.hash = zero.spec.hash();
+        let (n, mut record) = applied("a", "i:1", "a.yaml");
+        record.hash = Some(zero.hash.clone());
+        let plan = plan(&desired(vec![zero]), &BTreeMap::from([(n, record)]), &[], &PlanConfig::default());
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
     }
 
     #[test]

@@ -255,7 +255,8 @@ pub async fn execute(
             tracing::error!(error = %e, attempts = record.attempts, retry_in_s = delay.as_secs(), "failed");
             outcome.error = Some(e.to_string());
         }
-        if let Err(e) = store.put(&action.name, &record) {
+        // Durable at once: a kill -9 must not lose a recorded result.
+        if let Err(e) = store.put(&action.name, &record).and_then(|()| store.flush()) {
             tracing::warn!(error = %e, "could not record the result");
         }
         outcome

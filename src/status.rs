@@ -102,7 +102,11 @@ pub fn from_pass(
                 } else {
                     Phase::Held
                 }
-            } else if record.and_then(|r| r.last_result) == Some(ActionResult::Failed) {
+            } else if action.is_some()
+                && record.and_then(|r| r.last_result) == Some(ActionResult::Failed)
+            {
+                // A failure counts while work is pending; an asset that
+                // converged since (nothing to do) is not failed any more.
                 Phase::Failed
             } else if action.is_some() || have.is_some_and(|h| h.replicas.running < h.replicas.desired) {
                 Phase::Pending
