@@ -3,7 +3,7 @@
 # missing), then runs every unit and integration test against it.
 #
 #   scripts/test.sh            # everything CI runs
-#   scripts/test.sh --quick    # skip the multi-node Swarm suite
+#   scripts/test.sh --quick    # skip the fault suite and the multi-node Swarm suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,7 @@ cargo clippy --all-targets --locked -- -D warnings
 # --instance, so they run in parallel.
 cargo test --locked --all-targets -- --test-threads="${ASSETD_TEST_THREADS:-6}"
 
-if [ "$quick" = 0 ] && [ -x scripts/test-multinode.sh ]; then
+if [ "$quick" = 0 ]; then
+    scripts/test-reliability.sh
     scripts/test-multinode.sh
 fi

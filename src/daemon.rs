@@ -56,10 +56,6 @@ pub enum DaemonError {
     Engine(#[from] engine::EngineError),
 }
 
-/// How long to wait for more triggers after a `Soon` one, so a file still
-/// being written is read once, finished. A `Now` trigger ends it early.
-const DEBOUNCE: Duration = Duration::from_millis(150);
-
 /// Longest a pass (observe and plan) may take: Docker calls that hang
 /// would otherwise stop the loop, its watchdog pings and its timers. The
 /// loop pings before each pass and waits at most half the watchdog
@@ -102,7 +98,10 @@ pub async fn run(
     let counters = Arc::new(WatchCounters::default());
     let watchdog = sd_notify::watchdog_enabled();
     // The loop turns at least this often, to ping the watchdog.
-    let heartbeat = watchdog.map(|w| w / 2).unwrap_or(config.resync).min(config.resync);
+    let heartbeat = watchdog
+        .map(|w| w / 2)
+        .unwrap_or(config.resync)
+        .min(config.resync);
     let shared = Arc::new(Shared {
         status: RwLock::new(StatusReport {
             source: "daemon".into(),
@@ -120,9 +119,12 @@ pub async fn run(
         }
     };
     let api_stop = CancellationToken::new();
-    let mut servers = vec![api::serve_socket(&config.socket, shared.clone(), api_stop.clone()).await?];
+    let mut servers =
+        vec![api::serve_socket(&config.socket, shared.clone(), api_stop.clone()).await?];
     if let Some(addr) = config.listen {
-        servers.push(api::serve_http(addr, config.listen_public, shared.clone(), api_stop.clone()).await?);
+        servers.push(
+            api::serve_http(addr, config.listen_public, shared.clone(), api_stop.clone()).await?,
+        );
     }
 
     let (triggers_tx, mut triggers) = mpsc::channel::<Trigger>(256);
@@ -134,7 +136,11 @@ pub async fn run(
         watchers.clone(),
     ));
 
-    let mut scheduler = Scheduler::new(config.pass.concurrency, triggers_tx.clone(), shutdown.clone());
+    let mut scheduler = Scheduler::new(
+        config.pass.concurrency,
+        triggers_tx.clone(),
+        shutdown.clone(),
+    );
     let mut prunes = Prunes::default();
     let mut engine: Option<Engine> = None;
     let mut reconnect_delay = RECONNECT_FIRST;
@@ -172,21 +178,21 @@ pub async fn run(
                 continue;
             }
         }
-        // Coalesce everything already queued; debounce only `Soon`.
+        // Coalesce everything already queued, then wait as long as the
+        // most urgent trigger allows: a file still being written is read
+        // once, finished; a `Now` ends the wait.
         while let Ok(t) = triggers.try_recv() {
             pending = pending.max(Some(t));
         }
-        if pending == Some(Trigger::Soon) {
-            let until = Instant::now() + DEBOUNCE;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break 'run,
-                    _ = tokio::time::sleep_until(until) => break,
-                    Some(t) = triggers.recv() => if t == Trigger::Now { break },
-                }
+        let mut until = Instant::now() + pending.map_or(Duration::ZERO, Trigger::debounce);
+        while Instant::now() < until {
+            tokio::select! {
+                _ = shutdown.cancelled() => break 'run,
+                _ = tokio::time::sleep_until(until) => {}
+                Some(t) = triggers.recv() => until = until.min(Instant::now() + t.debounce()),
             }
-            while triggers.try_recv().is_ok() {}
         }
+        while triggers.try_recv().is_ok() {}
         pending = None;
 
         // Connect (again) when needed: the engine may be absent at start,
@@ -197,9 +203,17 @@ pub async fn run(
                 continue;
             }
             tick();
-            let connected = match tokio::time::timeout(CONNECT_TIMEOUT, Engine::connect(config.strategy, &config.instance)).await {
+            let connected = match tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                Engine::connect(config.strategy, &config.instance),
+            )
+            .await
+            {
                 Ok(result) => result.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("Docker at {} did not answer within {CONNECT_TIMEOUT:?}", engine::docker_host())),
+                Err(_) => Err(format!(
+                    "Docker at {} did not answer within {CONNECT_TIMEOUT:?}",
+                    engine::docker_host()
+                )),
             };
             match connected {
                 Ok(mut e) => {
@@ -226,7 +240,19 @@ pub async fn run(
         }
         let current = engine.as_mut().expect("connected above");
         tick();
-        let result = match tokio::time::timeout(PASS_TIMEOUT, pass(&config, current, &store, &mut scheduler, &mut prunes, &shared)).await {
+        let result = match tokio::time::timeout(
+            PASS_TIMEOUT,
+            pass(
+                &config,
+                current,
+                &store,
+                &mut scheduler,
+                &mut prunes,
+                &shared,
+            ),
+        )
+        .await
+        {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(_) => Err(format!("the pass did not finish within {PASS_TIMEOUT:?}")),
         };
@@ -256,10 +282,16 @@ pub async fn run(
     }
 
     let queued = scheduler.in_flight().len();
-    tracing::info!(queued, "shutting down: starting no new action, letting running ones finish");
+    tracing::info!(
+        queued,
+        "shutting down: starting no new action, letting running ones finish"
+    );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     watchers.cancel();
-    if tokio::time::timeout(config.grace, scheduler.drain()).await.is_err() {
+    if tokio::time::timeout(config.grace, scheduler.drain())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             abandoned = scheduler.in_flight().len(),
             "grace period over; abandoning running actions (the next start converges them)"
@@ -294,10 +326,13 @@ impl Engine {
         // The client connects lazily: ask once, so an engine that is down
         // is found here, not by a pass, and no event watcher is started
         // against it.
-        docker.ping().await.map_err(|e| engine::EngineError::Unreachable {
-            host: engine::docker_host(),
-            message: e.to_string(),
-        })?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| engine::EngineError::Unreachable {
+                host: engine::docker_host(),
+                message: e.to_string(),
+            })?;
         let strategy = engine::choose(&docker, choice, instance).await?;
         let swarm_node = match strategy {
             AnyStrategy::Swarm(_) => engine::swarm_node_id(&docker).await.ok(),
@@ -343,15 +378,22 @@ async fn pass(
         reconcile::observe(&config.pass, &engine.strategy, store.as_ref()).await?;
     shared.metrics.passes.inc();
     let mut wake_in = config.resync;
-    prunes.observe(&plan);
+    let observed = Instant::now();
+    prunes.observe(&plan, observed);
     if !standby {
-        reconcile::persist_adopted(store.as_ref(), &applied);
+        // A running action writes its own record; adopting one for it from
+        // a listing taken mid-action would only race it.
+        let settled = applied.iter().filter(|(name, _)| !busy.contains(*name));
+        reconcile::persist_adopted(
+            store.as_ref(),
+            &settled.map(|(n, r)| (n.clone(), r.clone())).collect(),
+        );
         let now = now_ms();
         for action in &plan.actions {
             if busy.contains(&action.name) {
                 continue;
             }
-            if let Some(wait) = prunes.wait(&action.name) {
+            if let Some(wait) = prunes.wait(&action.name, observed) {
                 wake_in = wake_in.min(wait);
                 continue;
             }
@@ -365,18 +407,27 @@ async fn pass(
                 // A hold only records why, once per reason: done here, so
                 // the status below already shows it held, not updating.
                 if record.last_error.as_deref() != Some(&action.reason) {
-                    reconcile::execute(action.clone(), record, &engine.strategy, store.as_ref()).await;
+                    reconcile::execute(action.clone(), record, &engine.strategy, store.as_ref())
+                        .await;
                     count_action(&shared.metrics, ActionKind::Hold, true);
                 }
                 continue;
             }
-            scheduler.dispatch(action.clone(), record, engine.strategy.clone(), store.clone());
+            scheduler.dispatch(
+                action.clone(),
+                record,
+                engine.strategy.clone(),
+                store.clone(),
+            );
         }
     }
     let in_flight = scheduler.in_flight();
     let assets = status::from_pass(&desired, &actual, &store.all(), &plan, &in_flight, standby);
     shared.metrics.set_phases(&assets);
-    shared.metrics.pass_seconds.observe(started.elapsed().as_secs_f64());
+    shared
+        .metrics
+        .pass_seconds
+        .observe(started.elapsed().as_secs_f64());
     let role = match (&engine.swarm_node, standby) {
         (None, _) => "local",
         (Some(_), true) => "standby",
@@ -410,8 +461,7 @@ struct Prunes {
 impl Prunes {
     /// Starts the clock of new removals; forgets those no longer planned
     /// (the file came back, or the whole directory is now held).
-    fn observe(&mut self, plan: &crate::plan::Plan) {
-        let now = Instant::now();
+    fn observe(&mut self, plan: &crate::plan::Plan, now: Instant) {
         let removing: BTreeSet<&AssetName> = plan
             .actions
             .iter()
@@ -425,9 +475,9 @@ impl Prunes {
     }
 
     /// How long the removal of `name` must still wait, if it is one.
-    fn wait(&self, name: &AssetName) -> Option<Duration> {
+    fn wait(&self, name: &AssetName, now: Instant) -> Option<Duration> {
         let due = *self.since.get(name)? + PRUNE_SETTLE;
-        due.checked_duration_since(Instant::now())
+        due.checked_duration_since(now).filter(|d| !d.is_zero())
     }
 }
 
@@ -439,7 +489,8 @@ struct Scheduler {
     in_flight: Arc<Mutex<BTreeSet<AssetName>>>,
     /// `None`: the action never started (shutdown came first).
     tasks: JoinSet<Option<(ActionKind, bool)>>,
-    /// Finished actions ask for a pass: the world changed.
+    /// Finished actions ask for a pass: the world changed (at once when
+    /// nothing else is queued, coalesced otherwise).
     done: mpsc::Sender<Trigger>,
     /// Once cancelled, queued actions are dropped instead of started;
     /// running ones finish.
@@ -468,7 +519,12 @@ impl Scheduler {
         strategy: AnyStrategy,
         store: Arc<dyn Store>,
     ) {
-        if !self.in_flight.lock().expect("in-flight lock").insert(action.name.clone()) {
+        if !self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(action.name.clone())
+        {
             return; // Its current action will trigger a new pass when done.
         }
         let permits = self.permits.clone();
@@ -487,14 +543,23 @@ impl Scheduler {
                 // Stopping: the next start plans this asset again.
                 None => None,
                 Some(permit) => {
-                    let outcome = reconcile::execute(action, record, &strategy, store.as_ref()).await;
+                    let outcome =
+                        reconcile::execute(action, record, &strategy, store.as_ref()).await;
                     drop(permit);
                     Some((kind, outcome.error.is_none()))
                 }
             };
-            in_flight.lock().expect("in-flight lock").remove(&name);
+            let idle = {
+                let mut in_flight = in_flight.lock().expect("in-flight lock");
+                in_flight.remove(&name);
+                in_flight.is_empty()
+            };
             if result.is_some() {
-                let _ = done.try_send(Trigger::Now);
+                // The last action of a batch asks for a pass at once (status,
+                // follow-ups); while others are still queued, a pass could
+                // not dispatch them anyway, so finishing ones coalesce into
+                // about one pass a second instead of one each.
+                let _ = done.try_send(if idle { Trigger::Now } else { Trigger::Later });
             }
             result
         });
@@ -541,4 +606,60 @@ pub fn offline_status(state_dir: &std::path::Path) -> Result<StatusReport, Strin
         assets: status::from_store(&applied),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, Plan};
+
+    fn plan(removals: &[&str]) -> Plan {
+        Plan {
+            actions: removals
+                .iter()
+                .map(|name| Action {
+                    name: AssetName::new(name).unwrap(),
+                    kind: ActionKind::Remove,
+                    reason: "no manifest declares it any more".into(),
+                    changes: vec![],
+                    desired: None,
+                })
+                .collect(),
+            unchanged: vec![],
+        }
+    }
+
+    #[test]
+    fn a_removal_runs_only_after_staying_planned_for_the_settle_time() {
+        let a = AssetName::new("a").unwrap();
+        let t0 = Instant::now();
+        let mut prunes = Prunes::default();
+        prunes.observe(&plan(&["a"]), t0);
+        assert_eq!(prunes.wait(&a, t0), Some(PRUNE_SETTLE));
+        let half = t0 + PRUNE_SETTLE / 2;
+        prunes.observe(&plan(&["a"]), half);
+        assert_eq!(prunes.wait(&a, half), Some(PRUNE_SETTLE / 2));
+        let due = t0 + PRUNE_SETTLE;
+        prunes.observe(&plan(&["a"]), due);
+        assert_eq!(prunes.wait(&a, due), None);
+    }
+
+    #[test]
+    fn a_removal_interrupted_by_one_pass_starts_its_clock_again() {
+        // `rm -rf` seen mid-way: one pass plans the removal, the next sees
+        // the directory gone (a hold, no removal), the last sees it back.
+        let a = AssetName::new("a").unwrap();
+        let t0 = Instant::now();
+        let mut prunes = Prunes::default();
+        prunes.observe(&plan(&["a"]), t0);
+        let later = t0 + PRUNE_SETTLE;
+        prunes.observe(&plan(&[]), later);
+        assert_eq!(
+            prunes.wait(&a, later),
+            None,
+            "not planned: nothing to wait for"
+        );
+        prunes.observe(&plan(&["a"]), later);
+        assert_eq!(prunes.wait(&a, later), Some(PRUNE_SETTLE));
+    }
 }

@@ -20,16 +20,33 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// How soon a pass should follow a trigger.
+/// How soon a pass should follow a trigger; a more urgent trigger that
+/// arrives while waiting cuts the wait short.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Trigger {
-    /// Something that may still be in progress (a file being written, a
-    /// container dying that may be about to be removed): wait a short
-    /// debounce so the pass sees the finished state.
+    /// A container stopped: what usually follows settles it (`destroy`
+    /// for `docker rm -f`, which is `Now`; the restart policy's start
+    /// after a crash, which needs nothing from us). Wait for it rather
+    /// than race the engine over a container it is still handling. Also an
+    /// action finishing while others are queued: their passes coalesce.
+    Later,
+    /// Something that may still be in progress (a file being written):
+    /// wait a short debounce so the pass sees the finished state.
     Soon,
     /// Something complete (a file closed after writing, renamed into
     /// place, a container destroyed, the resync timer): run a pass at once.
     Now,
+}
+
+impl Trigger {
+    /// How long a pass waits after this trigger for more to arrive.
+    pub fn debounce(self) -> Duration {
+        match self {
+            Trigger::Later => Duration::from_secs(1),
+            Trigger::Soon => Duration::from_millis(150),
+            Trigger::Now => Duration::ZERO,
+        }
+    }
 }
 
 /// Counts what the watchers saw, for `/metrics`.
@@ -71,12 +88,17 @@ fn classify(kind: &EventKind) -> Option<Hint> {
         // Renamed into place (an editor's save, a `..data` symlink swap)
         // or a new directory: complete, but maybe with content notify did
         // not see arrive.
-        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Create(CreateKind::Folder) => (Trigger::Now, true),
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Create(CreateKind::Folder) => {
+            (Trigger::Now, true)
+        }
         EventKind::Remove(_) => (Trigger::Now, false),
         // Created, written to, chmod-ed: possibly still in progress.
         _ => (Trigger::Soon, false),
     };
-    Some(Hint { trigger, structural })
+    Some(Hint {
+        trigger,
+        structural,
+    })
 }
 
 /// The paths whose events matter: the manifests directory as named, and
@@ -89,7 +111,11 @@ struct Scope {
 
 impl Scope {
     fn covers(&self, path: &Path) -> bool {
-        path.starts_with(&self.named) || self.resolved.as_deref().is_some_and(|r| path.starts_with(r))
+        path.starts_with(&self.named)
+            || self
+                .resolved
+                .as_deref()
+                .is_some_and(|r| path.starts_with(r))
     }
 }
 
@@ -122,7 +148,9 @@ pub async fn watch_manifests(
                 structural: true,
             },
             Ok(event) => {
-                let Some(hint) = classify(&event.kind) else { return };
+                let Some(hint) = classify(&event.kind) else {
+                    return;
+                };
                 let scope = callback_scope.read().expect("scope lock");
                 if !event.paths.iter().any(|p| scope.covers(p)) {
                     return;
@@ -208,7 +236,12 @@ struct Armed {
 impl Armed {
     /// Brings the watches in line with what exists; true when the root
     /// watch changed (established, replaced or lost).
-    fn rearm(&mut self, watcher: &mut notify::RecommendedWatcher, root: &Path, scope: &RwLock<Scope>) -> bool {
+    fn rearm(
+        &mut self,
+        watcher: &mut notify::RecommendedWatcher,
+        root: &Path,
+        scope: &RwLock<Scope>,
+    ) -> bool {
         if self.parent.is_none() {
             if let Some(parent) = root.parent().filter(|p| p.is_dir()) {
                 if watcher.watch(parent, RecursiveMode::NonRecursive).is_ok() {
@@ -224,7 +257,9 @@ impl Armed {
             // notify may have dropped the watch already (deleted directory).
             let _ = watcher.unwatch(&old.path);
             match &current {
-                None => tracing::warn!(dir = %root.display(), "manifest directory disappeared; nothing is pruned while it is missing"),
+                None => {
+                    tracing::warn!(dir = %root.display(), "manifest directory disappeared; nothing is pruned while it is missing")
+                }
                 Some(_) => tracing::info!(dir = %root.display(), "manifest directory was replaced"),
             }
         }
@@ -254,11 +289,11 @@ impl Armed {
 /// Container events that may mean drift on a managed container, and how
 /// soon to look. `kill`, `die` and `oom` open sequences (`docker rm -f` is
 /// kill, die, destroy; a crash is die, then the restart policy's start):
-/// the pass waits briefly for the rest, or for a `Now` event ending it.
+/// the pass waits for the rest, or for a `Now` event ending it.
 fn container_event_urgency(action: &str) -> Option<Trigger> {
     match action {
         "destroy" | "stop" | "pause" | "rename" | "update" => Some(Trigger::Now),
-        "die" | "kill" | "oom" => Some(Trigger::Soon),
+        "die" | "kill" | "oom" => Some(Trigger::Later),
         _ => None,
     }
 }
@@ -279,7 +314,9 @@ pub async fn watch_docker(
             "type".to_string(),
             vec!["container".to_string(), "service".to_string()],
         )]);
-        let mut stream = docker.events(Some(EventsOptionsBuilder::default().filters(&filters).build()));
+        let mut stream = docker.events(Some(
+            EventsOptionsBuilder::default().filters(&filters).build(),
+        ));
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -351,18 +388,45 @@ mod tests {
     #[test]
     fn complete_changes_act_at_once_and_partial_ones_wait() {
         let trigger = |kind| classify(&kind).map(|h| h.trigger);
-        assert_eq!(trigger(EventKind::Access(AccessKind::Close(AccessMode::Write))), Some(Trigger::Now));
-        assert_eq!(trigger(EventKind::Modify(ModifyKind::Name(RenameMode::To))), Some(Trigger::Now));
-        assert_eq!(trigger(EventKind::Remove(RemoveKind::File)), Some(Trigger::Now));
-        assert_eq!(trigger(EventKind::Create(CreateKind::File)), Some(Trigger::Soon));
-        assert_eq!(trigger(EventKind::Modify(ModifyKind::Data(DataChange::Any))), Some(Trigger::Soon));
+        assert_eq!(
+            trigger(EventKind::Access(AccessKind::Close(AccessMode::Write))),
+            Some(Trigger::Now)
+        );
+        assert_eq!(
+            trigger(EventKind::Modify(ModifyKind::Name(RenameMode::To))),
+            Some(Trigger::Now)
+        );
+        assert_eq!(
+            trigger(EventKind::Remove(RemoveKind::File)),
+            Some(Trigger::Now)
+        );
+        assert_eq!(
+            trigger(EventKind::Create(CreateKind::File)),
+            Some(Trigger::Soon)
+        );
+        assert_eq!(
+            trigger(EventKind::Modify(ModifyKind::Data(DataChange::Any))),
+            Some(Trigger::Soon)
+        );
     }
 
     #[test]
     fn new_directories_get_a_second_look() {
-        assert!(classify(&EventKind::Create(CreateKind::Folder)).unwrap().structural);
-        assert!(classify(&EventKind::Modify(ModifyKind::Name(RenameMode::Both))).unwrap().structural);
-        assert!(!classify(&EventKind::Create(CreateKind::File)).unwrap().structural);
+        assert!(
+            classify(&EventKind::Create(CreateKind::Folder))
+                .unwrap()
+                .structural
+        );
+        assert!(
+            classify(&EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
+                .unwrap()
+                .structural
+        );
+        assert!(
+            !classify(&EventKind::Create(CreateKind::File))
+                .unwrap()
+                .structural
+        );
     }
 
     #[test]
@@ -378,10 +442,10 @@ mod tests {
     }
 
     #[test]
-    fn rm_f_acts_on_destroy_and_waits_briefly_on_die() {
+    fn rm_f_acts_on_destroy_and_waits_for_it_after_die() {
         assert_eq!(container_event_urgency("destroy"), Some(Trigger::Now));
-        assert_eq!(container_event_urgency("die"), Some(Trigger::Soon));
-        assert_eq!(container_event_urgency("kill"), Some(Trigger::Soon));
+        assert_eq!(container_event_urgency("die"), Some(Trigger::Later));
+        assert_eq!(container_event_urgency("kill"), Some(Trigger::Later));
         assert_eq!(container_event_urgency("start"), None);
         assert_eq!(container_event_urgency("exec_start: sh"), None);
     }

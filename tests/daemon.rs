@@ -21,7 +21,6 @@ use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use assetd::status::{Phase, StatusReport};
@@ -30,6 +29,7 @@ use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOpt
 use bollard::Docker;
 use common::{eventually, TestEnv, IMAGE_1, IMAGE_2};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// How long convergence may take while other tests load the engine. A
 /// deadline, not a sleep: a passing test returns as soon as it converges.
@@ -41,14 +41,14 @@ const CONVERGE: Duration = Duration::from_secs(60);
 
 /// Tests that measure time, or load the engine heavily, run alone; the
 /// others share it. (One test binary is one process, so a lock will do.)
-static ENGINE: RwLock<()> = RwLock::new(());
+static ENGINE: RwLock<()> = RwLock::const_new(());
 
-fn shared() -> RwLockReadGuard<'static, ()> {
-    ENGINE.read().unwrap_or_else(PoisonError::into_inner)
+async fn shared() -> RwLockReadGuard<'static, ()> {
+    ENGINE.read().await
 }
 
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    ENGINE.write().unwrap_or_else(PoisonError::into_inner)
+async fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    ENGINE.write().await
 }
 
 /// How a test's daemon is started.
@@ -91,7 +91,11 @@ impl Daemon {
         static STARTS: AtomicUsize = AtomicUsize::new(0);
         let logs = std::env::temp_dir().join("assetd-daemon-test-logs");
         fs::create_dir_all(&logs).unwrap();
-        let log = logs.join(format!("{}-{}.log", env.prefix, STARTS.fetch_add(1, Ordering::Relaxed)));
+        let log = logs.join(format!(
+            "{}-{}.log",
+            env.prefix,
+            STARTS.fetch_add(1, Ordering::Relaxed)
+        ));
         let state = env.root.join("daemon-state");
         let http = free_loopback_addr();
         let manifests = options.manifests.unwrap_or_else(|| env.manifests.clone());
@@ -147,7 +151,10 @@ impl Daemon {
                 self.child = None;
                 return (status, started.elapsed());
             }
-            assert!(started.elapsed() < timeout, "assetd did not exit within {timeout:?}");
+            assert!(
+                started.elapsed() < timeout,
+                "assetd did not exit within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -173,7 +180,8 @@ impl Daemon {
     }
 
     async fn passes(&self) -> f64 {
-        metric(&self.metrics().await, "assetd_passes_total").expect("assetd_passes_total in /metrics")
+        metric(&self.metrics().await, "assetd_passes_total")
+            .expect("assetd_passes_total in /metrics")
     }
 
     async fn wait_ready(&self) {
@@ -192,8 +200,11 @@ impl Daemon {
     async fn wait_phase(&self, names: &[String], phase: Phase) -> StatusReport {
         eventually(&format!("{names:?} in phase {phase}"), CONVERGE, || async {
             let report = self.status().await?;
-            let phases: BTreeMap<String, Phase> =
-                report.assets.iter().map(|a| (a.name.to_string(), a.phase)).collect();
+            let phases: BTreeMap<String, Phase> = report
+                .assets
+                .iter()
+                .map(|a| (a.name.to_string(), a.phase))
+                .collect();
             names
                 .iter()
                 .all(|n| phases.get(n) == Some(&phase))
@@ -213,7 +224,10 @@ impl Drop for Daemon {
             let log = self.log();
             let lines: Vec<&str> = log.lines().collect();
             let tail = lines[lines.len().saturating_sub(80)..].join("\n");
-            eprintln!("---- assetd log ({}), last 80 lines ----\n{tail}\n----", self.log.display());
+            eprintln!(
+                "---- assetd log ({}), last 80 lines ----\n{tail}\n----",
+                self.log.display()
+            );
         }
     }
 }
@@ -251,7 +265,11 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 /// Creates a directory (and parents) no one else may write: the daemon
 /// refuses group/other-writable manifest directories.
 fn mkdir(path: &Path) {
-    fs::DirBuilder::new().recursive(true).mode(0o755).create(path).unwrap();
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .unwrap();
 }
 
 /// Writes a file in place, the way `echo > file` does: truncate, write,
@@ -316,9 +334,15 @@ fn atomic_publish(dir: &Path, generation: u32, files: &[(&str, String)]) {
 async fn managed(docker: &Docker, instance: &str) -> Vec<ContainerSummary> {
     let filters = std::collections::HashMap::from([(
         "label",
-        vec!["io.assetd.managed=true".to_string(), format!("io.assetd.instance={instance}")],
+        vec![
+            "io.assetd.managed=true".to_string(),
+            format!("io.assetd.instance={instance}"),
+        ],
     )]);
-    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
     docker.list_containers(Some(options)).await.unwrap()
 }
 
@@ -339,8 +363,14 @@ fn by_asset(containers: &[ContainerSummary]) -> BTreeMap<String, usize> {
 }
 
 fn assert_no_duplicates(containers: &[ContainerSummary]) {
-    let duplicates: Vec<_> = by_asset(containers).into_iter().filter(|(_, n)| *n > 1).collect();
-    assert!(duplicates.is_empty(), "assets with more than one container: {duplicates:?}");
+    let duplicates: Vec<_> = by_asset(containers)
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .collect();
+    assert!(
+        duplicates.is_empty(),
+        "assets with more than one container: {duplicates:?}"
+    );
 }
 
 fn running_count(containers: &[ContainerSummary]) -> usize {
@@ -382,7 +412,11 @@ async fn started_at(docker: &Docker, name: &str) -> Option<SystemTime> {
     let c = docker.inspect_container(name, None).await.ok()?;
     let state = c.state?;
     state.running?.then_some(())?;
-    let at = time::OffsetDateTime::parse(&state.started_at?, &time::format_description::well_known::Rfc3339).ok()?;
+    let at = time::OffsetDateTime::parse(
+        &state.started_at?,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(at.unix_timestamp_nanos() as u64))
 }
 
@@ -408,7 +442,7 @@ fn assetd_cli(args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_write_edit_and_delete_are_applied() {
-    let _engine = shared();
+    let _engine = shared().await;
     let env = TestEnv::new("dm-plain").await;
     let daemon = Daemon::start(&env);
     daemon.wait_ready().await;
@@ -416,7 +450,10 @@ async fn plain_write_edit_and_delete_are_applied() {
     let file = env.manifests.join("a.yaml");
     // A second asset stays: deleting the last manifest of all is held by
     // the mass-prune guard (it looks like an unmounted volume).
-    plain_write(&env.manifests.join("keep.yaml"), &env.asset("keep", IMAGE_1, ""));
+    plain_write(
+        &env.manifests.join("keep.yaml"),
+        &env.asset("keep", IMAGE_1, ""),
+    );
 
     plain_write(&file, &env.asset("a", IMAGE_1, ""));
     let first = wait_running(&env.docker, &name, IMAGE_1).await;
@@ -427,12 +464,15 @@ async fn plain_write_edit_and_delete_are_applied() {
     fs::remove_file(&file).unwrap();
     wait_absent(&env.docker, &name).await;
     let left = managed(&env.docker, &env.prefix).await;
-    assert_eq!(by_asset(&left).into_keys().collect::<Vec<_>>(), vec![env.name("keep")]);
+    assert_eq!(
+        by_asset(&left).into_keys().collect::<Vec<_>>(),
+        vec![env.name("keep")]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn editor_save_by_rename_is_applied() {
-    let _engine = shared();
+    let _engine = shared().await;
     let env = TestEnv::new("dm-rename").await;
     let daemon = Daemon::start(&env);
     daemon.wait_ready().await;
@@ -444,12 +484,16 @@ async fn editor_save_by_rename_is_applied() {
     editor_save(&file, &env.asset("a", IMAGE_2, ""));
     wait_running(&env.docker, &name, IMAGE_2).await;
     let containers = managed(&env.docker, &env.prefix).await;
-    assert_eq!(containers.len(), 1, "the swap file never counts as a manifest");
+    assert_eq!(
+        containers.len(),
+        1,
+        "the swap file never counts as a manifest"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubernetes_style_symlink_swap_is_applied() {
-    let _engine = shared();
+    let _engine = shared().await;
     let env = TestEnv::new("dm-swap").await;
     atomic_publish(
         &env.manifests,
@@ -477,35 +521,52 @@ async fn kubernetes_style_symlink_swap_is_applied() {
     wait_running(&env.docker, &env.name("c"), IMAGE_1).await;
     wait_absent(&env.docker, &b).await;
     let containers = managed(&env.docker, &env.prefix).await;
-    assert_eq!(by_asset(&containers).len(), 2, "{:?}", by_asset(&containers));
+    assert_eq!(
+        by_asset(&containers).len(),
+        2,
+        "{:?}",
+        by_asset(&containers)
+    );
     assert_no_duplicates(&containers);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn files_in_new_subdirectories_are_applied() {
-    let _engine = shared();
+    let _engine = shared().await;
     let env = TestEnv::new("dm-subdir").await;
     let daemon = Daemon::start(&env);
     daemon.wait_ready().await;
 
     // Directory and file at once: the file may land before notify
     // watches the new directory.
-    plain_write(&env.manifests.join("cell-3/a.yaml"), &env.asset("a", IMAGE_1, ""));
-    plain_write(&env.manifests.join("cell-3/mills/b.yaml"), &env.asset("b", IMAGE_1, ""));
+    plain_write(
+        &env.manifests.join("cell-3/a.yaml"),
+        &env.asset("a", IMAGE_1, ""),
+    );
+    plain_write(
+        &env.manifests.join("cell-3/mills/b.yaml"),
+        &env.asset("b", IMAGE_1, ""),
+    );
     wait_running(&env.docker, &env.name("a"), IMAGE_1).await;
     wait_running(&env.docker, &env.name("b"), IMAGE_1).await;
 
     // Edits deep down are seen, and removing a subdirectory prunes it.
-    plain_write(&env.manifests.join("cell-3/mills/b.yaml"), &env.asset("b", IMAGE_2, ""));
+    plain_write(
+        &env.manifests.join("cell-3/mills/b.yaml"),
+        &env.asset("b", IMAGE_2, ""),
+    );
     wait_running(&env.docker, &env.name("b"), IMAGE_2).await;
     fs::remove_dir_all(env.manifests.join("cell-3/mills")).unwrap();
     wait_absent(&env.docker, &env.name("b")).await;
-    assert_eq!(running_image(&env.docker, &env.name("a")).await.as_deref(), Some(IMAGE_1));
+    assert_eq!(
+        running_image(&env.docker, &env.name("a")).await.as_deref(),
+        Some(IMAGE_1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manifest_directory_missing_at_start_is_picked_up_when_created() {
-    let _engine = shared();
+    let _engine = shared().await;
     let env = TestEnv::new("dm-late").await;
     let dir = env.root.join("not-yet");
     let daemon = Daemon::start_with(
@@ -525,7 +586,7 @@ async fn a_manifest_directory_missing_at_start_is_picked_up_when_created() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_manifest_directory_prunes_nothing_and_its_return_converges() {
-    let _engine = shared();
+    let _engine = shared().await;
     let env = TestEnv::new("dm-rmdir").await;
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
@@ -539,9 +600,18 @@ async fn a_deleted_manifest_directory_prunes_nothing_and_its_return_converges() 
     fs::remove_dir_all(&env.manifests).unwrap();
     let report = daemon.wait_phase(&names, Phase::Held).await;
     let reason = report.assets[0].last_error.clone().unwrap_or_default();
-    assert!(reason.contains("missing"), "held because the directory is missing: {reason}");
-    assert_eq!(running_image(&env.docker, &a).await.as_deref(), Some(IMAGE_1));
-    assert_eq!(running_image(&env.docker, &b).await.as_deref(), Some(IMAGE_1));
+    assert!(
+        reason.contains("missing"),
+        "held because the directory is missing: {reason}"
+    );
+    assert_eq!(
+        running_image(&env.docker, &a).await.as_deref(),
+        Some(IMAGE_1)
+    );
+    assert_eq!(
+        running_image(&env.docker, &b).await.as_deref(),
+        Some(IMAGE_1)
+    );
 
     // It comes back with one change: only that one is acted on.
     mkdir(&env.manifests);
@@ -549,14 +619,20 @@ async fn a_deleted_manifest_directory_prunes_nothing_and_its_return_converges() 
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
     wait_running(&env.docker, &env.name("a"), IMAGE_2).await;
     daemon.wait_phase(&names, Phase::Running).await;
-    let b_now = env.docker.inspect_container(&env.name("b"), None).await.unwrap().id.unwrap();
+    let b_now = env
+        .docker
+        .inspect_container(&env.name("b"), None)
+        .await
+        .unwrap()
+        .id
+        .unwrap();
     assert_eq!(b_now, b, "the unchanged asset kept its container");
 }
 
 /// The slow one (about a minute on two cores): kept as one test.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_500_files_makes_exactly_500_containers() {
-    let _engine = exclusive();
+    let _engine = exclusive().await;
     let env = TestEnv::new("dm-burst").await;
     let daemon = Daemon::start_with(
         &env,
@@ -592,7 +668,10 @@ async fn a_burst_of_500_files_makes_exactly_500_containers() {
         fs::remove_file(env.manifests.join(format!("a{i:03}.yaml"))).unwrap();
     }
     eventually("every container removed", deadline, || async {
-        managed(&env.docker, &env.prefix).await.is_empty().then_some(())
+        managed(&env.docker, &env.prefix)
+            .await
+            .is_empty()
+            .then_some(())
     })
     .await;
     eprintln!(
@@ -610,44 +689,59 @@ async fn a_burst_of_500_files_makes_exactly_500_containers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_container_removed_by_hand_comes_back_without_waiting_for_resync() {
-    let _engine = exclusive();
+    let _engine = exclusive().await;
     let env = TestEnv::new("dm-rmf").await;
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
     let daemon = Daemon::start(&env);
     let name = env.name("a");
     let mut id = wait_running(&env.docker, &name, IMAGE_1).await;
-    daemon.wait_phase(std::slice::from_ref(&name), Phase::Running).await;
+    daemon
+        .wait_phase(std::slice::from_ref(&name), Phase::Running)
+        .await;
 
     let mut back_after = Vec::new();
     for _ in 0..5 {
         let removed = SystemTime::now();
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
-        env.docker.remove_container(&id, Some(options)).await.unwrap();
+        env.docker
+            .remove_container(&id, Some(options))
+            .await
+            .unwrap();
         // `--resync 300s`: only the Docker event can bring it back this soon.
-        let (new_id, started) = eventually("the container back", Duration::from_secs(5), || async {
-            let started = started_at(&env.docker, &name).await?;
-            let new_id = env.docker.inspect_container(&name, None).await.ok()?.id?;
-            (new_id != id).then_some((new_id, started))
-        })
-        .await;
+        let (new_id, started) =
+            eventually("the container back", Duration::from_secs(5), || async {
+                let started = started_at(&env.docker, &name).await?;
+                let new_id = env.docker.inspect_container(&name, None).await.ok()?.id?;
+                (new_id != id).then_some((new_id, started))
+            })
+            .await;
         back_after.push(started.duration_since(removed).unwrap_or_default());
         id = new_id;
-        daemon.wait_phase(std::slice::from_ref(&name), Phase::Running).await;
+        daemon
+            .wait_phase(std::slice::from_ref(&name), Phase::Running)
+            .await;
     }
     eprintln!(
         "rm -f → running again: median {} ({})",
         ms(median(back_after.clone())),
-        back_after.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+        back_after
+            .iter()
+            .map(|d| ms(*d))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     assert_no_duplicates(&managed(&env.docker, &env.prefix).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_apply_exits_cleanly_and_a_restart_converges_without_duplicates() {
-    let _engine = exclusive();
+    let _engine = exclusive().await;
     let env = TestEnv::new("dm-term").await;
     for i in 0..50 {
-        env.write(&format!("a{i:02}.yaml"), &env.asset(&format!("a{i:02}"), IMAGE_1, ""));
+        env.write(
+            &format!("a{i:02}.yaml"),
+            &env.asset(&format!("a{i:02}"), IMAGE_1, ""),
+        );
     }
     let mut daemon = Daemon::start(&env);
     let at_signal = eventually("the apply under way", CONVERGE, || async {
@@ -657,9 +751,15 @@ async fn sigterm_mid_apply_exits_cleanly_and_a_restart_converges_without_duplica
     .await;
     daemon.signal("TERM");
     let (status, took) = daemon.wait_exit(Duration::from_secs(25));
-    assert!(at_signal < 50, "the signal came mid-apply ({at_signal} of 50 existed)");
+    assert!(
+        at_signal < 50,
+        "the signal came mid-apply ({at_signal} of 50 existed)"
+    );
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
-    assert!(took < Duration::from_secs(20), "exited after {took:?}, beyond the 20 s grace");
+    assert!(
+        took < Duration::from_secs(20),
+        "exited after {took:?}, beyond the 20 s grace"
+    );
     let after = managed(&env.docker, &env.prefix).await;
     assert_no_duplicates(&after);
     // Stop taking work: only actions already running may finish (at most
@@ -694,13 +794,15 @@ async fn sigterm_mid_apply_exits_cleanly_and_a_restart_converges_without_duplica
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_runs_a_full_pass_on_a_new_connection() {
-    let _engine = shared();
+    let _engine = shared().await;
     let env = TestEnv::new("dm-hup").await;
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
     let daemon = Daemon::start(&env);
     let name = env.name("a");
     wait_running(&env.docker, &name, IMAGE_1).await;
-    daemon.wait_phase(std::slice::from_ref(&name), Phase::Running).await;
+    daemon
+        .wait_phase(std::slice::from_ref(&name), Phase::Running)
+        .await;
     // Quiet: no pass for a while (`--resync 300s`, nothing changes).
     let before = eventually("the pass counter to settle", CONVERGE, || async {
         let a = daemon.passes().await;
@@ -716,8 +818,15 @@ async fn sighup_runs_a_full_pass_on_a_new_connection() {
     .await;
     let log = daemon.log();
     assert!(log.contains("reload requested"), "{log}");
-    assert_eq!(log.matches("connected to Docker").count(), 2, "reconnected once: {log}");
-    assert_eq!(running_image(&env.docker, &name).await.as_deref(), Some(IMAGE_1));
+    assert_eq!(
+        log.matches("connected to Docker").count(),
+        2,
+        "reconnected once: {log}"
+    );
+    assert_eq!(
+        running_image(&env.docker, &name).await.as_deref(),
+        Some(IMAGE_1)
+    );
 }
 
 // ---------------------------------------------------------------------
@@ -726,7 +835,7 @@ async fn sighup_runs_a_full_pass_on_a_new_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_waits_for_the_first_pass_and_metrics_count_passes_and_phases() {
-    let _engine = shared();
+    let _engine = shared().await;
     let env = TestEnv::new("dm-http").await;
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
@@ -756,15 +865,25 @@ async fn readyz_waits_for_the_first_pass_and_metrics_count_passes_and_phases() {
     let names = [env.name("a"), env.name("b")];
     daemon.wait_phase(&names, Phase::Running).await;
     let metrics = daemon.metrics().await;
-    assert!(metric(&metrics, "assetd_passes_total").unwrap() > 0.0, "{metrics}");
-    assert_eq!(metric(&metrics, "assetd_assets{phase=\"Running\"}"), Some(2.0), "{metrics}");
-    assert!(metrics.contains("assetd_actions_total{kind=\"create\",result=\"ok\"}"), "{metrics}");
+    assert!(
+        metric(&metrics, "assetd_passes_total").unwrap() > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "assetd_assets{phase=\"Running\"}"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("assetd_actions_total{kind=\"create\",result=\"ok\"}"),
+        "{metrics}"
+    );
     assert_eq!(daemon.get("/healthz").await.unwrap().0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_shows_running_assets_live_and_from_the_store_after_a_stop() {
-    let _engine = shared();
+    let _engine = shared().await;
     let env = TestEnv::new("dm-status").await;
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
@@ -775,10 +894,17 @@ async fn status_shows_running_assets_live_and_from_the_store_after_a_stop() {
 
     let table = assetd_cli(&["status", "--state-dir", &state]);
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(table.status.success(), "{text}{}", String::from_utf8_lossy(&table.stderr));
+    assert!(
+        table.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
     assert!(text.contains("source: daemon"), "{text}");
     for name in &names {
-        let row = text.lines().find(|l| l.starts_with(name.as_str())).unwrap_or_else(|| panic!("{text}"));
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .unwrap_or_else(|| panic!("{text}"));
         assert!(row.contains("Running"), "{row}");
     }
     let json = assetd_cli(&["status", "--state-dir", &state, "-o", "json"]);
@@ -786,7 +912,10 @@ async fn status_shows_running_assets_live_and_from_the_store_after_a_stop() {
     assert_eq!(report.source, "daemon");
     assert!(report.ready);
     assert_eq!(report.assets.len(), 2);
-    assert!(report.assets.iter().all(|a| a.phase == Phase::Running), "{report:?}");
+    assert!(
+        report.assets.iter().all(|a| a.phase == Phase::Running),
+        "{report:?}"
+    );
 
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(25)).0.code(), Some(0));
@@ -794,10 +923,16 @@ async fn status_shows_running_assets_live_and_from_the_store_after_a_stop() {
     let text = String::from_utf8_lossy(&table.stdout);
     let stderr = String::from_utf8_lossy(&table.stderr);
     assert!(table.status.success(), "{text}{stderr}");
-    assert!(stderr.contains("no daemon answers"), "says it reads the store: {stderr}");
+    assert!(
+        stderr.contains("no daemon answers"),
+        "says it reads the store: {stderr}"
+    );
     assert!(text.contains("source: store"), "{text}");
     for name in &names {
-        let row = text.lines().find(|l| l.starts_with(name.as_str())).unwrap_or_else(|| panic!("{text}"));
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .unwrap_or_else(|| panic!("{text}"));
         assert!(row.contains("Running"), "{row}");
     }
     let json = assetd_cli(&["status", "--state-dir", &state, "-o", "json"]);
@@ -811,8 +946,9 @@ async fn status_shows_running_assets_live_and_from_the_store_after_a_stop() {
 // ---------------------------------------------------------------------
 
 /// A dockerd of the test's own, on its own socket, data root and exec
-/// root, so killing it disturbs nobody: no bridge and no iptables rules
-/// to fight the shared engine over, its own managed containerd.
+/// root and in its own network namespace, so killing it disturbs nobody:
+/// no bridge and no iptables rules to fight the shared engine over, its
+/// own managed containerd.
 struct PrivateDockerd {
     dir: PathBuf,
     child: Option<Child>,
@@ -835,13 +971,48 @@ impl PrivateDockerd {
         format!("unix://{}", self.dir.join("d.sock").display())
     }
 
+    /// The managed containerd a previous dockerd started, while its
+    /// process exists (a zombie counts: dockerd's own check counts it).
+    fn old_containerd(&self) -> Option<u32> {
+        let pid = fs::read_to_string(self.dir.join("x/containerd/containerd.pid")).ok()?;
+        pid.trim()
+            .parse()
+            .ok()
+            .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    }
+
     fn spawn(&mut self) {
+        // A dockerd started while its killed predecessor's containerd is
+        // still dying (or a zombie not yet reaped) adopts it, loses it and
+        // gives up ("timeout waiting for containerd to start"): wait until
+        // it is gone, as a real restart would.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Some(pid) = self.old_containerd() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd {pid} of the killed dockerd is still there"
+            );
+            if alive(pid) {
+                let _ = Command::new("kill")
+                    .args(["-s", "KILL", &pid.to_string()])
+                    .status();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("dockerd.log"))
+            .open(std::env::temp_dir().join("assetd-daemon-test-logs/private-dockerd.log"))
             .unwrap();
-        let child = Command::new(if Path::new("/usr/sbin/dockerd").exists() { "/usr/sbin/dockerd" } else { "dockerd" })
+        let dockerd = if Path::new("/usr/sbin/dockerd").exists() {
+            "/usr/sbin/dockerd"
+        } else {
+            "dockerd"
+        };
+        // Its own network namespace: with `--bridge=none` dockerd deletes
+        // the host's docker0 at start, which would break the shared engine.
+        let child = Command::new("unshare")
+            .args(["--net", "--", dockerd])
             .arg("--host")
             .arg(self.host())
             .arg("--config-file")
@@ -862,12 +1033,13 @@ impl PrivateDockerd {
     }
 
     async fn docker(&self) -> Docker {
-        let docker = Docker::connect_with_host(&self.host()).unwrap();
+        // bollard refuses a unix socket that does not exist yet.
         eventually("the private dockerd to answer", CONVERGE, || async {
-            docker.ping().await.ok()
+            let docker = Docker::connect_with_host(&self.host()).ok()?;
+            docker.ping().await.ok()?;
+            Some(docker)
         })
-        .await;
-        docker
+        .await
     }
 
     fn kill_hard(&mut self) {
@@ -888,21 +1060,31 @@ impl Drop for PrivateDockerd {
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().unwrap();
             rt.block_on(async {
-                let Ok(docker) = Docker::connect_with_host(&host) else { return };
+                let Ok(docker) = Docker::connect_with_host(&host) else {
+                    return;
+                };
                 let deadline = Instant::now() + Duration::from_secs(30);
                 while docker.ping().await.is_err() && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 let options = ListContainersOptionsBuilder::default().all(true).build();
-                for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
+                for c in docker
+                    .list_containers(Some(options))
+                    .await
+                    .unwrap_or_default()
+                {
                     let force = RemoveContainerOptionsBuilder::default().force(true).build();
-                    let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(force)).await;
+                    let _ = docker
+                        .remove_container(&c.id.unwrap_or_default(), Some(force))
+                        .await;
                 }
             });
         })
         .join();
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-s", "TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-s", "TERM", &child.id().to_string()])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
@@ -910,15 +1092,65 @@ impl Drop for PrivateDockerd {
             let _ = child.kill();
             let _ = child.wait();
         }
-        // dockerd leaves its data root bind-mounted on itself.
-        let _ = Command::new("umount").arg(self.dir.join("data")).status();
-        let _ = fs::remove_dir_all(&self.dir);
+        // Whatever outlived it (shims of containers it could not remove)
+        // is ours: its command line names our directory.
+        for pid in processes_mentioning(&self.dir) {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", &pid.to_string()])
+                .status();
+        }
+        // dockerd leaves its data root bind-mounted on itself, and a dead
+        // one its containers' overlays: innermost first.
+        let mut mounts = mounts_under(&self.dir);
+        mounts.sort_by(|a, b| b.cmp(a));
+        for mount in &mounts {
+            let _ = Command::new("umount").arg(mount).status();
+        }
+        if mounts_under(&self.dir).is_empty() {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("left {} in place: still mounted", self.dir.display());
+        }
     }
+}
+
+/// Alive and not a zombie.
+fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| !rest.starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+fn processes_mentioning(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_str().unwrap().as_bytes();
+    let me = std::process::id();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
+}
+
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1).map(PathBuf::from))
+        .filter(|mount| mount.starts_with(dir))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daemon_survives_an_engine_killed_and_restarted_and_converges() {
-    let _engine = shared();
+    let _engine = shared().await;
     let env = TestEnv::new("dm-engine").await;
     let dir = std::env::temp_dir().join(format!("adt-dd-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
@@ -933,10 +1165,15 @@ async fn the_daemon_survives_an_engine_killed_and_restarted_and_converges() {
         ))
         .output()
         .unwrap();
-    assert!(load.status.success(), "{}", String::from_utf8_lossy(&load.stderr));
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
 
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
+    env.write("d.yaml", &env.asset("d", IMAGE_1, ""));
     let mut daemon = Daemon::start_with(
         &env,
         Options {
@@ -946,6 +1183,7 @@ async fn the_daemon_survives_an_engine_killed_and_restarted_and_converges() {
     );
     wait_running(&private, &env.name("a"), IMAGE_1).await;
     wait_running(&private, &env.name("b"), IMAGE_1).await;
+    let d = wait_running(&private, &env.name("d"), IMAGE_1).await;
 
     dockerd.kill_hard();
     // While the engine is down: an edit, an addition, a deletion.
@@ -956,7 +1194,10 @@ async fn the_daemon_survives_an_engine_killed_and_restarted_and_converges() {
         daemon.status().await.filter(|r| r.engine_error.is_some())
     })
     .await;
-    assert!(daemon.is_running(), "assetd keeps running without its engine");
+    assert!(
+        daemon.is_running(),
+        "assetd keeps running without its engine"
+    );
 
     dockerd.spawn();
     let restarted = Instant::now();
@@ -964,11 +1205,18 @@ async fn the_daemon_survives_an_engine_killed_and_restarted_and_converges() {
     wait_running(&private, &env.name("a"), IMAGE_2).await;
     wait_running(&private, &env.name("c"), IMAGE_1).await;
     wait_absent(&private, &env.name("b")).await;
-    let names = [env.name("a"), env.name("c")];
+    // dockerd stops the containers it finds on a restart without
+    // live-restore, and unless-stopped does not bring them back: the
+    // unchanged asset is started again, not recreated.
+    assert_eq!(wait_running(&private, &env.name("d"), IMAGE_1).await, d);
+    let names = [env.name("a"), env.name("c"), env.name("d")];
     daemon.wait_phase(&names, Phase::Running).await;
-    eprintln!("engine restart: converged {} after the engine came back", ms(restarted.elapsed()));
+    eprintln!(
+        "engine restart: converged {} after the engine came back",
+        ms(restarted.elapsed())
+    );
     let containers = managed(&private, &env.prefix).await;
-    assert_eq!(containers.len(), 2, "{:?}", by_asset(&containers));
+    assert_eq!(containers.len(), 3, "{:?}", by_asset(&containers));
     assert_no_duplicates(&containers);
     assert!(daemon.is_running());
     drop(daemon);
@@ -984,7 +1232,7 @@ async fn the_daemon_survives_an_engine_killed_and_restarted_and_converges() {
 /// The bound asserted is loose; the numbers are the point.
 #[tokio::test(flavor = "multi_thread")]
 async fn file_to_running_latency_is_close_to_a_bare_docker_run() {
-    let _engine = exclusive();
+    let _engine = exclusive().await;
     let env = TestEnv::new("dm-latency").await;
     let daemon = Daemon::start(&env);
     daemon.wait_ready().await;
@@ -997,7 +1245,10 @@ async fn file_to_running_latency_is_close_to_a_bare_docker_run() {
         let at = SystemTime::now();
         fs::rename(&tmp, env.manifests.join(format!("{suffix}.yaml"))).unwrap();
         let name = env.name(&suffix);
-        let started = eventually(&format!("{name} running"), CONVERGE, || started_at(&env.docker, &name)).await;
+        let started = eventually(&format!("{name} running"), CONVERGE, || {
+            started_at(&env.docker, &name)
+        })
+        .await;
         via_file.push(started.duration_since(at).unwrap_or_default());
 
         let name = env.name(&format!("r{i}"));
@@ -1011,7 +1262,10 @@ async fn file_to_running_latency_is_close_to_a_bare_docker_run() {
             .status()
             .unwrap();
         assert!(run.success());
-        let started = eventually(&format!("{name} running"), CONVERGE, || started_at(&env.docker, &name)).await;
+        let started = eventually(&format!("{name} running"), CONVERGE, || {
+            started_at(&env.docker, &name)
+        })
+        .await;
         via_run.push(started.duration_since(at).unwrap_or_default());
     }
     let (file, run) = (median(via_file.clone()), median(via_run.clone()));
@@ -1023,5 +1277,8 @@ async fn file_to_running_latency_is_close_to_a_bare_docker_run() {
         via_run.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", "),
         file.as_secs_f64() / run.as_secs_f64()
     );
-    assert!(file < Duration::from_secs(5), "file → running median {file:?}");
+    assert!(
+        file < Duration::from_secs(5),
+        "file → running median {file:?}"
+    );
 }

@@ -312,7 +312,12 @@ impl Bench {
         // The event subscription must be live before anything is timed:
         // wait for the start event of a throw-away container.
         if let Err(e) = self.warm_up().await {
-            eprintln!("assetd-bench: warm-up failed: {e:#}");
+            let hint = if format!("{e:#}").contains("docker0") {
+                "\n(the engine's default bridge is gone: `eval \"$(scripts/testenv.sh)\"` restarts the engine to recreate it)"
+            } else {
+                ""
+            };
+            eprintln!("assetd-bench: warm-up failed: {e:#}{hint}");
             return false;
         }
         let mut ok = true;
@@ -617,12 +622,13 @@ impl Bench {
                     let t0 = now_ns();
                     let daemon = self.daemon(&dirs, "local", self.args.count_all)?;
                     let at = self.starts.wait_all(&prefix, n, t0, Duration::from_secs(600)).await?;
+                    let created = self.starts.last_create(&prefix, t0).map_or(f64::NAN, |c| secs(c - t0));
                     let cpu1 = CpuSnap::take(Some(daemon.pid));
                     daemon.stop().await;
                     if self.args.count_all {
                         println!("{}", self.proxy.histogram(mark, n));
                     }
-                    Sample::new(secs(at - t0), &cpu0, &cpu1, self.clk_tck)
+                    Sample::new(secs(at - t0), created, &cpu0, &cpu1, self.clk_tck)
                 } else {
                     let list = self.root.join(format!("{fig}.names"));
                     std::fs::write(&list, names.join("\n") + "\n")?;
@@ -642,9 +648,10 @@ impl Bench {
                         .stderr(Stdio::piped());
                     let child = ChildGuard::new(cmd.spawn().context("spawning xargs")?);
                     let at = self.starts.wait_all(&prefix, n, t0, Duration::from_secs(600)).await?;
+                    let created = self.starts.last_create(&prefix, t0).map_or(f64::NAN, |c| secs(c - t0));
                     let cpu1 = CpuSnap::take(None);
                     child.wait_ok(Duration::from_secs(60)).await.context("xargs docker run")?;
-                    Sample::new(secs(at - t0), &cpu0, &cpu1, self.clk_tck)
+                    Sample::new(secs(at - t0), created, &cpu0, &cpu1, self.clk_tck)
                 };
                 println!("   run {run} {}: {}", ["assetd", "xargs -P 8 docker run -d"][side], sample.describe());
                 got[side] = sample;
@@ -688,13 +695,13 @@ impl Bench {
                     let mark = self.proxy.mark();
                     let t0 = now_ns();
                     let daemon = self.daemon(&dirs, "swarm", self.args.count_all)?;
-                    let at = self.wait_services_running(&fig, n, t0, Duration::from_secs(900)).await?;
+                    let (at, created) = self.wait_services_running(&fig, n, t0, Duration::from_secs(900)).await?;
                     let cpu1 = CpuSnap::take(Some(daemon.pid));
                     daemon.stop().await;
                     if self.args.count_all {
                         println!("{}", self.proxy.histogram(mark, n));
                     }
-                    Sample::new(secs(at - t0), &cpu0, &cpu1, self.clk_tck)
+                    Sample::new(secs(at - t0), created, &cpu0, &cpu1, self.clk_tck)
                 } else {
                     let stack = format!("b{}{fig}", self.rid);
                     let file = self.root.join(format!("{fig}.stack.yml"));
@@ -706,10 +713,10 @@ impl Bench {
                         file.to_str().ok_or_else(|| anyhow!("temp path is not UTF-8"))?, &stack,
                     ])?;
                     let child = ChildGuard::new(child);
-                    let at = self.wait_services_running(&fig, n, t0, Duration::from_secs(900)).await?;
+                    let (at, created) = self.wait_services_running(&fig, n, t0, Duration::from_secs(900)).await?;
                     let cpu1 = CpuSnap::take(None);
                     child.wait_ok(Duration::from_secs(120)).await.context("docker stack deploy")?;
-                    Sample::new(secs(at - t0), &cpu0, &cpu1, self.clk_tck)
+                    Sample::new(secs(at - t0), created, &cpu0, &cpu1, self.clk_tck)
                 };
                 println!("   run {run} {}: {}", ["assetd", "docker stack deploy"][side], sample.describe());
                 got[side] = sample;
@@ -766,11 +773,28 @@ impl Bench {
         for name in &names {
             write_atomic(&dirs.manifests, &format!("{name}.yaml"), &self.asset_yaml(name, fig, ""))?;
         }
+        // Converge with one `apply --once` pass (the daemon's own
+        // convergence is the cold-start figure), then start the daemon on
+        // the same state directory: it finds everything converged.
+        println!("   converging {n} assets with `assetd apply --once`{} ...", if self.args.quick { " (QUICK: 100, not 1 000)" } else { "" });
         let t0 = now_ns();
-        let daemon = self.daemon(&dirs, "local", true)?;
-        println!("   converging {n} assets{} ...", if self.args.quick { " (QUICK: 100, not 1 000)" } else { "" });
-        let at = self.starts.wait_all(&prefix, n, t0, Duration::from_secs(900)).await?;
+        let apply = Command::new(&self.assetd)
+            .args(["apply", "--once", "--strategy", "local", "--instance", &dirs.instance, "--allow-mass-prune"])
+            .arg("--manifests")
+            .arg(&dirs.manifests)
+            .arg("--state-dir")
+            .arg(&dirs.state)
+            .env("DOCKER_HOST", &self.engine_host)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning assetd apply --once")?;
+        ChildGuard::new(apply).wait_ok(Duration::from_secs(1200)).await.context("assetd apply --once")?;
+        let at = self.starts.wait_all(&prefix, n, t0, Duration::from_secs(60)).await?;
         println!("   {n} running after {:.1} s", secs(at - t0));
+        let daemon = self.daemon(&dirs, "local", true)?;
+        daemon.wait_ready(Duration::from_secs(120)).await?;
         self.proxy.wait_quiet(Duration::from_secs(2), Duration::from_secs(120)).await;
 
         if self.selected("idle") {
@@ -1162,8 +1186,9 @@ impl Bench {
     }
 
     /// Polls until `n` services labelled `fig` each have a running task;
-    /// returns when the last of them turned `running` (engine clock).
-    async fn wait_services_running(&self, fig: &str, n: usize, t0: i128, timeout: Duration) -> Result<i128> {
+    /// returns when the last of them turned `running` (engine clock) and
+    /// how long after `t0` the last service was created.
+    async fn wait_services_running(&self, fig: &str, n: usize, t0: i128, timeout: Duration) -> Result<(i128, f64)> {
         let deadline = Instant::now() + timeout;
         let service_filter = HashMap::from([("label", vec![format!("{FIG_LABEL}={fig}")])]);
         let task_filter = HashMap::from([("desired-state", vec!["running".to_string()])]);
@@ -1174,6 +1199,11 @@ impl Bench {
                 .list_services(Some(ListServicesOptionsBuilder::default().filters(&service_filter).build()))
                 .await
                 .unwrap_or_default();
+            let last_created = services
+                .iter()
+                .filter_map(|s| s.created_at.map(|c| c.unix_timestamp_nanos()))
+                .max()
+                .map_or(f64::NAN, |c| secs(c - t0));
             let ids: BTreeSet<String> = services.into_iter().filter_map(|s| s.id).collect();
             let tasks = self
                 .docker
@@ -1194,7 +1224,7 @@ impl Bench {
                 }
             }
             if running.len() >= n {
-                return Ok(running.values().copied().max().unwrap_or(t0));
+                return Ok((running.values().copied().max().unwrap_or(t0), last_created));
             }
             if running.len() > progress.0 {
                 progress = (running.len(), Instant::now());
@@ -1554,10 +1584,11 @@ impl Drop for ChildGuard {
 // Container start events
 // -------------------------------------------------------------------
 
-/// Every `start` event of a container labelled with this run, with the
-/// engine's timestamp, from one event subscription.
+/// Every `create` and `start` event of a container labelled with this
+/// run, with the engine's timestamp, from one event subscription.
 struct StartLog {
-    events: Mutex<Vec<(String, i128)>>,
+    /// (container name, action, engine time in Unix ns).
+    events: Mutex<Vec<(String, String, i128)>>,
 }
 
 impl StartLog {
@@ -1570,7 +1601,7 @@ impl StartLog {
             loop {
                 let filters = HashMap::from([
                     ("type", vec!["container".to_string()]),
-                    ("event", vec!["start".to_string()]),
+                    ("event", vec!["create".to_string(), "start".to_string()]),
                     ("label", vec![format!("{LABEL}={rid}")]),
                 ]);
                 let mut stream = docker.events(Some(EventsOptionsBuilder::default().filters(&filters).build()));
@@ -1580,8 +1611,9 @@ impl StartLog {
                         .and_then(|a| a.attributes)
                         .and_then(|a| a.get("name").cloned())
                         .unwrap_or_default();
+                    let action = event.action.unwrap_or_default();
                     let at = event.time_nano.map(i128::from).unwrap_or_else(now_ns);
-                    sink.events.lock().expect("events").push((name, at));
+                    sink.events.lock().expect("events").push((name, action, at));
                 }
                 eprintln!("assetd-bench: the event stream ended; resubscribing");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1599,8 +1631,8 @@ impl StartLog {
                 .lock()
                 .expect("events")
                 .iter()
-                .filter(|(n, at)| n == name && *at >= t0)
-                .map(|(_, at)| *at)
+                .filter(|(n, action, at)| n == name && action == "start" && *at >= t0)
+                .map(|(_, _, at)| *at)
                 .min();
             if let Some(at) = found {
                 return Ok(at);
@@ -1621,7 +1653,10 @@ impl StartLog {
             let firsts: BTreeMap<String, i128> = {
                 let events = self.events.lock().expect("events");
                 let mut m = BTreeMap::new();
-                for (name, at) in events.iter().filter(|(nm, at)| nm.starts_with(prefix) && *at >= t0) {
+                for (name, _, at) in events
+                    .iter()
+                    .filter(|(nm, action, at)| nm.starts_with(prefix) && action == "start" && *at >= t0)
+                {
                     m.entry(name.clone()).and_modify(|v: &mut i128| *v = (*v).min(*at)).or_insert(*at);
                 }
                 m
@@ -1639,6 +1674,18 @@ impl StartLog {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// When the last container named `prefix*` was created (at or after
+    /// `t0`): the end of the create phase.
+    fn last_create(&self, prefix: &str, t0: i128) -> Option<i128> {
+        self.events
+            .lock()
+            .expect("events")
+            .iter()
+            .filter(|(nm, action, at)| nm.starts_with(prefix) && action == "create" && *at >= t0)
+            .map(|(_, _, at)| *at)
+            .max()
     }
 }
 
@@ -1955,6 +2002,8 @@ impl CpuSnap {
 #[derive(Clone, Debug, Default)]
 struct Sample {
     wall: f64,
+    /// Seconds until the last container or service was created.
+    created: f64,
     /// Average cores busy machine-wide.
     busy_cores: f64,
     dockerd_cpu: f64,
@@ -1962,13 +2011,14 @@ struct Sample {
 }
 
 impl Sample {
-    fn new(wall: f64, before: &CpuSnap, after: &CpuSnap, clk_tck: f64) -> Self {
+    fn new(wall: f64, created: f64, before: &CpuSnap, after: &CpuSnap, clk_tck: f64) -> Self {
         let span = match (before.at, after.at) {
             (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
             _ => wall,
         };
         Self {
             wall,
+            created,
             busy_cores: (after.busy - before.busy) as f64 / clk_tck / span.max(1e-3),
             dockerd_cpu: (after.dockerd.saturating_sub(before.dockerd)) as f64 / clk_tck,
             daemon_cpu: after.daemon as f64 / clk_tck,
@@ -1977,8 +2027,9 @@ impl Sample {
 
     fn describe(&self) -> String {
         format!(
-            "{:.2} s; machine {:.2} cores busy; dockerd {:.1} s CPU{}",
+            "{:.2} s (last object created at {:.2} s); machine {:.2} cores busy; dockerd {:.1} s CPU{}",
             self.wall,
+            self.created,
             self.busy_cores,
             self.dockerd_cpu,
             if self.daemon_cpu > 0.0 { format!("; assetd {:.2} s CPU", self.daemon_cpu) } else { String::new() }
