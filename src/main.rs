@@ -301,7 +301,10 @@ fn validate(paths: Vec<PathBuf>, allow_bind: Vec<PathBuf>, output: Output) -> u8
         Output::Text => {
             for e in &errors {
                 // `validate` names files by the paths it was given.
-                eprintln!("{}", report::render_error_in_context(e, std::path::Path::new("")));
+                eprintln!(
+                    "{}",
+                    report::render_error_in_context(e, std::path::Path::new(""))
+                );
             }
             println!(
                 "{} asset(s) valid, {} problem(s)",

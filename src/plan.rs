@@ -455,7 +455,12 @@ mod tests {
         zero.hash = zero.spec.hash();
         let (n, mut record) = applied("a", "i:1", "a.yaml");
         record.hash = Some(zero.hash.clone());
-        let plan = plan(&desired(vec![zero]), &BTreeMap::from([(n, record)]), &[], &PlanConfig::default());
+        let plan = plan(
+            &desired(vec![zero]),
+            &BTreeMap::from([(n, record)]),
+            &[],
+            &PlanConfig::default(),
+        );
         assert!(plan.actions.is_empty(), "{:?}", plan.actions);
     }
 

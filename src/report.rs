@@ -36,7 +36,9 @@ pub fn render_error(e: &ManifestError) -> String {
 /// `root`, the manifests directory, or a path of its own when `root` is
 /// empty); otherwise the one-line form.
 pub fn render_error_in_context(e: &ManifestError, root: &std::path::Path) -> String {
-    use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource};
+    use miette::{
+        GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource,
+    };
     let path = root.join(&e.file);
     let Ok(source) = std::fs::read_to_string(&path) else {
         return render_error(e);
@@ -44,10 +46,16 @@ pub fn render_error_in_context(e: &ManifestError, root: &std::path::Path) -> Str
     let Some(offset) = byte_offset(&source, e.line, e.column) else {
         return render_error(e);
     };
-    let label = if e.field.is_empty() { "here".to_string() } else { e.field.clone() };
-    let diagnostic = MietteDiagnostic::new(format!("{}:{}:{}: {}", e.file, e.line, e.column, e.message))
-        .with_label(LabeledSpan::at_offset(offset, label));
-    let report = miette::Report::new(diagnostic).with_source_code(NamedSource::new(&e.file, source));
+    let label = if e.field.is_empty() {
+        "here".to_string()
+    } else {
+        e.field.clone()
+    };
+    let diagnostic =
+        MietteDiagnostic::new(format!("{}:{}:{}: {}", e.file, e.line, e.column, e.message))
+            .with_label(LabeledSpan::at_offset(offset, label));
+    let report =
+        miette::Report::new(diagnostic).with_source_code(NamedSource::new(&e.file, source));
     let mut out = String::new();
     let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
         .with_context_lines(1)
@@ -63,7 +71,11 @@ fn byte_offset(text: &str, line: usize, column: usize) -> Option<usize> {
     let mut offset = 0;
     for (index, l) in text.split_inclusive('\n').enumerate() {
         if index + 1 == line {
-            let within: usize = l.chars().take(column.saturating_sub(1)).map(char::len_utf8).sum();
+            let within: usize = l
+                .chars()
+                .take(column.saturating_sub(1))
+                .map(char::len_utf8)
+                .sum();
             return Some(offset + within.min(l.trim_end_matches('\n').len()));
         }
         offset += l.len();
@@ -236,7 +248,11 @@ mod tests {
         let caret_line = out.lines().find(|l| l.contains('▲')).expect("a caret line");
         let source_line = out.lines().find(|l| l.contains("bogus: 1")).unwrap();
         let column = |line: &str, c: char| line.chars().position(|x| x == c).unwrap();
-        assert_eq!(column(caret_line, '▲'), column(source_line, 'b'), "caret under the key:\n{out}");
+        assert_eq!(
+            column(caret_line, '▲'),
+            column(source_line, 'b'),
+            "caret under the key:\n{out}"
+        );
     }
 
     #[test]

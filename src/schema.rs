@@ -18,7 +18,17 @@ pub const OBJECT_KEYS: &[(&str, &[&str])] = &[
     ("metadata", &["name", "labels"]),
     (
         "spec",
-        &["image", "command", "env", "ports", "networks", "constraints", "resources", "mode", "mounts"],
+        &[
+            "image",
+            "command",
+            "env",
+            "ports",
+            "networks",
+            "constraints",
+            "resources",
+            "mode",
+            "mounts",
+        ],
     ),
     ("resources", &["limits", "reservations"]),
     ("Resources", &["Limits", "Reservations"]),
@@ -160,7 +170,10 @@ pub fn schema() -> Value {
         &["apiVersion", "kind", "metadata", "spec"],
     );
     let mut root = serde_json::Map::new();
-    root.insert("$schema".into(), json!("http://json-schema.org/draft-07/schema#"));
+    root.insert(
+        "$schema".into(),
+        json!("http://json-schema.org/draft-07/schema#"),
+    );
     root.insert("title".into(), json!("assetd Asset manifest (assetd/v1)"));
     root.extend(body.as_object().expect("an object").clone());
     Value::Object(root)
@@ -176,27 +189,43 @@ mod tests {
     use super::*;
 
     fn keys_of(v: &Value) -> Vec<String> {
-        v["properties"].as_object().unwrap().keys().cloned().collect()
+        v["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
     }
 
     #[test]
     fn schema_objects_list_the_keys_the_decoder_accepts() {
         let s = schema();
         let spec = &s["properties"]["spec"];
-        let lookup: std::collections::BTreeMap<&str, &[&str]> = OBJECT_KEYS.iter().copied().collect();
+        let lookup: std::collections::BTreeMap<&str, &[&str]> =
+            OBJECT_KEYS.iter().copied().collect();
         assert_eq!(keys_of(&s), lookup["top"]);
         assert_eq!(keys_of(&s["properties"]["metadata"]), lookup["metadata"]);
         assert_eq!(keys_of(spec), lookup["spec"]);
         let resources = &spec["properties"]["resources"]["oneOf"];
         assert_eq!(keys_of(&resources[0]), lookup["resources"]);
         assert_eq!(keys_of(&resources[1]), lookup["Resources"]);
-        assert_eq!(keys_of(&resources[0]["properties"]["limits"]), lookup["resourceSet"]);
-        assert_eq!(keys_of(&resources[1]["properties"]["Limits"]), lookup["ResourceSet"]);
+        assert_eq!(
+            keys_of(&resources[0]["properties"]["limits"]),
+            lookup["resourceSet"]
+        );
+        assert_eq!(
+            keys_of(&resources[1]["properties"]["Limits"]),
+            lookup["ResourceSet"]
+        );
         let mounts = &spec["properties"]["mounts"]["items"]["oneOf"];
         assert_eq!(keys_of(&mounts[0]), lookup["mount"]);
         assert_eq!(keys_of(&mounts[1]), lookup["Mount"]);
         for (shape, keys) in crate::manifest::shapes() {
-            assert_eq!(lookup[shape], keys.as_slice(), "the decoder's table `{shape}`");
+            assert_eq!(
+                lookup[shape],
+                keys.as_slice(),
+                "the decoder's table `{shape}`"
+            );
         }
     }
 }

@@ -108,7 +108,9 @@ pub fn from_pass(
                 // A failure counts while work is pending; an asset that
                 // converged since (nothing to do) is not failed any more.
                 Phase::Failed
-            } else if action.is_some() || have.is_some_and(|h| h.replicas.running < h.replicas.desired) {
+            } else if action.is_some()
+                || have.is_some_and(|h| h.replicas.running < h.replicas.desired)
+            {
                 Phase::Pending
             } else {
                 Phase::Running

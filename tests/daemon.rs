@@ -91,38 +91,68 @@ impl Daemon {
         static STARTS: AtomicUsize = AtomicUsize::new(0);
         let logs = std::env::temp_dir().join("assetd-daemon-test-logs");
         fs::create_dir_all(&logs).unwrap();
-        let log = logs.join(format!(
-            "{}-{}.log",
-            env.prefix,
-            STARTS.fetch_add(1, Ordering::Relaxed)
-        ));
         let state = env.root.join("daemon-state");
-        let http = free_loopback_addr();
-        let manifests = options.manifests.unwrap_or_else(|| env.manifests.clone());
-        let child = Command::new(env!("CARGO_BIN_EXE_assetd"))
-            .args(["run", "--strategy", "local", "--instance", &env.prefix])
-            .arg("--manifests")
-            .arg(&manifests)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--resync", options.resync, "--grace", options.grace])
-            .args(["--listen", &http.to_string()])
-            .args(&options.extra)
-            .env("DOCKER_HOST", &options.docker_host)
-            .env("ASSETD_LOG", "info,assetd::daemon=debug")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start assetd run");
-        Self {
-            child: Some(child),
-            log,
-            state,
-            http,
+        let manifests = options
+            .manifests
+            .clone()
+            .unwrap_or_else(|| env.manifests.clone());
+        // A port probed free can still be taken before the daemon binds it;
+        // then it says so and exits, and another port is tried.
+        for _ in 0..5 {
+            let n = STARTS.fetch_add(1, Ordering::Relaxed);
+            let log = logs.join(format!("{}-{n}.log", env.prefix));
+            let http = free_loopback_addr();
+            let child = Command::new(env!("CARGO_BIN_EXE_assetd"))
+                .args(["run", "--strategy", "local", "--instance", &env.prefix])
+                .arg("--manifests")
+                .arg(&manifests)
+                .arg("--state-dir")
+                .arg(&state)
+                .args(["--resync", options.resync, "--grace", options.grace])
+                .args(["--listen", &http.to_string()])
+                .args(&options.extra)
+                .env("DOCKER_HOST", &options.docker_host)
+                .env("ASSETD_LOG", "info,assetd::daemon=debug")
+                .env_remove("NOTIFY_SOCKET")
+                .env_remove("WATCHDOG_USEC")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start assetd run");
+            let mut daemon = Self {
+                child: Some(child),
+                log,
+                state: state.clone(),
+                http,
+            };
+            if daemon.wait_listening() {
+                return daemon;
+            }
+            assert!(
+                daemon.log().contains("Address already in use"),
+                "assetd run exited at start:\n{}",
+                daemon.log()
+            );
         }
+        panic!("no free port for --listen after 5 tries");
+    }
+
+    /// Waits until the HTTP listener accepts (true) or the daemon exits
+    /// (false).
+    fn wait_listening(&mut self) -> bool {
+        let deadline = Instant::now() + CONVERGE;
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                self.child = None;
+                return false;
+            }
+            if std::net::TcpStream::connect(self.http).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("assetd did not listen on {} within {CONVERGE:?}", self.http);
     }
 
     fn pid(&self) -> u32 {
@@ -232,9 +262,20 @@ impl Drop for Daemon {
     }
 }
 
+/// A free loopback port below the kernel's ephemeral range (32768 and
+/// up), where outgoing connections cannot grab it between the probe and
+/// the daemon's bind.
 fn free_loopback_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // Spread concurrent test processes apart.
+    let base = 20_000 + (std::process::id() as usize % 500) * 20;
+    loop {
+        let port = 20_000 + (base - 20_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
 }
 
 async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {

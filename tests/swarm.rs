@@ -915,7 +915,10 @@ async fn an_unmanaged_service_with_our_name_is_never_touched() {
     let pass = env.apply_with(&env.swarm()).await;
     assert_eq!(pass.outcomes.len(), 1);
     let error = pass.outcomes[0].error.as_ref().expect("the deploy fails");
-    assert!(error.contains("not managed by this assetd instance"), "{error}");
+    assert!(
+        error.contains("not managed by this assetd instance"),
+        "{error}"
+    );
     let after = service(&env, "a").await;
     assert_eq!(after.id.as_deref(), Some(id.as_str()));
     assert_eq!(version(&after), version(&before));

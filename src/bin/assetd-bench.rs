@@ -158,7 +158,10 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     for name in &args.only {
         if !FIGURES.contains(&name.as_str()) {
-            eprintln!("assetd-bench: unknown figure `{name}`; figures: {}", FIGURES.join(", "));
+            eprintln!(
+                "assetd-bench: unknown figure `{name}`; figures: {}",
+                FIGURES.join(", ")
+            );
             return std::process::ExitCode::from(64);
         }
     }
@@ -188,8 +191,11 @@ async fn run(args: Args) -> Result<bool> {
         tokio::spawn(async move { bench.run_figures().await })
     };
     let abort = task.abort_handle();
-    let mut signals = signal_hook_tokio::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .context("installing signal handlers")?;
+    let mut signals = signal_hook_tokio::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
     let outcome = tokio::select! {
         joined = task => match joined {
             Ok(ok) => Ok(ok),
@@ -240,11 +246,10 @@ impl Bench {
     async fn new(args: Args) -> Result<Self> {
         let engine_host = std::env::var("DOCKER_HOST")
             .unwrap_or_else(|_| "unix:///run/assetd-test/docker.sock".to_string());
-        let engine_socket = PathBuf::from(
-            engine_host
-                .strip_prefix("unix://")
-                .ok_or_else(|| anyhow!("DOCKER_HOST={engine_host}: only unix sockets are supported"))?,
-        );
+        let engine_socket =
+            PathBuf::from(engine_host.strip_prefix("unix://").ok_or_else(|| {
+                anyhow!("DOCKER_HOST={engine_host}: only unix sockets are supported")
+            })?);
         let docker = Docker::connect_with_host(&engine_host)
             .with_context(|| format!("connecting to {engine_host}"))?;
         let version = docker.version().await.with_context(|| {
@@ -257,7 +262,8 @@ impl Bench {
         let assetd = locate_assetd(&args)?;
         let rid = format!(
             "{:x}",
-            (SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64 ^ (std::process::id() as u64) << 20)
+            (SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64
+                ^ (std::process::id() as u64) << 20)
                 & 0xff_ffff
         );
         let root = std::env::temp_dir().join(format!("assetd-bench-{rid}"));
@@ -369,7 +375,11 @@ impl Bench {
                 }
             }
         }
-        println!("\nall figures: {:.0} s; load average now {}", started.elapsed().as_secs_f64(), loadavg());
+        println!(
+            "\nall figures: {:.0} s; load average now {}",
+            started.elapsed().as_secs_f64(),
+            loadavg()
+        );
         ok
     }
 
@@ -384,7 +394,9 @@ impl Bench {
         self.starts
             .wait_one(&name, t0, Duration::from_secs(30))
             .await
-            .context("no start event seen for the warm-up container: is the events stream working?")?;
+            .context(
+                "no start event seen for the warm-up container: is the events stream working?",
+            )?;
         self.remove_container(&name).await;
         Ok(())
     }
@@ -416,27 +428,51 @@ impl Bench {
                 let t0_instant = Instant::now();
                 let t0 = now_ns();
                 match method {
-                    0 => write_atomic(&dirs.manifests, &format!("{name}.yaml"), &self.asset_yaml(&name, &fig, ""))?,
+                    0 => write_atomic(
+                        &dirs.manifests,
+                        &format!("{name}.yaml"),
+                        &self.asset_yaml(&name, &fig, ""),
+                    )?,
                     1 => {
                         let child = self.cli_command(&[
-                            "run", "-d", "--restart", "unless-stopped", "--label", &format!("{LABEL}={}", self.rid),
-                            "--label", &format!("{FIG_LABEL}={fig}"), "--label", &format!("{PID_LABEL}={}", std::process::id()),
-                            "--name", &name, IMAGE,
+                            "run",
+                            "-d",
+                            "--restart",
+                            "unless-stopped",
+                            "--label",
+                            &format!("{LABEL}={}", self.rid),
+                            "--label",
+                            &format!("{FIG_LABEL}={fig}"),
+                            "--label",
+                            &format!("{PID_LABEL}={}", std::process::id()),
+                            "--name",
+                            &name,
+                            IMAGE,
                         ])?;
-                        ChildGuard::new(child).wait_ok(Duration::from_secs(30)).await.context("docker run -d")?;
+                        ChildGuard::new(child)
+                            .wait_ok(Duration::from_secs(30))
+                            .await
+                            .context("docker run -d")?;
                     }
                     _ => self.bollard_run(&name, &fig).await?,
                 }
-                let at = self.starts.wait_one(&name, t0, Duration::from_secs(30)).await?;
+                let at = self
+                    .starts
+                    .wait_one(&name, t0, Duration::from_secs(30))
+                    .await?;
                 got[method] = secs(at - t0);
                 if method == 0 && self.args.count_all {
-                    println!("   timeline of {name} (file renamed at +0 ms):\n{}", self.proxy.timeline(mark, t0_instant, Some(at - t0)));
+                    println!(
+                        "   timeline of {name} (file renamed at +0 ms):\n{}",
+                        self.proxy.timeline(mark, t0_instant, Some(at - t0))
+                    );
                 }
                 // Clean up outside the timed part: assetd prunes its own
                 // when the file goes, the baselines are removed directly.
                 if method == 0 {
                     std::fs::remove_file(dirs.manifests.join(format!("{name}.yaml")))?;
-                    self.wait_container_gone(&name, Duration::from_secs(30)).await?;
+                    self.wait_container_gone(&name, Duration::from_secs(30))
+                        .await?;
                 } else {
                     self.remove_container(&name).await;
                 }
@@ -456,8 +492,18 @@ impl Bench {
             api.push(got[2]);
         }
         daemon.stop().await;
-        self.latency_rows("file written → container running (local)", "docker run -d", &assetd, &cli);
-        self.latency_rows("file written → container running (local)", "bollard create+start", &assetd, &api);
+        self.latency_rows(
+            "file written → container running (local)",
+            "docker run -d",
+            &assetd,
+            &cli,
+        );
+        self.latency_rows(
+            "file written → container running (local)",
+            "bollard create+start",
+            &assetd,
+            &api,
+        );
         Ok(())
     }
 
@@ -486,8 +532,14 @@ impl Bench {
         daemon.wait_ready(Duration::from_secs(30)).await?;
         let name = format!("b{}-rp", self.rid);
         let t0 = now_ns();
-        write_atomic(&dirs.manifests, &format!("{name}.yaml"), &self.asset_yaml(&name, "rp", ""))?;
-        self.starts.wait_one(&name, t0, Duration::from_secs(30)).await?;
+        write_atomic(
+            &dirs.manifests,
+            &format!("{name}.yaml"),
+            &self.asset_yaml(&name, "rp", ""),
+        )?;
+        self.starts
+            .wait_one(&name, t0, Duration::from_secs(30))
+            .await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut times = Vec::new();
         let mut rm_times = Vec::new();
@@ -496,14 +548,23 @@ impl Bench {
             let t0_instant = Instant::now();
             let t0 = now_ns();
             self.docker
-                .remove_container(&name, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+                .remove_container(
+                    &name,
+                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                )
                 .await
                 .context("docker rm -f of the managed container")?;
             let rm = secs(now_ns() - t0);
-            let at = self.starts.wait_one(&name, t0, Duration::from_secs(60)).await?;
+            let at = self
+                .starts
+                .wait_one(&name, t0, Duration::from_secs(60))
+                .await?;
             let dt = secs(at - t0);
             if self.args.count_all && run == 1 {
-                println!("   timeline (rm -f issued at +0 ms):\n{}", self.proxy.timeline(mark, t0_instant, Some(at - t0)));
+                println!(
+                    "   timeline (rm -f issued at +0 ms):\n{}",
+                    self.proxy.timeline(mark, t0_instant, Some(at - t0))
+                );
             }
             if run > 0 {
                 println!("   run {run}: running again {:.0} ms after rm -f was issued (the rm itself took {:.0} ms)", dt * 1e3, rm * 1e3);
@@ -516,7 +577,12 @@ impl Bench {
         daemon.stop().await;
         self.remove_container(&name).await;
         let m = median(&times);
-        println!("   median {:.0} ms (max {:.0} ms); rm -f itself median {:.0} ms", m * 1e3, max(&times) * 1e3, median(&rm_times) * 1e3);
+        println!(
+            "   median {:.0} ms (max {:.0} ms); rm -f itself median {:.0} ms",
+            m * 1e3,
+            max(&times) * 1e3,
+            median(&rm_times) * 1e3
+        );
         self.row(Row {
             figure: "managed container rm -f → running again".into(),
             assetd: format!("{:.0} ms", m * 1e3),
@@ -548,16 +614,33 @@ impl Bench {
                 let t0_instant = Instant::now();
                 let t0 = now_ns();
                 match method {
-                    0 => write_atomic(&dirs.manifests, &format!("{name}.yaml"), &self.asset_yaml(&name, &fig, ""))?,
+                    0 => write_atomic(
+                        &dirs.manifests,
+                        &format!("{name}.yaml"),
+                        &self.asset_yaml(&name, &fig, ""),
+                    )?,
                     1 => {
-                        let mut argv = vec!["service".to_string(), "create".into(), "-d".into(), "--no-resolve-image".into()];
+                        let mut argv = vec![
+                            "service".to_string(),
+                            "create".into(),
+                            "-d".into(),
+                            "--no-resolve-image".into(),
+                        ];
                         for (k, v) in self.labels(&fig) {
-                            argv.extend(["--label".to_string(), format!("{k}={v}"), "--container-label".into(), format!("{k}={v}")]);
+                            argv.extend([
+                                "--label".to_string(),
+                                format!("{k}={v}"),
+                                "--container-label".into(),
+                                format!("{k}={v}"),
+                            ]);
                         }
                         argv.extend(["--name".to_string(), name.clone(), IMAGE.into()]);
                         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
                         let child = self.cli_command(&argv)?;
-                        ChildGuard::new(child).wait_ok(Duration::from_secs(30)).await.context("docker service create")?;
+                        ChildGuard::new(child)
+                            .wait_ok(Duration::from_secs(30))
+                            .await
+                            .context("docker service create")?;
                     }
                     _ => {
                         self.docker
@@ -566,18 +649,29 @@ impl Bench {
                             .context("create_service")?;
                     }
                 }
-                let at = self.wait_task_running(&name, Duration::from_secs(60)).await?;
+                let at = self
+                    .wait_task_running(&name, Duration::from_secs(60))
+                    .await?;
                 got[method] = secs(at - t0);
                 if method == 0 && self.args.count_all {
-                    println!("   timeline of {name} (file renamed at +0 ms):\n{}", self.proxy.timeline(mark, t0_instant, Some(at - t0)));
+                    println!(
+                        "   timeline of {name} (file renamed at +0 ms):\n{}",
+                        self.proxy.timeline(mark, t0_instant, Some(at - t0))
+                    );
                 }
                 if method == 0 {
                     std::fs::remove_file(dirs.manifests.join(format!("{name}.yaml")))?;
-                    self.wait_service_gone(&name, Duration::from_secs(30)).await?;
+                    self.wait_service_gone(&name, Duration::from_secs(30))
+                        .await?;
                 } else {
                     let _ = self.docker.delete_service(&name).await;
                 }
-                self.wait_no_containers("com.docker.swarm.service.name", &name, Duration::from_secs(60)).await?;
+                self.wait_no_containers(
+                    "com.docker.swarm.service.name",
+                    &name,
+                    Duration::from_secs(60),
+                )
+                .await?;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             if run == 0 {
@@ -594,8 +688,18 @@ impl Bench {
             api.push(got[2]);
         }
         daemon.stop().await;
-        self.latency_rows("file written → task running (Swarm)", "docker service create", &assetd, &cli);
-        self.latency_rows("file written → task running (Swarm)", "bollard create_service", &assetd, &api);
+        self.latency_rows(
+            "file written → task running (Swarm)",
+            "docker service create",
+            &assetd,
+            &cli,
+        );
+        self.latency_rows(
+            "file written → task running (Swarm)",
+            "bollard create_service",
+            &assetd,
+            &api,
+        );
         Ok(())
     }
 
@@ -615,14 +719,24 @@ impl Bench {
                 let sample = if side == 0 {
                     let dirs = self.dirs(&fig)?;
                     for name in &names {
-                        write_atomic(&dirs.manifests, &format!("{name}.yaml"), &self.asset_yaml(name, &fig, ""))?;
+                        write_atomic(
+                            &dirs.manifests,
+                            &format!("{name}.yaml"),
+                            &self.asset_yaml(name, &fig, ""),
+                        )?;
                     }
                     let cpu0 = CpuSnap::take(None);
                     let mark = self.proxy.mark();
                     let t0 = now_ns();
                     let daemon = self.daemon(&dirs, "local", self.args.count_all)?;
-                    let at = self.starts.wait_all(&prefix, n, t0, Duration::from_secs(600)).await?;
-                    let created = self.starts.last_create(&prefix, t0).map_or(f64::NAN, |c| secs(c - t0));
+                    let at = self
+                        .starts
+                        .wait_all(&prefix, n, t0, Duration::from_secs(600))
+                        .await?;
+                    let created = self
+                        .starts
+                        .last_create(&prefix, t0)
+                        .map_or(f64::NAN, |c| secs(c - t0));
                     let cpu1 = CpuSnap::take(Some(daemon.pid));
                     daemon.stop().await;
                     if self.args.count_all {
@@ -647,13 +761,26 @@ impl Bench {
                         .stdout(Stdio::null())
                         .stderr(Stdio::piped());
                     let child = ChildGuard::new(cmd.spawn().context("spawning xargs")?);
-                    let at = self.starts.wait_all(&prefix, n, t0, Duration::from_secs(600)).await?;
-                    let created = self.starts.last_create(&prefix, t0).map_or(f64::NAN, |c| secs(c - t0));
+                    let at = self
+                        .starts
+                        .wait_all(&prefix, n, t0, Duration::from_secs(600))
+                        .await?;
+                    let created = self
+                        .starts
+                        .last_create(&prefix, t0)
+                        .map_or(f64::NAN, |c| secs(c - t0));
                     let cpu1 = CpuSnap::take(None);
-                    child.wait_ok(Duration::from_secs(60)).await.context("xargs docker run")?;
+                    child
+                        .wait_ok(Duration::from_secs(60))
+                        .await
+                        .context("xargs docker run")?;
                     Sample::new(secs(at - t0), created, &cpu0, &cpu1, self.clk_tck)
                 };
-                println!("   run {run} {}: {}", ["assetd", "xargs -P 8 docker run -d"][side], sample.describe());
+                println!(
+                    "   run {run} {}: {}",
+                    ["assetd", "xargs -P 8 docker run -d"][side],
+                    sample.describe()
+                );
                 got[side] = sample;
                 self.remove_by_label(FIG_LABEL, &fig).await;
                 settle().await;
@@ -684,18 +811,25 @@ impl Bench {
             let order = if run % 2 == 0 { [0, 1] } else { [1, 0] };
             for side in order {
                 let fig = format!("cs{run}{}", ["a", "b"][side]);
-                let names: Vec<String> = (0..n).map(|i| format!("b{}-{fig}-{i}", self.rid)).collect();
+                let names: Vec<String> =
+                    (0..n).map(|i| format!("b{}-{fig}-{i}", self.rid)).collect();
                 let sample = if side == 0 {
                     let dirs = self.dirs(&fig)?;
                     let extra = format!("  networks: [ {network} ]\n");
                     for name in &names {
-                        write_atomic(&dirs.manifests, &format!("{name}.yaml"), &self.asset_yaml(name, &fig, &extra))?;
+                        write_atomic(
+                            &dirs.manifests,
+                            &format!("{name}.yaml"),
+                            &self.asset_yaml(name, &fig, &extra),
+                        )?;
                     }
                     let cpu0 = CpuSnap::take(None);
                     let mark = self.proxy.mark();
                     let t0 = now_ns();
                     let daemon = self.daemon(&dirs, "swarm", self.args.count_all)?;
-                    let (at, created) = self.wait_services_running(&fig, n, t0, Duration::from_secs(900)).await?;
+                    let (at, created) = self
+                        .wait_services_running(&fig, n, t0, Duration::from_secs(900))
+                        .await?;
                     let cpu1 = CpuSnap::take(Some(daemon.pid));
                     daemon.stop().await;
                     if self.args.count_all {
@@ -709,16 +843,31 @@ impl Bench {
                     let cpu0 = CpuSnap::take(None);
                     let t0 = now_ns();
                     let child = self.cli_command(&[
-                        "stack", "deploy", "--resolve-image", "never", "-c",
-                        file.to_str().ok_or_else(|| anyhow!("temp path is not UTF-8"))?, &stack,
+                        "stack",
+                        "deploy",
+                        "--resolve-image",
+                        "never",
+                        "-c",
+                        file.to_str()
+                            .ok_or_else(|| anyhow!("temp path is not UTF-8"))?,
+                        &stack,
                     ])?;
                     let child = ChildGuard::new(child);
-                    let (at, created) = self.wait_services_running(&fig, n, t0, Duration::from_secs(900)).await?;
+                    let (at, created) = self
+                        .wait_services_running(&fig, n, t0, Duration::from_secs(900))
+                        .await?;
                     let cpu1 = CpuSnap::take(None);
-                    child.wait_ok(Duration::from_secs(120)).await.context("docker stack deploy")?;
+                    child
+                        .wait_ok(Duration::from_secs(120))
+                        .await
+                        .context("docker stack deploy")?;
                     Sample::new(secs(at - t0), created, &cpu0, &cpu1, self.clk_tck)
                 };
-                println!("   run {run} {}: {}", ["assetd", "docker stack deploy"][side], sample.describe());
+                println!(
+                    "   run {run} {}: {}",
+                    ["assetd", "docker stack deploy"][side],
+                    sample.describe()
+                );
                 got[side] = sample;
                 self.remove_by_label(FIG_LABEL, &fig).await;
                 settle().await;
@@ -736,7 +885,14 @@ impl Bench {
         Ok(())
     }
 
-    fn throughput_row(&self, figure: &str, baseline: &str, assetd: &[Sample], base: &[Sample], target: f64) {
+    fn throughput_row(
+        &self,
+        figure: &str,
+        baseline: &str,
+        assetd: &[Sample],
+        base: &[Sample],
+        target: f64,
+    ) {
         let a: Vec<f64> = assetd.iter().map(|s| s.wall).collect();
         let b: Vec<f64> = base.iter().map(|s| s.wall).collect();
         let ratios: Vec<f64> = a.iter().zip(&b).map(|(a, b)| a / b).collect();
@@ -770,16 +926,38 @@ impl Bench {
         let prefix = format!("b{}-{fig}-", self.rid);
         let dirs = self.dirs(fig)?;
         let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+        // No network: a Linux bridge holds at most 1 024 ports, and the
+        // idle pass costs the same whatever the containers' networking.
+        let extra = "  networks: [ none ]\n";
         for name in &names {
-            write_atomic(&dirs.manifests, &format!("{name}.yaml"), &self.asset_yaml(name, fig, ""))?;
+            write_atomic(
+                &dirs.manifests,
+                &format!("{name}.yaml"),
+                &self.asset_yaml(name, fig, extra),
+            )?;
         }
         // Converge with one `apply --once` pass (the daemon's own
         // convergence is the cold-start figure), then start the daemon on
         // the same state directory: it finds everything converged.
-        println!("   converging {n} assets with `assetd apply --once`{} ...", if self.args.quick { " (QUICK: 100, not 1 000)" } else { "" });
+        println!(
+            "   converging {n} assets with `assetd apply --once`{} ...",
+            if self.args.quick {
+                " (QUICK: 100, not 1 000)"
+            } else {
+                ""
+            }
+        );
         let t0 = now_ns();
         let apply = Command::new(&self.assetd)
-            .args(["apply", "--once", "--strategy", "local", "--instance", &dirs.instance, "--allow-mass-prune"])
+            .args([
+                "apply",
+                "--once",
+                "--strategy",
+                "local",
+                "--instance",
+                &dirs.instance,
+                "--allow-mass-prune",
+            ])
             .arg("--manifests")
             .arg(&dirs.manifests)
             .arg("--state-dir")
@@ -790,12 +968,20 @@ impl Bench {
             .stderr(Stdio::piped())
             .spawn()
             .context("spawning assetd apply --once")?;
-        ChildGuard::new(apply).wait_ok(Duration::from_secs(1200)).await.context("assetd apply --once")?;
-        let at = self.starts.wait_all(&prefix, n, t0, Duration::from_secs(60)).await?;
+        ChildGuard::new(apply)
+            .wait_ok(Duration::from_secs(1200))
+            .await
+            .context("assetd apply --once")?;
+        let at = self
+            .starts
+            .wait_all(&prefix, n, t0, Duration::from_secs(60))
+            .await?;
         println!("   {n} running after {:.1} s", secs(at - t0));
         let daemon = self.daemon(&dirs, "local", true)?;
         daemon.wait_ready(Duration::from_secs(120)).await?;
-        self.proxy.wait_quiet(Duration::from_secs(2), Duration::from_secs(120)).await;
+        self.proxy
+            .wait_quiet(Duration::from_secs(2), Duration::from_secs(120))
+            .await;
 
         if self.selected("idle") {
             // What the idle daemon costs with no pass at all, for scale.
@@ -812,17 +998,32 @@ impl Bench {
                 let (c0, s0) = (proc_ticks(daemon.pid), proc_sched_ns(daemon.pid));
                 daemon.signal("HUP")?;
                 self.proxy
-                    .wait_for(mark, |r| r.method == "GET" && r.path.starts_with("/containers/json"), Duration::from_secs(10))
+                    .wait_for(
+                        mark,
+                        |r| r.method == "GET" && r.path.starts_with("/containers/json"),
+                        Duration::from_secs(10),
+                    )
                     .await
                     .context("no listing after SIGHUP")?;
-                self.proxy.wait_quiet(Duration::from_millis(500), Duration::from_secs(10)).await;
+                self.proxy
+                    .wait_quiet(Duration::from_millis(500), Duration::from_secs(10))
+                    .await;
                 let (c1, s1) = (proc_ticks(daemon.pid), proc_sched_ns(daemon.pid));
                 let (cpu_ns, ticks) = (s1.saturating_sub(s0), c1.saturating_sub(c0));
-                let reqs: Vec<Req> = self.proxy.since(mark).into_iter().filter(|r| !r.is_events()).collect();
+                let reqs: Vec<Req> = self
+                    .proxy
+                    .since(mark)
+                    .into_iter()
+                    .filter(|r| !r.is_events())
+                    .collect();
                 if run == 0 {
                     continue; // The first HUP after convergence warms the reconnect path.
                 }
-                detail = reqs.iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>().join(", ");
+                detail = reqs
+                    .iter()
+                    .map(|r| format!("{} {}", r.method, r.path))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 println!(
                     "   pass {run}: {} API call(s) [{detail}], CPU {:.1} ms (ticks {:.0} ms)",
                     reqs.len(),
@@ -842,7 +1043,11 @@ impl Bench {
                 rss as f64 / 1024.0,
                 hwm as f64 / 1024.0
             );
-            let q = if self.args.quick { " [QUICK: 100 assets]" } else { "" };
+            let q = if self.args.quick {
+                " [QUICK: 100 assets]"
+            } else {
+                ""
+            };
             self.row(Row {
                 figure: format!("idle pass over {n} converged assets: Docker API calls{q}"),
                 assetd: format!("{calls_m}"),
@@ -873,15 +1078,29 @@ impl Bench {
             let mark = self.proxy.mark();
             let stamp = now_ns();
             for name in &names {
-                let text = format!("# touched by assetd-bench at {stamp}: comments change nothing\n{}", self.asset_yaml(name, fig, ""));
+                let text = format!(
+                    "# touched by assetd-bench at {stamp}: comments change nothing\n{}",
+                    self.asset_yaml(name, fig, extra)
+                );
                 write_atomic(&dirs.manifests, &format!("{name}.yaml"), &text)?;
             }
             self.proxy
-                .wait_for(mark, |r| r.method == "GET" && r.path.starts_with("/containers/json"), Duration::from_secs(10))
+                .wait_for(
+                    mark,
+                    |r| r.method == "GET" && r.path.starts_with("/containers/json"),
+                    Duration::from_secs(10),
+                )
                 .await
                 .context("no pass after the comment-only change")?;
-            self.proxy.wait_quiet(Duration::from_secs(2), Duration::from_secs(60)).await;
-            let reqs: Vec<Req> = self.proxy.since(mark).into_iter().filter(|r| !r.is_events()).collect();
+            self.proxy
+                .wait_quiet(Duration::from_secs(2), Duration::from_secs(60))
+                .await;
+            let reqs: Vec<Req> = self
+                .proxy
+                .since(mark)
+                .into_iter()
+                .filter(|r| !r.is_events())
+                .collect();
             let writes: Vec<&Req> = reqs.iter().filter(|r| r.is_write()).collect();
             println!(
                 "   comment-only change in {n} files: {} Docker call(s) in all, {} write(s){}",
@@ -890,7 +1109,15 @@ impl Bench {
                 if writes.is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", writes.iter().take(5).map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>().join(", "))
+                    format!(
+                        ": {}",
+                        writes
+                            .iter()
+                            .take(5)
+                            .map(|r| format!("{} {}", r.method, r.path))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 }
             );
             self.row(Row {
@@ -929,7 +1156,12 @@ impl Bench {
             };
             let started = Instant::now();
             let desired = assetd::desired::load_dir(&dir, &options, &|k| std::env::var(k).ok());
-            let plan = assetd::plan::plan(&desired, &BTreeMap::new(), &[], &assetd::plan::PlanConfig::default());
+            let plan = assetd::plan::plan(
+                &desired,
+                &BTreeMap::new(),
+                &[],
+                &assetd::plan::PlanConfig::default(),
+            );
             let elapsed = started.elapsed().as_secs_f64();
             if desired.assets.len() != n || plan.actions.len() != n {
                 bail!(
@@ -959,7 +1191,12 @@ impl Bench {
             if run == 0 {
                 continue; // Page cache and allocator warm-up.
             }
-            println!("   run {run}: {small_n} files {:.1} ms, {big_n} files {:.1} ms ({:.1}×)", ts * 1e3, tb * 1e3, tb / ts);
+            println!(
+                "   run {run}: {small_n} files {:.1} ms, {big_n} files {:.1} ms ({:.1}×)",
+                ts * 1e3,
+                tb * 1e3,
+                tb / ts
+            );
             s.push(ts);
             b.push(tb);
             ratios.push(tb / ts);
@@ -1016,7 +1253,11 @@ impl Bench {
     }
 
     fn bare_service(&self, name: &str, fig: &str, network: Option<&str>) -> ServiceSpec {
-        let labels: HashMap<String, String> = self.labels(fig).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let labels: HashMap<String, String> = self
+            .labels(fig)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         ServiceSpec {
             name: Some(name.to_string()),
             labels: Some(labels.clone()),
@@ -1043,7 +1284,12 @@ impl Bench {
     async fn bollard_run(&self, name: &str, fig: &str) -> Result<()> {
         let body = ContainerCreateBody {
             image: Some(IMAGE.to_string()),
-            labels: Some(self.labels(fig).into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+            labels: Some(
+                self.labels(fig)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            ),
             host_config: Some(HostConfig {
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
@@ -1055,7 +1301,10 @@ impl Bench {
         };
         let created = self
             .docker
-            .create_container(Some(CreateContainerOptionsBuilder::default().name(name).build()), body)
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(name).build()),
+                body,
+            )
             .await
             .with_context(|| format!("create container {name}"))?;
         self.docker
@@ -1097,13 +1346,25 @@ impl Bench {
         };
         let log = std::fs::File::create(&dirs.log)?;
         let child = Command::new(&self.assetd)
-            .args(["run", "--strategy", strategy, "--instance", &dirs.instance, "--resync", "300s", "--allow-mass-prune"])
+            .args([
+                "run",
+                "--strategy",
+                strategy,
+                "--instance",
+                &dirs.instance,
+                "--resync",
+                "300s",
+                "--allow-mass-prune",
+            ])
             .arg("--manifests")
             .arg(&dirs.manifests)
             .arg("--state-dir")
             .arg(&dirs.state)
             .env("DOCKER_HOST", host)
-            .env("ASSETD_LOG", std::env::var("ASSETD_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "ASSETD_LOG",
+                std::env::var("ASSETD_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -1139,7 +1400,12 @@ impl Bench {
                 name: name.clone(),
                 driver: Some("overlay".into()),
                 attachable: Some(true),
-                labels: Some(self.labels("net").into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+                labels: Some(
+                    self.labels("net")
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                ),
                 ipam: Some(Ipam {
                     config: Some(vec![IpamConfig {
                         subnet: Some(format!("10.{second}.0.0/16")),
@@ -1165,7 +1431,9 @@ impl Bench {
         loop {
             if let Ok(tasks) = self
                 .docker
-                .list_tasks(Some(ListTasksOptionsBuilder::default().filters(&filters).build()))
+                .list_tasks(Some(
+                    ListTasksOptionsBuilder::default().filters(&filters).build(),
+                ))
                 .await
             {
                 let running = tasks
@@ -1188,7 +1456,13 @@ impl Bench {
     /// Polls until `n` services labelled `fig` each have a running task;
     /// returns when the last of them turned `running` (engine clock) and
     /// how long after `t0` the last service was created.
-    async fn wait_services_running(&self, fig: &str, n: usize, t0: i128, timeout: Duration) -> Result<(i128, f64)> {
+    async fn wait_services_running(
+        &self,
+        fig: &str,
+        n: usize,
+        t0: i128,
+        timeout: Duration,
+    ) -> Result<(i128, f64)> {
         let deadline = Instant::now() + timeout;
         let service_filter = HashMap::from([("label", vec![format!("{FIG_LABEL}={fig}")])]);
         let task_filter = HashMap::from([("desired-state", vec!["running".to_string()])]);
@@ -1196,7 +1470,11 @@ impl Bench {
         loop {
             let services = self
                 .docker
-                .list_services(Some(ListServicesOptionsBuilder::default().filters(&service_filter).build()))
+                .list_services(Some(
+                    ListServicesOptionsBuilder::default()
+                        .filters(&service_filter)
+                        .build(),
+                ))
                 .await
                 .unwrap_or_default();
             let last_created = services
@@ -1207,19 +1485,30 @@ impl Bench {
             let ids: BTreeSet<String> = services.into_iter().filter_map(|s| s.id).collect();
             let tasks = self
                 .docker
-                .list_tasks(Some(ListTasksOptionsBuilder::default().filters(&task_filter).build()))
+                .list_tasks(Some(
+                    ListTasksOptionsBuilder::default()
+                        .filters(&task_filter)
+                        .build(),
+                ))
                 .await
                 .unwrap_or_default();
             let mut running: BTreeMap<String, i128> = BTreeMap::new();
             let mut states: BTreeMap<String, usize> = BTreeMap::new();
             for task in &tasks {
-                let Some(service) = task.service_id.as_ref().filter(|s| ids.contains(*s)) else { continue };
+                let Some(service) = task.service_id.as_ref().filter(|s| ids.contains(*s)) else {
+                    continue;
+                };
                 let status = task.status.clone().unwrap_or_default();
-                *states.entry(status.state.map(|s| s.to_string()).unwrap_or_default()).or_default() += 1;
+                *states
+                    .entry(status.state.map(|s| s.to_string()).unwrap_or_default())
+                    .or_default() += 1;
                 if status.state == Some(TaskState::RUNNING) {
                     if let Some(ts) = status.timestamp {
                         let at = ts.unix_timestamp_nanos();
-                        running.entry(service.clone()).and_modify(|v| *v = (*v).min(at)).or_insert(at);
+                        running
+                            .entry(service.clone())
+                            .and_modify(|v| *v = (*v).min(at))
+                            .or_insert(at);
                     }
                 }
             }
@@ -1239,9 +1528,15 @@ impl Bench {
     async fn wait_container_gone(&self, name: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.docker.inspect_container(name, None::<InspectContainerOptions>).await {
+            match self
+                .docker
+                .inspect_container(name, None::<InspectContainerOptions>)
+                .await
+            {
                 Err(e) if is_404(&e) => return Ok(()),
-                _ if Instant::now() > deadline => bail!("container {name} still there after {timeout:?}"),
+                _ if Instant::now() > deadline => {
+                    bail!("container {name} still there after {timeout:?}")
+                }
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
@@ -1250,9 +1545,18 @@ impl Bench {
     async fn wait_service_gone(&self, name: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.docker.inspect_service(name, None::<bollard::query_parameters::InspectServiceOptions>).await {
+            match self
+                .docker
+                .inspect_service(
+                    name,
+                    None::<bollard::query_parameters::InspectServiceOptions>,
+                )
+                .await
+            {
                 Err(e) if is_404(&e) => return Ok(()),
-                _ if Instant::now() > deadline => bail!("service {name} still there after {timeout:?}"),
+                _ if Instant::now() > deadline => {
+                    bail!("service {name} still there after {timeout:?}")
+                }
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
@@ -1264,7 +1568,12 @@ impl Bench {
         loop {
             let left = self
                 .docker
-                .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+                .list_containers(Some(
+                    ListContainersOptionsBuilder::default()
+                        .all(true)
+                        .filters(&filters)
+                        .build(),
+                ))
                 .await
                 .map(|c| c.len())
                 .unwrap_or(0);
@@ -1281,7 +1590,10 @@ impl Bench {
     async fn remove_container(&self, name: &str) {
         let _ = self
             .docker
-            .remove_container(name, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+            .remove_container(
+                name,
+                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+            )
             .await;
     }
 
@@ -1292,7 +1604,11 @@ impl Bench {
         let filters = HashMap::from([("label", vec![format!("{key}={value}")])]);
         if let Ok(services) = self
             .docker
-            .list_services(Some(ListServicesOptionsBuilder::default().filters(&filters).build()))
+            .list_services(Some(
+                ListServicesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
             .await
         {
             futures_util::stream::iter(services.into_iter().filter_map(|s| s.id))
@@ -1305,7 +1621,12 @@ impl Bench {
         loop {
             let containers = self
                 .docker
-                .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+                .list_containers(Some(
+                    ListContainersOptionsBuilder::default()
+                        .all(true)
+                        .filters(&filters)
+                        .build(),
+                ))
                 .await
                 .unwrap_or_default();
             if containers.is_empty() || Instant::now() > deadline {
@@ -1315,7 +1636,10 @@ impl Bench {
                 .for_each_concurrent(PARALLEL, |id| async move {
                     let _ = self
                         .docker
-                        .remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+                        .remove_container(
+                            &id,
+                            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                        )
                         .await;
                 })
                 .await;
@@ -1343,21 +1667,35 @@ impl Bench {
         };
         if let Ok(cs) = self
             .docker
-            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
             .await
         {
             cs.into_iter().for_each(|c| consider(c.labels));
         }
         if let Ok(ss) = self
             .docker
-            .list_services(Some(ListServicesOptionsBuilder::default().filters(&filters).build()))
+            .list_services(Some(
+                ListServicesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
             .await
         {
-            ss.into_iter().for_each(|s| consider(s.spec.and_then(|s| s.labels)));
+            ss.into_iter()
+                .for_each(|s| consider(s.spec.and_then(|s| s.labels)));
         }
         if let Ok(ns) = self
             .docker
-            .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
             .await
         {
             ns.into_iter().for_each(|n| consider(n.labels));
@@ -1373,7 +1711,11 @@ impl Bench {
         let filters = HashMap::from([("label", vec![format!("{LABEL}={rid}")])]);
         if let Ok(networks) = self
             .docker
-            .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
             .await
         {
             for n in networks {
@@ -1394,9 +1736,17 @@ impl Bench {
     /// Stops every daemon still alive, removes everything labelled with
     /// this run, and the temporary directory.
     async fn cleanup(&self) {
-        let pids: Vec<u32> = self.daemons.lock().expect("daemons").iter().copied().collect();
+        let pids: Vec<u32> = self
+            .daemons
+            .lock()
+            .expect("daemons")
+            .iter()
+            .copied()
+            .collect();
         for pid in pids {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
         self.remove_by_label(LABEL, &self.rid).await;
         self.remove_networks(&self.rid).await;
@@ -1449,7 +1799,10 @@ impl Bench {
         let _ = writeln!(
             out,
             "|{}",
-            widths.iter().map(|w| format!("{}|", "-".repeat(w + 2))).collect::<String>()
+            widths
+                .iter()
+                .map(|w| format!("{}|", "-".repeat(w + 2)))
+                .collect::<String>()
         );
         for row in &cells {
             let _ = writeln!(out, "{}", line(row));
@@ -1460,7 +1813,11 @@ impl Bench {
             "\n{} figure(s), {} target(s) met, {missed} missed{}",
             rows.len(),
             rows.iter().filter(|r| r.met == Some(true)).count(),
-            if self.args.quick { " (QUICK mode: sizes and runs reduced)" } else { "" }
+            if self.args.quick {
+                " (QUICK mode: sizes and runs reduced)"
+            } else {
+                ""
+            }
         );
         print!("{out}");
         let _ = std::io::stdout().flush();
@@ -1494,16 +1851,25 @@ impl Daemon {
                 }
             }
             if !proc_alive(self.pid) || Instant::now() > deadline {
-                bail!("assetd did not become ready; its log ends:\n{}", self.log_tail());
+                bail!(
+                    "assetd did not become ready; its log ends:\n{}",
+                    self.log_tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     fn signal(&self, signal: &str) -> Result<()> {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.pid.to_string()]).status()?;
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid.to_string()])
+            .status()?;
         if !status.success() {
-            bail!("kill -{signal} {} failed; log:\n{}", self.pid, self.log_tail());
+            bail!(
+                "kill -{signal} {} failed; log:\n{}",
+                self.pid,
+                self.log_tail()
+            );
         }
         Ok(())
     }
@@ -1604,7 +1970,9 @@ impl StartLog {
                     ("event", vec!["create".to_string(), "start".to_string()]),
                     ("label", vec![format!("{LABEL}={rid}")]),
                 ]);
-                let mut stream = docker.events(Some(EventsOptionsBuilder::default().filters(&filters).build()));
+                let mut stream = docker.events(Some(
+                    EventsOptionsBuilder::default().filters(&filters).build(),
+                ));
                 while let Some(Ok(event)) = stream.next().await {
                     let name = event
                         .actor
@@ -1653,11 +2021,12 @@ impl StartLog {
             let firsts: BTreeMap<String, i128> = {
                 let events = self.events.lock().expect("events");
                 let mut m = BTreeMap::new();
-                for (name, _, at) in events
-                    .iter()
-                    .filter(|(nm, action, at)| nm.starts_with(prefix) && action == "start" && *at >= t0)
-                {
-                    m.entry(name.clone()).and_modify(|v: &mut i128| *v = (*v).min(*at)).or_insert(*at);
+                for (name, _, at) in events.iter().filter(|(nm, action, at)| {
+                    nm.starts_with(prefix) && action == "start" && *at >= t0
+                }) {
+                    m.entry(name.clone())
+                        .and_modify(|v: &mut i128| *v = (*v).min(*at))
+                        .or_insert(*at);
                 }
                 m
             };
@@ -1670,7 +2039,11 @@ impl StartLog {
                 progress = (firsts.len(), Instant::now());
             }
             if Instant::now() > deadline || progress.1.elapsed() > Duration::from_secs(120) {
-                bail!("only {} of {n} containers {prefix}* started after {:.0} s", firsts.len(), secs(now_ns() - t0));
+                bail!(
+                    "only {} of {n} containers {prefix}* started after {:.0} s",
+                    firsts.len(),
+                    secs(now_ns() - t0)
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -1720,7 +2093,11 @@ impl Req {
         match parts.as_slice() {
             ["", "images", .., "json"] => "/images/{name}/json".to_string(),
             ["", kind, id, rest @ ..]
-                if !matches!(*id, "json" | "create") && matches!(*kind, "containers" | "services" | "nodes" | "networks" | "tasks") =>
+                if !matches!(*id, "json" | "create")
+                    && matches!(
+                        *kind,
+                        "containers" | "services" | "nodes" | "networks" | "tasks"
+                    ) =>
             {
                 let mut s = format!("/{kind}/{{id}}");
                 for r in rest {
@@ -1742,7 +2119,8 @@ struct Proxy {
 impl Proxy {
     async fn start(path: &Path, upstream: PathBuf) -> Result<Self> {
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
         let log: Arc<Mutex<Vec<Req>>> = Arc::default();
         let sink = log.clone();
         tokio::spawn(async move {
@@ -1750,7 +2128,9 @@ impl Proxy {
                 let upstream = upstream.clone();
                 let sink = sink.clone();
                 tokio::spawn(async move {
-                    let Ok(server) = UnixStream::connect(&upstream).await else { return };
+                    let Ok(server) = UnixStream::connect(&upstream).await else {
+                        return;
+                    };
                     let (mut client_read, mut client_write) = client.into_split();
                     let (mut server_read, mut server_write) = server.into_split();
                     let up = async {
@@ -1763,7 +2143,11 @@ impl Proxy {
                             };
                             let now = Instant::now();
                             for (method, path) in parser.feed(&buf[..n]) {
-                                sink.lock().expect("proxy log").push(Req { at: now, method, path });
+                                sink.lock().expect("proxy log").push(Req {
+                                    at: now,
+                                    method,
+                                    path,
+                                });
                             }
                             if server_write.write_all(&buf[..n]).await.is_err() {
                                 break;
@@ -1793,7 +2177,12 @@ impl Proxy {
         self.log.lock().expect("proxy log")[mark..].to_vec()
     }
 
-    async fn wait_for(&self, mark: usize, what: impl Fn(&Req) -> bool, timeout: Duration) -> Result<()> {
+    async fn wait_for(
+        &self,
+        mark: usize,
+        what: impl Fn(&Req) -> bool,
+        timeout: Duration,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if self.since(mark).iter().any(&what) {
@@ -1819,7 +2208,9 @@ impl Proxy {
                 .find(|r| !r.is_events())
                 .map(|r| r.at);
             match last {
-                Some(at) if at.elapsed() < quiet => tokio::time::sleep(Duration::from_millis(20)).await,
+                Some(at) if at.elapsed() < quiet => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
                 _ => return,
             }
         }
@@ -1829,10 +2220,20 @@ impl Proxy {
     fn timeline(&self, mark: usize, t0: Instant, done_ns: Option<i128>) -> String {
         let mut out = String::new();
         for r in self.since(mark).iter().filter(|r| !r.is_events()) {
-            let _ = writeln!(out, "     +{:>6.1} ms  {} {}", r.at.duration_since(t0).as_secs_f64() * 1e3, r.method, r.shape());
+            let _ = writeln!(
+                out,
+                "     +{:>6.1} ms  {} {}",
+                r.at.duration_since(t0).as_secs_f64() * 1e3,
+                r.method,
+                r.shape()
+            );
         }
         if let Some(ns) = done_ns {
-            let _ = writeln!(out, "     +{:>6.1} ms  (running, engine clock)", ns as f64 / 1e6);
+            let _ = writeln!(
+                out,
+                "     +{:>6.1} ms  (running, engine clock)",
+                ns as f64 / 1e6
+            );
         }
         out
     }
@@ -1842,10 +2243,15 @@ impl Proxy {
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         let reqs = self.since(mark);
         for r in reqs.iter().filter(|r| !r.is_events()) {
-            *counts.entry(format!("{} {}", r.method, r.shape())).or_default() += 1;
+            *counts
+                .entry(format!("{} {}", r.method, r.shape()))
+                .or_default() += 1;
         }
         let total: usize = counts.values().sum();
-        let mut out = format!("     daemon's Docker calls: {total} ({:.1} per asset)", total as f64 / assets.max(1) as f64);
+        let mut out = format!(
+            "     daemon's Docker calls: {total} ({:.1} per asset)",
+            total as f64 / assets.max(1) as f64
+        );
         for (k, v) in counts {
             let _ = write!(out, "\n       {v:>6}  {k}");
         }
@@ -1889,7 +2295,9 @@ impl RequestParser {
                     break;
                 }
                 ParseState::Head => {
-                    let Some(end) = find(rest, b"\r\n\r\n") else { break };
+                    let Some(end) = find(rest, b"\r\n\r\n") else {
+                        break;
+                    };
                     let head = String::from_utf8_lossy(&rest[..end]).into_owned();
                     pos += end + 4;
                     let mut lines = head.split("\r\n");
@@ -1904,7 +2312,9 @@ impl RequestParser {
                     out.push((method, path.to_string()));
                     let (mut length, mut chunked, mut upgrade) = (0usize, false, false);
                     for line in lines {
-                        let Some((k, v)) = line.split_once(':') else { continue };
+                        let Some((k, v)) = line.split_once(':') else {
+                            continue;
+                        };
                         let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase());
                         match k.as_str() {
                             "content-length" => length = v.parse().unwrap_or(0),
@@ -1928,20 +2338,38 @@ impl RequestParser {
                     pos += take;
                     let chunk = matches!(self.state, ParseState::ChunkData(_));
                     if take < n {
-                        self.state = if chunk { ParseState::ChunkData(n - take) } else { ParseState::Body(n - take) };
+                        self.state = if chunk {
+                            ParseState::ChunkData(n - take)
+                        } else {
+                            ParseState::Body(n - take)
+                        };
                         break;
                     }
-                    self.state = if chunk { ParseState::ChunkSize } else { ParseState::Head };
+                    self.state = if chunk {
+                        ParseState::ChunkSize
+                    } else {
+                        ParseState::Head
+                    };
                 }
                 ParseState::ChunkSize => {
-                    let Some(end) = find(rest, b"\r\n") else { break };
+                    let Some(end) = find(rest, b"\r\n") else {
+                        break;
+                    };
                     let line = String::from_utf8_lossy(&rest[..end]).into_owned();
                     pos += end + 2;
-                    let size = usize::from_str_radix(line.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
-                    self.state = if size == 0 { ParseState::Trailer } else { ParseState::ChunkData(size + 2) };
+                    let size =
+                        usize::from_str_radix(line.split(';').next().unwrap_or("0").trim(), 16)
+                            .unwrap_or(0);
+                    self.state = if size == 0 {
+                        ParseState::Trailer
+                    } else {
+                        ParseState::ChunkData(size + 2)
+                    };
                 }
                 ParseState::Trailer => {
-                    let Some(end) = find(rest, b"\r\n") else { break };
+                    let Some(end) = find(rest, b"\r\n") else {
+                        break;
+                    };
                     pos += end + 2;
                     if end == 0 {
                         self.state = ParseState::Head;
@@ -1983,7 +2411,9 @@ impl CpuSnap {
             .filter_map(|f| f.parse().ok())
             .collect();
         // user nice system idle iowait irq softirq steal
-        let busy = fields.iter().take(8).sum::<u64>() - fields.get(3).copied().unwrap_or(0) - fields.get(4).copied().unwrap_or(0);
+        let busy = fields.iter().take(8).sum::<u64>()
+            - fields.get(3).copied().unwrap_or(0)
+            - fields.get(4).copied().unwrap_or(0);
         let dockerd = std::fs::read_to_string("/run/assetd-test/docker.pid")
             .ok()
             .and_then(|p| p.trim().parse().ok())
@@ -2043,18 +2473,29 @@ fn proc_ticks(pid: u32) -> u64 {
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
     // Fields after the command: state is 3rd overall, utime 14th, stime 15th.
-    let get = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let get = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     get(14) + get(15)
 }
 
 /// Nanoseconds on CPU of the live threads of a process (schedstat): finer
 /// than the 10 ms ticks of `/proc/PID/stat`.
 fn proc_sched_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
     tasks
         .filter_map(|t| t.ok())
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next().and_then(|f| f.parse::<u64>().ok()))
+        .filter_map(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|f| f.parse::<u64>().ok())
+        })
         .sum()
 }
 
@@ -2074,7 +2515,11 @@ fn proc_rss_kb(pid: u32) -> (u64, u64) {
 
 fn proc_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(true))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+                .unwrap_or(true)
+        })
         .unwrap_or(false)
 }
 
@@ -2121,7 +2566,13 @@ async fn settle() {
 }
 
 fn is_404(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 /// Writes `dir/name` atomically (hidden temp file, then rename), mode
@@ -2153,12 +2604,17 @@ fn locate_assetd(args: &Args) -> Result<PathBuf> {
         return Ok(path.clone());
     }
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().ok_or_else(|| anyhow!("no directory for {}", exe.display()))?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("no directory for {}", exe.display()))?;
     let candidate = dir.join("assetd");
-    if let (Ok(cargo), Ok(manifest_dir)) = (std::env::var("CARGO"), std::env::var("CARGO_MANIFEST_DIR")) {
+    if let (Ok(cargo), Ok(manifest_dir)) =
+        (std::env::var("CARGO"), std::env::var("CARGO_MANIFEST_DIR"))
+    {
         let release = dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--bin", "assetd", "--quiet"]).current_dir(manifest_dir);
+        cmd.args(["build", "--bin", "assetd", "--quiet"])
+            .current_dir(manifest_dir);
         if release {
             cmd.arg("--release");
         }
@@ -2168,7 +2624,10 @@ fn locate_assetd(args: &Args) -> Result<PathBuf> {
         }
         match cmd.status() {
             Ok(s) if s.success() => {}
-            _ => eprintln!("assetd-bench: building assetd failed; using the existing {}", candidate.display()),
+            _ => eprintln!(
+                "assetd-bench: building assetd failed; using the existing {}",
+                candidate.display()
+            ),
         }
     }
     if !candidate.exists() {
@@ -2205,9 +2664,19 @@ mod tests {
 
     #[test]
     fn request_shapes_hide_ids() {
-        let req = |m: &str, p: &str| Req { at: Instant::now(), method: m.into(), path: p.into() };
-        assert_eq!(req("POST", "/containers/abc/start").shape(), "/containers/{id}/start");
-        assert_eq!(req("GET", "/images/assetd-test/busybox:1/json").shape(), "/images/{name}/json");
+        let req = |m: &str, p: &str| Req {
+            at: Instant::now(),
+            method: m.into(),
+            path: p.into(),
+        };
+        assert_eq!(
+            req("POST", "/containers/abc/start").shape(),
+            "/containers/{id}/start"
+        );
+        assert_eq!(
+            req("GET", "/images/assetd-test/busybox:1/json").shape(),
+            "/images/{name}/json"
+        );
         assert_eq!(req("GET", "/containers/json").shape(), "/containers/json");
         assert_eq!(req("POST", "/services/create").shape(), "/services/create");
     }

@@ -173,9 +173,15 @@ impl LocalDocker {
     ) -> Result<Vec<String>, StrategyError> {
         let mut ids = Vec::with_capacity(names.len());
         for (index, name) in names.iter().enumerate() {
-            ids.push(self.create_and_start(spec, owner, name, index as u64 + 1).await?);
+            ids.push(
+                self.create_and_start(spec, owner, name, index as u64 + 1)
+                    .await?,
+            );
         }
-        self.listed.lock().expect("listing lock").insert(spec.name.clone());
+        self.listed
+            .lock()
+            .expect("listing lock")
+            .insert(spec.name.clone());
         Ok(ids)
     }
 }
@@ -297,7 +303,8 @@ impl DeploymentStrategy for LocalDocker {
             .await
             .map_err(|e| StrategyError::docker("list containers", "managed", e))?;
         let assets = group_into_assets(containers, &self.instance);
-        *self.listed.lock().expect("listing lock") = assets.iter().map(|a| a.name.clone()).collect();
+        *self.listed.lock().expect("listing lock") =
+            assets.iter().map(|a| a.name.clone()).collect();
         Ok(assets)
     }
 }

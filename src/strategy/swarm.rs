@@ -324,7 +324,11 @@ fn replica_counts(spec: &ServiceSpec, tasks: &[Task]) -> ReplicaCounts {
         .max();
     let pending_reason = waiting.iter().find_map(|t| {
         let status = t.status.as_ref()?;
-        status.err.clone().or_else(|| status.message.clone()).filter(|m| !m.is_empty())
+        status
+            .err
+            .clone()
+            .or_else(|| status.message.clone())
+            .filter(|m| !m.is_empty())
     });
     ReplicaCounts {
         desired,
