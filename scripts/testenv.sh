@@ -50,6 +50,8 @@ ensure_packages() {
     command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || missing="$missing docker.io"
     [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing="$missing busybox-static"
     command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing="$missing iptables"
+    # tests/systemd.rs checks the unit with systemd-analyze.
+    command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
     # A dynamically linked busybox (package "busybox") would not run inside
     # the libc-less test image; we need the static one.
     if [ -z "$missing" ] && ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then

@@ -15,8 +15,8 @@ use bollard::models::{
     PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::TryStreamExt;
@@ -129,10 +129,22 @@ impl LocalDocker {
         let created = match result {
             Ok(created) => created,
             Err(e) if status_code(&e) == Some(409) => {
+                // Our own previous container still being removed also
+                // holds the name: that is worth a retry, not a warning.
+                let ours = self
+                    .docker
+                    .inspect_container(container_name, None::<InspectContainerOptions>)
+                    .await
+                    .ok()
+                    .and_then(|c| c.config?.labels)
+                    .is_some_and(|l| labels::owner_of(&l, &self.instance).is_some());
+                if ours {
+                    return Err(StrategyError::docker("create container", container_name, e));
+                }
                 return Err(StrategyError::Foreign {
                     kind: "container",
                     name: container_name.to_string(),
-                })
+                });
             }
             Err(e) => return Err(StrategyError::docker("create container", container_name, e)),
         };
@@ -315,7 +327,10 @@ fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<A
     let mut by_asset: BTreeMap<AssetName, Vec<ContainerSummary>> = BTreeMap::new();
     for container in containers {
         let labels = container.labels.clone().unwrap_or_default();
-        if let Some((name, _, _)) = labels::owner_of(&labels, instance) {
+        // A container being removed is already gone as far as the plan
+        // goes; its `destroy` event triggers the next pass.
+        let removing = container.state == Some(ContainerSummaryStateEnum::REMOVING);
+        if let Some((name, _, _)) = labels::owner_of(&labels, instance).filter(|_| !removing) {
             by_asset.entry(name).or_default().push(container);
         }
     }
@@ -351,7 +366,15 @@ fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<A
                 drift.push("containers carry different spec hashes".to_string());
             }
             for c in &containers {
-                if c.state != Some(ContainerSummaryStateEnum::RUNNING) {
+                // `restarting` is the engine's restart policy at work:
+                // racing it with a recreate helps nobody.
+                let healthy = matches!(
+                    c.state,
+                    Some(
+                        ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING
+                    )
+                );
+                if !healthy {
                     let state = c.state.map(|s| s.to_string()).unwrap_or_default();
                     drift.push(format!("container {} is {state}", container_name(c)));
                 }

@@ -42,8 +42,10 @@ use crate::spec::{AssetName, DeploySpec, Mode, MountKind, Protocol};
 pub const FINGERPRINT: &str = "io.assetd.fingerprint";
 
 /// How often an update that lost a race with another writer ("update out
-/// of sequence") is re-read and retried.
-const UPDATE_RETRIES: usize = 5;
+/// of sequence") is re-read and retried. Swarm's own orchestrator writes
+/// the service too (update status), so there are more racers than
+/// assetd's writers; a short growing pause spreads the retries out.
+const UPDATE_RETRIES: usize = 10;
 
 #[derive(Clone)]
 pub struct Swarm {
@@ -209,6 +211,7 @@ impl DeploymentStrategy for Swarm {
                         attempt,
                         "update out of sequence; reading the service again"
                     );
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
                     current = self.find_owned(name).await?;
                 }
                 Err(e) => return Err(StrategyError::docker("update service", name, e)),
