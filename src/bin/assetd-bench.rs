@@ -3,7 +3,7 @@
 //! its target.
 //!
 //! ```text
-//! cargo run --release --bin assetd-bench -- [--quick] [--runs N] [--only NAME[,NAME]]
+//! cargo run --release --bin assetd-bench -- [--quick] [--runs N] [--cold-runs N] [--only NAME[,NAME]]
 //! ```
 //!
 //! Every figure pairs an assetd measurement with its baseline in the same
@@ -72,10 +72,15 @@ struct Args {
     /// for CI, so the bench cannot rot.
     #[arg(long)]
     quick: bool,
-    /// Runs per figure (medians are reported); default 7 for the cheap
-    /// figures and 3 for the cold starts (1 each with --quick).
+    /// Runs of each cheap figure (latencies, repair, idle pass,
+    /// parse): medians are reported. Default 7 (1 with --quick).
     #[arg(long)]
     runs: Option<usize>,
+    /// Runs of each cold-start figure (200 containers, 200 services: a
+    /// few minutes each here). Default 1, to keep the whole run near 10
+    /// minutes; use 3 for medians.
+    #[arg(long)]
+    cold_runs: Option<usize>,
     /// Only these figures (comma-separated or repeated): latency-local,
     /// latency-swarm, repair, cold-local, cold-swarm, idle, comment,
     /// parse-plan.
@@ -122,11 +127,12 @@ struct Sizes {
 
 impl Sizes {
     fn new(args: &Args) -> Self {
-        let (cheap, cold) = match (args.runs, args.quick) {
-            (Some(n), _) => (n.max(1), n.max(1)),
-            (None, true) => (1, 1),
-            (None, false) => (7, 3),
+        let cheap = match (args.runs, args.quick) {
+            (Some(n), _) => n.max(1),
+            (None, true) => 1,
+            (None, false) => 7,
         };
+        let cold = args.cold_runs.unwrap_or(1).max(1);
         Self {
             latency_runs: cheap,
             repair_runs: cheap,
