@@ -3,7 +3,7 @@
 # missing), then runs every unit and integration test against it.
 #
 #   scripts/test.sh            # everything CI runs
-#   scripts/test.sh --quick    # skip the fault suite and the multi-node Swarm suite
+#   scripts/test.sh --quick    # skip the fault suite, the multi-node Swarm suite and the bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,4 +27,8 @@ cargo test --locked --all-targets -- --test-threads="${ASSETD_TEST_THREADS:-6}"
 if [ "$quick" = 0 ]; then
     scripts/test-reliability.sh
     scripts/test-multinode.sh
+    # The benchmark once, small, on the debug build: its figures mean
+    # nothing here, but it fails when a figure can no longer be measured,
+    # so it cannot rot (BENCHMARKS.md has the real run).
+    cargo run --locked --bin assetd-bench -- --quick
 fi

@@ -151,8 +151,30 @@ struct RunArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Output {
+    /// For people: tables and diffs (`table` is accepted too).
+    #[value(alias = "table")]
     Text,
+    /// For scripts: exact and stable.
     Json,
+    /// The JSON document, as YAML.
+    Yaml,
+}
+
+/// Prints a JSON document as JSON or, for `-o yaml`, as the same document in
+/// YAML.
+fn print_structured(json: String, output: Output) {
+    if output != Output::Yaml {
+        println!("{json}");
+        return;
+    }
+    let yaml = serde_json::from_str::<serde_json::Value>(&json)
+        .map_err(|e| e.to_string())
+        .and_then(|value| serde_saphyr::to_string(&value).map_err(|e| e.to_string()));
+    match yaml {
+        Ok(yaml) => print!("{yaml}"),
+        // Cannot happen for our own JSON; the JSON still says everything.
+        Err(_) => println!("{json}"),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -297,7 +319,7 @@ fn validate(paths: Vec<PathBuf>, allow_bind: Vec<PathBuf>, output: Output) -> u8
     let desired = desired::load_paths(&paths, &options, &|k| std::env::var(k).ok());
     let errors = desired.errors();
     match output {
-        Output::Json => println!("{}", report::validate_json(&desired)),
+        Output::Json | Output::Yaml => print_structured(report::validate_json(&desired), output),
         Output::Text => {
             for e in &errors {
                 // `validate` names files by the paths it was given.
@@ -355,7 +377,9 @@ async fn apply_once(common: CommonArgs, output: Output) -> u8 {
                 eprintln!("error: {problem}");
             }
             match output {
-                Output::Json => println!("{}", report::pass_json(&pass, strategy.kind())),
+                Output::Json | Output::Yaml => {
+                    print_structured(report::pass_json(&pass, strategy.kind()), output)
+                }
                 Output::Text => print!("{}", report::pass_text(&pass, &config.manifests)),
             }
             // An invalid manifest is a failed asset too: it was not applied.
@@ -391,7 +415,9 @@ async fn plan(common: CommonArgs, output: Output) -> u8 {
             }
             let color = std::io::stdout().is_terminal();
             match output {
-                Output::Json => println!("{}", report::plan_json(&plan, &desired, strategy.kind())),
+                Output::Json | Output::Yaml => {
+                    print_structured(report::plan_json(&plan, &desired, strategy.kind()), output)
+                }
                 Output::Text => print!(
                     "{}",
                     report::plan_text(&plan, &desired, strategy.kind(), color, &config.manifests)
@@ -431,9 +457,9 @@ async fn status(common: CommonArgs, socket: Option<PathBuf>, output: Output) -> 
         },
     };
     match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
+        Output::Json | Output::Yaml => print_structured(
+            serde_json::to_string_pretty(&report).unwrap_or_default(),
+            output,
         ),
         Output::Text => print!("{}", assetd::status::render_table(&report)),
     }

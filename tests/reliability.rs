@@ -1456,19 +1456,18 @@ async fn a_burst_of_200_files_converges_although_inotify_overflows() {
 }
 
 // ---------------------------------------------------------------------
-// Known bugs found by this suite (RELIABILITY.md, "Findings"). Each test
-// shows its bug deterministically and fails until it is fixed; the fault
-// suite skips them unless run with `--known-bugs`.
+// Regressions of bugs this suite found (RELIABILITY.md, "Findings"). Each
+// showed its bug deterministically before the fix.
 // ---------------------------------------------------------------------
 
-/// B7: a `Failed` record is never revisited when the plan finds nothing
-/// left to do, so an asset the engine runs exactly as declared shows
-/// `Failed` (and `assetd status` exits 1) until something else changes
-/// it. The crash tests hit it when a `kill -9` loses the record of a
-/// successful retry (the store is not flushed after each result).
+/// B7 (fixed): a `Failed` record was never revisited when the plan found
+/// nothing left to do, so an asset the engine runs exactly as declared
+/// showed `Failed` (and `assetd status` exited 1) until something else
+/// changed it. The crash tests hit it when a `kill -9` lost the record of
+/// a successful retry.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "known bug B7 in RELIABILITY.md: scripts/test-reliability.sh --known-bugs"]
-async fn known_bug_b7_a_failure_fixed_outside_the_daemon_does_not_stay_failed() {
+#[ignore = "fault suite: scripts/test-reliability.sh"]
+async fn a_failure_fixed_outside_the_daemon_does_not_stay_failed() {
     let _suite = shared().await;
     let env = TestEnv::new("rel-b7").await;
     let assetd = Assetd::new(&env, "local");
@@ -1538,14 +1537,14 @@ async fn known_bug_b7_a_failure_fixed_outside_the_daemon_does_not_stay_failed() 
     assetd.assert_plan_clean();
 }
 
-/// B5: `replicas: 0` on the local engine has no container to list, so
-/// every pass plans "repair: nothing runs" again, and each finished
-/// action triggers the next pass at once: a hot loop (measured: 146
-/// repairs in 5 s) that lists the engine and rereads the manifests
+/// B5 (fixed): `replicas: 0` on the local engine has no container to
+/// list, so every pass planned "repair: nothing runs" again, and each
+/// finished action triggered the next pass at once: a hot loop (measured:
+/// 3 178 repairs in 5 s) that listed the engine and reread the manifests
 /// non-stop.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "known bug B5 in RELIABILITY.md: scripts/test-reliability.sh --known-bugs"]
-async fn known_bug_b5_replicas_0_on_the_local_engine_does_not_loop() {
+#[ignore = "fault suite: scripts/test-reliability.sh"]
+async fn replicas_0_on_the_local_engine_does_not_loop() {
     let _suite = shared().await;
     let env = TestEnv::new("rel-b5").await;
     let assetd = Assetd::new(&env, "local");
