@@ -26,7 +26,9 @@
 //! - `${VAR}` and `${VAR:-default}` (default also when VAR is empty) are
 //!   expanded in scalar values, never in keys; `$$` is a literal `$`; any
 //!   other `$` is kept (`sh -c 'echo $HOME'` works). Numeric fields accept
-//!   a string, so `replicas: ${REPLICAS}` works.
+//!   a string, so `replicas: ${REPLICAS}` works. The expanded text is
+//!   bounded (64 KiB per value, 1 MiB per document, 16 MiB per file),
+//!   since the parser's budget sees only the text as written.
 //! - An explicit null (`ports:` with nothing after it) is the same as
 //!   leaving an optional field out.
 //! - Spelling is decided per object by its first known key; the other
@@ -326,6 +328,9 @@ fn yaml_options() -> serde_saphyr::Options {
 const MAX_NODES: usize = 50_000;
 const MAX_DEPTH: usize = 32;
 const MAX_SCALAR_BYTES: usize = 1024 * 1024;
+/// Longest value `${…}` expansion may produce; the document as a whole is
+/// bounded by [`MAX_SCALAR_BYTES`] of expanded text too.
+const MAX_EXPANDED_VALUE_BYTES: usize = 64 * 1024;
 
 /// Says which limit of [`yaml_options`] a document hit, in its terms.
 fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
@@ -553,6 +558,15 @@ struct Decoder<'a> {
     /// Byte offset of every character, built only when a non-ASCII file
     /// needs the source text of a scalar.
     char_offsets: OnceCell<Vec<usize>>,
+    /// Bytes produced by `${…}` expansion in the current document, bounded
+    /// by the parser's scalar budget.
+    expanded_bytes: usize,
+    /// The same over the whole file, bounded by [`MAX_FILE_BYTES`]: many
+    /// small documents would otherwise add up to gigabytes.
+    expanded_file_bytes: usize,
+    /// An expansion budget ran out in the current document (and was
+    /// reported).
+    expansion_exhausted: bool,
 }
 
 /// `path.key`, or `key` at the top.
@@ -578,6 +592,9 @@ impl<'a> Decoder<'a> {
             policy,
             errors: Vec::new(),
             char_offsets: OnceCell::new(),
+            expanded_bytes: 0,
+            expanded_file_bytes: 0,
+            expansion_exhausted: false,
         }
     }
 
@@ -847,9 +864,17 @@ impl<'a> Decoder<'a> {
     /// Expands `${VAR}` and `${VAR:-default}` from the environment and
     /// `$$` to `$`. Any other `$` is kept, so shell snippets like
     /// `echo $HOME` pass through untouched.
+    ///
+    /// The parser's budget only sees the text as written, so the result is
+    /// bounded here: a few bytes of `${LONG}` repeated would otherwise ask
+    /// for gigabytes (and the daemon reparses on every pass).
     fn expand(&mut self, s: &str, node: &Node, path: &str) -> Option<String> {
         if !s.contains('$') {
             return Some(s.to_string());
+        }
+        if self.expansion_exhausted {
+            // Reported once for the document; the rest would only repeat it.
+            return None;
         }
         let mut out = String::with_capacity(s.len());
         let mut rest = s;
@@ -895,13 +920,57 @@ impl<'a> Decoder<'a> {
                     }
                 }
                 rest = &body[end + 1..];
+                // Checked after each reference: one variable adds at most
+                // its own length (the kernel caps those at 128 KiB).
+                if !self.within_expansion_limits(out.len(), node, path) {
+                    return None;
+                }
             } else {
                 out.push('$');
                 rest = after;
             }
         }
         out.push_str(rest);
+        if !self.within_expansion_limits(out.len(), node, path) {
+            return None;
+        }
+        self.expanded_bytes += out.len();
+        self.expanded_file_bytes += out.len();
         Some(out)
+    }
+
+    /// Whether a value expanded to `len` bytes so far stays within the
+    /// per-value limit and the document's and the file's expansion
+    /// budgets; reports it when not.
+    fn within_expansion_limits(&mut self, len: usize, node: &Node, path: &str) -> bool {
+        if len > MAX_EXPANDED_VALUE_BYTES {
+            self.error(
+                node,
+                path,
+                format!(
+                    "value is longer than {} KiB after `${{…}}` expansion; values are limited to that",
+                    MAX_EXPANDED_VALUE_BYTES / 1024
+                ),
+            );
+            return false;
+        }
+        let over = if self.expanded_bytes + len > MAX_SCALAR_BYTES {
+            format!(
+                "document add up to more than {} KiB",
+                MAX_SCALAR_BYTES / 1024
+            )
+        } else if self.expanded_file_bytes + len > MAX_FILE_BYTES {
+            format!("file add up to more than {} MiB", MAX_FILE_BYTES >> 20)
+        } else {
+            return true;
+        };
+        self.error(
+            node,
+            path,
+            format!("the values of this {over} after `${{…}}` expansion"),
+        );
+        self.expansion_exhausted = true;
+        false
     }
 
     // -- the document -------------------------------------------------------
@@ -909,6 +978,8 @@ impl<'a> Decoder<'a> {
     /// Decodes one document; `None` when it has problems (recorded).
     fn document(&mut self, root: &Node) -> Option<ParsedAsset> {
         let errors_before = self.errors.len();
+        self.expanded_bytes = 0;
+        self.expansion_exhausted = false;
         if !matches!(root.kind, Kind::Map(_)) {
             self.error(
                 root,
@@ -2012,6 +2083,7 @@ mod tests {
             "GREETING" => Some("hello".into()),
             "EMPTY" => Some(String::new()),
             "REPLICAS" => Some("3".into()),
+            "LONG" => Some("x".repeat(4096)),
             _ => None,
         }
     }
@@ -2387,6 +2459,59 @@ mod tests {
             "{}",
             errors[0]
         );
+    }
+
+    #[test]
+    fn expansion_is_bounded_per_value_and_per_document() {
+        // 15 × 4 KiB stays under the 64 KiB limit, 16 do not.
+        let at_limit = parse_one(&with_spec(&format!(
+            "  image: img:1\n  env: [ \"A={}\" ]\n",
+            "${LONG}".repeat(15)
+        )));
+        assert_eq!(at_limit.env[0].len(), 2 + 15 * 4096);
+        let errors = errors_of(&with_spec(&format!(
+            "  image: \"{}\"\n",
+            "${LONG}".repeat(1000)
+        )));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].message.contains("longer than 64 KiB"),
+            "{}",
+            errors[0]
+        );
+        // Reported once per document, and each document has its own budget.
+        let line = format!("\"{}\"", "${LONG}".repeat(15));
+        let document = with_spec(&format!(
+            "  image: img:1\n  command: [ {} ]\n",
+            vec![line; 40].join(", ")
+        ));
+        let errors = errors_of(&format!("{document}---\n{document}"));
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors[1].message.contains("add up to more than 1024 KiB"));
+        assert_eq!(errors[0].field, "spec.command[17]");
+    }
+
+    #[test]
+    fn expansion_is_bounded_per_file_over_many_documents() {
+        let document = |i: usize| {
+            format!(
+                "---\napiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: a{i}\nspec:\n  image: i\n  env: [ \"A={}\" ]\n",
+                "${LONG}".repeat(15)
+            )
+        };
+        let text: String = (0..300).map(document).collect();
+        let errors = errors_of(&text);
+        // 16 MiB holds 273 values of 15 × 4 KiB (and `A=`); each document
+        // after them reports it once.
+        assert_eq!(errors.len(), 300 - 273, "{:#?}", errors[0]);
+        assert!(
+            errors[0]
+                .message
+                .contains("file add up to more than 16 MiB"),
+            "{}",
+            errors[0]
+        );
+        assert_eq!(errors[0].line, 273 * 8 + 8, "the env line of document 274");
     }
 
     #[test]
