@@ -26,9 +26,10 @@
 //! - `${VAR}` and `${VAR:-default}` (default also when VAR is empty) are
 //!   expanded in scalar values, never in keys; `$$` is a literal `$`; any
 //!   other `$` is kept (`sh -c 'echo $HOME'` works). Numeric fields accept
-//!   a string, so `replicas: ${REPLICAS}` works. The expanded text is
-//!   bounded (64 KiB per value, 1 MiB per document, 16 MiB per file),
-//!   since the parser's budget sees only the text as written.
+//!   a string, so `replicas: ${REPLICAS}` works. A default cannot hold
+//!   another `${…}`, and the expanded text is bounded (64 KiB per value,
+//!   1 MiB per document, 16 MiB per file), since the parser's budget sees
+//!   only the text as written.
 //! - An explicit null (`ports:` with nothing after it) is the same as
 //!   leaving an optional field out.
 //! - Spelling is decided per object by its first known key; the other
@@ -903,6 +904,16 @@ impl<'a> Decoder<'a> {
                         node,
                         path,
                         format!("`${{{inner}}}` is not a variable reference; use ${{NAME}} or ${{NAME:-default}}, or `$$` for a literal `$`"),
+                    );
+                    return None;
+                }
+                // The reference ends at the first `}`, so a nested one
+                // would silently leave a stray `}` in the value.
+                if default.is_some_and(|d| d.contains("${")) {
+                    self.error(
+                        node,
+                        path,
+                        format!("nested `${{…}}` is not supported; the default of `${{{name}:-…}}` must be plain text (set `{name}` instead)"),
                     );
                     return None;
                 }
