@@ -321,12 +321,9 @@ fn validate(paths: Vec<PathBuf>, allow_bind: Vec<PathBuf>, output: Output) -> u8
     match output {
         Output::Json | Output::Yaml => print_structured(report::validate_json(&desired), output),
         Output::Text => {
-            for e in &errors {
-                // `validate` names files by the paths it was given.
-                eprintln!(
-                    "{}",
-                    report::render_error_in_context(e, std::path::Path::new(""))
-                );
+            // `validate` names files by the paths it was given.
+            for text in report::render_errors(&errors, std::path::Path::new("")) {
+                eprintln!("{text}");
             }
             println!(
                 "{} asset(s) valid, {} problem(s)",

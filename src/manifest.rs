@@ -26,7 +26,14 @@
 //! - `${VAR}` and `${VAR:-default}` (default also when VAR is empty) are
 //!   expanded in scalar values, never in keys; `$$` is a literal `$`; any
 //!   other `$` is kept (`sh -c 'echo $HOME'` works). Numeric fields accept
-//!   a string, so `replicas: ${REPLICAS}` works.
+//!   a string, so `replicas: ${REPLICAS}` works. A default cannot hold
+//!   another `${…}`, and the expanded text is bounded (64 KiB per value,
+//!   1 MiB per document, 16 MiB per file), since the parser's budget sees
+//!   only the text as written.
+//! - Tags other than YAML 1.2 core schema's (`!!binary`, `!custom`) are
+//!   refused rather than decoded or ignored.
+//! - `spec.image` follows Docker's reference grammar, so a typo is
+//!   reported here rather than as a failed pull on every pass.
 //! - An explicit null (`ports:` with nothing after it) is the same as
 //!   leaving an optional field out.
 //! - Spelling is decided per object by its first known key; the other
@@ -47,7 +54,7 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::{Location, MessageFormatter, Spanned, UserMessageFormatter};
+use serde_saphyr::{Location, MessageFormatter, Spanned, Tagged, UserMessageFormatter};
 
 use crate::spec::{
     AssetName, DeploySpec, Mode, Mount, MountKind, PortMapping, Protocol, ResourceSet, Resources,
@@ -62,6 +69,12 @@ pub const KIND: &str = "Asset";
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 /// Label keys with this prefix are set by assetd itself (ownership labels).
 pub const RESERVED_LABEL_PREFIX: &str = "io.assetd.";
+/// Longest image reference accepted. Docker refuses a repository name
+/// (registry and path) over 255 characters; a tag and a digest come on
+/// top of it.
+pub const MAX_IMAGE_BYTES: usize = 512;
+/// Docker's limit on the repository name part of an image reference.
+const MAX_IMAGE_NAME_BYTES: usize = 255;
 /// Most replicas one asset may ask for.
 pub const MAX_REPLICAS: u64 = 1000;
 /// Docker refuses memory limits and reservations below 6 MiB
@@ -326,6 +339,9 @@ fn yaml_options() -> serde_saphyr::Options {
 const MAX_NODES: usize = 50_000;
 const MAX_DEPTH: usize = 32;
 const MAX_SCALAR_BYTES: usize = 1024 * 1024;
+/// Longest value `${…}` expansion may produce; the document as a whole is
+/// bounded by [`MAX_SCALAR_BYTES`] of expanded text too.
+const MAX_EXPANDED_VALUE_BYTES: usize = 64 * 1024;
 
 /// Says which limit of [`yaml_options`] a document hit, in its terms.
 fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
@@ -365,6 +381,9 @@ struct Node {
     at: Location,
     /// Where the node is written (for an alias, the anchored node).
     defined: Location,
+    /// The YAML tag, resolved (`!!str` is `tag:yaml.org,2002:str`), when
+    /// one is written.
+    tag: Option<String>,
 }
 
 #[derive(Debug)]
@@ -393,11 +412,13 @@ impl Kind {
 
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let spanned = Spanned::<Kind>::deserialize(deserializer)?;
+        let spanned = Spanned::<Tagged<Kind>>::deserialize(deserializer)?;
+        let Tagged(kind, tag) = spanned.value;
         Ok(Node {
-            kind: spanned.value,
+            kind,
             at: spanned.referenced,
             defined: spanned.defined,
+            tag,
         })
     }
 }
@@ -553,6 +574,15 @@ struct Decoder<'a> {
     /// Byte offset of every character, built only when a non-ASCII file
     /// needs the source text of a scalar.
     char_offsets: OnceCell<Vec<usize>>,
+    /// Bytes produced by `${…}` expansion in the current document, bounded
+    /// by the parser's scalar budget.
+    expanded_bytes: usize,
+    /// The same over the whole file, bounded by [`MAX_FILE_BYTES`]: many
+    /// small documents would otherwise add up to gigabytes.
+    expanded_file_bytes: usize,
+    /// An expansion budget ran out in the current document (and was
+    /// reported).
+    expansion_exhausted: bool,
 }
 
 /// `path.key`, or `key` at the top.
@@ -578,6 +608,9 @@ impl<'a> Decoder<'a> {
             policy,
             errors: Vec::new(),
             char_offsets: OnceCell::new(),
+            expanded_bytes: 0,
+            expanded_file_bytes: 0,
+            expansion_exhausted: false,
         }
     }
 
@@ -847,9 +880,17 @@ impl<'a> Decoder<'a> {
     /// Expands `${VAR}` and `${VAR:-default}` from the environment and
     /// `$$` to `$`. Any other `$` is kept, so shell snippets like
     /// `echo $HOME` pass through untouched.
+    ///
+    /// The parser's budget only sees the text as written, so the result is
+    /// bounded here: a few bytes of `${LONG}` repeated would otherwise ask
+    /// for gigabytes (and the daemon reparses on every pass).
     fn expand(&mut self, s: &str, node: &Node, path: &str) -> Option<String> {
         if !s.contains('$') {
             return Some(s.to_string());
+        }
+        if self.expansion_exhausted {
+            // Reported once for the document; the rest would only repeat it.
+            return None;
         }
         let mut out = String::with_capacity(s.len());
         let mut rest = s;
@@ -881,6 +922,16 @@ impl<'a> Decoder<'a> {
                     );
                     return None;
                 }
+                // The reference ends at the first `}`, so a nested one
+                // would silently leave a stray `}` in the value.
+                if default.is_some_and(|d| d.contains("${")) {
+                    self.error(
+                        node,
+                        path,
+                        format!("nested `${{…}}` is not supported; the default of `${{{name}:-…}}` must be plain text (set `{name}` instead)"),
+                    );
+                    return None;
+                }
                 match ((self.env)(name), default) {
                     (Some(value), Some(default)) if value.is_empty() => out.push_str(default),
                     (Some(value), _) => out.push_str(&value),
@@ -895,13 +946,89 @@ impl<'a> Decoder<'a> {
                     }
                 }
                 rest = &body[end + 1..];
+                // Checked after each reference: one variable adds at most
+                // its own length (the kernel caps those at 128 KiB).
+                if !self.within_expansion_limits(out.len(), node, path) {
+                    return None;
+                }
             } else {
                 out.push('$');
                 rest = after;
             }
         }
         out.push_str(rest);
+        if !self.within_expansion_limits(out.len(), node, path) {
+            return None;
+        }
+        self.expanded_bytes += out.len();
+        self.expanded_file_bytes += out.len();
         Some(out)
+    }
+
+    /// Whether a value expanded to `len` bytes so far stays within the
+    /// per-value limit and the document's and the file's expansion
+    /// budgets; reports it when not.
+    fn within_expansion_limits(&mut self, len: usize, node: &Node, path: &str) -> bool {
+        if len > MAX_EXPANDED_VALUE_BYTES {
+            self.error(
+                node,
+                path,
+                format!(
+                    "value is longer than {} KiB after `${{…}}` expansion; values are limited to that",
+                    MAX_EXPANDED_VALUE_BYTES / 1024
+                ),
+            );
+            return false;
+        }
+        let over = if self.expanded_bytes + len > MAX_SCALAR_BYTES {
+            format!(
+                "document add up to more than {} KiB",
+                MAX_SCALAR_BYTES / 1024
+            )
+        } else if self.expanded_file_bytes + len > MAX_FILE_BYTES {
+            format!("file add up to more than {} MiB", MAX_FILE_BYTES >> 20)
+        } else {
+            return true;
+        };
+        self.error(
+            node,
+            path,
+            format!("the values of this {over} after `${{…}}` expansion"),
+        );
+        self.expansion_exhausted = true;
+        false
+    }
+
+    /// Reports every tag outside YAML's core schema, anywhere in the
+    /// document: saphyr would decode `!!binary` silently and ignore the
+    /// others, so what the file says and what runs would differ.
+    fn tags(&mut self, node: &Node, path: &str) {
+        if let Some(tag) = node.tag.as_deref().filter(|t| !is_core_tag(t)) {
+            let shown = match tag.strip_prefix(YAML_TAG_PREFIX) {
+                Some(name) => format!("!!{name}"),
+                None => tag.to_string(),
+            };
+            self.error(
+                node,
+                path,
+                format!("tag `{shown}` is not supported; only YAML's core tags (!!str, !!int, !!float, !!bool, !!null, !!seq, !!map) are allowed"),
+            );
+        }
+        match &node.kind {
+            Kind::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.tags(item, &format!("{path}[{i}]"));
+                }
+            }
+            Kind::Map(entries) => {
+                for (key, value) in entries {
+                    let path = join(path, &self.key_text(key));
+                    self.tags(key, &path);
+                    self.tags(value, &path);
+                }
+            }
+            _ => {}
+        }
     }
 
     // -- the document -------------------------------------------------------
@@ -909,6 +1036,9 @@ impl<'a> Decoder<'a> {
     /// Decodes one document; `None` when it has problems (recorded).
     fn document(&mut self, root: &Node) -> Option<ParsedAsset> {
         let errors_before = self.errors.len();
+        self.expanded_bytes = 0;
+        self.expansion_exhausted = false;
+        self.tags(root, "");
         if !matches!(root.kind, Kind::Map(_)) {
             self.error(
                 root,
@@ -1083,21 +1213,12 @@ impl<'a> Decoder<'a> {
     fn image(&mut self, node: &Node) -> Option<String> {
         const P: &str = "spec.image";
         let image = self.string(node, P)?;
-        if image.is_empty() {
-            self.error(node, P, "image must not be empty");
-            None
-        } else if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            self.error(
-                node,
-                P,
-                format!(
-                    "image `{}` must not contain whitespace",
-                    image.escape_debug()
-                ),
-            );
-            None
-        } else {
-            Some(image)
+        match check_image_reference(&image) {
+            Ok(()) => Some(image),
+            Err(why) => {
+                self.error(node, P, why);
+                None
+            }
         }
     }
 
@@ -1135,6 +1256,19 @@ impl<'a> Decoder<'a> {
                 node,
                 P,
                 "command is empty; leave it out to keep the image's default command",
+            );
+            return None;
+        }
+        if argv[0].is_empty() {
+            // Docker accepts it at create time and then cannot start it.
+            let (at, path) = match &node.kind {
+                Kind::Seq(items) => (&items[0], format!("{P}[0]")),
+                _ => (node, P.to_string()),
+            };
+            self.error(
+                at,
+                &path,
+                "the program to run (the first argument) is empty",
             );
             return None;
         }
@@ -1176,6 +1310,14 @@ impl<'a> Decoder<'a> {
                     let Some(k) = self.map_key(key, P) else {
                         continue;
                     };
+                    if k.contains("${") {
+                        self.error(
+                            key,
+                            P,
+                            format!("`{k}`: `${{…}}` is not expanded in keys; write the variable name out, or use the list form [\"NAME=VALUE\"]"),
+                        );
+                        continue;
+                    }
                     if !self.env_key(&k, key, P, &mut seen) {
                         continue;
                     }
@@ -1959,11 +2101,191 @@ fn cpus_label(nano: i64) -> String {
     }
 }
 
+/// The namespace of the tags written `!!name`.
+const YAML_TAG_PREFIX: &str = "tag:yaml.org,2002:";
+
+/// The non-specific tag `!` and the tags of YAML 1.2's core schema: they
+/// only say what the value already is.
+fn is_core_tag(tag: &str) -> bool {
+    tag == "!"
+        || tag.strip_prefix(YAML_TAG_PREFIX).is_some_and(|name| {
+            matches!(
+                name,
+                "str" | "int" | "float" | "bool" | "null" | "seq" | "map"
+            )
+        })
+}
+
 /// `[A-Za-z_][A-Za-z0-9_]*`, the names `${...}` may refer to.
 fn is_env_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Checks an image reference against the grammar of Docker's reference
+/// parser (distribution's `reference` package):
+/// `[HOST[:PORT]/]PATH[:TAG][@ALGORITHM:HEX]`. Refusing here points at
+/// the manifest line instead of a failed pull on every pass.
+fn check_image_reference(image: &str) -> Result<(), String> {
+    if image.is_empty() {
+        return Err("image must not be empty".into());
+    }
+    if image.len() > MAX_IMAGE_BYTES {
+        return Err(format!(
+            "image reference is {} bytes long; at most {MAX_IMAGE_BYTES} are allowed",
+            image.len()
+        ));
+    }
+    // escape_debug shows invisible characters such as U+FEFF.
+    let shown = image.escape_debug();
+    if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "image `{shown}` must not contain whitespace or control characters"
+        ));
+    }
+    if !image.is_ascii() {
+        return Err(format!(
+            "image `{shown}` must be ASCII: letters, digits and `.`, `_`, `-`, `/`, `:`, `@`"
+        ));
+    }
+    let invalid = |why: String| {
+        Err(format!(
+            "image `{image}` is not a valid image reference: {why}"
+        ))
+    };
+    let (name_tag, digest) = match image.split_once('@') {
+        Some((name_tag, digest)) => (name_tag, Some(digest)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest {
+        if !is_image_digest(digest) {
+            return invalid(format!(
+                "the digest `{digest}` must be ALGORITHM:HEX, e.g. sha256: and 64 lowercase hex digits"
+            ));
+        }
+    }
+    // The tag is after a `:` in the last path component; a `:` before a
+    // `/` is a registry port.
+    let last = name_tag.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name_tag[last..].find(':') {
+        Some(i) => (&name_tag[..last + i], Some(&name_tag[last + i + 1..])),
+        None => (name_tag, None),
+    };
+    if let Some(tag) = tag {
+        if !is_image_tag(tag) {
+            return invalid(format!(
+                "the tag `{tag}` must be 1 to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`"
+            ));
+        }
+    }
+    if name.len() > MAX_IMAGE_NAME_BYTES {
+        return invalid(format!(
+            "the repository name is longer than {MAX_IMAGE_NAME_BYTES} characters"
+        ));
+    }
+    // Docker's rule: the first component names a registry when it has a
+    // `.` or `:`, is `localhost`, or has an uppercase letter.
+    let path = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+        {
+            if !is_registry_host(first) {
+                return invalid(format!("`{first}` is not a registry HOST[:PORT]"));
+            }
+            rest
+        }
+        _ => name,
+    };
+    for component in path.split('/') {
+        if component.bytes().any(|b| b.is_ascii_uppercase()) {
+            return invalid("the repository name must be lowercase".into());
+        }
+        if !is_image_path_component(component) {
+            return invalid(format!(
+                "the repository name part `{component}` must be lowercase letters and digits, separated by one `.`, one or two `_`, or `-`s"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[a-z0-9]+` runs separated by `.`, `_`, `__` or one or more `-`.
+fn is_image_path_component(component: &str) -> bool {
+    let alphanumeric = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = component.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) if alphanumeric(first) && alphanumeric(last) => component
+            .split(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            .filter(|separator| !separator.is_empty())
+            .all(|separator| {
+                matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-')
+            }),
+        _ => false,
+    }
+}
+
+/// `HOST[:PORT]`: dot-separated DNS labels or a bracketed IPv6 address.
+fn is_registry_host(domain: &str) -> bool {
+    let (host_ok, port) = match domain.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port)) => (
+                !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':'),
+                port,
+            ),
+            None => return false,
+        },
+        None => {
+            let host = domain.split(':').next().unwrap_or_default();
+            let label_ok = |label: &str| {
+                let bytes = label.as_bytes();
+                matches!((bytes.first(), bytes.last()), (Some(f), Some(l)) if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric())
+                    && bytes
+                        .iter()
+                        .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            };
+            (host.split('.').all(label_ok), &domain[host.len()..])
+        }
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
+}
+
+/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn is_image_tag(tag: &str) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut bytes = tag.bytes();
+    tag.len() <= 128
+        && bytes.next().is_some_and(word)
+        && bytes.all(|b| word(b) || b == b'.' || b == b'-')
+}
+
+/// `ALGORITHM:HEX`, with the lengths Docker checks for sha256 and sha512.
+fn is_image_digest(digest: &str) -> bool {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return false;
+    };
+    let algorithm_ok = !algorithm.is_empty()
+        && algorithm.split(['+', '.', '_', '-']).all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+    let hex_ok = hex
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let length_ok = match algorithm {
+        "sha256" => hex.len() == 64,
+        "sha512" => hex.len() == 128,
+        _ => hex.len() >= 32,
+    };
+    algorithm_ok && hex_ok && length_ok
 }
 
 /// Docker's rule for volume and network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
@@ -2012,6 +2334,7 @@ mod tests {
             "GREETING" => Some("hello".into()),
             "EMPTY" => Some(String::new()),
             "REPLICAS" => Some("3".into()),
+            "LONG" => Some("x".repeat(4096)),
             _ => None,
         }
     }
@@ -2195,7 +2518,7 @@ mod tests {
     #[test]
     fn messages_escape_control_characters_and_stay_short() {
         let errors = errors_of(&format!(
-            "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: \"a\\e[31mb\"\nspec:\n  image: \"{} x\"\n",
+            "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: \"a\\e[31mb\"\nspec:\n  image: i\n  env: [ \"{}\" ]\n",
             "k".repeat(5000)
         ));
         assert!(errors[0].message.contains("a\\u{1b}[31mb"), "{}", errors[0]);
@@ -2386,6 +2709,144 @@ mod tests {
             errors[0].message.contains("is not a variable reference"),
             "{}",
             errors[0]
+        );
+    }
+
+    #[test]
+    fn image_references_follow_dockers_grammar() {
+        for good in [
+            "i",
+            "img:2.5",
+            "busybox",
+            "assetd-test/busybox:1",
+            "ghcr.io/example/mtcagent:2.5",
+            "registry.local/press:1.0",
+            "localhost/app",
+            "localhost:5000/team/app:v1.2-rc_3",
+            "[::1]:5000/app:1",
+            "Registry.Example.com/app",
+            "a--b/c__d/e.f:TAG_1",
+            "app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "ghcr.io/x/y:2.5@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(check_image_reference(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("", "must not be empty"),
+            ("a b", "whitespace"),
+            ("a\u{7f}", "control"),
+            ("a\u{feff}b", "`a\\u{feff}b` must be ASCII"),
+            ("App:1", "must be lowercase"),
+            ("team/App", "must be lowercase"),
+            ("img:", "the tag ``"),
+            ("img:-1", "the tag `-1`"),
+            ("img:a/b", "`img:a` is not a registry"),
+            ("img__x..y", "part `img__x..y`"),
+            ("-img", "part `-img`"),
+            ("img-", "part `img-`"),
+            ("a___b", "part `a___b`"),
+            ("team//app", "part ``"),
+            ("/app", "part ``"),
+            ("app/", "part ``"),
+            (":1", "part ``"),
+            ("a$b", "part `a$b`"),
+            ("host.-x/app", "`host.-x` is not a registry"),
+            ("host:99999999/app", "is not a registry"),
+            ("host:/app", "is not a registry"),
+            ("img@sha256:abc", "the digest"),
+            ("img@sha256:", "the digest"),
+            ("img@:0123456789abcdef0123456789abcdef", "the digest"),
+            ("img@md5", "the digest"),
+        ] {
+            let got = check_image_reference(bad).expect_err(bad);
+            assert!(got.contains(why), "{bad:?}: {got}");
+        }
+        let tag = "t".repeat(129);
+        assert!(check_image_reference(&format!("img:{tag}")).is_err());
+        assert_eq!(check_image_reference(&format!("img:{}", &tag[1..])), Ok(()));
+        let name = "a".repeat(MAX_IMAGE_NAME_BYTES);
+        assert_eq!(check_image_reference(&name), Ok(()));
+        let got = check_image_reference(&format!("{name}a")).unwrap_err();
+        assert!(got.contains("longer than 255"), "{got}");
+        let got = check_image_reference(&"a".repeat(MAX_IMAGE_BYTES + 1)).unwrap_err();
+        assert!(got.contains("513 bytes long"), "{got}");
+    }
+
+    #[test]
+    fn expansion_is_bounded_per_value_and_per_document() {
+        // 15 × 4 KiB stays under the 64 KiB limit, 16 do not.
+        let at_limit = parse_one(&with_spec(&format!(
+            "  image: img:1\n  env: [ \"A={}\" ]\n",
+            "${LONG}".repeat(15)
+        )));
+        assert_eq!(at_limit.env[0].len(), 2 + 15 * 4096);
+        let errors = errors_of(&with_spec(&format!(
+            "  image: \"{}\"\n",
+            "${LONG}".repeat(1000)
+        )));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].message.contains("longer than 64 KiB"),
+            "{}",
+            errors[0]
+        );
+        // Reported once per document, and each document has its own budget.
+        let line = format!("\"{}\"", "${LONG}".repeat(15));
+        let document = with_spec(&format!(
+            "  image: img:1\n  command: [ {} ]\n",
+            vec![line; 40].join(", ")
+        ));
+        let errors = errors_of(&format!("{document}---\n{document}"));
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors[1].message.contains("add up to more than 1024 KiB"));
+        assert_eq!(errors[0].field, "spec.command[17]");
+    }
+
+    #[test]
+    fn expansion_is_bounded_per_file_over_many_documents() {
+        let document = |i: usize| {
+            format!(
+                "---\napiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: a{i}\nspec:\n  image: i\n  env: [ \"A={}\" ]\n",
+                "${LONG}".repeat(15)
+            )
+        };
+        let text: String = (0..300).map(document).collect();
+        let errors = errors_of(&text);
+        // 16 MiB holds 273 values of 15 × 4 KiB (and `A=`); each document
+        // after them reports it once.
+        assert_eq!(errors.len(), 300 - 273, "{:#?}", errors[0]);
+        assert!(
+            errors[0]
+                .message
+                .contains("file add up to more than 16 MiB"),
+            "{}",
+            errors[0]
+        );
+        assert_eq!(errors[0].line, 273 * 8 + 8, "the env line of document 274");
+    }
+
+    #[test]
+    fn only_core_schema_tags_are_accepted() {
+        let spec = parse_one(&with_spec(
+            "  image: !!str img:1\n  env: !!map { A: !!int 1, B: ! 2 }\n  networks: !<tag:yaml.org,2002:seq> [ n ]\n",
+        ));
+        assert_eq!(spec.env, ["A=1", "B=2"]);
+        let errors = errors_of(
+            "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: a1\n  labels: !!omap { a: b }\nspec:\n  image: img:1\n  env: { B: !!binary aGk= }\n  command: [ run, !x y ]\n",
+        );
+        let tags: Vec<(&str, &str)> = errors
+            .iter()
+            .filter(|e| e.message.starts_with("tag "))
+            .map(|e| (e.field.as_str(), e.message.split('`').nth(1).unwrap()))
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                ("metadata.labels", "!!omap"),
+                ("spec.env.B", "!!binary"),
+                ("spec.command[1]", "!x")
+            ],
+            "{errors:#?}"
         );
     }
 

@@ -73,7 +73,7 @@ impl Metrics {
         let watch_events = Family::<SourceLabels, Gauge>::default();
         registry.register(
             "watch_events",
-            "Events seen by the watchers (cumulative)",
+            "Events seen by the watchers (cumulative); file_overflow counts inotify queue overflows, which lose file events",
             watch_events.clone(),
         );
         Self {
@@ -102,6 +102,10 @@ impl Metrics {
     pub fn render(&self) -> String {
         for (source, value) in [
             ("file", self.watch.file_events.load(Ordering::Relaxed)),
+            (
+                "file_overflow",
+                self.watch.file_overflows.load(Ordering::Relaxed),
+            ),
             ("docker", self.watch.docker_events.load(Ordering::Relaxed)),
             (
                 "docker_reconnect",
@@ -118,5 +122,26 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_file_events_are_counted_apart() {
+        let watch = Arc::new(WatchCounters::default());
+        watch.file_events.store(5, Ordering::Relaxed);
+        watch.file_overflows.store(2, Ordering::Relaxed);
+        let text = Metrics::new(watch).render();
+        assert!(
+            text.contains("assetd_watch_events{source=\"file\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("assetd_watch_events{source=\"file_overflow\"} 2"),
+            "{text}"
+        );
     }
 }

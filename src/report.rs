@@ -31,19 +31,46 @@ pub fn render_error(e: &ManifestError) -> String {
     format!("error: {e}")
 }
 
+/// Problems shown with their source lines; the rest get one line each.
+/// Each excerpt reads its file again, so thousands of problems in one
+/// large file would otherwise take minutes to print.
+const MAX_ERRORS_IN_CONTEXT: usize = 20;
+
+/// Every problem, the first [`MAX_ERRORS_IN_CONTEXT`] with their source
+/// lines (see [`render_error_in_context`]), the others as one line.
+pub fn render_errors<'e>(
+    errors: &'e [ManifestError],
+    root: &'e std::path::Path,
+) -> impl Iterator<Item = String> + 'e {
+    errors.iter().enumerate().map(move |(i, e)| {
+        if i < MAX_ERRORS_IN_CONTEXT {
+            render_error_in_context(e, root)
+        } else {
+            render_error(e)
+        }
+    })
+}
+
+/// Widest part of a source line a diagnostic shows. Longer lines are cut
+/// to a window around the column: one error in a one-line file of
+/// megabytes would otherwise print the whole file.
+const MAX_SHOWN_CHARS: usize = 200;
+
 /// One manifest problem with its source line and a caret under the
 /// column, when the file can be read again (`e.file` is relative to
 /// `root`, the manifests directory, or a path of its own when `root` is
 /// empty); otherwise the one-line form.
 pub fn render_error_in_context(e: &ManifestError, root: &std::path::Path) -> String {
-    use miette::{
-        GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource,
-    };
+    use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic};
+    if e.line == 0 {
+        // A problem of the whole file: there is no line to show.
+        return render_error(e);
+    }
     let path = root.join(&e.file);
     let Ok(source) = std::fs::read_to_string(&path) else {
         return render_error(e);
     };
-    let Some(offset) = byte_offset(&source, e.line, e.column) else {
+    let Some(excerpt) = Excerpt::new(&e.file, &source, e.line, e.column) else {
         return render_error(e);
     };
     let label = if e.field.is_empty() {
@@ -53,9 +80,8 @@ pub fn render_error_in_context(e: &ManifestError, root: &std::path::Path) -> Str
     };
     let diagnostic =
         MietteDiagnostic::new(format!("{}:{}:{}: {}", e.file, e.line, e.column, e.message))
-            .with_label(LabeledSpan::at_offset(offset, label));
-    let report =
-        miette::Report::new(diagnostic).with_source_code(NamedSource::new(&e.file, source));
+            .with_label(LabeledSpan::at_offset(excerpt.offset, label));
+    let report = miette::Report::new(diagnostic).with_source_code(excerpt);
     let mut out = String::new();
     let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
         .with_context_lines(1)
@@ -66,21 +92,101 @@ pub fn render_error_in_context(e: &ManifestError, root: &std::path::Path) -> Str
     }
 }
 
-/// The byte offset of a 1-based line and (character) column.
-fn byte_offset(text: &str, line: usize, column: usize) -> Option<usize> {
-    let mut offset = 0;
-    for (index, l) in text.split_inclusive('\n').enumerate() {
-        if index + 1 == line {
-            let within: usize = l
-                .chars()
-                .take(column.saturating_sub(1))
-                .map(char::len_utf8)
-                .sum();
-            return Some(offset + within.min(l.trim_end_matches('\n').len()));
+/// The lines around a problem (one before, one after), each cut to the
+/// same window of [`MAX_SHOWN_CHARS`] around the column, so that the
+/// caret stays under the right character.
+struct Excerpt {
+    name: String,
+    text: String,
+    /// 0-based number in the file of the excerpt's first line.
+    first_line: usize,
+    /// The problem's byte offset in `text`.
+    offset: usize,
+    /// The problem's 0-based line and column in the file.
+    line: usize,
+    column: usize,
+}
+
+impl Excerpt {
+    /// `None` when the file has no such line.
+    fn new(name: &str, source: &str, line: usize, column: usize) -> Option<Self> {
+        let first_line = line.saturating_sub(2);
+        let lines: Vec<&str> = source
+            .split_inclusive('\n')
+            .skip(first_line)
+            .take(line + 1 - first_line)
+            .map(|l| l.trim_end_matches('\n').trim_end_matches('\r'))
+            .collect();
+        let at = line.checked_sub(first_line + 1)?;
+        let problem_line = lines.get(at)?;
+        let length = problem_line.chars().count();
+        let column = column.saturating_sub(1).min(length);
+        let start = if length <= MAX_SHOWN_CHARS {
+            0
+        } else {
+            column
+                .saturating_sub(MAX_SHOWN_CHARS / 2)
+                .min(length - MAX_SHOWN_CHARS)
+        };
+        let mut text = String::new();
+        let mut offset = 0;
+        for (i, l) in lines.iter().enumerate() {
+            if start > 0 {
+                text.push('…');
+            }
+            if i == at {
+                let before: usize = l
+                    .chars()
+                    .skip(start)
+                    .take(column - start)
+                    .map(char::len_utf8)
+                    .sum();
+                offset = text.len() + before;
+            }
+            let mut shown = l.chars().skip(start);
+            text.extend(shown.by_ref().take(MAX_SHOWN_CHARS));
+            if shown.next().is_some() {
+                text.push('…');
+            }
+            text.push('\n');
         }
-        offset += l.len();
+        Some(Excerpt {
+            name: name.to_string(),
+            text,
+            first_line,
+            offset,
+            line: line - 1,
+            column,
+        })
     }
-    None
+}
+
+impl miette::SourceCode for Excerpt {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let inner = self
+            .text
+            .read_span(span, context_lines_before, context_lines_after)?;
+        let line = self.first_line + inner.line();
+        // The window shifts columns; the header names the file's.
+        let column = if span.offset() == self.offset && line == self.line {
+            self.column
+        } else {
+            inner.column()
+        };
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            *inner.span(),
+            line,
+            column,
+            inner.line_count(),
+        )))
+    }
 }
 
 fn paint(text: &str, kind: ActionKind, color: bool) -> String {
@@ -116,8 +222,8 @@ pub fn plan_text(
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "strategy: {strategy}");
-    for e in desired.errors() {
-        let _ = writeln!(out, "{}", render_error_in_context(&e, root));
+    for text in render_errors(&desired.errors(), root) {
+        let _ = writeln!(out, "{text}");
     }
     for action in &plan.actions {
         let head = format!("{} {} {}", symbol(action.kind), action.kind, action.name);
@@ -164,8 +270,8 @@ pub fn plan_json(plan: &Plan, desired: &Desired, strategy: StrategyKind) -> Stri
 /// What `apply --once` prints: each action and how it ended.
 pub fn pass_text(pass: &PassReport, root: &std::path::Path) -> String {
     let mut out = String::new();
-    for e in pass.desired.errors() {
-        let _ = writeln!(out, "{}", render_error_in_context(&e, root));
+    for text in render_errors(&pass.desired.errors(), root) {
+        let _ = writeln!(out, "{text}");
     }
     for o in &pass.outcomes {
         match &o.error {
@@ -256,8 +362,70 @@ mod tests {
     }
 
     #[test]
-    fn byte_offsets_count_characters_per_line() {
-        assert_eq!(byte_offset("ab\ncdé\nx", 2, 3), Some(5));
-        assert_eq!(byte_offset("ab\ncd", 3, 1), None);
+    fn long_lines_show_a_window_around_the_column() {
+        let dir = std::env::temp_dir().join(format!("assetd-report-long-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let long = format!("{}é{}", "x".repeat(1_000_000), "y".repeat(1_000_000));
+        std::fs::write(
+            dir.join("a.yaml"),
+            format!("{}\n  image: {long}\n{}\n", "k".repeat(500), "z".repeat(5)),
+        )
+        .unwrap();
+        let e = ManifestError {
+            file: "a.yaml".into(),
+            line: 2,
+            column: 10 + 1_000_000,
+            field: "spec.image".into(),
+            message: "bad image".into(),
+        };
+        let out = render_error_in_context(&e, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(out.len() < 2000, "{} bytes:\n{out}", out.len());
+        assert!(out.contains("[a.yaml:2:1000010]"), "{out}");
+        let source_line = out.lines().find(|l| l.contains('é')).expect("the line");
+        assert!(
+            source_line.contains("│ …xxx") && source_line.ends_with("yyy…"),
+            "{out}"
+        );
+        let caret_line = out.lines().find(|l| l.contains('▲')).expect("a caret line");
+        let column = |line: &str, c: char| line.chars().position(|x| x == c).unwrap();
+        assert_eq!(column(caret_line, '▲'), column(source_line, 'é'), "{out}");
+        // The neighbours are cut to the same window: nothing of them is in it.
+        assert!(out.contains("1 │ …\n") && out.contains("3 │ …\n"), "{out}");
+    }
+
+    #[test]
+    fn only_the_first_problems_are_shown_with_their_lines() {
+        let dir = std::env::temp_dir().join(format!("assetd-report-many-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), "bogus: 1\n".repeat(30)).unwrap();
+        let errors: Vec<ManifestError> = (1..=30)
+            .map(|line| ManifestError {
+                file: "a.yaml".into(),
+                line,
+                column: 1,
+                field: "bogus".into(),
+                message: "unknown field".into(),
+            })
+            .collect();
+        let shown: Vec<String> = render_errors(&errors, &dir).collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(shown.len(), 30);
+        assert!(shown[19].contains('▲'), "{}", shown[19]);
+        assert_eq!(shown[20], "error: a.yaml:21:1: bogus: unknown field");
+    }
+
+    #[test]
+    fn short_lines_are_shown_whole_and_missing_lines_fall_back() {
+        let excerpt = Excerpt::new("a.yaml", "ab\ncdé\r\nx", 2, 3).unwrap();
+        assert_eq!(excerpt.text, "ab\ncdé\nx\n");
+        assert_eq!((excerpt.offset, excerpt.first_line), (5, 0));
+        let excerpt = Excerpt::new("a.yaml", "1\n2\n3\n4\n", 3, 9).unwrap();
+        assert_eq!(excerpt.text, "2\n3\n4\n");
+        assert_eq!(
+            (excerpt.offset, excerpt.first_line, excerpt.column),
+            (3, 1, 1)
+        );
+        assert!(Excerpt::new("a.yaml", "ab\ncd", 3, 1).is_none());
     }
 }

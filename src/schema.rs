@@ -100,7 +100,7 @@ pub fn schema() -> Value {
     );
     let spec = closed(
         json!({
-            "image": { "type": "string", "minLength": 1, "pattern": "^\\S+$" },
+            "image": { "type": "string", "minLength": 1, "maxLength": crate::manifest::MAX_IMAGE_BYTES, "pattern": "^\\S+$" },
             "command": {
                 "description": "A string split like a POSIX shell (no shell runs), or argv as a list",
                 "oneOf": [

@@ -53,6 +53,9 @@ impl Trigger {
 #[derive(Default)]
 pub struct WatchCounters {
     pub file_events: AtomicU64,
+    /// inotify queue overflows: file events were lost (also counted in
+    /// `file_events`).
+    pub file_overflows: AtomicU64,
     pub docker_events: AtomicU64,
     pub docker_reconnects: AtomicU64,
 }
@@ -66,6 +69,30 @@ const RECHECK: Duration = Duration::from_millis(500);
 /// adds its watch only after reporting it, so files written into it in
 /// between produce no event of their own.
 const FOLLOW_UP: Duration = Duration::from_millis(250);
+
+/// At most one warning about lost file events per this long: one burst of
+/// writes can overflow the queue many times over.
+const LOST_EVENTS_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// Keeps the warning about lost file events to one per burst.
+#[derive(Default)]
+struct LostEvents {
+    last_warned: Option<std::time::Instant>,
+}
+
+impl LostEvents {
+    /// Whether a loss seen at `now` is worth a warning.
+    fn warn_now(&mut self, now: std::time::Instant) -> bool {
+        if self
+            .last_warned
+            .is_some_and(|at| now.duration_since(at) < LOST_EVENTS_WARNING_EVERY)
+        {
+            return false;
+        }
+        self.last_warned = Some(now);
+        true
+    }
+}
 
 /// What one file event asks for.
 #[derive(Clone, Copy, Debug)]
@@ -135,18 +162,28 @@ pub async fn watch_manifests(
     }));
     let (events_tx, mut events_rx) = mpsc::channel::<Hint>(256);
     let callback_scope = scope.clone();
+    let mut lost = LostEvents::default();
     let callback = move |result: notify::Result<notify::Event>| {
+        // An error or a rescan flag (inotify's queue overflowed) means
+        // events may be lost: look at everything again.
+        let rescan = Hint {
+            trigger: Trigger::Now,
+            structural: true,
+        };
         let hint = match &result {
-            // An error (e.g. a queue overflow) or a rescan flag means events
-            // were lost: look at everything again.
-            Err(_) => Hint {
-                trigger: Trigger::Now,
-                structural: true,
-            },
-            Ok(event) if event.need_rescan() => Hint {
-                trigger: Trigger::Now,
-                structural: true,
-            },
+            Err(e) => {
+                if lost.warn_now(std::time::Instant::now()) {
+                    tracing::warn!(error = %e, "file watcher error; rescanning the manifests directory");
+                }
+                rescan
+            }
+            Ok(event) if event.need_rescan() => {
+                counters.file_overflows.fetch_add(1, Ordering::Relaxed);
+                if lost.warn_now(std::time::Instant::now()) {
+                    tracing::warn!("file events were lost (inotify queue overflow); rescanning the manifests directory");
+                }
+                rescan
+            }
             Ok(event) => {
                 let Some(hint) = classify(&event.kind) else {
                     return;
@@ -427,6 +464,18 @@ mod tests {
                 .unwrap()
                 .structural
         );
+    }
+
+    #[test]
+    fn lost_events_are_warned_about_once_per_burst() {
+        let mut lost = LostEvents::default();
+        let start = std::time::Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        assert!(lost.warn_now(at(0)));
+        assert!(!lost.warn_now(at(5)));
+        assert!(!lost.warn_now(at(9_999)));
+        assert!(lost.warn_now(at(10_000)));
+        assert!(!lost.warn_now(at(10_001)));
     }
 
     #[test]
