@@ -392,8 +392,12 @@ fn relevance(event: &bollard::models::EventMessage, instance: &str) -> Option<Tr
     use bollard::models::EventMessageTypeEnum;
     let action = event.action.as_deref().unwrap_or_default();
     match event.typ {
-        // Service events carry no labels to tell ours from others'.
-        Some(EventMessageTypeEnum::SERVICE) => Some(Trigger::Now),
+        // Service events carry no labels to tell ours from others', and
+        // most are the echo of our own writes: a wave of 200 creates
+        // would otherwise ask for 200 passes, each listing every service
+        // and task. A short debounce folds a wave into a few passes; a
+        // service removed by hand is still back well within a second.
+        Some(EventMessageTypeEnum::SERVICE) => Some(Trigger::Soon),
         Some(EventMessageTypeEnum::CONTAINER) => {
             use crate::strategy::labels::{INSTANCE, MANAGED};
             let attrs = event.actor.as_ref().and_then(|a| a.attributes.as_ref());

@@ -904,26 +904,38 @@ fn env_expansion_is_bounded_like_any_scalar() {
     );
 }
 
+/// `assetd validate` (capped at 1 GiB) of a file of `docs` documents whose
+/// spec ends with `tail(i)`, with `LONG` a 4 KiB variable.
+fn validate_with_long_variable(
+    name: &str,
+    docs: usize,
+    tail: impl Fn(usize) -> String,
+) -> (Option<i32>, String, Duration) {
+    let dir = scratch(name);
+    let path = dir.join(format!("{name}.yaml"));
+    let text: String = (0..docs)
+        .map(|i| {
+            format!(
+                "---\n{}{}",
+                HEADER.replace("hostile", &format!("h{i}")),
+                tail(i)
+            )
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let result = validate_capped(&path, &[("LONG", &"x".repeat(4096))], LARGE_LIMIT);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 /// B1 through the binary: 15 documents like the one above, with a 4 KiB
 /// variable in the environment, once needed ~9 GB (9.1 GB RSS, 390 s);
 /// now one short error per document, in 1 GiB and well under a second.
 #[test]
 fn env_expansion_cannot_exhaust_memory() {
-    let dir = scratch("amplify");
-    let path = dir.join("amplify.yaml");
-    let docs: String = (0..15)
-        .map(|i| {
-            format!(
-                "---\n{}  image: \"{}\"\n",
-                HEADER.replace("hostile", &format!("h{i}")),
-                "${LONG}".repeat(140_000)
-            )
-        })
-        .collect();
-    std::fs::write(&path, docs).unwrap();
-    let (code, stderr, elapsed) =
-        validate_capped(&path, &[("LONG", &"x".repeat(4096))], LARGE_LIMIT);
-    let _ = std::fs::remove_dir_all(&dir);
+    let (code, stderr, elapsed) = validate_with_long_variable("amplify", 15, |_| {
+        format!("  image: \"{}\"\n", "${LONG}".repeat(140_000))
+    });
     assert_eq!(
         code,
         Some(1),
@@ -944,21 +956,9 @@ fn env_expansion_cannot_exhaust_memory() {
 /// documents of 15 × `${LONG}` would have asked for 1.5 GB.
 #[test]
 fn env_expansion_over_many_small_documents_is_bounded_per_file() {
-    let dir = scratch("amplify-many");
-    let path = dir.join("many.yaml");
-    let docs: String = (0..24_000)
-        .map(|i| {
-            format!(
-                "---\n{}  image: a\n  env: [ \"A={}\" ]\n",
-                HEADER.replace("hostile", &format!("h{i}")),
-                "${LONG}".repeat(15)
-            )
-        })
-        .collect();
-    std::fs::write(&path, docs).unwrap();
-    let (code, stderr, elapsed) =
-        validate_capped(&path, &[("LONG", &"x".repeat(4096))], LARGE_LIMIT);
-    let _ = std::fs::remove_dir_all(&dir);
+    let (code, stderr, elapsed) = validate_with_long_variable("amplify-many", 24_000, |_| {
+        format!("  image: a\n  env: [ \"A={}\" ]\n", "${LONG}".repeat(15))
+    });
     assert_eq!(
         code,
         Some(1),
