@@ -1,0 +1,92 @@
+//! The command line, and the sizes and run counts it fixes.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "assetd-bench",
+    about = "Benchmarks the assetd daemon against bare Docker on the engine at DOCKER_HOST"
+)]
+pub struct Args {
+    /// Each figure once and small (20 instead of 200, 100 instead of 1000):
+    /// for CI, so the bench cannot rot.
+    #[arg(long)]
+    pub quick: bool,
+    /// Runs of each cheap figure (latencies, repair, idle pass,
+    /// parse): medians are reported. Default 7 (1 with --quick).
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// Runs of each cold-start figure (200 containers, 200 services: a
+    /// few minutes each here). Default 1, to keep the whole run near 10
+    /// minutes; use 3 for medians.
+    #[arg(long)]
+    pub cold_runs: Option<usize>,
+    /// Only these figures (comma-separated or repeated): latency-local,
+    /// latency-swarm, repair, cold-local, cold-swarm, idle, comment,
+    /// parse-plan.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// The assetd binary (default: next to this one, built first when run
+    /// through cargo).
+    #[arg(long)]
+    pub assetd: Option<PathBuf>,
+    /// Route every daemon through the counting proxy and print its calls
+    /// and their timeline (profiling; adds a hop to every call).
+    #[arg(long)]
+    pub count_all: bool,
+    /// Keep the temporary directory (daemon logs) after the run.
+    #[arg(long)]
+    pub keep_temp: bool,
+}
+
+/// The names `--only` accepts.
+pub const FIGURES: &[&str] = &[
+    "latency-local",
+    "latency-swarm",
+    "repair",
+    "cold-local",
+    "cold-swarm",
+    "idle",
+    "comment",
+    "parse-plan",
+];
+
+/// How big and how often, fixed from the flags.
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    pub latency_runs: usize,
+    pub repair_runs: usize,
+    pub cold_runs: usize,
+    pub cold_local_n: usize,
+    pub cold_swarm_n: usize,
+    pub idle_n: usize,
+    pub idle_runs: usize,
+    pub parse_runs: usize,
+    pub parse_small: usize,
+    pub parse_big: usize,
+}
+
+impl Sizes {
+    pub fn new(args: &Args) -> Self {
+        let cheap = match (args.runs, args.quick) {
+            (Some(n), _) => n.max(1),
+            (None, true) => 1,
+            (None, false) => 7,
+        };
+        let cold = args.cold_runs.unwrap_or(1).max(1);
+        Self {
+            latency_runs: cheap,
+            repair_runs: cheap,
+            cold_runs: cold,
+            cold_local_n: if args.quick { 20 } else { 200 },
+            cold_swarm_n: if args.quick { 20 } else { 200 },
+            idle_n: if args.quick { 100 } else { 1000 },
+            idle_runs: cheap,
+            parse_runs: cheap,
+            parse_small: 1000,
+            parse_big: 10_000,
+        }
+    }
+}

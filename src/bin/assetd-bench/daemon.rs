@@ -1,0 +1,159 @@
+//! The daemon under test: its directories, starting `assetd run`, waiting
+//! for it to be ready, signalling and stopping it.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::bench::Bench;
+use crate::procfs::proc_alive;
+
+/// Where one daemon keeps its files.
+pub struct Dirs {
+    pub instance: String,
+    pub manifests: PathBuf,
+    pub state: PathBuf,
+    pub log: PathBuf,
+}
+
+/// A running `assetd run`; killed when dropped (e.g. on Ctrl-C).
+pub struct Daemon {
+    child: Option<Child>,
+    pub pid: u32,
+    socket: PathBuf,
+    log: PathBuf,
+    registry: Arc<Mutex<BTreeSet<u32>>>,
+}
+
+impl Bench {
+    /// A fresh manifest directory (and the paths of the state and log)
+    /// under the temporary directory, named by `tag`.
+    pub fn dirs(&self, tag: &str) -> Result<Dirs> {
+        let base = self.root.join(tag);
+        let manifests = base.join("manifests");
+        std::fs::create_dir_all(&manifests)?;
+        std::fs::set_permissions(&manifests, std::fs::Permissions::from_mode(0o755))?;
+        Ok(Dirs {
+            instance: format!("bench-{}-{tag}", self.rid),
+            state: base.join("state"),
+            log: base.join("assetd.log"),
+            manifests,
+        })
+    }
+
+    /// Starts `assetd run` on `dirs`; `counted` (or `--count-all`) points
+    /// it at the counting proxy instead of the engine.
+    pub fn daemon(&self, dirs: &Dirs, strategy: &str, counted: bool) -> Result<Daemon> {
+        let host = if counted || self.args.count_all {
+            format!("unix://{}", self.proxy.path.display())
+        } else {
+            self.engine_host.clone()
+        };
+        let log = std::fs::File::create(&dirs.log)?;
+        let child = Command::new(&self.assetd)
+            .args([
+                "run",
+                "--strategy",
+                strategy,
+                "--instance",
+                &dirs.instance,
+                "--resync",
+                "300s",
+                "--allow-mass-prune",
+            ])
+            .arg("--manifests")
+            .arg(&dirs.manifests)
+            .arg("--state-dir")
+            .arg(&dirs.state)
+            .env("DOCKER_HOST", host)
+            .env(
+                "ASSETD_LOG",
+                std::env::var("ASSETD_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning {}", self.assetd.display()))?;
+        let pid = child.id();
+        self.daemons.lock().expect("daemons").insert(pid);
+        Ok(Daemon {
+            child: Some(child),
+            pid,
+            socket: dirs.state.join("assetd.sock"),
+            log: dirs.log.clone(),
+            registry: self.daemons.clone(),
+        })
+    }
+}
+
+impl Daemon {
+    /// Until its status socket reports it ready.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(report) = assetd::api::fetch_status(&self.socket).await {
+                if report.ready {
+                    return Ok(());
+                }
+            }
+            if !proc_alive(self.pid) || Instant::now() > deadline {
+                bail!(
+                    "assetd did not become ready; its log ends:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `kill -SIGNAL`, e.g. `HUP` for an immediate pass.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid.to_string()])
+            .status()?;
+        if !status.success() {
+            bail!(
+                "kill -{signal} {} failed; log:\n{}",
+                self.pid,
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+
+    /// The last lines of its log, for error messages.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// SIGTERM, then SIGKILL after 15 s.
+    pub async fn stop(mut self) {
+        let _ = self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        if let Some(child) = self.child.as_mut() {
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        self.registry.lock().expect("daemons").remove(&self.pid);
+    }
+}
