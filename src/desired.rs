@@ -19,12 +19,14 @@
 //!   others could write are refused like sshd's `StrictModes`: manifests
 //!   start containers, so they are root-equivalent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+
+use sha2::{Digest, Sha256};
 
 use crate::manifest::{self, ManifestError, ParsedAsset, Policy, SourcePos};
 use crate::spec::{AssetName, DeploySpec, SpecHash};
@@ -36,6 +38,120 @@ pub struct LoadOptions {
     /// Refuse directories and files writable by group or others, or owned
     /// by a user other than root or the one assetd runs as.
     pub check_permissions: bool,
+}
+
+/// What one file parsed to, valid assets or its errors.
+type FileResult = Result<Vec<ParsedAsset>, Vec<ManifestError>>;
+
+/// Parse results of files, kept from one pass to the next. Every pass
+/// looks at every file (level-triggered), but most find nothing changed,
+/// and reading and parsing are most of an idle pass's CPU.
+///
+/// A result depends on the bytes, the source name, the policy and the
+/// environment; the last two are fixed for the life of the process. A
+/// file whose `stat` (device, inode, size, mtime, ctime, mode, owner) is
+/// the one recorded is not even opened (a change of content, of
+/// permissions or a rename over it changes one of those); otherwise it is
+/// read, checked and, if its bytes are the ones already parsed, not parsed
+/// again. Like git's index, a stat taken within a moment of the file's
+/// last change is not trusted: a write in the same clock tick could hide.
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    entries: Mutex<HashMap<String, CacheEntry>>,
+}
+
+#[derive(Debug)]
+struct CacheEntry {
+    /// `None` while the file is too fresh for its stat to be trusted.
+    stamp: Option<FileStamp>,
+    digest: ContentDigest,
+    result: FileResult,
+}
+
+type ContentDigest = [u8; 32];
+
+/// What `stat` says of a file, as far as its content and permissions go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    mode: u32,
+    uid: u32,
+}
+
+/// How old a file's last change must be before its stat alone is trusted.
+const STAT_TRUST_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl FileStamp {
+    fn of(meta: &Metadata) -> Self {
+        let ns = |secs: i64, nanos: i64| secs as i128 * 1_000_000_000 + nanos as i128;
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+            mode: meta.mode(),
+            uid: meta.uid(),
+        }
+    }
+
+    /// Whether the file last changed long enough ago.
+    fn settled(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        let newest = self.mtime_ns.max(self.ctime_ns);
+        now - newest > STAT_TRUST_AFTER.as_nanos() as i128
+    }
+}
+
+impl ParseCache {
+    /// The result of a file whose stat has not changed since it was read.
+    fn by_stamp(&self, source: &str, stamp: &FileStamp) -> Option<FileResult> {
+        let entries = self.entries.lock().expect("parse cache lock");
+        let entry = entries.get(source)?;
+        (entry.stamp.as_ref() == Some(stamp)).then(|| entry.result.clone())
+    }
+
+    /// The result of the same bytes, parsed before; records the stamp.
+    fn by_digest(
+        &self,
+        source: &str,
+        digest: &ContentDigest,
+        stamp: Option<FileStamp>,
+    ) -> Option<FileResult> {
+        let mut entries = self.entries.lock().expect("parse cache lock");
+        let entry = entries.get_mut(source).filter(|e| &e.digest == digest)?;
+        entry.stamp = stamp;
+        Some(entry.result.clone())
+    }
+
+    fn put(&self, source: &str, entry: CacheEntry) {
+        let mut entries = self.entries.lock().expect("parse cache lock");
+        entries.insert(source.to_string(), entry);
+    }
+
+    /// Forgets files that are gone, so the cache holds only what the
+    /// directory holds.
+    fn keep_only(&self, sources: &[(PathBuf, String)]) {
+        let live: std::collections::HashSet<&str> =
+            sources.iter().map(|(_, s)| s.as_str()).collect();
+        let mut entries = self.entries.lock().expect("parse cache lock");
+        entries.retain(|source, _| live.contains(source.as_str()));
+    }
+
+    /// How many files' results are kept.
+    pub fn len(&self) -> usize {
+        self.entries.lock().expect("parse cache lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One asset the manifests ask for.
@@ -144,7 +260,19 @@ pub type Env = dyn Fn(&str) -> Option<String> + Sync;
 /// `env` answers `${VAR}` references; it is called from several threads
 /// when there are many files.
 pub fn load_dir(dir: &Path, opts: &LoadOptions, env: &Env) -> Desired {
+    load_dir_cached(dir, opts, env, None)
+}
+
+/// [`load_dir`], reusing the results of files whose content `cache` has
+/// seen (the daemon's passes).
+pub fn load_dir_cached(
+    dir: &Path,
+    opts: &LoadOptions,
+    env: &Env,
+    cache: Option<&ParseCache>,
+) -> Desired {
     let mut loader = Loader::new(opts, env);
+    loader.cache = cache;
     let meta = match fs::metadata(dir) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -218,6 +346,7 @@ const PARALLEL_THRESHOLD: usize = 256;
 struct Loader<'a> {
     opts: &'a LoadOptions,
     env: &'a Env,
+    cache: Option<&'a ParseCache>,
     /// Manifest files found, valid or not.
     files: usize,
     /// Files found by the walk, to be read and parsed: (path, source).
@@ -230,6 +359,7 @@ impl<'a> Loader<'a> {
         Loader {
             opts,
             env,
+            cache: None,
             files: 0,
             pending: Vec::new(),
             invalid_files: BTreeMap::new(),
@@ -353,14 +483,16 @@ impl<'a> Loader<'a> {
     /// are many; the result does not depend on how the work was split.
     fn parse_pending(&mut self) -> Vec<(String, ParsedAsset)> {
         let pending = std::mem::take(&mut self.pending);
-        let (opts, env) = (self.opts, self.env);
-        let parse_all =
-            |files: &[(PathBuf, String)]| -> Vec<Result<Vec<ParsedAsset>, Vec<ManifestError>>> {
-                files
-                    .iter()
-                    .map(|(path, source)| parse_one(path, source, opts, env))
-                    .collect()
-            };
+        let (opts, env, cache) = (self.opts, self.env, self.cache);
+        if let Some(cache) = cache {
+            cache.keep_only(&pending);
+        }
+        let parse_all = |files: &[(PathBuf, String)]| -> Vec<FileResult> {
+            files
+                .iter()
+                .map(|(path, source)| parse_one(path, source, opts, env, cache))
+                .collect()
+        };
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(8);
@@ -485,12 +617,11 @@ impl<'a> Loader<'a> {
             if held.contains_key(&asset.spec.name) {
                 continue;
             }
-            let hash = asset.spec.hash();
             assets.insert(
                 asset.spec.name.clone(),
                 DesiredAsset {
                     spec: asset.spec,
-                    hash,
+                    hash: asset.hash,
                     source,
                     pos: asset.pos,
                 },
@@ -512,11 +643,41 @@ fn parse_one(
     source: &str,
     opts: &LoadOptions,
     env: &Env,
-) -> Result<Vec<ParsedAsset>, Vec<ManifestError>> {
-    match read_manifest(path, opts) {
-        Ok(bytes) => manifest::parse_bytes(source, &bytes, env, &opts.policy),
-        Err(message) => Err(vec![ManifestError::whole_file(source, message)]),
+    cache: Option<&ParseCache>,
+) -> FileResult {
+    let Some(cache) = cache else {
+        return match read_manifest(path, opts) {
+            Ok(bytes) => manifest::parse_bytes(source, &bytes, env, &opts.policy),
+            Err(message) => Err(vec![ManifestError::whole_file(source, message)]),
+        };
+    };
+    // The stat before the read: a change after it gives another stamp
+    // next time, so at worst the file is read once more.
+    let stamp = fs::metadata(path)
+        .ok()
+        .map(|meta| FileStamp::of(&meta))
+        .filter(FileStamp::settled);
+    if let Some(result) = stamp.as_ref().and_then(|s| cache.by_stamp(source, s)) {
+        return result;
     }
+    let bytes = match read_manifest(path, opts) {
+        Ok(bytes) => bytes,
+        Err(message) => return Err(vec![ManifestError::whole_file(source, message)]),
+    };
+    let digest: ContentDigest = Sha256::digest(&bytes).into();
+    if let Some(result) = cache.by_digest(source, &digest, stamp) {
+        return result;
+    }
+    let result = manifest::parse_bytes(source, &bytes, env, &opts.policy);
+    cache.put(
+        source,
+        CacheEntry {
+            stamp,
+            digest,
+            result: result.clone(),
+        },
+    );
+    result
 }
 
 fn read_manifest(path: &Path, opts: &LoadOptions) -> Result<Vec<u8>, String> {
@@ -818,6 +979,91 @@ mod tests {
         assert_eq!(d.errors().len(), 1);
         assert!(d.invalid_source("bad.yaml").is_some());
         assert!(d.invalid_source("good.yaml").is_none());
+    }
+
+    #[test]
+    fn the_parse_cache_gives_the_same_answer_and_follows_every_change() {
+        let t = TempDir::new("cache");
+        let a = t.write("a.yaml", &asset("a", ""));
+        t.write("b.yaml", &asset("b", ""));
+        let opts = LoadOptions {
+            check_permissions: true,
+            ..LoadOptions::default()
+        };
+        let cache = ParseCache::default();
+        let cached = |cache: &ParseCache| load_dir_cached(&t.0, &opts, &|_| None, Some(cache));
+
+        let first = cached(&cache);
+        assert_eq!(first, strict(&t.0));
+        assert_eq!(cache.len(), 2);
+        // Unchanged: the same answer, from the cache.
+        assert_eq!(cached(&cache), first);
+
+        // A changed file is parsed again, comments and all.
+        t.write("a.yaml", &asset("a", "8080: 80"));
+        let changed = cached(&cache);
+        assert_eq!(changed, strict(&t.0));
+        assert_ne!(
+            changed.assets[&name("a")].hash,
+            first.assets[&name("a")].hash
+        );
+
+        // An invalid file stays invalid while its bytes do not change.
+        t.write("b.yaml", "apiVersion: assetd/v1\nkind: Nope\n");
+        assert!(cached(&cache).invalid_source("b.yaml").is_some());
+        assert!(cached(&cache).invalid_source("b.yaml").is_some());
+
+        // Permissions are checked on every pass, cached content or not.
+        fs::set_permissions(&a, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(cached(&cache).invalid_source("a.yaml").is_some());
+        fs::set_permissions(&a, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(cached(&cache).invalid_source("a.yaml").is_none());
+
+        // A deleted file leaves the cache.
+        fs::remove_file(t.0.join("b.yaml")).unwrap();
+        assert_eq!(names(&cached(&cache)), ["a"]);
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_settled_file_is_trusted_by_its_stat_until_anything_about_it_changes() {
+        let t = TempDir::new("stamp");
+        let a = t.write("a.yaml", &asset("a", "8080: 80"));
+        t.write("b.yaml", &asset("b", ""));
+        let opts = LoadOptions {
+            check_permissions: true,
+            ..LoadOptions::default()
+        };
+        let cache = ParseCache::default();
+        let cached = || load_dir_cached(&t.0, &opts, &|_| None, Some(&cache));
+        std::thread::sleep(STAT_TRUST_AFTER + std::time::Duration::from_millis(200));
+        let first = cached();
+        assert_eq!(cached(), first);
+
+        // Same size, new content: the stat differs (mtime, ctime).
+        fs::write(&a, asset("a", "8081: 80")).unwrap();
+        let edited = cached();
+        assert_eq!(edited, strict(&t.0));
+        assert_ne!(
+            edited.assets[&name("a")].hash,
+            first.assets[&name("a")].hash
+        );
+
+        // A rename over the file (an editor's save) is a new inode.
+        std::thread::sleep(STAT_TRUST_AFTER + std::time::Duration::from_millis(200));
+        assert_eq!(cached(), edited);
+        let tmp = t.write(".a.yaml.tmp", &asset("a", "8082: 80"));
+        fs::rename(&tmp, &a).unwrap();
+        assert_eq!(cached(), strict(&t.0));
+        assert_ne!(
+            cached().assets[&name("a")].hash,
+            edited.assets[&name("a")].hash
+        );
+
+        // Permissions are part of the stat.
+        std::thread::sleep(STAT_TRUST_AFTER + std::time::Duration::from_millis(200));
+        fs::set_permissions(&a, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(cached().invalid_source("a.yaml").is_some());
     }
 
     #[test]

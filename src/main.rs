@@ -234,6 +234,7 @@ impl CommonArgs {
             },
             concurrency: self.concurrency as usize,
             respect_backoff,
+            parse_cache: Default::default(),
         }
     }
 }

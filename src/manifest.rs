@@ -58,6 +58,7 @@ use serde_saphyr::{Location, MessageFormatter, Spanned, Tagged, UserMessageForma
 
 use crate::spec::{
     AssetName, DeploySpec, Mode, Mount, MountKind, PortMapping, Protocol, ResourceSet, Resources,
+    SpecHash,
 };
 
 /// The only `apiVersion` this build understands.
@@ -178,6 +179,9 @@ impl ManifestError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedAsset {
     pub spec: DeploySpec,
+    /// `spec.hash()`, computed once: a file's parse is reused across
+    /// passes while its bytes do not change.
+    pub hash: SpecHash,
     /// Position of the `metadata.name` value.
     pub pos: SourcePos,
     /// Each published port with the position of its key in `spec.ports`, in
@@ -1096,6 +1100,7 @@ impl<'a> Decoder<'a> {
         spec.name = name;
         spec.labels = labels;
         Some(ParsedAsset {
+            hash: spec.hash(),
             spec,
             pos,
             ports_pos,

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::desired::{self, Desired, LoadOptions};
+use crate::desired::{self, Desired, LoadOptions, ParseCache};
 use crate::plan::{plan, Action, ActionKind, Plan, PlanConfig};
 use crate::spec::AssetName;
 use crate::store::{now_ms, ActionResult, AppliedRecord, Store};
@@ -32,6 +32,9 @@ pub struct PassConfig {
     /// Skip assets whose backoff has not expired (the daemon); `apply
     /// --once` retries everything because an operator asked for it.
     pub respect_backoff: bool,
+    /// Parse results of unchanged files, shared by the passes of one
+    /// process (and by clones of this config).
+    pub parse_cache: Arc<ParseCache>,
 }
 
 /// Per-asset retry delay after `attempts` failures in a row: 1 s doubling
@@ -80,9 +83,12 @@ pub struct Outcome {
 pub async fn load_desired(config: &PassConfig) -> Desired {
     let dir = config.manifests.clone();
     let load = config.load.clone();
-    tokio::task::spawn_blocking(move || desired::load_dir(&dir, &load, &|k| std::env::var(k).ok()))
-        .await
-        .expect("loading manifests does not panic")
+    let cache = config.parse_cache.clone();
+    tokio::task::spawn_blocking(move || {
+        desired::load_dir_cached(&dir, &load, &|k| std::env::var(k).ok(), Some(&cache))
+    })
+    .await
+    .expect("loading manifests does not panic")
 }
 
 /// Desired, actual and applied, and the plan between them: no writes.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -75,10 +75,14 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The on-disk store.
+/// The on-disk store. sled is the durable copy; reads are served from a
+/// copy in memory, written through on every change, because every pass
+/// reads every record (and this process is the database's only user:
+/// sled locks it).
 pub struct SledStore {
     db: sled::Db,
     applied: sled::Tree,
+    records: RwLock<BTreeMap<AssetName, AppliedRecord>>,
 }
 
 /// What happened while opening the store, for the log and for status.
@@ -155,7 +159,16 @@ impl SledStore {
             .cache_capacity(8 * 1024 * 1024)
             .open()?;
         let applied = db.open_tree("applied")?;
-        Ok(Self { db, applied })
+        let records = applied
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(k, v)| decode(&k, &v))
+            .collect();
+        Ok(Self {
+            db,
+            applied,
+            records: RwLock::new(records),
+        })
     }
 }
 
@@ -166,30 +179,31 @@ fn is_lock_error(e: &sled::Error) -> bool {
 
 impl Store for SledStore {
     fn all(&self) -> BTreeMap<AssetName, AppliedRecord> {
-        self.applied
-            .iter()
-            .filter_map(Result::ok)
-            .filter_map(|(k, v)| decode(&k, &v))
-            .collect()
+        self.records.read().expect("store lock").clone()
     }
 
     fn get(&self, name: &AssetName) -> Option<AppliedRecord> {
-        let value = self.applied.get(name.as_str().as_bytes()).ok()??;
-        decode(name.as_str().as_bytes(), &value).map(|(_, r)| r)
+        self.records.read().expect("store lock").get(name).cloned()
     }
 
     fn put(&self, name: &AssetName, record: &AppliedRecord) -> Result<(), StoreError> {
         let value = serde_json::to_vec(record).map_err(|e| StoreError::Io(e.to_string()))?;
+        // The lock spans both writes, so memory and disk agree on the
+        // order of concurrent writes to one record.
+        let mut records = self.records.write().expect("store lock");
         self.applied
             .insert(name.as_str().as_bytes(), value)
             .map_err(|e| StoreError::Io(e.to_string()))?;
+        records.insert(name.clone(), record.clone());
         Ok(())
     }
 
     fn delete(&self, name: &AssetName) -> Result<(), StoreError> {
+        let mut records = self.records.write().expect("store lock");
         self.applied
             .remove(name.as_str().as_bytes())
             .map_err(|e| StoreError::Io(e.to_string()))?;
+        records.remove(name);
         Ok(())
     }
 

@@ -326,11 +326,16 @@ impl DeploymentStrategy for LocalDocker {
 fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<ActualAsset> {
     let mut by_asset: BTreeMap<AssetName, Vec<ContainerSummary>> = BTreeMap::new();
     for container in containers {
-        let labels = container.labels.clone().unwrap_or_default();
         // A container being removed is already gone as far as the plan
         // goes; its `destroy` event triggers the next pass.
-        let removing = container.state == Some(ContainerSummaryStateEnum::REMOVING);
-        if let Some((name, _, _)) = labels::owner_of(&labels, instance).filter(|_| !removing) {
+        if container.state == Some(ContainerSummaryStateEnum::REMOVING) {
+            continue;
+        }
+        let owner = container
+            .labels
+            .as_ref()
+            .and_then(|labels| labels::owner_of(labels, instance));
+        if let Some((name, _, _)) = owner {
             by_asset.entry(name).or_default().push(container);
         }
     }
