@@ -138,7 +138,7 @@ fn with_adopted(
 /// after one pass.
 pub fn persist_adopted(store: &dyn Store, applied: &BTreeMap<AssetName, AppliedRecord>) {
     for (name, record) in applied {
-        if store.get(name).is_none() {
+        if !store.contains(name) {
             tracing::info!(asset = %name, "adopting managed object into the store from its labels");
             let _ = store.put(name, record);
         }

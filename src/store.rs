@@ -62,6 +62,10 @@ pub enum StoreError {
 pub trait Store: Send + Sync {
     fn all(&self) -> BTreeMap<AssetName, AppliedRecord>;
     fn get(&self, name: &AssetName) -> Option<AppliedRecord>;
+    /// Whether a record exists, without copying it.
+    fn contains(&self, name: &AssetName) -> bool {
+        self.get(name).is_some()
+    }
     fn put(&self, name: &AssetName, record: &AppliedRecord) -> Result<(), StoreError>;
     fn delete(&self, name: &AssetName) -> Result<(), StoreError>;
     /// Makes every write so far durable.
@@ -184,6 +188,10 @@ impl Store for SledStore {
 
     fn get(&self, name: &AssetName) -> Option<AppliedRecord> {
         self.records.read().expect("store lock").get(name).cloned()
+    }
+
+    fn contains(&self, name: &AssetName) -> bool {
+        self.records.read().expect("store lock").contains_key(name)
     }
 
     fn put(&self, name: &AssetName, record: &AppliedRecord) -> Result<(), StoreError> {
