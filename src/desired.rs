@@ -647,23 +647,21 @@ fn parse_one(
 ) -> FileResult {
     let Some(cache) = cache else {
         return match read_manifest(path, opts) {
-            Ok(bytes) => manifest::parse_bytes(source, &bytes, env, &opts.policy),
+            Ok((bytes, _)) => manifest::parse_bytes(source, &bytes, env, &opts.policy),
             Err(message) => Err(vec![ManifestError::whole_file(source, message)]),
         };
     };
-    // The stat before the read: a change after it gives another stamp
-    // next time, so at worst the file is read once more.
-    let stamp = fs::metadata(path)
-        .ok()
-        .map(|meta| FileStamp::of(&meta))
-        .filter(FileStamp::settled);
-    if let Some(result) = stamp.as_ref().and_then(|s| cache.by_stamp(source, s)) {
+    let current = fs::metadata(path).ok().map(|meta| FileStamp::of(&meta));
+    if let Some(result) = current.as_ref().and_then(|s| cache.by_stamp(source, s)) {
         return result;
     }
-    let bytes = match read_manifest(path, opts) {
-        Ok(bytes) => bytes,
+    let (bytes, opened) = match read_manifest(path, opts) {
+        Ok(read) => read,
         Err(message) => return Err(vec![ManifestError::whole_file(source, message)]),
     };
+    // Recorded with the bytes: the stat of the file actually read, not of
+    // whatever the path named at the lookup (a link may have moved since).
+    let stamp = Some(FileStamp::of(&opened)).filter(FileStamp::settled);
     let digest: ContentDigest = Sha256::digest(&bytes).into();
     if let Some(result) = cache.by_digest(source, &digest, stamp) {
         return result;
@@ -680,7 +678,8 @@ fn parse_one(
     result
 }
 
-fn read_manifest(path: &Path, opts: &LoadOptions) -> Result<Vec<u8>, String> {
+/// The file's bytes and the metadata of the file they were read from.
+fn read_manifest(path: &Path, opts: &LoadOptions) -> Result<(Vec<u8>, Metadata), String> {
     let file = File::open(path).map_err(|e| format!("cannot read: {e}"))?;
     // Check what was opened, not what the name pointed to a moment ago.
     let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
@@ -706,7 +705,7 @@ fn read_manifest(path: &Path, opts: &LoadOptions) -> Result<Vec<u8>, String> {
     file.take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read: {e}"))?;
-    Ok(bytes)
+    Ok((bytes, meta))
 }
 
 /// `*.yaml` / `*.yml`, not hidden, not an editor's temp, backup or lock

@@ -951,8 +951,11 @@ impl<'a> Decoder<'a> {
                 }
                 rest = &body[end + 1..];
                 // Checked after each reference: one variable adds at most
-                // its own length (the kernel caps those at 128 KiB).
-                if !self.within_expansion_limits(out.len(), node, path) {
+                // its own length (the kernel caps those at 128 KiB). Only
+                // what expansion added counts: the text as written is
+                // already bounded by the parser's budget.
+                let grown = out.len().saturating_sub(s.len() - rest.len());
+                if !self.within_expansion_limits(grown, node, path) {
                     return None;
                 }
             } else {
@@ -961,17 +964,18 @@ impl<'a> Decoder<'a> {
             }
         }
         out.push_str(rest);
-        if !self.within_expansion_limits(out.len(), node, path) {
+        let grown = out.len().saturating_sub(s.len());
+        if !self.within_expansion_limits(grown, node, path) {
             return None;
         }
-        self.expanded_bytes += out.len();
-        self.expanded_file_bytes += out.len();
+        self.expanded_bytes += grown;
+        self.expanded_file_bytes += grown;
         Some(out)
     }
 
-    /// Whether a value expanded to `len` bytes so far stays within the
-    /// per-value limit and the document's and the file's expansion
-    /// budgets; reports it when not.
+    /// Whether a value that expansion has grown by `len` bytes so far
+    /// stays within the per-value limit and the document's and the file's
+    /// expansion budgets; reports it when not.
     fn within_expansion_limits(&mut self, len: usize, node: &Node, path: &str) -> bool {
         if len > MAX_EXPANDED_VALUE_BYTES {
             self.error(
@@ -1264,19 +1268,9 @@ impl<'a> Decoder<'a> {
             );
             return None;
         }
-        if argv[0].is_empty() {
-            // Docker accepts it at create time and then cannot start it.
-            let (at, path) = match &node.kind {
-                Kind::Seq(items) => (&items[0], format!("{P}[0]")),
-                _ => (node, P.to_string()),
-            };
-            self.error(
-                at,
-                &path,
-                "the program to run (the first argument) is empty",
-            );
-            return None;
-        }
+        // An empty first argument is left alone: with the image's
+        // ENTRYPOINT it is just an argument, and the image is not known
+        // here.
         Some(argv)
     }
 
@@ -2805,6 +2799,20 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:#?}");
         assert!(errors[1].message.contains("add up to more than 1024 KiB"));
         assert_eq!(errors[0].field, "spec.command[17]");
+    }
+
+    #[test]
+    fn only_what_expansion_adds_counts_against_its_limits() {
+        // A long inline script that merely mentions `$1` and `$$` grows by
+        // nothing: it is bounded like any scalar, not by the 64 KiB limit.
+        let script = format!("echo $1 $$; {}", "x".repeat(70 * 1024));
+        let parsed = parse_one(&with_spec(&format!(
+            "  image: img:1\n  command: [ \"sh\", \"-c\", \"{script}\" ]\n"
+        )));
+        assert_eq!(
+            parsed.command.as_ref().unwrap()[2],
+            script.replace("$$", "$")
+        );
     }
 
     #[test]
