@@ -3,7 +3,7 @@
 #
 #   eval "$(scripts/testenv.sh)"     # exports DOCKER_HOST for this engine
 #
-# - installs docker.io, busybox-static, iptables when missing (Debian 12)
+# - installs docker.io, busybox-static, iptables, iproute2 when missing (Debian 12)
 # - starts a private dockerd on /run/assetd-test/docker.sock unless one answers
 # - makes it a one-node Swarm manager (skip: ASSETD_TEST_NO_SWARM=1)
 # - imports offline images assetd-test/busybox:1 and :2 (no registry needed)
@@ -50,6 +50,8 @@ ensure_packages() {
     command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || missing="$missing docker.io"
     [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing="$missing busybox-static"
     command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing="$missing iptables"
+    # scripts/multinode.sh makes network namespaces and veth pairs.
+    command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /bin/ip ] || missing="$missing iproute2"
     # tests/systemd.rs checks the unit with systemd-analyze.
     command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
     # A dynamically linked busybox (package "busybox") would not run inside
