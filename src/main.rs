@@ -172,8 +172,11 @@ fn print_structured(json: String, output: Output) {
         .and_then(|value| serde_saphyr::to_string(&value).map_err(|e| e.to_string()));
     match yaml {
         Ok(yaml) => print!("{yaml}"),
-        // Cannot happen for our own JSON; the JSON still says everything.
-        Err(_) => println!("{json}"),
+        // Not expected for our own JSON; the JSON still says everything.
+        Err(e) => {
+            eprintln!("assetd: cannot render YAML ({e}); printing JSON instead");
+            println!("{json}");
+        }
     }
 }
 

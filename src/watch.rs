@@ -162,7 +162,9 @@ pub async fn watch_manifests(
     }));
     let (events_tx, mut events_rx) = mpsc::channel::<Hint>(256);
     let callback_scope = scope.clone();
-    let mut lost = LostEvents::default();
+    // Separate limits, so an overflow burst cannot hide a watcher error
+    // (the inotify watch limit reached, say) that follows it.
+    let (mut overflows, mut errors) = (LostEvents::default(), LostEvents::default());
     let callback = move |result: notify::Result<notify::Event>| {
         // An error or a rescan flag (inotify's queue overflowed) means
         // events may be lost: look at everything again.
@@ -172,14 +174,14 @@ pub async fn watch_manifests(
         };
         let hint = match &result {
             Err(e) => {
-                if lost.warn_now(std::time::Instant::now()) {
+                if errors.warn_now(std::time::Instant::now()) {
                     tracing::warn!(error = %e, "file watcher error; rescanning the manifests directory");
                 }
                 rescan
             }
             Ok(event) if event.need_rescan() => {
                 counters.file_overflows.fetch_add(1, Ordering::Relaxed);
-                if lost.warn_now(std::time::Instant::now()) {
+                if overflows.warn_now(std::time::Instant::now()) {
                     tracing::warn!("file events were lost (inotify queue overflow); rescanning the manifests directory");
                 }
                 rescan
