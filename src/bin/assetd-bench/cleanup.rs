@@ -5,10 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder,
-    RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::RemoveContainerOptionsBuilder;
 use futures_util::StreamExt;
 
 use crate::bench::Bench;
@@ -30,34 +27,16 @@ impl Bench {
     /// `PARALLEL` at a time, and waits until Swarm's task containers are
     /// gone too.
     pub async fn remove_by_label(&self, key: &str, value: &str) {
-        let filters = HashMap::from([("label", vec![format!("{key}={value}")])]);
-        if let Ok(services) = self
-            .docker
-            .list_services(Some(
-                ListServicesOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-        {
-            futures_util::stream::iter(services.into_iter().filter_map(|s| s.id))
-                .for_each_concurrent(PARALLEL, |id| async move {
-                    let _ = self.docker.delete_service(&id).await;
-                })
-                .await;
-        }
+        let selector = format!("{key}={value}");
+        let services = self.services_labelled(&selector).await;
+        futures_util::stream::iter(services.into_iter().filter_map(|s| s.id))
+            .for_each_concurrent(PARALLEL, |id| async move {
+                let _ = self.docker.delete_service(&id).await;
+            })
+            .await;
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
-            let containers = self
-                .docker
-                .list_containers(Some(
-                    ListContainersOptionsBuilder::default()
-                        .all(true)
-                        .filters(&filters)
-                        .build(),
-                ))
-                .await
-                .unwrap_or_default();
+            let containers = self.containers_labelled(&selector).await;
             if containers.is_empty() || Instant::now() > deadline {
                 break;
             }
@@ -73,7 +52,6 @@ impl Bench {
     /// Objects of earlier bench runs whose process is gone (killed before
     /// it could clean up).
     pub async fn clear_leftovers(&self) {
-        let filters = HashMap::from([("label", vec![PID_LABEL.to_string()])]);
         let mut stale = BTreeSet::new();
         let alive = |pid: &str| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -88,40 +66,14 @@ impl Bench {
                 }
             }
         };
-        if let Ok(cs) = self
-            .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-        {
-            cs.into_iter().for_each(|c| consider(c.labels));
+        for c in self.containers_labelled(PID_LABEL).await {
+            consider(c.labels);
         }
-        if let Ok(ss) = self
-            .docker
-            .list_services(Some(
-                ListServicesOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-        {
-            ss.into_iter()
-                .for_each(|s| consider(s.spec.and_then(|s| s.labels)));
+        for s in self.services_labelled(PID_LABEL).await {
+            consider(s.spec.and_then(|s| s.labels));
         }
-        if let Ok(ns) = self
-            .docker
-            .list_networks(Some(
-                ListNetworksOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-        {
-            ns.into_iter().for_each(|n| consider(n.labels));
+        for n in self.networks_labelled(PID_LABEL).await {
+            consider(n.labels);
         }
         for rid in stale {
             println!("assetd-bench: removing leftovers of bench run {rid}");
@@ -132,27 +84,15 @@ impl Bench {
 
     /// The networks of run `rid`.
     async fn remove_networks(&self, rid: &str) {
-        let filters = HashMap::from([("label", vec![format!("{LABEL}={rid}")])]);
-        if let Ok(networks) = self
-            .docker
-            .list_networks(Some(
-                ListNetworksOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-        {
-            for n in networks {
-                if let Some(id) = n.id {
-                    // Swarm frees an overlay's endpoints a little after
-                    // its services go: retry for a while.
-                    for _ in 0..30 {
-                        if self.docker.remove_network(&id).await.is_ok() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
+        for n in self.networks_labelled(&format!("{LABEL}={rid}")).await {
+            let Some(id) = n.id else { continue };
+            // Swarm frees an overlay's endpoints a little after its
+            // services go: retry for a while.
+            for _ in 0..30 {
+                if self.docker.remove_network(&id).await.is_ok() {
+                    break;
                 }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }

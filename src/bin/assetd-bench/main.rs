@@ -34,6 +34,7 @@ mod cli;
 mod clock;
 mod daemon;
 mod figures;
+mod listing;
 mod objects;
 mod procfs;
 mod proxy;

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use bollard::models::TaskState;
 use bollard::query_parameters::{
-    InspectContainerOptions, InspectServiceOptions, ListContainersOptionsBuilder,
-    ListServicesOptionsBuilder, ListTasksOptionsBuilder,
+    InspectContainerOptions, InspectServiceOptions, ListTasksOptionsBuilder,
 };
 
 use crate::bench::Bench;
@@ -59,19 +58,11 @@ impl Bench {
         timeout: Duration,
     ) -> Result<(i128, f64)> {
         let deadline = Instant::now() + timeout;
-        let service_filter = HashMap::from([("label", vec![format!("{FIG_LABEL}={fig}")])]);
+        let selector = format!("{FIG_LABEL}={fig}");
         let task_filter = HashMap::from([("desired-state", vec!["running".to_string()])]);
         let mut progress = (0usize, Instant::now());
         loop {
-            let services = self
-                .docker
-                .list_services(Some(
-                    ListServicesOptionsBuilder::default()
-                        .filters(&service_filter)
-                        .build(),
-                ))
-                .await
-                .unwrap_or_default();
+            let services = self.services_labelled(&selector).await;
             let last_created = services
                 .iter()
                 .filter_map(|s| s.created_at.map(|c| c.unix_timestamp_nanos()))
@@ -128,19 +119,9 @@ impl Bench {
         timeout: Duration,
     ) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let filters = HashMap::from([("label", vec![format!("{key}={value}")])]);
+        let selector = format!("{key}={value}");
         loop {
-            let left = self
-                .docker
-                .list_containers(Some(
-                    ListContainersOptionsBuilder::default()
-                        .all(true)
-                        .filters(&filters)
-                        .build(),
-                ))
-                .await
-                .map(|c| c.len())
-                .unwrap_or(0);
+            let left = self.containers_labelled(&selector).await.len();
             if left == 0 {
                 return Ok(());
             }

@@ -23,7 +23,7 @@ impl Bench {
         let (assetd, base) = self
             .alternate_cold_runs("cl", baseline, move |side, fig| async move {
                 if side == 0 {
-                    self.cold_local_assetd(&fig, n).await
+                    self.cold_assetd(&fig, n, Platform::Local).await
                 } else {
                     self.cold_local_xargs(&fig, n).await
                 }
@@ -50,7 +50,7 @@ impl Bench {
         let (assetd, base) = self
             .alternate_cold_runs("cs", baseline, move |side, fig| async move {
                 if side == 0 {
-                    self.cold_swarm_assetd(&fig, n, network).await
+                    self.cold_assetd(&fig, n, Platform::Swarm { network }).await
                 } else {
                     self.cold_swarm_stack(&fig, n, network).await
                 }
@@ -110,35 +110,57 @@ impl Bench {
     }
 
     /// assetd started on a directory of `n` manifests, until all run.
-    async fn cold_local_assetd(&self, fig: &str, n: usize) -> Result<Sample> {
-        let prefix = format!("b{}-{fig}-", self.rid);
+    async fn cold_assetd(&self, fig: &str, n: usize, platform: Platform<'_>) -> Result<Sample> {
         let dirs = self.dirs(fig)?;
-        self.write_assets(&dirs.manifests, &self.cold_names(fig, n), fig, "")?;
+        let (strategy, extra) = match platform {
+            Platform::Local => ("local", String::new()),
+            Platform::Swarm { network } => ("swarm", format!("  networks: [ {network} ]\n")),
+        };
+        self.write_assets(&dirs.manifests, &self.cold_names(fig, n), fig, &extra)?;
         let cpu0 = CpuSnap::take(None);
         let mark = self.proxy.mark();
         let t0 = now_ns();
-        let daemon = self.daemon(&dirs, "local", self.args.count_all)?;
-        let (at, created) = self
-            .starts
-            .wait_all_with_create_end(&prefix, n, t0, Duration::from_secs(600))
-            .await?;
+        let daemon = self.daemon(&dirs, strategy, self.args.count_all)?;
+        let running = self.wait_cold_running(fig, n, t0, platform).await?;
         let cpu1 = CpuSnap::take(Some(daemon.pid));
         daemon.stop().await;
         if self.args.count_all {
             println!("{}", self.proxy.histogram(mark, n));
         }
         Ok(Sample::new(
-            secs(at - t0),
-            created,
+            secs(running.0 - t0),
+            running.1,
             &cpu0,
             &cpu1,
             self.clk_tck,
         ))
     }
 
+    /// When the last of the `n` objects of `fig` ran (engine clock), and
+    /// when the last was created (seconds after `t0`).
+    async fn wait_cold_running(
+        &self,
+        fig: &str,
+        n: usize,
+        t0: i128,
+        platform: Platform<'_>,
+    ) -> Result<(i128, f64)> {
+        match platform {
+            Platform::Local => {
+                let prefix = format!("b{}-{fig}-", self.rid);
+                self.starts
+                    .wait_all_with_create_end(&prefix, n, t0, Duration::from_secs(600))
+                    .await
+            }
+            Platform::Swarm { .. } => {
+                self.wait_services_running(fig, n, t0, Duration::from_secs(900))
+                    .await
+            }
+        }
+    }
+
     /// The same `n` containers by `xargs -P 8 docker run -d`.
     async fn cold_local_xargs(&self, fig: &str, n: usize) -> Result<Sample> {
-        let prefix = format!("b{}-{fig}-", self.rid);
         let list = self.root.join(format!("{fig}.names"));
         std::fs::write(&list, self.cold_names(fig, n).join("\n") + "\n")?;
         let cpu0 = CpuSnap::take(None);
@@ -155,45 +177,15 @@ impl Bench {
             .stdin(std::fs::File::open(&list)?)
             .stdout(Stdio::null());
         let child = self.spawn_logged(cmd)?;
-        let (at, created) = self
-            .starts
-            .wait_all_with_create_end(&prefix, n, t0, Duration::from_secs(600))
-            .await?;
+        let running = self.wait_cold_running(fig, n, t0, Platform::Local).await?;
         let cpu1 = CpuSnap::take(None);
         child
             .wait_ok(Duration::from_secs(60))
             .await
             .context("xargs docker run")?;
         Ok(Sample::new(
-            secs(at - t0),
-            created,
-            &cpu0,
-            &cpu1,
-            self.clk_tck,
-        ))
-    }
-
-    /// assetd (Swarm strategy) started on `n` manifests, until each
-    /// service has a running task.
-    async fn cold_swarm_assetd(&self, fig: &str, n: usize, network: &str) -> Result<Sample> {
-        let dirs = self.dirs(fig)?;
-        let extra = format!("  networks: [ {network} ]\n");
-        self.write_assets(&dirs.manifests, &self.cold_names(fig, n), fig, &extra)?;
-        let cpu0 = CpuSnap::take(None);
-        let mark = self.proxy.mark();
-        let t0 = now_ns();
-        let daemon = self.daemon(&dirs, "swarm", self.args.count_all)?;
-        let (at, created) = self
-            .wait_services_running(fig, n, t0, Duration::from_secs(900))
-            .await?;
-        let cpu1 = CpuSnap::take(Some(daemon.pid));
-        daemon.stop().await;
-        if self.args.count_all {
-            println!("{}", self.proxy.histogram(mark, n));
-        }
-        Ok(Sample::new(
-            secs(at - t0),
-            created,
+            secs(running.0 - t0),
+            running.1,
             &cpu0,
             &cpu1,
             self.clk_tck,
@@ -217,8 +209,8 @@ impl Bench {
                 .ok_or_else(|| anyhow!("temp path is not UTF-8"))?,
             &stack,
         ])?;
-        let (at, created) = self
-            .wait_services_running(fig, n, t0, Duration::from_secs(900))
+        let running = self
+            .wait_cold_running(fig, n, t0, Platform::Swarm { network })
             .await?;
         let cpu1 = CpuSnap::take(None);
         child
@@ -226,8 +218,8 @@ impl Bench {
             .await
             .context("docker stack deploy")?;
         Ok(Sample::new(
-            secs(at - t0),
-            created,
+            secs(running.0 - t0),
+            running.1,
             &cpu0,
             &cpu1,
             self.clk_tck,
@@ -268,6 +260,14 @@ impl Bench {
             met: Some(ratio <= target),
         });
     }
+}
+
+/// Where a cold start runs: containers on the local engine, or services
+/// on the Swarm attached to the bench's overlay `network`.
+#[derive(Clone, Copy)]
+enum Platform<'a> {
+    Local,
+    Swarm { network: &'a str },
 }
 
 /// A pause between measurements so the engine finishes removals first.
