@@ -237,7 +237,7 @@ impl CommonArgs {
             },
             concurrency: self.concurrency as usize,
             respect_backoff,
-            parse_cache: Default::default(),
+            parse_cache: None,
         }
     }
 }
@@ -481,7 +481,10 @@ async fn run(args: RunArgs) -> u8 {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
     let config = DaemonConfig {
-        pass: args.common.pass_config(true),
+        pass: PassConfig {
+            parse_cache: Some(Default::default()),
+            ..args.common.pass_config(true)
+        },
         state_dir: args.common.state_dir.clone(),
         strategy: args.common.strategy,
         instance: args.common.instance.clone(),

@@ -33,8 +33,9 @@ pub struct PassConfig {
     /// --once` retries everything because an operator asked for it.
     pub respect_backoff: bool,
     /// Parse results of unchanged files, shared by the passes of one
-    /// process (and by clones of this config).
-    pub parse_cache: Arc<ParseCache>,
+    /// process (and by clones of this config): the daemon's. A single
+    /// pass (`apply --once`, `plan`) has nothing to reuse.
+    pub parse_cache: Option<Arc<ParseCache>>,
 }
 
 /// Per-asset retry delay after `attempts` failures in a row: 1 s doubling
@@ -85,7 +86,7 @@ pub async fn load_desired(config: &PassConfig) -> Desired {
     let load = config.load.clone();
     let cache = config.parse_cache.clone();
     tokio::task::spawn_blocking(move || {
-        desired::load_dir_cached(&dir, &load, &|k| std::env::var(k).ok(), Some(&cache))
+        desired::load_dir_cached(&dir, &load, &|k| std::env::var(k).ok(), cache.as_deref())
     })
     .await
     .expect("loading manifests does not panic")

@@ -121,7 +121,7 @@ impl TestEnv {
             plan: PlanConfig::default(),
             concurrency: 4,
             respect_backoff: false,
-            parse_cache: Default::default(),
+            parse_cache: None,
         }
     }
 
