@@ -1,19 +1,22 @@
 //! The daemon's API: status on a unix socket (for `assetd status`), and an
 //! opt-in loopback HTTP listener for `/metrics`, `/healthz`, `/readyz`.
 
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::plan::Plan;
+use crate::spec::AssetName;
 use crate::status::StatusReport;
 use crate::store::now_ms;
 
@@ -27,6 +30,56 @@ pub struct Shared {
     /// How long the loop may be silent before it counts as stalled.
     pub stall_ms: u64,
     pub metrics: Metrics,
+    pub prunes: PruneConfirmation,
+    /// Asks the loop for a pass now (a command from the socket).
+    pub wake: tokio::sync::Notify,
+}
+
+/// `assetd prune --confirm`: the removals the last pass held for the
+/// operator, and those the operator confirmed. A confirmation covers
+/// exactly what was held when it was given, once.
+#[derive(Default)]
+pub struct PruneConfirmation {
+    held: Mutex<Vec<AssetName>>,
+    confirmed: Mutex<BTreeSet<AssetName>>,
+}
+
+impl Shared {
+    /// Records what this pass held for confirmation; a confirmed removal
+    /// no longer planned (its file came back) is forgotten.
+    pub fn set_confirmable(&self, plan: &Plan) {
+        *self.prunes.held.lock().expect("prune lock") = plan.confirmable.clone();
+        let planned: BTreeSet<&AssetName> = plan.actions.iter().map(|a| &a.name).collect();
+        self.prunes
+            .confirmed
+            .lock()
+            .expect("prune lock")
+            .retain(|name| planned.contains(name));
+    }
+
+    pub fn confirmed_removals(&self) -> BTreeSet<AssetName> {
+        self.prunes.confirmed.lock().expect("prune lock").clone()
+    }
+
+    /// Whether `name`'s removal was confirmed; the confirmation is used up.
+    pub fn take_confirmed(&self, name: &AssetName) -> bool {
+        self.prunes
+            .confirmed
+            .lock()
+            .expect("prune lock")
+            .remove(name)
+    }
+
+    /// Confirms every removal held now; returns their names.
+    fn confirm_held(&self) -> Vec<AssetName> {
+        let held = self.prunes.held.lock().expect("prune lock").clone();
+        self.prunes
+            .confirmed
+            .lock()
+            .expect("prune lock")
+            .extend(held.iter().cloned());
+        held
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,12 +91,31 @@ pub enum ApiError {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
+    read_only_routes().with_state(shared)
+}
+
+/// The socket also takes commands: only its owner and group reach it
+/// (mode 0660), unlike the HTTP listener.
+fn socket_router(shared: Arc<Shared>) -> Router {
+    read_only_routes()
+        .route("/v1/prune/confirm", post(handle_prune_confirm))
+        .with_state(shared)
+}
+
+async fn handle_prune_confirm(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let confirmed = shared.confirm_held();
+    tracing::warn!(count = confirmed.len(), assets = ?confirmed, "the operator confirmed the held removals");
+    // A pass at once: the operator is waiting for the result.
+    shared.wake.notify_one();
+    axum::Json(confirmed)
+}
+
+fn read_only_routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(shared)
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
@@ -104,7 +176,7 @@ pub async fn serve_socket(
     let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| err(e.to_string()))?;
-    let app = router(shared);
+    let app = socket_router(shared);
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -142,6 +214,17 @@ pub async fn serve_http(
 
 /// Asks a running daemon for its status over its socket.
 pub async fn fetch_status(socket: &Path) -> Result<StatusReport, String> {
+    let body = request(socket, hyper::Method::GET, "/v1/status").await?;
+    serde_json::from_slice(&body).map_err(|e| format!("bad status answer: {e}"))
+}
+
+/// Confirms, once, the removals a running daemon holds for confirmation.
+pub async fn confirm_prune(socket: &Path) -> Result<Vec<AssetName>, String> {
+    let body = request(socket, hyper::Method::POST, "/v1/prune/confirm").await?;
+    serde_json::from_slice(&body).map_err(|e| format!("bad prune answer: {e}"))
+}
+
+async fn request(socket: &Path, method: hyper::Method, path: &str) -> Result<bytes::Bytes, String> {
     use http_body_util::BodyExt;
     let stream = tokio::net::UnixStream::connect(socket)
         .await
@@ -151,7 +234,9 @@ pub async fn fetch_status(socket: &Path) -> Result<StatusReport, String> {
             .await
             .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    let request = hyper::Request::get("/v1/status")
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header("host", "assetd")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|e| e.to_string())?;
@@ -165,5 +250,5 @@ pub async fn fetch_status(socket: &Path) -> Result<StatusReport, String> {
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| format!("bad status answer: {e}"))
+    Ok(body)
 }

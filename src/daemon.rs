@@ -23,6 +23,7 @@ use crate::api::{self, Shared};
 use crate::engine::{self, StrategyChoice};
 use crate::metrics::{ActionLabels, Metrics};
 use crate::plan::ActionKind;
+use crate::prune::{PruneWindow, Settle};
 use crate::reconcile::{self, PassConfig};
 use crate::spec::AssetName;
 use crate::status::{self, StatusReport};
@@ -44,6 +45,9 @@ pub struct DaemonConfig {
     pub listen_public: bool,
     /// How long in-flight actions may run on after SIGTERM.
     pub grace: Duration,
+    /// `--prune-window`: the mass-prune guard counts removals over this
+    /// long, not per pass.
+    pub prune_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +72,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// files) removes its files one by one: a pass in between sees a few
 /// "deleted" files that are only the start of "the directory is gone",
 /// which the mass-prune guard holds once it is complete.
+/// The same time also has to pass since the asset's file last changed:
+/// a multi-document file rewritten slowly in place shows its later
+/// documents "removed" until they are written.
 const PRUNE_SETTLE: Duration = Duration::from_secs(1);
 
 /// Reconnect delays while Docker is unreachable: short at first (an engine
@@ -111,6 +118,8 @@ pub async fn run(
         last_tick_ms: now_ms().into(),
         stall_ms: ((heartbeat + PASS_TIMEOUT + CONNECT_TIMEOUT) * 3).as_millis() as u64,
         metrics: Metrics::new(counters.clone()),
+        prunes: Default::default(),
+        wake: Default::default(),
     });
     let tick = || {
         shared.last_tick_ms.store(now_ms(), Ordering::Relaxed);
@@ -141,7 +150,10 @@ pub async fn run(
         triggers_tx.clone(),
         shutdown.clone(),
     );
-    let mut prunes = Prunes::default();
+    let mut prunes = Prunes {
+        settle: Settle::new(PRUNE_SETTLE),
+        window: PruneWindow::new(config.prune_window),
+    };
     let mut engine: Option<Engine> = None;
     let mut reconnect_delay = RECONNECT_FIRST;
     // While Docker is unreachable, triggers wait for this: a burst of file
@@ -168,6 +180,7 @@ pub async fn run(
                     pending = Some(Trigger::Now);
                 }
                 Some(t) = triggers.recv() => pending = Some(t),
+                _ = shared.wake.notified() => pending = Some(Trigger::Now),
                 _ = tokio::time::sleep_until(wake) => {
                     if Instant::now() >= next_pass {
                         pending = Some(Trigger::Now);
@@ -374,12 +387,17 @@ async fn pass(
     // triggers the pass that decides on it.
     let busy = scheduler.in_flight();
     let standby = engine.is_standby().await;
+    let mut pass_config = config.pass.clone();
+    pass_config.plan.recent = prunes.window.recent(Instant::now());
+    pass_config.plan.confirmed = shared.confirmed_removals();
     let (desired, actual, applied, plan) =
-        reconcile::observe(&config.pass, &engine.strategy, store.as_ref()).await?;
+        reconcile::observe(&pass_config, &engine.strategy, store.as_ref()).await?;
     shared.metrics.passes.inc();
     let mut wake_in = config.resync;
     let observed = Instant::now();
-    prunes.observe(&plan, observed);
+    prunes.settle.observe(&plan, observed);
+    shared.set_confirmable(&plan);
+    let fleet = actual.len().max(applied.len());
     if !standby {
         // A running action writes its own record; adopting one for it from
         // a listing taken mid-action would only race it.
@@ -388,12 +406,17 @@ async fn pass(
             store.as_ref(),
             &settled.map(|(n, r)| (n.clone(), r.clone())).collect(),
         );
+        reconcile::persist_moves(store.as_ref(), &desired, &applied);
         let now = now_ms();
         for action in &plan.actions {
             if busy.contains(&action.name) {
                 continue;
             }
-            if let Some(wait) = prunes.wait(&action.name, observed) {
+            let quiet_for = applied
+                .get(&action.name)
+                .and_then(|r| r.source.as_deref())
+                .and_then(|source| quiet_for(&config.pass.manifests.join(source)));
+            if let Some(wait) = prunes.settle.wait(&action.name, observed, quiet_for) {
                 wake_in = wake_in.min(wait);
                 continue;
             }
@@ -412,6 +435,9 @@ async fn pass(
                     count_action(&shared.metrics, ActionKind::Hold, true);
                 }
                 continue;
+            }
+            if action.kind == ActionKind::Remove && !shared.take_confirmed(&action.name) {
+                prunes.window.record(observed, fleet);
             }
             scheduler.dispatch(
                 action.clone(),
@@ -452,33 +478,20 @@ async fn pass(
     Ok(wake_in)
 }
 
-/// Since when each removal has been planned without interruption.
-#[derive(Default)]
+/// The prune guard's clocks (see [`crate::prune`]).
 struct Prunes {
-    since: BTreeMap<AssetName, Instant>,
+    settle: Settle,
+    window: PruneWindow,
 }
 
-impl Prunes {
-    /// Starts the clock of new removals; forgets those no longer planned
-    /// (the file came back, or the whole directory is now held).
-    fn observe(&mut self, plan: &crate::plan::Plan, now: Instant) {
-        let removing: BTreeSet<&AssetName> = plan
-            .actions
-            .iter()
-            .filter(|a| a.kind == ActionKind::Remove)
-            .map(|a| &a.name)
-            .collect();
-        self.since.retain(|name, _| removing.contains(name));
-        for name in removing {
-            self.since.entry(name.clone()).or_insert(now);
-        }
-    }
-
-    /// How long the removal of `name` must still wait, if it is one.
-    fn wait(&self, name: &AssetName, now: Instant) -> Option<Duration> {
-        let due = *self.since.get(name)? + PRUNE_SETTLE;
-        due.checked_duration_since(now).filter(|d| !d.is_zero())
-    }
+/// How long the file at `path` has not changed; `None` when it is gone.
+fn quiet_for(path: &std::path::Path) -> Option<Duration> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or_default(),
+    )
 }
 
 /// Runs actions on their own tasks: at most `limit` at once, one per asset.
@@ -606,60 +619,4 @@ pub fn offline_status(state_dir: &std::path::Path) -> Result<StatusReport, Strin
         assets: status::from_store(&applied),
         ..Default::default()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::{Action, Plan};
-
-    fn plan(removals: &[&str]) -> Plan {
-        Plan {
-            actions: removals
-                .iter()
-                .map(|name| Action {
-                    name: AssetName::new(name).unwrap(),
-                    kind: ActionKind::Remove,
-                    reason: "no manifest declares it any more".into(),
-                    changes: vec![],
-                    desired: None,
-                })
-                .collect(),
-            unchanged: vec![],
-        }
-    }
-
-    #[test]
-    fn a_removal_runs_only_after_staying_planned_for_the_settle_time() {
-        let a = AssetName::new("a").unwrap();
-        let t0 = Instant::now();
-        let mut prunes = Prunes::default();
-        prunes.observe(&plan(&["a"]), t0);
-        assert_eq!(prunes.wait(&a, t0), Some(PRUNE_SETTLE));
-        let half = t0 + PRUNE_SETTLE / 2;
-        prunes.observe(&plan(&["a"]), half);
-        assert_eq!(prunes.wait(&a, half), Some(PRUNE_SETTLE / 2));
-        let due = t0 + PRUNE_SETTLE;
-        prunes.observe(&plan(&["a"]), due);
-        assert_eq!(prunes.wait(&a, due), None);
-    }
-
-    #[test]
-    fn a_removal_interrupted_by_one_pass_starts_its_clock_again() {
-        // `rm -rf` seen mid-way: one pass plans the removal, the next sees
-        // the directory gone (a hold, no removal), the last sees it back.
-        let a = AssetName::new("a").unwrap();
-        let t0 = Instant::now();
-        let mut prunes = Prunes::default();
-        prunes.observe(&plan(&["a"]), t0);
-        let later = t0 + PRUNE_SETTLE;
-        prunes.observe(&plan(&[]), later);
-        assert_eq!(
-            prunes.wait(&a, later),
-            None,
-            "not planned: nothing to wait for"
-        );
-        prunes.observe(&plan(&["a"]), later);
-        assert_eq!(prunes.wait(&a, later), Some(PRUNE_SETTLE));
-    }
 }

@@ -11,6 +11,7 @@
 //! - [`engine`]: connecting to Docker, choosing the strategy.
 //! - [`plan`]: the pure diff of desired, applied and actual.
 //! - [`reconcile`]: one pass: observe, plan, execute, record.
+//! - [`prune`]: the daemon's prune clocks: settle time and prune window.
 //! - [`report`]: plans and passes for people and scripts.
 //! - [`status`]: per-asset phases for `assetd status`.
 //! - [`watch`]: triggers from the directory, Docker events, timers.
@@ -28,6 +29,7 @@ pub mod engine;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;
+pub mod prune;
 pub mod reconcile;
 pub mod report;
 pub mod schema;

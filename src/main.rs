@@ -21,6 +21,10 @@ use assetd::store::{MemoryStore, SledStore, Store};
 const EXIT_OK: u8 = 0;
 const EXIT_FAILED: u8 = 1;
 const EXIT_PENDING: u8 = 2;
+/// `apply --once`: nothing failed, but something was held (removals
+/// waiting for confirmation, an asset left as it runs): the engine does
+/// not match the manifests.
+const EXIT_HELD: u8 = 3;
 const EXIT_USAGE: u8 = 64;
 
 #[derive(Parser, Debug)]
@@ -73,6 +77,23 @@ enum Command {
         socket: Option<PathBuf>,
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
         output: Output,
+    },
+    /// Confirm, once, the removals the running daemon holds (the
+    /// mass-prune guard), without putting --allow-mass-prune in its unit.
+    Prune {
+        /// Required: say that the held removals may go ahead.
+        #[arg(long)]
+        confirm: bool,
+        /// Where the daemon keeps its state (its socket is found there).
+        #[arg(
+            long = "state-dir",
+            env = "ASSETD_STATE_DIR",
+            default_value = "/var/lib/assetd"
+        )]
+        state_dir: PathBuf,
+        /// The daemon's socket (default: assetd.sock in the state dir).
+        #[arg(long)]
+        socket: Option<PathBuf>,
     },
     /// Parse and check manifest files or directories, without Docker.
     Validate {
@@ -147,6 +168,10 @@ struct RunArgs {
     /// After SIGTERM, how long in-flight Docker calls may run on.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     grace: Duration,
+    /// The mass-prune guard (--max-prune) counts removals over this long,
+    /// against the fleet as it was when the window opened.
+    #[arg(long = "prune-window", default_value = "10m", value_parser = parse_duration)]
+    prune_window: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -312,6 +337,40 @@ async fn dispatch(command: Command) -> u8 {
             output,
         } => status(common, socket, output).await,
         Command::Run(args) => run(args).await,
+        Command::Prune {
+            confirm,
+            state_dir,
+            socket,
+        } => {
+            if !confirm {
+                eprintln!("assetd prune: pass --confirm to let the held removals go ahead");
+                return EXIT_USAGE;
+            }
+            prune_confirm(socket.unwrap_or_else(|| state_dir.join("assetd.sock"))).await
+        }
+    }
+}
+
+async fn prune_confirm(socket: PathBuf) -> u8 {
+    match assetd::api::confirm_prune(&socket).await {
+        Ok(names) if names.is_empty() => {
+            println!("nothing is held for confirmation");
+            EXIT_OK
+        }
+        Ok(names) => {
+            println!("confirmed the removal of {} asset(s):", names.len());
+            for name in names {
+                println!("  {name}");
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!(
+                "assetd: no daemon answers on {} ({e}); with no daemon running, use `assetd apply --once --allow-mass-prune`",
+                socket.display()
+            );
+            EXIT_FAILED
+        }
     }
 }
 
@@ -386,6 +445,12 @@ async fn apply_once(common: CommonArgs, output: Output) -> u8 {
             // An invalid manifest is a failed asset too: it was not applied.
             if pass.failed() > 0 || !pass.desired.errors().is_empty() || dir_problem.is_some() {
                 EXIT_FAILED
+            } else if pass.held() > 0 {
+                eprintln!(
+                    "assetd: {} action(s) held: the engine does not match the manifests (exit {EXIT_HELD})",
+                    pass.held()
+                );
+                EXIT_HELD
             } else {
                 EXIT_OK
             }
@@ -411,7 +476,8 @@ async fn plan(common: CommonArgs, output: Output) -> u8 {
     let config = common.pass_config(false);
     match reconcile::observe(&config, &strategy, store.as_ref()).await {
         Ok((desired, _, _, plan)) => {
-            if let Some(problem) = report::dir_problem(&desired, &config.manifests) {
+            let dir_problem = report::dir_problem(&desired, &config.manifests);
+            if let Some(problem) = &dir_problem {
                 eprintln!("error: {problem}");
             }
             let color = std::io::stdout().is_terminal();
@@ -424,7 +490,11 @@ async fn plan(common: CommonArgs, output: Output) -> u8 {
                     report::plan_text(&plan, &desired, strategy.kind(), color, &config.manifests)
                 ),
             }
-            if plan.has_changes() {
+            // A CI gate on `plan` must fail on a manifest that cannot be
+            // applied, whatever else is pending.
+            if !desired.errors().is_empty() || dir_problem.is_some() {
+                EXIT_FAILED
+            } else if plan.has_changes() {
                 EXIT_PENDING
             } else {
                 EXIT_OK
@@ -496,6 +566,7 @@ async fn run(args: RunArgs) -> u8 {
         listen: args.listen,
         listen_public: args.listen_public,
         grace: args.grace,
+        prune_window: args.prune_window,
     };
     let mut signals = match signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,

@@ -13,7 +13,8 @@
 //! | yes     | yes    | same hash, no drift                        | none   |
 //! | no      | any    | its file is invalid, or the name is held   | Hold   |
 //! | no      | any    | the directory is missing/refused/empty     | Hold   |
-//! | no      | any    | pass would prune too many (mass prune)     | Hold   |
+//! | no      | any    | any manifest file is invalid or unreadable | Hold   |
+//! | no      | any    | too many removed within the prune window   | Hold   |
 //! | no      | yes/no | otherwise (file or document deleted)       | Remove |
 //!
 //! Objects without our ownership label never reach this function: the
@@ -39,6 +40,24 @@ pub struct PlanConfig {
     /// Removals up to this many are always allowed (deleting a few files on
     /// purpose must just work, even on a small fleet).
     pub always_allowed_removals: usize,
+    /// What was already removed within the current prune window: the
+    /// guard bounds removals over time, not per pass, so files deleted
+    /// one by one add up like files deleted at once.
+    pub recent: RecentRemovals,
+    /// Removals the operator confirmed once (`assetd prune --confirm`):
+    /// not counted by the mass-prune guard. The guards that say "we do
+    /// not know what is desired" (an invalid file, an unreadable
+    /// directory) still hold them.
+    pub confirmed: BTreeSet<AssetName>,
+}
+
+/// Removals since the prune window opened, and the fleet size then.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecentRemovals {
+    pub removed: usize,
+    /// Managed assets when the window opened; `None` when no window is
+    /// open (the fleet as this pass sees it counts).
+    pub fleet: Option<usize>,
 }
 
 impl Default for PlanConfig {
@@ -47,6 +66,8 @@ impl Default for PlanConfig {
             allow_mass_prune: false,
             max_prune_fraction: 0.5,
             always_allowed_removals: 5,
+            recent: RecentRemovals::default(),
+            confirmed: BTreeSet::new(),
         }
     }
 }
@@ -97,6 +118,9 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Desired assets that match what runs: nothing to do.
     pub unchanged: Vec<AssetName>,
+    /// Removals held by the mass-prune guard, which an operator may
+    /// confirm (`assetd prune --confirm`).
+    pub confirmable: Vec<AssetName>,
 }
 
 impl Plan {
@@ -135,11 +159,19 @@ pub fn plan(
     }
 
     let managed = actual.len().max(applied.len());
-    if let Some(reason) = prune_guard(desired, removals.len(), managed, config) {
-        for removal in &mut removals {
-            removal.kind = ActionKind::Hold;
-            removal.reason = format!("{reason} (would remove: {})", removal.reason);
+    let (confirmed, guarded): (Vec<Action>, Vec<Action>) = removals
+        .into_iter()
+        .partition(|r| config.confirmed.contains(&r.name));
+    let mut removals = guarded;
+    if let Some(hold) = known_desired_guard(desired) {
+        removals.extend(confirmed);
+        hold_all(&mut removals, &hold);
+    } else {
+        if let Some(hold) = mass_prune_guard(desired, removals.len(), managed, config) {
+            hold_all(&mut removals, &hold);
+            result.confirmable = removals.iter().map(|r| r.name.clone()).collect();
         }
+        removals.extend(confirmed);
     }
     result.actions.extend(removals);
     result.actions.sort_by(|a, b| a.name.cmp(&b.name));
@@ -221,9 +253,11 @@ fn decide(
             if let Some(reason) = desired.held.get(name) {
                 return act(ActionKind::Hold, reason.clone(), vec![], None);
             }
-            let source = have
-                .and_then(|h| h.source.clone())
-                .or_else(|| record.and_then(|r| r.source.clone()));
+            // The record is kept current when a file moves unchanged; the
+            // labels keep the path the objects were created from.
+            let source = record
+                .and_then(|r| r.source.clone())
+                .or_else(|| have.and_then(|h| h.source.clone()));
             if let Some(errors) = source.as_deref().and_then(|s| desired.invalid_source(s)) {
                 let first = errors
                     .first()
@@ -245,16 +279,16 @@ fn decide(
     }
 }
 
-/// Why this pass's removals must wait for the operator, if they must.
-fn prune_guard(
-    desired: &Desired,
-    removals: usize,
-    managed: usize,
-    config: &PlanConfig,
-) -> Option<String> {
-    if removals == 0 {
-        return None;
+fn hold_all(removals: &mut [Action], reason: &str) {
+    for removal in removals {
+        removal.kind = ActionKind::Hold;
+        removal.reason = format!("{reason} (would remove: {})", removal.reason);
     }
+}
+
+/// Why nothing may be removed at all, not even with the operator's
+/// confirmation: the manifests do not say what is desired.
+fn known_desired_guard(desired: &Desired) -> Option<String> {
     // An unreadable or refused directory says nothing about what is
     // wanted: never prune on it, not even with --allow-mass-prune.
     match &desired.dir {
@@ -270,28 +304,67 @@ fn prune_guard(
         }
         _ => {}
     }
-    if config.allow_mass_prune {
+    // A file that does not parse may declare any asset, whatever the
+    // labels say (it may have been moved, or the label may be stale): while
+    // one is invalid or unreadable, no removal is trusted.
+    if let Some((file, errors)) = desired.invalid_files.iter().next() {
+        let more = desired.invalid_files.len() - 1;
+        let first = errors
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "invalid".into());
+        let others = if more > 0 {
+            format!(" and {more} other file(s)")
+        } else {
+            String::new()
+        };
+        return Some(format!(
+            "removals wait while {file}{others} is invalid ({first}); fix it to prune"
+        ));
+    }
+    None
+}
+
+/// Why this pass's removals must wait for the operator, if they must.
+fn mass_prune_guard(
+    desired: &Desired,
+    removals: usize,
+    managed: usize,
+    config: &PlanConfig,
+) -> Option<String> {
+    if removals == 0 || config.allow_mass_prune {
         return None;
     }
     match &desired.dir {
         DirState::Missing => {
             return Some(
-                "manifest directory is missing (unmounted volume? failed sync?); pass --allow-mass-prune to remove everything"
+                "manifest directory is missing (unmounted volume? failed sync?); confirm with `assetd prune --confirm` (or --allow-mass-prune) to remove everything"
                     .into(),
             )
         }
         DirState::Present { files: 0 } => {
             return Some(
-                "manifest directory holds no manifest file; pass --allow-mass-prune to remove everything"
+                "manifest directory holds no manifest file; confirm with `assetd prune --confirm` (or --allow-mass-prune) to remove everything"
                     .into(),
             )
         }
         _ => {}
     }
-    let share = removals as f64 / managed.max(1) as f64;
-    if removals > config.always_allowed_removals && share > config.max_prune_fraction {
+    let recent = config.recent;
+    let fleet = recent.fleet.unwrap_or(managed).max(1);
+    let total = removals + recent.removed;
+    let share = total as f64 / fleet as f64;
+    if total > config.always_allowed_removals && share > config.max_prune_fraction {
+        let earlier = if recent.removed > 0 {
+            format!(
+                " ({} already removed within the prune window)",
+                recent.removed
+            )
+        } else {
+            String::new()
+        };
         return Some(format!(
-            "this pass would remove {removals} of {managed} managed assets (more than {:.0} %); pass --allow-mass-prune to confirm",
+            "removing {removals} more would make {total} of {fleet} managed assets{earlier}, more than {:.0} %; confirm with `assetd prune --confirm` or --allow-mass-prune",
             config.max_prune_fraction * 100.0
         ));
     }
@@ -524,6 +597,81 @@ mod tests {
         assert_eq!(kinds(&plan), vec![("b".into(), ActionKind::Hold)]);
         assert!(plan.actions[0].reason.contains("b.yaml:3:1"));
         assert!(!plan.has_changes());
+    }
+
+    #[test]
+    fn any_invalid_file_holds_every_removal_whatever_the_labels_say() {
+        // keep.yaml moved to sub/keep.yaml, then broken: the labels still
+        // name keep.yaml, which no longer exists.
+        let mut d = desired(vec![]);
+        d.invalid_files.insert(
+            "sub/keep.yaml".into(),
+            vec![ManifestError {
+                file: "sub/keep.yaml".into(),
+                line: 2,
+                column: 7,
+                field: "spec".into(),
+                message: "broken".into(),
+            }],
+        );
+        let mut confirmed = PlanConfig {
+            allow_mass_prune: true,
+            ..PlanConfig::default()
+        };
+        confirmed.confirmed.insert(name("keep"));
+        let plan = plan(
+            &d,
+            &BTreeMap::new(),
+            &[running("keep", "i:1", "keep.yaml")],
+            &confirmed,
+        );
+        assert_eq!(kinds(&plan), vec![("keep".into(), ActionKind::Hold)]);
+        assert!(
+            plan.actions[0].reason.contains("sub/keep.yaml:2:7"),
+            "names the file that blocks removals: {}",
+            plan.actions[0].reason
+        );
+        assert!(plan.confirmable.is_empty(), "not the operator's to confirm");
+    }
+
+    #[test]
+    fn removals_earlier_in_the_prune_window_count_against_the_guard() {
+        // 300 assets, 249 already removed one by one: the next one is held.
+        let keep: Vec<DesiredAsset> = (0..50)
+            .map(|i| want(&format!("k{i}"), "i:1", "k.yaml"))
+            .collect();
+        let mut have: Vec<ActualAsset> = (0..50)
+            .map(|i| running(&format!("k{i}"), "i:1", "k.yaml"))
+            .collect();
+        have.push(running("r", "i:1", "r.yaml"));
+        let fresh = plan(
+            &desired(keep.clone()),
+            &BTreeMap::new(),
+            &have,
+            &PlanConfig::default(),
+        );
+        assert_eq!(kinds(&fresh), vec![("r".into(), ActionKind::Remove)]);
+
+        let windowed = PlanConfig {
+            recent: RecentRemovals {
+                removed: 249,
+                fleet: Some(300),
+            },
+            ..PlanConfig::default()
+        };
+        let held = plan(&desired(keep.clone()), &BTreeMap::new(), &have, &windowed);
+        assert_eq!(kinds(&held), vec![("r".into(), ActionKind::Hold)]);
+        assert!(
+            held.actions[0].reason.contains("250 of 300"),
+            "{}",
+            held.actions[0].reason
+        );
+        assert_eq!(held.confirmable, vec![name("r")]);
+
+        let mut confirmed = windowed.clone();
+        confirmed.confirmed.insert(name("r"));
+        let pruned = plan(&desired(keep), &BTreeMap::new(), &have, &confirmed);
+        assert_eq!(kinds(&pruned), vec![("r".into(), ActionKind::Remove)]);
     }
 
     #[test]

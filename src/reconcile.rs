@@ -68,6 +68,14 @@ impl PassReport {
     pub fn failed(&self) -> usize {
         self.outcomes.iter().filter(|o| o.error.is_some()).count()
     }
+
+    /// Actions held (left as it runs, or a removal waiting).
+    pub fn held(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| o.kind == ActionKind::Hold)
+            .count()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,6 +154,31 @@ pub fn persist_adopted(store: &dyn Store, applied: &BTreeMap<AssetName, AppliedR
     }
 }
 
+/// Records the new file of assets whose manifest moved without changing
+/// what it declares (a no-op for Docker): a later error in the moved file
+/// must be linked to the assets it declares.
+pub fn persist_moves(
+    store: &dyn Store,
+    desired: &Desired,
+    applied: &BTreeMap<AssetName, AppliedRecord>,
+) {
+    for (name, want) in &desired.assets {
+        let Some(record) = applied.get(name) else {
+            continue;
+        };
+        if record.hash.as_ref() == Some(&want.hash)
+            && record.source.as_deref() != Some(want.source.as_str())
+        {
+            let Some(mut current) = store.get(name) else {
+                continue;
+            };
+            tracing::info!(asset = %name, from = ?current.source, to = %want.source, "manifest moved; recording its new file");
+            current.source = Some(want.source.clone());
+            let _ = store.put(name, &current);
+        }
+    }
+}
+
 /// One full pass, waiting for every action (`apply --once`).
 pub async fn run_pass(
     config: &PassConfig,
@@ -155,6 +188,7 @@ pub async fn run_pass(
     let started = Instant::now();
     let (desired, _actual, applied, plan) = observe(config, strategy, store.as_ref()).await?;
     persist_adopted(store.as_ref(), &applied);
+    persist_moves(store.as_ref(), &desired, &applied);
     let now = now_ms();
     let mut runnable = Vec::new();
     let mut deferred = Vec::new();
