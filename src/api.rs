@@ -33,6 +33,9 @@ pub struct Shared {
     pub prunes: PruneConfirmation,
     /// Asks the loop for a pass now (a command from the socket).
     pub wake: tokio::sync::Notify,
+    /// The next pass retries failed assets without waiting out their
+    /// backoff (SIGHUP; a network, volume or image appeared).
+    pub retry_failed: AtomicBool,
 }
 
 /// `assetd prune --confirm`: the removals the last pass held for the

@@ -28,8 +28,9 @@ use crate::reconcile::{self, PassConfig};
 use crate::spec::AssetName;
 use crate::status::{self, StatusReport};
 use crate::store::{now_ms, SledStore, Store};
-use crate::strategy::AnyStrategy;
+use crate::strategy::{ActualAsset, AnyStrategy};
 use crate::watch::{self, Trigger, WatchCounters};
+use crate::writer::{self, Writer};
 
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
@@ -48,6 +49,8 @@ pub struct DaemonConfig {
     /// `--prune-window`: the mass-prune guard counts removals over this
     /// long, not per pass.
     pub prune_window: Duration,
+    /// This daemon's stamp on what it writes (see [`crate::writer`]).
+    pub writer: Writer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +123,7 @@ pub async fn run(
         metrics: Metrics::new(counters.clone()),
         prunes: Default::default(),
         wake: Default::default(),
+        retry_failed: Default::default(),
     });
     let tick = || {
         shared.last_tick_ms.store(now_ms(), Ordering::Relaxed);
@@ -177,6 +181,7 @@ pub async fn run(
                     }
                     reconnect_at = Instant::now();
                     reconnect_delay = RECONNECT_FIRST;
+                    shared.retry_failed.store(true, Ordering::Relaxed);
                     pending = Some(Trigger::Now);
                 }
                 Some(t) = triggers.recv() => pending = Some(t),
@@ -218,7 +223,7 @@ pub async fn run(
             tick();
             let connected = match tokio::time::timeout(
                 CONNECT_TIMEOUT,
-                Engine::connect(config.strategy, &config.instance),
+                Engine::connect(config.strategy, &config.instance, &config.writer),
             )
             .await
             {
@@ -235,8 +240,11 @@ pub async fn run(
                     tokio::spawn(watch::watch_docker(
                         e.docker.clone(),
                         config.instance.clone(),
-                        triggers_tx.clone(),
-                        counters.clone(),
+                        watch::DockerSinks {
+                            triggers: triggers_tx.clone(),
+                            counters: counters.clone(),
+                            shared: shared.clone(),
+                        },
                         e.watch.clone(),
                     ));
                     engine = Some(e);
@@ -334,7 +342,11 @@ struct Engine {
 }
 
 impl Engine {
-    async fn connect(choice: StrategyChoice, instance: &str) -> Result<Self, engine::EngineError> {
+    async fn connect(
+        choice: StrategyChoice,
+        instance: &str,
+        writer: &Writer,
+    ) -> Result<Self, engine::EngineError> {
         let docker = engine::connect()?;
         // The client connects lazily: ask once, so an engine that is down
         // is found here, not by a pass, and no event watcher is started
@@ -346,7 +358,9 @@ impl Engine {
                 host: engine::docker_host(),
                 message: e.to_string(),
             })?;
-        let strategy = engine::choose(&docker, choice, instance).await?;
+        let strategy = engine::choose(&docker, choice, instance)
+            .await?
+            .with_writer(writer.clone());
         let swarm_node = match strategy {
             AnyStrategy::Swarm(_) => engine::swarm_node_id(&docker).await.ok(),
             AnyStrategy::Local(_) => None,
@@ -386,7 +400,7 @@ async fn pass(
     // before or after that action: it is left alone, and the action's end
     // triggers the pass that decides on it.
     let busy = scheduler.in_flight();
-    let standby = engine.is_standby().await;
+    let follower = engine.is_standby().await;
     let mut pass_config = config.pass.clone();
     pass_config.plan.recent = prunes.window.recent(Instant::now());
     pass_config.plan.confirmed = shared.confirmed_removals();
@@ -398,6 +412,8 @@ async fn pass(
     prunes.settle.observe(&plan, observed);
     shared.set_confirmable(&plan);
     let fleet = actual.len().max(applied.len());
+    let (writer_conflict, other_writers) = writers(&config.writer, &actual, shared);
+    let standby = follower || writer_conflict.is_some();
     if !standby {
         // A running action writes its own record; adopting one for it from
         // a listing taken mid-action would only race it.
@@ -407,6 +423,19 @@ async fn pass(
             &settled.map(|(n, r)| (n.clone(), r.clone())).collect(),
         );
         reconcile::persist_moves(store.as_ref(), &desired, &applied);
+        let settled_plan = crate::plan::Plan {
+            unchanged: plan
+                .unchanged
+                .iter()
+                .filter(|n| !busy.contains(*n))
+                .cloned()
+                .collect(),
+            ..Default::default()
+        };
+        reconcile::persist_resolved(store.as_ref(), &settled_plan, &applied);
+        // SIGHUP, or an engine event that may have brought a missing
+        // dependency (a network, volume or image created): retry now.
+        let retry_now = shared.retry_failed.swap(false, Ordering::Relaxed);
         let now = now_ms();
         for action in &plan.actions {
             if busy.contains(&action.name) {
@@ -421,10 +450,11 @@ async fn pass(
                 continue;
             }
             let record = applied.get(&action.name).cloned().unwrap_or_default();
-            let retry_at = record.next_retry_ms.unwrap_or(0);
-            if action.kind != ActionKind::Hold && retry_at > now {
-                wake_in = wake_in.min(Duration::from_millis(retry_at - now));
-                continue;
+            if let Some(wait) = reconcile::backing_off(action, &record, now) {
+                if !retry_now {
+                    wake_in = wake_in.min(wait);
+                    continue;
+                }
             }
             if action.kind == ActionKind::Hold {
                 // A hold only records why, once per reason: done here, so
@@ -455,8 +485,8 @@ async fn pass(
         .pass_seconds
         .observe(started.elapsed().as_secs_f64());
     let role = match (&engine.swarm_node, standby) {
-        (None, _) => "local",
-        (Some(_), true) => "standby",
+        (_, true) => "standby",
+        (None, false) => "local",
         (Some(_), false) => "leader",
     };
     *shared.status.write().expect("status lock") = StatusReport {
@@ -467,6 +497,8 @@ async fn pass(
         engine_error: None,
         last_pass_ms: Some(now_ms()),
         manifest_errors: desired.errors().iter().map(ToString::to_string).collect(),
+        writer_conflict,
+        other_writers,
         assets,
     };
     tracing::debug!(
@@ -476,6 +508,32 @@ async fn pass(
         "pass"
     );
     Ok(wake_in)
+}
+
+/// Whether another daemon writes this instance and this one must give
+/// way (and why, for status), and the younger ones seen writing. Logged
+/// when it changes: an operator must give the daemons their own
+/// `--instance`.
+fn writers(me: &Writer, actual: &[ActualAsset], shared: &Shared) -> (Option<String>, Vec<String>) {
+    let conflict = writer::elder_writer(actual, me).map(|(name, stamp)| {
+        format!(
+            "another assetd writes instance objects ({}, started {} ms before this one; it last wrote {name}): this one stands by and writes nothing; give each daemon its own --instance",
+            stamp.writer.id,
+            me.started_ms - stamp.writer.started_ms
+        )
+    });
+    let younger: Vec<String> = writer::younger_writers(actual, me)
+        .into_iter()
+        .map(|s| s.writer.id.clone())
+        .collect();
+    let before = shared.status.read().expect("status lock").clone();
+    if conflict.is_some() && before.writer_conflict.is_none() {
+        tracing::error!(conflict = conflict.as_deref().unwrap_or_default(), "giving way to another writer");
+    }
+    if !younger.is_empty() && before.other_writers != younger {
+        tracing::warn!(writers = ?younger, "another assetd started later wrote objects of this instance; it will stand by");
+    }
+    (conflict, younger)
 }
 
 /// The prune guard's clocks (see [`crate::prune`]).

@@ -15,6 +15,7 @@
 //! - [`report`]: plans and passes for people and scripts.
 //! - [`status`]: per-asset phases for `assetd status`.
 //! - [`watch`]: triggers from the directory, Docker events, timers.
+//! - [`writer`]: who writes an instance: stamps, and giving way to an elder.
 //! - [`daemon`]: `assetd run`: the loop, the scheduler, shutdown.
 //! - [`api`], [`metrics`]: the status socket, `/metrics`, health.
 //!
@@ -38,3 +39,4 @@ pub mod status;
 pub mod store;
 pub mod strategy;
 pub mod watch;
+pub mod writer;

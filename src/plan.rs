@@ -208,6 +208,28 @@ fn decide(
         {
             Decision::Nothing
         }
+        // Nothing runs and the manifest changed since it was applied (a
+        // scale up from zero, say): an update, with its field diff.
+        (Some(want), None)
+            if record.is_some_and(|r| {
+                r.applied_ms.is_some() && r.hash.as_ref().is_some_and(|h| h != &want.hash)
+            }) =>
+        {
+            let changes = record
+                .and_then(|r| r.spec.as_ref())
+                .map(|old| diff(old, &want.spec))
+                .unwrap_or_default();
+            let reason = if changes.is_empty() {
+                "spec hash differs from the one applied".to_string()
+            } else {
+                changes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            act(ActionKind::Update, reason, changes, Some(want))
+        }
         (Some(want), None) => match record.and_then(|r| r.applied_ms) {
             Some(_) => act(
                 ActionKind::Repair,
@@ -434,6 +456,7 @@ mod tests {
             version: None,
             drift: vec![],
             replicas: Default::default(),
+            writer: None,
         }
     }
 
@@ -672,6 +695,29 @@ mod tests {
         confirmed.confirmed.insert(name("r"));
         let pruned = plan(&desired(keep), &BTreeMap::new(), &have, &confirmed);
         assert_eq!(kinds(&pruned), vec![("r".into(), ActionKind::Remove)]);
+    }
+
+    #[test]
+    fn scaling_up_from_zero_is_an_update_not_a_repair() {
+        let mut scaled = want("a", "i:1", "a.yaml");
+        scaled.spec.mode = Mode::Replicated { replicas: 2 };
+        scaled.hash = scaled.spec.hash();
+        let mut zero = spec("a", "i:1");
+        zero.mode = Mode::Replicated { replicas: 0 };
+        let record = AppliedRecord {
+            hash: Some(zero.hash()),
+            spec: Some(zero),
+            applied_ms: Some(1),
+            ..Default::default()
+        };
+        let plan = plan(
+            &desired(vec![scaled]),
+            &BTreeMap::from([(name("a"), record)]),
+            &[],
+            &PlanConfig::default(),
+        );
+        assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Update)]);
+        assert!(plan.actions[0].reason.contains("spec.mode"), "{}", plan.actions[0].reason);
     }
 
     #[test]

@@ -179,6 +179,49 @@ pub fn persist_moves(
     }
 }
 
+/// Whether `action` must wait for its asset's backoff: only a retry of
+/// the very spec that failed does. A changed manifest is a new attempt.
+pub fn backing_off(action: &Action, record: &AppliedRecord, now: u64) -> Option<Duration> {
+    if action.kind == ActionKind::Hold {
+        return None;
+    }
+    let retry_at = record.next_retry_ms.filter(|at| *at > now)?;
+    let same_spec = match (&action.desired, &record.failed_hash) {
+        (Some(want), Some(failed)) => &want.hash == failed,
+        // A removal, or a failure recorded before hashes were: wait.
+        _ => true,
+    };
+    same_spec.then(|| Duration::from_millis(retry_at - now))
+}
+
+/// Clears the error of assets that converged since it was recorded (a
+/// monitor alerting on `last_error` must see it go away).
+pub fn persist_resolved(
+    store: &dyn Store,
+    plan: &Plan,
+    applied: &BTreeMap<AssetName, AppliedRecord>,
+) {
+    for name in &plan.unchanged {
+        let Some(record) = applied.get(name) else {
+            continue;
+        };
+        if record.last_error.is_none() && record.last_result != Some(ActionResult::Failed) {
+            continue;
+        }
+        let Some(mut current) = store.get(name) else {
+            continue;
+        };
+        tracing::info!(asset = %name, "converged; clearing the recorded error");
+        current.last_error = None;
+        current.last_result = Some(ActionResult::Ok);
+        current.attempts = 0;
+        current.next_retry_ms = None;
+        current.failed_hash = None;
+        current.updated_ms = now_ms();
+        let _ = store.put(name, &current);
+    }
+}
+
 /// One full pass, waiting for every action (`apply --once`).
 pub async fn run_pass(
     config: &PassConfig,
@@ -189,15 +232,16 @@ pub async fn run_pass(
     let (desired, _actual, applied, plan) = observe(config, strategy, store.as_ref()).await?;
     persist_adopted(store.as_ref(), &applied);
     persist_moves(store.as_ref(), &desired, &applied);
+    persist_resolved(store.as_ref(), &plan, &applied);
     let now = now_ms();
     let mut runnable = Vec::new();
     let mut deferred = Vec::new();
     for action in &plan.actions {
         let waiting = applied
             .get(&action.name)
-            .and_then(|r| r.next_retry_ms)
-            .is_some_and(|at| at > now);
-        if config.respect_backoff && waiting && action.kind != ActionKind::Hold {
+            .and_then(|r| backing_off(action, r, now))
+            .is_some();
+        if config.respect_backoff && waiting {
             deferred.push(action.name.clone());
         } else {
             runnable.push(action.clone());
@@ -278,6 +322,7 @@ pub async fn execute(
                         record.last_error = None;
                         record.attempts = 0;
                         record.next_retry_ms = None;
+                        record.failed_hash = None;
                         record.warnings = deployed.warnings.clone();
                         outcome.warnings = deployed.warnings;
                         Ok(())
@@ -288,6 +333,7 @@ pub async fn execute(
             (_, None) => unreachable!("the planner attaches the desired spec to every deploy"),
         };
         if let Err(e) = result {
+            record.failed_hash = action.desired.as_ref().map(|d| d.hash.clone());
             record.attempts = record.attempts.saturating_add(1);
             let delay = backoff(record.attempts);
             record.next_retry_ms = Some(now_ms() + delay.as_millis() as u64);

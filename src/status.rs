@@ -65,6 +65,13 @@ pub struct StatusReport {
     pub engine_error: Option<String>,
     pub last_pass_ms: Option<u64>,
     pub manifest_errors: Vec<String>,
+    /// Another daemon writes this instance, and this one gives way to it
+    /// (who, where, and what it wrote): see `assetd::writer`.
+    #[serde(default)]
+    pub writer_conflict: Option<String>,
+    /// Younger daemons seen writing this instance (they give way to us).
+    #[serde(default)]
+    pub other_writers: Vec<String>,
     pub assets: Vec<AssetStatus>,
 }
 
@@ -187,6 +194,12 @@ pub fn render_table(report: &StatusReport) -> String {
     );
     if let Some(e) = &report.engine_error {
         let _ = writeln!(out, "engine: {e}");
+    }
+    if let Some(c) = &report.writer_conflict {
+        let _ = writeln!(out, "writer: {c}");
+    }
+    for w in &report.other_writers {
+        let _ = writeln!(out, "writer: also seen writing this instance (it gives way): {w}");
     }
     for e in &report.manifest_errors {
         let _ = writeln!(out, "error: {e}");

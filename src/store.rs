@@ -36,6 +36,10 @@ pub struct AppliedRecord {
     pub attempts: u32,
     /// Unix milliseconds before which a failed asset is not retried.
     pub next_retry_ms: Option<u64>,
+    /// The spec hash whose deploy failed: a changed manifest is a new
+    /// attempt, not a retry, and does not wait out the old backoff.
+    #[serde(default)]
+    pub failed_hash: Option<SpecHash>,
     /// Unix milliseconds of the last successful deploy.
     pub applied_ms: Option<u64>,
     /// Unix milliseconds of the last change to this record.

@@ -343,15 +343,21 @@ fn container_event_urgency(action: &str) -> Option<Trigger> {
 pub async fn watch_docker(
     docker: Docker,
     instance: String,
-    triggers: mpsc::Sender<Trigger>,
-    counters: Arc<WatchCounters>,
+    sinks: DockerSinks,
     shutdown: CancellationToken,
 ) {
+    let DockerSinks {
+        triggers,
+        counters,
+        shared,
+    } = sinks;
     let mut delay = Duration::from_millis(250);
     loop {
         let filters = std::collections::HashMap::from([(
             "type".to_string(),
-            vec!["container".to_string(), "service".to_string()],
+            ["container", "service", "network", "volume", "image"]
+                .map(String::from)
+                .to_vec(),
         )]);
         let mut stream = docker.events(Some(
             EventsOptionsBuilder::default().filters(&filters).build(),
@@ -364,6 +370,9 @@ pub async fn watch_docker(
             match next {
                 Some(Ok(event)) => {
                     delay = Duration::from_millis(250);
+                    if brings_a_dependency(&event) {
+                        shared.retry_failed.store(true, Ordering::Relaxed);
+                    }
                     if let Some(trigger) = relevance(&event, &instance) {
                         counters.docker_events.fetch_add(1, Ordering::Relaxed);
                         let _ = triggers.try_send(trigger);
@@ -390,9 +399,35 @@ pub async fn watch_docker(
     }
 }
 
+/// Where the Docker watcher reports.
+pub struct DockerSinks {
+    pub triggers: mpsc::Sender<Trigger>,
+    pub counters: Arc<WatchCounters>,
+    /// Its `retry_failed` is set when something an asset may have failed
+    /// for appears.
+    pub shared: Arc<crate::api::Shared>,
+}
+
+/// A network, volume or image that appeared may be what a failed asset
+/// was missing: its retry must not wait out a backoff of minutes.
+fn brings_a_dependency(event: &bollard::models::EventMessage) -> bool {
+    use bollard::models::EventMessageTypeEnum;
+    let action = event.action.as_deref().unwrap_or_default();
+    match event.typ {
+        Some(EventMessageTypeEnum::NETWORK | EventMessageTypeEnum::VOLUME) => action == "create",
+        Some(EventMessageTypeEnum::IMAGE) => {
+            matches!(action, "pull" | "tag" | "load" | "import")
+        }
+        _ => false,
+    }
+}
+
 fn relevance(event: &bollard::models::EventMessage, instance: &str) -> Option<Trigger> {
     use bollard::models::EventMessageTypeEnum;
     let action = event.action.as_deref().unwrap_or_default();
+    if brings_a_dependency(event) {
+        return Some(Trigger::Now);
+    }
     match event.typ {
         // Service events carry no labels to tell ours from others', and
         // most are the echo of our own writes: a wave of 200 creates

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::spec::{AssetName, DeploySpec, SpecHash};
+use crate::writer::{Writer, WriterStamp};
 
 use super::Ownership;
 
@@ -20,6 +21,41 @@ pub const SOURCE: &str = "io.assetd.source";
 pub const REPLICAS: &str = "io.assetd.replicas";
 /// Local engine only: which replica (1-based) a container is.
 pub const REPLICA: &str = "io.assetd.replica";
+
+/// Which daemon last created or updated the object (`host:state-dir`),
+/// and when that daemon started: see [`crate::writer`]. Never part of a
+/// spec comparison: a restarted daemon must not rewrite everything.
+pub const WRITER: &str = "io.assetd.writer";
+pub const WRITER_STARTED: &str = "io.assetd.writer-started";
+
+/// Puts the writer's stamp on an object's labels.
+pub fn stamp(labels: &mut HashMap<String, String>, writer: Option<&Writer>) {
+    if let Some(writer) = writer {
+        labels.insert(WRITER.into(), writer.id.clone());
+        labels.insert(WRITER_STARTED.into(), writer.started_ms.to_string());
+    }
+}
+
+/// The writer's stamp on a listed object written at `written_ms`.
+pub fn writer_of(labels: &HashMap<String, String>, written_ms: u64) -> Option<WriterStamp> {
+    Some(WriterStamp {
+        writer: Writer {
+            id: labels.get(WRITER)?.clone(),
+            started_ms: labels.get(WRITER_STARTED)?.parse().ok()?,
+        },
+        written_ms,
+    })
+}
+
+/// Labels as compared for drift: without the writer's stamp.
+pub fn without_stamp(labels: Option<&HashMap<String, String>>) -> HashMap<&str, &str> {
+    labels
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != WRITER && k.as_str() != WRITER_STARTED)
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
 
 /// The label filter that selects this instance's objects, in the form
 /// bollard's list options take.

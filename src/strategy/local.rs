@@ -27,6 +27,7 @@ use super::{
     ReplicaCounts, StrategyError,
 };
 use crate::spec::{AssetName, DeploySpec, Mode, MountKind, SpecHash};
+use crate::writer::Writer;
 
 #[derive(Clone)]
 pub struct LocalDocker {
@@ -37,6 +38,8 @@ pub struct LocalDocker {
     /// if a container with its name turns up after all (a conflict), the
     /// deploy falls back to listing and reconciling its containers.
     listed: Arc<Mutex<HashSet<AssetName>>>,
+    /// Stamped on every container created (see [`crate::writer`]).
+    writer: Option<Writer>,
 }
 
 impl LocalDocker {
@@ -45,7 +48,13 @@ impl LocalDocker {
             docker,
             instance: instance.to_string(),
             listed: Default::default(),
+            writer: None,
         }
+    }
+
+    pub fn with_writer(mut self, writer: Writer) -> Self {
+        self.writer = Some(writer);
+        self
     }
 
     fn was_listed(&self, name: &AssetName) -> bool {
@@ -114,7 +123,10 @@ impl LocalDocker {
         container_name: &str,
         replica: u64,
     ) -> Result<String, StrategyError> {
-        let body = container_body(spec, owner, &self.instance, replica);
+        let mut body = container_body(spec, owner, &self.instance, replica);
+        if let Some(labels) = body.labels.as_mut() {
+            labels::stamp(labels, self.writer.as_ref());
+        }
         let options = CreateContainerOptionsBuilder::default()
             .name(container_name)
             .build();
@@ -255,6 +267,15 @@ impl DeploymentStrategy for LocalDocker {
                         kept.insert(name, id);
                         continue;
                     }
+                    // Paused by hand: unpausing keeps the container's
+                    // state; recreating it would lose it.
+                    Some(ContainerSummaryStateEnum::PAUSED) => {
+                        if self.docker.unpause_container(&id).await.is_ok() {
+                            wrote = true;
+                            kept.insert(name, id);
+                            continue;
+                        }
+                    }
                     // A stopped container of the right spec only needs a
                     // start; if that fails it is recreated below.
                     _ => {
@@ -331,6 +352,12 @@ fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<A
         if container.state == Some(ContainerSummaryStateEnum::REMOVING) {
             continue;
         }
+        // A Swarm task's container carries its service's labels, ours
+        // included: it belongs to the Swarm, which restarts it, and
+        // removing it here would start a fight with the Swarm.
+        if label(&container, SWARM_TASK).is_some() {
+            continue;
+        }
         let owner = container
             .labels
             .as_ref()
@@ -384,6 +411,13 @@ fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<A
                     drift.push(format!("container {} is {state}", container_name(c)));
                 }
             }
+            let writer = containers
+                .iter()
+                .filter_map(|c| {
+                    let written_ms = c.created? as u64 * 1000;
+                    labels::writer_of(c.labels.as_ref()?, written_ms)
+                })
+                .max_by_key(|stamp| stamp.written_ms);
             let count = containers.len() as u64;
             if count != desired {
                 drift.push(format!("{count} containers, {desired} wanted"));
@@ -401,10 +435,14 @@ fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<A
                     pending_secs: None,
                     pending_reason: None,
                 },
+                writer,
             }
         })
         .collect()
 }
+
+/// The label the engine puts on a Swarm task's container.
+const SWARM_TASK: &str = "com.docker.swarm.task.id";
 
 fn container_name(container: &ContainerSummary) -> String {
     container

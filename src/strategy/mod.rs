@@ -16,6 +16,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{AssetName, DeploySpec, SpecHash};
+use crate::writer::{Writer, WriterStamp};
 
 pub use local::LocalDocker;
 pub use swarm::Swarm;
@@ -69,6 +70,8 @@ pub struct ActualAsset {
     pub drift: Vec<String>,
     /// Desired vs running tasks or containers, for status.
     pub replicas: ReplicaCounts,
+    /// Who last wrote the objects, when they carry a stamp.
+    pub writer: Option<WriterStamp>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +183,14 @@ pub enum AnyStrategy {
 }
 
 impl AnyStrategy {
+    /// Stamps this daemon's identity on every object it writes.
+    pub fn with_writer(self, writer: Writer) -> Self {
+        match self {
+            AnyStrategy::Local(s) => AnyStrategy::Local(s.with_writer(writer)),
+            AnyStrategy::Swarm(s) => AnyStrategy::Swarm(s.with_writer(writer)),
+        }
+    }
+
     pub fn kind(&self) -> StrategyKind {
         match self {
             AnyStrategy::Local(_) => StrategyKind::Local,

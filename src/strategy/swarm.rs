@@ -36,6 +36,7 @@ use super::{
     ReplicaCounts, StrategyError,
 };
 use crate::spec::{AssetName, DeploySpec, Mode, MountKind, Protocol};
+use crate::writer::Writer;
 
 /// Service label holding the per-field fingerprint of the fields we set
 /// (`image=<12 hex>,command=…`).
@@ -51,6 +52,9 @@ const UPDATE_RETRIES: usize = 10;
 pub struct Swarm {
     docker: Docker,
     instance: String,
+    /// Stamped on the service labels we write (not on the container
+    /// labels: a new writer must not restart every task).
+    writer: Option<Writer>,
 }
 
 impl Swarm {
@@ -58,7 +62,13 @@ impl Swarm {
         Self {
             docker,
             instance: instance.to_string(),
+            writer: None,
         }
+    }
+
+    pub fn with_writer(mut self, writer: Writer) -> Self {
+        self.writer = Some(writer);
+        self
     }
 
     /// The service named exactly `name`, ours or not. The list filter
@@ -159,7 +169,10 @@ impl DeploymentStrategy for Swarm {
     ) -> Result<Deployed, StrategyError> {
         let name = spec.name.as_str();
         let networks = self.network_targets(&spec.networks).await;
-        let desired = service_spec(spec, owner, &self.instance, &networks);
+        let mut desired = service_spec(spec, owner, &self.instance, &networks);
+        if let Some(labels) = desired.labels.as_mut() {
+            labels::stamp(labels, self.writer.as_ref());
+        }
         let mut current = self.find_owned(name).await?;
         for attempt in 1..=UPDATE_RETRIES {
             let Some(service) = current.take() else {
@@ -168,7 +181,10 @@ impl DeploymentStrategy for Swarm {
             let id = service.id.clone().unwrap_or_default();
             let version = service.version.as_ref().and_then(|v| v.index);
             let now = service.spec.unwrap_or_default();
-            if now.labels == desired.labels && fingerprint(&now) == fingerprint(&desired) {
+            if labels::without_stamp(now.labels.as_ref())
+                == labels::without_stamp(desired.labels.as_ref())
+                && fingerprint(&now) == fingerprint(&desired)
+            {
                 return Ok(Deployed {
                     object_ids: vec![id],
                     version,
@@ -294,6 +310,10 @@ impl DeploymentStrategy for Swarm {
                     version: service.version.as_ref().and_then(|v| v.index),
                     drift: drift(labels.get(FINGERPRINT).map(String::as_str), spec),
                     replicas: replica_counts(spec, &tasks),
+                    writer: service.updated_at.and_then(|at| {
+                        let ms = (at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+                        labels::writer_of(&labels, ms)
+                    }),
                 },
             );
         }
@@ -498,6 +518,8 @@ fn managed_fields(spec: &ServiceSpec) -> [(&'static str, Value); 12] {
         .into_iter()
         .collect();
     service_labels.remove(FINGERPRINT);
+    service_labels.remove(labels::WRITER);
+    service_labels.remove(labels::WRITER_STARTED);
     let container_labels: BTreeMap<String, String> =
         container.labels.unwrap_or_default().into_iter().collect();
     let mounts: Vec<Value> = container
