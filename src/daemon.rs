@@ -75,10 +75,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// files) removes its files one by one: a pass in between sees a few
 /// "deleted" files that are only the start of "the directory is gone",
 /// which the mass-prune guard holds once it is complete.
-/// The same time also has to pass since the asset's file last changed:
-/// a multi-document file rewritten slowly in place shows its later
-/// documents "removed" until they are written.
 const PRUNE_SETTLE: Duration = Duration::from_secs(1);
+/// When the asset's file still exists (a document gone from it), the file
+/// must also have been quiet this long: a multi-document file rewritten
+/// slowly in place shows its later documents "removed" until written.
+const FILE_QUIET: Duration = Duration::from_secs(5);
 
 /// Reconnect delays while Docker is unreachable: short at first (an engine
 /// restart takes seconds), capped so a long outage is noticed soon after
@@ -155,7 +156,7 @@ pub async fn run(
         shutdown.clone(),
     );
     let mut prunes = Prunes {
-        settle: Settle::new(PRUNE_SETTLE),
+        settle: Settle::new(PRUNE_SETTLE, FILE_QUIET),
         window: PruneWindow::new(config.prune_window),
     };
     let mut engine: Option<Engine> = None;
@@ -528,7 +529,10 @@ fn writers(me: &Writer, actual: &[ActualAsset], shared: &Shared) -> (Option<Stri
         .collect();
     let before = shared.status.read().expect("status lock").clone();
     if conflict.is_some() && before.writer_conflict.is_none() {
-        tracing::error!(conflict = conflict.as_deref().unwrap_or_default(), "giving way to another writer");
+        tracing::error!(
+            conflict = conflict.as_deref().unwrap_or_default(),
+            "giving way to another writer"
+        );
     }
     if !younger.is_empty() && before.other_writers != younger {
         tracing::warn!(writers = ?younger, "another assetd started later wrote objects of this instance; it will stand by");

@@ -717,7 +717,11 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Update)]);
-        assert!(plan.actions[0].reason.contains("spec.mode"), "{}", plan.actions[0].reason);
+        assert!(
+            plan.actions[0].reason.contains("spec.mode"),
+            "{}",
+            plan.actions[0].reason
+        );
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! prune guard that a single pure plan cannot keep.
 //!
 //! - [`Settle`]: a removal runs only after it has stayed planned for a
-//!   settle time *and* the file that last declared the asset has been
-//!   quiet that long (a file rewritten slowly in place, or a directory
-//!   deleted file by file, is seen half-way by some pass).
+//!   settle time (a directory deleted file by file is seen half-way by
+//!   some pass) and, when the file that last declared the asset still
+//!   exists, after that file has been quiet for longer (a file rewritten
+//!   slowly in place shows its later documents missing until written).
 //! - [`PruneWindow`]: what was removed within the last `--prune-window`,
 //!   so the mass-prune guard bounds removals over time, not per pass
 //!   (250 files deleted one by one add up like 250 deleted at once).
@@ -21,13 +22,17 @@ use crate::spec::AssetName;
 #[derive(Debug)]
 pub struct Settle {
     time: Duration,
+    /// How long a file that still exists must have been quiet before a
+    /// document gone from it counts as removed.
+    quiet: Duration,
     since: BTreeMap<AssetName, Instant>,
 }
 
 impl Settle {
-    pub fn new(time: Duration) -> Self {
+    pub fn new(time: Duration, quiet: Duration) -> Self {
         Self {
             time,
+            quiet,
             since: BTreeMap::new(),
         }
     }
@@ -58,7 +63,7 @@ impl Settle {
     ) -> Option<Duration> {
         let due = *self.since.get(name)? + self.time;
         let planned = due.saturating_duration_since(now);
-        let file = quiet_for.map_or(Duration::ZERO, |q| self.time.saturating_sub(q));
+        let file = quiet_for.map_or(Duration::ZERO, |q| self.quiet.saturating_sub(q));
         Some(planned.max(file)).filter(|d| !d.is_zero())
     }
 }
@@ -117,6 +122,7 @@ mod tests {
     use crate::plan::Action;
 
     const SETTLE: Duration = Duration::from_secs(1);
+    const QUIET: Duration = Duration::from_secs(5);
 
     fn plan(removals: &[&str]) -> Plan {
         Plan {
@@ -138,7 +144,7 @@ mod tests {
     fn a_removal_runs_only_after_staying_planned_for_the_settle_time() {
         let a = AssetName::new("a").unwrap();
         let t0 = Instant::now();
-        let mut settle = Settle::new(SETTLE);
+        let mut settle = Settle::new(SETTLE, QUIET);
         settle.observe(&plan(&["a"]), t0);
         assert_eq!(settle.wait(&a, t0, None), Some(SETTLE));
         let half = t0 + SETTLE / 2;
@@ -155,7 +161,7 @@ mod tests {
         // the directory gone (a hold, no removal), the last sees it back.
         let a = AssetName::new("a").unwrap();
         let t0 = Instant::now();
-        let mut settle = Settle::new(SETTLE);
+        let mut settle = Settle::new(SETTLE, QUIET);
         settle.observe(&plan(&["a"]), t0);
         let later = t0 + SETTLE;
         settle.observe(&plan(&[]), later);
@@ -174,15 +180,15 @@ mod tests {
         // not written yet looks removed while the file is still changing.
         let a = AssetName::new("a").unwrap();
         let t0 = Instant::now();
-        let mut settle = Settle::new(SETTLE);
+        let mut settle = Settle::new(SETTLE, QUIET);
         settle.observe(&plan(&["a"]), t0);
         let due = t0 + SETTLE;
         settle.observe(&plan(&["a"]), due);
         assert_eq!(
-            settle.wait(&a, due, Some(Duration::from_millis(300))),
-            Some(Duration::from_millis(700))
+            settle.wait(&a, due, Some(Duration::from_millis(2300))),
+            Some(Duration::from_millis(2700))
         );
-        assert_eq!(settle.wait(&a, due, Some(SETTLE)), None);
+        assert_eq!(settle.wait(&a, due, Some(QUIET)), None);
     }
 
     #[test]

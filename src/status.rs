@@ -44,6 +44,10 @@ pub struct AssetStatus {
     /// `file:line` of the declaration, when declared.
     pub source: Option<String>,
     pub last_action: Option<String>,
+    /// What the next pass will do and why (`repair: container x is
+    /// exited`), when it has anything to do.
+    #[serde(default)]
+    pub next_action: Option<String>,
     pub last_error: Option<String>,
     pub attempts: u32,
     pub next_retry_ms: Option<u64>,
@@ -136,6 +140,9 @@ pub fn from_pass(
                 phase,
                 source,
                 last_action: record.and_then(|r| r.last_action.clone()),
+                next_action: action
+                    .filter(|a| a.kind != ActionKind::Hold)
+                    .map(|a| a.to_string()),
                 last_error,
                 attempts: record.map(|r| r.attempts).unwrap_or(0),
                 next_retry_ms: record.and_then(|r| r.next_retry_ms),
@@ -160,6 +167,7 @@ pub fn from_store(applied: &BTreeMap<AssetName, AppliedRecord>) -> Vec<AssetStat
             },
             source: r.source.clone(),
             last_action: r.last_action.clone(),
+            next_action: None,
             last_error: r.last_error.clone(),
             attempts: r.attempts,
             next_retry_ms: r.next_retry_ms,
@@ -199,7 +207,10 @@ pub fn render_table(report: &StatusReport) -> String {
         let _ = writeln!(out, "writer: {c}");
     }
     for w in &report.other_writers {
-        let _ = writeln!(out, "writer: also seen writing this instance (it gives way): {w}");
+        let _ = writeln!(
+            out,
+            "writer: also seen writing this instance (it gives way): {w}"
+        );
     }
     for e in &report.manifest_errors {
         let _ = writeln!(out, "error: {e}");
@@ -228,6 +239,7 @@ pub fn render_table(report: &StatusReport) -> String {
                 .last_error
                 .clone()
                 .or(waiting)
+                .or_else(|| a.next_action.as_ref().map(|n| format!("next: {n}")))
                 .or_else(|| a.last_action.clone())
                 .unwrap_or_default();
             [

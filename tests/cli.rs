@@ -264,3 +264,43 @@ fn example_manifests_are_valid() {
         text(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_exits_1_on_an_invalid_manifest_and_says_which() {
+    let env = TestEnv::new("cli-plan-invalid").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  bogus: 1\n"));
+    let out = run(&["plan"], &env, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("a.yaml:9"),
+        "names file and line: {stdout}{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_exits_3_when_it_held_removals() {
+    let env = TestEnv::new("cli-apply-held").await;
+    for i in 0..7 {
+        env.write(
+            &format!("a{i}.yaml"),
+            &env.asset(&format!("a{i}"), IMAGE_1, ""),
+        );
+    }
+    env.write("keep.yaml", &env.asset("keep", IMAGE_1, ""));
+    let out = run(&["apply", "--once"], &env, &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    for i in 0..7 {
+        env.remove(&format!("a{i}.yaml"));
+    }
+    // 7 of 8 at once: held, and the exit code says the engine does not
+    // match the manifests.
+    let out = run(&["apply", "--once"], &env, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(stderr.contains("held"), "{stderr}");
+    assert_eq!(env.containers().await.len(), 8, "nothing removed");
+    let out = run(&["apply", "--once"], &env, &["--allow-mass-prune"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(env.containers().await.len(), 1);
+}

@@ -969,23 +969,60 @@ async fn status_shows_running_assets_live_and_from_the_store_after_a_stop() {
 
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(25)).0.code(), Some(0));
-    let table = assetd_cli(&["status", "--state-dir", &state]);
+    // With no daemon, status looks at the engine: a container stopped
+    // since the daemon's last pass is not Running.
+    env.docker
+        .stop_container(
+            &names[1],
+            None::<bollard::query_parameters::StopContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let manifests = env.manifests.to_str().unwrap().to_string();
+    let offline = |extra: &[&str]| {
+        let mut args = vec![
+            "status",
+            "--state-dir",
+            &state,
+            "--manifests",
+            &manifests,
+            "--instance",
+            &env.prefix,
+            "--strategy",
+            "local",
+        ];
+        args.extend_from_slice(extra);
+        assetd_cli(&args)
+    };
+    let table = offline(&[]);
     let text = String::from_utf8_lossy(&table.stdout);
     let stderr = String::from_utf8_lossy(&table.stderr);
-    assert!(table.status.success(), "{text}{stderr}");
     assert!(
-        stderr.contains("no daemon answers"),
-        "says it reads the store: {stderr}"
+        stderr.contains("no daemon answers") && stderr.contains("engine as it is now"),
+        "says it reads the engine: {stderr}"
     );
-    assert!(text.contains("source: store"), "{text}");
-    for name in &names {
-        let row = text
-            .lines()
-            .find(|l| l.starts_with(name.as_str()))
-            .unwrap_or_else(|| panic!("{text}"));
-        assert!(row.contains("Running"), "{row}");
-    }
-    let json = assetd_cli(&["status", "--state-dir", &state, "-o", "json"]);
+    assert!(text.contains("source: engine"), "{text}");
+    let row = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_string()
+    };
+    assert!(row(&text, &names[0]).contains("Running"), "{text}");
+    let stopped = row(&text, &names[1]);
+    assert!(
+        !stopped.contains("Running") && stopped.contains("exited"),
+        "a stopped container is not Running: {stopped}"
+    );
+
+    // No engine either: the store's last results, and it says so.
+    let json = Command::new(env!("CARGO_BIN_EXE_assetd"))
+        .args(["status", "--state-dir", &state, "-o", "json"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&json.stderr);
+    assert!(stderr.contains("last recorded in the store"), "{stderr}");
     let report: StatusReport = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report.source, "store");
     assert_eq!(report.assets.len(), 2);

@@ -647,3 +647,120 @@ async fn removing_an_absent_asset_is_success() {
     };
     assert_eq!(removed, Removed::Absent);
 }
+
+/// Moves `from` to `to` inside the manifests directory, unchanged.
+fn move_manifest(env: &TestEnv, from: &str, to: &str) {
+    let to = env.manifests.join(to);
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::rename(env.manifests.join(from), to).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_moved_file_made_invalid_removes_nothing_and_holds_every_removal() {
+    let env = TestEnv::new("lc-moved").await;
+    env.write("keep.yaml", &env.asset("keep", IMAGE_1, ""));
+    env.write("gone.yaml", &env.asset("gone", IMAGE_1, ""));
+    assert_no_failures(&env.apply().await);
+    let keep = env.inspect(&env.name("keep")).await.id;
+
+    // An unchanged move is a no-op for Docker; the store follows it.
+    move_manifest(&env, "keep.yaml", "sub/keep.yaml");
+    let pass = env.apply().await;
+    assert!(pass.outcomes.is_empty(), "{:?}", pass.outcomes);
+    let name = AssetName::new(&env.name("keep")).unwrap();
+    assert_eq!(
+        env.store.get(&name).and_then(|r| r.source).as_deref(),
+        Some("sub/keep.yaml")
+    );
+
+    // Broken in its new place, while another file is deleted: nothing at
+    // all is removed, and the hold names the file that blocks removals.
+    env.write(
+        "sub/keep.yaml",
+        &env.asset("keep", IMAGE_1, "  image: [unclosed\n"),
+    );
+    env.remove("gone.yaml");
+    let pass = env.apply().await;
+    assert!(
+        pass.outcomes.iter().all(|o| o.kind == ActionKind::Hold),
+        "{:?}",
+        pass.outcomes
+    );
+    let gone = pass
+        .outcomes
+        .iter()
+        .find(|o| o.name.as_str() == env.name("gone"))
+        .expect("the deleted file's asset is held");
+    assert!(gone.reason.contains("sub/keep.yaml"), "{}", gone.reason);
+    assert_eq!(env.inspect(&env.name("keep")).await.id, keep);
+    assert_eq!(env.containers().await.len(), 2, "nothing removed");
+
+    // Fixed: the deleted file's asset goes, the moved one stays.
+    env.write("sub/keep.yaml", &env.asset("keep", IMAGE_1, ""));
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Remove]);
+    assert_eq!(env.inspect(&env.name("keep")).await.id, keep);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_local_strategy_never_lists_swarm_task_containers() {
+    use bollard::models::{ServiceSpec, TaskSpec, TaskSpecContainerSpec};
+    let env = TestEnv::new("lc-swarmtask").await;
+    env.write("other.yaml", &env.asset("other", IMAGE_1, ""));
+    // A service of the same instance: its task containers carry the
+    // service's ownership labels.
+    let name = env.name("svc");
+    let labels: HashMap<String, String> = HashMap::from([
+        ("io.assetd.managed".into(), "true".into()),
+        ("io.assetd.instance".into(), env.prefix.clone()),
+        ("io.assetd.asset".into(), name.clone()),
+        (TEST_LABEL.into(), env.prefix.clone()),
+    ]);
+    env.docker
+        .create_service(
+            ServiceSpec {
+                name: Some(name.clone()),
+                labels: Some(labels.clone()),
+                task_template: Some(TaskSpec {
+                    container_spec: Some(TaskSpecContainerSpec {
+                        image: Some(IMAGE_1.into()),
+                        labels: Some(labels),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let task = common::eventually(
+        "the service's task container",
+        Duration::from_secs(60),
+        || async {
+            env.containers()
+                .await
+                .into_iter()
+                .find(|c| {
+                    c.labels
+                        .as_ref()
+                        .is_some_and(|l| l.contains_key("com.docker.swarm.task.id"))
+                        && c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                })
+                .and_then(|c| c.id)
+        },
+    )
+    .await;
+
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert!(
+        pass.outcomes.iter().all(|o| o.name.as_str() != name),
+        "the task container is the Swarm's: {:?}",
+        pass.outcomes
+    );
+    let still = env.inspect(&task).await;
+    assert_eq!(still.state.and_then(|s| s.running), Some(true));
+}
