@@ -54,6 +54,8 @@ async fn exclusive() -> RwLockWriteGuard<'static, ()> {
 /// How a test's daemon is started.
 struct Options {
     manifests: Option<PathBuf>,
+    /// Default: `daemon-state` in the test's root.
+    state: Option<PathBuf>,
     docker_host: String,
     resync: &'static str,
     grace: &'static str,
@@ -64,6 +66,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             manifests: None,
+            state: None,
             docker_host: common::docker_host(),
             resync: "300s",
             grace: "20s",
@@ -91,7 +94,10 @@ impl Daemon {
         static STARTS: AtomicUsize = AtomicUsize::new(0);
         let logs = std::env::temp_dir().join("assetd-daemon-test-logs");
         fs::create_dir_all(&logs).unwrap();
-        let state = env.root.join("daemon-state");
+        let state = options
+            .state
+            .clone()
+            .unwrap_or_else(|| env.root.join("daemon-state"));
         let manifests = options
             .manifests
             .clone()
@@ -1307,4 +1313,254 @@ async fn the_daemon_survives_an_engine_killed_and_restarted_and_converges() {
     assert_no_duplicates(&containers);
     assert!(daemon.is_running());
     drop(daemon);
+}
+
+// ---------------------------------------------------------------------
+// Safety: removals, writers, retries, drift
+// ---------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removals_one_by_one_add_up_in_the_prune_window_and_prune_confirm_lets_them_go() {
+    let _engine = shared().await;
+    let env = TestEnv::new("dm-window").await;
+    let names: Vec<String> = (0..12).map(|i| env.name(&format!("a{i}"))).collect();
+    for i in 0..12 {
+        env.write(
+            &format!("a{i}.yaml"),
+            &env.asset(&format!("a{i}"), IMAGE_1, ""),
+        );
+    }
+    let daemon = Daemon::start(&env);
+    daemon.wait_phase(&names, Phase::Running).await;
+
+    // Six of twelve, one file at a time, each removal done before the
+    // next file goes: half the fleet, allowed.
+    for (i, name) in names.iter().enumerate().take(6) {
+        env.remove(&format!("a{i}.yaml"));
+        wait_absent(&env.docker, name).await;
+    }
+    // The seventh and eighth would make more than half within the window.
+    env.remove("a6.yaml");
+    env.remove("a7.yaml");
+    let report = daemon.wait_phase(&names[6..8], Phase::Held).await;
+    let held = report
+        .assets
+        .iter()
+        .find(|a| a.name.as_str() == names[6])
+        .unwrap();
+    let reason = held.last_error.clone().unwrap_or_default();
+    assert!(
+        reason.contains("already removed within the prune window")
+            && reason.contains("assetd prune --confirm"),
+        "{reason}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for name in &names[6..8] {
+        assert!(
+            env.docker.inspect_container(name, None).await.is_ok(),
+            "{name} is still there while held"
+        );
+    }
+
+    // The operator confirms once, through the running daemon.
+    let state = daemon.state.to_str().unwrap().to_string();
+    let out = assetd_cli(&["prune", "--confirm", "--state-dir", &state]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&names[6]) && stdout.contains(&names[7]),
+        "{stdout}"
+    );
+    for name in &names[6..8] {
+        wait_absent(&env.docker, name).await;
+    }
+    let left = managed(&env.docker, &env.prefix).await;
+    assert_eq!(left.len(), 4, "the four declared assets stay");
+    assert_eq!(running_count(&left), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_daemon_of_the_same_instance_gives_way_instead_of_fighting() {
+    let _engine = shared().await;
+    let env = TestEnv::new("dm-writers").await;
+    let (x, y) = (env.name("x"), env.name("y"));
+    env.write("x.yaml", &env.asset("x", IMAGE_1, ""));
+    env.write("y.yaml", &env.asset("y", IMAGE_1, ""));
+    let elder = Daemon::start(&env);
+    elder
+        .wait_phase(&[x.clone(), y.clone()], Phase::Running)
+        .await;
+
+    // Another copy of the manifests that disagrees: x on another image,
+    // no y at all.
+    let other = env.root.join("other-manifests");
+    mkdir(&other);
+    plain_write(&other.join("x.yaml"), &env.asset("x", IMAGE_2, ""));
+    let younger = Daemon::start_with(
+        &env,
+        Options {
+            manifests: Some(other),
+            state: Some(env.root.join("younger-state")),
+            ..Options::default()
+        },
+    );
+    let conflict = eventually("the younger daemon to give way", CONVERGE, || async {
+        younger.status().await?.writer_conflict
+    })
+    .await;
+    assert!(
+        conflict.contains("daemon-state") && conflict.contains("--instance"),
+        "names the other writer's state dir and the fix: {conflict}"
+    );
+    let report = younger.status().await.unwrap();
+    assert_eq!(report.role.as_deref(), Some("standby"));
+
+    // The elder's manifests win and then nothing moves any more.
+    let x_id = wait_running(&env.docker, &x, IMAGE_1).await;
+    let y_id = wait_running(&env.docker, &y, IMAGE_1).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        wait_running(&env.docker, &x, IMAGE_1).await,
+        x_id,
+        "x left alone"
+    );
+    assert_eq!(
+        wait_running(&env.docker, &y, IMAGE_1).await,
+        y_id,
+        "y left alone"
+    );
+    assert!(
+        younger.log().contains("giving way to another writer"),
+        "says so loudly in its log"
+    );
+}
+
+/// A network the test creates; removed on drop, also when the test fails.
+struct TestNetwork {
+    docker: Docker,
+    name: String,
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        let (docker, name) = (self.docker.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(async { docker.remove_network(&name).await })
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_network_created_later_is_retried_at_once_not_after_the_backoff() {
+    let _engine = shared().await;
+    let env = TestEnv::new("dm-retry").await;
+    let net = env.name("net");
+    let a = env.name("a");
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, &format!("  networks: [ {net} ]\n")),
+    );
+    let daemon = Daemon::start(&env);
+    let retry_at = eventually("the backoff to grow to 8 s", CONVERGE, || async {
+        let report = daemon.status().await?;
+        let asset = report.assets.iter().find(|s| s.name.as_str() == a)?;
+        (asset.phase == Phase::Failed && asset.attempts >= 4)
+            .then_some(asset.next_retry_ms)
+            .flatten()
+    })
+    .await;
+
+    env.docker
+        .create_network(bollard::models::NetworkCreateRequest {
+            name: net.clone(),
+            labels: Some(std::collections::HashMap::from([(
+                common::TEST_LABEL.to_string(),
+                env.prefix.clone(),
+            )])),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let _network = TestNetwork {
+        docker: env.docker.clone(),
+        name: net.clone(),
+    };
+    let report = daemon
+        .wait_phase(std::slice::from_ref(&a), Phase::Running)
+        .await;
+    assert!(
+        assetd::store::now_ms() < retry_at,
+        "running before the backoff expired: the network's create event retried it"
+    );
+    let asset = report.assets.iter().find(|s| s.name.as_str() == a).unwrap();
+    assert_eq!(asset.last_error, None, "a resolved error is cleared");
+    assert_eq!(asset.attempts, 0);
+    drop(daemon);
+    common::cleanup(&env.docker, &env.prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_container_is_unpaused_not_recreated() {
+    let _engine = shared().await;
+    let env = TestEnv::new("dm-pause").await;
+    let a = env.name("a");
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    let daemon = Daemon::start(&env);
+    daemon
+        .wait_phase(std::slice::from_ref(&a), Phase::Running)
+        .await;
+    let id = wait_running(&env.docker, &a, IMAGE_1).await;
+    env.docker.pause_container(&a).await.unwrap();
+    eventually("the container to be unpaused", CONVERGE, || async {
+        let state = env.docker.inspect_container(&a, None).await.ok()?.state?;
+        (state.paused == Some(false) && state.running == Some(true)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        wait_running(&env.docker, &a, IMAGE_1).await,
+        id,
+        "the same container, its state kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multi_document_file_rewritten_slowly_in_place_removes_nothing() {
+    let _engine = shared().await;
+    let env = TestEnv::new("dm-slowwrite").await;
+    let (a, b) = (env.name("a"), env.name("b"));
+    let doc_a = env.asset("a", IMAGE_1, "");
+    let doc_b = env.asset("b", IMAGE_1, "");
+    env.write("ab.yaml", &format!("{doc_a}---\n{doc_b}"));
+    let daemon = Daemon::start(&env);
+    daemon
+        .wait_phase(&[a.clone(), b.clone()], Phase::Running)
+        .await;
+    let b_id = wait_running(&env.docker, &b, IMAGE_1).await;
+
+    // Rewritten in place (not renamed into place), the second document
+    // arriving 2.5 s after the first.
+    let path = env.manifests.join("ab.yaml");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    file.write_all(doc_a.as_bytes()).unwrap();
+    file.sync_all().unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    file.write_all(format!("---\n{doc_b}").as_bytes()).unwrap();
+    drop(file);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        wait_running(&env.docker, &b, IMAGE_1).await,
+        b_id,
+        "b was never removed"
+    );
 }
