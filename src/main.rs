@@ -16,6 +16,7 @@ use assetd::plan::PlanConfig;
 use assetd::reconcile::{self, PassConfig};
 use assetd::report;
 use assetd::store::{MemoryStore, SledStore, Store};
+use assetd::strategy::DeploymentStrategy;
 
 /// Exit codes of the CLI contract.
 const EXIT_OK: u8 = 0;
@@ -442,8 +443,28 @@ async fn apply_once(common: CommonArgs, output: Output) -> u8 {
                 }
                 Output::Text => print!("{}", report::pass_text(&pass, &config.manifests)),
             }
+            // What the engine says after the pass: an asset that crash-
+            // loops or whose tasks are rejected did not deploy, whatever
+            // the API calls answered.
+            let failing: Vec<_> = match strategy.list_managed().await {
+                Ok(actual) => actual
+                    .into_iter()
+                    .filter_map(|a| Some((a.name, a.replicas.failing?)))
+                    .collect(),
+                Err(e) => {
+                    eprintln!("assetd: cannot list the engine after the pass: {e}");
+                    return EXIT_FAILED;
+                }
+            };
+            for (name, why) in &failing {
+                eprintln!("failed: {name}: {why}");
+            }
             // An invalid manifest is a failed asset too: it was not applied.
-            if pass.failed() > 0 || !pass.desired.errors().is_empty() || dir_problem.is_some() {
+            if pass.failed() > 0
+                || !failing.is_empty()
+                || !pass.desired.errors().is_empty()
+                || dir_problem.is_some()
+            {
                 EXIT_FAILED
             } else if pass.held() > 0 {
                 eprintln!(

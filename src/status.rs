@@ -103,6 +103,8 @@ pub fn from_pass(
             let record = applied.get(name);
             let have = actual.get(name);
             let action = actions.get(name);
+            // The engine's own reason why fewer run than desired.
+            let failing = have.and_then(|h| h.replicas.failing.clone());
             let phase = if standby {
                 Phase::Standby
             } else if in_flight.contains(name) {
@@ -113,8 +115,9 @@ pub fn from_pass(
                 } else {
                     Phase::Held
                 }
-            } else if action.is_some()
-                && record.and_then(|r| r.last_result) == Some(ActionResult::Failed)
+            } else if failing.is_some()
+                || (action.is_some()
+                    && record.and_then(|r| r.last_result) == Some(ActionResult::Failed))
             {
                 // A failure counts while work is pending; an asset that
                 // converged since (nothing to do) is not failed any more.
@@ -133,7 +136,7 @@ pub fn from_pass(
                 .or_else(|| record.and_then(|r| r.source.clone()));
             let last_error = match action {
                 Some(a) if a.kind == ActionKind::Hold => Some(a.reason.clone()),
-                _ => record.and_then(|r| r.last_error.clone()),
+                _ => failing.or_else(|| record.and_then(|r| r.last_error.clone())),
             };
             AssetStatus {
                 name: name.clone(),

@@ -304,3 +304,46 @@ async fn apply_exits_3_when_it_held_removals() {
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     assert_eq!(env.containers().await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_looping_asset_fails_apply_and_status_with_its_exit_code() {
+    let env = TestEnv::new("cli-crashloop").await;
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  command: [sh, -c, \"exit 3\"]\n"),
+    );
+    let first = run(&["apply", "--once"], &env, &[]);
+    assert!(
+        matches!(first.status.code(), Some(0 | 1)),
+        "{:?}",
+        text(&first)
+    );
+    // Once the engine has seen it crash, apply says so with the code.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = run(&["apply", "--once"], &env, &[]);
+        let (stdout, stderr) = text(&out);
+        if out.status.code() == Some(1) && stderr.contains("(3)") {
+            assert!(stderr.contains(&env.name("a")), "{stderr}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply never said the asset fails: {stdout}{stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let out = run(&["status"], &env, &["-o", "json"]);
+    let report: assetd::status::StatusReport =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
+    let a = report
+        .assets
+        .iter()
+        .find(|a| a.name.as_str() == env.name("a"))
+        .unwrap();
+    assert_eq!(a.phase, assetd::status::Phase::Failed, "{a:?}");
+    assert!(
+        a.last_error.as_deref().unwrap_or_default().contains("(3)"),
+        "{a:?}"
+    );
+}

@@ -1199,3 +1199,30 @@ fn request_line(line: &str) -> Option<String> {
     };
     Some(format!("{method} {path}"))
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unpullable_image_is_failing_with_swarms_own_reason() {
+    let env = TestEnv::new("sw-nopull").await;
+    let swarm = env.swarm();
+    env.write("a.yaml", &env.asset("a", "assetd-test/no-such-image:1", ""));
+    let pass = env.apply_with(&swarm).await;
+    assert_eq!(kinds(&pass), vec![ActionKind::Create]);
+    let name = asset_name(&env, "a");
+    let failing = common::eventually(
+        "the rejected task's reason",
+        Duration::from_secs(90),
+        || async {
+            let actual = swarm.list_managed().await.unwrap();
+            actual
+                .into_iter()
+                .find(|a| a.name == name)?
+                .replicas
+                .failing
+        },
+    )
+    .await;
+    assert!(
+        failing.contains("rejected") && failing.contains("no-such-image"),
+        "Swarm's own words: {failing}"
+    );
+}

@@ -418,6 +418,17 @@ fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<A
                     labels::writer_of(c.labels.as_ref()?, written_ms)
                 })
                 .max_by_key(|stamp| stamp.written_ms);
+            // A container that crash-loops (the restart policy at work) or
+            // exited with an error: say so in the engine's words.
+            let failing = containers.iter().find_map(|c| {
+                let status = c.status.as_deref().unwrap_or_default();
+                let crashed = match c.state {
+                    Some(ContainerSummaryStateEnum::RESTARTING) => true,
+                    Some(ContainerSummaryStateEnum::EXITED) => !status.starts_with("Exited (0)"),
+                    _ => false,
+                };
+                crashed.then(|| format!("container {}: {status}", container_name(c)))
+            });
             let count = containers.len() as u64;
             if count != desired {
                 drift.push(format!("{count} containers, {desired} wanted"));
@@ -434,6 +445,7 @@ fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<A
                     running,
                     pending_secs: None,
                     pending_reason: None,
+                    failing: failing.filter(|_| running < desired),
                 },
                 writer,
             }

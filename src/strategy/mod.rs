@@ -83,6 +83,11 @@ pub struct ReplicaCounts {
     /// Why a task is not running, as Swarm says it (`no suitable node
     /// ...`, `No such image ...`), when it says anything.
     pub pending_reason: Option<String>,
+    /// Fewer run than desired because they fail, in the engine's own
+    /// words with the exit code (`task rejected: No such image ...`,
+    /// `container x: Restarting (3) 2 seconds ago`): the asset is Failed.
+    #[serde(default)]
+    pub failing: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

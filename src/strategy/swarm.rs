@@ -258,8 +258,8 @@ impl DeploymentStrategy for Swarm {
         Ok(result)
     }
 
-    /// Two calls: our services, then their tasks that should be running
-    /// (the task label filter matches the service's labels). The second
+    /// Two calls: our services, then their tasks (the task label filter
+    /// matches the service's labels). The second
     /// is skipped when there is no service.
     async fn list_managed(&self) -> Result<Vec<ActualAsset>, StrategyError> {
         let managed = labels::managed_filter(&self.instance);
@@ -274,8 +274,10 @@ impl DeploymentStrategy for Swarm {
         if services.is_empty() {
             return Ok(Vec::new());
         }
-        let mut filters = managed;
-        filters.insert("desired-state".into(), vec!["running".into()]);
+        // Every task Swarm still keeps (its task history, a few per slot),
+        // not only those meant to run: a rejected or failed task carries
+        // the reason nothing runs ("No such image", "exited 3").
+        let filters = managed;
         let tasks = self
             .docker
             .list_tasks(Some(
@@ -330,16 +332,20 @@ fn is_global(spec: &ServiceSpec) -> bool {
     spec.mode.as_ref().is_some_and(|m| m.global.is_some())
 }
 
-fn replica_counts(spec: &ServiceSpec, tasks: &[Task]) -> ReplicaCounts {
+fn replica_counts(spec: &ServiceSpec, all_tasks: &[Task]) -> ReplicaCounts {
+    let tasks: Vec<&Task> = all_tasks
+        .iter()
+        .filter(|t| t.desired_state == Some(TaskState::RUNNING))
+        .collect();
     let is_running =
-        |t: &&Task| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING);
+        |t: &&&Task| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING);
     let running = tasks.iter().filter(is_running).count() as u64;
     let desired = match spec.mode.as_ref().and_then(|m| m.replicated.as_ref()) {
         Some(replicated) => replicated.replicas.unwrap_or(1).max(0) as u64,
         None => tasks.len() as u64,
     };
     let now = time::OffsetDateTime::now_utc();
-    let waiting: Vec<&Task> = tasks.iter().filter(|t| !is_running(t)).collect();
+    let waiting: Vec<&&Task> = tasks.iter().filter(|t| !is_running(t)).collect();
     let pending_secs = waiting
         .iter()
         .filter_map(|t| t.created_at)
@@ -358,7 +364,39 @@ fn replica_counts(spec: &ServiceSpec, tasks: &[Task]) -> ReplicaCounts {
         running,
         pending_secs,
         pending_reason,
+        failing: (running < desired)
+            .then(|| last_failure(all_tasks))
+            .flatten(),
     }
+}
+
+/// The newest failed or rejected task, in Swarm's words with its exit
+/// code: why the service does not run.
+fn last_failure(tasks: &[Task]) -> Option<String> {
+    let failed = tasks
+        .iter()
+        .filter(|t| {
+            matches!(
+                t.status.as_ref().and_then(|s| s.state),
+                Some(TaskState::FAILED | TaskState::REJECTED)
+            )
+        })
+        .max_by_key(|t| t.updated_at.or(t.created_at))?;
+    let status = failed.status.as_ref()?;
+    let state = status.state.map(|s| s.to_string()).unwrap_or_default();
+    let err = status
+        .err
+        .clone()
+        .or_else(|| status.message.clone())
+        .unwrap_or_default();
+    let code = status
+        .container_status
+        .as_ref()
+        .and_then(|c| c.exit_code)
+        .filter(|c| *c != 0)
+        .map(|c| format!(", exit code {c}"))
+        .unwrap_or_default();
+    Some(format!("task {state}: {err}{code}"))
 }
 
 /// The service spec for a [`DeploySpec`]: every seed parameter, with
