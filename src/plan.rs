@@ -244,7 +244,22 @@ fn decide(
                 Some(want),
             ),
         },
-        (Some(want), Some(have)) if have.spec_hash.as_ref() != Some(&want.hash) => {
+        // Local containers kept through a scale carry the spec hash of the
+        // count they were created for: the template and the number of
+        // containers are what must match.
+        (Some(want), Some(have)) if !runs_spec(want, have) => {
+            if record.and_then(|r| r.hash.as_ref()) == Some(&want.hash)
+                && have.template_hash == Some(want.spec.template_hash())
+            {
+                let count = have.object_ids.len();
+                let wanted = want.spec.local_replicas();
+                return act(
+                    ActionKind::Repair,
+                    format!("{count} containers, {wanted} wanted"),
+                    vec![],
+                    Some(want),
+                );
+            }
             let changes = record
                 .and_then(|r| r.spec.as_ref())
                 .filter(|old| old.hash() == *have.spec_hash.as_ref().unwrap_or(&want.hash))
@@ -305,6 +320,20 @@ fn hold_all(removals: &mut [Action], reason: &str) {
     for removal in removals {
         removal.kind = ActionKind::Hold;
         removal.reason = format!("{reason} (would remove: {})", removal.reason);
+    }
+}
+
+/// Whether the objects run `want`'s spec: by their spec hash, or (local
+/// engine, after a scale) by their template and number of containers.
+fn runs_spec(want: &DesiredAsset, have: &ActualAsset) -> bool {
+    let same_hash = have.spec_hash.as_ref() == Some(&want.hash);
+    match &have.template_hash {
+        // Local containers: their number is part of the spec.
+        Some(template) => {
+            have.object_ids.len() as u64 == want.spec.local_replicas()
+                && (same_hash || *template == want.spec.template_hash())
+        }
+        None => same_hash,
     }
 }
 
@@ -457,6 +486,7 @@ mod tests {
             drift: vec![],
             replicas: Default::default(),
             writer: None,
+            template_hash: None,
         }
     }
 

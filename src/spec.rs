@@ -209,6 +209,14 @@ impl DeploySpec {
         SpecHash(hex)
     }
 
+    /// The hash of everything but the replica count: containers of one
+    /// template can be kept when only the count changes (local scaling).
+    pub fn template_hash(&self) -> SpecHash {
+        let mut template = self.clone();
+        template.mode = Mode::Replicated { replicas: 1 };
+        template.hash()
+    }
+
     /// How many containers or tasks this spec asks for on one engine.
     pub fn local_replicas(&self) -> u64 {
         match self.mode {

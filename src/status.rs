@@ -149,7 +149,15 @@ pub fn from_pass(
                 last_error,
                 attempts: record.map(|r| r.attempts).unwrap_or(0),
                 next_retry_ms: record.and_then(|r| r.next_retry_ms),
-                replicas: have.map(|h| h.replicas.clone()),
+                replicas: have.map(|h| {
+                    let mut replicas = h.replicas.clone();
+                    // Local containers' labels may carry the count they were
+                    // created for; the manifest says how many are wanted.
+                    if let (Some(_), Some(want)) = (&h.template_hash, desired.assets.get(name)) {
+                        replicas.desired = want.spec.local_replicas();
+                    }
+                    replicas
+                }),
                 warnings: record.map(|r| r.warnings.clone()).unwrap_or_default(),
                 updated_ms: record.map(|r| r.updated_ms),
             }

@@ -103,6 +103,7 @@ mod tests {
                 },
                 written_ms,
             }),
+            template_hash: None,
         }
     }
 

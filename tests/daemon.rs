@@ -998,7 +998,11 @@ async fn status_shows_running_assets_live_and_from_the_store_after_a_stop() {
             "local",
         ];
         args.extend_from_slice(extra);
-        assetd_cli(&args)
+        Command::new(env!("CARGO_BIN_EXE_assetd"))
+            .args(&args)
+            .env("DOCKER_HOST", common::docker_host())
+            .output()
+            .expect("run assetd")
     };
     let table = offline(&[]);
     let text = String::from_utf8_lossy(&table.stdout);

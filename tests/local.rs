@@ -764,3 +764,108 @@ async fn the_local_strategy_never_lists_swarm_task_containers() {
     let still = env.inspect(&task).await;
     assert_eq!(still.state.and_then(|s| s.running), Some(true));
 }
+
+/// Container name → ID of this test's containers.
+async fn ids_by_name(env: &TestEnv) -> std::collections::BTreeMap<String, String> {
+    env.containers()
+        .await
+        .into_iter()
+        .map(|c| {
+            (
+                c.names.unwrap()[0].trim_start_matches('/').to_string(),
+                c.id.unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scaling_touches_only_the_replicas_concerned_and_a_rename_by_hand_is_undone() {
+    let env = TestEnv::new("lc-scale").await;
+    let base = env.name("a");
+    let replicas = |n: u64| {
+        env.asset(
+            "a",
+            IMAGE_1,
+            &format!("  mode: {{ replicated: {{ replicas: {n} }} }}\n"),
+        )
+    };
+    env.write("a.yaml", &replicas(2));
+    assert_no_failures(&env.apply().await);
+    let two = ids_by_name(&env).await;
+    assert_eq!(two.len(), 2);
+
+    // 2 → 3: the two keep their containers; one is added.
+    env.write("a.yaml", &replicas(3));
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Update]);
+    let three = ids_by_name(&env).await;
+    assert_eq!(three.len(), 3);
+    for (name, id) in &two {
+        assert_eq!(three.get(name), Some(id), "{name} kept");
+    }
+    assert!(
+        env.apply().await.outcomes.is_empty(),
+        "converged: nothing more to do"
+    );
+
+    // 3 → 2: only the third goes.
+    env.write("a.yaml", &replicas(2));
+    assert_no_failures(&env.apply().await);
+    assert_eq!(ids_by_name(&env).await, two);
+    assert!(env.apply().await.outcomes.is_empty());
+
+    // A replica removed by hand is the only one recreated.
+    env.docker
+        .remove_container(
+            &format!("{base}-2"),
+            Some(
+                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .build(),
+            ),
+        )
+        .await
+        .unwrap();
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Repair]);
+    let repaired = ids_by_name(&env).await;
+    assert_eq!(
+        repaired.get(&format!("{base}-1")),
+        two.get(&format!("{base}-1"))
+    );
+    assert_eq!(repaired.len(), 2);
+
+    // 2 → 1: the first is renamed, not recreated.
+    env.write("a.yaml", &replicas(1));
+    assert_no_failures(&env.apply().await);
+    let one = ids_by_name(&env).await;
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        one.get(&base),
+        two.get(&format!("{base}-1")),
+        "renamed, same container"
+    );
+    assert!(env.apply().await.outcomes.is_empty());
+
+    // `docker rename` by hand is drift, undone by a rename back.
+    env.docker
+        .rename_container(
+            &base,
+            bollard::query_parameters::RenameContainerOptionsBuilder::default()
+                .name(&format!("{base}-by-hand"))
+                .build(),
+        )
+        .await
+        .unwrap();
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Repair]);
+    assert_eq!(
+        ids_by_name(&env).await,
+        one,
+        "the same container, named back"
+    );
+}

@@ -19,6 +19,10 @@ pub const SOURCE: &str = "io.assetd.source";
 /// Local engine only: how many containers the asset has, so drift (a
 /// replica removed by hand) is visible from one listing.
 pub const REPLICAS: &str = "io.assetd.replicas";
+/// Local engine only: the spec hash without the replica count
+/// ([`crate::spec::DeploySpec::template_hash`]), so scaling keeps the
+/// containers that stay.
+pub const TEMPLATE_HASH: &str = "io.assetd.template-hash";
 /// Local engine only: which replica (1-based) a container is.
 pub const REPLICA: &str = "io.assetd.replica";
 

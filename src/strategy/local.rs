@@ -16,7 +16,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::TryStreamExt;
@@ -64,10 +64,7 @@ impl LocalDocker {
     /// The container names an asset should have: `NAME` for one replica,
     /// `NAME-1..N` for more.
     pub fn container_names(spec: &DeploySpec) -> Vec<String> {
-        match spec.local_replicas() {
-            1 => vec![spec.name.to_string()],
-            n => (1..=n).map(|i| format!("{}-{i}", spec.name)).collect(),
-        }
+        replica_names(&spec.name, spec.local_replicas())
     }
 
     async fn list_asset(&self, name: &AssetName) -> Result<Vec<ContainerSummary>, StrategyError> {
@@ -187,6 +184,21 @@ impl LocalDocker {
 }
 
 impl LocalDocker {
+    /// Brings a container of the right spec to running: unpaused (keeps
+    /// its state; recreating would lose it) or started. False when that
+    /// fails; it is then recreated.
+    async fn make_running(&self, container: &ContainerSummary, id: &str, wrote: &mut bool) -> bool {
+        let result = match container.state {
+            Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING) => {
+                return true
+            }
+            Some(ContainerSummaryStateEnum::PAUSED) => self.docker.unpause_container(id).await,
+            _ => self.docker.start_container(id, None).await,
+        };
+        *wrote = true;
+        result.is_ok()
+    }
+
     /// Creates and starts every replica of an asset that had no
     /// containers: the fast path of a first deploy.
     async fn create_all(
@@ -253,40 +265,56 @@ impl DeploymentStrategy for LocalDocker {
         }
 
         let existing = self.list_asset(&spec.name).await?;
-        let mut kept: BTreeMap<String, String> = BTreeMap::new();
+        let template = spec.template_hash();
         let mut wrote = false;
+        // Containers of this spec, or of this spec at another replica
+        // count (scaling keeps them), that run or can be made to run.
+        let mut usable: Vec<(String, String)> = Vec::new();
         for container in &existing {
             let id = container.id.clone().unwrap_or_default();
-            let name = container_name(container);
-            let matches = wanted.contains(&name)
-                && !kept.contains_key(&name)
-                && label(container, labels::SPEC_HASH) == Some(owner.hash.0.as_str());
-            if matches {
-                match container.state {
-                    Some(ContainerSummaryStateEnum::RUNNING) => {
-                        kept.insert(name, id);
-                        continue;
-                    }
-                    // Paused by hand: unpausing keeps the container's
-                    // state; recreating it would lose it.
-                    Some(ContainerSummaryStateEnum::PAUSED) => {
-                        if self.docker.unpause_container(&id).await.is_ok() {
-                            wrote = true;
-                            kept.insert(name, id);
-                            continue;
-                        }
-                    }
-                    // A stopped container of the right spec only needs a
-                    // start; if that fails it is recreated below.
-                    _ => {
-                        if self.docker.start_container(&id, None).await.is_ok() {
-                            wrote = true;
-                            kept.insert(name, id);
-                            continue;
-                        }
-                    }
-                }
+            let fits = label(container, labels::SPEC_HASH) == Some(owner.hash.0.as_str())
+                || label(container, labels::TEMPLATE_HASH) == Some(template.0.as_str());
+            if fits && self.make_running(container, &id, &mut wrote).await {
+                usable.push((container_name(container), id));
+            } else {
+                self.remove_container(&id).await?;
+                wrote = true;
             }
+        }
+        // Each wanted name keeps the container of that name; the other
+        // usable containers fill the names left free (a rename keeps the
+        // container: `docker rename` by hand, or 1 ↔ N replicas), and the
+        // rest go (scaled down).
+        let mut kept: BTreeMap<String, String> = BTreeMap::new();
+        let (named, mut spare): (Vec<_>, Vec<_>) = usable
+            .into_iter()
+            .partition(|(name, _)| wanted.contains(name));
+        for (name, id) in named {
+            kept.insert(name, id);
+        }
+        spare.sort();
+        for name in wanted
+            .iter()
+            .filter(|n| !kept.contains_key(*n))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            let Some((old, id)) = spare.first().cloned() else {
+                break;
+            };
+            spare.remove(0);
+            self.docker
+                .rename_container(
+                    &id,
+                    RenameContainerOptionsBuilder::default().name(&name).build(),
+                )
+                .await
+                .map_err(|e| StrategyError::docker("rename container", old.as_str(), e))?;
+            tracing::info!(from = %old, to = %name, "renamed container");
+            kept.insert(name, id);
+            wrote = true;
+        }
+        for (_, id) in spare {
             self.remove_container(&id).await?;
             wrote = true;
         }
@@ -370,87 +398,127 @@ fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<A
         .into_iter()
         .map(|(name, mut containers)| {
             containers.sort_by_key(container_name);
-            let hashes: Vec<Option<&str>> = containers
-                .iter()
-                .map(|c| label(c, labels::SPEC_HASH))
-                .collect();
-            let spec_hash = match hashes.first() {
-                Some(Some(first)) if hashes.iter().all(|h| h == &Some(*first)) => {
-                    Some(SpecHash(first.to_string()))
-                }
-                _ => None,
-            };
-            let source = containers
-                .iter()
-                .find_map(|c| label(c, labels::SOURCE))
-                .map(str::to_string);
-            let desired: u64 = containers
-                .iter()
-                .find_map(|c| label(c, REPLICAS).and_then(|r| r.parse().ok()))
-                .unwrap_or(1);
-            let running = containers
-                .iter()
-                .filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING))
-                .count() as u64;
-
-            let mut drift = Vec::new();
-            if spec_hash.is_none() && !containers.is_empty() {
-                drift.push("containers carry different spec hashes".to_string());
-            }
-            for c in &containers {
-                // `restarting` is the engine's restart policy at work:
-                // racing it with a recreate helps nobody.
-                let healthy = matches!(
-                    c.state,
-                    Some(
-                        ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING
-                    )
-                );
-                if !healthy {
-                    let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-                    drift.push(format!("container {} is {state}", container_name(c)));
-                }
-            }
-            let writer = containers
-                .iter()
-                .filter_map(|c| {
-                    let written_ms = c.created? as u64 * 1000;
-                    labels::writer_of(c.labels.as_ref()?, written_ms)
-                })
-                .max_by_key(|stamp| stamp.written_ms);
-            // A container that crash-loops (the restart policy at work) or
-            // exited with an error: say so in the engine's words.
-            let failing = containers.iter().find_map(|c| {
-                let status = c.status.as_deref().unwrap_or_default();
-                let crashed = match c.state {
-                    Some(ContainerSummaryStateEnum::RESTARTING) => true,
-                    Some(ContainerSummaryStateEnum::EXITED) => !status.starts_with("Exited (0)"),
-                    _ => false,
-                };
-                crashed.then(|| format!("container {}: {status}", container_name(c)))
-            });
-            let count = containers.len() as u64;
-            if count != desired {
-                drift.push(format!("{count} containers, {desired} wanted"));
-            }
-            ActualAsset {
-                name,
-                spec_hash,
-                source,
-                object_ids: containers.iter().filter_map(|c| c.id.clone()).collect(),
-                version: None,
-                drift,
-                replicas: ReplicaCounts {
-                    desired,
-                    running,
-                    pending_secs: None,
-                    pending_reason: None,
-                    failing: failing.filter(|_| running < desired),
-                },
-                writer,
-            }
+            asset_of(name, &containers)
         })
         .collect()
+}
+
+/// One asset from its containers (sorted by name).
+fn asset_of(name: AssetName, containers: &[ContainerSummary]) -> ActualAsset {
+    let spec_hash = shared_label(containers, labels::SPEC_HASH).map(SpecHash);
+    let template = shared_label(containers, labels::TEMPLATE_HASH).map(SpecHash);
+    let source = containers
+        .iter()
+        .find_map(|c| label(c, labels::SOURCE))
+        .map(str::to_string);
+    // The replica count the containers were created for; only trusted
+    // while they agree on one spec (after a scale, kept containers still
+    // carry the count they were created with).
+    let labelled: u64 = containers
+        .iter()
+        .find_map(|c| label(c, REPLICAS).and_then(|r| r.parse().ok()))
+        .unwrap_or(1);
+    let count = containers.len() as u64;
+    let running = containers
+        .iter()
+        .filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING))
+        .count() as u64;
+
+    let desired = if spec_hash.is_some() { labelled } else { count };
+    let mut drift = Vec::new();
+    // Named as `labelled` replicas (some may be gone) or as `count` (after
+    // a scale): anything else was renamed by hand.
+    let mut allowed = replica_names(&name, labelled);
+    allowed.extend(replica_names(&name, count));
+    let strays: Vec<String> = containers
+        .iter()
+        .map(container_name)
+        .filter(|n| !allowed.contains(n))
+        .collect();
+    for stray in &strays {
+        drift.push(format!(
+            "container {stray} is not named as assetd named it (renamed by hand?)"
+        ));
+    }
+    if spec_hash.is_none() && template.is_none() && !containers.is_empty() {
+        drift.push("containers carry different spec hashes".to_string());
+    }
+    for c in containers {
+        // `restarting` is the engine's restart policy at work:
+        // racing it with a recreate helps nobody.
+        let healthy = matches!(
+            c.state,
+            Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING)
+        );
+        if !healthy {
+            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            drift.push(format!("container {} is {state}", container_name(c)));
+        }
+    }
+    // Containers with a template label leave the count to the planner,
+    // which knows how many are wanted.
+    if spec_hash.is_some() && template.is_none() && count != labelled {
+        drift.push(format!("{count} containers, {labelled} wanted"));
+    }
+    ActualAsset {
+        name,
+        spec_hash,
+        source,
+        object_ids: containers.iter().filter_map(|c| c.id.clone()).collect(),
+        version: None,
+        drift,
+        replicas: ReplicaCounts {
+            desired,
+            running,
+            pending_secs: None,
+            pending_reason: None,
+            failing: failing_reason(containers).filter(|_| running < desired),
+        },
+        writer: writer_stamp(containers),
+        template_hash: template,
+    }
+}
+
+/// The value of `key` when every container has the same one.
+fn shared_label(containers: &[ContainerSummary], key: &str) -> Option<String> {
+    let first = label(containers.first()?, key)?;
+    containers
+        .iter()
+        .all(|c| label(c, key) == Some(first))
+        .then(|| first.to_string())
+}
+
+/// The container names of `n` replicas: `NAME` for one, `NAME-1..N`.
+fn replica_names(name: &AssetName, n: u64) -> Vec<String> {
+    match n {
+        1 => vec![name.to_string()],
+        n => (1..=n).map(|i| format!("{name}-{i}")).collect(),
+    }
+}
+
+/// A container that crash-loops (the restart policy at work) or exited
+/// with an error, in the engine's words (`Restarting (3) 2 seconds ago`).
+fn failing_reason(containers: &[ContainerSummary]) -> Option<String> {
+    containers.iter().find_map(|c| {
+        let status = c.status.as_deref().unwrap_or_default();
+        let crashed = match c.state {
+            Some(ContainerSummaryStateEnum::RESTARTING) => true,
+            Some(ContainerSummaryStateEnum::EXITED) => !status.starts_with("Exited (0)"),
+            _ => false,
+        };
+        crashed.then(|| format!("container {}: {status}", container_name(c)))
+    })
+}
+
+/// The newest writer's stamp on the containers.
+fn writer_stamp(containers: &[ContainerSummary]) -> Option<crate::writer::WriterStamp> {
+    containers
+        .iter()
+        .filter_map(|c| {
+            let written_ms = c.created? as u64 * 1000;
+            labels::writer_of(c.labels.as_ref()?, written_ms)
+        })
+        .max_by_key(|stamp| stamp.written_ms)
 }
 
 /// The label the engine puts on a Swarm task's container.
@@ -478,6 +546,7 @@ fn container_body(
 ) -> ContainerCreateBody {
     let mut labels = labels::object_labels(spec, owner, instance);
     labels.insert(REPLICAS.into(), spec.local_replicas().to_string());
+    labels.insert(labels::TEMPLATE_HASH.into(), spec.template_hash().0);
     labels.insert(REPLICA.into(), replica.to_string());
 
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();

@@ -72,6 +72,12 @@ pub struct ActualAsset {
     pub replicas: ReplicaCounts,
     /// Who last wrote the objects, when they carry a stamp.
     pub writer: Option<WriterStamp>,
+    /// Local engine: the template hash all containers share, when they
+    /// share one. The spec-hash labels of kept containers tell the count
+    /// they were created for, so after a scale the asset matches its spec
+    /// when its template and its number of containers do.
+    #[serde(default)]
+    pub template_hash: Option<SpecHash>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

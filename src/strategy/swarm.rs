@@ -316,6 +316,7 @@ impl DeploymentStrategy for Swarm {
                         let ms = (at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
                         labels::writer_of(&labels, ms)
                     }),
+                    template_hash: None,
                 },
             );
         }
