@@ -36,6 +36,9 @@ pub struct Shared {
     /// The next pass retries failed assets without waiting out their
     /// backoff (SIGHUP; a network, volume or image appeared).
     pub retry_failed: AtomicBool,
+    /// Assets changed in place by hand (`docker update`): the next pass
+    /// deploys them again, which compares what no listing shows.
+    pub to_verify: Mutex<BTreeSet<AssetName>>,
 }
 
 /// `assetd prune --confirm`: the removals the last pass held for the
@@ -48,6 +51,14 @@ pub struct PruneConfirmation {
 }
 
 impl Shared {
+    pub fn verify(&self, name: AssetName) {
+        self.to_verify.lock().expect("verify lock").insert(name);
+    }
+
+    pub fn take_verify(&self) -> BTreeSet<AssetName> {
+        std::mem::take(&mut *self.to_verify.lock().expect("verify lock"))
+    }
+
     /// Records what this pass held for confirmation; a confirmed removal
     /// no longer planned (its file came back) is forgotten.
     pub fn set_confirmable(&self, plan: &Plan) {

@@ -125,6 +125,7 @@ pub async fn run(
         prunes: Default::default(),
         wake: Default::default(),
         retry_failed: Default::default(),
+        to_verify: Default::default(),
     });
     let tick = || {
         shared.last_tick_ms.store(now_ms(), Ordering::Relaxed);
@@ -478,6 +479,9 @@ async fn pass(
             );
         }
     }
+    if !standby {
+        verify_changed_in_place(&desired, &plan, store, scheduler, engine, shared);
+    }
     let in_flight = scheduler.in_flight();
     let assets = status::from_pass(&desired, &actual, &store.all(), &plan, &in_flight, standby);
     shared.metrics.set_phases(&assets);
@@ -509,6 +513,36 @@ async fn pass(
         "pass"
     );
     Ok(wake_in)
+}
+
+/// Deploys again the assets changed in place by hand that this pass has
+/// no action for: the deploy compares what no listing shows (limits).
+fn verify_changed_in_place(
+    desired: &crate::desired::Desired,
+    plan: &crate::plan::Plan,
+    store: &Arc<dyn Store>,
+    scheduler: &mut Scheduler,
+    engine: &Engine,
+    shared: &Shared,
+) {
+    let planned: BTreeSet<&AssetName> = plan.actions.iter().map(|a| &a.name).collect();
+    for name in shared.take_verify() {
+        let Some(want) = desired.assets.get(&name) else {
+            continue;
+        };
+        if planned.contains(&name) {
+            continue;
+        }
+        let action = crate::plan::Action {
+            name: name.clone(),
+            kind: ActionKind::Repair,
+            reason: "a container was changed in place (docker update)".into(),
+            changes: vec![],
+            desired: Some(want.clone()),
+        };
+        let record = store.get(&name).unwrap_or_default();
+        scheduler.dispatch(action, record, engine.strategy.clone(), store.clone());
+    }
 }
 
 /// Whether another daemon writes this instance and this one must give

@@ -373,6 +373,9 @@ pub async fn watch_docker(
                     if brings_a_dependency(&event) {
                         shared.retry_failed.store(true, Ordering::Relaxed);
                     }
+                    if let Some(asset) = updated_in_place(&event, &instance) {
+                        shared.verify(asset);
+                    }
                     if let Some(trigger) = relevance(&event, &instance) {
                         counters.docker_events.fetch_add(1, Ordering::Relaxed);
                         let _ = triggers.try_send(trigger);
@@ -420,6 +423,24 @@ fn brings_a_dependency(event: &bollard::models::EventMessage) -> bool {
         }
         _ => false,
     }
+}
+
+/// The asset of one of our containers changed in place (`docker update`
+/// of its limits or restart policy): no listing shows that, so the next
+/// pass deploys it again, which compares and repairs.
+fn updated_in_place(
+    event: &bollard::models::EventMessage,
+    instance: &str,
+) -> Option<crate::spec::AssetName> {
+    use crate::strategy::labels;
+    if event.typ != Some(bollard::models::EventMessageTypeEnum::CONTAINER)
+        || event.action.as_deref() != Some("update")
+    {
+        return None;
+    }
+    let attrs = event.actor.as_ref()?.attributes.as_ref()?;
+    let (name, _, _) = labels::owner_of(attrs, instance)?;
+    Some(name)
 }
 
 fn relevance(event: &bollard::models::EventMessage, instance: &str) -> Option<Trigger> {

@@ -1568,3 +1568,36 @@ async fn a_multi_document_file_rewritten_slowly_in_place_removes_nothing() {
         "b was never removed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_changed_by_docker_update_are_repaired() {
+    let _engine = shared().await;
+    let env = TestEnv::new("dm-update").await;
+    let a = env.name("a");
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  resources: { limits: { memory: 128Mi } }\n"),
+    );
+    let daemon = Daemon::start(&env);
+    daemon.wait_phase(std::slice::from_ref(&a), Phase::Running).await;
+    let id = wait_running(&env.docker, &a, IMAGE_1).await;
+    env.docker
+        .update_container(
+            &a,
+            bollard::models::ContainerUpdateBody {
+                memory: Some(200 * 1024 * 1024),
+                memory_swap: Some(-1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let memory = eventually("the declared limit back", CONVERGE, || async {
+        let c = env.docker.inspect_container(&a, None).await.ok()?;
+        let memory = c.host_config?.memory?;
+        (c.id.as_deref() != Some(id.as_str()) && c.state?.running == Some(true))
+            .then_some(memory)
+    })
+    .await;
+    assert_eq!(memory, 128 * 1024 * 1024);
+}

@@ -184,6 +184,30 @@ impl LocalDocker {
 }
 
 impl LocalDocker {
+    /// Whether a container's limits and restart policy are still the ones
+    /// it was created with (`docker update` changes them in place, and
+    /// no label shows it). Read only on a deploy, never on a listing.
+    async fn resources_as_declared(&self, id: &str, spec: &DeploySpec) -> bool {
+        let Ok(inspect) = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        else {
+            return false;
+        };
+        let host = inspect.host_config.unwrap_or_default();
+        let wanted = container_host_config(spec);
+        let zero_is_none = |v: Option<i64>| v.filter(|v| *v != 0);
+        let same = zero_is_none(host.memory) == zero_is_none(wanted.memory)
+            && zero_is_none(host.nano_cpus) == zero_is_none(wanted.nano_cpus)
+            && zero_is_none(host.memory_reservation) == zero_is_none(wanted.memory_reservation)
+            && host.restart_policy.and_then(|p| p.name) == wanted.restart_policy.and_then(|p| p.name);
+        if !same {
+            tracing::info!(container = id, "limits or restart policy changed by hand; recreating");
+        }
+        same
+    }
+
     /// Brings a container of the right spec to running: unpaused (keeps
     /// its state; recreating would lose it) or started. False when that
     /// fails; it is then recreated.
@@ -274,7 +298,10 @@ impl DeploymentStrategy for LocalDocker {
             let id = container.id.clone().unwrap_or_default();
             let fits = label(container, labels::SPEC_HASH) == Some(owner.hash.0.as_str())
                 || label(container, labels::TEMPLATE_HASH) == Some(template.0.as_str());
-            if fits && self.make_running(container, &id, &mut wrote).await {
+            if fits
+                && self.resources_as_declared(&id, spec).await
+                && self.make_running(container, &id, &mut wrote).await
+            {
                 usable.push((container_name(container), id));
             } else {
                 self.remove_container(&id).await?;
@@ -537,6 +564,23 @@ fn label<'a>(container: &'a ContainerSummary, key: &str) -> Option<&'a str> {
     container.labels.as_ref()?.get(key).map(String::as_str)
 }
 
+/// The host settings `docker update` can change in place: limits and the
+/// restart policy.
+fn container_host_config(spec: &DeploySpec) -> HostConfig {
+    HostConfig {
+        nano_cpus: spec.resources.limits.nano_cpus,
+        memory: spec.resources.limits.memory_bytes,
+        memory_reservation: spec.resources.reservations.memory_bytes,
+        // Containers come back after an engine or host restart even
+        // before assetd is up again; a stop by hand is drift we repair.
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+            maximum_retry_count: None,
+        }),
+        ..Default::default()
+    }
+}
+
 /// The create body: every seed parameter mapped onto the Engine API.
 fn container_body(
     spec: &DeploySpec,
@@ -597,17 +641,8 @@ fn container_body(
         host_config: Some(HostConfig {
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             mounts: (!mounts.is_empty()).then_some(mounts),
-            nano_cpus: spec.resources.limits.nano_cpus,
-            memory: spec.resources.limits.memory_bytes,
-            memory_reservation: spec.resources.reservations.memory_bytes,
             network_mode: spec.networks.first().cloned(),
-            // Containers come back after an engine or host restart even
-            // before assetd is up again; a stop by hand is drift we repair.
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
-            ..Default::default()
+            ..container_host_config(spec)
         }),
         networking_config,
         ..Default::default()
