@@ -380,8 +380,26 @@ fn validate(paths: Vec<PathBuf>, allow_bind: Vec<PathBuf>, output: Output) -> u8
         policy: Policy { allow_bind },
         check_permissions: false,
     };
-    let desired = desired::load_paths(&paths, &options, &|k| std::env::var(k).ok());
+    let env = |k: &str| std::env::var(k).ok();
+    let desired = desired::load_paths(&paths, &options, &env);
     let errors = desired.errors();
+    // Permissions belong to the deployed copy, not to the content (a CI
+    // checkout differs from the copy on the manager): warn, do not fail.
+    let strict = desired::load_paths(
+        &paths,
+        &LoadOptions {
+            check_permissions: true,
+            ..options.clone()
+        },
+        &env,
+    );
+    let content_errors: std::collections::BTreeSet<String> =
+        errors.iter().map(ToString::to_string).collect();
+    for e in strict.errors() {
+        if !content_errors.contains(&e.to_string()) {
+            eprintln!("warning: `assetd apply` and `assetd run` would refuse this: {e}");
+        }
+    }
     match output {
         Output::Json | Output::Yaml => print_structured(report::validate_json(&desired), output),
         Output::Text => {

@@ -2062,8 +2062,17 @@ fn parse_memory(text: &str) -> Result<u128, String> {
         return Err(format!("memory must be positive, found `{text}`"));
     }
     let Some(&(_, factor)) = MEMORY_UNITS.iter().find(|(u, _)| *u == unit) else {
+        // Docker's CLI and compose read `512m` as 512 MiB; here units are
+        // Kubernetes' and `m` would be ambiguous, so say what to write.
+        let docker_hint = match unit {
+            "m" | "g" | "t" => format!(
+                " (Docker's `{number}{unit}` is `{number}{}i` here)",
+                unit.to_ascii_uppercase()
+            ),
+            _ => String::new(),
+        };
         return Err(format!(
-            "memory `{text}`: unknown unit `{unit}`; use b, k, Ki, M, Mi, G, Gi, T or Ti (Mi = 2^20 bytes, M = 10^6 bytes)"
+            "memory `{text}`: unknown unit `{unit}`; use b, k, Ki, M, Mi, G, Gi, T or Ti (Mi = 2^20 bytes, M = 10^6 bytes){docker_hint}"
         ));
     };
     // Up to 9 decimal places so `1.5Gi` works; the result must be whole bytes.
@@ -2940,6 +2949,8 @@ mod tests {
             .unwrap_err()
             .contains("whole number of bytes"));
         assert!(parse_memory("Mi").is_err());
+        let docker_style = parse_memory("512m").unwrap_err();
+        assert!(docker_style.contains("`512Mi` here"), "{docker_style}");
         assert!(parse_memory("1.2.3Mi").is_err());
         assert_eq!(parse_decimal("0.5", 9), Some(500_000_000));
         assert_eq!(parse_decimal("2", 9), Some(2_000_000_000));

@@ -194,6 +194,16 @@ async fn writable_manifest_is_refused_and_nothing_is_applied() {
         "{stdout}{stderr}"
     );
     assert!(env.containers().await.is_empty());
+    // `validate` checks content; it warns that apply would refuse it.
+    let path = env.manifests.join("a.yaml");
+    let out = assetd(&["validate", path.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("warning: `assetd apply` and `assetd run` would refuse this")
+            && stderr.contains("chmod"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

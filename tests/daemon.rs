@@ -1579,7 +1579,9 @@ async fn limits_changed_by_docker_update_are_repaired() {
         &env.asset("a", IMAGE_1, "  resources: { limits: { memory: 128Mi } }\n"),
     );
     let daemon = Daemon::start(&env);
-    daemon.wait_phase(std::slice::from_ref(&a), Phase::Running).await;
+    daemon
+        .wait_phase(std::slice::from_ref(&a), Phase::Running)
+        .await;
     let id = wait_running(&env.docker, &a, IMAGE_1).await;
     env.docker
         .update_container(
@@ -1595,8 +1597,7 @@ async fn limits_changed_by_docker_update_are_repaired() {
     let memory = eventually("the declared limit back", CONVERGE, || async {
         let c = env.docker.inspect_container(&a, None).await.ok()?;
         let memory = c.host_config?.memory?;
-        (c.id.as_deref() != Some(id.as_str()) && c.state?.running == Some(true))
-            .then_some(memory)
+        (c.id.as_deref() != Some(id.as_str()) && c.state?.running == Some(true)).then_some(memory)
     })
     .await;
     assert_eq!(memory, 128 * 1024 * 1024);

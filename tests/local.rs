@@ -869,3 +869,37 @@ async fn scaling_touches_only_the_replicas_concerned_and_a_rename_by_hand_is_und
         "the same container, named back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_of_another_instance_is_never_touched_and_the_error_names_its_owner() {
+    let env = TestEnv::new("lc-otherinst").await;
+    let name = env.name("a");
+    let body = ContainerCreateBody {
+        image: Some(IMAGE_1.into()),
+        cmd: Some(vec!["sleep".into(), "3600".into()]),
+        labels: Some(HashMap::from([
+            (TEST_LABEL.to_string(), env.prefix.clone()),
+            ("io.assetd.managed".to_string(), "true".to_string()),
+            ("io.assetd.instance".to_string(), "cell-9".to_string()),
+            ("io.assetd.asset".to_string(), name.clone()),
+        ])),
+        ..Default::default()
+    };
+    let foreign = env
+        .docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+            body,
+        )
+        .await
+        .unwrap();
+    env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
+    let pass = env.apply().await;
+    let error = pass.outcomes[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("belongs to assetd instance `cell-9`"),
+        "{error}"
+    );
+    let c = env.inspect(&name).await;
+    assert_eq!(c.id.as_deref(), Some(foreign.id.as_str()));
+}

@@ -97,6 +97,13 @@ pub fn object_labels(
     labels
 }
 
+/// The assetd instance that owns an object, whichever it is.
+pub fn owning_instance(labels: &HashMap<String, String>) -> Option<String> {
+    (labels.get(MANAGED).map(String::as_str) == Some("true"))
+        .then(|| labels.get(INSTANCE).cloned())
+        .flatten()
+}
+
 /// Reads the ownership labels of a listed object; `None` when it is not
 /// this instance's or its asset label is not a valid name.
 pub fn owner_of(

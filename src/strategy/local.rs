@@ -140,19 +140,20 @@ impl LocalDocker {
             Err(e) if status_code(&e) == Some(409) => {
                 // Our own previous container still being removed also
                 // holds the name: that is worth a retry, not a warning.
-                let ours = self
+                let holder = self
                     .docker
                     .inspect_container(container_name, None::<InspectContainerOptions>)
                     .await
                     .ok()
                     .and_then(|c| c.config?.labels)
-                    .is_some_and(|l| labels::owner_of(&l, &self.instance).is_some());
-                if ours {
+                    .unwrap_or_default();
+                if labels::owner_of(&holder, &self.instance).is_some() {
                     return Err(StrategyError::docker("create container", container_name, e));
                 }
                 return Err(StrategyError::Foreign {
                     kind: "container",
                     name: container_name.to_string(),
+                    owner: labels::owning_instance(&holder),
                 });
             }
             Err(e) => return Err(StrategyError::docker("create container", container_name, e)),
@@ -201,9 +202,13 @@ impl LocalDocker {
         let same = zero_is_none(host.memory) == zero_is_none(wanted.memory)
             && zero_is_none(host.nano_cpus) == zero_is_none(wanted.nano_cpus)
             && zero_is_none(host.memory_reservation) == zero_is_none(wanted.memory_reservation)
-            && host.restart_policy.and_then(|p| p.name) == wanted.restart_policy.and_then(|p| p.name);
+            && host.restart_policy.and_then(|p| p.name)
+                == wanted.restart_policy.and_then(|p| p.name);
         if !same {
-            tracing::info!(container = id, "limits or restart policy changed by hand; recreating");
+            tracing::info!(
+                container = id,
+                "limits or restart policy changed by hand; recreating"
+            );
         }
         same
     }

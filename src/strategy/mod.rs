@@ -110,8 +110,20 @@ pub enum StrategyError {
     #[error("{0}")]
     Refused(String),
     /// An object with our name exists but is not ours: we never touch it.
-    #[error("{kind} `{name}` exists and is not managed by this assetd instance (no io.assetd.managed label for this --instance); it is left alone: rename the asset or remove that {kind} by hand")]
-    Foreign { kind: &'static str, name: String },
+    #[error("{kind} `{name}` exists and is not managed by this assetd instance ({}); it is left alone: rename the asset or remove that {kind} by hand", owner_text(.owner))]
+    Foreign {
+        kind: &'static str,
+        name: String,
+        /// The `--instance` that owns it, when another assetd does.
+        owner: Option<String>,
+    },
+}
+
+fn owner_text(owner: &Option<String>) -> String {
+    match owner {
+        Some(instance) => format!("it belongs to assetd instance `{instance}`"),
+        None => "no io.assetd.managed label: assetd did not create it".into(),
+    }
 }
 
 impl StrategyError {

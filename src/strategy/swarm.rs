@@ -103,6 +103,7 @@ impl Swarm {
             return Err(StrategyError::Foreign {
                 kind: "service",
                 name: name.to_string(),
+                owner: labels::owning_instance(&labels),
             });
         }
         Ok(Some(service))
