@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(scripts/testenv.sh)"
+. scripts/load-env.sh
+load_env scripts/testenv.sh
 export DOCKER_HOST
 
 cargo build --release --locked --quiet

@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(scripts/testenv.sh)"
+. scripts/load-env.sh
+load_env scripts/testenv.sh
 trap 'scripts/multinode.sh down >&2 || true' EXIT
-eval "$(scripts/multinode.sh up)"
+load_env scripts/multinode.sh up
 export ASSETD_MN_HOSTS
 cargo test --locked --features multinode --test multinode -- --test-threads=1

@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 known_bugs=0
 [ "${1:-}" = "--known-bugs" ] && known_bugs=1
 
-eval "$(scripts/testenv.sh)"
+. scripts/load-env.sh
+load_env scripts/testenv.sh
 export DOCKER_HOST
 
 # The inotify limit the overflow test lowers; put it back whatever happens,

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
-eval "$(scripts/testenv.sh)"
+. scripts/load-env.sh
+load_env scripts/testenv.sh
 export DOCKER_HOST
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -19,7 +20,8 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+# With the multinode feature, so tests/multinode.rs is linted too.
+cargo clippy --all-targets --locked --features multinode -- -D warnings
 # Tests share one engine; each uses its own names, labels, ports and
 # --instance, so they run in parallel.
 cargo test --locked --all-targets -- --test-threads="${ASSETD_TEST_THREADS:-6}"

@@ -91,6 +91,8 @@ pub struct SledStore {
     db: sled::Db,
     applied: sled::Tree,
     records: RwLock<BTreeMap<AssetName, AppliedRecord>>,
+    /// The database directory, kept 0700 with 0600 files.
+    path: PathBuf,
 }
 
 /// What happened while opening the store, for the log and for status.
@@ -106,18 +108,28 @@ impl SledStore {
     /// contents are rebuilt from the ownership labels on the next pass. A
     /// database locked by another process is retried for a while, since
     /// systemd may start us while the previous instance is still exiting.
+    ///
+    /// The store holds environment values, so the state dir (when this
+    /// creates it), the database dir and every file in it are the owner's
+    /// only (0700, 0600) whatever the umask: outside systemd nothing else
+    /// sets them.
     pub fn open(state_dir: &Path) -> Result<(Self, OpenReport), StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|e| StoreError::Open {
-            path: state_dir.to_path_buf(),
+        let open_error = |path: &Path, e: std::io::Error| StoreError::Open {
+            path: path.to_path_buf(),
             message: e.to_string(),
-        })?;
+        };
+        create_private_dir(state_dir).map_err(|e| open_error(state_dir, e))?;
         let path = state_dir.join("db");
         let mut report = OpenReport::default();
         let mut delay = Duration::from_millis(50);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
+            create_private_dir(&path).map_err(|e| open_error(&path, e))?;
             match Self::open_at(&path) {
-                Ok(store) => return Ok((store, report)),
+                Ok(store) => {
+                    make_private(&path).map_err(|e| open_error(&path, e))?;
+                    return Ok((store, report));
+                }
                 Err(e) if is_lock_error(&e) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(1));
@@ -139,6 +151,11 @@ impl SledStore {
                         path: path.clone(),
                         message: format!("cannot move the broken store aside: {e}"),
                     })?;
+                    // It holds the same values; an older version may have
+                    // left it readable by others.
+                    if let Err(e) = make_private(&aside) {
+                        tracing::warn!(error = %e, path = %aside.display(), "cannot restrict the moved-aside store to its owner");
+                    }
                     report.moved_aside = Some(aside);
                 }
                 Err(e) => {
@@ -176,8 +193,54 @@ impl SledStore {
             db,
             applied,
             records: RwLock::new(records),
+            path: path.to_path_buf(),
         })
     }
+}
+
+/// Directories of the store: the owner's only.
+const DIR_MODE: u32 = 0o700;
+/// Files of the store: the owner's only.
+const FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` (its parents as usual) with mode 0700. An existing
+/// directory is left as it is: the state dir may be the operator's (or
+/// systemd's `StateDirectoryMode=`).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        other => other?,
+    }
+    // The umask can only take bits away from 0700; set it anyway, so the
+    // mode is exactly this whatever the umask.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+}
+
+/// Restricts `dir` and everything below it to its owner: 0700 for
+/// directories, 0600 for files. sled creates its files with the default
+/// 0666 less the umask, and more of them later (snapshots, blobs): those
+/// are inside the 0700 directory, and made 0600 at the next open or flush.
+fn make_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.is_dir() {
+        if meta.permissions().mode() & 0o7777 != DIR_MODE {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))?;
+        }
+        for entry in std::fs::read_dir(dir)? {
+            make_private(&entry?.path())?;
+        }
+    } else if meta.is_file() && meta.permissions().mode() & 0o7777 != FILE_MODE {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(FILE_MODE))?;
+    }
+    Ok(())
 }
 
 fn is_lock_error(e: &sled::Error) -> bool {
@@ -221,6 +284,8 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
+        // Files sled created since the open (under the 0700 directory).
+        make_private(&self.path).map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(())
     }
 }
@@ -299,6 +364,94 @@ mod tests {
         assert!(report.moved_aside.is_none());
         assert_eq!(store.get(&name).unwrap().attempts, 3);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Every directory at or below `dir` with its mode, and every file.
+    fn modes_below(dir: &Path) -> Vec<(PathBuf, u32)> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut out = vec![(
+            dir.to_path_buf(),
+            std::fs::metadata(dir).unwrap().permissions().mode() & 0o7777,
+        )];
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(modes_below(&path));
+            } else {
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+                out.push((path, mode));
+            }
+        }
+        out
+    }
+
+    const UMASK_CHILD: &str = "ASSETD_STORE_TEST_UMASK_CHILD";
+
+    /// Runs in a child of this test binary started under `umask 022` (the
+    /// umask is per process, and this one's is not known): sled's files
+    /// would be 0644 and a plain `create_dir_all` 0755.
+    #[test]
+    fn the_store_is_private_to_its_owner_whatever_the_umask() {
+        let name = "store::tests::the_store_is_private_to_its_owner_whatever_the_umask";
+        if std::env::var_os(UMASK_CHILD).is_none() {
+            let out = std::process::Command::new("sh")
+                .args(["-c", r#"umask 022 && exec "$0" "$@""#])
+                .arg(std::env::current_exe().unwrap())
+                .args([name, "--exact", "--nocapture", "--test-threads=1"])
+                .env(UMASK_CHILD, "1")
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "{text}");
+            // A filter that matched nothing would pass as well.
+            assert!(text.contains("1 passed"), "{text}");
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let root = temp_dir("modes");
+        // A file created the ordinary way: the umask is in force.
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("plain"), b"").unwrap();
+        let plain = std::fs::metadata(root.join("plain")).unwrap().permissions();
+        assert_eq!(plain.mode() & 0o777, 0o644, "umask 022 in the child");
+
+        let state = root.join("state");
+        let name = AssetName::new("a").unwrap();
+        let record = AppliedRecord {
+            hash: Some(SpecHash("h".into())),
+            ..Default::default()
+        };
+        let assert_private = |when: &str| {
+            let modes = modes_below(&state);
+            assert!(modes.len() > 3, "{when}: sled files: {modes:?}");
+            for (path, mode) in &modes {
+                let want = if path.is_dir() { 0o700 } else { 0o600 };
+                assert_eq!(*mode, want, "{when}: {} is {mode:o}", path.display());
+            }
+        };
+        {
+            let (store, _) = SledStore::open(&state).unwrap();
+            store.put(&name, &record).unwrap();
+            store.flush().unwrap();
+            assert_private("new store");
+        }
+        // A store an older version left readable by others is restricted
+        // at the next open.
+        for (path, _) in modes_below(&state) {
+            let mode = if path.is_dir() { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        {
+            let (store, _) = SledStore::open(&state).unwrap();
+            assert_eq!(store.get(&name), Some(record.clone()));
+            assert_private("reopened");
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,6 +44,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use common::{TestEnv, IMAGE_1, IMAGE_2, TEST_LABEL};
 use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Convergence deadline after the last restart. A deadline, not a sleep:
 /// a passing test goes on as soon as the engine shows the desired state.
@@ -136,6 +138,34 @@ impl Assetd {
 
     fn daemon(&self, extra: &[&str]) -> Running {
         self.spawn(&["run"], extra)
+    }
+
+    /// `assetd run` with `--listen` on a free loopback port, so the test
+    /// can read its `/metrics`. A port found free can be taken before the
+    /// daemon binds it: then it says so and exits, and another is tried.
+    fn daemon_with_metrics(&self, extra: &[&str]) -> (Running, SocketAddr) {
+        for _ in 0..5 {
+            let addr = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free loopback port");
+            let listen = addr.to_string();
+            let mut args = vec!["--listen", listen.as_str()];
+            args.extend_from_slice(extra);
+            let mut daemon = self.daemon(&args);
+            let deadline = Instant::now() + CONVERGE;
+            while daemon.is_running() && Instant::now() < deadline {
+                if std::net::TcpStream::connect(addr).is_ok() {
+                    return (daemon, addr);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(
+                daemon.log().contains("Address already in use"),
+                "assetd run did not listen on {addr}\n{}",
+                daemon.tail()
+            );
+        }
+        panic!("no free port for --listen after 5 tries");
     }
 
     /// Runs a short command to its end (plan, apply --once, status).
@@ -308,9 +338,46 @@ fn now_since() -> String {
     format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
 }
 
+static MARKERS: AtomicUsize = AtomicUsize::new(0);
+
 /// Container and service events touching this test's objects between
 /// `since` and now: any create/start/stop/destroy/update is a write.
+///
+/// An empty answer must mean "no writes", not "the events call failed"
+/// or "the window missed them": a stream error fails the test, and a
+/// marker container created (and removed) inside the window must be
+/// among the events, or the test fails. The marker is not a write of
+/// assetd's and is left out of the answer.
 async fn write_events(docker: &Docker, prefix: &str, instance: &str, since: &str) -> Vec<String> {
+    let marker = format!(
+        "{prefix}-events-marker-{}",
+        MARKERS.fetch_add(1, Ordering::Relaxed)
+    );
+    let created = docker
+        .create_container(
+            Some(
+                CreateContainerOptionsBuilder::default()
+                    .name(&marker)
+                    .build(),
+            ),
+            ContainerCreateBody {
+                image: Some(IMAGE_1.into()),
+                labels: Some(HashMap::from([(
+                    TEST_LABEL.to_string(),
+                    prefix.to_string(),
+                )])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create the events marker {marker}: {e}"));
+    docker
+        .remove_container(
+            &created.id,
+            None::<bollard::query_parameters::RemoveContainerOptions>,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("remove the events marker {marker}: {e}"));
     // Let the engine's clock pass `until` so the stream ends.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let until = now_since();
@@ -323,11 +390,28 @@ async fn write_events(docker: &Docker, prefix: &str, instance: &str, since: &str
         .until(&until)
         .filters(&filters)
         .build();
-    let events: Vec<EventMessage> = docker
-        .events(Some(options))
-        .filter_map(|e| async move { e.ok() })
-        .collect()
-        .await;
+    let mut stream = docker.events(Some(options));
+    let mut events: Vec<EventMessage> = Vec::new();
+    while let Some(event) = stream.next().await {
+        events.push(
+            event.unwrap_or_else(|e| panic!("docker events since {since} until {until}: {e}")),
+        );
+    }
+    let name_of = |e: &EventMessage| {
+        e.actor
+            .as_ref()
+            .and_then(|a| a.attributes.as_ref())
+            .and_then(|a| a.get("name").cloned())
+            .unwrap_or_default()
+    };
+    assert!(
+        events
+            .iter()
+            .any(|e| name_of(e) == marker && e.action.as_deref() == Some("create")),
+        "the events since {since} until {until} miss the marker container {marker} created inside the window: they cannot show writes either ({} events)",
+        events.len()
+    );
+    events.retain(|e| name_of(e) != marker);
     events
         .into_iter()
         .filter(|e| {
@@ -378,6 +462,53 @@ async fn write_events(docker: &Docker, prefix: &str, instance: &str, since: &str
             format!("{kind} {} {name}", e.action.unwrap_or_default())
         })
         .collect()
+}
+
+/// `GET /metrics` on a daemon's `--listen` address.
+async fn metrics(addr: SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    // HTTP/1.0: the answer is not chunked and the connection closes.
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("GET /metrics: {answer}"));
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "GET /metrics: {head}"
+    );
+    body.to_string()
+}
+
+/// The value of one series (`name` or `name{label="value"}`).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+}
+
+/// The sum of every series of metric `name` (`name` or `name{...}`) in a
+/// Prometheus text exposition; `None` when it has none.
+fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let metric = series.split('{').next()?;
+            (metric == name).then(|| value.parse().ok()).flatten()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// One container as the assertions need it.
@@ -690,22 +821,12 @@ where
     }
 }
 
-/// How strictly [`daemon_settled`] reads the daemon's status.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phases {
-    /// Every desired asset `Running`.
-    AllRunning,
-    /// Every desired asset reported and none `Pending` or `Updating`; a
-    /// `Failed` phase whose asset the engine shows converged is printed,
-    /// not failed on: it is known bug B7 (a stale record after `kill -9`),
-    /// which `a_failure_fixed_outside_the_daemon_does_not_stay_failed`
-    /// shows on its own.
-    NoneInProgress,
-}
-
 /// Waits until the daemon says it finished a pass with no engine error
-/// and its assets in the phases `want` asks for.
-async fn daemon_settled(assetd: &Assetd, daemon: &mut Running, want: Phases) {
+/// and every desired asset `Running`. `Failed` is not settled: an asset
+/// the engine runs as declared must not stay `Failed` (B7, fixed; it once
+/// had a carve-out here, and the crash tests passed with assets stuck in
+/// `Failed`).
+async fn daemon_settled(assetd: &Assetd, daemon: &mut Running) {
     let names: BTreeSet<String> = desired_state(&assetd.manifests).into_keys().collect();
     let started = Instant::now();
     loop {
@@ -717,22 +838,12 @@ async fn daemon_settled(assetd: &Assetd, daemon: &mut Running, want: Phases) {
         if let Some(report) = assetd.status() {
             let reported: BTreeSet<String> =
                 report.assets.iter().map(|a| a.name.to_string()).collect();
-            let settled = |a: &&assetd::status::AssetStatus| match want {
-                Phases::AllRunning => a.phase == Phase::Running,
-                Phases::NoneInProgress => !matches!(a.phase, Phase::Pending | Phase::Updating),
-            };
             if report.source == "daemon"
                 && report.ready
                 && report.engine_error.is_none()
                 && reported == names
-                && report.assets.iter().all(|a| settled(&a))
+                && report.assets.iter().all(|a| a.phase == Phase::Running)
             {
-                for a in report.assets.iter().filter(|a| a.phase != Phase::Running) {
-                    eprintln!(
-                        "  note: {} is {:?} although the engine shows it converged (B7): {:?}",
-                        a.name, a.phase, a.last_error
-                    );
-                }
                 return;
             }
         }
@@ -778,8 +889,29 @@ fn manifest(env: &TestEnv, suffix: &str, image: &str, replicas: u64, generation:
 struct Round {
     command: &'static str,
     delay_ms: u64,
+    /// Still running when killed; only `apply --once` may finish first.
     killed: bool,
     managed_after: usize,
+    /// Managed objects the manifests ask for (containers, or services).
+    desired: usize,
+}
+
+impl Round {
+    /// The kill fell while the fleet was partly deployed.
+    fn mid_apply(&self) -> bool {
+        self.killed && 0 < self.managed_after && self.managed_after < self.desired
+    }
+}
+
+/// Managed objects the manifests ask for: containers on the local engine
+/// (one per replica), services on Swarm.
+fn desired_objects(assetd: &Assetd) -> usize {
+    let desired = desired_state(&assetd.manifests);
+    if assetd.strategy == "swarm" {
+        desired.len()
+    } else {
+        desired.values().map(|(_, names, _)| names.len()).sum()
+    }
 }
 
 /// Managed containers (local) or services (Swarm) of the test's instance.
@@ -812,27 +944,66 @@ async fn managed_count(env: &TestEnv, strategy: &str) -> usize {
         .count()
 }
 
+/// When a crash round kills the process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KillPoint {
+    /// After a seeded-random delay.
+    Delay,
+    /// After a seeded-random delay, or as soon as a seeded-random number
+    /// of further managed objects exists, whichever comes first. Swarm
+    /// creates a whole fleet in well under a second after start-up, so
+    /// delays alone (measured: all 20) only ever hit an empty or a
+    /// complete fleet; the target is at most halfway to the rest of it.
+    DelayOrProgress,
+}
+
 /// Starts assetd (the daemon, or one `apply --once`, as the RNG says), lets
-/// it run `delay` and kills it with SIGKILL; `rounds` times.
+/// it run until its kill point and kills it with SIGKILL; `rounds` times.
 async fn crash_rounds(
     env: &TestEnv,
     assetd: &Assetd,
     rng: &mut Lcg,
     rounds: usize,
     delay_ms: (u64, u64),
+    kill_point: KillPoint,
 ) -> Vec<Round> {
+    let desired = desired_objects(assetd);
     let mut out = Vec::new();
     for i in 0..rounds {
         let delay = rng.between(delay_ms.0, delay_ms.1);
         let daemon = rng.next() % 3 != 0;
+        let before = managed_count(env, assetd.strategy).await;
+        // Only with room for one object more and one still missing.
+        let target = (kill_point == KillPoint::DelayOrProgress && before + 2 <= desired)
+            .then(|| rng.between(before as u64 + 1, ((before + desired) / 2) as u64) as usize);
         let mut process = if daemon {
             assetd.daemon(&["--resync", "30s"])
         } else {
             assetd.spawn(&["apply", "--once"], &[])
         };
         // The fault's moment: a sleep on purpose, not a wait for slowness.
-        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let started = Instant::now();
+        let delay = Duration::from_millis(delay);
+        match target {
+            None => tokio::time::sleep(delay).await,
+            Some(target) => {
+                while started.elapsed() < delay
+                    && managed_count(env, assetd.strategy).await < target
+                {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }
+        let delay = started.elapsed().as_millis() as u64;
         let killed = process.kill9();
+        // A daemon has no reason to exit; one that did before its kill
+        // crashed on its own, and the round proved nothing.
+        assert!(
+            killed || !daemon,
+            "kill {}: assetd run exited on its own within {delay} ms of its start\n{}",
+            i + 1,
+            process.tail()
+        );
         let managed_after = managed_count(env, assetd.strategy).await;
         let command = if daemon { "run" } else { "apply --once" };
         eprintln!(
@@ -850,17 +1021,35 @@ async fn crash_rounds(
             delay_ms: delay,
             killed,
             managed_after,
+            desired,
         });
     }
     out
 }
 
+/// At least one kill fell mid-apply (`0 < managed < desired` right after
+/// it); otherwise every kill hit an empty or a finished fleet and the
+/// wave did not test crash recovery at all.
+fn assert_a_kill_landed_mid_apply(wave: &str, rounds: &[Round]) {
+    assert!(
+        rounds.iter().any(Round::mid_apply),
+        "{wave}: no kill fell mid-apply (0 < managed < {}): managed after each kill {:?}",
+        rounds.first().map_or(0, |r| r.desired),
+        rounds
+            .iter()
+            .map(|r| (r.managed_after, r.killed))
+            .collect::<Vec<_>>()
+    );
+}
+
 fn summarize(wave: &str, rounds: &[Round]) {
     eprintln!(
-        "{wave}: {} kills; delays {:?} ms; managed objects after each: {:?}; {} process(es) had exited before their kill",
+        "{wave}: {} kills; delays {:?} ms; managed objects after each (of {}): {:?}; {} mid-apply; {} `apply --once` had exited before their kill",
         rounds.len(),
         rounds.iter().map(|r| r.delay_ms).collect::<Vec<_>>(),
+        rounds.first().map_or(0, |r| r.desired),
         rounds.iter().map(|r| r.managed_after).collect::<Vec<_>>(),
+        rounds.iter().filter(|r| r.mid_apply()).count(),
         rounds.iter().filter(|r| !r.killed).count(),
     );
 }
@@ -871,7 +1060,7 @@ fn summarize(wave: &str, rounds: &[Round]) {
 async fn assert_converged_and_quiet_local(env: &TestEnv, assetd: &Assetd, foreign: &Foreign) {
     let mut daemon = assetd.daemon(&["--resync", "30s"]);
     let ids = converge("final daemon", CONVERGE, || local_converged(env, foreign)).await;
-    daemon_settled(assetd, &mut daemon, Phases::NoneInProgress).await;
+    daemon_settled(assetd, &mut daemon).await;
     let status = daemon.terminate(Duration::from_secs(60));
     assert!(
         status.success(),
@@ -913,8 +1102,9 @@ async fn kill_9_at_20_points_of_a_100_asset_local_apply_converges_without_duplic
     let started = Instant::now();
     // Short enough that the 20 kills fall within the apply (about 20 s on
     // an idle 2-core machine, over a minute on a loaded one).
-    let rounds = crash_rounds(&env, &assetd, &mut rng, 20, (50, 1_200)).await;
+    let rounds = crash_rounds(&env, &assetd, &mut rng, 20, (50, 1_200), KillPoint::Delay).await;
     summarize("create wave", &rounds);
+    assert_a_kill_landed_mid_apply("create wave", &rounds);
     assert_converged_and_quiet_local(&env, &assetd, &foreign).await;
     eprintln!(
         "create wave done in {:.0} s",
@@ -933,7 +1123,7 @@ async fn kill_9_at_20_points_of_a_100_asset_local_apply_converges_without_duplic
         );
     }
     let started = Instant::now();
-    let rounds = crash_rounds(&env, &assetd, &mut rng, 10, (50, 1_500)).await;
+    let rounds = crash_rounds(&env, &assetd, &mut rng, 10, (50, 1_500), KillPoint::Delay).await;
     summarize("update wave", &rounds);
     assert!(rounds.iter().any(|r| r.killed && r.command == "run"));
     assert_converged_and_quiet_local(&env, &assetd, &foreign).await;
@@ -1071,10 +1261,20 @@ async fn kill_9_at_20_points_of_a_30_asset_swarm_apply_converges_without_duplica
             &manifest(&env, &format!("s{i:03}"), IMAGE_1, replicas, 1),
         );
     }
-    // Swarm creates services fast (all 30 exist within a second or two):
-    // many of these points fall in start-up or in a converged pass.
-    let rounds = crash_rounds(&env, &assetd, &mut rng, 20, (50, 1_000)).await;
+    // Swarm creates services fast (all 30 exist within a second or two of
+    // start-up): the first kills wait for part of the fleet (KillPoint),
+    // the later ones fall in start-up or in a converged pass.
+    let rounds = crash_rounds(
+        &env,
+        &assetd,
+        &mut rng,
+        20,
+        (50, 1_000),
+        KillPoint::DelayOrProgress,
+    )
+    .await;
     summarize("swarm create wave", &rounds);
+    assert_a_kill_landed_mid_apply("swarm create wave", &rounds);
     // Half the fleet changes image, one changes replicas, while crashing.
     for i in 0..30 {
         let image = if i % 2 == 0 { IMAGE_2 } else { IMAGE_1 };
@@ -1091,7 +1291,7 @@ async fn kill_9_at_20_points_of_a_30_asset_swarm_apply_converges_without_duplica
         );
     }
     // Rolling updates take longer: these kills land mid-action.
-    let rounds = crash_rounds(&env, &assetd, &mut rng, 10, (50, 1_500)).await;
+    let rounds = crash_rounds(&env, &assetd, &mut rng, 10, (50, 1_500), KillPoint::Delay).await;
     summarize("swarm update wave", &rounds);
 
     let mut daemon = assetd.daemon(&["--resync", "30s"]);
@@ -1099,7 +1299,7 @@ async fn kill_9_at_20_points_of_a_30_asset_swarm_apply_converges_without_duplica
         swarm_converged(&env, &foreign)
     })
     .await;
-    daemon_settled(&assetd, &mut daemon, Phases::NoneInProgress).await;
+    daemon_settled(&assetd, &mut daemon).await;
     let status = daemon.terminate(Duration::from_secs(60));
     assert!(status.success(), "{}", daemon.tail());
     let since = now_since();
@@ -1192,7 +1392,7 @@ async fn an_engine_absent_at_start_is_reported_and_converged_on_when_it_appears(
         local_converged(&env, &foreign)
     })
     .await;
-    daemon_settled(&assetd, &mut daemon, Phases::AllRunning).await;
+    daemon_settled(&assetd, &mut daemon).await;
     eprintln!(
         "converged {:.1} s after the engine appeared",
         appeared.elapsed().as_secs_f64()
@@ -1240,7 +1440,7 @@ async fn a_deleted_truncated_or_garbage_store_is_rebuilt_from_labels_without_red
     }
     let mut daemon = assetd.daemon(&[]);
     let ids = converge("first deploy", CONVERGE, || local_converged(&env, &foreign)).await;
-    daemon_settled(&assetd, &mut daemon, Phases::AllRunning).await;
+    daemon_settled(&assetd, &mut daemon).await;
     assert!(daemon.terminate(Duration::from_secs(60)).success());
     let db = assetd.state.join("db");
     assert!(
@@ -1285,7 +1485,7 @@ async fn a_deleted_truncated_or_garbage_store_is_rebuilt_from_labels_without_red
         );
         let since = now_since();
         let mut daemon = assetd.daemon(&[]);
-        daemon_settled(&assetd, &mut daemon, Phases::AllRunning).await;
+        daemon_settled(&assetd, &mut daemon).await;
         let now = local_converged(&env, &foreign).await.expect("converged");
         assert_eq!(now, ids, "store {damage}: containers were redeployed");
         let writes = write_events(&env.docker, &env.prefix, &assetd.instance, &since).await;
@@ -1383,13 +1583,13 @@ async fn a_burst_of_200_files_converges_although_inotify_overflows() {
     let foreign = Foreign::containers(&env, &env.name("w001")).await;
     env.write("keep.yaml", &manifest(&env, "keep", IMAGE_1, 1, 1));
 
-    let limit = QueueLimit::lower_to(16);
-    if let Err(e) = &limit {
-        eprintln!("cannot lower fs.inotify.max_queued_events ({e}); testing the burst with the default queue");
-    }
+    // Without the lowered limit the burst fits in the default queue and
+    // this test would prove nothing about overflows: fail, do not go on.
+    let limit = QueueLimit::lower_to(16)
+        .unwrap_or_else(|e| panic!("cannot lower {QUEUE_SYSCTL} (run as root): {e}"));
     // With no resync worth the name, only the watcher (and its rescan
     // on overflow) can bring the burst in.
-    let mut daemon = assetd.daemon(&["--resync", "1h"]);
+    let (mut daemon, http) = assetd.daemon_with_metrics(&["--resync", "1h"]);
     let (probe, overflowed) = overflow_probe(&env.manifests);
     converge("watching", Duration::from_secs(30), || async {
         if daemon.log().contains("watching manifest directory") {
@@ -1399,7 +1599,7 @@ async fn a_burst_of_200_files_converges_although_inotify_overflows() {
         }
     })
     .await;
-    daemon_settled(&assetd, &mut daemon, Phases::AllRunning).await;
+    daemon_settled(&assetd, &mut daemon).await;
     // Both inotify instances exist: the limit has done its work.
     drop(limit);
 
@@ -1415,17 +1615,30 @@ async fn a_burst_of_200_files_converges_although_inotify_overflows() {
         local_converged(&env, &foreign)
     })
     .await;
-    daemon_settled(&assetd, &mut daemon, Phases::AllRunning).await;
+    daemon_settled(&assetd, &mut daemon).await;
     let probe_overflowed = overflowed.try_iter().any(|o| o);
     drop(probe);
+    let daemon_overflows = metric(
+        &metrics(http).await,
+        "assetd_watch_events{source=\"file_overflow\"}",
+    );
     eprintln!(
-        "a second watcher under the same limit saw an overflow: {probe_overflowed}; the daemon's resync was 1h, so its watcher saved it"
+        "overflow seen by a second watcher under the same limit: {probe_overflowed}; by the daemon (/metrics): {daemon_overflows:?}; its resync was 1h, so its watcher saved it"
+    );
+    assert!(
+        probe_overflowed,
+        "the burst did not overflow a 16-event inotify queue: the test proved nothing"
+    );
+    assert!(
+        daemon_overflows.is_some_and(|n| n > 0.0),
+        "the daemon's watcher did not count the overflow: file_overflow = {daemon_overflows:?}"
     );
     assert!(daemon.terminate(Duration::from_secs(60)).success());
 
     // The other way round, with the timer the brief asks for: delete the
     // burst in a burst (a mass removal, confirmed) under --resync 5s.
-    let limit = QueueLimit::lower_to(16).ok();
+    let limit = QueueLimit::lower_to(16)
+        .unwrap_or_else(|e| panic!("cannot lower {QUEUE_SYSCTL} (run as root): {e}"));
     let mut daemon = assetd.daemon(&["--resync", "5s", "--allow-mass-prune"]);
     converge("watching", Duration::from_secs(30), || async {
         if daemon.log().contains("watching manifest directory") {
@@ -1435,7 +1648,7 @@ async fn a_burst_of_200_files_converges_although_inotify_overflows() {
         }
     })
     .await;
-    daemon_settled(&assetd, &mut daemon, Phases::AllRunning).await;
+    daemon_settled(&assetd, &mut daemon).await;
     drop(limit);
     let burst = Instant::now();
     for i in 0..200 {
@@ -1449,7 +1662,7 @@ async fn a_burst_of_200_files_converges_although_inotify_overflows() {
         "deletion burst converged {:.1} s after it began",
         burst.elapsed().as_secs_f64()
     );
-    daemon_settled(&assetd, &mut daemon, Phases::AllRunning).await;
+    daemon_settled(&assetd, &mut daemon).await;
     assert!(daemon.terminate(Duration::from_secs(60)).success());
     assetd.assert_plan_clean();
     foreign.assert_untouched(&env).await;
@@ -1552,7 +1765,7 @@ async fn replicas_0_on_the_local_engine_does_not_loop() {
         "z.yaml",
         &env.asset("z", IMAGE_1, "  mode: { replicated: { replicas: 0 } }\n"),
     );
-    let mut daemon = assetd.daemon(&[]);
+    let (mut daemon, http) = assetd.daemon_with_metrics(&[]);
     converge("ready", Duration::from_secs(30), || async {
         match assetd.status() {
             Some(r) if r.ready => Ok(()),
@@ -1561,13 +1774,25 @@ async fn replicas_0_on_the_local_engine_does_not_loop() {
     })
     .await;
     // An observation window, not a wait for something slow: count the
-    // actions the daemon takes on a converged asset in 5 s.
+    // actions the daemon takes on a converged asset in 5 s. The counter,
+    // not the log: a log line reworded would make this pass vacuously.
+    let actions = || async {
+        let text = metrics(http).await;
+        let passes = metric(&text, "assetd_passes_total")
+            .unwrap_or_else(|| panic!("assetd_passes_total in /metrics:\n{text}"));
+        assert!(passes >= 1.0, "ready before its first pass?\n{text}");
+        // No series yet: no action taken.
+        metric_sum(&text, "assetd_actions_total").unwrap_or(0.0)
+    };
+    let at_ready = actions().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let actions = daemon.log().matches("reconcile{asset=").count();
+    let after = actions().await;
+    assert!(daemon.is_running(), "{}", daemon.tail());
     assert!(daemon.terminate(Duration::from_secs(30)).success());
+    eprintln!("actions on one zero-replica asset: {at_ready} at ready, {after} 5 s later");
     assert!(
-        actions <= 1,
-        "{actions} actions on one zero-replica asset in 5 s (create once, then nothing)"
+        after <= 1.0 && after == at_ready,
+        "{after} actions on one zero-replica asset ({at_ready} at ready, then 5 s with nothing to do): create once, then nothing"
     );
     assetd.assert_plan_clean();
 }
