@@ -119,6 +119,7 @@ impl SledStore {
             message: e.to_string(),
         };
         create_private_dir(state_dir).map_err(|e| open_error(state_dir, e))?;
+        check_writable(state_dir)?;
         let path = state_dir.join("db");
         let mut report = OpenReport::default();
         let mut delay = Duration::from_millis(50);
@@ -139,6 +140,10 @@ impl SledStore {
                         path,
                         message: format!("{e} (is another assetd using this --state-dir?)"),
                     })
+                }
+                // Not ours to write is not broken: never move it aside.
+                Err(sled::Error::Io(io)) if is_not_writable(&io) => {
+                    return Err(not_writable(&path, &io));
                 }
                 Err(e) if report.moved_aside.is_none() => {
                     let aside = state_dir.join(format!("db.corrupt-{}", now_ms()));
@@ -241,6 +246,39 @@ fn make_private(dir: &Path) -> std::io::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(FILE_MODE))?;
     }
     Ok(())
+}
+
+fn is_not_writable(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+fn not_writable(path: &Path, e: &std::io::Error) -> StoreError {
+    StoreError::Open {
+        path: path.to_path_buf(),
+        message: format!(
+            "not writable ({e}); assetd keeps its last-applied state here: make it writable (or pass another --state-dir; under systemd StateDirectory=assetd does it)"
+        ),
+    }
+}
+
+/// A state dir assetd cannot write (a read-only mount, another owner) is
+/// said as such before sled reports it as a broken database.
+fn check_writable(state_dir: &Path) -> Result<(), StoreError> {
+    let probe = state_dir.join(format!(".assetd-write-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if is_not_writable(&e) => Err(not_writable(state_dir, &e)),
+        Err(e) => Err(StoreError::Open {
+            path: state_dir.to_path_buf(),
+            message: e.to_string(),
+        }),
+    }
 }
 
 fn is_lock_error(e: &sled::Error) -> bool {

@@ -357,3 +357,49 @@ async fn a_crash_looping_asset_fails_apply_and_status_with_its_exit_code() {
         "{a:?}"
     );
 }
+
+/// A read-only bind mount of a directory onto itself; undone on drop.
+struct ReadOnlyMount(std::path::PathBuf);
+
+impl ReadOnlyMount {
+    fn new(dir: &Path) -> Self {
+        let sh = |args: &[&str]| {
+            let out = Command::new("mount")
+                .args(args)
+                .output()
+                .expect("mount runs");
+            assert!(out.status.success(), "mount {args:?}: {:?}", text(&out));
+        };
+        let dir_text = dir.to_str().unwrap();
+        sh(&["--bind", dir_text, dir_text]);
+        let mount = Self(dir.to_path_buf());
+        sh(&["-o", "remount,ro,bind", dir_text]);
+        mount
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_state_dir_is_said_to_be_read_only_and_never_moved_aside() {
+    let env = TestEnv::new("cli-rostate").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    let out = run(&["apply", "--once"], &env, &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let state = env.root.join("cli-state");
+    let _mount = ReadOnlyMount::new(&state);
+    let out = run(&["apply", "--once"], &env, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("not writable"), "{stderr}");
+    assert!(!stderr.contains("moving it aside"), "{stderr}");
+    let aside = std::fs::read_dir(&state)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("db.corrupt"));
+    assert!(!aside, "nothing moved aside");
+}
