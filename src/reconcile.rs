@@ -356,6 +356,58 @@ pub async fn execute(
 mod tests {
     use super::*;
 
+    fn action(hash: &str) -> Action {
+        use crate::spec::{AssetName, DeploySpec, Mode, Resources, SpecHash};
+        let spec = DeploySpec {
+            name: AssetName::new("a").unwrap(),
+            image: "i:1".into(),
+            env: vec![],
+            labels: Default::default(),
+            command: None,
+            ports: vec![],
+            networks: vec![],
+            constraints: vec![],
+            resources: Resources::default(),
+            mode: Mode::default(),
+            mounts: vec![],
+        };
+        Action {
+            name: spec.name.clone(),
+            kind: ActionKind::Update,
+            reason: String::new(),
+            changes: vec![],
+            desired: Some(crate::desired::DesiredAsset {
+                spec,
+                hash: SpecHash(hash.into()),
+                source: "a.yaml".into(),
+                pos: crate::manifest::SourcePos {
+                    file: "a.yaml".into(),
+                    line: 1,
+                    column: 1,
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn only_a_retry_of_the_spec_that_failed_waits_for_its_backoff() {
+        let record = AppliedRecord {
+            next_retry_ms: Some(10_000),
+            failed_hash: Some(crate::spec::SpecHash("h1".into())),
+            ..Default::default()
+        };
+        assert_eq!(
+            backing_off(&action("h1"), &record, 4_000),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(
+            backing_off(&action("h2"), &record, 4_000),
+            None,
+            "a fixed manifest goes at once"
+        );
+        assert_eq!(backing_off(&action("h1"), &record, 10_000), None, "expired");
+    }
+
     #[test]
     fn backoff_doubles_from_one_second_to_five_minutes() {
         assert_eq!(backoff(1), Duration::from_secs(1));

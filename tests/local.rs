@@ -903,3 +903,56 @@ async fn a_container_of_another_instance_is_never_touched_and_the_error_names_it
     let c = env.inspect(&name).await;
     assert_eq!(c.id.as_deref(), Some(foreign.id.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scaling_up_from_zero_is_reported_as_an_update_of_the_mode() {
+    let env = TestEnv::new("lc-fromzero").await;
+    let replicas = |n: u64| {
+        env.asset(
+            "a",
+            IMAGE_1,
+            &format!("  mode: {{ replicated: {{ replicas: {n} }} }}\n"),
+        )
+    };
+    env.write("a.yaml", &replicas(1));
+    assert_no_failures(&env.apply().await);
+    env.write("a.yaml", &replicas(0));
+    assert_no_failures(&env.apply().await);
+    assert!(env.containers().await.is_empty());
+    env.write("a.yaml", &replicas(1));
+    let pass = env.apply().await;
+    assert_no_failures(&pass);
+    assert_eq!(kinds(&pass), vec![ActionKind::Update]);
+    assert!(
+        pass.outcomes[0].reason.contains("spec.mode")
+            && !pass.outcomes[0].reason.contains("removed outside"),
+        "{}",
+        pass.outcomes[0].reason
+    );
+    assert_eq!(env.containers().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unpullable_image_on_update_leaves_the_running_container_running() {
+    let env = TestEnv::new("lc-badtag").await;
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    assert_no_failures(&env.apply().await);
+    let before = env.inspect(&env.name("a")).await.id;
+
+    env.write(
+        "a.yaml",
+        &env.asset("a", "127.0.0.1:9/assetd-test/busybox:nope", ""),
+    );
+    let pass = env.apply().await;
+    let error = pass.outcomes[0].error.clone().expect("the update fails");
+    assert!(error.contains("pull image"), "Docker's reason: {error}");
+    let c = env.inspect(&env.name("a")).await;
+    assert_eq!(c.id, before, "the old container is untouched");
+    assert_eq!(c.state.and_then(|s| s.running), Some(true));
+
+    // Fixing the tag converges.
+    env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
+    assert_no_failures(&env.apply().await);
+    let c = env.inspect(&env.name("a")).await;
+    assert_eq!(c.config.and_then(|c| c.image).as_deref(), Some(IMAGE_2));
+}

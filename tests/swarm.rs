@@ -1226,3 +1226,37 @@ async fn an_unpullable_image_is_failing_with_swarms_own_reason() {
         "Swarm's own words: {failing}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_moved_file_made_invalid_removes_no_service() {
+    let env = TestEnv::new("sw-moved").await;
+    let swarm = env.swarm();
+    env.write("keep.yaml", &env.asset("keep", IMAGE_1, ""));
+    env.write("gone.yaml", &env.asset("gone", IMAGE_1, ""));
+    assert_no_failures(&env.apply_with(&swarm).await);
+    let keep = service(&env, "keep").await.id;
+
+    let sub = env.manifests.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::rename(env.manifests.join("keep.yaml"), sub.join("keep.yaml")).unwrap();
+    let pass = env.apply_with(&swarm).await;
+    assert!(
+        pass.outcomes.is_empty(),
+        "an unchanged move is a no-op: {:?}",
+        pass.outcomes
+    );
+
+    env.write(
+        "sub/keep.yaml",
+        &env.asset("keep", IMAGE_1, "  image: [unclosed\n"),
+    );
+    env.remove("gone.yaml");
+    let pass = env.apply_with(&swarm).await;
+    assert!(
+        pass.outcomes.iter().all(|o| o.kind == ActionKind::Hold),
+        "{:?}",
+        pass.outcomes
+    );
+    assert_eq!(services(&env).await.len(), 2, "no service removed");
+    assert_eq!(service(&env, "keep").await.id, keep);
+}

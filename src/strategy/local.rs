@@ -98,6 +98,15 @@ impl LocalDocker {
         }
     }
 
+    /// Makes `image` present, pulling it when the engine lacks it.
+    async fn ensure_image(&self, image: &str) -> Result<(), StrategyError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => self.pull(image).await,
+            Err(e) => Err(StrategyError::docker("inspect image", image, e)),
+        }
+    }
+
     /// Pulls an image the engine does not have. Called only after a
     /// create failed for want of it: an offline engine with a preloaded
     /// image must work, and a look-up per deploy would cost a call.
@@ -294,6 +303,9 @@ impl DeploymentStrategy for LocalDocker {
         }
 
         let existing = self.list_asset(&spec.name).await?;
+        // The image first: a tag that cannot be pulled must leave what
+        // runs running, not remove it and then fail to create.
+        self.ensure_image(&spec.image).await?;
         let template = spec.template_hash();
         let mut wrote = false;
         // Containers of this spec, or of this spec at another replica
