@@ -11,7 +11,7 @@ load_env() {
         echo "${0##*/}: $* failed (exit $status)" >&2
         exit 1
     fi
-    if [ -z "$out" ] || printf '%s\n' "$out" | grep -qvE '^export [A-Za-z_][A-Za-z0-9_]*=[^[:space:]]+$'; then
+    if [ -z "$out" ] || grep -qvE '^export [A-Za-z_][A-Za-z0-9_]*=[^[:space:]]+$' <<<"$out"; then
         printf '%s: %s printed something other than export lines:\n%s\n' "${0##*/}" "$*" "$out" >&2
         exit 1
     fi

@@ -33,6 +33,12 @@ STOP_DEADLINE=${ASSETD_MN_STOP_GRACE:-5}
 declare -A STARTED_PID=()
 FWD_RULE=(FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT)
 
+# Under pipefail, `cmd | grep -q` fails at random when grep exits at its
+# match while cmd is still writing (cmd dies of SIGPIPE): `ip addr show`,
+# which writes in pieces, lost that race about 1 time in 5 here, and
+# `up` then re-added an address it had ("ipv4: Address already assigned").
+# So: idempotent `ip ... replace`, and grep on captured text only.
+
 log() { printf 'multinode: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -55,11 +61,12 @@ alive() { [ -r "/proc/$1/stat" ] && ! awk '{ if ($3 == "Z") exit 0; exit 1 }' "/
 
 # Only trust a pidfile that points at a dockerd serving this node's socket.
 node_pid() {
-    local pf pid
+    local pf pid cmdline
     pf=$(pidfile "$1")
     [ -s "$pf" ] || return 1
     pid=$(cat "$pf")
-    [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "dockerd.*$(sock "$1")" || return 1
+    cmdline=$( { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null) || return 1
+    grep -q "dockerd.*$(sock "$1")" <<<"$cmdline" || return 1
     echo "$pid"
 }
 
@@ -69,7 +76,7 @@ net_up() {
     if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
         ip link add "$BRIDGE" type bridge
     fi
-    ip addr show dev "$BRIDGE" | grep -q "inet $BRIDGE_ADDR" || ip addr add "$BRIDGE_ADDR" dev "$BRIDGE"
+    ip addr replace "$BRIDGE_ADDR" dev "$BRIDGE"
     ip link set "$BRIDGE" up
     # The host dockerd sets the FORWARD policy to DROP, and with br_netfilter
     # bridged frames traverse FORWARD too: let node<->node traffic through.
@@ -85,13 +92,11 @@ net_up() {
             ip -n "$nsn" link set "assetd-n${n}p" name eth0
         fi
         ip link set "$v" master "$BRIDGE" up
-        ip -n "$nsn" addr show dev eth0 | grep -q "inet $(addr "$n")/" ||
-            ip -n "$nsn" addr add "$(addr "$n")/24" dev eth0
+        ip -n "$nsn" addr replace "$(addr "$n")/24" dev eth0
         ip -n "$nsn" link set eth0 up
         # Route everything else via the host bridge (nothing is NATed out;
         # this only gives the engine a default-route interface).
-        ip -n "$nsn" route show default | grep -q . ||
-            ip -n "$nsn" route add default via "${BRIDGE_ADDR%/*}"
+        ip -n "$nsn" route replace default via "${BRIDGE_ADDR%/*}"
     done
 }
 
@@ -169,10 +174,11 @@ nodes_up() {
 # All PIDs whose command line mentions this node's run dir (dockerd,
 # its containerd and shims) - used only when SIGTERM was not enough.
 node_procs() {
-    local p
+    local p cmdline
     for p in /proc/[0-9]*; do
         # (processes may vanish mid-scan: silence the redirection error too)
-        { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -q "$RUN_BASE/n$1/" && echo "${p#/proc/}"
+        cmdline=$( { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
+        [[ "$cmdline" == *"$RUN_BASE/n$1/"* ]] && echo "${p#/proc/}"
     done
     return 0
 }

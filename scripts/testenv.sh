@@ -56,7 +56,9 @@ ensure_packages() {
     command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
     # A dynamically linked busybox (package "busybox") would not run inside
     # the libc-less test image; we need the static one.
-    if [ -z "$missing" ] && ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
+    # (The status captured first: `cmd | grep -q` under pipefail fails
+    # when grep exits before cmd has written everything.)
+    if [ -z "$missing" ] && ! [[ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null || true)" == *"ok installed"* ]]; then
         missing="$missing busybox-static"
     fi
     [ -n "$missing" ] || return 0
@@ -70,11 +72,12 @@ ensure_packages() {
 
 # --- dockerd ---------------------------------------------------------------
 pid_is_our_dockerd() {
-    local pid
+    local pid cmdline
     [ -s "$PIDFILE" ] || return 1
     pid=$(cat "$PIDFILE")
-    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "dockerd.*$SOCK"
+    [ -n "$pid" ] || return 1
+    cmdline=$( { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null) || return 1
+    grep -q "dockerd.*$SOCK" <<<"$cmdline"
 }
 
 start_dockerd() {

@@ -1,21 +1,32 @@
 //! Three Swarm managers on this machine (`scripts/multinode.sh up`), one
 //! assetd per manager: only the leader's writes; placement constraints
 //! land tasks on the right node; when the leader's engine dies, the new
-//! leader's assetd takes over; never two services of one asset.
+//! leader's assetd takes over; never two services of one asset; the dead
+//! node is restored by `scripts/multinode.sh up` and its assetd stands by.
+//!
+//! "Only the leader writes" is counted, not inferred from the roles: each
+//! daemon talks to its engine through the bench's counting proxy, and a
+//! standby's proxy must see no write at all (the leader's must see some).
 //!
 //! Built only with `--features multinode` and run by
 //! `scripts/test-multinode.sh`, which brings the nodes up first.
 
 mod common;
+// The bench's counting proxy (ARCHITECTURE.md); the bench's own helpers in
+// it are unused here.
+#[allow(dead_code)]
+#[path = "../src/bin/assetd-bench/proxy.rs"]
+mod proxy;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bollard::query_parameters::{ListServicesOptionsBuilder, ListTasksOptionsBuilder};
 use bollard::Docker;
 use common::{eventually, set_mode, IMAGE_1, IMAGE_2};
+use proxy::Proxy;
 
 const INSTANCE: &str = "mn-test";
 const ASSET: &str = "mn-agent";
@@ -31,7 +42,6 @@ fn node_hosts() -> Vec<String> {
 /// One assetd daemon per node, killed in `Drop`.
 struct Daemon {
     child: Child,
-    host: String,
     socket: PathBuf,
 }
 
@@ -42,7 +52,7 @@ impl Drop for Daemon {
     }
 }
 
-fn start_daemon(host: &str, manifests: &std::path::Path, state: PathBuf, log: PathBuf) -> Daemon {
+fn start_daemon(host: &str, manifests: &Path, state: PathBuf, log: PathBuf) -> Daemon {
     let socket = state.join("assetd.sock");
     let child = Command::new(env!("CARGO_BIN_EXE_assetd"))
         .args([
@@ -63,17 +73,15 @@ fn start_daemon(host: &str, manifests: &std::path::Path, state: PathBuf, log: Pa
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("assetd starts");
-    Daemon {
-        child,
-        host: host.to_string(),
-        socket,
-    }
+    Daemon { child, socket }
 }
 
 async fn role(daemon: &Daemon) -> Option<String> {
     assetd::api::fetch_status(&daemon.socket).await.ok()?.role
 }
 
+/// The asset's services. A listing error fails the test: read as "none",
+/// it would make every "never two services" check pass.
 async fn our_services(docker: &Docker) -> Vec<bollard::models::Service> {
     let filters = HashMap::from([("label", vec![format!("io.assetd.asset={ASSET}")])]);
     docker
@@ -83,7 +91,46 @@ async fn our_services(docker: &Docker) -> Vec<bollard::models::Service> {
                 .build(),
         ))
         .await
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("listing the services of {ASSET}: {e}"))
+}
+
+/// The writes (POST, DELETE, PUT) a daemon sent through `proxy` since
+/// `mark`, as "METHOD path".
+fn writes_since(proxy: &Proxy, mark: usize) -> Vec<String> {
+    proxy
+        .calls_since(mark)
+        .into_iter()
+        .filter(|r| r.is_write())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// The engine socket of a `unix://` host.
+fn socket_of(host: &str) -> PathBuf {
+    PathBuf::from(host.trim_start_matches("unix://"))
+}
+
+/// Asserts that the daemons `standbys` sent no write since `marks`, and
+/// did call their engine through the proxy (else "no write" proves
+/// nothing).
+fn assert_no_writes(proxies: &[Proxy], standbys: &[usize], marks: &[usize], when: &str) {
+    for &i in standbys {
+        let calls = proxies[i].calls_since(marks[i]);
+        let writes = writes_since(&proxies[i], marks[i]);
+        eprintln!(
+            "{when}: standby on node {i}: {} calls, {} writes",
+            calls.len(),
+            writes.len()
+        );
+        assert!(
+            !calls.is_empty(),
+            "{when}: the standby on node {i} made no call through its proxy"
+        );
+        assert!(
+            writes.is_empty(),
+            "{when}: the standby on node {i} wrote to Docker: {writes:?}"
+        );
+    }
 }
 
 async fn leader_index(dockers: &[Docker], alive: &[usize]) -> Option<usize> {
@@ -105,7 +152,7 @@ fn manifest(image: &str) -> String {
     )
 }
 
-fn write(dir: &std::path::Path, text: &str) {
+fn write(dir: &Path, text: &str) {
     let tmp = dir.join(".a.yaml.tmp");
     std::fs::write(&tmp, text).unwrap();
     set_mode(&tmp, 0o644);
@@ -132,12 +179,19 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
     }
 
     write(&manifests, &manifest(IMAGE_1));
-    let daemons: Vec<Daemon> = hosts
+    // Each daemon reaches its engine through a counting proxy.
+    let mut proxies = Vec::new();
+    for (i, h) in hosts.iter().enumerate() {
+        let path = root.join(format!("proxy-n{i}.sock"));
+        proxies.push(Proxy::start(&path, socket_of(h)).await.expect("proxy"));
+    }
+    let start = vec![0; proxies.len()];
+    let daemons: Vec<Daemon> = proxies
         .iter()
         .enumerate()
-        .map(|(i, h)| {
+        .map(|(i, p)| {
             start_daemon(
-                h,
+                &format!("unix://{}", p.path.display()),
                 &manifests,
                 root.join(format!("state-{i}")),
                 root.join(format!("n{i}.log")),
@@ -163,12 +217,9 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
     .await;
     for (i, r) in roles.iter().enumerate() {
         let expected = if i == leader { "leader" } else { "standby" };
-        assert_eq!(
-            r, expected,
-            "daemon on node {i} ({}) reports {r}",
-            daemons[i].host
-        );
+        assert_eq!(r, expected, "daemon on node {i} ({}) reports {r}", hosts[i]);
     }
+    let standbys: Vec<usize> = alive.iter().copied().filter(|&i| i != leader).collect();
 
     // The constraint puts the task on n2 (zone=n2), whoever leads.
     let n2 = &dockers[1];
@@ -199,6 +250,16 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
     })
     .await;
 
+    // The leader created the service; the standbys, listening to the
+    // same events and resyncing every 2 s, wrote nothing.
+    assert_no_writes(&proxies, &standbys, &start, "before the leader died");
+    let created = writes_since(&proxies[leader], 0);
+    eprintln!("the leader (node {leader}) wrote: {created:?}");
+    assert!(
+        !created.is_empty(),
+        "the leader (node {leader}) sent no write: is the proxy in its path?"
+    );
+
     // Kill the leader's engine outright; a new leader is elected.
     let pidfile = hosts[leader]
         .trim_start_matches("unix://")
@@ -213,6 +274,14 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
         leader_index(&dockers, &survivors).await
     })
     .await;
+    // Up to the election the survivors were standbys.
+    assert_no_writes(
+        &proxies,
+        &survivors,
+        &start,
+        "until the new leader was elected",
+    );
+    let elected: Vec<usize> = proxies.iter().map(Proxy::mark).collect();
 
     // The new leader's assetd applies a manifest change.
     write(&manifests, &manifest(IMAGE_2));
@@ -240,16 +309,61 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
         },
     )
     .await;
+    // Counted first: a standby that wrote may well have made the change.
+    let other: Vec<usize> = survivors
+        .iter()
+        .copied()
+        .filter(|&i| i != new_leader)
+        .collect();
+    assert_no_writes(&proxies, &other, &start, "after the new leader applied");
+    assert!(
+        !writes_since(&proxies[new_leader], elected[new_leader]).is_empty(),
+        "the new leader (node {new_leader}) applied the change without a write?"
+    );
     assert_eq!(role(&daemons[new_leader]).await.as_deref(), Some("leader"));
-    for &i in &survivors {
-        if i != new_leader {
-            let r = eventually("the other survivor's role", Duration::from_secs(20), || {
-                role(&daemons[i])
-            })
-            .await;
-            assert_eq!(r, "standby");
-        }
+    for &i in &other {
+        let r = eventually("the other survivor's role", Duration::from_secs(20), || {
+            role(&daemons[i])
+        })
+        .await;
+        assert_eq!(r, "standby");
     }
+
+    // Restore the dead node the way an operator (or a test) would: the
+    // script restarts its dockerd and it rejoins as a manager. Its assetd,
+    // still running, reconnects and stands by, writing nothing.
+    let restored = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/multinode.sh"))
+        .arg("up")
+        .stdout(Stdio::null())
+        .status()
+        .expect("run scripts/multinode.sh up");
+    assert!(
+        restored.success(),
+        "multinode.sh up after a node died: {restored}"
+    );
+    let back = proxies[leader].mark();
+    eventually(
+        "the restored node's assetd to reconnect and stand by",
+        Duration::from_secs(90),
+        || async {
+            let status = assetd::api::fetch_status(&daemons[leader].socket)
+                .await
+                .ok()?;
+            (status.engine_error.is_none() && status.role.as_deref() == Some("standby"))
+                .then_some(())
+        },
+    )
+    .await;
+    // A few resyncs (every 2 s) as a standby.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_no_writes(
+        &proxies,
+        &[leader],
+        &[back; 3],
+        "after the node was restored",
+    );
+    assert_no_writes(&proxies, &other, &start, "at the end");
+    assert_eq!(our_services(&dockers[leader]).await.len(), 1);
 
     for s in our_services(&dockers[new_leader]).await {
         let _ = dockers[new_leader]
