@@ -39,6 +39,9 @@ pub struct Shared {
     /// Assets changed in place by hand (`docker update`): the next pass
     /// deploys them again, which compares what no listing shows.
     pub to_verify: Mutex<BTreeSet<AssetName>>,
+    /// `assetd retry NAME`: deploy once more a version the engine rolled
+    /// back. Used up when the deploy is dispatched.
+    pub retries: Mutex<BTreeSet<AssetName>>,
 }
 
 /// `assetd prune --confirm`: the removals the last pass held for the
@@ -113,6 +116,7 @@ fn router(shared: Arc<Shared>) -> Router {
 fn socket_router(shared: Arc<Shared>) -> Router {
     read_only_routes()
         .route("/v1/prune/confirm", post(handle_prune_confirm))
+        .route("/v1/retry/{name}", post(handle_retry))
         .with_state(shared)
 }
 
@@ -122,6 +126,21 @@ async fn handle_prune_confirm(State(shared): State<Arc<Shared>>) -> impl IntoRes
     // A pass at once: the operator is waiting for the result.
     shared.wake.notify_one();
     axum::Json(confirmed)
+}
+
+async fn handle_retry(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> impl IntoResponse {
+    match AssetName::new(&name) {
+        Ok(name) => {
+            tracing::warn!(asset = %name, "the operator asked to retry a rolled-back version");
+            shared.retries.lock().expect("retry lock").insert(name);
+            shared.wake.notify_one();
+            (StatusCode::OK, String::new())
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("asset {e}")),
+    }
 }
 
 fn read_only_routes() -> Router<Arc<Shared>> {
@@ -230,6 +249,13 @@ pub async fn serve_http(
 pub async fn fetch_status(socket: &Path) -> Result<StatusReport, String> {
     let body = request(socket, hyper::Method::GET, "/v1/status").await?;
     serde_json::from_slice(&body).map_err(|e| format!("bad status answer: {e}"))
+}
+
+/// Asks a running daemon to deploy `name` once more.
+pub async fn retry(socket: &Path, name: &AssetName) -> Result<(), String> {
+    request(socket, hyper::Method::POST, &format!("/v1/retry/{name}"))
+        .await
+        .map(|_| ())
 }
 
 /// Confirms, once, the removals a running daemon holds for confirmation.

@@ -126,6 +126,7 @@ pub async fn run(
         wake: Default::default(),
         retry_failed: Default::default(),
         to_verify: Default::default(),
+        retries: Default::default(),
     });
     let tick = || {
         shared.last_tick_ms.store(now_ms(), Ordering::Relaxed);
@@ -406,6 +407,7 @@ async fn pass(
     let mut pass_config = config.pass.clone();
     pass_config.plan.recent = prunes.window.recent(Instant::now());
     pass_config.plan.confirmed = shared.confirmed_removals();
+    pass_config.plan.retry = shared.retries.lock().expect("retry lock").clone();
     let (desired, actual, applied, plan) =
         reconcile::observe(&pass_config, &engine.strategy, store.as_ref()).await?;
     shared.metrics.passes.inc();
@@ -471,6 +473,12 @@ async fn pass(
             if action.kind == ActionKind::Remove && !shared.take_confirmed(&action.name) {
                 prunes.window.record(observed, fleet);
             }
+            // A retry asked for is used up by the deploy it causes.
+            shared
+                .retries
+                .lock()
+                .expect("retry lock")
+                .remove(&action.name);
             scheduler.dispatch(
                 action.clone(),
                 record,

@@ -96,6 +96,19 @@ enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+    /// Deploy once more a version the engine rolled back (through the
+    /// running daemon); a changed manifest needs no retry.
+    Retry {
+        name: String,
+        #[arg(
+            long = "state-dir",
+            env = "ASSETD_STATE_DIR",
+            default_value = "/var/lib/assetd"
+        )]
+        state_dir: PathBuf,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
     /// Parse and check manifest files or directories, without Docker.
     Validate {
         #[arg(required = true)]
@@ -338,6 +351,27 @@ async fn dispatch(command: Command) -> u8 {
             output,
         } => status(common, socket, output).await,
         Command::Run(args) => run(args).await,
+        Command::Retry {
+            name,
+            state_dir,
+            socket,
+        } => {
+            let Ok(name) = assetd::spec::AssetName::new(&name) else {
+                eprintln!("assetd retry: `{name}` is not an asset name");
+                return EXIT_USAGE;
+            };
+            let socket = socket.unwrap_or_else(|| state_dir.join("assetd.sock"));
+            match assetd::api::retry(&socket, &name).await {
+                Ok(()) => {
+                    println!("{name}: deploying once more");
+                    EXIT_OK
+                }
+                Err(e) => {
+                    eprintln!("assetd: no daemon answers on {} ({e})", socket.display());
+                    EXIT_FAILED
+                }
+            }
+        }
         Command::Prune {
             confirm,
             state_dir,
@@ -467,7 +501,11 @@ async fn apply_once(common: CommonArgs, output: Output) -> u8 {
             let failing: Vec<_> = match strategy.list_managed().await {
                 Ok(actual) => actual
                     .into_iter()
-                    .filter_map(|a| Some((a.name, a.replicas.failing?)))
+                    .filter_map(|a| {
+                        let wanted = pass.desired.assets.get(&a.name).map(|d| &d.hash);
+                        let why = a.failed_rollout(wanted).or(a.replicas.failing)?;
+                        Some((a.name, why))
+                    })
                     .collect(),
                 Err(e) => {
                     eprintln!("assetd: cannot list the engine after the pass: {e}");

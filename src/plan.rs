@@ -49,6 +49,9 @@ pub struct PlanConfig {
     /// not know what is desired" (an invalid file, an unreadable
     /// directory) still hold them.
     pub confirmed: BTreeSet<AssetName>,
+    /// Assets the operator asked to deploy once more although the engine
+    /// rolled their version back (`assetd retry NAME`).
+    pub retry: BTreeSet<AssetName>,
 }
 
 /// Removals since the prune window opened, and the fleet size then.
@@ -68,6 +71,7 @@ impl Default for PlanConfig {
             always_allowed_removals: 5,
             recent: RecentRemovals::default(),
             confirmed: BTreeSet::new(),
+            retry: BTreeSet::new(),
         }
     }
 }
@@ -151,7 +155,7 @@ pub fn plan(
         let want = desired.assets.get(name);
         let have = actual.get(name).copied();
         let record = applied.get(name);
-        match decide(name, want, have, record, desired) {
+        match decide(name, want, have, record, desired, config) {
             Decision::Nothing => result.unchanged.push(name.clone()),
             Decision::Act(action) if action.kind == ActionKind::Remove => removals.push(*action),
             Decision::Act(action) => result.actions.push(*action),
@@ -189,6 +193,7 @@ fn decide(
     have: Option<&ActualAsset>,
     record: Option<&AppliedRecord>,
     desired: &Desired,
+    config: &PlanConfig,
 ) -> Decision {
     let act = |kind, reason: String, changes, desired: Option<&DesiredAsset>| {
         Decision::Act(Box::new(Action {
@@ -244,6 +249,26 @@ fn decide(
                 Some(want),
             ),
         },
+        // The engine rolled this very version back (its tasks failed):
+        // deploying it again would fail again, for ever. It waits for a
+        // new manifest, or for the operator (`assetd retry`).
+        (Some(want), Some(have))
+            if have.rollout.as_ref().is_some_and(|r| r.rolled_back)
+                && record.and_then(|r| r.hash.as_ref()) == Some(&want.hash)
+                && have.spec_hash.as_ref() != Some(&want.hash)
+                && !config.retry.contains(name) =>
+        {
+            let rollout = have.rollout.as_ref().expect("checked above");
+            act(
+                ActionKind::Hold,
+                format!(
+                    "rolled back by the engine ({}: {}); the previous version runs; not deployed again until the manifest changes or `assetd retry {name}`",
+                    rollout.state, rollout.message
+                ),
+                vec![],
+                None,
+            )
+        }
         // Local containers kept through a scale carry the spec hash of the
         // count they were created for: the template and the number of
         // containers are what must match.
@@ -487,6 +512,7 @@ mod tests {
             replicas: Default::default(),
             writer: None,
             template_hash: None,
+            rollout: None,
         }
     }
 
@@ -752,6 +778,51 @@ mod tests {
             "{}",
             plan.actions[0].reason
         );
+    }
+
+    #[test]
+    fn a_version_the_engine_rolled_back_is_not_deployed_again_until_retried() {
+        let w = want("a", "i:2", "a.yaml");
+        let mut have = running("a", "i:1", "a.yaml");
+        have.rollout = Some(crate::strategy::Rollout {
+            state: "rollback_completed".into(),
+            rolled_back: true,
+            message: "rollback completed".into(),
+        });
+        let record = AppliedRecord {
+            hash: Some(w.hash.clone()),
+            spec: Some(w.spec.clone()),
+            applied_ms: Some(1),
+            ..Default::default()
+        };
+        let applied = BTreeMap::from([(name("a"), record)]);
+        let held = plan(
+            &desired(vec![w.clone()]),
+            &applied,
+            &[have.clone()],
+            &PlanConfig::default(),
+        );
+        assert_eq!(kinds(&held), vec![("a".into(), ActionKind::Hold)]);
+        assert!(
+            held.actions[0].reason.contains("assetd retry"),
+            "{}",
+            held.actions[0].reason
+        );
+
+        let mut retry = PlanConfig::default();
+        retry.retry.insert(name("a"));
+        let again = plan(&desired(vec![w.clone()]), &applied, &[have.clone()], &retry);
+        assert_eq!(kinds(&again), vec![("a".into(), ActionKind::Update)]);
+
+        // A new manifest is a new version: deployed.
+        let fixed = want("a", "i:3", "a.yaml");
+        let new = plan(
+            &desired(vec![fixed]),
+            &applied,
+            &[have],
+            &PlanConfig::default(),
+        );
+        assert_eq!(kinds(&new), vec![("a".into(), ActionKind::Update)]);
     }
 
     #[test]

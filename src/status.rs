@@ -105,10 +105,16 @@ pub fn from_pass(
             let action = actions.get(name);
             // The engine's own reason why fewer run than desired.
             let failing = have.and_then(|h| h.replicas.failing.clone());
+            // A rollout the engine stopped (paused, rolled back) is a
+            // failure, whatever else holds.
+            let stopped =
+                have.and_then(|h| h.failed_rollout(desired.assets.get(name).map(|d| &d.hash)));
             let phase = if standby {
                 Phase::Standby
             } else if in_flight.contains(name) {
                 Phase::Updating
+            } else if stopped.is_some() {
+                Phase::Failed
             } else if let Some(action) = action.filter(|a| a.kind == ActionKind::Hold) {
                 if action.reason.starts_with("its manifest is invalid") {
                     Phase::Invalid
@@ -136,7 +142,9 @@ pub fn from_pass(
                 .or_else(|| record.and_then(|r| r.source.clone()));
             let last_error = match action {
                 Some(a) if a.kind == ActionKind::Hold => Some(a.reason.clone()),
-                _ => failing.or_else(|| record.and_then(|r| r.last_error.clone())),
+                _ => stopped
+                    .or(failing)
+                    .or_else(|| record.and_then(|r| r.last_error.clone())),
             };
             AssetStatus {
                 name: name.clone(),

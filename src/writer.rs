@@ -104,6 +104,7 @@ mod tests {
                 written_ms,
             }),
             template_hash: None,
+            rollout: None,
         }
     }
 

@@ -1260,3 +1260,79 @@ async fn a_moved_file_made_invalid_removes_no_service() {
     assert_eq!(services(&env).await.len(), 2, "no service removed");
     assert_eq!(service(&env, "keep").await.id, keep);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_that_crashes_is_rolled_back_by_swarm_and_not_deployed_again() {
+    let env = TestEnv::new("sw-rollback").await;
+    let swarm = env.swarm();
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  command: [sleep, \"3600\"]\n"),
+    );
+    assert_no_failures(&env.apply_with(&swarm).await);
+    wait_running(&env, "a", 1, IMAGE_1).await;
+
+    // The new version exits 3: the failed update rolls the service back.
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_2, "  command: [sh, -c, \"exit 3\"]\n"),
+    );
+    let pass = env.apply_with(&swarm).await;
+    assert_eq!(kinds(&pass), vec![ActionKind::Update]);
+    let name = asset_name(&env, "a");
+    let rollout = common::eventually(
+        "Swarm to roll the update back",
+        Duration::from_secs(120),
+        || async {
+            let actual = swarm.list_managed().await.unwrap();
+            actual
+                .into_iter()
+                .find(|a| a.name == name)?
+                .rollout
+                .filter(|r| r.state == "rollback_completed")
+        },
+    )
+    .await;
+    assert!(rollout.rolled_back);
+    // The previous version runs again. (Without a healthcheck Swarm
+    // counts the new task as started as soon as it runs, so start-first
+    // stopped the old one before the crash; the rollback restores it.)
+    wait_running(&env, "a", 1, IMAGE_1).await;
+
+    // No fight loop: the failed version is not deployed again, and the
+    // asset reads as failed, with Swarm's words.
+    for _ in 0..3 {
+        let pass = env.apply_with(&swarm).await;
+        assert_eq!(kinds(&pass), vec![ActionKind::Hold], "{:?}", pass.outcomes);
+        assert!(
+            pass.outcomes[0].reason.contains("rolled back"),
+            "{}",
+            pass.outcomes[0].reason
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let spec = spec_of(&service(&env, "a").await);
+    let image = spec
+        .task_template
+        .unwrap()
+        .container_spec
+        .unwrap()
+        .image
+        .unwrap();
+    assert!(image.starts_with(IMAGE_1), "{image}");
+    let actual = swarm.list_managed().await.unwrap();
+    let have = actual.iter().find(|a| a.name == name).unwrap();
+    let wanted = env.config();
+    let desired = assetd::reconcile::load_desired(&wanted).await;
+    let why = have.failed_rollout(desired.assets.get(&name).map(|d| &d.hash));
+    assert!(why.is_some_and(|w| w.contains("rollback_completed")));
+
+    // A fixed manifest is a new version: deployed.
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_2, "  command: [sleep, \"3600\"]\n"),
+    );
+    let pass = env.apply_with(&swarm).await;
+    assert_eq!(kinds(&pass), vec![ActionKind::Update]);
+    wait_running(&env, "a", 1, IMAGE_2).await;
+}

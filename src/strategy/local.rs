@@ -520,6 +520,7 @@ fn asset_of(name: AssetName, containers: &[ContainerSummary]) -> ActualAsset {
         },
         writer: writer_stamp(containers),
         template_hash: template,
+        rollout: None,
     }
 }
 

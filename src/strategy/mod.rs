@@ -78,6 +78,36 @@ pub struct ActualAsset {
     /// when its template and its number of containers do.
     #[serde(default)]
     pub template_hash: Option<SpecHash>,
+    /// Swarm: the last rollout was stopped (paused, or rolled back).
+    #[serde(default)]
+    pub rollout: Option<Rollout>,
+}
+
+impl ActualAsset {
+    /// Why its last rollout counts as failed, if it does: paused, or
+    /// rolled back while the manifest still asks for the version that
+    /// failed (`wanted`: the desired spec hash).
+    pub fn failed_rollout(&self, wanted: Option<&SpecHash>) -> Option<String> {
+        let rollout = self.rollout.as_ref()?;
+        let runs_wanted = wanted.is_some() && self.spec_hash.as_ref() == wanted;
+        if rollout.rolled_back && runs_wanted {
+            return None;
+        }
+        Some(format!(
+            "update {} by the engine: {}",
+            rollout.state, rollout.message
+        ))
+    }
+}
+
+/// A rollout the engine stopped, in its own words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// Swarm's `UpdateStatus.State`: `paused`, `rollback_completed`, ...
+    pub state: String,
+    /// The service runs the previous spec again.
+    pub rolled_back: bool,
+    pub message: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

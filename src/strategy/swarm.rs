@@ -19,8 +19,10 @@ use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
     EndpointSpec, Limit, Mount as DockerMount, MountTmpfsOptions, MountType,
     NetworkAttachmentConfig, ResourceObject, Service, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
-    TaskSpecResources, TaskState,
+    ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigOrderEnum,
+    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, ServiceUpdateStatusStateEnum, Task, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources, TaskState,
 };
 use bollard::query_parameters::{
     InspectNetworkOptionsBuilder, InspectServiceOptions, ListServicesOptionsBuilder,
@@ -47,6 +49,10 @@ pub const FINGERPRINT: &str = "io.assetd.fingerprint";
 /// the service too (update status), so there are more racers than
 /// assetd's writers; a short growing pause spreads the retries out.
 const UPDATE_RETRIES: usize = 10;
+
+/// How long Swarm watches a new task before its update counts as done: a
+/// task that fails within it rolls the service back.
+const ROLLOUT_MONITOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Swarm {
@@ -318,6 +324,7 @@ impl DeploymentStrategy for Swarm {
                         labels::writer_of(&labels, ms)
                     }),
                     template_hash: None,
+                    rollout: stopped_rollout(&service),
                 },
             );
         }
@@ -482,6 +489,8 @@ pub fn service_spec(
         labels: Some(object_labels),
         task_template: Some(task_template),
         mode: Some(mode),
+        update_config: Some(update_config()),
+        rollback_config: Some(rollback_config()),
         endpoint_spec: Some(EndpointSpec {
             ports: Some(ports),
             ..Default::default()
@@ -495,16 +504,65 @@ pub fn service_spec(
     service
 }
 
+/// A change that cannot run never takes down what runs: the new task
+/// starts before the old one stops (published ports go through the
+/// ingress, so both may run), and a task that fails within the monitor
+/// window rolls the service back to what ran.
+fn update_config() -> ServiceSpecUpdateConfig {
+    ServiceSpecUpdateConfig {
+        parallelism: Some(1),
+        delay: Some(0),
+        failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+        monitor: Some(ROLLOUT_MONITOR.as_nanos() as i64),
+        max_failure_ratio: Some(0.0),
+        order: Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+    }
+}
+
+fn rollback_config() -> ServiceSpecRollbackConfig {
+    ServiceSpecRollbackConfig {
+        parallelism: Some(1),
+        delay: Some(0),
+        monitor: Some(ROLLOUT_MONITOR.as_nanos() as i64),
+        max_failure_ratio: Some(0.0),
+        order: Some(ServiceSpecRollbackConfigOrderEnum::START_FIRST),
+        ..Default::default()
+    }
+}
+
+/// A rollout Swarm stopped: paused, or rolled back to the previous spec,
+/// in Swarm's words. `None` while updating or when it completed.
+fn stopped_rollout(service: &Service) -> Option<super::Rollout> {
+    let status = service.update_status.as_ref()?;
+    let state = status.state?;
+    let rolled_back = match state {
+        ServiceUpdateStatusStateEnum::PAUSED => false,
+        ServiceUpdateStatusStateEnum::ROLLBACK_STARTED
+        | ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED
+        | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED => true,
+        _ => return None,
+    };
+    Some(super::Rollout {
+        state: state.to_string(),
+        rolled_back,
+        message: status.message.clone().unwrap_or_default(),
+    })
+}
+
 /// `current` with every field assetd sets taken from `desired`. Everything
 /// else is kept: Swarm's filled-in defaults, `ForceUpdate` (resetting it
 /// would restart every task), and what an operator tuned that manifests
-/// cannot express (update config, secrets, ...).
+/// cannot express (secrets, ...). The update and rollback policy are
+/// assetd's: they are what keeps a failing change from taking down what
+/// runs.
 fn merged(mut current: ServiceSpec, desired: &ServiceSpec) -> ServiceSpec {
     let want = desired.task_template.clone().unwrap_or_default();
     let want_container = want.container_spec.unwrap_or_default();
     current.name = desired.name.clone();
     current.labels = desired.labels.clone();
     current.mode = desired.mode.clone();
+    current.update_config = desired.update_config.clone();
+    current.rollback_config = desired.rollback_config.clone();
     let task = current.task_template.get_or_insert_with(Default::default);
     let container = task.container_spec.get_or_insert_with(Default::default);
     container.image = want_container.image;
