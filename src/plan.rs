@@ -249,6 +249,28 @@ fn decide(
                 Some(want),
             ),
         },
+        // This very version failed its rollout gate here before: the
+        // previous one runs on, and it waits for a new manifest or the
+        // operator (`assetd retry`).
+        (Some(want), Some(_))
+            if record
+                .and_then(|r| r.rolled_back.as_ref())
+                .is_some_and(|r| r.hash == want.hash)
+                && !config.retry.contains(name) =>
+        {
+            let why = record
+                .and_then(|r| r.rolled_back.as_ref())
+                .map(|r| r.reason.clone())
+                .unwrap_or_default();
+            act(
+                ActionKind::Hold,
+                format!(
+                    "rolled back: {why}; not deployed again until the manifest changes or `assetd retry {name}`"
+                ),
+                vec![],
+                None,
+            )
+        }
         // The engine rolled this very version back (its tasks failed):
         // deploying it again would fail again, for ever. It waits for a
         // new manifest, or for the operator (`assetd retry`).

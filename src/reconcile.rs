@@ -323,6 +323,7 @@ pub async fn execute(
                         record.attempts = 0;
                         record.next_retry_ms = None;
                         record.failed_hash = None;
+                        record.rolled_back = None;
                         record.warnings = deployed.warnings.clone();
                         outcome.warnings = deployed.warnings;
                         Ok(())
@@ -332,7 +333,19 @@ pub async fn execute(
             }
             (_, None) => unreachable!("the planner attaches the desired spec to every deploy"),
         };
-        if let Err(e) = result {
+        if let Err(StrategyError::RolledBack(why)) = &result {
+            // Nothing to retry: the same version would fail the same way.
+            // The planner holds it until the manifest changes.
+            tracing::warn!(reason = %why, "rolled back");
+            record.rolled_back = action.desired.as_ref().map(|d| crate::store::RolledBack {
+                hash: d.hash.clone(),
+                reason: why.clone(),
+            });
+            record.last_result = Some(ActionResult::Failed);
+            record.last_error = Some(format!("rolled back: {why}"));
+            record.next_retry_ms = None;
+            outcome.error = Some(format!("rolled back: {why}"));
+        } else if let Err(e) = result {
             record.failed_hash = action.desired.as_ref().map(|d| d.hash.clone());
             record.attempts = record.attempts.saturating_add(1);
             let delay = backoff(record.attempts);

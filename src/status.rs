@@ -107,8 +107,14 @@ pub fn from_pass(
             let failing = have.and_then(|h| h.replicas.failing.clone());
             // A rollout the engine stopped (paused, rolled back) is a
             // failure, whatever else holds.
-            let stopped =
-                have.and_then(|h| h.failed_rollout(desired.assets.get(name).map(|d| &d.hash)));
+            let wanted = desired.assets.get(name).map(|d| &d.hash);
+            let rolled_back_here = record
+                .and_then(|r| r.rolled_back.as_ref())
+                .filter(|r| Some(&r.hash) == wanted)
+                .map(|r| format!("rolled back: {}", r.reason));
+            let stopped = have
+                .and_then(|h| h.failed_rollout(wanted))
+                .or(rolled_back_here);
             let phase = if standby {
                 Phase::Standby
             } else if in_flight.contains(name) {

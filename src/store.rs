@@ -40,10 +40,20 @@ pub struct AppliedRecord {
     /// attempt, not a retry, and does not wait out the old backoff.
     #[serde(default)]
     pub failed_hash: Option<SpecHash>,
+    /// The version that failed its rollout gate, and why: it is not
+    /// deployed again until the manifest changes or the operator retries.
+    #[serde(default)]
+    pub rolled_back: Option<RolledBack>,
     /// Unix milliseconds of the last successful deploy.
     pub applied_ms: Option<u64>,
     /// Unix milliseconds of the last change to this record.
     pub updated_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolledBack {
+    pub hash: SpecHash,
+    pub reason: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -956,3 +956,141 @@ async fn an_unpullable_image_on_update_leaves_the_running_container_running() {
     let c = env.inspect(&env.name("a")).await;
     assert_eq!(c.config.and_then(|c| c.image).as_deref(), Some(IMAGE_2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_version_that_crashes_is_rolled_back_and_the_old_one_runs_on() {
+    let env = TestEnv::new("lc-rollback").await;
+    let a = env.name("a");
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  command: [sleep, \"3600\"]\n"),
+    );
+    assert_no_failures(&env.apply().await);
+    let before = env.inspect(&a).await.id;
+
+    // No host port: start-first. The candidate exits 3 inside the gate.
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_2, "  command: [sh, -c, \"exit 3\"]\n"),
+    );
+    let pass = env.apply().await;
+    let error = pass.outcomes[0]
+        .error
+        .clone()
+        .expect("the update is rolled back");
+    assert!(
+        error.contains("rolled back") && error.contains("exited 3"),
+        "{error}"
+    );
+    let c = env.inspect(&a).await;
+    assert_eq!(c.id, before, "the old container runs on");
+    assert_eq!(c.state.and_then(|s| s.running), Some(true));
+    assert_eq!(env.containers().await.len(), 1, "no candidate left");
+
+    // Not deployed again: held, saying why, until the manifest changes.
+    let pass = env.apply().await;
+    assert_eq!(kinds(&pass), vec![ActionKind::Hold]);
+    assert!(
+        pass.outcomes[0].reason.contains("rolled back"),
+        "{}",
+        pass.outcomes[0].reason
+    );
+    assert_eq!(env.inspect(&a).await.id, before);
+
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_2, "  command: [sleep, \"3600\"]\n"),
+    );
+    assert_no_failures(&env.apply().await);
+    let c = env.inspect(&a).await;
+    assert_ne!(c.id, before);
+    assert_eq!(c.config.and_then(|c| c.image).as_deref(), Some(IMAGE_2));
+    assert_eq!(env.containers().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_host_port_the_old_version_is_stopped_first_and_started_again_on_failure() {
+    let env = TestEnv::new("lc-stopfirst").await;
+    let a = env.name("a");
+    let port = "  ports: { 18351: 80 }\n";
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            &format!("  command: httpd -f -p 80 -h /etc\n{port}"),
+        ),
+    );
+    assert_no_failures(&env.apply().await);
+    let before = env.inspect(&a).await.id;
+
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_2,
+            &format!("  command: [sh, -c, \"exit 3\"]\n{port}"),
+        ),
+    );
+    let pass = env.apply().await;
+    let error = pass.outcomes[0].error.clone().expect("rolled back");
+    assert!(error.contains("exited 3"), "{error}");
+    let c = env.inspect(&a).await;
+    assert_eq!(c.id, before, "the old container is started again");
+    assert_eq!(c.state.and_then(|s| s.running), Some(true));
+    let answer = tokio::net::TcpStream::connect("127.0.0.1:18351").await;
+    assert!(answer.is_ok(), "the old version serves its port again");
+
+    // A good version passes the gate and takes the port.
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_2,
+            &format!("  command: httpd -f -p 80 -h /etc\n{port}"),
+        ),
+    );
+    assert_no_failures(&env.apply().await);
+    let c = env.inspect(&a).await;
+    assert_eq!(c.config.and_then(|c| c.image).as_deref(), Some(IMAGE_2));
+    assert_eq!(env.containers().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_candidate_left_by_an_interrupted_update_is_removed_and_the_update_redone() {
+    let env = TestEnv::new("lc-candidate").await;
+    let a = env.name("a");
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  command: [sleep, \"3600\"]\n"),
+    );
+    assert_no_failures(&env.apply().await);
+    // What a kill -9 between "candidate started" and "swap" leaves.
+    let labels = env.inspect(&a).await.config.unwrap().labels.unwrap();
+    env.docker
+        .create_container(
+            Some(
+                CreateContainerOptionsBuilder::default()
+                    .name(&format!("{a}.assetd-candidate"))
+                    .build(),
+            ),
+            ContainerCreateBody {
+                image: Some(IMAGE_2.into()),
+                cmd: Some(vec!["sleep".into(), "3600".into()]),
+                labels: Some(labels),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_2, "  command: [sleep, \"3600\"]\n"),
+    );
+    assert_no_failures(&env.apply().await);
+    let names: Vec<String> = ids_by_name(&env).await.into_keys().collect();
+    assert_eq!(names, vec![a.clone()], "exactly the wanted container");
+    let c = env.inspect(&a).await;
+    assert_eq!(c.config.and_then(|c| c.image).as_deref(), Some(IMAGE_2));
+    assert!(env.apply().await.outcomes.is_empty(), "converged");
+}

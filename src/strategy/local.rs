@@ -29,6 +29,9 @@ use super::{
 use crate::spec::{AssetName, DeploySpec, Mode, MountKind, SpecHash};
 use crate::writer::Writer;
 
+mod rollout;
+use rollout::Previous;
+
 #[derive(Clone)]
 pub struct LocalDocker {
     docker: Docker,
@@ -129,7 +132,16 @@ impl LocalDocker {
         container_name: &str,
         replica: u64,
     ) -> Result<String, StrategyError> {
-        let mut body = container_body(spec, owner, &self.instance, replica);
+        let body = container_body(spec, owner, &self.instance, replica);
+        self.create_and_start_body(body, spec, container_name).await
+    }
+
+    async fn create_and_start_body(
+        &self,
+        mut body: ContainerCreateBody,
+        spec: &DeploySpec,
+        container_name: &str,
+    ) -> Result<String, StrategyError> {
         if let Some(labels) = body.labels.as_mut() {
             labels::stamp(labels, self.writer.as_ref());
         }
@@ -194,6 +206,94 @@ impl LocalDocker {
 }
 
 impl LocalDocker {
+    /// Sorts an asset's containers: those of this spec (or of this spec
+    /// at another replica count: scaling keeps them) that run or can be
+    /// made to run; and those of a previous version, which the rollout
+    /// replaces. Anything else (a leftover candidate, a container of this
+    /// spec that cannot be run) is removed.
+    async fn sort(
+        &self,
+        spec: &DeploySpec,
+        owner: &Ownership,
+        existing: &[ContainerSummary],
+        wrote: &mut bool,
+    ) -> Result<(Vec<(String, String)>, Vec<Previous>), StrategyError> {
+        let template = spec.template_hash();
+        let mut usable = Vec::new();
+        let mut previous = Vec::new();
+        for container in existing {
+            let id = container.id.clone().unwrap_or_default();
+            let name = container_name(container);
+            let fits = label(container, labels::SPEC_HASH) == Some(owner.hash.0.as_str())
+                || label(container, labels::TEMPLATE_HASH) == Some(template.0.as_str());
+            if rollout::is_candidate(&name) {
+                tracing::info!(container = %name, "removing the candidate of an interrupted update");
+            } else if !fits {
+                previous.push(Previous {
+                    name,
+                    id,
+                    running: container.state == Some(ContainerSummaryStateEnum::RUNNING),
+                });
+                continue;
+            } else if self.resources_as_declared(&id, spec).await
+                && self.make_running(container, &id, wrote).await
+            {
+                usable.push((name, id));
+                continue;
+            }
+            self.remove_container(&id).await?;
+            *wrote = true;
+        }
+        previous.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((usable, previous))
+    }
+
+    /// Each wanted name keeps the container of that name; the other
+    /// usable containers fill the names left free (a rename keeps the
+    /// container: `docker rename` by hand, or 1 ↔ N replicas), and the
+    /// rest go (scaled down).
+    async fn fill_slots(
+        &self,
+        wanted: &[String],
+        usable: Vec<(String, String)>,
+        wrote: &mut bool,
+    ) -> Result<BTreeMap<String, String>, StrategyError> {
+        let mut kept: BTreeMap<String, String> = BTreeMap::new();
+        let (named, mut spare): (Vec<_>, Vec<_>) = usable
+            .into_iter()
+            .partition(|(name, _)| wanted.contains(name));
+        for (name, id) in named {
+            kept.insert(name, id);
+        }
+        spare.sort();
+        let free: Vec<String> = wanted
+            .iter()
+            .filter(|n| !kept.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in free {
+            if spare.is_empty() {
+                break;
+            }
+            let (old, id) = spare.remove(0);
+            self.docker
+                .rename_container(
+                    &id,
+                    RenameContainerOptionsBuilder::default().name(&name).build(),
+                )
+                .await
+                .map_err(|e| StrategyError::docker("rename container", old.as_str(), e))?;
+            tracing::info!(from = %old, to = %name, "renamed container");
+            kept.insert(name, id);
+            *wrote = true;
+        }
+        for (_, id) in spare {
+            self.remove_container(&id).await?;
+            *wrote = true;
+        }
+        Ok(kept)
+    }
+
     /// Whether a container's limits and restart policy are still the ones
     /// it was created with (`docker update` changes them in place, and
     /// no label shows it). Read only on a deploy, never on a listing.
@@ -306,73 +406,35 @@ impl DeploymentStrategy for LocalDocker {
         // The image first: a tag that cannot be pulled must leave what
         // runs running, not remove it and then fail to create.
         self.ensure_image(&spec.image).await?;
-        let template = spec.template_hash();
         let mut wrote = false;
-        // Containers of this spec, or of this spec at another replica
-        // count (scaling keeps them), that run or can be made to run.
-        let mut usable: Vec<(String, String)> = Vec::new();
-        for container in &existing {
-            let id = container.id.clone().unwrap_or_default();
-            let fits = label(container, labels::SPEC_HASH) == Some(owner.hash.0.as_str())
-                || label(container, labels::TEMPLATE_HASH) == Some(template.0.as_str());
-            if fits
-                && self.resources_as_declared(&id, spec).await
-                && self.make_running(container, &id, &mut wrote).await
-            {
-                usable.push((container_name(container), id));
-            } else {
-                self.remove_container(&id).await?;
-                wrote = true;
-            }
-        }
-        // Each wanted name keeps the container of that name; the other
-        // usable containers fill the names left free (a rename keeps the
-        // container: `docker rename` by hand, or 1 ↔ N replicas), and the
-        // rest go (scaled down).
-        let mut kept: BTreeMap<String, String> = BTreeMap::new();
-        let (named, mut spare): (Vec<_>, Vec<_>) = usable
-            .into_iter()
-            .partition(|(name, _)| wanted.contains(name));
-        for (name, id) in named {
-            kept.insert(name, id);
-        }
-        spare.sort();
-        for name in wanted
-            .iter()
-            .filter(|n| !kept.contains_key(*n))
-            .cloned()
-            .collect::<Vec<_>>()
-        {
-            let Some((old, id)) = spare.first().cloned() else {
-                break;
-            };
-            spare.remove(0);
-            self.docker
-                .rename_container(
-                    &id,
-                    RenameContainerOptionsBuilder::default().name(&name).build(),
-                )
-                .await
-                .map_err(|e| StrategyError::docker("rename container", old.as_str(), e))?;
-            tracing::info!(from = %old, to = %name, "renamed container");
-            kept.insert(name, id);
-            wrote = true;
-        }
-        for (_, id) in spare {
-            self.remove_container(&id).await?;
-            wrote = true;
-        }
-
-        let missing: Vec<(usize, &String)> = wanted
+        let (usable, mut previous) = self.sort(spec, owner, &existing, &mut wrote).await?;
+        let mut kept = self.fill_slots(&wanted, usable, &mut wrote).await?;
+        // Slots still empty: a previous version's container is replaced
+        // through the gate; with none, a container is simply created.
+        let missing: Vec<(usize, String)> = wanted
             .iter()
             .enumerate()
             .filter(|(_, name)| !kept.contains_key(*name))
+            .map(|(i, n)| (i, n.clone()))
             .collect();
         for (index, name) in missing {
-            let id = self
-                .create_and_start(spec, owner, name, index as u64 + 1)
-                .await?;
-            kept.insert(name.clone(), id);
+            let same_name = previous.iter().position(|p| p.name == name);
+            let old = same_name.or((!previous.is_empty()).then_some(0));
+            let id = match old.map(|i| previous.remove(i)) {
+                Some(old) => {
+                    self.replace(spec, owner, &old, &name, index as u64 + 1)
+                        .await?
+                }
+                None => {
+                    self.create_and_start(spec, owner, &name, index as u64 + 1)
+                        .await?
+                }
+            };
+            kept.insert(name, id);
+            wrote = true;
+        }
+        for old in previous {
+            self.remove_container(&old.id).await?;
             wrote = true;
         }
         Ok(Deployed {

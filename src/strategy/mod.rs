@@ -139,6 +139,10 @@ pub enum StrategyError {
     /// The spec cannot be deployed by this strategy, whatever Docker says.
     #[error("{0}")]
     Refused(String),
+    /// The new version failed its gate and the previous one runs on: the
+    /// version is not deployed again until its manifest changes.
+    #[error("rolled back: {0}")]
+    RolledBack(String),
     /// An object with our name exists but is not ours: we never touch it.
     #[error("{kind} `{name}` exists and is not managed by this assetd instance ({}); it is left alone: rename the asset or remove that {kind} by hand", owner_text(.owner))]
     Foreign {
