@@ -57,8 +57,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, MessageFormatter, Spanned, Tagged, UserMessageFormatter};
 
 use crate::spec::{
-    AssetName, DeploySpec, Mode, Mount, MountKind, PortMapping, Protocol, ResourceSet, Resources,
-    SpecHash,
+    AssetName, DeploySpec, Healthcheck, Mode, Mount, MountKind, PortMapping, Protocol, ResourceSet,
+    Resources, SpecHash,
 };
 
 /// The only `apiVersion` this build understands.
@@ -307,6 +307,7 @@ pub fn shapes() -> Vec<(&'static str, Vec<&'static str>)> {
         both("mode", "Mode", &MODE),
         both("replicated", "Replicated", &REPLICATED),
         both("mount", "Mount", &MOUNT),
+        both("healthcheck", "Healthcheck", &HEALTHCHECK),
     ]
     .concat()
 }
@@ -514,7 +515,7 @@ const METADATA: Shape<2> = Shape {
     friendly: ["name", "labels"],
     engine: None,
 };
-const SPEC: Shape<9> = Shape {
+const SPEC: Shape<10> = Shape {
     friendly: [
         "image",
         "command",
@@ -525,8 +526,13 @@ const SPEC: Shape<9> = Shape {
         "resources",
         "mode",
         "mounts",
+        "healthcheck",
     ],
     engine: None,
+};
+const HEALTHCHECK: Shape<5> = Shape {
+    friendly: ["test", "interval", "timeout", "retries", "startPeriod"],
+    engine: Some(["Test", "Interval", "Timeout", "Retries", "StartPeriod"]),
 };
 const RESOURCES: Shape<2> = Shape {
     friendly: ["limits", "reservations"],
@@ -1201,6 +1207,7 @@ impl<'a> Decoder<'a> {
         let resources = fields.get(6).map(|n| self.resources(n)).unwrap_or_default();
         let mode = fields.get(7).map(|n| self.mode(n)).unwrap_or_default();
         let mounts = fields.get(8).map(|n| self.mounts(n)).unwrap_or_default();
+        let healthcheck = fields.get(9).and_then(|n| self.healthcheck(n));
         let spec = DeploySpec {
             // Replaced by the caller; a spec is only returned when the
             // whole document is valid, so this never escapes.
@@ -1215,8 +1222,112 @@ impl<'a> Decoder<'a> {
             resources,
             mode,
             mounts,
+            healthcheck,
         };
         Some((spec, ports_pos))
+    }
+
+    /// `healthcheck: { test: [CMD, ...], interval: 5s, ... }`; the
+    /// Engine-API spelling takes nanoseconds, as Docker's API does.
+    fn healthcheck(&mut self, node: &Node) -> Option<Healthcheck> {
+        const P: &str = "spec.healthcheck";
+        let fields = self.object(node, P, &HEALTHCHECK)?;
+        let test = self
+            .required(&fields, 0, node, P)
+            .and_then(|n| self.health_test(n, &join(P, fields.names[0])));
+        let mut durations = [None; 3];
+        for (slot, i) in durations.iter_mut().zip([1, 2, 4]) {
+            if let Some(value) = fields.get(i) {
+                let path = join(P, fields.names[i]);
+                *slot = self.duration_ns(value, &path, fields.spelling);
+            }
+        }
+        let retries = match fields.get(3) {
+            Some(value) => {
+                let path = join(P, fields.names[3]);
+                match self.integer(value, &path)? {
+                    n @ 0..=1000 => Some(n as i64),
+                    n => {
+                        self.error(
+                            value,
+                            &path,
+                            format!("retries must be 0 to 1000, found {n}"),
+                        );
+                        return None;
+                    }
+                }
+            }
+            None => None,
+        };
+        let [interval_ns, timeout_ns, start_period_ns] = durations;
+        Some(Healthcheck {
+            test: test?,
+            interval_ns,
+            timeout_ns,
+            retries,
+            start_period_ns,
+        })
+    }
+
+    /// `["CMD", argv...]`, `["CMD-SHELL", "cmd"]`, `["NONE"]`, or a plain
+    /// string (run by the image's shell, as compose does).
+    fn health_test(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
+        let test = match &node.kind {
+            Kind::Seq(items) => {
+                let mut test = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    test.push(self.string(item, &format!("{path}[{i}]"))?);
+                }
+                test
+            }
+            Kind::Map(_) | Kind::Null => {
+                self.wrong_type(
+                    node,
+                    path,
+                    "a list such as [CMD, curl, -f, http://localhost/] or a string",
+                );
+                return None;
+            }
+            _ => vec!["CMD-SHELL".into(), self.string(node, path)?],
+        };
+        let args = test.len().saturating_sub(1);
+        let problem = match test.first().map(String::as_str) {
+            Some("CMD") if args == 0 => Some("`CMD` needs the command to run after it"),
+            Some("CMD-SHELL") if args != 1 => Some("`CMD-SHELL` takes exactly one command line"),
+            Some("NONE") if args != 0 => Some("`NONE` takes nothing after it"),
+            Some("CMD" | "CMD-SHELL" | "NONE") => None,
+            _ => Some("the first item must be CMD, CMD-SHELL or NONE"),
+        };
+        if let Some(problem) = problem {
+            self.error(node, path, problem);
+            return None;
+        }
+        Some(test)
+    }
+
+    /// A duration: `5s`, `500ms`, `1m30s` (friendly) or nanoseconds
+    /// (Engine-API spelling). At least 1 ms, as Docker requires.
+    fn duration_ns(&mut self, node: &Node, path: &str, spelling: Spelling) -> Option<i64> {
+        let ns = match spelling {
+            Spelling::Engine => i64::try_from(self.integer(node, path)?).ok(),
+            Spelling::Friendly => {
+                let text = self.string(node, path)?;
+                match parse_duration_ns(text.trim()) {
+                    Ok(ns) => Some(ns),
+                    Err(why) => {
+                        self.error(node, path, why);
+                        return None;
+                    }
+                }
+            }
+        };
+        match ns {
+            Some(ns) if ns >= 1_000_000 => Some(ns),
+            _ => {
+                self.error(node, path, "a duration must be at least 1ms");
+                None
+            }
+        }
     }
 
     fn image(&mut self, node: &Node) -> Option<String> {
@@ -2052,6 +2163,43 @@ const MEMORY_UNITS: [(&str, u128); 10] = [
     ("T", 1_000_000_000_000),
     ("Ti", 1 << 40),
 ];
+
+/// `1h2m3s4ms` style durations → nanoseconds.
+fn parse_duration_ns(text: &str) -> Result<i64, String> {
+    let wrong = || format!("`{text}` is not a duration; write e.g. 5s, 500ms, 1m30s");
+    if text.is_empty() {
+        return Err(wrong());
+    }
+    let mut rest = text;
+    let mut total: i128 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(wrong());
+        }
+        let number: i128 = rest[..digits].parse().map_err(|_| wrong())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let factor: i128 = match &rest[..unit_len] {
+            "h" => 3_600_000_000_000,
+            "m" => 60_000_000_000,
+            "s" => 1_000_000_000,
+            "ms" => 1_000_000,
+            "us" => 1_000,
+            "ns" => 1,
+            _ => return Err(wrong()),
+        };
+        rest = &rest[unit_len..];
+        total = total
+            .checked_add(number.checked_mul(factor).ok_or_else(wrong)?)
+            .ok_or_else(wrong)?;
+    }
+    i64::try_from(total).map_err(|_| format!("`{text}` is too long a duration"))
+}
 
 fn parse_memory(text: &str) -> Result<u128, String> {
     let split = text

@@ -493,6 +493,7 @@ mod tests {
             resources: Resources::default(),
             mode: Mode::default(),
             mounts: vec![],
+            healthcheck: None,
         }
     }
 

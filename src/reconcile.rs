@@ -383,6 +383,7 @@ mod tests {
             resources: Resources::default(),
             mode: Mode::default(),
             mounts: vec![],
+            healthcheck: None,
         };
         Action {
             name: spec.name.clone(),

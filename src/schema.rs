@@ -28,6 +28,7 @@ pub const OBJECT_KEYS: &[(&str, &[&str])] = &[
             "resources",
             "mode",
             "mounts",
+            "healthcheck",
         ],
     ),
     ("resources", &["limits", "reservations"]),
@@ -40,6 +41,14 @@ pub const OBJECT_KEYS: &[(&str, &[&str])] = &[
     ("Replicated", &["Replicas"]),
     ("mount", &["type", "source", "target", "readOnly"]),
     ("Mount", &["Type", "Source", "Target", "ReadOnly"]),
+    (
+        "healthcheck",
+        &["test", "interval", "timeout", "retries", "startPeriod"],
+    ),
+    (
+        "Healthcheck",
+        &["Test", "Interval", "Timeout", "Retries", "StartPeriod"],
+    ),
 ];
 
 fn scalar() -> Value {
@@ -57,6 +66,48 @@ fn closed(properties: Value, required: &[&str]) -> Value {
 
 fn one_key(key: &str, value: Value) -> Value {
     closed(json!({ key: value }), &[key])
+}
+
+fn health_test() -> Value {
+    json!({
+        "description": "[CMD, argv...], [CMD-SHELL, command], [NONE], or a command line for the shell",
+        "oneOf": [
+            { "type": "string", "minLength": 1 },
+            { "type": "array", "minItems": 1, "items": { "type": "string" } },
+        ],
+    })
+}
+
+fn healthcheck() -> Value {
+    let duration = json!({
+        "description": "e.g. 5s, 500ms, 1m30s",
+        "type": "string",
+        "pattern": "^([0-9]+(h|m|s|ms|us|ns))+$",
+    });
+    closed(
+        json!({
+            "test": health_test(),
+            "interval": duration,
+            "timeout": duration,
+            "retries": { "type": ["integer", "string"] },
+            "startPeriod": duration,
+        }),
+        &["test"],
+    )
+}
+
+fn engine_healthcheck() -> Value {
+    let ns = json!({ "description": "nanoseconds", "type": ["integer", "string"] });
+    closed(
+        json!({
+            "Test": health_test(),
+            "Interval": ns,
+            "Timeout": ns,
+            "Retries": { "type": ["integer", "string"] },
+            "StartPeriod": ns,
+        }),
+        &["Test"],
+    )
 }
 
 /// The schema as a JSON value.
@@ -142,6 +193,7 @@ pub fn schema() -> Value {
                 ],
             },
             "mounts": { "type": "array", "items": { "oneOf": [mount, engine_mount] } },
+            "healthcheck": { "oneOf": [healthcheck(), engine_healthcheck()] },
         }),
         &["image"],
     );
@@ -220,6 +272,9 @@ mod tests {
         let mounts = &spec["properties"]["mounts"]["items"]["oneOf"];
         assert_eq!(keys_of(&mounts[0]), lookup["mount"]);
         assert_eq!(keys_of(&mounts[1]), lookup["Mount"]);
+        let health = &spec["properties"]["healthcheck"]["oneOf"];
+        assert_eq!(keys_of(&health[0]), lookup["healthcheck"]);
+        assert_eq!(keys_of(&health[1]), lookup["Healthcheck"]);
         for (shape, keys) in crate::manifest::shapes() {
             assert_eq!(
                 lookup[shape],

@@ -93,6 +93,45 @@ pub struct DeploySpec {
     pub resources: Resources,
     pub mode: Mode,
     pub mounts: Vec<Mount>,
+    /// Left out of the canonical form when absent, so specs written
+    /// before the field existed keep their hash (no redeploy on upgrade).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// Docker's healthcheck, in the engine's units. A rollout waits for a
+/// new version to be healthy before it replaces the old one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    /// `["CMD", argv...]`, `["CMD-SHELL", "command"]` or `["NONE"]`.
+    pub test: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ns: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ns: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period_ns: Option<i64>,
+}
+
+impl Healthcheck {
+    /// Whether it checks anything (`["NONE"]` switches the image's off).
+    pub fn checks(&self) -> bool {
+        self.test.first().map(String::as_str) != Some("NONE")
+    }
+
+    /// The longest a new container may take to report healthy, per
+    /// Docker's defaults (30 s interval and timeout, 3 retries).
+    pub fn deadline(&self) -> std::time::Duration {
+        let ns = |v: Option<i64>, default: i64| v.filter(|v| *v > 0).unwrap_or(default) as u64;
+        let second = 1_000_000_000;
+        let interval = ns(self.interval_ns, 30 * second);
+        let timeout = ns(self.timeout_ns, 30 * second);
+        let retries = ns(self.retries, 3);
+        let start = ns(self.start_period_ns, 0);
+        std::time::Duration::from_nanos(start + (interval + timeout) * (retries + 1))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -310,6 +349,7 @@ mod tests {
             resources: Resources::default(),
             mode: Mode::default(),
             mounts: vec![],
+            healthcheck: None,
         }
     }
 

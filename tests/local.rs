@@ -1094,3 +1094,37 @@ async fn a_candidate_left_by_an_interrupted_update_is_removed_and_the_update_red
     assert_eq!(c.config.and_then(|c| c.image).as_deref(), Some(IMAGE_2));
     assert!(env.apply().await.outcomes.is_empty(), "converged");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_version_must_be_healthy_before_it_replaces_the_old_one() {
+    let env = TestEnv::new("lc-health").await;
+    let a = env.name("a");
+    let health = |test: &str| {
+        format!("  command: [sleep, \"3600\"]\n  healthcheck: {{ test: [CMD, {test}], interval: 500ms, timeout: 1s, retries: 1 }}\n")
+    };
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  command: [sleep, \"3600\"]\n"),
+    );
+    assert_no_failures(&env.apply().await);
+    let before = env.inspect(&a).await.id;
+
+    // Failing its healthcheck: rolled back, the old one runs on.
+    env.write("a.yaml", &env.asset("a", IMAGE_2, &health("\"false\"")));
+    let pass = env.apply().await;
+    let error = pass.outcomes[0].error.clone().expect("rolled back");
+    assert!(error.contains("unhealthy"), "{error}");
+    assert_eq!(env.inspect(&a).await.id, before);
+    assert_eq!(env.containers().await.len(), 1);
+
+    // Passing it: the update completes, with the healthcheck set.
+    env.write("a.yaml", &env.asset("a", IMAGE_2, &health("\"true\"")));
+    assert_no_failures(&env.apply().await);
+    let c = env.inspect(&a).await;
+    assert_ne!(c.id, before);
+    let test = c.config.and_then(|c| c.healthcheck).and_then(|h| h.test);
+    assert_eq!(test, Some(vec!["CMD".to_string(), "true".to_string()]));
+    let status = c.state.and_then(|s| s.health).and_then(|h| h.status);
+    assert_eq!(status.map(|s| s.to_string()).as_deref(), Some("healthy"));
+    assert!(env.apply().await.outcomes.is_empty(), "converged");
+}

@@ -1336,3 +1336,33 @@ async fn a_version_that_crashes_is_rolled_back_by_swarm_and_not_deployed_again()
     assert_eq!(kinds(&pass), vec![ActionKind::Update]);
     wait_running(&env, "a", 1, IMAGE_2).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_healthcheck_reaches_the_service_and_causes_no_drift() {
+    let env = TestEnv::new("sw-health").await;
+    let swarm = env.swarm();
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            "  command: [sleep, \"3600\"]\n  healthcheck: { test: [CMD, \"true\"], interval: 1s, retries: 2 }\n",
+        ),
+    );
+    assert_no_failures(&env.apply_with(&swarm).await);
+    // bollard 0.21 cannot read the engine's `Healthcheck` back: ask the CLI.
+    let check = docker_cli(&[
+        "service",
+        "inspect",
+        &env.name("a"),
+        "--format",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Healthcheck}}",
+    ]);
+    assert!(
+        check.contains(r#""Test":["CMD","true"]"#) && check.contains(r#""Interval":1000000000"#),
+        "{check}"
+    );
+    wait_running(&env, "a", 1, IMAGE_1).await;
+    let pass = env.apply_with(&swarm).await;
+    assert!(pass.outcomes.is_empty(), "no drift: {:?}", pass.outcomes);
+}

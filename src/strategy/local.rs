@@ -715,6 +715,7 @@ fn container_body(
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         env: Some(spec.env.clone()),
+        healthcheck: spec.healthcheck.as_ref().map(super::health_config),
         cmd: spec.command.clone(),
         labels: Some(labels),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),

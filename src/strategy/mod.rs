@@ -180,6 +180,18 @@ impl StrategyError {
     }
 }
 
+/// A healthcheck as both engines take it.
+pub fn health_config(check: &crate::spec::Healthcheck) -> bollard::models::HealthConfig {
+    bollard::models::HealthConfig {
+        test: Some(check.test.clone()),
+        interval: check.interval_ns,
+        timeout: check.timeout_ns,
+        retries: check.retries,
+        start_period: check.start_period_ns,
+        ..Default::default()
+    }
+}
+
 /// The HTTP status of a Docker error response, if it was one.
 pub fn status_code(err: &bollard::errors::Error) -> Option<u16> {
     match err {

@@ -425,6 +425,7 @@ pub fn service_spec(
         args: spec.command.clone(),
         env: Some(spec.env.clone()),
         mounts: Some(spec.mounts.iter().map(docker_mount).collect()),
+        health_check: spec.healthcheck.as_ref().map(super::health_config),
         ..Default::default()
     };
     let resources = TaskSpecResources {
@@ -571,6 +572,8 @@ fn merged(mut current: ServiceSpec, desired: &ServiceSpec) -> ServiceSpec {
     container.command = want_container.command;
     container.env = want_container.env;
     container.mounts = want_container.mounts;
+    // Never read back (see `managed_fields`): always the manifest's.
+    container.health_check = want_container.health_check;
     let want_resources = want.resources.unwrap_or_default();
     let resources = task.resources.get_or_insert_with(Default::default);
     resources.limits = want_resources.limits;
@@ -603,9 +606,12 @@ fn docker_mount(m: &crate::spec::Mount) -> DockerMount {
 /// lists and zero values, and `docker service update` pins image digests
 /// (`img:1@sha256:…`); none of that may read as a change. Networks are
 /// compared as sent, i.e. as IDs (see [`Swarm::network_targets`]).
-fn managed_fields(spec: &ServiceSpec) -> [(&'static str, Value); 12] {
+fn managed_fields(spec: &ServiceSpec) -> Vec<(&'static str, Value)> {
     let task = spec.task_template.clone().unwrap_or_default();
     let container = task.container_spec.unwrap_or_default();
+    // No healthcheck here: bollard 0.21 reads `HealthCheck` while the
+    // engine answers `Healthcheck`, so it never reads back and would look
+    // like drift for ever. A manifest change still changes the spec hash.
     let image = container.image.unwrap_or_default();
     let image = image.split('@').next().unwrap_or_default().to_string();
     let non_empty = |v: Option<Vec<String>>| v.filter(|v| !v.is_empty());
@@ -700,6 +706,8 @@ fn managed_fields(spec: &ServiceSpec) -> [(&'static str, Value); 12] {
         ("ports", json!(ports)),
         ("mode", mode),
     ]
+    .into_iter()
+    .collect()
 }
 
 fn short_hash(value: &Value) -> String {
@@ -727,11 +735,18 @@ fn drift(label: Option<&str>, spec: &ServiceSpec) -> Vec<String> {
         .split(',')
         .filter_map(|kv| kv.split_once('='))
         .collect();
-    managed_fields(spec)
+    let now = managed_fields(spec);
+    let mut drift: Vec<String> = now
         .iter()
         .filter(|(field, value)| written.get(field) != Some(&short_hash(value).as_str()))
         .map(|(field, value)| format!("{field} changed outside assetd (now {})", render(value)))
-        .collect()
+        .collect();
+    for field in written.keys() {
+        if !now.iter().any(|(f, _)| f == field) {
+            drift.push(format!("{field} removed outside assetd"));
+        }
+    }
+    drift
 }
 
 /// A value for a one-line reason: strings bare, long values cut.
@@ -769,6 +784,7 @@ mod tests {
             resources: Resources::default(),
             mode: Mode::Replicated { replicas: 2 },
             mounts: vec![],
+            healthcheck: None,
         };
         let owner = Ownership {
             hash: spec.hash(),

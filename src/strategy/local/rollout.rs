@@ -19,7 +19,7 @@ use bollard::query_parameters::{
 };
 
 use super::{LocalDocker, StrategyError};
-use crate::spec::DeploySpec;
+use crate::spec::{DeploySpec, Healthcheck};
 use crate::strategy::Ownership;
 
 /// The name suffix that marks a candidate (a label cannot be changed
@@ -76,7 +76,8 @@ impl LocalDocker {
                 return Err(e);
             }
         };
-        if let Err(why) = self.gate(&id).await {
+        let healthcheck = spec.healthcheck.as_ref().filter(|h| h.checks());
+        if let Err(why) = self.gate(&id, healthcheck).await {
             let _ = self.remove_container(&id).await;
             self.restore(old, stop_first).await;
             let runs = if old.running {
@@ -126,11 +127,13 @@ impl LocalDocker {
         }
     }
 
-    /// Running for [`MONITOR`] without exiting or turning unhealthy (the
-    /// candidate has no restart policy yet); the error says what happened,
-    /// in the engine's terms.
-    async fn gate(&self, id: &str) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + MONITOR;
+    /// Running for [`MONITOR`] without exiting and, when a healthcheck is
+    /// declared, healthy (waiting as long as the check's own timing
+    /// allows). The candidate has no restart policy yet, so an exit shows
+    /// as one. The error says what happened, in the engine's terms.
+    async fn gate(&self, id: &str, healthcheck: Option<&Healthcheck>) -> Result<(), String> {
+        let started = tokio::time::Instant::now();
+        let give_up = started + MONITOR + healthcheck.map_or(Duration::ZERO, Healthcheck::deadline);
         loop {
             let inspect = self
                 .docker
@@ -138,16 +141,25 @@ impl LocalDocker {
                 .await
                 .map_err(|e| format!("could not be inspected ({e})"))?;
             let state = inspect.state.unwrap_or_default();
-            let code = state.exit_code.unwrap_or_default();
             if state.running != Some(true) {
-                return Err(format!("exited {code}"));
+                return Err(format!("exited {}", state.exit_code.unwrap_or_default()));
             }
-            let health = state.health.and_then(|h| h.status).map(|s| s.to_string());
-            if health.as_deref() == Some("unhealthy") {
-                return Err("turned unhealthy".into());
+            let health = state.health.unwrap_or_default();
+            let status = health.status.map(|s| s.to_string()).unwrap_or_default();
+            if status == "unhealthy" {
+                let output = health
+                    .log
+                    .and_then(|log| log.last().and_then(|l| l.output.clone()))
+                    .unwrap_or_default();
+                return Err(format!("turned unhealthy ({})", output.trim()));
             }
-            if tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            let healthy = healthcheck.is_none() || status == "healthy";
+            if healthy && now >= started + MONITOR {
                 return Ok(());
+            }
+            if now >= give_up {
+                return Err(format!("was not healthy in time (health: {status})"));
             }
             tokio::time::sleep(GATE_POLL).await;
         }
