@@ -416,7 +416,13 @@ async fn pass(
     prunes.settle.observe(&plan, observed);
     shared.set_confirmable(&plan);
     let fleet = actual.len().max(applied.len());
-    let (writer_conflict, other_writers) = writers(&config.writer, &actual, shared);
+    // On Swarm the leader rule already makes one writer, and a rollback
+    // or a failover rewrites stamps without a fight: only the local engine
+    // needs the writers' rule.
+    let (writer_conflict, other_writers) = match engine.strategy.kind() {
+        crate::strategy::StrategyKind::Local => writers(&config.writer, &actual, shared),
+        crate::strategy::StrategyKind::Swarm => (None, vec![]),
+    };
     let standby = follower || writer_conflict.is_some();
     if !standby {
         // A running action writes its own record; adopting one for it from

@@ -205,6 +205,40 @@ fn decide(
         }))
     };
     match (want, have) {
+        // This very version failed its rollout gate here before: the
+        // previous one runs on, and the upgrade waits for a new manifest
+        // or the operator (`assetd retry`). The previous version is still
+        // looked after: drift is repaired with it, never with the version
+        // that failed.
+        (Some(want), have) if rolled_back_here(want, record) && !config.retry.contains(name) => {
+            let why = record
+                .and_then(|r| r.rolled_back.as_ref())
+                .map(|r| r.reason.clone())
+                .unwrap_or_default();
+            let previous = record.and_then(|r| previous_version(r, want));
+            let intact = have.is_some_and(|h| {
+                h.drift.is_empty() && previous.as_ref().is_some_and(|p| runs_spec(p, h))
+            });
+            match previous {
+                Some(previous) if !intact => {
+                    let drift = have.map_or("nothing runs".into(), |h| h.drift.join("; "));
+                    act(
+                        ActionKind::Repair,
+                        format!("{drift} (repaired with the version that ran before the rollback)"),
+                        vec![],
+                        Some(&previous),
+                    )
+                }
+                _ => act(
+                    ActionKind::Hold,
+                    format!(
+                        "rolled back: {why}; not deployed again until the manifest changes or `assetd retry {name}`"
+                    ),
+                    vec![],
+                    None,
+                ),
+            }
+        }
         // Scaled to zero and applied: no objects is exactly what is wanted
         // (the local engine lists nothing for it).
         (Some(want), None)
@@ -249,28 +283,6 @@ fn decide(
                 Some(want),
             ),
         },
-        // This very version failed its rollout gate here before: the
-        // previous one runs on, and it waits for a new manifest or the
-        // operator (`assetd retry`).
-        (Some(want), Some(_))
-            if record
-                .and_then(|r| r.rolled_back.as_ref())
-                .is_some_and(|r| r.hash == want.hash)
-                && !config.retry.contains(name) =>
-        {
-            let why = record
-                .and_then(|r| r.rolled_back.as_ref())
-                .map(|r| r.reason.clone())
-                .unwrap_or_default();
-            act(
-                ActionKind::Hold,
-                format!(
-                    "rolled back: {why}; not deployed again until the manifest changes or `assetd retry {name}`"
-                ),
-                vec![],
-                None,
-            )
-        }
         // The engine rolled this very version back (its tasks failed):
         // deploying it again would fail again, for ever. It waits for a
         // new manifest, or for the operator (`assetd retry`).
@@ -368,6 +380,24 @@ fn hold_all(removals: &mut [Action], reason: &str) {
         removal.kind = ActionKind::Hold;
         removal.reason = format!("{reason} (would remove: {})", removal.reason);
     }
+}
+
+/// Whether `want`'s very version failed its rollout gate here.
+fn rolled_back_here(want: &DesiredAsset, record: Option<&AppliedRecord>) -> bool {
+    record
+        .and_then(|r| r.rolled_back.as_ref())
+        .is_some_and(|r| r.hash == want.hash)
+}
+
+/// The version that ran before a rollback, as a deployable asset (the
+/// store keeps the last spec that deployed successfully).
+fn previous_version(record: &AppliedRecord, want: &DesiredAsset) -> Option<DesiredAsset> {
+    Some(DesiredAsset {
+        spec: record.spec.clone()?,
+        hash: record.hash.clone()?,
+        source: record.source.clone().unwrap_or_else(|| want.source.clone()),
+        pos: want.pos.clone(),
+    })
 }
 
 /// Whether the objects run `want`'s spec: by their spec hash, or (local
@@ -846,6 +876,46 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&new), vec![("a".into(), ActionKind::Update)]);
+    }
+
+    #[test]
+    fn after_a_local_rollback_drift_is_repaired_with_the_previous_version() {
+        let new = want("a", "i:2", "a.yaml");
+        let old = spec("a", "i:1");
+        let record = AppliedRecord {
+            hash: Some(old.hash()),
+            spec: Some(old.clone()),
+            applied_ms: Some(1),
+            rolled_back: Some(crate::store::RolledBack {
+                hash: new.hash.clone(),
+                reason: "exited 3".into(),
+            }),
+            ..Default::default()
+        };
+        let applied = BTreeMap::from([(name("a"), record)]);
+        let running_old = running("a", "i:1", "a.yaml");
+        let held = plan(
+            &desired(vec![new.clone()]),
+            &applied,
+            &[running_old.clone()],
+            &PlanConfig::default(),
+        );
+        assert_eq!(kinds(&held), vec![("a".into(), ActionKind::Hold)]);
+
+        let mut stopped = running_old;
+        stopped.drift = vec!["container a is exited".into()];
+        let repaired = plan(
+            &desired(vec![new.clone()]),
+            &applied,
+            &[stopped],
+            &PlanConfig::default(),
+        );
+        assert_eq!(kinds(&repaired), vec![("a".into(), ActionKind::Repair)]);
+        let deployed = repaired.actions[0].desired.as_ref().unwrap();
+        assert_eq!(deployed.spec.image, "i:1", "never the version that failed");
+
+        let gone = plan(&desired(vec![new]), &applied, &[], &PlanConfig::default());
+        assert_eq!(gone.actions[0].desired.as_ref().unwrap().spec.image, "i:1");
     }
 
     #[test]

@@ -323,7 +323,10 @@ pub async fn execute(
                         record.attempts = 0;
                         record.next_retry_ms = None;
                         record.failed_hash = None;
-                        record.rolled_back = None;
+                        // Repairing with the version that ran before a
+                        // rollback keeps the rollback on record.
+                        record.rolled_back =
+                            record.rolled_back.take().filter(|r| r.hash != want.hash);
                         record.warnings = deployed.warnings.clone();
                         outcome.warnings = deployed.warnings;
                         Ok(())

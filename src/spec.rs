@@ -121,6 +121,18 @@ impl Healthcheck {
         self.test.first().map(String::as_str) != Some("NONE")
     }
 
+    /// How long an image's own HEALTHCHECK may take, by Docker's defaults.
+    pub fn default_deadline() -> std::time::Duration {
+        Healthcheck {
+            test: vec![],
+            interval_ns: None,
+            timeout_ns: None,
+            retries: None,
+            start_period_ns: None,
+        }
+        .deadline()
+    }
+
     /// The longest a new container may take to report healthy, per
     /// Docker's defaults (30 s interval and timeout, 3 retries).
     pub fn deadline(&self) -> std::time::Duration {

@@ -418,9 +418,9 @@ fn brings_a_dependency(event: &bollard::models::EventMessage) -> bool {
     let action = event.action.as_deref().unwrap_or_default();
     match event.typ {
         Some(EventMessageTypeEnum::NETWORK | EventMessageTypeEnum::VOLUME) => action == "create",
-        Some(EventMessageTypeEnum::IMAGE) => {
-            matches!(action, "pull" | "tag" | "load" | "import")
-        }
+        // Not `pull`: Swarm pulls for every task it starts, and a busy
+        // engine would keep every failed asset from backing off.
+        Some(EventMessageTypeEnum::IMAGE) => matches!(action, "tag" | "load" | "import"),
         _ => false,
     }
 }
@@ -439,6 +439,11 @@ fn updated_in_place(
         return None;
     }
     let attrs = event.actor.as_ref()?.attributes.as_ref()?;
+    // A candidate gets its restart policy from assetd itself.
+    let container = attrs.get("name").map(String::as_str).unwrap_or_default();
+    if container.ends_with(".assetd-candidate") {
+        return None;
+    }
     let (name, _, _) = labels::owner_of(attrs, instance)?;
     Some(name)
 }

@@ -227,6 +227,13 @@ impl LocalDocker {
             let fits = label(container, labels::SPEC_HASH) == Some(owner.hash.0.as_str())
                 || label(container, labels::TEMPLATE_HASH) == Some(template.0.as_str());
             if rollout::is_candidate(&name) {
+                // A candidate whose restart policy is set had passed its
+                // gate when assetd stopped: it takes its slot. Any other
+                // is the trial of an interrupted update: redone.
+                if fits && self.resources_as_declared(&id, spec).await? {
+                    usable.push((name, id));
+                    continue;
+                }
                 tracing::info!(container = %name, "removing the candidate of an interrupted update");
             } else if !fits {
                 previous.push(Previous {
@@ -235,7 +242,7 @@ impl LocalDocker {
                     running: container.state == Some(ContainerSummaryStateEnum::RUNNING),
                 });
                 continue;
-            } else if self.resources_as_declared(&id, spec).await
+            } else if self.resources_as_declared(&id, spec).await?
                 && self.make_running(container, &id, wrote).await
             {
                 usable.push((name, id));
@@ -256,6 +263,7 @@ impl LocalDocker {
         &self,
         wanted: &[String],
         usable: Vec<(String, String)>,
+        previous: &mut Vec<Previous>,
         wrote: &mut bool,
     ) -> Result<BTreeMap<String, String>, StrategyError> {
         let mut kept: BTreeMap<String, String> = BTreeMap::new();
@@ -276,6 +284,11 @@ impl LocalDocker {
                 break;
             }
             let (old, id) = spare.remove(0);
+            // A previous version still holding the name gives it up.
+            if let Some(i) = previous.iter().position(|p| p.name == name) {
+                let holder = previous.remove(i);
+                self.remove_container(&holder.id).await?;
+            }
             self.docker
                 .rename_container(
                     &id,
@@ -297,14 +310,18 @@ impl LocalDocker {
     /// Whether a container's limits and restart policy are still the ones
     /// it was created with (`docker update` changes them in place, and
     /// no label shows it). Read only on a deploy, never on a listing.
-    async fn resources_as_declared(&self, id: &str, spec: &DeploySpec) -> bool {
-        let Ok(inspect) = self
+    async fn resources_as_declared(
+        &self,
+        id: &str,
+        spec: &DeploySpec,
+    ) -> Result<bool, StrategyError> {
+        // A failed inspect is an error to retry, not a reason to recreate
+        // a healthy container.
+        let inspect = self
             .docker
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
-        else {
-            return false;
-        };
+            .map_err(|e| StrategyError::docker("inspect container", id, e))?;
         let host = inspect.host_config.unwrap_or_default();
         let wanted = container_host_config(spec);
         let zero_is_none = |v: Option<i64>| v.filter(|v| *v != 0);
@@ -319,7 +336,7 @@ impl LocalDocker {
                 "limits or restart policy changed by hand; recreating"
             );
         }
-        same
+        Ok(same)
     }
 
     /// Brings a container of the right spec to running: unpaused (keeps
@@ -408,28 +425,36 @@ impl DeploymentStrategy for LocalDocker {
         self.ensure_image(&spec.image).await?;
         let mut wrote = false;
         let (usable, mut previous) = self.sort(spec, owner, &existing, &mut wrote).await?;
-        let mut kept = self.fill_slots(&wanted, usable, &mut wrote).await?;
-        // Slots still empty: a previous version's container is replaced
-        // through the gate; with none, a container is simply created.
-        let missing: Vec<(usize, String)> = wanted
-            .iter()
-            .enumerate()
-            .filter(|(_, name)| !kept.contains_key(*name))
-            .map(|(i, n)| (i, n.clone()))
-            .collect();
-        for (index, name) in missing {
-            let same_name = previous.iter().position(|p| p.name == name);
-            let old = same_name.or((!previous.is_empty()).then_some(0));
-            let id = match old.map(|i| previous.remove(i)) {
-                Some(old) => {
-                    self.replace(spec, owner, &old, &name, index as u64 + 1)
-                        .await?
-                }
-                None => {
-                    self.create_and_start(spec, owner, &name, index as u64 + 1)
-                        .await?
-                }
-            };
+        let mut kept = self
+            .fill_slots(&wanted, usable, &mut previous, &mut wrote)
+            .await?;
+        // Slots still empty: where a previous version's container runs,
+        // the new version replaces it through the gate (all slots
+        // together); elsewhere a container is simply created.
+        let mut replacements = Vec::new();
+        let mut fresh = Vec::new();
+        for (index, name) in wanted.iter().enumerate() {
+            if kept.contains_key(name) {
+                continue;
+            }
+            let same_name = previous.iter().position(|p| &p.name == name);
+            match same_name.or((!previous.is_empty()).then_some(0)) {
+                Some(i) => replacements.push(rollout::Replacement {
+                    old: previous.remove(i),
+                    slot: name.clone(),
+                    replica: index as u64 + 1,
+                }),
+                None => fresh.push((index, name.clone())),
+            }
+        }
+        if !replacements.is_empty() {
+            kept.extend(self.replace(spec, owner, replacements).await?);
+            wrote = true;
+        }
+        for (index, name) in fresh {
+            let id = self
+                .create_and_start(spec, owner, &name, index as u64 + 1)
+                .await?;
             kept.insert(name, id);
             wrote = true;
         }

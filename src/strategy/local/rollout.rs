@@ -1,16 +1,24 @@
-//! Replacing a running container with a new version without an outage:
+//! Replacing running containers with a new version without an outage:
 //! the local engine's update protocol.
 //!
-//! The new version starts as a *candidate* beside the old one (named
-//! `NAME.assetd-candidate`), must pass a gate (running for the monitor
-//! window without exiting or restarting), and only then takes the old
-//! one's place: the old container is removed and the candidate renamed.
-//! When host ports are published the two cannot run at once, so the old
-//! one is stopped first (kept), and started again if the candidate fails.
-//! A candidate left behind by a crash of assetd is removed by the next
-//! deploy, which then starts the protocol over: it always converges to
-//! exactly the wanted containers.
+//! The new version starts as *candidates* (one per replica, named
+//! `NAME.assetd-candidate`) beside the old containers, with no restart
+//! policy. Every candidate must pass the gate: running for the monitor
+//! window without exiting and, when the container has a healthcheck,
+//! healthy. Only then does each get its restart policy (which marks it as
+//! having passed), the old container is removed and the candidate renamed
+//! into its place. If any candidate fails, all candidates are removed and
+//! the old containers run on: no mix of versions is left behind.
+//!
+//! When host ports are published, or the asset writes to a volume or bind
+//! mount, old and new must not run at once: the old containers are
+//! stopped first (kept), and started again if the new version fails.
+//!
+//! After a crash of assetd at any step, the next deploy converges: a
+//! candidate that passed (its restart policy is set) takes its slot, any
+//! other candidate is removed and the update redone.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bollard::models::ContainerUpdateBody;
@@ -19,15 +27,15 @@ use bollard::query_parameters::{
 };
 
 use super::{LocalDocker, StrategyError};
-use crate::spec::{DeploySpec, Healthcheck};
+use crate::spec::{DeploySpec, Healthcheck, MountKind};
 use crate::strategy::Ownership;
 
 /// The name suffix that marks a candidate (a label cannot be changed
 /// after creation, a name can: once renamed, it is no candidate).
 pub(super) const CANDIDATE_SUFFIX: &str = ".assetd-candidate";
 
-/// How long a new version must run, without exiting or restarting,
-/// before it replaces the old one.
+/// How long a new version must run, without exiting, before it replaces
+/// the old one.
 pub(super) const MONITOR: Duration = Duration::from_secs(3);
 
 const GATE_POLL: Duration = Duration::from_millis(250);
@@ -39,101 +47,176 @@ pub(super) struct Previous {
     pub running: bool,
 }
 
+/// One replica to replace: the old container and the slot it holds.
+pub(super) struct Replacement {
+    pub old: Previous,
+    pub slot: String,
+    pub replica: u64,
+}
+
 pub(super) fn is_candidate(name: &str) -> bool {
     name.ends_with(CANDIDATE_SUFFIX)
 }
 
+/// Old and new must not run side by side: they would fight over a host
+/// port, or write the same data.
+fn stop_first(spec: &DeploySpec) -> bool {
+    !spec.ports.is_empty()
+        || spec
+            .mounts
+            .iter()
+            .any(|m| !m.read_only && m.kind != MountKind::Tmpfs)
+}
+
 impl LocalDocker {
-    /// Replaces `old` by a container of `spec` named `slot`; on a failed
-    /// gate the old one runs on (again) and the error says why.
+    /// Replaces every old container of `batch` by a container of `spec`
+    /// in its slot, or none of them: on a failed gate the old ones run on
+    /// (again) and the error says why. Returns slot → new container ID.
     pub(super) async fn replace(
         &self,
         spec: &DeploySpec,
         owner: &Ownership,
-        old: &Previous,
-        slot: &str,
-        replica: u64,
-    ) -> Result<String, StrategyError> {
-        let candidate = format!("{slot}{CANDIDATE_SUFFIX}");
-        let stop_first = !spec.ports.is_empty();
-        if stop_first && old.running {
-            let options = StopContainerOptionsBuilder::default().t(10).build();
-            self.docker
-                .stop_container(&old.id, Some(options))
-                .await
-                .map_err(|e| StrategyError::docker("stop container", old.name.as_str(), e))?;
+        batch: Vec<Replacement>,
+    ) -> Result<BTreeMap<String, String>, StrategyError> {
+        let stop_first = stop_first(spec);
+        if stop_first {
+            for r in batch.iter().filter(|r| r.old.running) {
+                let options = StopContainerOptionsBuilder::default().t(10).build();
+                if let Err(e) = self.docker.stop_container(&r.old.id, Some(options)).await {
+                    self.restore(&batch, stop_first).await;
+                    return Err(StrategyError::docker(
+                        "stop container",
+                        r.old.name.as_str(),
+                        e,
+                    ));
+                }
+            }
         }
-        // No restart policy while on trial: an exit shows as an exit, with
-        // its code; it gets its policy once it passed the gate.
-        let mut body = super::container_body(spec, owner, &self.instance, replica);
+        let mut candidates: Vec<(&Replacement, String)> = Vec::new();
+        for r in &batch {
+            match self.start_candidate(spec, owner, r).await {
+                Ok(id) => candidates.push((r, id)),
+                Err(e) => {
+                    self.abandon(&candidates, &batch, stop_first).await;
+                    return Err(e);
+                }
+            }
+        }
+        let declared = spec.healthcheck.as_ref().filter(|h| h.checks());
+        for (r, id) in &candidates {
+            if let Err(why) = self.gate(id, declared).await {
+                let restored = self.abandon(&candidates, &batch, stop_first).await;
+                return Err(StrategyError::RolledBack(format!(
+                    "the new version of {} {why}; {restored}",
+                    r.slot
+                )));
+            }
+        }
+        let mut placed = BTreeMap::new();
+        for (r, id) in &candidates {
+            self.swap(spec, r, id).await?;
+            placed.insert(r.slot.clone(), id.clone());
+        }
+        tracing::info!(
+            replicas = placed.len(),
+            "new version passed its gate and replaced the old one"
+        );
+        Ok(placed)
+    }
+
+    /// Creates and starts a candidate, without a restart policy while on
+    /// trial: an exit shows as an exit, with its code.
+    async fn start_candidate(
+        &self,
+        spec: &DeploySpec,
+        owner: &Ownership,
+        r: &Replacement,
+    ) -> Result<String, StrategyError> {
+        let mut body = super::container_body(spec, owner, &self.instance, r.replica);
         if let Some(host) = body.host_config.as_mut() {
             host.restart_policy = None;
         }
-        let id = match self.create_and_start_body(body, spec, &candidate).await {
-            Ok(id) => id,
-            Err(e) => {
-                self.restore(old, stop_first).await;
-                return Err(e);
-            }
-        };
-        let healthcheck = spec.healthcheck.as_ref().filter(|h| h.checks());
-        if let Err(why) = self.gate(&id, healthcheck).await {
-            let _ = self.remove_container(&id).await;
-            self.restore(old, stop_first).await;
-            let runs = if old.running {
-                "the previous version runs on"
-            } else {
-                "the previous container is left as it was"
-            };
-            return Err(StrategyError::RolledBack(format!(
-                "the new version {why} within {}s of starting; {runs}",
-                MONITOR.as_secs()
-            )));
-        }
+        let name = format!("{}{CANDIDATE_SUFFIX}", r.slot);
+        self.create_and_start_body(body, spec, &name).await
+    }
+
+    /// Marks a candidate as passed (its restart policy), removes the old
+    /// container and gives the candidate its name.
+    async fn swap(
+        &self,
+        spec: &DeploySpec,
+        r: &Replacement,
+        id: &str,
+    ) -> Result<(), StrategyError> {
+        let candidate = format!("{}{CANDIDATE_SUFFIX}", r.slot);
         let policy = ContainerUpdateBody {
             restart_policy: super::container_host_config(spec).restart_policy,
             ..Default::default()
         };
-        if let Err(e) = self.docker.update_container(&id, policy).await {
-            let _ = self.remove_container(&id).await;
-            self.restore(old, stop_first).await;
-            return Err(StrategyError::docker(
-                "update container",
-                candidate.as_str(),
-                e,
-            ));
-        }
-        self.remove_container(&old.id).await?;
+        self.docker
+            .update_container(id, policy)
+            .await
+            .map_err(|e| StrategyError::docker("update container", candidate.as_str(), e))?;
+        self.remove_container(&r.old.id).await?;
         self.docker
             .rename_container(
-                &id,
-                RenameContainerOptionsBuilder::default().name(slot).build(),
+                id,
+                RenameContainerOptionsBuilder::default()
+                    .name(&r.slot)
+                    .build(),
             )
             .await
             .map_err(|e| StrategyError::docker("rename container", candidate.as_str(), e))?;
-        tracing::info!(
-            container = slot,
-            "new version passed its gate and replaced the old one"
-        );
-        Ok(id)
+        Ok(())
     }
 
-    /// Starts the old container again after a stop-first attempt failed.
-    async fn restore(&self, old: &Previous, stopped: bool) {
-        if stopped && old.running {
-            if let Err(e) = self.docker.start_container(&old.id, None).await {
-                tracing::error!(container = %old.name, error = %e, "cannot start the previous version again");
+    /// Removes the candidates and brings the old containers back; says
+    /// what runs now, for the error.
+    async fn abandon(
+        &self,
+        candidates: &[(&Replacement, String)],
+        batch: &[Replacement],
+        stop_first: bool,
+    ) -> String {
+        for (_, id) in candidates {
+            let _ = self.remove_container(id).await;
+        }
+        self.restore(batch, stop_first).await
+    }
+
+    /// Starts the old containers again after a stop-first attempt, also
+    /// those an interrupted earlier attempt had stopped (they are ours,
+    /// and stopped is not how they should be).
+    async fn restore(&self, batch: &[Replacement], stop_first: bool) -> String {
+        if !stop_first {
+            return "the previous version runs on".into();
+        }
+        let mut failures = Vec::new();
+        for r in batch {
+            if let Err(e) = self.docker.start_container(&r.old.id, None).await {
+                tracing::error!(container = %r.old.name, error = %e, "cannot start the previous version again");
+                failures.push(format!("{}: {e}", r.old.name));
             }
+        }
+        if failures.is_empty() {
+            "the previous version runs again".into()
+        } else {
+            format!(
+                "the previous version could not be started again ({})",
+                failures.join("; ")
+            )
         }
     }
 
-    /// Running for [`MONITOR`] without exiting and, when a healthcheck is
-    /// declared, healthy (waiting as long as the check's own timing
-    /// allows). The candidate has no restart policy yet, so an exit shows
-    /// as one. The error says what happened, in the engine's terms.
-    async fn gate(&self, id: &str, healthcheck: Option<&Healthcheck>) -> Result<(), String> {
+    /// Running for [`MONITOR`] without exiting and, when the container has
+    /// a healthcheck (declared, or the image's own), healthy: waiting as
+    /// long as the check's timing allows. The error says what happened,
+    /// in the engine's terms.
+    async fn gate(&self, id: &str, declared: Option<&Healthcheck>) -> Result<(), String> {
         let started = tokio::time::Instant::now();
-        let give_up = started + MONITOR + healthcheck.map_or(Duration::ZERO, Healthcheck::deadline);
+        let health_deadline =
+            declared.map_or_else(Healthcheck::default_deadline, Healthcheck::deadline);
+        let seconds = MONITOR.as_secs();
         loop {
             let inspect = self
                 .docker
@@ -142,7 +225,8 @@ impl LocalDocker {
                 .map_err(|e| format!("could not be inspected ({e})"))?;
             let state = inspect.state.unwrap_or_default();
             if state.running != Some(true) {
-                return Err(format!("exited {}", state.exit_code.unwrap_or_default()));
+                let code = state.exit_code.unwrap_or_default();
+                return Err(format!("exited {code} within {seconds}s of starting"));
             }
             let health = state.health.unwrap_or_default();
             let status = health.status.map(|s| s.to_string()).unwrap_or_default();
@@ -153,12 +237,12 @@ impl LocalDocker {
                     .unwrap_or_default();
                 return Err(format!("turned unhealthy ({})", output.trim()));
             }
+            let checked = !matches!(status.as_str(), "" | "none");
             let now = tokio::time::Instant::now();
-            let healthy = healthcheck.is_none() || status == "healthy";
-            if healthy && now >= started + MONITOR {
+            if now >= started + MONITOR && (!checked || status == "healthy") {
                 return Ok(());
             }
-            if now >= give_up {
+            if now >= started + MONITOR + health_deadline {
                 return Err(format!("was not healthy in time (health: {status})"));
             }
             tokio::time::sleep(GATE_POLL).await;
