@@ -160,6 +160,7 @@ pub async fn run(
     let mut prunes = Prunes {
         settle: Settle::new(PRUNE_SETTLE, FILE_QUIET),
         window: PruneWindow::new(config.prune_window),
+        removing: BTreeMap::new(),
     };
     let mut engine: Option<Engine> = None;
     let mut reconnect_delay = RECONNECT_FIRST;
@@ -398,7 +399,14 @@ async fn pass(
     shared: &Shared,
 ) -> Result<Duration, reconcile::PassError> {
     let started = std::time::Instant::now();
-    scheduler.reap(&shared.metrics);
+    for done in scheduler.reap(&shared.metrics) {
+        // Only what was really removed counts against the window, once;
+        // a removal the operator confirmed does not.
+        let dispatched = prunes.removing.remove(&done.name);
+        if let (ActionKind::Remove, true, Some(Some(fleet))) = (done.kind, done.ok, dispatched) {
+            prunes.window.record(Instant::now(), fleet, done.name);
+        }
+    }
     // What this pass sees of an asset with an action running may be from
     // before or after that action: it is left alone, and the action's end
     // triggers the pass that decides on it.
@@ -476,8 +484,10 @@ async fn pass(
                 }
                 continue;
             }
-            if action.kind == ActionKind::Remove && !shared.take_confirmed(&action.name) {
-                prunes.window.record(observed, fleet);
+            if action.kind == ActionKind::Remove {
+                let confirmed = shared.take_confirmed(&action.name);
+                let fleet = (!confirmed).then_some(fleet);
+                prunes.removing.insert(action.name.clone(), fleet);
             }
             // A retry asked for is used up by the deploy it causes.
             shared
@@ -592,6 +602,10 @@ fn writers(me: &Writer, actual: &[ActualAsset], shared: &Shared) -> (Option<Stri
 struct Prunes {
     settle: Settle,
     window: PruneWindow,
+    /// Removals under way, with the fleet size when they were
+    /// dispatched (the window's base if it opens); `None` when the
+    /// operator confirmed it: not counted.
+    removing: BTreeMap<AssetName, Option<usize>>,
 }
 
 /// How long the file at `path` has not changed; `None` when it is gone.
@@ -604,6 +618,13 @@ fn quiet_for(path: &std::path::Path) -> Option<Duration> {
     )
 }
 
+/// An action the scheduler ran to its end.
+struct Finished {
+    name: AssetName,
+    kind: ActionKind,
+    ok: bool,
+}
+
 /// Runs actions on their own tasks: at most `limit` at once, one per asset.
 struct Scheduler {
     permits: Arc<Semaphore>,
@@ -611,7 +632,7 @@ struct Scheduler {
     /// dispatch until its result is recorded.
     in_flight: Arc<Mutex<BTreeSet<AssetName>>>,
     /// `None`: the action never started (shutdown came first).
-    tasks: JoinSet<Option<(ActionKind, bool)>>,
+    tasks: JoinSet<Option<Finished>>,
     /// Finished actions ask for a pass: the world changed (at once when
     /// nothing else is queued, coalesced otherwise).
     done: mpsc::Sender<Trigger>,
@@ -669,7 +690,11 @@ impl Scheduler {
                     let outcome =
                         reconcile::execute(action, record, &strategy, store.as_ref()).await;
                     drop(permit);
-                    Some((kind, outcome.error.is_none()))
+                    Some(Finished {
+                        name: name.clone(),
+                        kind,
+                        ok: outcome.error.is_none(),
+                    })
                 }
             };
             let idle = {
@@ -689,12 +714,16 @@ impl Scheduler {
     }
 
     /// Collects finished tasks into the metrics.
-    fn reap(&mut self, metrics: &Metrics) {
+    /// Collects finished tasks into the metrics; returns them.
+    fn reap(&mut self, metrics: &Metrics) -> Vec<Finished> {
+        let mut finished = Vec::new();
         while let Some(result) = self.tasks.try_join_next() {
-            if let Ok(Some((kind, ok))) = result {
-                count_action(metrics, kind, ok);
+            if let Ok(Some(done)) = result {
+                count_action(metrics, done.kind, done.ok);
+                finished.push(done);
             }
         }
+        finished
     }
 
     async fn drain(&mut self) {

@@ -75,7 +75,8 @@ pub struct PruneWindow {
     /// When the window opened (the first removal in it) and how many
     /// assets were managed then.
     opened: Option<(Instant, usize)>,
-    removed: usize,
+    /// Assets removed in the window (a set: a retried removal is one).
+    removed: BTreeSet<AssetName>,
 }
 
 impl PruneWindow {
@@ -83,7 +84,7 @@ impl PruneWindow {
         Self {
             length,
             opened: None,
-            removed: 0,
+            removed: BTreeSet::new(),
         }
     }
 
@@ -97,22 +98,22 @@ impl PruneWindow {
             self.reset();
         }
         RecentRemovals {
-            removed: self.removed,
+            removed: self.removed.len(),
             fleet: self.opened.map(|(_, fleet)| fleet),
         }
     }
 
-    /// Counts a removal handed to the scheduler; `fleet` is the number of
-    /// managed assets the pass saw (the window's base if it opens now).
-    pub fn record(&mut self, now: Instant, fleet: usize) {
+    /// Counts an asset removed; `fleet` is the number of managed assets
+    /// before it went (the window's base if it opens now).
+    pub fn record(&mut self, now: Instant, fleet: usize, name: AssetName) {
         self.opened.get_or_insert((now, fleet));
-        self.removed += 1;
+        self.removed.insert(name);
     }
 
     /// The operator confirmed what was held: count from zero again.
     pub fn reset(&mut self) {
         self.opened = None;
-        self.removed = 0;
+        self.removed.clear();
     }
 }
 
@@ -197,8 +198,10 @@ mod tests {
         let t0 = Instant::now();
         let mut window = PruneWindow::new(window_length);
         assert_eq!(window.recent(t0), RecentRemovals::default());
-        window.record(t0, 300);
-        window.record(t0 + Duration::from_secs(1), 299);
+        let n = |s: &str| AssetName::new(s).unwrap();
+        window.record(t0, 300, n("a"));
+        window.record(t0 + Duration::from_secs(1), 299, n("b"));
+        window.record(t0 + Duration::from_secs(1), 299, n("b"));
         assert_eq!(
             window.recent(t0 + Duration::from_secs(2)),
             RecentRemovals {
@@ -208,7 +211,7 @@ mod tests {
             "the fleet is the one the window opened with"
         );
         assert_eq!(window.recent(t0 + window_length), RecentRemovals::default());
-        window.record(t0 + window_length, 298);
+        window.record(t0 + window_length, 298, n("c"));
         window.reset();
         assert_eq!(window.recent(t0 + window_length), RecentRemovals::default());
     }

@@ -115,6 +115,15 @@ pub fn from_pass(
             let stopped = have
                 .and_then(|h| h.failed_rollout(wanted))
                 .or(rolled_back_here);
+            let replicas = have.map(|h| {
+                let mut replicas = h.replicas.clone();
+                // Local containers' labels may carry the count they were
+                // created for; the manifest says how many are wanted.
+                if let (Some(_), Some(want)) = (&h.template_hash, desired.assets.get(name)) {
+                    replicas.desired = want.spec.local_replicas();
+                }
+                replicas
+            });
             let phase = if standby {
                 Phase::Standby
             } else if in_flight.contains(name) {
@@ -135,7 +144,7 @@ pub fn from_pass(
                 // converged since (nothing to do) is not failed any more.
                 Phase::Failed
             } else if action.is_some()
-                || have.is_some_and(|h| h.replicas.running < h.replicas.desired)
+                || replicas.as_ref().is_some_and(|r| r.running < r.desired)
             {
                 Phase::Pending
             } else {
@@ -163,15 +172,7 @@ pub fn from_pass(
                 last_error,
                 attempts: record.map(|r| r.attempts).unwrap_or(0),
                 next_retry_ms: record.and_then(|r| r.next_retry_ms),
-                replicas: have.map(|h| {
-                    let mut replicas = h.replicas.clone();
-                    // Local containers' labels may carry the count they were
-                    // created for; the manifest says how many are wanted.
-                    if let (Some(_), Some(want)) = (&h.template_hash, desired.assets.get(name)) {
-                        replicas.desired = want.spec.local_replicas();
-                    }
-                    replicas
-                }),
+                replicas,
                 warnings: record.map(|r| r.warnings.clone()).unwrap_or_default(),
                 updated_ms: record.map(|r| r.updated_ms),
             }
