@@ -132,7 +132,12 @@ async fn handle_retry(
     State(shared): State<Arc<Shared>>,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> impl IntoResponse {
+    let known = |name: &AssetName| {
+        let status = shared.status.read().expect("status lock");
+        status.assets.iter().any(|a| &a.name == name)
+    };
     match AssetName::new(&name) {
+        Ok(name) if !known(&name) => (StatusCode::NOT_FOUND, format!("no asset `{name}`")),
         Ok(name) => {
             tracing::warn!(asset = %name, "the operator asked to retry a rolled-back version");
             shared.retries.lock().expect("retry lock").insert(name);
@@ -253,9 +258,13 @@ pub async fn fetch_status(socket: &Path) -> Result<StatusReport, String> {
 
 /// Asks a running daemon to deploy `name` once more.
 pub async fn retry(socket: &Path, name: &AssetName) -> Result<(), String> {
-    request(socket, hyper::Method::POST, &format!("/v1/retry/{name}"))
-        .await
-        .map(|_| ())
+    let (status, body) =
+        request_status(socket, hyper::Method::POST, &format!("/v1/retry/{name}")).await?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&body).into_owned())
+    }
 }
 
 /// Confirms, once, the removals a running daemon holds for confirmation.
@@ -265,6 +274,16 @@ pub async fn confirm_prune(socket: &Path) -> Result<Vec<AssetName>, String> {
 }
 
 async fn request(socket: &Path, method: hyper::Method, path: &str) -> Result<bytes::Bytes, String> {
+    request_status(socket, method, path)
+        .await
+        .map(|(_, body)| body)
+}
+
+async fn request_status(
+    socket: &Path,
+    method: hyper::Method,
+    path: &str,
+) -> Result<(hyper::StatusCode, bytes::Bytes), String> {
     use http_body_util::BodyExt;
     let stream = tokio::net::UnixStream::connect(socket)
         .await
@@ -284,11 +303,12 @@ async fn request(socket: &Path, method: hyper::Method, path: &str) -> Result<byt
         .send_request(request)
         .await
         .map_err(|e| e.to_string())?;
+    let status = response.status();
     let body = response
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    Ok(body)
+    Ok((status, body))
 }

@@ -422,6 +422,7 @@ async fn pass(
     let mut wake_in = config.resync;
     let observed = Instant::now();
     prunes.settle.observe(&plan, observed);
+    scheduler.cancel_stale_removals(&plan);
     shared.set_confirmable(&plan);
     let fleet = actual.len().max(applied.len());
     // On Swarm the leader rule already makes one writer, and a rollback
@@ -639,6 +640,10 @@ struct Scheduler {
     /// Once cancelled, queued actions are dropped instead of started;
     /// running ones finish.
     stop: CancellationToken,
+    /// Removals waiting for a permit. A pass that no longer plans one
+    /// (its file came back, a file turned invalid) cancels it: the guards
+    /// were checked at dispatch, and must still hold when it starts.
+    waiting_removals: Arc<Mutex<BTreeMap<AssetName, CancellationToken>>>,
 }
 
 impl Scheduler {
@@ -647,6 +652,7 @@ impl Scheduler {
             permits: Arc::new(Semaphore::new(limit.max(1))),
             in_flight: Default::default(),
             tasks: JoinSet::new(),
+            waiting_removals: Default::default(),
             done,
             stop,
         }
@@ -675,6 +681,13 @@ impl Scheduler {
         let in_flight = self.in_flight.clone();
         let done = self.done.clone();
         let stop = self.stop.clone();
+        let waiting = self.waiting_removals.clone();
+        if action.kind == ActionKind::Remove {
+            waiting
+                .lock()
+                .expect("waiting lock")
+                .insert(action.name.clone(), CancellationToken::new());
+        }
         self.tasks.spawn(async move {
             let name = action.name.clone();
             let kind = action.kind;
@@ -683,9 +696,19 @@ impl Scheduler {
                 _ = stop.cancelled() => None,
                 permit = permits.acquire_owned() => permit.ok(),
             };
+            let dropped = waiting
+                .lock()
+                .expect("waiting lock")
+                .remove(&name)
+                .is_some_and(|t| t.is_cancelled());
+            if dropped {
+                tracing::info!(asset = %name, "removal no longer planned; dropped before it started");
+            }
             let result = match permit {
                 // Stopping: the next start plans this asset again.
                 None => None,
+                // A later pass no longer plans this removal.
+                Some(_) if dropped => None,
                 Some(permit) => {
                     let outcome =
                         reconcile::execute(action, record, &strategy, store.as_ref()).await;
@@ -713,7 +736,21 @@ impl Scheduler {
         });
     }
 
-    /// Collects finished tasks into the metrics.
+    /// Cancels the waiting removals `plan` no longer asks for.
+    fn cancel_stale_removals(&self, plan: &crate::plan::Plan) {
+        let planned: BTreeSet<&AssetName> = plan
+            .actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::Remove)
+            .map(|a| &a.name)
+            .collect();
+        for (name, token) in self.waiting_removals.lock().expect("waiting lock").iter() {
+            if !planned.contains(name) {
+                token.cancel();
+            }
+        }
+    }
+
     /// Collects finished tasks into the metrics; returns them.
     fn reap(&mut self, metrics: &Metrics) -> Vec<Finished> {
         let mut finished = Vec::new();

@@ -367,7 +367,7 @@ async fn dispatch(command: Command) -> u8 {
                     EXIT_OK
                 }
                 Err(e) => {
-                    eprintln!("assetd: no daemon answers on {} ({e})", socket.display());
+                    eprintln!("assetd retry: {e} (daemon socket {})", socket.display());
                     EXIT_FAILED
                 }
             }
@@ -512,6 +512,17 @@ async fn apply_once(common: CommonArgs, output: Output) -> u8 {
                     return EXIT_FAILED;
                 }
             };
+            // A version held because it failed its gate here is a failure
+            // too, not merely "held".
+            let mut failing = failing;
+            for (name, record) in store.all() {
+                let wanted = pass.desired.assets.get(&name).map(|d| &d.hash);
+                if let Some(rolled) = record.rolled_back.filter(|r| Some(&r.hash) == wanted) {
+                    if !failing.iter().any(|(n, _)| n == &name) {
+                        failing.push((name, format!("rolled back: {}", rolled.reason)));
+                    }
+                }
+            }
             for (name, why) in &failing {
                 eprintln!("failed: {name}: {why}");
             }

@@ -897,7 +897,7 @@ mod tests {
         let held = plan(
             &desired(vec![new.clone()]),
             &applied,
-            &[running_old.clone()],
+            std::slice::from_ref(&running_old),
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&held), vec![("a".into(), ActionKind::Hold)]);

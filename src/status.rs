@@ -143,9 +143,7 @@ pub fn from_pass(
                 // A failure counts while work is pending; an asset that
                 // converged since (nothing to do) is not failed any more.
                 Phase::Failed
-            } else if action.is_some()
-                || replicas.as_ref().is_some_and(|r| r.running < r.desired)
-            {
+            } else if action.is_some() || replicas.as_ref().is_some_and(|r| r.running < r.desired) {
                 Phase::Pending
             } else {
                 Phase::Running

@@ -318,7 +318,7 @@ impl DeploymentStrategy for Swarm {
                     object_ids: vec![id],
                     version: service.version.as_ref().and_then(|v| v.index),
                     drift: drift(labels.get(FINGERPRINT).map(String::as_str), spec),
-                    replicas: replica_counts(spec, &tasks),
+                    replicas: replica_counts(spec, &tasks, service.updated_at),
                     writer: service.updated_at.and_then(|at| {
                         let ms = (at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
                         labels::writer_of(&labels, ms)
@@ -341,7 +341,13 @@ fn is_global(spec: &ServiceSpec) -> bool {
     spec.mode.as_ref().is_some_and(|m| m.global.is_some())
 }
 
-fn replica_counts(spec: &ServiceSpec, all_tasks: &[Task]) -> ReplicaCounts {
+/// `since`: the service's last update; older failures belong to what ran
+/// before it.
+fn replica_counts(
+    spec: &ServiceSpec,
+    all_tasks: &[Task],
+    since: Option<time::OffsetDateTime>,
+) -> ReplicaCounts {
     let tasks: Vec<&Task> = all_tasks
         .iter()
         .filter(|t| t.desired_state == Some(TaskState::RUNNING))
@@ -374,16 +380,20 @@ fn replica_counts(spec: &ServiceSpec, all_tasks: &[Task]) -> ReplicaCounts {
         pending_secs,
         pending_reason,
         failing: (running < desired)
-            .then(|| last_failure(all_tasks))
+            .then(|| last_failure(all_tasks, since))
             .flatten(),
     }
 }
 
 /// The newest failed or rejected task, in Swarm's words with its exit
 /// code: why the service does not run.
-fn last_failure(tasks: &[Task]) -> Option<String> {
+fn last_failure(tasks: &[Task], since: Option<time::OffsetDateTime>) -> Option<String> {
     let failed = tasks
         .iter()
+        .filter(|t| match (since, t.created_at) {
+            (Some(since), Some(created)) => created >= since,
+            _ => true,
+        })
         .filter(|t| {
             matches!(
                 t.status.as_ref().and_then(|s| s.state),
