@@ -110,9 +110,9 @@ impl LocalDocker {
         }
     }
 
-    /// Pulls an image the engine does not have. Called only after a
-    /// create failed for want of it: an offline engine with a preloaded
-    /// image must work, and a look-up per deploy would cost a call.
+    /// Pulls an image the engine does not have: after a first create
+    /// failed for want of it (no look-up on the fast path), or before an
+    /// update touches anything ([`LocalDocker::ensure_image`]).
     async fn pull(&self, image: &str) -> Result<(), StrategyError> {
         let options = CreateImageOptionsBuilder::default()
             .from_image(image)
