@@ -680,6 +680,14 @@ async fn run(args: RunArgs) -> u8 {
     use futures_util::StreamExt;
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
+    // Bad configuration is bad usage, refused before anything starts.
+    if let Some(addr) = args.listen.filter(|a| !a.ip().is_loopback()) {
+        if !args.listen_public {
+            eprintln!("assetd run: --listen {addr} is not a loopback address and the API has no authentication; pass --listen-public to allow it");
+            return EXIT_USAGE;
+        }
+    }
+
     let config = DaemonConfig {
         pass: PassConfig {
             parse_cache: Some(Default::default()),

@@ -466,6 +466,13 @@ fn relevance(event: &bollard::models::EventMessage, instance: &str) -> Option<Tr
             let attrs = event.actor.as_ref().and_then(|a| a.attributes.as_ref());
             let label = |key: &str| attrs.and_then(|a| a.get(key)).map(String::as_str);
             let managed = label(MANAGED) == Some("true") && label(INSTANCE) == Some(instance);
+            // A Swarm task's container starting is what turns a service's
+            // status from Pending to Running; nothing else says so.
+            // (Local starts are our own writes' echo: not a trigger.)
+            let task_started = action == "start" && label("com.docker.swarm.task.id").is_some();
+            if managed && task_started {
+                return Some(Trigger::Soon);
+            }
             managed.then(|| container_event_urgency(action)).flatten()
         }
         _ => None,
