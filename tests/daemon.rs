@@ -27,13 +27,9 @@ use assetd::status::{AssetStatus, Phase, StatusReport};
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
-use common::{eventually, TestEnv, IMAGE_1, IMAGE_2};
+use common::{eventually, TestEnv, CONVERGE, IMAGE_1, IMAGE_2};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-
-/// How long convergence may take while other tests load the engine. A
-/// deadline, not a sleep: a passing test returns as soon as it converges.
-const CONVERGE: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------
 // Harness
@@ -801,14 +797,14 @@ async fn a_container_removed_by_hand_comes_back_without_waiting_for_resync() {
             .remove_container(&id, Some(options))
             .await
             .unwrap();
-        // `--resync 300s`: only the Docker event can bring it back this soon.
-        let (new_id, started) =
-            eventually("the container back", Duration::from_secs(5), || async {
-                let started = started_at(&env.docker, &name).await?;
-                let new_id = env.docker.inspect_container(&name, None).await.ok()?.id?;
-                (new_id != id).then_some((new_id, started))
-            })
-            .await;
+        // `--resync 300s`: only the Docker event can bring it back within
+        // CONVERGE.
+        let (new_id, started) = eventually("the container back", CONVERGE, || async {
+            let started = started_at(&env.docker, &name).await?;
+            let new_id = env.docker.inspect_container(&name, None).await.ok()?.id?;
+            (new_id != id).then_some((new_id, started))
+        })
+        .await;
         back_after.push(started.duration_since(removed).unwrap_or_default());
         id = new_id;
         daemon
@@ -844,7 +840,7 @@ async fn sigterm_mid_apply_exits_cleanly_and_a_restart_converges_without_duplica
     })
     .await;
     daemon.signal("TERM");
-    let (status, took) = daemon.wait_exit(Duration::from_secs(25));
+    let (status, took) = daemon.wait_exit(CONVERGE);
     assert!(
         at_signal < 50,
         "the signal came mid-apply ({at_signal} of 50 existed)"
@@ -906,7 +902,7 @@ async fn sighup_runs_a_full_pass_on_a_new_connection() {
     .await;
 
     daemon.signal("HUP");
-    eventually("a pass after SIGHUP", Duration::from_secs(10), || async {
+    eventually("a pass after SIGHUP", CONVERGE, || async {
         (daemon.passes().await > before).then_some(())
     })
     .await;
@@ -1021,7 +1017,7 @@ async fn status_shows_running_assets_live_and_from_the_store_after_a_stop() {
     );
 
     daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit(Duration::from_secs(25)).0.code(), Some(0));
+    assert_eq!(daemon.wait_exit(CONVERGE).0.code(), Some(0));
     // With no daemon, status looks at the engine: a container stopped
     // since the daemon's last pass is not Running.
     env.docker
@@ -1130,7 +1126,7 @@ impl PrivateDockerd {
         // still dying (or a zombie not yet reaped) adopts it, loses it and
         // gives up ("timeout waiting for containerd to start"): wait until
         // it is gone, as a real restart would.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + CONVERGE;
         while let Some(pid) = self.old_containerd() {
             assert!(
                 Instant::now() < deadline,
