@@ -7,6 +7,9 @@
 # - starts a private dockerd on /run/assetd-test/docker.sock unless one answers
 # - makes it a one-node Swarm manager (skip: ASSETD_TEST_NO_SWARM=1)
 # - imports offline images assetd-test/busybox:1 and :2 (no registry needed)
+# - loads the ip_vs kernel module (Swarm's ingress routing mesh needs it);
+#   fails when it cannot, unless waived with ASSETD_TEST_NO_IP_VS=1
+# - creates the user assetd-test-other (tests give it a manifest file)
 #
 # Human output goes to stderr; stdout carries exactly one `export` line.
 # Stop the engine with scripts/testenv-down.sh (data root is kept).
@@ -236,12 +239,42 @@ ensure_images() {
     import_image assetd-test/busybox:2 2
 }
 
+# --- kernel, users ---------------------------------------------------------
+# Published ports on Swarm go through the ingress routing mesh, which is
+# IPVS: without the module the ingress tests could only probe a task's own
+# address, and would prove nothing about `ports`.
+ensure_ip_vs() {
+    [ -e /proc/net/ip_vs ] && return 0
+    if command -v modprobe >/dev/null 2>&1; then
+        modprobe ip_vs >&2 || true
+    fi
+    [ -e /proc/net/ip_vs ] && { log "loaded ip_vs"; return 0; }
+    if [ "${ASSETD_TEST_NO_IP_VS:-0}" = 1 ]; then
+        log "WARNING: no ip_vs in this kernel (waived by ASSETD_TEST_NO_IP_VS=1): Swarm ingress ports are NOT tested"
+        return 0
+    fi
+    die "the ip_vs kernel module is not loaded and \`modprobe ip_vs\` cannot load it (kernel $(uname -r)): Swarm ingress ports cannot be tested; set ASSETD_TEST_NO_IP_VS=1 to run without that test"
+}
+
+# tests/cli.rs gives a manifest file to another user and expects it
+# refused; the user must exist (the test fails without it).
+OTHER_USER=assetd-test-other
+ensure_test_user() {
+    id -u "$OTHER_USER" >/dev/null 2>&1 && return 0
+    log "creating user $OTHER_USER"
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$OTHER_USER" >&2 \
+        || id -u "$OTHER_USER" >/dev/null 2>&1 \
+        || die "cannot create the user $OTHER_USER"
+}
+
 # --- main ------------------------------------------------------------------
 # Serialise concurrent callers (e.g. parallel test binaries); fd 9 is closed
 # for dockerd above so the daemon does not keep holding the lock.
 mkdir -p "$(dirname "$SOCK")"
 exec 9>"$(dirname "$SOCK")/testenv.lock"
 flock 9
+ensure_ip_vs
+ensure_test_user
 ensure_engine
 ensure_swarm
 ensure_images

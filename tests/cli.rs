@@ -47,24 +47,29 @@ fn run(cmd: &[&str], env: &TestEnv, extra: &[&str]) -> Output {
     assetd(&refs)
 }
 
+/// Asserts exit code `code` and that stderr says `reason`.
+fn assert_exit(out: &Output, code: i32, reason: &str) {
+    let (stdout, stderr) = text(out);
+    assert_eq!(out.status.code(), Some(code), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(reason),
+        "exit {code} should say `{reason}`:\n{stdout}{stderr}"
+    );
+}
+
 #[test]
 fn bad_usage_exits_64() {
-    assert_eq!(assetd(&["--no-such-flag"]).status.code(), Some(64));
-    assert_eq!(
-        assetd(&["apply"]).status.code(),
-        Some(64),
-        "apply without --once"
+    assert_exit(&assetd(&["--no-such-flag"]), 64, "--no-such-flag");
+    // apply without --once
+    assert_exit(&assetd(&["apply"]), 64, "--once");
+    assert_exit(&assetd(&["run", "--resync", "0s"]), 64, "--resync");
+    assert_exit(
+        &assetd(&["run", "--strategy", "kubernetes"]),
+        64,
+        "kubernetes",
     );
-    assert_eq!(assetd(&["run", "--resync", "0s"]).status.code(), Some(64));
-    assert_eq!(
-        assetd(&["run", "--strategy", "kubernetes"]).status.code(),
-        Some(64)
-    );
-    assert_eq!(
-        assetd(&["validate"]).status.code(),
-        Some(64),
-        "validate needs a path"
-    );
+    // validate needs a path
+    assert_exit(&assetd(&["validate"]), 64, "PATH");
     assert_eq!(assetd(&["--help"]).status.code(), Some(0));
 }
 
@@ -153,9 +158,13 @@ async fn apply_exits_1_when_an_asset_fails_and_still_converges_the_rest() {
     );
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
     let out = run(&["apply", "--once"], &env, &[]);
-    let (stdout, _) = text(&out);
+    let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("FAILED"), "{stdout}");
+    assert!(
+        format!("{stdout}{stderr}").contains("no-such-net-cli"),
+        "Docker's reason, naming the network: {stdout}{stderr}"
+    );
     assert!(env
         .inspect(&env.name("b"))
         .await
@@ -214,6 +223,10 @@ async fn writable_manifest_directory_is_refused() {
     let out = run(&["apply", "--once"], &env, &[]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("chmod go-w"),
+        "says why and how to fix it: {stdout}{stderr}"
+    );
     assert!(env.containers().await.is_empty());
 }
 
@@ -283,7 +296,8 @@ async fn plan_exits_1_on_an_invalid_manifest_and_says_which() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(
-        format!("{stdout}{stderr}").contains("a.yaml:9"),
+        format!("{stdout}{stderr}").contains("a.yaml:9")
+            && format!("{stdout}{stderr}").contains("bogus"),
         "names file and line: {stdout}{stderr}"
     );
 }
@@ -329,7 +343,7 @@ async fn a_crash_looping_asset_fails_apply_and_status_with_its_exit_code() {
         text(&first)
     );
     // Once the engine has seen it crash, apply says so with the code.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + common::CONVERGE;
     loop {
         let out = run(&["apply", "--once"], &env, &[]);
         let (stdout, stderr) = text(&out);
@@ -402,4 +416,100 @@ async fn a_read_only_state_dir_is_said_to_be_read_only_and_never_moved_aside() {
         .filter_map(Result::ok)
         .any(|e| e.file_name().to_string_lossy().starts_with("db.corrupt"));
     assert!(!aside, "nothing moved aside");
+}
+
+/// The user `scripts/testenv.sh` creates to own a manifest that is not
+/// ours; its absence fails the test (it must not pass by skipping).
+const OTHER_USER: &str = "assetd-test-other";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_owned_by_another_user_is_refused() {
+    let env = TestEnv::new("cli-owner").await;
+    let id = Command::new("id")
+        .args(["-u", OTHER_USER])
+        .output()
+        .expect("run id");
+    assert!(
+        id.status.success(),
+        "no user {OTHER_USER}: run scripts/testenv.sh, which creates it"
+    );
+    let uid: u32 = String::from_utf8_lossy(&id.stdout).trim().parse().unwrap();
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
+    let theirs = env.manifests.join("a.yaml");
+    std::os::unix::fs::chown(&theirs, Some(uid), None).unwrap_or_else(|e| {
+        panic!(
+            "chown {} to {OTHER_USER} (needs root): {e}",
+            theirs.display()
+        )
+    });
+    let out = run(&["apply", "--once"], &env, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains(&format!("owned by uid {uid}")),
+        "names the owner: {stdout}{stderr}"
+    );
+    let names: Vec<String> = env
+        .containers()
+        .await
+        .iter()
+        .flat_map(|c| c.names.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        vec![format!("/{}", env.name("b"))],
+        "only the file of our own is applied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_replicas_cannot_share_host_ports_and_are_refused_with_the_reason() {
+    let env = TestEnv::new("cli-replports").await;
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            "  ports: { 28471: 80 }\n  mode: { replicated: { replicas: 2 } }\n",
+        ),
+    );
+    let out = run(&["apply", "--once"], &env, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}")
+            .contains("spec.ports: 2 replicas cannot share host ports on one engine"),
+        "{stdout}{stderr}"
+    );
+    assert!(env.containers().await.is_empty(), "no replica started");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_prune_0_2_holds_what_the_default_0_5_allows() {
+    let env = TestEnv::new("cli-maxprune").await;
+    for i in 0..12 {
+        env.write(
+            &format!("a{i:02}.yaml"),
+            &env.asset(&format!("a{i:02}"), IMAGE_1, ""),
+        );
+    }
+    let out = run(&["apply", "--once"], &env, &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(env.containers().await.len(), 12);
+    // Six of twelve: half, more than 5 (always allowed below that).
+    for i in 0..6 {
+        env.remove(&format!("a{i:02}.yaml"));
+    }
+    let held = run(&["apply", "--once"], &env, &["--max-prune", "0.2"]);
+    let (stdout, stderr) = text(&held);
+    assert_eq!(held.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("more than 20 %"),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(env.containers().await.len(), 12, "nothing removed");
+    let allowed = run(&["apply", "--once"], &env, &[]);
+    assert_eq!(allowed.status.code(), Some(0), "{:?}", text(&allowed));
+    assert_eq!(env.containers().await.len(), 6);
 }

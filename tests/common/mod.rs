@@ -26,6 +26,12 @@ use bollard::Docker;
 
 pub const IMAGE_1: &str = "assetd-test/busybox:1";
 pub const IMAGE_2: &str = "assetd-test/busybox:2";
+/// The one deadline every test derives its waits from: how long
+/// convergence may take while other tests load the engine (six test
+/// threads on two cores). A deadline, not a sleep: a passing test returns
+/// as soon as it converges. Speed is measured by `assetd-bench`, never
+/// asserted here.
+pub const CONVERGE: Duration = Duration::from_secs(60);
 /// The label every test object carries, valued with the test's prefix.
 pub const TEST_LABEL: &str = "assetd.test";
 
