@@ -1909,7 +1909,6 @@ async fn wait_service_running(docker: &Docker, name: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "bug: on Swarm, nothing triggers a pass when a new service's tasks start (a task container's start event is ignored, src/watch.rs container_event_urgency), so status says Pending 0/1 until the next --resync"]
 async fn on_swarm_status_turns_running_when_the_tasks_start_without_waiting_for_the_resync() {
     let _engine = shared().await;
     let env = TestEnv::new("dm-swarmrun").await;
@@ -2085,7 +2084,6 @@ async fn the_status_socket_is_0660_and_a_public_listen_address_needs_listen_publ
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "bug: a non-loopback --listen is refused at run time with exit 1, after the store and the status socket were created; bad config should exit 64 before any runtime (ARCHITECTURE.md, STYLE.md 13)"]
 async fn a_public_listen_address_is_bad_usage_refused_before_anything_starts() {
     let env = TestEnv::new("dm-secure64").await;
     let state = env.root.join("refused-state");

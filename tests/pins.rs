@@ -70,6 +70,7 @@ fn sample() -> DeploySpec {
                 read_only: false,
             },
         ],
+        healthcheck: None,
     }
 }
 
