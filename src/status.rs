@@ -19,7 +19,8 @@ pub enum Phase {
     /// Declared, not (all) running yet: about to be deployed, or tasks
     /// waiting to start.
     Pending,
-    /// A deploy or removal is in progress.
+    /// A deploy or removal is queued (waiting for a `--concurrency`
+    /// slot) or in progress.
     Updating,
     /// The last deploy failed; retried with backoff.
     Failed,

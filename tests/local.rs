@@ -623,6 +623,9 @@ async fn a_foreign_container_with_our_name_is_never_touched() {
         )
         .await
         .unwrap();
+    // Running, so a stop or restart of it would show.
+    env.docker.start_container(&foreign.id, None).await.unwrap();
+    let before = env.inspect(&name).await.state.unwrap();
     env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
     let pass = env.apply().await;
     assert!(pass.outcomes[0]
@@ -633,6 +636,12 @@ async fn a_foreign_container_with_our_name_is_never_touched() {
     let c = env.inspect(&name).await;
     assert_eq!(c.id.as_deref(), Some(foreign.id.as_str()));
     assert_eq!(c.config.unwrap().image.as_deref(), Some(IMAGE_1));
+    let after = c.state.unwrap();
+    assert_eq!(after.running, Some(true));
+    assert_eq!(
+        after.started_at, before.started_at,
+        "never stopped or restarted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -354,11 +354,17 @@ async fn ports_are_published_through_the_ingress() {
     let body = if Path::new("/proc/net/ip_vs").exists() {
         http_get("127.0.0.1:18401".into()).await
     } else {
-        // The routing mesh balances with IPVS; a kernel without it (this
-        // test VM's) accepts the service but never answers on the
-        // published port. Prove the target port serves instead, on the
-        // task's address on docker_gwbridge, which the host reaches.
-        eprintln!("no IPVS in this kernel: the ingress routing mesh cannot forward; checking the task's target port directly");
+        // The routing mesh balances with IPVS; a kernel without it (the CI
+        // VMs') accepts the service but never answers on the published
+        // port. Only an explicit waiver (scripts/testenv.sh sets it when
+        // the kernel cannot have the module) lets the test prove less: the
+        // target port serves, on the task's address on docker_gwbridge.
+        assert_eq!(
+            std::env::var("ASSETD_TEST_NO_IP_VS").as_deref(),
+            Ok("1"),
+            "no /proc/net/ip_vs: the ingress cannot be probed; load ip_vs or waive with ASSETD_TEST_NO_IP_VS=1"
+        );
+        eprintln!("WAIVED (ASSETD_TEST_NO_IP_VS=1): no IPVS in this kernel; checking the task's target port, not the routing mesh");
         let container = task
             .status
             .unwrap()
