@@ -838,6 +838,15 @@ async fn drift_is_repaired(env: &TestEnv, change: &[&str], field: &str, spec_ext
         container_spec(&before).env.unwrap_or_default()
     );
     assert_eq!(spec_of(&repaired).mode, spec_of(&before).mode);
+    // The env that runs is the one the spec-hash label stands for.
+    let desired = assetd::reconcile::load_desired(&env.config()).await;
+    let want = &desired.assets[&asset_name(env, "a")];
+    let labels = spec_of(&repaired).labels.unwrap();
+    assert_eq!(labels["io.assetd.spec-hash"], want.hash.0);
+    assert_eq!(
+        container_spec(&repaired).env.unwrap_or_default(),
+        want.spec.env
+    );
 
     // No endless update loop: Swarm rolls the tasks and bumps its version
     // on its own while these passes run, and none of that is drift.
