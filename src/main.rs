@@ -85,29 +85,15 @@ enum Command {
         /// Required: say that the held removals may go ahead.
         #[arg(long)]
         confirm: bool,
-        /// Where the daemon keeps its state (its socket is found there).
-        #[arg(
-            long = "state-dir",
-            env = "ASSETD_STATE_DIR",
-            default_value = "/var/lib/assetd"
-        )]
-        state_dir: PathBuf,
-        /// The daemon's socket (default: assetd.sock in the state dir).
-        #[arg(long)]
-        socket: Option<PathBuf>,
+        #[command(flatten)]
+        daemon: DaemonSocket,
     },
     /// Deploy once more a version the engine rolled back (through the
     /// running daemon); a changed manifest needs no retry.
     Retry {
         name: String,
-        #[arg(
-            long = "state-dir",
-            env = "ASSETD_STATE_DIR",
-            default_value = "/var/lib/assetd"
-        )]
-        state_dir: PathBuf,
-        #[arg(long)]
-        socket: Option<PathBuf>,
+        #[command(flatten)]
+        daemon: DaemonSocket,
     },
     /// Parse and check manifest files or directories, without Docker.
     Validate {
@@ -120,6 +106,29 @@ enum Command {
     },
     /// Print the JSON Schema of the manifest format.
     Schema,
+}
+
+/// Where a control command finds the running daemon.
+#[derive(Args, Debug, Clone)]
+struct DaemonSocket {
+    /// Where the daemon keeps its state (its socket is found there).
+    #[arg(
+        long = "state-dir",
+        env = "ASSETD_STATE_DIR",
+        default_value = "/var/lib/assetd"
+    )]
+    state_dir: PathBuf,
+    /// The daemon's socket (default: assetd.sock in the state dir).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+impl DaemonSocket {
+    fn path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("assetd.sock"))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -351,16 +360,12 @@ async fn dispatch(command: Command) -> u8 {
             output,
         } => status(common, socket, output).await,
         Command::Run(args) => run(args).await,
-        Command::Retry {
-            name,
-            state_dir,
-            socket,
-        } => {
+        Command::Retry { name, daemon } => {
             let Ok(name) = assetd::spec::AssetName::new(&name) else {
                 eprintln!("assetd retry: `{name}` is not an asset name");
                 return EXIT_USAGE;
             };
-            let socket = socket.unwrap_or_else(|| state_dir.join("assetd.sock"));
+            let socket = daemon.path();
             match assetd::api::retry(&socket, &name).await {
                 Ok(()) => {
                     println!("{name}: deploying once more");
@@ -372,16 +377,12 @@ async fn dispatch(command: Command) -> u8 {
                 }
             }
         }
-        Command::Prune {
-            confirm,
-            state_dir,
-            socket,
-        } => {
+        Command::Prune { confirm, daemon } => {
             if !confirm {
                 eprintln!("assetd prune: pass --confirm to let the held removals go ahead");
                 return EXIT_USAGE;
             }
-            prune_confirm(socket.unwrap_or_else(|| state_dir.join("assetd.sock"))).await
+            prune_confirm(daemon.path()).await
         }
     }
 }

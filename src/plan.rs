@@ -258,15 +258,7 @@ fn decide(
                 .and_then(|r| r.spec.as_ref())
                 .map(|old| diff(old, &want.spec))
                 .unwrap_or_default();
-            let reason = if changes.is_empty() {
-                "spec hash differs from the one applied".to_string()
-            } else {
-                changes
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+            let reason = update_reason(&changes, "spec hash differs from the one applied");
             act(ActionKind::Update, reason, changes, Some(want))
         }
         (Some(want), None) => match record.and_then(|r| r.applied_ms) {
@@ -324,15 +316,7 @@ fn decide(
                 .filter(|old| old.hash() == *have.spec_hash.as_ref().unwrap_or(&want.hash))
                 .map(|old| diff(old, &want.spec))
                 .unwrap_or_default();
-            let reason = if changes.is_empty() {
-                "spec hash differs from the running objects".to_string()
-            } else {
-                changes
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+            let reason = update_reason(&changes, "spec hash differs from the running objects");
             act(ActionKind::Update, reason, changes, Some(want))
         }
         (Some(want), Some(have)) if !have.drift.is_empty() => act(
@@ -380,6 +364,19 @@ fn hold_all(removals: &mut [Action], reason: &str) {
         removal.kind = ActionKind::Hold;
         removal.reason = format!("{reason} (would remove: {})", removal.reason);
     }
+}
+
+/// An update's reason: its field changes, or `unknown` when the previous
+/// spec is not known.
+fn update_reason(changes: &[FieldChange], unknown: &str) -> String {
+    if changes.is_empty() {
+        return unknown.to_string();
+    }
+    changes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether `want`'s very version failed its rollout gate here.
