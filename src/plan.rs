@@ -521,6 +521,7 @@ mod tests {
             mode: Mode::default(),
             mounts: vec![],
             healthcheck: None,
+            update: None,
         }
     }
 
