@@ -57,8 +57,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, MessageFormatter, Spanned, Tagged, UserMessageFormatter};
 
 use crate::spec::{
-    AssetName, DeploySpec, FailureAction, Healthcheck, Mode, UpdateOrder, UpdatePolicy, Mount, MountKind, PortMapping, Protocol, ResourceSet,
-    Resources, SpecHash,
+    AssetName, DeploySpec, FailureAction, Healthcheck, Mode, Mount, MountKind, PortMapping,
+    Protocol, ResourceSet, Resources, SpecHash, UpdateOrder, UpdatePolicy,
 };
 
 /// The only `apiVersion` this build understands.
@@ -1248,7 +1248,11 @@ impl<'a> Decoder<'a> {
             let order = UpdateOrder::parse(text.trim());
             if order.is_none() {
                 let names = UpdateOrder::NAMES.join(", ");
-                self.error(value, &path(0), format!("order `{text}` is not one of {names}"));
+                self.error(
+                    value,
+                    &path(0),
+                    format!("order `{text}` is not one of {names}"),
+                );
             }
             order
         });
@@ -1269,16 +1273,16 @@ impl<'a> Decoder<'a> {
             }
             action
         });
-        let parallelism = fields.get(3).and_then(|value| {
-            match self.integer(value, &path(3))? {
+        let parallelism = fields
+            .get(3)
+            .and_then(|value| match self.integer(value, &path(3))? {
                 n @ 0..=1000 => Some(n as u64),
                 n => {
                     let why = format!("parallelism must be 0 (all at once) to 1000, found {n}");
                     self.error(value, &path(3), why);
                     None
                 }
-            }
-        });
+            });
         let delay_ns = fields
             .get(4)
             .and_then(|value| self.duration_or_zero_ns(value, &path(4), fields.spelling));

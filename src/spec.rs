@@ -139,8 +139,9 @@ impl UpdatePolicy {
 
     /// The monitor window, or `default` (the strategy's) when unset.
     pub fn monitor_or(&self, default: std::time::Duration) -> std::time::Duration {
-        self.monitor_ns
-            .map_or(default, |ns| std::time::Duration::from_nanos(ns.max(0) as u64))
+        self.monitor_ns.map_or(default, |ns| {
+            std::time::Duration::from_nanos(ns.max(0) as u64)
+        })
     }
 }
 

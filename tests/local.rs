@@ -1137,3 +1137,56 @@ async fn a_new_version_must_be_healthy_before_it_replaces_the_old_one() {
     assert_eq!(status.map(|s| s.to_string()).as_deref(), Some("healthy"));
     assert!(env.apply().await.outcomes.is_empty(), "converged");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_update_policy_sets_the_order_and_the_monitor_window() {
+    let env = TestEnv::new("lc-policy").await;
+    let a = env.name("a");
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  command: [sleep, \"3600\"]\n"),
+    );
+    assert_no_failures(&env.apply().await);
+    let old = env.inspect(&a).await;
+    let started = |c: &bollard::models::ContainerInspectResponse| {
+        c.state.as_ref().and_then(|s| s.started_at.clone())
+    };
+    // Exits 3 two seconds after it starts: too soon for the default 3 s.
+    let late_crash = "  command: [sh, -c, \"sleep 2; exit 3\"]\n";
+
+    // Default order without ports or writable mounts: start-first, so
+    // the old container was never stopped.
+    env.write("a.yaml", &env.asset("a", IMAGE_2, late_crash));
+    let error = env.apply().await.outcomes[0]
+        .error
+        .clone()
+        .expect("rolled back");
+    assert!(error.contains("exited 3 within 3s"), "{error}");
+    let now = env.inspect(&a).await;
+    assert_eq!(
+        (now.id.clone(), started(&now)),
+        (old.id.clone(), started(&old))
+    );
+
+    // `order: stop-first`: the old one is stopped first, then started again.
+    let stop_first = format!("{late_crash}  update: {{ order: stop-first }}\n");
+    env.write("a.yaml", &env.asset("a", IMAGE_2, &stop_first));
+    let error = env.apply().await.outcomes[0]
+        .error
+        .clone()
+        .expect("rolled back");
+    assert!(error.contains("runs again"), "{error}");
+    let now = env.inspect(&a).await;
+    assert_eq!(now.id, old.id);
+    assert_ne!(started(&now), started(&old), "stopped and started again");
+    assert_eq!(now.state.and_then(|s| s.running), Some(true));
+
+    // `monitor: 1s`: the same version passes the shorter window.
+    let short = format!("{late_crash}  update: {{ monitor: 1s }}\n");
+    env.write("a.yaml", &env.asset("a", IMAGE_2, &short));
+    assert_no_failures(&env.apply().await);
+    let now = env.inspect(&a).await;
+    assert_ne!(now.id, old.id);
+    assert_eq!(now.config.and_then(|c| c.image).as_deref(), Some(IMAGE_2));
+    assert_eq!(env.containers().await.len(), 1);
+}

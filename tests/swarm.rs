@@ -1381,3 +1381,80 @@ async fn a_healthcheck_reaches_the_service_and_causes_no_drift() {
     let pass = env.apply_with(&swarm).await;
     assert!(pass.outcomes.is_empty(), "no drift: {:?}", pass.outcomes);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_update_policy_reaches_swarm_and_pause_stops_a_failing_rollout() {
+    use bollard::models::{
+        ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfigFailureActionEnum,
+        ServiceSpecUpdateConfigOrderEnum,
+    };
+    let env = TestEnv::new("sw-policy").await;
+    let swarm = env.swarm();
+    let policy = "  update: { order: stop-first, monitor: 2s, failureAction: pause, parallelism: 2, delay: 1s }\n";
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            &format!("  command: [sleep, \"3600\"]\n{policy}"),
+        ),
+    );
+    assert_no_failures(&env.apply_with(&swarm).await);
+    let spec = spec_of(&service(&env, "a").await);
+    let update = spec.update_config.expect("an UpdateConfig");
+    assert_eq!(
+        update.order,
+        Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST)
+    );
+    assert_eq!(
+        update.failure_action,
+        Some(ServiceSpecUpdateConfigFailureActionEnum::PAUSE)
+    );
+    assert_eq!(update.monitor, Some(2_000_000_000));
+    assert_eq!(update.parallelism, Some(2));
+    assert_eq!(update.delay, Some(1_000_000_000));
+    let rollback = spec.rollback_config.expect("a RollbackConfig");
+    assert_eq!(
+        rollback.order,
+        Some(ServiceSpecRollbackConfigOrderEnum::STOP_FIRST)
+    );
+    wait_running(&env, "a", 1, IMAGE_1).await;
+
+    // A version that exits 3 under `failureAction: pause`: Swarm pauses
+    // the update and assetd says so, with Swarm's words.
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_2,
+            &format!("  command: [sh, -c, \"exit 3\"]\n{policy}"),
+        ),
+    );
+    let pass = env.apply_with(&swarm).await;
+    assert_eq!(kinds(&pass), vec![ActionKind::Update]);
+    let name = asset_name(&env, "a");
+    let rollout = common::eventually(
+        "Swarm to pause the update",
+        Duration::from_secs(120),
+        || async {
+            let actual = swarm.list_managed().await.unwrap();
+            actual
+                .into_iter()
+                .find(|a| a.name == name)?
+                .rollout
+                .filter(|r| r.state == "paused")
+        },
+    )
+    .await;
+    assert!(!rollout.rolled_back);
+    assert!(rollout.message.contains("paused"), "{}", rollout.message);
+    // The paused spec is the manifest's: nothing to redo (no fight), and
+    // the rollout reads as failed, not Running.
+    let pass = env.apply_with(&swarm).await;
+    assert!(pass.outcomes.is_empty(), "{:?}", pass.outcomes);
+    let actual = swarm.list_managed().await.unwrap();
+    let have = actual.iter().find(|a| a.name == name).unwrap();
+    let desired = assetd::reconcile::load_desired(&env.config()).await;
+    let why = have.failed_rollout(desired.assets.get(&name).map(|d| &d.hash));
+    assert!(why.is_some_and(|w| w.contains("paused")));
+}
