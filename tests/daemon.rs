@@ -2293,3 +2293,68 @@ async fn auto_strategy_runs_containers_on_an_engine_that_is_no_swarm() {
     assert_eq!(report.role.as_deref(), Some("local"), "{status:?}");
     drop(daemon);
 }
+
+/// Health, beside the phase, from the engine's events: a container that
+/// turns unhealthy is Degraded within seconds (no resync: 300 s), with
+/// its check's output, in status and in the metric; a container that
+/// crash-loops after its gate is Degraded with its exit code and restarts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_turning_unhealthy_or_crash_looping_is_degraded_within_seconds() {
+    let _engine = shared().await;
+    let env = TestEnv::new("dm-health").await;
+    let check = "  command: [sh, -c, \"touch /tmp/ok; exec sleep 3600\"]\n  healthcheck: { test: [CMD, test, -e, /tmp/ok], interval: 500ms, timeout: 1s, retries: 1 }\n";
+    env.write("a.yaml", &env.asset("a", IMAGE_1, check));
+    // Passes the 3 s gate, then exits 3 again and again.
+    let late_crash = "  command: [sh, -c, \"sleep 4; exit 3\"]\n";
+    env.write("b.yaml", &env.asset("b", IMAGE_1, late_crash));
+    let daemon = Daemon::start(&env);
+    let (a, b) = (env.name("a"), env.name("b"));
+    let health_of = |report: &StatusReport, name: &str| {
+        let asset = report.assets.iter().find(|x| x.name.as_str() == name)?;
+        Some((
+            asset.health,
+            asset.health_reason.clone().unwrap_or_default(),
+        ))
+    };
+    eventually("a Healthy", CONVERGE, || async {
+        let report = daemon.status().await?;
+        (health_of(&report, &a)?.0 == assetd::health::Health::Healthy).then_some(())
+    })
+    .await;
+
+    // The check's file goes: unhealthy at the next probe.
+    let exec = env
+        .docker
+        .create_exec(
+            &a,
+            bollard::models::ExecConfig {
+                cmd: Some(vec!["rm".into(), "/tmp/ok".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    env.docker.start_exec(&exec.id, None).await.unwrap();
+    let removed = Instant::now();
+    let (phase, why) = eventually("a Degraded", Duration::from_secs(20), || async {
+        let report = daemon.status().await?;
+        let (health, why) = health_of(&report, &a)?;
+        let phase = report.assets.iter().find(|x| x.name.as_str() == a)?.phase;
+        (health == assetd::health::Health::Degraded).then_some((phase, why))
+    })
+    .await;
+    eprintln!("unhealthy → Degraded in {:?}", removed.elapsed());
+    assert!(why.contains("unhealthy"), "{why}");
+    assert_ne!(phase, Phase::Running, "never Running while unhealthy");
+    let metrics = daemon.metrics().await;
+    let line = format!("assetd_asset_health{{asset=\"{a}\",health=\"Degraded\"}} 1");
+    assert!(metrics.contains(&line), "{metrics}");
+
+    let why = eventually("b Degraded with its restarts", CONVERGE, || async {
+        let report = daemon.status().await?;
+        let (health, why) = health_of(&report, &b)?;
+        (health == assetd::health::Health::Degraded && why.contains("restarts")).then_some(why)
+    })
+    .await;
+    assert!(why.contains("exited 3"), "{why}");
+}

@@ -320,7 +320,10 @@ impl DeploymentStrategy for Swarm {
                     object_ids: vec![id],
                     version: service.version.as_ref().and_then(|v| v.index),
                     drift: drift(labels.get(FINGERPRINT).map(String::as_str), spec),
-                    replicas: replica_counts(spec, &tasks, service.updated_at),
+                    replicas: ReplicaCounts {
+                        rolling: rolling(&service),
+                        ..replica_counts(spec, &tasks, service.updated_at)
+                    },
                     writer: service.updated_at.and_then(|at| {
                         let ms = (at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
                         labels::writer_of(&labels, ms)
@@ -384,7 +387,23 @@ fn replica_counts(
         failing: (running < desired)
             .then(|| last_failure(all_tasks, since))
             .flatten(),
+        // Swarm replaces an unhealthy task itself; that shows as a
+        // failing task, above.
+        unhealthy: None,
+        rolling: false,
     }
+}
+
+/// Swarm is replacing tasks (an update or its rollback is under way):
+/// what runs now says nothing yet about how it ends.
+fn rolling(service: &Service) -> bool {
+    let state = service.update_status.as_ref().and_then(|s| s.state);
+    matches!(
+        state,
+        Some(
+            ServiceUpdateStatusStateEnum::UPDATING | ServiceUpdateStatusStateEnum::ROLLBACK_STARTED
+        )
+    )
 }
 
 /// The newest failed or rejected task, in Swarm's words with its exit
