@@ -1458,3 +1458,100 @@ async fn the_update_policy_reaches_swarm_and_pause_stops_a_failing_rollout() {
     let why = have.failed_rollout(desired.assets.get(&name).map(|d| &d.hash));
     assert!(why.is_some_and(|w| w.contains("paused")));
 }
+
+/// One HTTP GET, once: whether it answered 200 within a second.
+async fn answers(addr: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        out.contains("200").then_some(())
+    };
+    tokio::time::timeout(Duration::from_secs(1), attempt)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+/// Where a client reaches the service: the published port through the
+/// routing mesh; without IPVS (waived, see the ingress test) each running
+/// task's own address on docker_gwbridge, so the check is that some task
+/// serves at every moment.
+async fn serving(env: &TestEnv, name: &str, port: u16) -> bool {
+    if Path::new("/proc/net/ip_vs").exists() {
+        return answers(&format!("127.0.0.1:{port}")).await;
+    }
+    let Ok(gw) = env
+        .docker
+        .inspect_network("docker_gwbridge", None::<InspectNetworkOptions>)
+        .await
+    else {
+        return false;
+    };
+    let attached = gw.containers.unwrap_or_default();
+    for task in running_tasks(&env.docker, name).await {
+        let container = task
+            .status
+            .and_then(|s| s.container_status)
+            .and_then(|c| c.container_id);
+        let ip = container
+            .and_then(|id| attached.get(&id).cloned())
+            .and_then(|c| c.ipv4_address);
+        if let Some(ip) = ip {
+            let ip = ip.split('/').next().unwrap_or_default().to_string();
+            if answers(&format!("{ip}:80")).await {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_update_start_first_never_leaves_the_service_unserved() {
+    let env = TestEnv::new("sw-zero").await;
+    let swarm = env.swarm();
+    let name = env.name("web");
+    if !Path::new("/proc/net/ip_vs").exists() {
+        assert_eq!(std::env::var("ASSETD_TEST_NO_IP_VS").as_deref(), Ok("1"));
+        eprintln!("WAIVED (ASSETD_TEST_NO_IP_VS=1): polling each task's own address, not the routing mesh");
+    }
+    let web = |image: &str| {
+        env.asset(
+            "web",
+            image,
+            "  command: sh -c 'trap \"exit 0\" TERM; httpd -f -p 80 & wait'\n  ports: { 18411: 80 }\n",
+        )
+    };
+    env.write("web.yaml", &web(IMAGE_1));
+    assert_no_failures(&env.apply_with(&swarm).await);
+    wait_running(&env, "web", 1, IMAGE_1).await;
+    common::eventually("the service serving", CONVERGE, || async {
+        serving(&env, &name, 18411).await.then_some(())
+    })
+    .await;
+
+    env.write("web.yaml", &web(IMAGE_2));
+    assert_no_failures(&env.apply_with(&swarm).await);
+    let (mut probes, mut failed) = (0, 0);
+    let deadline = std::time::Instant::now() + CONVERGE;
+    loop {
+        probes += 1;
+        if !serving(&env, &name, 18411).await {
+            failed += 1;
+        }
+        let tasks = running_tasks(&env.docker, &name).await;
+        let done = tasks.len() == 1 && task_image(&tasks[0]).starts_with(IMAGE_2);
+        if done || std::time::Instant::now() > deadline {
+            assert!(done, "the update completed");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("{probes} probes through the update, {failed} unanswered");
+    assert!(probes > 3, "the update was observed ({probes} probes)");
+    assert_eq!(failed, 0, "no probe unanswered in {probes}");
+}
