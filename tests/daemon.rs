@@ -2358,3 +2358,69 @@ async fn a_container_turning_unhealthy_or_crash_looping_is_degraded_within_secon
     .await;
     assert!(why.contains("exited 3"), "{why}");
 }
+
+/// No fight loop, counted: after a version is rolled back, a daemon that
+/// passes every second makes at most one more update of it in 20 s (the
+/// issue asks about 60 s; 20 passes say the same), on both strategies. The
+/// asset reads Failed and Degraded, saying it was rolled back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolled_back_version_is_not_deployed_again_by_the_daemon_on_either_strategy() {
+    let _engine = shared().await;
+    for strategy in ["local", "swarm"] {
+        let env = TestEnv::new(&format!("dm-nofight-{strategy}")).await;
+        let a = env.name("a");
+        env.write("a.yaml", &env.asset("a", IMAGE_1, "  command: [sleep, \"3600\"]\n"));
+        let daemon = Daemon::start_with(
+            &env,
+            Options {
+                strategy,
+                resync: "1s",
+                ..Options::default()
+            },
+        );
+        daemon.wait_phase(std::slice::from_ref(&a), Phase::Running).await;
+        env.write("a.yaml", &env.asset("a", IMAGE_2, "  command: [sh, -c, \"exit 3\"]\n"));
+        let failed = eventually(&format!("{strategy}: a rolled back"), CONVERGE, || async {
+            let report = daemon.status().await?;
+            let asset = report.assets.into_iter().find(|x| x.name.as_str() == a)?;
+            let why = asset.last_error.clone().unwrap_or_default();
+            (asset.phase == Phase::Failed && why.contains("roll")).then_some(asset)
+        })
+        .await;
+        assert_eq!(failed.health, assetd::health::Health::Degraded, "{failed:?}");
+        // What the engine is asked to do from now on: containers created
+        // (a candidate per local attempt), Swarm spec versions.
+        let since = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let version = || async {
+            let service = env.docker.inspect_service(&a, None).await.ok()?;
+            service.version.and_then(|v| v.index)
+        };
+        let first_version = version().await;
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let updates = match strategy {
+            "local" => {
+                use futures_util::StreamExt;
+                let label = format!("{}={}", assetd::strategy::labels::INSTANCE, env.prefix);
+                let filters = std::collections::HashMap::from([
+                    ("type", vec!["container".to_string()]),
+                    ("event", vec!["create".to_string()]),
+                    ("label", vec![label]),
+                ]);
+                let until = since + 20;
+                let options = bollard::query_parameters::EventsOptionsBuilder::default()
+                    .since(&since.to_string())
+                    .until(&until.to_string())
+                    .filters(&filters)
+                    .build();
+                let events: Vec<_> = env.docker.events(Some(options)).collect().await;
+                events.len() as u64
+            }
+            _ => version().await.unwrap_or(0) - first_version.unwrap_or(0),
+        };
+        assert!(updates <= 1, "{strategy}: {updates} updates in 20 s after the rollback");
+        drop(daemon);
+    }
+}
