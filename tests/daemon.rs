@@ -2369,7 +2369,10 @@ async fn a_rolled_back_version_is_not_deployed_again_by_the_daemon_on_either_str
     for strategy in ["local", "swarm"] {
         let env = TestEnv::new(&format!("dm-nofight-{strategy}")).await;
         let a = env.name("a");
-        env.write("a.yaml", &env.asset("a", IMAGE_1, "  command: [sleep, \"3600\"]\n"));
+        env.write(
+            "a.yaml",
+            &env.asset("a", IMAGE_1, "  command: [sleep, \"3600\"]\n"),
+        );
         let daemon = Daemon::start_with(
             &env,
             Options {
@@ -2378,8 +2381,13 @@ async fn a_rolled_back_version_is_not_deployed_again_by_the_daemon_on_either_str
                 ..Options::default()
             },
         );
-        daemon.wait_phase(std::slice::from_ref(&a), Phase::Running).await;
-        env.write("a.yaml", &env.asset("a", IMAGE_2, "  command: [sh, -c, \"exit 3\"]\n"));
+        daemon
+            .wait_phase(std::slice::from_ref(&a), Phase::Running)
+            .await;
+        env.write(
+            "a.yaml",
+            &env.asset("a", IMAGE_2, "  command: [sh, -c, \"exit 3\"]\n"),
+        );
         let failed = eventually(&format!("{strategy}: a rolled back"), CONVERGE, || async {
             let report = daemon.status().await?;
             let asset = report.assets.into_iter().find(|x| x.name.as_str() == a)?;
@@ -2387,7 +2395,11 @@ async fn a_rolled_back_version_is_not_deployed_again_by_the_daemon_on_either_str
             (asset.phase == Phase::Failed && why.contains("roll")).then_some(asset)
         })
         .await;
-        assert_eq!(failed.health, assetd::health::Health::Degraded, "{failed:?}");
+        assert_eq!(
+            failed.health,
+            assetd::health::Health::Degraded,
+            "{failed:?}"
+        );
         // What the engine is asked to do from now on: containers created
         // (a candidate per local attempt), Swarm spec versions.
         let since = SystemTime::now()
@@ -2420,7 +2432,10 @@ async fn a_rolled_back_version_is_not_deployed_again_by_the_daemon_on_either_str
             }
             _ => version().await.unwrap_or(0) - first_version.unwrap_or(0),
         };
-        assert!(updates <= 1, "{strategy}: {updates} updates in 20 s after the rollback");
+        assert!(
+            updates <= 1,
+            "{strategy}: {updates} updates in 20 s after the rollback"
+        );
         drop(daemon);
     }
 }

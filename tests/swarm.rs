@@ -1340,7 +1340,12 @@ async fn a_version_that_crashes_is_rolled_back_by_swarm_and_not_deployed_again()
     let wanted = env.config();
     let desired = assetd::reconcile::load_desired(&wanted).await;
     let why = have.failed_rollout(desired.assets.get(&name).map(|d| &d.hash));
-    assert!(why.is_some_and(|w| w.contains("rollback_completed")));
+    let why = why.unwrap_or_default();
+    assert!(why.contains("rollback_completed"), "{why}");
+    assert!(
+        why.contains("exit code 3"),
+        "the failed task's words: {why}"
+    );
 
     // A fixed manifest is a new version: deployed.
     env.write(

@@ -329,7 +329,14 @@ impl DeploymentStrategy for Swarm {
                         labels::writer_of(&labels, ms)
                     }),
                     template_hash: None,
-                    rollout: stopped_rollout(&service),
+                    // The failed task says why (`exit code 3`); Swarm's
+                    // own message only that it rolled back.
+                    rollout: stopped_rollout(&service).map(|mut r| {
+                        if let Some(why) = last_failure(&tasks, None) {
+                            r.message = format!("{}; {why}", r.message);
+                        }
+                        r
+                    }),
                 },
             );
         }
