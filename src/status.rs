@@ -302,10 +302,14 @@ pub fn render_table(report: &StatusReport) -> String {
                 .as_ref()
                 .filter(|r| r.running < r.desired)
                 .and_then(|r| r.pending_reason.clone());
+            let degraded = a
+                .health_reason
+                .clone()
+                .filter(|_| a.health == Health::Degraded);
             let detail = a
                 .last_error
                 .clone()
-                .or_else(|| a.health_reason.clone())
+                .or(degraded)
                 .or(waiting)
                 .or_else(|| a.next_action.as_ref().map(|n| format!("next: {n}")))
                 .or_else(|| a.last_action.clone())

@@ -1234,24 +1234,11 @@ async fn kill_9_at_each_step_of_the_local_update_converges_to_exactly_the_right_
             &format!("  command: [sleep, \"3600\"]\n  update: {{ order: {order}, monitor: 4s }}\n"),
         );
         env.write("a.yaml", &v2);
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_assetd"))
-            .args([
-                "apply",
-                "--once",
-                "--strategy",
-                "local",
-                "--instance",
-                &env.prefix,
-            ])
-            .arg("--manifests")
-            .arg(&env.manifests)
-            .arg("--state-dir")
-            .arg(env.root.join("cli-state"))
-            .env("DOCKER_HOST", common::docker_host())
-            .env("ASSETD_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("assetd runs");
+        let assetd = common::harness::Assetd {
+            state: env.root.join("cli-state"),
+            ..common::harness::Assetd::new(&env, "local")
+        };
+        let mut apply = assetd.spawn(&["apply", "--once"], &[]);
         let trial = common::eventually(
             "the candidate on trial",
             Duration::from_secs(60),
@@ -1261,8 +1248,7 @@ async fn kill_9_at_each_step_of_the_local_update_converges_to_exactly_the_right_
             },
         )
         .await;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        assert!(apply.kill9(), "killed while the candidate was on trial");
         let restart = bollard::models::ContainerUpdateBody {
             restart_policy: Some(bollard::models::RestartPolicy {
                 name: Some(bollard::models::RestartPolicyNameEnum::UNLESS_STOPPED),

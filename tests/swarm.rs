@@ -6,9 +6,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use assetd::plan::ActionKind;
@@ -23,6 +22,7 @@ use bollard::query_parameters::{
     ListServicesOptionsBuilder, ListTasksOptionsBuilder, RemoveVolumeOptions,
 };
 use bollard::Docker;
+use common::proxy::Proxy;
 use common::{TestEnv, IMAGE_1, IMAGE_2, TEST_LABEL};
 
 /// Long enough for a task to be scheduled, started and, on an update,
@@ -1089,13 +1089,14 @@ async fn removing_an_absent_asset_is_success() {
 #[tokio::test(flavor = "multi_thread")]
 async fn listing_makes_two_calls_and_a_converged_pass_writes_nothing() {
     let env = TestEnv::new("sw-calls").await;
-    let (socket, requests) = recording_proxy(&env.root).await;
+    let calls = Calls::start(&env.root).await;
+    let socket = calls.proxy.path.clone();
     let docker = Docker::connect_with_host(&format!("unix://{}", socket.display())).unwrap();
     let swarm = AnyStrategy::Swarm(Swarm::new(docker, &env.prefix));
 
     // Nothing managed: one call.
     assert!(swarm.list_managed().await.unwrap().is_empty());
-    assert_eq!(take(&requests), vec!["GET /services"]);
+    assert_eq!(calls.take(), vec!["GET /services"]);
 
     env.write(
         "a.yaml",
@@ -1108,10 +1109,10 @@ async fn listing_makes_two_calls_and_a_converged_pass_writes_nothing() {
     assert_no_failures(&env.apply_with(&swarm).await);
     wait_running(&env, "a", 1, IMAGE_1).await;
     wait_running(&env, "b", 2, IMAGE_1).await;
-    take(&requests);
+    calls.take();
 
     let actual = swarm.list_managed().await.unwrap();
-    assert_eq!(take(&requests), vec!["GET /services", "GET /tasks"]);
+    assert_eq!(calls.take(), vec!["GET /services", "GET /tasks"]);
     assert_eq!(actual.len(), 2);
     assert!(actual.iter().all(|a| a.drift.is_empty()), "{actual:?}");
     let b = actual
@@ -1131,7 +1132,7 @@ async fn listing_makes_two_calls_and_a_converged_pass_writes_nothing() {
     let pass = env.apply_with(&swarm).await;
     assert!(pass.plan.actions.is_empty(), "{:?}", pass.plan.actions);
     assert_eq!(pass.plan.unchanged.len(), 2);
-    assert_eq!(take(&requests), vec!["GET /services", "GET /tasks"]);
+    assert_eq!(calls.take(), vec!["GET /services", "GET /tasks"]);
 
     // A deploy of what runs already reads and writes nothing.
     let record = env.store.get(&asset_name(&env, "a")).unwrap();
@@ -1141,78 +1142,37 @@ async fn listing_makes_two_calls_and_a_converged_pass_writes_nothing() {
     };
     let deployed = swarm.deploy(&record.spec.unwrap(), &owner).await.unwrap();
     assert!(!deployed.wrote);
-    let calls = take(&requests);
+    let calls = calls.take();
     assert!(calls.iter().all(|c| c.starts_with("GET ")), "{calls:?}");
 }
 
-/// Request lines seen by [`recording_proxy`], as `METHOD /path` without
-/// the API version prefix and the query.
-type Requests = Arc<Mutex<Vec<String>>>;
-
-fn take(requests: &Requests) -> Vec<String> {
-    std::mem::take(&mut *requests.lock().unwrap())
+/// The calls a strategy made through the counting proxy since the last
+/// `take`, as `METHOD /path` (without the API version and the query).
+struct Calls {
+    proxy: Proxy,
+    mark: std::cell::Cell<usize>,
 }
 
-/// A unix-socket proxy in front of the test engine that records every
-/// HTTP request line passing through it, to count a strategy's calls.
-async fn recording_proxy(dir: &Path) -> (PathBuf, Requests) {
-    let socket = dir.join("proxy.sock");
-    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-    let upstream = common::docker_host()
-        .trim_start_matches("unix://")
-        .to_string();
-    let requests: Requests = Arc::default();
-    let seen = requests.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(engine) = tokio::net::UnixStream::connect(&upstream).await else {
-                break;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut engine_read, mut engine_write) = engine.into_split();
-                let responses = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut engine_read, &mut client_write).await;
-                });
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut pending = String::new();
-                while let Ok(n) = client_read.read(&mut buf).await {
-                    if n == 0 || engine_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    pending.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    // Keep only the unfinished last line between reads.
-                    let keep_from = pending.rfind("\r\n").map_or(0, |i| i + 2);
-                    for line in pending[..keep_from].split("\r\n") {
-                        if let Some(call) = request_line(line) {
-                            seen.lock().unwrap().push(call);
-                        }
-                    }
-                    pending.drain(..keep_from);
-                }
-                let _ = engine_write.shutdown().await;
-                let _ = responses.await;
-            });
+impl Calls {
+    async fn start(dir: &Path) -> Self {
+        let upstream = common::docker_host().trim_start_matches("unix://").into();
+        let proxy = Proxy::start(&dir.join("proxy.sock"), upstream)
+            .await
+            .expect("the counting proxy starts");
+        Self {
+            mark: std::cell::Cell::new(proxy.mark()),
+            proxy,
         }
-    });
-    (socket, requests)
-}
-
-/// `GET /v1.41/services?filters=… HTTP/1.1` → `GET /services`.
-fn request_line(line: &str) -> Option<String> {
-    let (method, rest) = line.split_once(' ')?;
-    if !matches!(method, "GET" | "POST" | "PUT" | "DELETE" | "HEAD") || !line.ends_with("HTTP/1.1")
-    {
-        return None;
     }
-    let path = rest.split([' ', '?']).next()?;
-    let path = match path.strip_prefix("/v1.") {
-        Some(versioned) => &versioned[versioned.find('/')?..],
-        None => path,
-    };
-    Some(format!("{method} {path}"))
+
+    fn take(&self) -> Vec<String> {
+        let calls = self.proxy.calls_since(self.mark.get());
+        self.mark.set(self.proxy.mark());
+        calls
+            .into_iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
