@@ -46,6 +46,8 @@ pub const FIGURES: &[&str] = &[
     "latency-local",
     "latency-swarm",
     "repair",
+    "update-local",
+    "update-swarm",
     "cold-local",
     "cold-swarm",
     "idle",

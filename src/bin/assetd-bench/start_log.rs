@@ -31,7 +31,12 @@ impl StartLog {
             loop {
                 let filters = HashMap::from([
                     ("type", vec!["container".to_string()]),
-                    ("event", vec!["create".to_string(), "start".to_string()]),
+                    (
+                        "event",
+                        ["create", "start", "die", "rename"]
+                            .map(String::from)
+                            .to_vec(),
+                    ),
                     ("label", vec![format!("{LABEL}={rid}")]),
                 ]);
                 let mut stream = docker.events(Some(
@@ -56,6 +61,18 @@ impl StartLog {
 
     /// The first start of container `name` at or after `t0`.
     pub async fn wait_one(&self, name: &str, t0: i128, timeout: Duration) -> Result<i128> {
+        self.wait_event(name, "start", t0, timeout).await
+    }
+
+    /// The first `action` (create, start, die, rename: a rename is logged
+    /// under the new name) of container `name` at or after `t0`.
+    pub async fn wait_event(
+        &self,
+        name: &str,
+        wanted: &str,
+        t0: i128,
+        timeout: Duration,
+    ) -> Result<i128> {
         let deadline = Instant::now() + timeout;
         loop {
             let found = self
@@ -63,14 +80,14 @@ impl StartLog {
                 .lock()
                 .expect("events")
                 .iter()
-                .filter(|(n, action, at)| n == name && action == "start" && *at >= t0)
+                .filter(|(n, action, at)| n == name && action == wanted && *at >= t0)
                 .map(|(_, _, at)| *at)
                 .min();
             if let Some(at) = found {
                 return Ok(at);
             }
             if Instant::now() > deadline {
-                bail!("container {name} did not start within {timeout:?}");
+                bail!("no {wanted} of container {name} within {timeout:?}");
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

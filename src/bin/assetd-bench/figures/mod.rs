@@ -6,6 +6,7 @@ mod idle_and_comment;
 mod latency;
 mod parse_plan;
 mod repair;
+mod update;
 
 use std::time::{Duration, Instant};
 
@@ -19,11 +20,13 @@ use crate::LABEL;
 
 /// The order the figures run in. `idle` also covers `comment`: both are
 /// measured on the same converged daemon.
-const ORDER: [&str; 7] = [
+const ORDER: [&str; 9] = [
     "parse-plan",
     "latency-local",
     "repair",
+    "update-local",
     "latency-swarm",
+    "update-swarm",
     "cold-local",
     "cold-swarm",
     "idle",
@@ -65,6 +68,8 @@ impl Bench {
                 "latency-local" => self.fig_latency_local().await,
                 "repair" => self.fig_repair().await,
                 "latency-swarm" => self.fig_latency_swarm().await,
+                "update-local" => self.fig_update_local().await,
+                "update-swarm" => self.fig_update_swarm().await,
                 "cold-local" => self.fig_cold_local().await,
                 "cold-swarm" => self.fig_cold_swarm().await,
                 "idle" => self.fig_idle_and_comment().await,
