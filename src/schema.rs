@@ -53,9 +53,12 @@ fn object(shape: &Shape, spelling: Spelling) -> Value {
     let mut required = Vec::new();
     for field in shape.fields {
         let key = field.spelled(spelling);
-        properties.insert(key.into(), (field.schema)(spelling));
+        let value = (field.schema)(spelling);
         if field.required {
             required.push(key);
+            properties.insert(key.into(), value);
+        } else {
+            properties.insert(key.into(), or_null(value));
         }
     }
     json!({
@@ -73,6 +76,17 @@ fn spelled(shape: &Shape) -> Value {
         [one] => object(shape, *one),
         all => json!({ "anyOf": all.iter().map(|s| object(shape, *s)).collect::<Vec<_>>() }),
     }
+}
+
+/// An optional field may be written with nothing after it (`ports:`),
+/// which the decoder reads as leaving it out.
+fn or_null(mut value: Value) -> Value {
+    let description = value.as_object_mut().and_then(|o| o.remove("description"));
+    let mut either = json!({ "anyOf": [value, { "type": "null" }] });
+    if let Some(description) = description {
+        either["description"] = description;
+    }
+    either
 }
 
 // -- `${VAR}` and scalars --------------------------------------------------
@@ -167,7 +181,11 @@ pub(crate) fn env(_: Spelling) -> Value {
         "description": "KEY=VALUE strings, or a map; ${VAR} and ${VAR:-default} expand from the daemon's environment",
         "oneOf": [
             { "type": "array", "items": { "type": "string", "pattern": or_variable("^[^=]+=") } },
-            { "type": "object", "additionalProperties": scalar() },
+            {
+                "type": "object",
+                "propertyNames": { "pattern": "^[^=]+$" },
+                "additionalProperties": scalar(),
+            },
         ],
     })
 }
@@ -177,7 +195,7 @@ pub(crate) fn ports(_: Spelling) -> Value {
     json!({
         "description": "host port (optionally /tcp or /udp) → container port",
         "type": "object",
-        "propertyNames": { "pattern": format!("^[0-9]{{1,5}}(/({protocols}))?$") },
+        "propertyNames": { "pattern": format!("^0*[1-9][0-9]{{0,4}}(/({protocols}))?$") },
         "additionalProperties": whole_number(1, 65535),
     })
 }
