@@ -38,42 +38,7 @@ impl Decoder<'_> {
                     );
                     return None;
                 };
-                let inner = &body[..end];
-                let (name, default) = match inner.find(":-") {
-                    Some(j) => (&inner[..j], Some(&inner[j + 2..])),
-                    None => (inner, None),
-                };
-                if !is_env_name(name) {
-                    self.error(
-                        node,
-                        path,
-                        format!("`${{{inner}}}` is not a variable reference; use ${{NAME}} or ${{NAME:-default}}, or `$$` for a literal `$`"),
-                    );
-                    return None;
-                }
-                // The reference ends at the first `}`, so a nested one
-                // would silently leave a stray `}` in the value.
-                if default.is_some_and(|d| d.contains("${")) {
-                    self.error(
-                        node,
-                        path,
-                        format!("nested `${{…}}` is not supported; the default of `${{{name}:-…}}` must be plain text (set `{name}` instead)"),
-                    );
-                    return None;
-                }
-                match ((self.env)(name), default) {
-                    (Some(value), Some(default)) if value.is_empty() => out.push_str(default),
-                    (Some(value), _) => out.push_str(&value),
-                    (None, Some(default)) => out.push_str(default),
-                    (None, None) => {
-                        self.error(
-                            node,
-                            path,
-                            format!("environment variable `{name}` is not set; set it or write ${{{name}:-default}}"),
-                        );
-                        return None;
-                    }
-                }
+                out.push_str(&self.reference(&body[..end], node, path)?);
                 rest = &body[end + 1..];
                 // Checked after each reference: one variable adds at most
                 // its own length (the kernel caps those at 128 KiB). Only
@@ -96,6 +61,46 @@ impl Decoder<'_> {
         self.expanded_bytes += grown;
         self.expanded_file_bytes += grown;
         Some(out)
+    }
+
+    /// The value of one `${inner}`: the variable, or its default when it
+    /// is unset (or empty, with `:-`). Reports a malformed or unset one.
+    fn reference(&mut self, inner: &str, node: &Node, path: &str) -> Option<String> {
+        let (name, default) = match inner.find(":-") {
+            Some(j) => (&inner[..j], Some(&inner[j + 2..])),
+            None => (inner, None),
+        };
+        if !is_env_name(name) {
+            self.error(
+                node,
+                path,
+                format!("`${{{inner}}}` is not a variable reference; use ${{NAME}} or ${{NAME:-default}}, or `$$` for a literal `$`"),
+            );
+            return None;
+        }
+        // The reference ends at the first `}`, so a nested one
+        // would silently leave a stray `}` in the value.
+        if default.is_some_and(|d| d.contains("${")) {
+            self.error(
+                node,
+                path,
+                format!("nested `${{…}}` is not supported; the default of `${{{name}:-…}}` must be plain text (set `{name}` instead)"),
+            );
+            return None;
+        }
+        match ((self.env)(name), default) {
+            (Some(value), Some(default)) if value.is_empty() => Some(default.to_string()),
+            (Some(value), _) => Some(value),
+            (None, Some(default)) => Some(default.to_string()),
+            (None, None) => {
+                self.error(
+                    node,
+                    path,
+                    format!("environment variable `{name}` is not set; set it or write ${{{name}:-default}}"),
+                );
+                None
+            }
+        }
     }
 
     /// Whether a value that expansion has grown by `len` bytes so far

@@ -181,3 +181,35 @@ fn schema_objects_list_the_keys_the_decoder_accepts() {
     assert_eq!(keys(&mounts[1]), MOUNT.keys(Spelling::Engine));
     assert_eq!(keys(&mounts[1]), ["Type", "Source", "Target", "ReadOnly"]);
 }
+
+/// The unit patterns accept exactly what the value types parse, on
+/// strings near the edges of each grammar.
+#[test]
+fn unit_patterns_accept_what_the_value_types_parse() {
+    fn agree<T: std::str::FromStr>(pattern: &str, samples: &[&str]) {
+        let validator = jsonschema::draft7::new(&json!({ "pattern": pattern })).unwrap();
+        for sample in samples {
+            let parses = sample.parse::<T>().is_ok();
+            let matches = validator.is_valid(&json!(sample));
+            assert_eq!(parses, matches, "`{sample}` against {pattern}");
+        }
+    }
+    agree::<MemoryBytes>(
+        &MemoryBytes::pattern(),
+        &[
+            "512Mi", "1Ti", "1T", "64k", "2Ki", "100b", "7000000", "1.5Gi", ".5Gi", "1.Gi",
+            " 6Mi ", "512 Mi", "1K", "512m", "Mi", "1.2.3Mi", "-1Mi", "1e9", "",
+        ],
+    );
+    agree::<DurationNs>(
+        &DurationNs::pattern(),
+        &[
+            "5s", "500ms", "1m30s", "1h2m3s4ms5us6ns", "0s", " 5s ", "5", "s", "5 s", "1d",
+            "5sec", "1.5s", "",
+        ],
+    );
+    agree::<NanoCpus>(
+        NanoCpus::PATTERN,
+        &["1", "0.5", ".25", "2.", "1.123456789", " 1 ", "abc", "1e3", "1.0000000001", ""],
+    );
+}

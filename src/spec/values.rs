@@ -321,27 +321,7 @@ fn cpus_label(nano: i64) -> String {
 /// `[HOST[:PORT]/]PATH[:TAG][@ALGORITHM:HEX]`. Refusing here points at
 /// the manifest line instead of a failed pull on every pass.
 pub(crate) fn check_image_reference(image: &str) -> Result<(), String> {
-    if image.is_empty() {
-        return Err("image must not be empty".into());
-    }
-    if image.len() > MAX_IMAGE_BYTES {
-        return Err(format!(
-            "image reference is {} bytes long; at most {MAX_IMAGE_BYTES} are allowed",
-            image.len()
-        ));
-    }
-    // escape_debug shows invisible characters such as U+FEFF.
-    let shown = image.escape_debug();
-    if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "image `{shown}` must not contain whitespace or control characters"
-        ));
-    }
-    if !image.is_ascii() {
-        return Err(format!(
-            "image `{shown}` must be ASCII: letters, digits and `.`, `_`, `-`, `/`, `:`, `@`"
-        ));
-    }
+    check_image_characters(image)?;
     let invalid = |why: String| {
         Err(format!(
             "image `{image}` is not a valid image reference: {why}"
@@ -401,6 +381,33 @@ pub(crate) fn check_image_reference(image: &str) -> Result<(), String> {
                 "the repository name part `{component}` must be lowercase letters and digits, separated by one `.`, one or two `_`, or `-`s"
             ));
         }
+    }
+    Ok(())
+}
+
+/// Length and characters: what can be said of an image reference before
+/// its grammar.
+fn check_image_characters(image: &str) -> Result<(), String> {
+    if image.is_empty() {
+        return Err("image must not be empty".into());
+    }
+    if image.len() > MAX_IMAGE_BYTES {
+        return Err(format!(
+            "image reference is {} bytes long; at most {MAX_IMAGE_BYTES} are allowed",
+            image.len()
+        ));
+    }
+    // escape_debug shows invisible characters such as U+FEFF.
+    let shown = image.escape_debug();
+    if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "image `{shown}` must not contain whitespace or control characters"
+        ));
+    }
+    if !image.is_ascii() {
+        return Err(format!(
+            "image `{shown}` must be ASCII: letters, digits and `.`, `_`, `-`, `/`, `:`, `@`"
+        ));
     }
     Ok(())
 }
