@@ -9,6 +9,9 @@ use super::SourcePos;
 use crate::spec::values::{DockerName, ImageRef};
 use crate::spec::{PortMapping, Protocol};
 
+/// The field path of `spec.env`.
+const ENV: &str = "spec.env";
+
 impl Decoder<'_> {
     pub(super) fn image(&mut self, node: &Node) -> Option<String> {
         const P: &str = "spec.image";
@@ -65,70 +68,79 @@ impl Decoder<'_> {
         Some(argv)
     }
 
+    /// `env: [KEY=VALUE, ...]` (kept in order) or `env: { KEY: value }`
+    /// (sorted by key).
     pub(super) fn env(&mut self, node: &Node) -> Vec<String> {
-        const P: &str = "spec.env";
+        match &node.kind {
+            Kind::Seq(items) => self.env_list(items),
+            Kind::Map(entries) => self.env_map(entries),
+            _ => {
+                self.wrong_type(node, ENV, "a list of KEY=VALUE strings or a mapping");
+                Vec::new()
+            }
+        }
+    }
+
+    fn env_list(&mut self, items: &[Node]) -> Vec<String> {
         // name → line of its first definition, for duplicate messages.
         let mut seen: BTreeMap<String, u64> = BTreeMap::new();
         let mut out = Vec::new();
-        match &node.kind {
-            Kind::Seq(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let path = format!("{P}[{i}]");
-                    if matches!(item.kind, Kind::Map(_) | Kind::Seq(_) | Kind::Null) {
-                        self.wrong_type(item, &path, "a `KEY=VALUE` string");
-                        continue;
-                    }
-                    let Some(entry) = self.string(item, &path) else {
-                        continue;
-                    };
-                    let Some((key, _)) = entry.split_once('=') else {
-                        self.error(
-                            item,
-                            &path,
-                            format!("`{entry}` must have the form KEY=VALUE"),
-                        );
-                        continue;
-                    };
-                    if self.env_key(key, item, &path, &mut seen) {
-                        out.push(entry);
-                    }
-                }
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{ENV}[{i}]");
+            if matches!(item.kind, Kind::Map(_) | Kind::Seq(_) | Kind::Null) {
+                self.wrong_type(item, &path, "a `KEY=VALUE` string");
+                continue;
             }
-            Kind::Map(entries) => {
-                let mut pairs = Vec::with_capacity(entries.len());
-                for (key, value) in entries {
-                    let Some(k) = self.map_key(key, P) else {
-                        continue;
-                    };
-                    if k.contains("${") {
-                        self.error(
-                            key,
-                            P,
-                            format!("`{k}`: `${{…}}` is not expanded in keys; write the variable name out, or use the list form [\"NAME=VALUE\"]"),
-                        );
-                        continue;
-                    }
-                    if !self.env_key(&k, key, P, &mut seen) {
-                        continue;
-                    }
-                    if matches!(value.kind, Kind::Null) {
-                        self.error(
-                            value,
-                            &join(P, &k),
-                            "value is empty; write \"\" for an empty value",
-                        );
-                        continue;
-                    }
-                    if let Some(v) = self.string(value, &join(P, &k)) {
-                        pairs.push((k, v));
-                    }
-                }
-                pairs.sort();
-                out = pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let Some(entry) = self.string(item, &path) else {
+                continue;
+            };
+            let Some((key, _)) = entry.split_once('=') else {
+                self.error(
+                    item,
+                    &path,
+                    format!("`{entry}` must have the form KEY=VALUE"),
+                );
+                continue;
+            };
+            if self.env_key(key, item, &path, &mut seen) {
+                out.push(entry);
             }
-            _ => self.wrong_type(node, P, "a list of KEY=VALUE strings or a mapping"),
         }
         out
+    }
+
+    fn env_map(&mut self, entries: &[(Node, Node)]) -> Vec<String> {
+        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        let mut pairs = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let Some(k) = self.map_key(key, ENV) else {
+                continue;
+            };
+            if k.contains("${") {
+                self.error(
+                    key,
+                    ENV,
+                    format!("`{k}`: `${{…}}` is not expanded in keys; write the variable name out, or use the list form [\"NAME=VALUE\"]"),
+                );
+                continue;
+            }
+            if !self.env_key(&k, key, ENV, &mut seen) {
+                continue;
+            }
+            if matches!(value.kind, Kind::Null) {
+                self.error(
+                    value,
+                    &join(ENV, &k),
+                    "value is empty; write \"\" for an empty value",
+                );
+                continue;
+            }
+            if let Some(v) = self.string(value, &join(ENV, &k)) {
+                pairs.push((k, v));
+            }
+        }
+        pairs.sort();
+        pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
 
     /// Checks one environment variable name; false when it was reported.

@@ -3,9 +3,7 @@
 
 use super::decoder::MAX_MESSAGE_CHARS;
 use super::*;
-use crate::spec::values::{
-    check_image_reference, parse_decimal, parse_memory, MAX_IMAGE_NAME_BYTES,
-};
+use crate::spec::values::{ImageRef, MemoryBytes, NanoCpus, MAX_IMAGE_NAME_BYTES};
 use crate::spec::{Mode, Mount, MountKind, PortMapping};
 use std::path::PathBuf;
 
@@ -18,6 +16,21 @@ fn test_env(name: &str) -> Option<String> {
         "LONG" => Some("x".repeat(4096)),
         _ => None,
     }
+}
+
+/// `text` as bytes of memory, or the error's text.
+fn parse_memory(text: &str) -> Result<i64, String> {
+    text.parse::<MemoryBytes>().map(|m| m.0).map_err(|e| e.0)
+}
+
+/// `text` as nano-CPUs, if it is one.
+fn parse_cpus(text: &str) -> Option<i64> {
+    text.parse::<NanoCpus>().ok().map(|c| c.0)
+}
+
+/// Whether `image` is a valid reference, or why not.
+fn check_image_reference(image: &str) -> Result<(), String> {
+    image.parse::<ImageRef>().map(|_| ()).map_err(|e| e.0)
 }
 
 fn test_policy() -> Policy {
@@ -624,11 +637,11 @@ fn memory_sizes_and_cpus_are_exact() {
     let docker_style = parse_memory("512m").unwrap_err();
     assert!(docker_style.contains("`512Mi` here"), "{docker_style}");
     assert!(parse_memory("1.2.3Mi").is_err());
-    assert_eq!(parse_decimal("0.5", 9), Some(500_000_000));
-    assert_eq!(parse_decimal("2", 9), Some(2_000_000_000));
-    assert_eq!(parse_decimal(".25", 9), Some(250_000_000));
-    assert_eq!(parse_decimal("0.0000000001", 9), None);
-    assert_eq!(parse_decimal("1e3", 9), None);
+    assert_eq!(parse_cpus("0.5"), Some(500_000_000));
+    assert_eq!(parse_cpus("2"), Some(2_000_000_000));
+    assert_eq!(parse_cpus(".25"), Some(250_000_000));
+    assert_eq!(parse_cpus("0.0000000001"), None);
+    assert_eq!(parse_cpus("1e3"), None);
     let spec = parse_one(&with_spec(
         "  image: i\n  resources: { limits: { cpus: 2, memory: 6Mi } }\n",
     ));

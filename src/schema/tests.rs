@@ -204,12 +204,34 @@ fn unit_patterns_accept_what_the_value_types_parse() {
     agree::<DurationNs>(
         &DurationNs::pattern(),
         &[
-            "5s", "500ms", "1m30s", "1h2m3s4ms5us6ns", "0s", " 5s ", "5", "s", "5 s", "1d",
-            "5sec", "1.5s", "",
+            "5s",
+            "500ms",
+            "1m30s",
+            "1h2m3s4ms5us6ns",
+            "0s",
+            " 5s ",
+            "5",
+            "s",
+            "5 s",
+            "1d",
+            "5sec",
+            "1.5s",
+            "",
         ],
     );
     agree::<NanoCpus>(
         NanoCpus::PATTERN,
-        &["1", "0.5", ".25", "2.", "1.123456789", " 1 ", "abc", "1e3", "1.0000000001", ""],
+        &[
+            "1",
+            "0.5",
+            ".25",
+            "2.",
+            "1.123456789",
+            " 1 ",
+            "abc",
+            "1e3",
+            "1.0000000001",
+            "",
+        ],
     );
 }

@@ -214,7 +214,7 @@ const MEMORY_UNITS: [(&str, u128); 10] = [
 
 /// `1.25` with `scale` 9 → 1 250 000 000. No sign, no exponent; more
 /// fractional digits than `scale` is an error (rather than rounding).
-pub(crate) fn parse_decimal(text: &str, scale: u32) -> Option<u128> {
+fn parse_decimal(text: &str, scale: u32) -> Option<u128> {
     let (int, frac) = text.split_once('.').unwrap_or((text, ""));
     let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if (int.is_empty() && frac.is_empty())
@@ -267,7 +267,7 @@ fn parse_duration_ns(text: &str) -> Result<i64, String> {
     i64::try_from(total).map_err(|_| format!("`{text}` is too long a duration"))
 }
 
-pub(crate) fn parse_memory(text: &str) -> Result<u128, String> {
+fn parse_memory(text: &str) -> Result<u128, String> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
@@ -320,7 +320,7 @@ fn cpus_label(nano: i64) -> String {
 /// parser (distribution's `reference` package):
 /// `[HOST[:PORT]/]PATH[:TAG][@ALGORITHM:HEX]`. Refusing here points at
 /// the manifest line instead of a failed pull on every pass.
-pub(crate) fn check_image_reference(image: &str) -> Result<(), String> {
+fn check_image_reference(image: &str) -> Result<(), String> {
     check_image_characters(image)?;
     let invalid = |why: String| {
         Err(format!(
@@ -489,7 +489,7 @@ fn is_image_digest(digest: &str) -> bool {
 }
 
 /// Docker's rule for volume and network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-pub(crate) fn is_docker_object_name(name: &str) -> bool {
+fn is_docker_object_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
