@@ -235,3 +235,25 @@ fn unit_patterns_accept_what_the_value_types_parse() {
         ],
     );
 }
+
+/// The examples people copy from are valid by the schema their editor
+/// loads.
+#[test]
+fn example_manifests_are_valid_by_the_schema() {
+    let validator = jsonschema::draft7::new(&schema()).expect("a valid schema");
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests")];
+    let mut seen = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(schema_accepts(&validator, &bytes), "{}", path.display());
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 3, "only {seen} example manifests");
+}
