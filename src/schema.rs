@@ -1,276 +1,42 @@
 //! `assetd schema`: the JSON Schema (draft-07, what yaml-language-server
 //! reads) of one manifest document, for editors.
 //!
-//! The manifest decoder works on a position-carrying YAML tree rather than
-//! on serde-derived structs (so every error can name its line and column),
-//! so the schema is written out here. A test keeps its object keys equal
-//! to the decoder's tables of accepted keys, and `manifests/` carries a
-//! committed copy that a test compares with this output.
+//! It is generated from the decoder's own field tables
+//! (`manifest::shape`): every object's keys, its two spellings and its
+//! required fields come from there, and each field's value schema is one
+//! of the functions below, named in the table. Enums and unit patterns come
+//! from the value types the decoder parses with (`spec::values`,
+//! `UpdateOrder::NAMES`, ...), so the schema and the decoder cannot drift
+//! apart. `manifests/` carries a committed copy that a test compares with
+//! this output.
+//!
+//! Wherever the decoder expands `${VAR}` before reading a value, a string
+//! holding `${` is accepted as well: the schema sees the file as written.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-const NAME_PATTERN: &str = "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
-
-/// Keys per object, in both spellings where the format has two. A test
-/// checks them against the decoder's own tables (`manifest::shapes`).
-pub const OBJECT_KEYS: &[(&str, &[&str])] = &[
-    ("top", &["apiVersion", "kind", "metadata", "spec"]),
-    ("metadata", &["name", "labels"]),
-    (
-        "spec",
-        &[
-            "image",
-            "command",
-            "env",
-            "ports",
-            "networks",
-            "constraints",
-            "resources",
-            "mode",
-            "mounts",
-            "healthcheck",
-            "update",
-        ],
-    ),
-    ("resources", &["limits", "reservations"]),
-    ("Resources", &["Limits", "Reservations"]),
-    ("resourceSet", &["cpus", "memory"]),
-    ("ResourceSet", &["NanoCPUs", "MemoryBytes"]),
-    ("mode", &["replicated", "global"]),
-    ("Mode", &["Replicated", "Global"]),
-    ("replicated", &["replicas"]),
-    ("Replicated", &["Replicas"]),
-    ("mount", &["type", "source", "target", "readOnly"]),
-    ("Mount", &["Type", "Source", "Target", "ReadOnly"]),
-    (
-        "healthcheck",
-        &["test", "interval", "timeout", "retries", "startPeriod"],
-    ),
-    (
-        "Healthcheck",
-        &["Test", "Interval", "Timeout", "Retries", "StartPeriod"],
-    ),
-    (
-        "update",
-        &["order", "monitor", "failureAction", "parallelism", "delay"],
-    ),
-    (
-        "UpdateConfig",
-        &["Order", "Monitor", "FailureAction", "Parallelism", "Delay"],
-    ),
-];
-
-fn scalar() -> Value {
-    json!({ "type": ["string", "number", "boolean"] })
-}
-
-fn closed(properties: Value, required: &[&str]) -> Value {
-    json!({
-        "type": "object",
-        "additionalProperties": false,
-        "required": required,
-        "properties": properties,
-    })
-}
-
-fn one_key(key: &str, value: Value) -> Value {
-    closed(json!({ key: value }), &[key])
-}
-
-fn health_test() -> Value {
-    json!({
-        "description": "[CMD, argv...], [CMD-SHELL, command], [NONE], or a command line for the shell",
-        "oneOf": [
-            { "type": "string", "minLength": 1 },
-            { "type": "array", "minItems": 1, "items": { "type": "string" } },
-        ],
-    })
-}
-
-fn healthcheck() -> Value {
-    let duration = json!({
-        "description": "e.g. 5s, 500ms, 1m30s",
-        "type": "string",
-        "pattern": "^([0-9]+(h|m|s|ms|us|ns))+$",
-    });
-    closed(
-        json!({
-            "test": health_test(),
-            "interval": duration,
-            "timeout": duration,
-            "retries": { "type": ["integer", "string"] },
-            "startPeriod": duration,
-        }),
-        &["test"],
-    )
-}
-
-fn engine_healthcheck() -> Value {
-    let ns = json!({ "description": "nanoseconds", "type": ["integer", "string"] });
-    closed(
-        json!({
-            "Test": health_test(),
-            "Interval": ns,
-            "Timeout": ns,
-            "Retries": { "type": ["integer", "string"] },
-            "StartPeriod": ns,
-        }),
-        &["Test"],
-    )
-}
-
-fn update_policy() -> Value {
-    let duration = json!({
-        "description": "e.g. 5s, 500ms, 1m30s",
-        "type": "string",
-        "pattern": "^([0-9]+(h|m|s|ms|us|ns))+$",
-    });
-    closed(
-        json!({
-            "order": { "enum": crate::spec::UpdateOrder::NAMES },
-            "monitor": duration,
-            "failureAction": { "enum": crate::spec::FailureAction::NAMES },
-            "parallelism": { "description": "replicas at a time, 0 = all", "type": ["integer", "string"] },
-            "delay": duration,
-        }),
-        &[],
-    )
-}
-
-fn engine_update_policy() -> Value {
-    let ns = json!({ "description": "nanoseconds", "type": ["integer", "string"] });
-    closed(
-        json!({
-            "Order": { "enum": crate::spec::UpdateOrder::NAMES },
-            "Monitor": ns,
-            "FailureAction": { "enum": crate::spec::FailureAction::NAMES },
-            "Parallelism": { "type": ["integer", "string"] },
-            "Delay": ns,
-        }),
-        &[],
-    )
-}
+use crate::manifest::shape::{
+    Shape, Spelling, HEALTHCHECK, METADATA, MODE, MOUNT, REPLICATED, RESOURCES, RESOURCE_SET, SPEC,
+    TOP, UPDATE,
+};
+use crate::manifest::{API_VERSION, KIND, MAX_IMAGE_BYTES, MAX_REPLICAS, RESERVED_LABEL_PREFIX};
+use crate::spec::values::{DockerName, DurationNs, MemoryBytes, NanoCpus, MIN_MEMORY_BYTES};
+use crate::spec::{AssetName, FailureAction, MountKind, Protocol, UpdateOrder};
 
 /// The schema as a JSON value.
 pub fn schema() -> Value {
-    let memory = json!({
-        "description": "Bytes, or a number with a unit: b, k, Ki, M, Mi, G, Gi (e.g. 512Mi)",
-        "type": ["integer", "string"],
-        "pattern": "^[0-9]+(\\.[0-9]+)?\\s*(b|k|Ki|K|M|Mi|G|Gi)?$",
-    });
-    let resource_set = closed(
-        json!({
-            "cpus": { "description": "CPUs, e.g. 0.5", "type": ["number", "string"] },
-            "memory": memory,
-        }),
-        &[],
-    );
-    let engine_resource_set = closed(
-        json!({
-            "NanoCPUs": { "description": "billionths of a CPU", "type": "integer", "minimum": 1 },
-            "MemoryBytes": { "type": "integer", "minimum": 1 },
-        }),
-        &[],
-    );
-    let mount = closed(
-        json!({
-            "type": { "enum": ["bind", "volume", "tmpfs"] },
-            "source": { "type": "string", "description": "host path (bind, under --allow-bind) or volume name" },
-            "target": { "type": "string", "pattern": "^/" },
-            "readOnly": { "type": "boolean" },
-        }),
-        &["type", "target"],
-    );
-    let engine_mount = closed(
-        json!({
-            "Type": { "enum": ["bind", "volume", "tmpfs"] },
-            "Source": { "type": "string" },
-            "Target": { "type": "string", "pattern": "^/" },
-            "ReadOnly": { "type": "boolean" },
-        }),
-        &["Type", "Target"],
-    );
-    let spec = closed(
-        json!({
-            "image": { "type": "string", "minLength": 1, "maxLength": crate::manifest::MAX_IMAGE_BYTES, "pattern": "^\\S+$" },
-            "command": {
-                "description": "A string split like a POSIX shell (no shell runs), or argv as a list",
-                "oneOf": [
-                    { "type": "string", "minLength": 1 },
-                    { "type": "array", "minItems": 1, "items": { "type": "string" } },
-                ],
-            },
-            "env": {
-                "description": "KEY=VALUE strings, or a map; ${VAR} and ${VAR:-default} expand from the daemon's environment",
-                "oneOf": [
-                    { "type": "array", "items": { "type": "string", "pattern": "^[^=]+=" } },
-                    { "type": "object", "additionalProperties": scalar() },
-                ],
-            },
-            "ports": {
-                "description": "host port (optionally /tcp or /udp) → container port",
-                "type": "object",
-                "propertyNames": { "pattern": "^[0-9]{1,5}(/(tcp|udp))?$" },
-                "additionalProperties": { "type": "integer", "minimum": 1, "maximum": 65535 },
-            },
-            "networks": { "type": "array", "uniqueItems": true, "items": { "type": "string", "minLength": 1 } },
-            "constraints": {
-                "description": "Swarm placement constraints, kept exactly as written",
-                "type": "array",
-                "items": { "type": "string", "pattern": "(==|!=)" },
-            },
-            "resources": {
-                "oneOf": [
-                    closed(json!({ "limits": resource_set, "reservations": resource_set }), &[]),
-                    closed(json!({ "Limits": engine_resource_set, "Reservations": engine_resource_set }), &[]),
-                ],
-            },
-            "mode": {
-                "oneOf": [
-                    one_key("replicated", one_key("replicas", json!({ "type": "integer", "minimum": 0 }))),
-                    one_key("global", json!({ "type": "object", "maxProperties": 0 })),
-                    one_key("Replicated", one_key("Replicas", json!({ "type": "integer", "minimum": 0 }))),
-                    one_key("Global", json!({ "type": "object", "maxProperties": 0 })),
-                ],
-            },
-            "mounts": { "type": "array", "items": { "oneOf": [mount, engine_mount] } },
-            "healthcheck": { "oneOf": [healthcheck(), engine_healthcheck()] },
-            // anyOf: `update: {}` fits both spellings.
-            "update": { "anyOf": [update_policy(), engine_update_policy()] },
-        }),
-        &["image"],
-    );
-    let metadata = closed(
-        json!({
-            "name": {
-                "description": "A DNS label, unique across the manifests directory",
-                "type": "string",
-                "pattern": NAME_PATTERN,
-            },
-            "labels": {
-                "type": "object",
-                "propertyNames": { "not": { "pattern": "^io\\.assetd\\." } },
-                "additionalProperties": scalar(),
-            },
-        }),
-        &["name"],
-    );
-    let body = closed(
-        json!({
-            "apiVersion": { "const": "assetd/v1" },
-            "kind": { "const": "Asset" },
-            "metadata": metadata,
-            "spec": spec,
-        }),
-        &["apiVersion", "kind", "metadata", "spec"],
-    );
-    let mut root = serde_json::Map::new();
+    let mut root = Map::new();
     root.insert(
         "$schema".into(),
         json!("http://json-schema.org/draft-07/schema#"),
     );
-    root.insert("title".into(), json!("assetd Asset manifest (assetd/v1)"));
-    root.extend(body.as_object().expect("an object").clone());
+    root.insert(
+        "title".into(),
+        json!(format!("assetd {KIND} manifest ({API_VERSION})")),
+    );
+    if let Value::Object(body) = object(&TOP, Spelling::Friendly) {
+        root.extend(body);
+    }
     Value::Object(root)
 }
 
@@ -279,54 +45,306 @@ pub fn schema_json() -> String {
     serde_json::to_string_pretty(&schema()).expect("a JSON value always serialises")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+// -- objects, from the tables -----------------------------------------------
 
-    fn keys_of(v: &Value) -> Vec<String> {
-        v["properties"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect()
-    }
-
-    #[test]
-    fn schema_objects_list_the_keys_the_decoder_accepts() {
-        let s = schema();
-        let spec = &s["properties"]["spec"];
-        let lookup: std::collections::BTreeMap<&str, &[&str]> =
-            OBJECT_KEYS.iter().copied().collect();
-        assert_eq!(keys_of(&s), lookup["top"]);
-        assert_eq!(keys_of(&s["properties"]["metadata"]), lookup["metadata"]);
-        assert_eq!(keys_of(spec), lookup["spec"]);
-        let resources = &spec["properties"]["resources"]["oneOf"];
-        assert_eq!(keys_of(&resources[0]), lookup["resources"]);
-        assert_eq!(keys_of(&resources[1]), lookup["Resources"]);
-        assert_eq!(
-            keys_of(&resources[0]["properties"]["limits"]),
-            lookup["resourceSet"]
-        );
-        assert_eq!(
-            keys_of(&resources[1]["properties"]["Limits"]),
-            lookup["ResourceSet"]
-        );
-        let mounts = &spec["properties"]["mounts"]["items"]["oneOf"];
-        assert_eq!(keys_of(&mounts[0]), lookup["mount"]);
-        assert_eq!(keys_of(&mounts[1]), lookup["Mount"]);
-        let health = &spec["properties"]["healthcheck"]["oneOf"];
-        assert_eq!(keys_of(&health[0]), lookup["healthcheck"]);
-        assert_eq!(keys_of(&health[1]), lookup["Healthcheck"]);
-        let update = &spec["properties"]["update"]["anyOf"];
-        assert_eq!(keys_of(&update[0]), lookup["update"]);
-        assert_eq!(keys_of(&update[1]), lookup["UpdateConfig"]);
-        for (shape, keys) in crate::manifest::shapes() {
-            assert_eq!(
-                lookup[shape],
-                keys.as_slice(),
-                "the decoder's table `{shape}`"
-            );
+/// One spelling of an object: its keys and nothing else.
+fn object(shape: &Shape, spelling: Spelling) -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for field in shape.fields {
+        let key = field.spelled(spelling);
+        let value = (field.schema)(spelling);
+        if field.required {
+            required.push(key);
+            properties.insert(key.into(), value);
+        } else {
+            properties.insert(key.into(), or_null(value));
         }
     }
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": required,
+        "properties": properties,
+    })
 }
+
+/// An object in either of its spellings. `anyOf`, not `oneOf`: `{}` is
+/// both, and a mixed object is neither (each spelling is closed).
+fn spelled(shape: &Shape) -> Value {
+    match shape.spellings() {
+        [one] => object(shape, *one),
+        all => json!({ "anyOf": all.iter().map(|s| object(shape, *s)).collect::<Vec<_>>() }),
+    }
+}
+
+/// An optional field may be written with nothing after it (`ports:`),
+/// which the decoder reads as leaving it out.
+fn or_null(mut value: Value) -> Value {
+    let description = value.as_object_mut().and_then(|o| o.remove("description"));
+    let mut either = json!({ "anyOf": [value, { "type": "null" }] });
+    if let Some(description) = description {
+        either["description"] = description;
+    }
+    either
+}
+
+// -- `${VAR}` and scalars --------------------------------------------------
+
+/// A string `${VAR}` may stand in for (the check happens after expansion).
+const VARIABLE: &str = "\\$\\{";
+
+/// `pattern` (anchored), or any string with a `${` in it.
+fn or_variable(pattern: &str) -> String {
+    format!("{pattern}|{VARIABLE}")
+}
+
+/// A whole number from `min` to `max`, or a string holding one or `${VAR}`
+/// (`replicas: ${REPLICAS}`).
+fn whole_number(min: i64, max: i64) -> Value {
+    json!({
+        "type": ["integer", "string"],
+        "minimum": min,
+        "maximum": max,
+        "pattern": or_variable("^\\s*[+-]?[0-9]+\\s*$"),
+    })
+}
+
+/// One of `names`, or `${VAR}`.
+fn one_of(names: &[&str]) -> Value {
+    json!({ "anyOf": [
+        { "enum": names },
+        { "type": "string", "pattern": VARIABLE },
+    ] })
+}
+
+/// What a label or env map value may be: any scalar but null.
+fn scalar() -> Value {
+    json!({ "type": ["string", "number", "boolean"] })
+}
+
+fn command_line(what: &str) -> Value {
+    json!({
+        "description": what,
+        "oneOf": [
+            { "type": "string", "minLength": 1 },
+            { "type": "array", "minItems": 1, "items": { "type": "string" } },
+        ],
+    })
+}
+
+// -- the values, one function per field of the tables ---------------------
+
+pub(crate) fn api_version(_: Spelling) -> Value {
+    json!({ "const": API_VERSION })
+}
+
+pub(crate) fn kind(_: Spelling) -> Value {
+    json!({ "const": KIND })
+}
+
+pub(crate) fn metadata(_: Spelling) -> Value {
+    spelled(&METADATA)
+}
+
+pub(crate) fn spec(_: Spelling) -> Value {
+    spelled(&SPEC)
+}
+
+pub(crate) fn asset_name(_: Spelling) -> Value {
+    json!({
+        "description": "A DNS label, unique across the manifests directory",
+        "type": "string",
+        "pattern": or_variable(AssetName::PATTERN),
+    })
+}
+
+pub(crate) fn labels(_: Spelling) -> Value {
+    let reserved = format!("^{}", RESERVED_LABEL_PREFIX.replace('.', "\\."));
+    json!({
+        "type": "object",
+        "propertyNames": { "not": { "pattern": reserved } },
+        "additionalProperties": scalar(),
+    })
+}
+
+pub(crate) fn image(_: Spelling) -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": MAX_IMAGE_BYTES, "pattern": "^\\S+$" })
+}
+
+pub(crate) fn command(_: Spelling) -> Value {
+    command_line("A string split like a POSIX shell (no shell runs), or argv as a list")
+}
+
+pub(crate) fn env(_: Spelling) -> Value {
+    json!({
+        "description": "KEY=VALUE strings, or a map; ${VAR} and ${VAR:-default} expand from the daemon's environment",
+        "oneOf": [
+            { "type": "array", "items": { "type": "string", "pattern": or_variable("^[^=]+=") } },
+            {
+                "type": "object",
+                "propertyNames": { "pattern": "^[^=]+$" },
+                "additionalProperties": scalar(),
+            },
+        ],
+    })
+}
+
+pub(crate) fn ports(_: Spelling) -> Value {
+    let protocols = Protocol::NAMES.join("|");
+    json!({
+        "description": "host port (optionally /tcp or /udp) → container port",
+        "type": "object",
+        "propertyNames": { "pattern": format!("^0*[1-9][0-9]{{0,4}}(/({protocols}))?$") },
+        "additionalProperties": whole_number(1, 65535),
+    })
+}
+
+pub(crate) fn networks(_: Spelling) -> Value {
+    json!({
+        "type": "array",
+        "uniqueItems": true,
+        "items": { "type": "string", "pattern": or_variable(DockerName::PATTERN) },
+    })
+}
+
+pub(crate) fn constraints(_: Spelling) -> Value {
+    json!({
+        "description": "Swarm placement constraints, kept exactly as written",
+        "type": "array",
+        "items": { "type": "string", "pattern": or_variable("(==|!=)") },
+    })
+}
+
+pub(crate) fn resources(_: Spelling) -> Value {
+    spelled(&RESOURCES)
+}
+
+pub(crate) fn resource_set(_: Spelling) -> Value {
+    spelled(&RESOURCE_SET)
+}
+
+pub(crate) fn cpus(spelling: Spelling) -> Value {
+    match spelling {
+        Spelling::Friendly => json!({
+            "description": "CPUs, e.g. 0.5",
+            "type": ["number", "string"],
+            "exclusiveMinimum": 0,
+            "pattern": or_variable(NanoCpus::PATTERN),
+        }),
+        Spelling::Engine => json!({
+            "description": "billionths of a CPU",
+            "allOf": [whole_number(1, i64::MAX)],
+        }),
+    }
+}
+
+pub(crate) fn memory(spelling: Spelling) -> Value {
+    let units: Vec<&str> = MemoryBytes::units().filter(|u| !u.is_empty()).collect();
+    match spelling {
+        Spelling::Friendly => json!({
+            "description": format!("Bytes, or a number with a unit: {} (e.g. 512Mi)", units.join(", ")),
+            "type": ["integer", "string"],
+            "minimum": MIN_MEMORY_BYTES,
+            "pattern": or_variable(&MemoryBytes::pattern()),
+        }),
+        Spelling::Engine => whole_number(MIN_MEMORY_BYTES, i64::MAX),
+    }
+}
+
+pub(crate) fn mode(_: Spelling) -> Value {
+    // Exactly one of the two keys.
+    let mut mode = spelled(&MODE);
+    for variant in mode["anyOf"].as_array_mut().into_iter().flatten() {
+        variant["minProperties"] = json!(1);
+        variant["maxProperties"] = json!(1);
+    }
+    mode
+}
+
+pub(crate) fn replicated(_: Spelling) -> Value {
+    spelled(&REPLICATED)
+}
+
+pub(crate) fn global(_: Spelling) -> Value {
+    json!({ "type": "object", "maxProperties": 0 })
+}
+
+pub(crate) fn replicas(_: Spelling) -> Value {
+    whole_number(0, MAX_REPLICAS as i64)
+}
+
+pub(crate) fn mounts(_: Spelling) -> Value {
+    json!({ "type": "array", "items": spelled(&MOUNT) })
+}
+
+pub(crate) fn mount_type(_: Spelling) -> Value {
+    one_of(&MountKind::NAMES)
+}
+
+pub(crate) fn mount_source(_: Spelling) -> Value {
+    json!({ "type": "string", "description": "host path (bind, under --allow-bind) or volume name" })
+}
+
+pub(crate) fn mount_target(_: Spelling) -> Value {
+    json!({ "type": "string", "pattern": or_variable("^/") })
+}
+
+pub(crate) fn boolean(_: Spelling) -> Value {
+    json!({ "type": ["boolean", "string"], "pattern": or_variable("^(true|false)$") })
+}
+
+pub(crate) fn healthcheck(_: Spelling) -> Value {
+    spelled(&HEALTHCHECK)
+}
+
+pub(crate) fn health_test(_: Spelling) -> Value {
+    command_line("[CMD, argv...], [CMD-SHELL, command], [NONE], or a command line for the shell")
+}
+
+pub(crate) fn retries(_: Spelling) -> Value {
+    whole_number(0, 1000)
+}
+
+/// At least 1 ms: `5s`, `500ms`, `1m30s`; nanoseconds in the Engine-API
+/// spelling.
+pub(crate) fn duration(spelling: Spelling) -> Value {
+    match spelling {
+        Spelling::Friendly => json!({
+            "description": "e.g. 5s, 500ms, 1m30s",
+            "type": "string",
+            "pattern": or_variable(&DurationNs::pattern()),
+        }),
+        Spelling::Engine => json!({
+            "description": "nanoseconds",
+            "allOf": [whole_number(1_000_000, i64::MAX)],
+        }),
+    }
+}
+
+/// A duration that may be zero (`delay: 0s`).
+pub(crate) fn duration_or_zero(spelling: Spelling) -> Value {
+    match spelling {
+        Spelling::Friendly => duration(spelling),
+        Spelling::Engine => whole_number(0, i64::MAX),
+    }
+}
+
+pub(crate) fn update(_: Spelling) -> Value {
+    spelled(&UPDATE)
+}
+
+pub(crate) fn update_order(_: Spelling) -> Value {
+    one_of(&UpdateOrder::NAMES)
+}
+
+pub(crate) fn failure_action(_: Spelling) -> Value {
+    one_of(&FailureAction::NAMES)
+}
+
+pub(crate) fn parallelism(_: Spelling) -> Value {
+    json!({ "description": "replicas at a time, 0 = all", "allOf": [whole_number(0, 1000)] })
+}
+
+#[cfg(test)]
+mod tests;

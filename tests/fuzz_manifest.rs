@@ -50,6 +50,14 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
+/// `assetd schema`, compiled once.
+fn schema_validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        jsonschema::draft7::new(&assetd::schema::schema()).expect("a valid Draft-7 schema")
+    })
+}
+
 fn policy() -> Policy {
     Policy {
         allow_bind: vec![PathBuf::from("/srv")],
@@ -691,6 +699,24 @@ proptest! {
                 b[0].spec.hash(),
                 "same manifest, different hash\n--- canonical\n{canonical}\n--- restyled\n{restyled}"
             );
+        });
+    }
+
+    /// Generated valid manifests, in any style, are valid by `assetd
+    /// schema` too, as an independent Draft-7 validator reads it: the
+    /// schema is built from the decoder's tables and must not refuse what
+    /// the decoder accepts.
+    #[test]
+    fn valid_manifests_are_valid_by_the_schema(tree in valid_manifest(), style in style()) {
+        let text = tree.render(&style);
+        keep_if_failing("schema_accepts", text.as_bytes(), || {
+            let documents: Vec<serde_json::Value> =
+                serde_saphyr::from_multiple(&text).expect("a valid manifest loads");
+            for document in documents.iter().filter(|d| !d.is_null()) {
+                let errors: Vec<String> =
+                    schema_validator().iter_errors(document).map(|e| e.to_string()).collect();
+                assert!(errors.is_empty(), "the schema refuses a valid manifest: {errors:?}\n{text}");
+            }
         });
     }
 

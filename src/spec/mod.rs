@@ -13,6 +13,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod values;
+
 /// A validated asset name: a DNS label (lower-case letters, digits, `-`,
 /// 1..=63 characters, starting with a letter and not ending with `-`), so
 /// that it is a valid container name, service name and DNS name at once.
@@ -24,6 +26,9 @@ impl AssetName {
     /// Longest name accepted. Replicas get a `-N` suffix on the local
     /// engine, which still fits Docker's limits.
     pub const MAX_LEN: usize = 63;
+    /// The rule of [`AssetName::new`] as a regular expression (for the
+    /// schema).
+    pub const PATTERN: &'static str = "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
 
     pub fn new(name: &str) -> Result<Self, String> {
         let valid_chars = name
@@ -243,6 +248,8 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    pub const NAMES: [&'static str; 2] = ["tcp", "udp"];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
@@ -307,6 +314,17 @@ pub enum MountKind {
 }
 
 impl MountKind {
+    pub const NAMES: [&'static str; 3] = ["bind", "volume", "tmpfs"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "bind" => Some(MountKind::Bind),
+            "volume" => Some(MountKind::Volume),
+            "tmpfs" => Some(MountKind::Tmpfs),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             MountKind::Bind => "bind",
