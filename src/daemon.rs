@@ -416,8 +416,12 @@ async fn pass(
     pass_config.plan.recent = prunes.window.recent(Instant::now());
     pass_config.plan.confirmed = shared.confirmed_removals();
     pass_config.plan.retry = shared.retries.lock().expect("retry lock").clone();
-    let (desired, actual, applied, plan) =
-        reconcile::observe(&pass_config, &engine.strategy, store.as_ref()).await?;
+    let reconcile::Observation {
+        desired,
+        actual,
+        applied,
+        plan,
+    } = reconcile::observe(&pass_config, &engine.strategy, store.as_ref()).await?;
     shared.metrics.passes.inc();
     let mut wake_in = config.resync;
     let observed = Instant::now();
@@ -475,17 +479,17 @@ async fn pass(
                     continue;
                 }
             }
-            if action.kind == ActionKind::Hold {
+            if action.kind() == ActionKind::Hold {
                 // A hold only records why, once per reason: done here, so
                 // the status below already shows it held, not updating.
-                if record.last_error.as_deref() != Some(&action.reason) {
+                if record.last_error.as_deref() != Some(action.reason().as_str()) {
                     reconcile::execute(action.clone(), record, &engine.strategy, store.as_ref())
                         .await;
                     count_action(&shared.metrics, ActionKind::Hold, true);
                 }
                 continue;
             }
-            if action.kind == ActionKind::Remove {
+            if action.kind() == ActionKind::Remove {
                 let confirmed = shared.take_confirmed(&action.name);
                 let fleet = (!confirmed).then_some(fleet);
                 prunes.removing.insert(action.name.clone(), fleet);
@@ -560,10 +564,10 @@ fn verify_changed_in_place(
         }
         let action = crate::plan::Action {
             name: name.clone(),
-            kind: ActionKind::Repair,
-            reason: "a container was changed in place (docker update)".into(),
-            changes: vec![],
-            desired: Some(want.clone()),
+            op: crate::plan::Op::Repair {
+                desired: want.clone(),
+                reason: "a container was changed in place (docker update)".into(),
+            },
         };
         let record = store.get(&name).unwrap_or_default();
         scheduler.dispatch(action, record, engine.strategy.clone(), store.clone());
@@ -682,7 +686,7 @@ impl Scheduler {
         let done = self.done.clone();
         let stop = self.stop.clone();
         let waiting = self.waiting_removals.clone();
-        if action.kind == ActionKind::Remove {
+        if action.kind() == ActionKind::Remove {
             waiting
                 .lock()
                 .expect("waiting lock")
@@ -690,7 +694,7 @@ impl Scheduler {
         }
         self.tasks.spawn(async move {
             let name = action.name.clone();
-            let kind = action.kind;
+            let kind = action.kind();
             let permit = tokio::select! {
                 biased;
                 _ = stop.cancelled() => None,
@@ -741,7 +745,7 @@ impl Scheduler {
         let planned: BTreeSet<&AssetName> = plan
             .actions
             .iter()
-            .filter(|a| a.kind == ActionKind::Remove)
+            .filter(|a| a.kind() == ActionKind::Remove)
             .map(|a| &a.name)
             .collect();
         for (name, token) in self.waiting_removals.lock().expect("waiting lock").iter() {

@@ -564,7 +564,7 @@ async fn plan(common: CommonArgs, output: Output) -> u8 {
     };
     let config = common.pass_config(false);
     match reconcile::observe(&config, &strategy, store.as_ref()).await {
-        Ok((desired, _, _, plan)) => {
+        Ok(reconcile::Observation { desired, plan, .. }) => {
             let dir_problem = report::dir_problem(&desired, &config.manifests);
             if let Some(problem) = &dir_problem {
                 eprintln!("error: {problem}");
@@ -655,7 +655,12 @@ async fn engine_status(common: &CommonArgs) -> Option<assetd::status::StatusRepo
         None => Box::new(MemoryStore::default()),
     };
     let config = common.pass_config(false);
-    let (desired, actual, applied, plan) = reconcile::observe(&config, &strategy, store.as_ref())
+    let reconcile::Observation {
+        desired,
+        actual,
+        applied,
+        plan,
+    } = reconcile::observe(&config, &strategy, store.as_ref())
         .await
         .ok()?;
     Some(assetd::status::StatusReport {

@@ -43,7 +43,7 @@ impl Settle {
         let removing: BTreeSet<&AssetName> = plan
             .actions
             .iter()
-            .filter(|a| a.kind == ActionKind::Remove)
+            .filter(|a| a.kind() == ActionKind::Remove)
             .map(|a| &a.name)
             .collect();
         self.since.retain(|name, _| removing.contains(name));
@@ -120,7 +120,7 @@ impl PruneWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Action;
+    use crate::plan::{Action, Op, RemoveReason};
 
     const SETTLE: Duration = Duration::from_secs(1);
     const QUIET: Duration = Duration::from_secs(5);
@@ -131,10 +131,7 @@ mod tests {
                 .iter()
                 .map(|name| Action {
                     name: AssetName::new(name).unwrap(),
-                    kind: ActionKind::Remove,
-                    reason: "no manifest declares it any more".into(),
-                    changes: vec![],
-                    desired: None,
+                    op: Op::Remove(RemoveReason { was_in: None }),
                 })
                 .collect(),
             ..Plan::default()

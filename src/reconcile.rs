@@ -15,11 +15,12 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::desired::DesiredAsset;
 use crate::desired::{self, Desired, LoadOptions, ParseCache};
-use crate::plan::{plan, Action, ActionKind, Plan, PlanConfig};
+use crate::plan::{plan, Action, ActionKind, Op, Plan, PlanConfig};
 use crate::spec::AssetName;
-use crate::store::{now_ms, ActionResult, AppliedRecord, Store};
-use crate::strategy::{ActualAsset, AnyStrategy, DeploymentStrategy, Ownership, StrategyError};
+use crate::store::{now_ms, ActionResult, AppliedRecord, RolledBack, Store};
+use crate::strategy::{ActualAsset, DeploymentStrategy, Ownership, StrategyError};
 
 /// Everything a pass needs to know, fixed before the runtime starts.
 #[derive(Clone, Debug)]
@@ -100,25 +101,33 @@ pub async fn load_desired(config: &PassConfig) -> Desired {
     .expect("loading manifests does not panic")
 }
 
+/// What one look at the world found, and the plan between its parts.
+#[derive(Debug)]
+pub struct Observation {
+    pub desired: Desired,
+    pub actual: Vec<ActualAsset>,
+    /// The store's records, with those rebuilt from labels for managed
+    /// objects it does not know.
+    pub applied: BTreeMap<AssetName, AppliedRecord>,
+    pub plan: Plan,
+}
+
 /// Desired, actual and applied, and the plan between them: no writes.
-pub async fn observe(
+pub async fn observe<S: DeploymentStrategy>(
     config: &PassConfig,
-    strategy: &AnyStrategy,
+    strategy: &S,
     store: &dyn Store,
-) -> Result<
-    (
-        Desired,
-        Vec<ActualAsset>,
-        BTreeMap<AssetName, AppliedRecord>,
-        Plan,
-    ),
-    PassError,
-> {
+) -> Result<Observation, PassError> {
     let (desired, actual) = tokio::join!(load_desired(config), strategy.list_managed());
     let actual = actual?;
     let applied = with_adopted(store.all(), &actual);
     let plan = plan(&desired, &applied, &actual, &config.plan);
-    Ok((desired, actual, applied, plan))
+    Ok(Observation {
+        desired,
+        actual,
+        applied,
+        plan,
+    })
 }
 
 /// Records for managed objects the store does not know (a lost or new
@@ -182,11 +191,11 @@ pub fn persist_moves(
 /// Whether `action` must wait for its asset's backoff: only a retry of
 /// the very spec that failed does. A changed manifest is a new attempt.
 pub fn backing_off(action: &Action, record: &AppliedRecord, now: u64) -> Option<Duration> {
-    if action.kind == ActionKind::Hold {
+    if action.kind() == ActionKind::Hold {
         return None;
     }
     let retry_at = record.next_retry_ms.filter(|at| *at > now)?;
-    let same_spec = match (&action.desired, &record.failed_hash) {
+    let same_spec = match (action.desired(), &record.failed_hash) {
         (Some(want), Some(failed)) => &want.hash == failed,
         // A removal, or a failure recorded before hashes were: wait.
         _ => true,
@@ -223,13 +232,18 @@ pub fn persist_resolved(
 }
 
 /// One full pass, waiting for every action (`apply --once`).
-pub async fn run_pass(
+pub async fn run_pass<S: DeploymentStrategy>(
     config: &PassConfig,
-    strategy: &AnyStrategy,
+    strategy: &S,
     store: &Arc<dyn Store>,
 ) -> Result<PassReport, PassError> {
     let started = Instant::now();
-    let (desired, _actual, applied, plan) = observe(config, strategy, store.as_ref()).await?;
+    let Observation {
+        desired,
+        applied,
+        plan,
+        ..
+    } = observe(config, strategy, store.as_ref()).await?;
     persist_adopted(store.as_ref(), &applied);
     persist_moves(store.as_ref(), &desired, &applied);
     persist_resolved(store.as_ref(), &plan, &applied);
@@ -269,32 +283,34 @@ pub async fn run_pass(
 }
 
 /// Carries out one action and records its result at once.
-pub async fn execute(
+pub async fn execute<S: DeploymentStrategy>(
     action: Action,
     mut record: AppliedRecord,
-    strategy: &AnyStrategy,
+    strategy: &S,
     store: &dyn Store,
 ) -> Outcome {
-    let span = tracing::info_span!("reconcile", asset = %action.name, action = %action.kind, reason = %action.reason);
+    let kind = action.kind();
+    let reason = action.reason();
+    let span =
+        tracing::info_span!("reconcile", asset = %action.name, action = %kind, reason = %reason);
     async move {
-        let summary = format!("{}: {}", action.kind, action.reason);
         let mut outcome = Outcome {
             name: action.name.clone(),
-            kind: action.kind,
-            reason: action.reason.clone(),
+            kind,
+            reason: reason.clone(),
             error: None,
             warnings: vec![],
         };
         record.updated_ms = now_ms();
-        record.last_action = Some(summary);
-        let result = match (&action.kind, &action.desired) {
-            (ActionKind::Hold, _) => {
+        record.last_action = Some(format!("{kind}: {reason}"));
+        let result = match &action.op {
+            Op::Hold(_) => {
                 tracing::warn!("held");
                 record.last_result = Some(ActionResult::Held);
-                record.last_error = Some(action.reason.clone());
+                record.last_error = Some(reason);
                 Ok(())
             }
-            (ActionKind::Remove, _) => match strategy.remove(&action.name).await {
+            Op::Remove(_) => match strategy.remove(&action.name).await {
                 Ok(removed) => {
                     tracing::info!(?removed, "removed");
                     if let Err(e) = store.delete(&action.name) {
@@ -304,68 +320,87 @@ pub async fn execute(
                 }
                 Err(e) => Err(e),
             },
-            (_, Some(want)) => {
-                let owner = Ownership {
-                    hash: want.hash.clone(),
-                    source: want.source.clone(),
-                };
-                match strategy.deploy(&want.spec, &owner).await {
-                    Ok(deployed) => {
-                        tracing::info!(objects = ?deployed.object_ids, "deployed");
-                        record.spec = Some(want.spec.clone());
-                        record.hash = Some(want.hash.clone());
-                        record.source = Some(want.source.clone());
-                        record.object_ids = deployed.object_ids;
-                        record.version = deployed.version;
-                        record.applied_ms = Some(now_ms());
-                        record.last_result = Some(ActionResult::Ok);
-                        record.last_error = None;
-                        record.attempts = 0;
-                        record.next_retry_ms = None;
-                        record.failed_hash = None;
-                        // Repairing with the version that ran before a
-                        // rollback keeps the rollback on record.
-                        record.rolled_back =
-                            record.rolled_back.take().filter(|r| r.hash != want.hash);
-                        record.warnings = deployed.warnings.clone();
-                        outcome.warnings = deployed.warnings;
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            (_, None) => unreachable!("the planner attaches the desired spec to every deploy"),
+            Op::Create(want)
+            | Op::Update { desired: want, .. }
+            | Op::Repair { desired: want, .. } => deploy(strategy, want, &mut record)
+                .await
+                .map(|warnings| outcome.warnings = warnings),
         };
-        if let Err(StrategyError::RolledBack(why)) = &result {
-            // Nothing to retry: the same version would fail the same way.
-            // The planner holds it until the manifest changes.
-            tracing::warn!(reason = %why, "rolled back");
-            record.rolled_back = action.desired.as_ref().map(|d| crate::store::RolledBack {
-                hash: d.hash.clone(),
-                reason: why.clone(),
-            });
-            record.last_result = Some(ActionResult::Failed);
-            record.last_error = Some(format!("rolled back: {why}"));
-            record.next_retry_ms = None;
-            outcome.error = Some(format!("rolled back: {why}"));
-        } else if let Err(e) = result {
-            record.failed_hash = action.desired.as_ref().map(|d| d.hash.clone());
-            record.attempts = record.attempts.saturating_add(1);
-            let delay = backoff(record.attempts);
-            record.next_retry_ms = Some(now_ms() + delay.as_millis() as u64);
-            record.last_result = Some(ActionResult::Failed);
-            record.last_error = Some(e.to_string());
-            tracing::error!(error = %e, attempts = record.attempts, retry_in_s = delay.as_secs(), "failed");
-            outcome.error = Some(e.to_string());
+        if let Err(e) = result {
+            outcome.error = Some(record_failure(&mut record, action.desired(), e));
         }
         // Durable at once: a kill -9 must not lose a recorded result.
-        if let Err(e) = store.put(&action.name, &record).and_then(|()| store.flush()) {
+        if let Err(e) = store
+            .put(&action.name, &record)
+            .and_then(|()| store.flush())
+        {
             tracing::warn!(error = %e, "could not record the result");
         }
         outcome
     }
     .instrument(span)
     .await
+}
+
+/// Deploys `want` and records it as applied; returns the strategy's
+/// warnings.
+async fn deploy<S: DeploymentStrategy>(
+    strategy: &S,
+    want: &DesiredAsset,
+    record: &mut AppliedRecord,
+) -> Result<Vec<String>, StrategyError> {
+    let owner = Ownership {
+        hash: want.hash.clone(),
+        source: want.source.clone(),
+    };
+    let deployed = strategy.deploy(&want.spec, &owner).await?;
+    tracing::info!(objects = ?deployed.object_ids, "deployed");
+    record.spec = Some(want.spec.clone());
+    record.hash = Some(want.hash.clone());
+    record.source = Some(want.source.clone());
+    record.object_ids = deployed.object_ids;
+    record.version = deployed.version;
+    record.applied_ms = Some(now_ms());
+    record.last_result = Some(ActionResult::Ok);
+    record.last_error = None;
+    record.attempts = 0;
+    record.next_retry_ms = None;
+    record.failed_hash = None;
+    // Repairing with the version that ran before a rollback keeps the
+    // rollback on record.
+    record.rolled_back = record.rolled_back.take().filter(|r| r.hash != want.hash);
+    record.warnings = deployed.warnings.clone();
+    Ok(deployed.warnings)
+}
+
+/// Records a failed action: a rolled-back version for the planner to
+/// hold, anything else as a backoff timer. Returns the error text.
+fn record_failure(
+    record: &mut AppliedRecord,
+    want: Option<&DesiredAsset>,
+    error: StrategyError,
+) -> String {
+    record.last_result = Some(ActionResult::Failed);
+    if let StrategyError::RolledBack(why) = &error {
+        // Nothing to retry: the same version would fail the same way.
+        // The planner holds it until the manifest changes.
+        tracing::warn!(reason = %why, "rolled back");
+        record.rolled_back = want.map(|d| RolledBack {
+            hash: d.hash.clone(),
+            reason: why.clone(),
+        });
+        record.next_retry_ms = None;
+        record.last_error = Some(format!("rolled back: {why}"));
+    } else {
+        record.failed_hash = want.map(|d| d.hash.clone());
+        record.attempts = record.attempts.saturating_add(1);
+        let delay = backoff(record.attempts);
+        record.next_retry_ms = Some(now_ms() + delay.as_millis() as u64);
+        record.last_error = Some(error.to_string());
+        // Retried on its own: a warning, not yet an operator's problem.
+        tracing::warn!(%error, attempts = record.attempts, retry_in_s = delay.as_secs(), "failed");
+    }
+    record.last_error.clone().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -378,19 +413,20 @@ mod tests {
         let spec = crate::spec::tests::sample();
         Action {
             name: spec.name.clone(),
-            kind: ActionKind::Update,
-            reason: String::new(),
-            changes: vec![],
-            desired: Some(crate::desired::DesiredAsset {
-                spec,
-                hash: SpecHash(hash.into()),
-                source: "a.yaml".into(),
-                pos: crate::manifest::SourcePos {
-                    file: "a.yaml".into(),
-                    line: 1,
-                    column: 1,
+            op: Op::Update {
+                desired: DesiredAsset {
+                    spec,
+                    hash: SpecHash(hash.into()),
+                    source: "a.yaml".into(),
+                    pos: crate::manifest::SourcePos {
+                        file: "a.yaml".into(),
+                        line: 1,
+                        column: 1,
+                    },
                 },
-            }),
+                changes: vec![],
+                unknown: "",
+            },
         }
     }
 

@@ -226,17 +226,13 @@ pub fn plan_text(
         let _ = writeln!(out, "{text}");
     }
     for action in &plan.actions {
-        let head = format!("{} {} {}", symbol(action.kind), action.kind, action.name);
-        if action.changes.is_empty() {
-            let _ = writeln!(
-                out,
-                "{}: {}",
-                paint(&head, action.kind, color),
-                action.reason
-            );
+        let kind = action.kind();
+        let head = format!("{} {kind} {}", symbol(kind), action.name);
+        if action.changes().is_empty() {
+            let _ = writeln!(out, "{}: {}", paint(&head, kind, color), action.op);
         } else {
-            let _ = writeln!(out, "{}", paint(&head, action.kind, color));
-            for change in &action.changes {
+            let _ = writeln!(out, "{}", paint(&head, kind, color));
+            for change in action.changes() {
                 let _ = writeln!(out, "    {change}");
             }
         }
@@ -244,7 +240,7 @@ pub fn plan_text(
     let pending = plan
         .actions
         .iter()
-        .filter(|a| a.kind != ActionKind::Hold)
+        .filter(|a| a.kind() != ActionKind::Hold)
         .count();
     let held = plan.actions.len() - pending;
     let _ = writeln!(
