@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::desired::DesiredAsset;
 use crate::desired::{self, Desired, LoadOptions, ParseCache};
 use crate::plan::{plan, Action, ActionKind, Op, Plan, PlanConfig};
+use crate::scheduler::backoff;
 use crate::spec::AssetName;
 use crate::store::{now_ms, ActionResult, AppliedRecord, RolledBack, Store};
 use crate::strategy::{ActualAsset, DeploymentStrategy, Ownership, StrategyError};
@@ -37,13 +38,6 @@ pub struct PassConfig {
     /// process (and by clones of this config): the daemon's. A single
     /// pass (`apply --once`, `plan`) has nothing to reuse.
     pub parse_cache: Option<Arc<ParseCache>>,
-}
-
-/// Per-asset retry delay after `attempts` failures in a row: 1 s doubling
-/// to 5 min.
-pub fn backoff(attempts: u32) -> Duration {
-    let exp = attempts.saturating_sub(1).min(16);
-    Duration::from_secs(1u64 << exp).min(Duration::from_secs(300))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -447,15 +441,5 @@ mod tests {
             "a fixed manifest goes at once"
         );
         assert_eq!(backing_off(&action("h1"), &record, 10_000), None, "expired");
-    }
-
-    #[test]
-    fn backoff_doubles_from_one_second_to_five_minutes() {
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(2), Duration::from_secs(2));
-        assert_eq!(backoff(5), Duration::from_secs(16));
-        assert_eq!(backoff(9), Duration::from_secs(256));
-        assert_eq!(backoff(10), Duration::from_secs(300));
-        assert_eq!(backoff(1000), Duration::from_secs(300));
     }
 }
