@@ -443,3 +443,254 @@ mod tests {
         assert_eq!(backing_off(&action("h1"), &record, 10_000), None, "expired");
     }
 }
+
+/// Whole passes against the in-memory engine: what the strategies do is
+/// proven against Docker in `tests/`; this proves what a pass does with it.
+#[cfg(test)]
+mod pass_tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::strategy::fake::FakeStrategy;
+
+    /// A manifests directory of its own, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(test: &str) -> Self {
+            let path =
+                std::env::temp_dir().join(format!("assetd-pass-{test}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+
+        fn write(&self, name: &str, image: &str) {
+            let yaml = format!(
+                "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: {name}\nspec:\n  image: {image}\n"
+            );
+            std::fs::write(self.0.join(format!("{name}.yaml")), yaml).unwrap();
+        }
+
+        fn delete(&self, name: &str) {
+            std::fs::remove_file(self.0.join(format!("{name}.yaml"))).unwrap();
+        }
+
+        fn config(&self) -> PassConfig {
+            config(&self.0)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn config(manifests: &Path) -> PassConfig {
+        PassConfig {
+            manifests: manifests.to_path_buf(),
+            load: LoadOptions {
+                policy: Default::default(),
+                check_permissions: false,
+            },
+            plan: PlanConfig::default(),
+            concurrency: 4,
+            respect_backoff: true,
+            parse_cache: None,
+        }
+    }
+
+    fn name(n: &str) -> AssetName {
+        AssetName::new(n).unwrap()
+    }
+
+    fn names(list: &[&str]) -> std::collections::BTreeSet<AssetName> {
+        list.iter().map(|n| name(n)).collect()
+    }
+
+    fn kinds(pass: &PassReport) -> Vec<(String, ActionKind)> {
+        let mut kinds: Vec<_> = pass
+            .outcomes
+            .iter()
+            .map(|o| (o.name.to_string(), o.kind))
+            .collect();
+        kinds.sort_by(|a, b| a.0.cmp(&b.0));
+        kinds
+    }
+
+    fn store() -> Arc<dyn Store> {
+        Arc::new(MemoryStore::default())
+    }
+
+    #[tokio::test]
+    async fn a_pass_deploys_what_is_missing_and_the_next_one_writes_nothing() {
+        let dir = Dir::new("missing");
+        dir.write("a", "busybox:1");
+        dir.write("b", "busybox:1");
+        let (engine, store) = (FakeStrategy::default(), store());
+        let first = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(
+            kinds(&first),
+            vec![
+                ("a".into(), ActionKind::Create),
+                ("b".into(), ActionKind::Create)
+            ]
+        );
+        assert_eq!(engine.names(), names(&["a", "b"]));
+        assert!(store.get(&name("a")).unwrap().applied_ms.is_some());
+
+        let second = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert!(second.outcomes.is_empty(), "{:?}", second.outcomes);
+        assert_eq!(engine.calls().0.len(), 2, "no write for what is converged");
+    }
+
+    #[tokio::test]
+    async fn objects_found_without_a_store_record_are_adopted_not_redeployed() {
+        let dir = Dir::new("adopt");
+        dir.write("a", "busybox:1");
+        let desired = load_desired(&dir.config()).await;
+        let want = &desired.assets[&name("a")];
+        let engine = FakeStrategy::default();
+        engine.insert(&name("a"), want.hash.clone(), "a.yaml");
+        let store = store();
+
+        let pass = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert!(pass.outcomes.is_empty(), "{:?}", pass.outcomes);
+        assert_eq!(engine.calls(), (vec![], vec![]));
+        let record = store.get(&name("a")).expect("adopted into the store");
+        assert_eq!(record.hash.as_ref(), Some(&want.hash));
+    }
+
+    #[tokio::test]
+    async fn drift_is_repaired_with_the_same_spec() {
+        let dir = Dir::new("drift");
+        dir.write("a", "busybox:1");
+        let (engine, store) = (FakeStrategy::default(), store());
+        run_pass(&dir.config(), &engine, &store).await.unwrap();
+        engine.drift(&name("a"), "container a is exited");
+        let pass = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(kinds(&pass), vec![("a".into(), ActionKind::Repair)]);
+        assert_eq!(pass.outcomes[0].reason, "container a is exited");
+        assert_eq!(engine.calls().0.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_deploy_backs_off_and_a_changed_manifest_does_not_wait() {
+        let dir = Dir::new("backoff");
+        dir.write("a", "busybox:1");
+        let (engine, store) = (FakeStrategy::default(), store());
+        engine.fail(&name("a"), "no space left on device");
+
+        let failed = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(failed.failed(), 1);
+        let record = store.get(&name("a")).unwrap();
+        assert_eq!(record.attempts, 1);
+        assert!(record.next_retry_ms.is_some_and(|at| at > now_ms()));
+        assert!(record.last_error.unwrap().contains("no space left"));
+
+        // The same spec waits out its backoff: not even tried.
+        engine.heal(&name("a"));
+        let waiting = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert!(waiting.outcomes.is_empty());
+        assert_eq!(waiting.deferred, vec![name("a")]);
+        assert!(engine.names().is_empty());
+
+        // A changed manifest is a new attempt: at once.
+        dir.write("a", "busybox:2");
+        let fixed = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(kinds(&fixed), vec![("a".into(), ActionKind::Create)]);
+        assert_eq!(fixed.failed(), 0);
+        let record = store.get(&name("a")).unwrap();
+        assert_eq!((record.attempts, record.next_retry_ms), (0, None));
+    }
+
+    #[tokio::test]
+    async fn one_failing_asset_does_not_stop_the_others() {
+        let dir = Dir::new("isolation");
+        for n in ["a", "b", "c"] {
+            dir.write(n, "busybox:1");
+        }
+        let (engine, store) = (FakeStrategy::default(), store());
+        engine.fail(&name("b"), "pull access denied");
+        let pass = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(pass.outcomes.len(), 3);
+        let failed: Vec<&str> = pass
+            .outcomes
+            .iter()
+            .filter(|o| o.error.is_some())
+            .map(|o| o.name.as_str())
+            .collect();
+        assert_eq!(failed, vec!["b"]);
+        assert_eq!(engine.names(), names(&["a", "c"]));
+        assert_eq!(store.get(&name("a")).unwrap().attempts, 0);
+        assert_eq!(store.get(&name("b")).unwrap().attempts, 1);
+    }
+
+    #[tokio::test]
+    async fn deleting_most_manifests_at_once_holds_the_removals_until_confirmed() {
+        let dir = Dir::new("prune");
+        let all: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
+        for n in &all {
+            dir.write(n, "busybox:1");
+        }
+        let (engine, store) = (FakeStrategy::default(), store());
+        run_pass(&dir.config(), &engine, &store).await.unwrap();
+        for n in &all[3..] {
+            dir.delete(n);
+        }
+
+        let held = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(held.held(), 7);
+        assert!(held.outcomes.iter().all(|o| o.reason.contains("7 of 10")));
+        assert_eq!(held.plan.confirmable.len(), 7);
+        assert_eq!(engine.names().len(), 10, "nothing removed");
+        assert!(engine.calls().1.is_empty());
+
+        let mut confirmed = dir.config();
+        confirmed.plan.confirmed = held.plan.confirmable.iter().cloned().collect();
+        let pruned = run_pass(&confirmed, &engine, &store).await.unwrap();
+        assert_eq!(
+            pruned
+                .outcomes
+                .iter()
+                .filter(|o| o.kind == ActionKind::Remove && o.error.is_none())
+                .count(),
+            7
+        );
+        assert_eq!(engine.names(), names(&["a0", "a1", "a2"]));
+        assert!(store.get(&name("a9")).is_none(), "its record goes with it");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_manifest_holds_its_asset_and_every_removal() {
+        let dir = Dir::new("invalid");
+        dir.write("a", "busybox:1");
+        dir.write("b", "busybox:1");
+        let (engine, store) = (FakeStrategy::default(), store());
+        run_pass(&dir.config(), &engine, &store).await.unwrap();
+        std::fs::write(dir.0.join("a.yaml"), "kind: Asset\nspec: [\n").unwrap();
+        dir.delete("b");
+
+        let pass = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(
+            kinds(&pass),
+            vec![
+                ("a".into(), ActionKind::Hold),
+                ("b".into(), ActionKind::Hold)
+            ]
+        );
+        let a = pass
+            .plan
+            .actions
+            .iter()
+            .find(|x| x.name == name("a"))
+            .unwrap();
+        assert!(matches!(
+            a.hold(),
+            Some(crate::plan::HoldReason::InvalidManifest { .. })
+        ));
+        assert_eq!(engine.names(), names(&["a", "b"]), "nothing removed");
+    }
+}
