@@ -103,7 +103,7 @@ pub async fn run(
     shutdown: CancellationToken,
     control: mpsc::Receiver<Control>,
 ) -> Result<(), DaemonError> {
-    let store = open_store(config.state_dir.clone()).await?;
+    let store = open_store(&config.state_dir).await?;
     let mut daemon = Daemon::start(config, store, shutdown, control).await?;
     while let Some(trigger) = daemon.wait_for_trigger().await {
         if !daemon.debounce(trigger).await {
@@ -117,10 +117,8 @@ pub async fn run(
 
 /// Opens the store off the async runtime: a store locked by a daemon
 /// that is still exiting is retried with sleeps.
-async fn open_store(state_dir: PathBuf) -> Result<Arc<dyn Store>, DaemonError> {
-    let (store, report) = tokio::task::spawn_blocking(move || SledStore::open(&state_dir))
-        .await
-        .expect("opening the store does not panic")?;
+async fn open_store(state_dir: &std::path::Path) -> Result<Arc<dyn Store>, DaemonError> {
+    let (store, report) = SledStore::open_async(state_dir).await?;
     if let Some(aside) = report.moved_aside {
         tracing::warn!(moved_to = %aside.display(), "the state store was unreadable; rebuilt from Docker labels");
     }

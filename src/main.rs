@@ -483,7 +483,7 @@ async fn apply_once(common: CommonArgs, output: Output) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let store: Arc<dyn Store> = match SledStore::open(&common.state_dir) {
+    let store: Arc<dyn Store> = match SledStore::open_async(&common.state_dir).await {
         Ok((store, _)) => Arc::new(store),
         Err(e) => {
             eprintln!("assetd: {e}");
