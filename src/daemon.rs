@@ -26,7 +26,7 @@ use crate::metrics::{ActionLabels, Metrics};
 use crate::plan::{Action, ActionKind, Op};
 use crate::prune::PruneWindow;
 use crate::reconcile::{self, Observation, PassConfig};
-use crate::scheduler::{Admission, Scheduler, SchedulerConfig};
+use crate::scheduler::{Admission, Doubling, Scheduler, SchedulerConfig};
 use crate::spec::AssetName;
 use crate::status::{self, StatusReport};
 use crate::store::{now_ms, AppliedRecord, SledStore, Store};
@@ -387,10 +387,10 @@ impl Daemon {
         let retry_in = self.reconnect.failed(Instant::now());
         self.next_pass = Instant::now() + retry_in;
         let retry_in_ms = retry_in.as_millis() as u64;
-        if retry_in < RECONNECT_MAX {
-            tracing::warn!(%error, retry_in_ms, "{what}");
-        } else {
+        if self.reconnect.is_long() {
             tracing::error!(%error, retry_in_ms, "{what}");
+        } else {
+            tracing::warn!(%error, retry_in_ms, "{what}");
         }
         self.shared
             .status
@@ -743,7 +743,7 @@ fn persist_settled(store: &dyn Store, obs: &Observation, busy: &BTreeSet<AssetNa
 /// The reconnect delay while Docker is unreachable: one backoff for a
 /// failed connect and a failed pass alike.
 struct Reconnect {
-    delay: Duration,
+    delay: Doubling,
     /// No attempt before this.
     at: Instant,
 }
@@ -751,7 +751,7 @@ struct Reconnect {
 impl Reconnect {
     fn new() -> Self {
         Self {
-            delay: RECONNECT_FIRST,
+            delay: Doubling::new(RECONNECT_FIRST, RECONNECT_MAX),
             at: Instant::now(),
         }
     }
@@ -761,17 +761,21 @@ impl Reconnect {
         (now < self.at).then_some(self.at)
     }
 
-    /// After a failure: how long until the next attempt (doubling).
+    /// After a failure: how long until the next attempt.
     fn failed(&mut self, now: Instant) -> Duration {
-        let delay = self.delay;
+        let delay = self.delay.failed();
         self.at = now + delay;
-        self.delay = (delay * 2).min(RECONNECT_MAX);
         delay
     }
 
     /// A pass succeeded: the next outage starts short again.
     fn succeeded(&mut self) {
-        self.delay = RECONNECT_FIRST;
+        self.delay.succeeded();
+    }
+
+    /// The outage has lasted long enough for an operator to look.
+    fn is_long(&self) -> bool {
+        self.delay.at_max()
     }
 }
 

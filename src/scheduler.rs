@@ -36,6 +36,41 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(1u64 << exp).min(Duration::from_secs(300))
 }
 
+/// A retry delay doubling from `first` to `max`, back to `first` on
+/// success: for reconnects, whose failures are not kept anywhere.
+#[derive(Clone, Copy, Debug)]
+pub struct Doubling {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Doubling {
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Self {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// The delay after one more failure.
+    pub fn failed(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (delay * 2).min(self.max);
+        delay
+    }
+
+    pub fn succeeded(&mut self) {
+        self.next = self.first;
+    }
+
+    /// Whether the delays have reached their cap (a long outage).
+    pub fn at_max(&self) -> bool {
+        self.next >= self.max
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct SchedulerConfig {
     /// How many jobs run at once.
@@ -496,6 +531,16 @@ mod tests {
         assert_eq!(s.reap(), vec![("a".to_string(), 7)]);
         assert_eq!(s.drain().await, vec![("b".to_string(), 7)]);
         assert_eq!(*idle.lock().unwrap(), vec![false, true]);
+    }
+
+    #[test]
+    fn a_reconnect_delay_doubles_to_its_cap_and_starts_over_after_a_success() {
+        let mut delay = Doubling::new(Duration::from_millis(250), Duration::from_secs(1));
+        let delays: Vec<u128> = (0..4).map(|_| delay.failed().as_millis()).collect();
+        assert_eq!(delays, vec![250, 500, 1000, 1000]);
+        assert!(delay.at_max());
+        delay.succeeded();
+        assert_eq!(delay.failed(), Duration::from_millis(250));
     }
 
     #[test]
