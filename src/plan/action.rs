@@ -315,3 +315,94 @@ impl Serialize for Action {
         .serialize(serializer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name() -> AssetName {
+        AssetName::new("mill").unwrap()
+    }
+
+    fn removal(guard: RemovalGuard) -> String {
+        HoldReason::Removal {
+            guard,
+            would_remove: RemoveReason {
+                was_in: Some("a.yaml".into()),
+            },
+        }
+        .to_string()
+    }
+
+    /// The reasons read exactly as they did when they were format strings:
+    /// scripts and monitors match on them.
+    #[test]
+    fn reasons_read_as_before() {
+        let invalid = HoldReason::InvalidManifest {
+            first_error: "a.yaml:3:1: spec: broken".into(),
+        };
+        assert_eq!(
+            invalid.to_string(),
+            "its manifest is invalid, left as it runs: a.yaml:3:1: spec: broken"
+        );
+        let rolled = HoldReason::RolledBack {
+            name: name(),
+            why: "exited 3".into(),
+        };
+        assert_eq!(
+            rolled.to_string(),
+            "rolled back: exited 3; not deployed again until the manifest changes or `assetd retry mill`"
+        );
+        let engine = HoldReason::RolledBackByEngine {
+            name: name(),
+            state: "rollback_completed".into(),
+            message: "done".into(),
+        };
+        assert_eq!(
+            engine.to_string(),
+            "rolled back by the engine (rollback_completed: done); the previous version runs; not deployed again until the manifest changes or `assetd retry mill`"
+        );
+        assert_eq!(
+            removal(RemovalGuard::DirMissing),
+            "manifest directory is missing (unmounted volume? failed sync?); confirm with `assetd prune --confirm` (or --allow-mass-prune) to remove everything (would remove: no manifest declares it any more (was in a.yaml))"
+        );
+        assert_eq!(
+            removal(RemovalGuard::DirEmpty),
+            "manifest directory holds no manifest file; confirm with `assetd prune --confirm` (or --allow-mass-prune) to remove everything (would remove: no manifest declares it any more (was in a.yaml))"
+        );
+        assert_eq!(
+            removal(RemovalGuard::DirUnreadable("permission denied".into())),
+            "manifest directory unreadable (permission denied); nothing is pruned (would remove: no manifest declares it any more (was in a.yaml))"
+        );
+        assert_eq!(
+            removal(RemovalGuard::InvalidFiles {
+                file: "b.yaml".into(),
+                others: 2,
+                first_error: "b.yaml:1:1: kind: broken".into(),
+            }),
+            "removals wait while b.yaml and 2 other file(s) is invalid (b.yaml:1:1: kind: broken); fix it to prune (would remove: no manifest declares it any more (was in a.yaml))"
+        );
+        assert_eq!(
+            removal(RemovalGuard::MassPrune {
+                removals: 1,
+                total: 250,
+                fleet: 300,
+                earlier: 249,
+                max_fraction: 0.5,
+            }),
+            "removing 1 more would make 250 of 300 managed assets (249 already removed within the prune window), more than 50 %; confirm with `assetd prune --confirm` or --allow-mass-prune (would remove: no manifest declares it any more (was in a.yaml))"
+        );
+        assert_eq!(
+            RemoveReason { was_in: None }.to_string(),
+            "no manifest declares it"
+        );
+    }
+
+    #[test]
+    fn only_the_guards_of_a_known_desired_state_are_the_operators_to_confirm() {
+        assert!(RemovalGuard::DirMissing.confirmable());
+        assert!(RemovalGuard::DirEmpty.confirmable());
+        assert!(!RemovalGuard::DirRefused("0777".into()).confirmable());
+        assert!(!RemovalGuard::DirUnreadable("EACCES".into()).confirmable());
+    }
+}
