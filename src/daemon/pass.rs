@@ -164,9 +164,8 @@ impl Daemon {
                 self.prunes.removing.insert(action.name.clone(), counted);
             }
             // A retry asked for is used up by the deploy it causes.
-            let mut retries = self.shared.retries.lock().expect("retry lock");
-            retries.remove(&action.name);
-            drop(retries);
+            let retries = &self.shared.retries;
+            retries.lock().expect("retry lock").remove(&action.name);
             self.run_action(action.clone(), record, strategy);
         }
         wake_in
