@@ -15,8 +15,8 @@ use assetd::manifest::Policy;
 use assetd::plan::PlanConfig;
 use assetd::reconcile::{self, PassConfig};
 use assetd::report;
+use assetd::rollout_result;
 use assetd::store::{MemoryStore, SledStore, Store};
-use assetd::strategy::DeploymentStrategy;
 
 /// Exit codes of the CLI contract.
 const EXIT_OK: u8 = 0;
@@ -57,6 +57,11 @@ enum Command {
         /// Required: one pass, then exit (`assetd run` is the daemon).
         #[arg(long)]
         once: bool,
+        /// How long to wait for the rollouts the pass started to end (Swarm
+        /// watches new tasks for the monitor window and may roll back);
+        /// `0s` returns as soon as the engine took every change.
+        #[arg(long, default_value = "3m", value_parser = parse_duration)]
+        wait: Duration,
         #[command(flatten)]
         common: CommonArgs,
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
@@ -350,12 +355,13 @@ async fn dispatch(command: Command) -> u8 {
             once,
             common,
             output,
+            wait,
         } => {
             if !once {
                 eprintln!("assetd apply: pass --once (the long-running daemon is `assetd run`)");
                 return EXIT_USAGE;
             }
-            apply_once(common, output).await
+            apply_once(common, output, wait).await
         }
         Command::Plan { common, output } => plan(common, output).await,
         Command::Status {
@@ -478,7 +484,7 @@ async fn strategy_for(common: &CommonArgs) -> Result<assetd::strategy::AnyStrate
         })
 }
 
-async fn apply_once(common: CommonArgs, output: Output) -> u8 {
+async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
     let strategy = match strategy_for(&common).await {
         Ok(s) => s,
         Err(code) => return code,
@@ -506,34 +512,17 @@ async fn apply_once(common: CommonArgs, output: Output) -> u8 {
                 ),
                 Output::Text => print!("{}", report::pass_text(&pass, &config.manifests)),
             }
-            // What the engine says after the pass: an asset that crash-
-            // loops or whose tasks are rejected did not deploy, whatever
-            // the API calls answered.
-            let failing: Vec<_> = match strategy.list_managed().await {
-                Ok(actual) => actual
-                    .into_iter()
-                    .filter_map(|a| {
-                        let wanted = pass.desired.assets.get(&a.name).map(|d| &d.hash);
-                        let why = a.failed_rollout(wanted).or(a.replicas.failing)?;
-                        Some((a.name, why))
-                    })
-                    .collect(),
+            // What the engine says once the rollouts ended: an asset that
+            // crash-loops, is unhealthy or was rolled back did not
+            // deploy, whatever the API calls answered.
+            let actual = match rollout_result::wait_for_rollouts(&strategy, &pass, wait).await {
+                Ok(actual) => actual,
                 Err(e) => {
-                    eprintln!("assetd: cannot list the engine after the pass: {e}");
+                    eprintln!("assetd: {e}");
                     return EXIT_FAILED;
                 }
             };
-            // A version held because it failed its gate here is a failure
-            // too, not merely "held".
-            let mut failing = failing;
-            for (name, record) in store.all() {
-                let wanted = pass.desired.assets.get(&name).map(|d| &d.hash);
-                if let Some(rolled) = record.rolled_back.filter(|r| Some(&r.hash) == wanted) {
-                    if !failing.iter().any(|(n, _)| n == &name) {
-                        failing.push((name, format!("rolled back: {}", rolled.reason)));
-                    }
-                }
-            }
+            let failing = rollout_result::failures(&actual, &pass, store.as_ref());
             for (name, why) in &failing {
                 eprintln!("failed: {name}: {why}");
             }

@@ -57,8 +57,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, MessageFormatter, Spanned, Tagged, UserMessageFormatter};
 
 use crate::spec::{
-    AssetName, DeploySpec, Healthcheck, Mode, Mount, MountKind, PortMapping, Protocol, ResourceSet,
-    Resources, SpecHash,
+    AssetName, DeploySpec, FailureAction, Healthcheck, Mode, Mount, MountKind, PortMapping,
+    Protocol, ResourceSet, Resources, SpecHash, UpdateOrder, UpdatePolicy,
 };
 
 /// The only `apiVersion` this build understands.
@@ -308,6 +308,7 @@ pub fn shapes() -> Vec<(&'static str, Vec<&'static str>)> {
         both("replicated", "Replicated", &REPLICATED),
         both("mount", "Mount", &MOUNT),
         both("healthcheck", "Healthcheck", &HEALTHCHECK),
+        both("update", "UpdateConfig", &UPDATE),
     ]
     .concat()
 }
@@ -515,7 +516,7 @@ const METADATA: Shape<2> = Shape {
     friendly: ["name", "labels"],
     engine: None,
 };
-const SPEC: Shape<10> = Shape {
+const SPEC: Shape<11> = Shape {
     friendly: [
         "image",
         "command",
@@ -527,8 +528,13 @@ const SPEC: Shape<10> = Shape {
         "mode",
         "mounts",
         "healthcheck",
+        "update",
     ],
     engine: None,
+};
+const UPDATE: Shape<5> = Shape {
+    friendly: ["order", "monitor", "failureAction", "parallelism", "delay"],
+    engine: Some(["Order", "Monitor", "FailureAction", "Parallelism", "Delay"]),
 };
 const HEALTHCHECK: Shape<5> = Shape {
     friendly: ["test", "interval", "timeout", "retries", "startPeriod"],
@@ -1208,6 +1214,7 @@ impl<'a> Decoder<'a> {
         let mode = fields.get(7).map(|n| self.mode(n)).unwrap_or_default();
         let mounts = fields.get(8).map(|n| self.mounts(n)).unwrap_or_default();
         let healthcheck = fields.get(9).and_then(|n| self.healthcheck(n));
+        let update = fields.get(10).and_then(|n| self.update_policy(n));
         let spec = DeploySpec {
             // Replaced by the caller; a spec is only returned when the
             // whole document is valid, so this never escapes.
@@ -1223,8 +1230,69 @@ impl<'a> Decoder<'a> {
             mode,
             mounts,
             healthcheck,
+            update,
         };
         Some((spec, ports_pos))
+    }
+
+    /// `update: { order: start-first, monitor: 5s, failureAction: rollback,
+    /// parallelism: 1, delay: 0s }`; the Engine-API spelling is Swarm's
+    /// `UpdateConfig`, durations in nanoseconds.
+    fn update_policy(&mut self, node: &Node) -> Option<UpdatePolicy> {
+        const P: &str = "spec.update";
+        let fields = self.object(node, P, &UPDATE)?;
+        let errors_before = self.errors.len();
+        let path = |i: usize| join(P, fields.names[i]);
+        let order = fields.get(0).and_then(|value| {
+            let text = self.string(value, &path(0))?;
+            let order = UpdateOrder::parse(text.trim());
+            if order.is_none() {
+                let names = UpdateOrder::NAMES.join(", ");
+                self.error(
+                    value,
+                    &path(0),
+                    format!("order `{text}` is not one of {names}"),
+                );
+            }
+            order
+        });
+        let monitor_ns = fields
+            .get(1)
+            .and_then(|value| self.duration_ns(value, &path(1), fields.spelling));
+        let failure_action = fields.get(2).and_then(|value| {
+            let text = self.string(value, &path(2))?;
+            let action = FailureAction::parse(text.trim());
+            if action.is_none() {
+                let names = FailureAction::NAMES.join(", ");
+                let why = if text.trim() == "continue" {
+                    format!("failureAction `continue` is not offered: a failing version would go on replacing working replicas; use one of {names}")
+                } else {
+                    format!("failureAction `{text}` is not one of {names}")
+                };
+                self.error(value, &path(2), why);
+            }
+            action
+        });
+        let parallelism = fields
+            .get(3)
+            .and_then(|value| match self.integer(value, &path(3))? {
+                n @ 0..=1000 => Some(n as u64),
+                n => {
+                    let why = format!("parallelism must be 0 (all at once) to 1000, found {n}");
+                    self.error(value, &path(3), why);
+                    None
+                }
+            });
+        let delay_ns = fields
+            .get(4)
+            .and_then(|value| self.duration_or_zero_ns(value, &path(4), fields.spelling));
+        (self.errors.len() == errors_before).then_some(UpdatePolicy {
+            order,
+            monitor_ns,
+            failure_action,
+            parallelism,
+            delay_ns,
+        })
     }
 
     /// `healthcheck: { test: [CMD, ...], interval: 5s, ... }`; the
@@ -1307,6 +1375,20 @@ impl<'a> Decoder<'a> {
 
     /// A duration: `5s`, `500ms`, `1m30s` (friendly) or nanoseconds
     /// (Engine-API spelling). At least 1 ms, as Docker requires.
+    /// A duration that may be zero (`delay: 0s`).
+    fn duration_or_zero_ns(&mut self, node: &Node, path: &str, spelling: Spelling) -> Option<i64> {
+        let zero = match spelling {
+            Spelling::Engine => matches!(node.kind, Kind::Int(0)),
+            Spelling::Friendly => {
+                matches!(&node.kind, Kind::Str(t) if parse_duration_ns(t.trim()) == Ok(0))
+            }
+        };
+        if zero {
+            return Some(0);
+        }
+        self.duration_ns(node, path, spelling)
+    }
+
     fn duration_ns(&mut self, node: &Node, path: &str, spelling: Spelling) -> Option<i64> {
         let ns = match spelling {
             Spelling::Engine => i64::try_from(self.integer(node, path)?).ok(),

@@ -25,6 +25,12 @@ pub struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HealthLabels {
+    pub asset: String,
+    pub health: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
     pub source: String,
 }
@@ -35,6 +41,9 @@ pub struct Metrics {
     pub pass_seconds: Histogram,
     pub actions: Family<ActionLabels, Counter>,
     pub assets: Family<PhaseLabels, Gauge>,
+    /// 1 for each asset's current health, 0 for the other three (as
+    /// kube-state-metrics does), so `== 1` alerts and absent means gone.
+    health: Family<HealthLabels, Gauge>,
     pub docker_errors: Counter,
     watch_events: Family<SourceLabels, Gauge>,
     watch: Arc<WatchCounters>,
@@ -64,6 +73,12 @@ impl Metrics {
             "Assets by phase after the last pass",
             assets.clone(),
         );
+        let health = Family::<HealthLabels, Gauge>::default();
+        registry.register(
+            "asset_health",
+            "Health of each asset after the last pass (Healthy, Progressing, Degraded, Unknown)",
+            health.clone(),
+        );
         let docker_errors = Counter::default();
         registry.register(
             "docker_errors",
@@ -82,6 +97,7 @@ impl Metrics {
             pass_seconds,
             actions,
             assets,
+            health,
             docker_errors,
             watch_events,
             watch,
@@ -96,6 +112,17 @@ impl Metrics {
                     phase: a.phase.to_string(),
                 })
                 .inc();
+        }
+        self.health.clear();
+        for a in assets {
+            for health in crate::health::Health::ALL {
+                self.health
+                    .get_or_create(&HealthLabels {
+                        asset: a.name.to_string(),
+                        health: health.to_string(),
+                    })
+                    .set(i64::from(a.health == health));
+            }
         }
     }
 

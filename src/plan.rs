@@ -455,6 +455,7 @@ mod tests {
             mode: Mode::default(),
             mounts: vec![],
             healthcheck: None,
+            update: None,
         }
     }
 

@@ -29,6 +29,7 @@ pub const OBJECT_KEYS: &[(&str, &[&str])] = &[
             "mode",
             "mounts",
             "healthcheck",
+            "update",
         ],
     ),
     ("resources", &["limits", "reservations"]),
@@ -48,6 +49,14 @@ pub const OBJECT_KEYS: &[(&str, &[&str])] = &[
     (
         "Healthcheck",
         &["Test", "Interval", "Timeout", "Retries", "StartPeriod"],
+    ),
+    (
+        "update",
+        &["order", "monitor", "failureAction", "parallelism", "delay"],
+    ),
+    (
+        "UpdateConfig",
+        &["Order", "Monitor", "FailureAction", "Parallelism", "Delay"],
     ),
 ];
 
@@ -107,6 +116,38 @@ fn engine_healthcheck() -> Value {
             "StartPeriod": ns,
         }),
         &["Test"],
+    )
+}
+
+fn update_policy() -> Value {
+    let duration = json!({
+        "description": "e.g. 5s, 500ms, 1m30s",
+        "type": "string",
+        "pattern": "^([0-9]+(h|m|s|ms|us|ns))+$",
+    });
+    closed(
+        json!({
+            "order": { "enum": crate::spec::UpdateOrder::NAMES },
+            "monitor": duration,
+            "failureAction": { "enum": crate::spec::FailureAction::NAMES },
+            "parallelism": { "description": "replicas at a time, 0 = all", "type": ["integer", "string"] },
+            "delay": duration,
+        }),
+        &[],
+    )
+}
+
+fn engine_update_policy() -> Value {
+    let ns = json!({ "description": "nanoseconds", "type": ["integer", "string"] });
+    closed(
+        json!({
+            "Order": { "enum": crate::spec::UpdateOrder::NAMES },
+            "Monitor": ns,
+            "FailureAction": { "enum": crate::spec::FailureAction::NAMES },
+            "Parallelism": { "type": ["integer", "string"] },
+            "Delay": ns,
+        }),
+        &[],
     )
 }
 
@@ -194,6 +235,8 @@ pub fn schema() -> Value {
             },
             "mounts": { "type": "array", "items": { "oneOf": [mount, engine_mount] } },
             "healthcheck": { "oneOf": [healthcheck(), engine_healthcheck()] },
+            // anyOf: `update: {}` fits both spellings.
+            "update": { "anyOf": [update_policy(), engine_update_policy()] },
         }),
         &["image"],
     );
@@ -275,6 +318,9 @@ mod tests {
         let health = &spec["properties"]["healthcheck"]["oneOf"];
         assert_eq!(keys_of(&health[0]), lookup["healthcheck"]);
         assert_eq!(keys_of(&health[1]), lookup["Healthcheck"]);
+        let update = &spec["properties"]["update"]["anyOf"];
+        assert_eq!(keys_of(&update[0]), lookup["update"]);
+        assert_eq!(keys_of(&update[1]), lookup["UpdateConfig"]);
         for (shape, keys) in crate::manifest::shapes() {
             assert_eq!(
                 lookup[shape],

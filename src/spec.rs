@@ -97,6 +97,95 @@ pub struct DeploySpec {
     /// before the field existed keep their hash (no redeploy on upgrade).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
+    /// How a new version replaces the running one; absent = the safe
+    /// defaults of [`UpdatePolicy`] (and the hash of older specs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdatePolicy>,
+}
+
+/// `spec.update`: the rollout policy. Every field is optional; what is not
+/// set takes the strategy's safe default (see the accessors).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdatePolicy {
+    /// `None`: start-first unless old and new cannot run side by side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<UpdateOrder>,
+    /// How long a new version must run (and be healthy) to count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_ns: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_action: Option<FailureAction>,
+    /// Replicas replaced at a time; 0 = all at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u64>,
+    /// Pause between two batches of replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ns: Option<i64>,
+}
+
+impl UpdatePolicy {
+    /// Replicas per batch: one at a time unless told otherwise.
+    pub fn parallelism(&self) -> u64 {
+        self.parallelism.unwrap_or(1)
+    }
+
+    pub fn delay(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.delay_ns.unwrap_or(0).max(0) as u64)
+    }
+
+    pub fn failure_action(&self) -> FailureAction {
+        self.failure_action.unwrap_or(FailureAction::Rollback)
+    }
+
+    /// The monitor window, or `default` (the strategy's) when unset.
+    pub fn monitor_or(&self, default: std::time::Duration) -> std::time::Duration {
+        self.monitor_ns.map_or(default, |ns| {
+            std::time::Duration::from_nanos(ns.max(0) as u64)
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    StartFirst,
+    StopFirst,
+}
+
+impl UpdateOrder {
+    pub const NAMES: [&'static str; 2] = ["start-first", "stop-first"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "start-first" => Some(UpdateOrder::StartFirst),
+            "stop-first" => Some(UpdateOrder::StopFirst),
+            _ => None,
+        }
+    }
+}
+
+/// What a rollout does when a new version fails its gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAction {
+    /// Back to the version that ran (the default).
+    Rollback,
+    /// Stop where it failed: on Swarm the replicas already updated stay;
+    /// locally the previous version runs on and the failed container is
+    /// kept, stopped, for `docker logs`.
+    Pause,
+}
+
+impl FailureAction {
+    pub const NAMES: [&'static str; 2] = ["rollback", "pause"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "rollback" => Some(FailureAction::Rollback),
+            "pause" => Some(FailureAction::Pause),
+            _ => None,
+        }
+    }
 }
 
 /// Docker's healthcheck, in the engine's units. A rollout waits for a
@@ -362,6 +451,7 @@ pub(crate) mod tests {
             mode: Mode::default(),
             mounts: vec![],
             healthcheck: None,
+            update: None,
         }
     }
 

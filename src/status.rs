@@ -7,6 +7,7 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::Desired;
+use crate::health::{self, Health};
 use crate::plan::{ActionKind, HoldReason, Plan};
 use crate::spec::AssetName;
 use crate::store::{now_ms, ActionResult, AppliedRecord};
@@ -42,6 +43,12 @@ impl std::fmt::Display for Phase {
 pub struct AssetStatus {
     pub name: AssetName,
     pub phase: Phase,
+    /// Whether what runs works, beside the phase (`crate::health`).
+    #[serde(default)]
+    pub health: Health,
+    /// Why it is not Healthy, in the engine's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_reason: Option<String>,
     /// `file:line` of the declaration, when declared.
     pub source: Option<String>,
     pub last_action: Option<String>,
@@ -105,7 +112,12 @@ pub fn from_pass(
             let have = actual.get(name);
             let action = actions.get(name);
             // The engine's own reason why fewer run than desired.
-            let failing = have.and_then(|h| h.replicas.failing.clone());
+            // An unhealthy container runs, but does not work: never
+            // reported as Running.
+            let failing = have.and_then(|h| {
+                let r = &h.replicas;
+                r.failing.clone().or_else(|| r.unhealthy.clone())
+            });
             // A rollout the engine stopped (paused, rolled back) is a
             // failure, whatever else holds.
             let wanted = desired.assets.get(name).map(|d| &d.hash);
@@ -153,6 +165,16 @@ pub fn from_pass(
                 .get(name)
                 .map(|d| format!("{}:{}", d.source, d.pos.line))
                 .or_else(|| record.and_then(|r| r.source.clone()));
+            let changing =
+                in_flight.contains(name) || action.is_some_and(|a| a.kind() != ActionKind::Hold);
+            let (health, health_reason) = health::assess(&health::Evidence {
+                replicas: replicas.as_ref(),
+                stopped_rollout: stopped
+                    .as_ref()
+                    .map(|why| with_running_version(why, record, wanted))
+                    .as_deref(),
+                changing,
+            });
             let last_error = match action {
                 Some(a) if a.kind() == ActionKind::Hold => Some(a.reason()),
                 _ => stopped
@@ -162,6 +184,8 @@ pub fn from_pass(
             AssetStatus {
                 name: name.clone(),
                 phase,
+                health,
+                health_reason,
                 source,
                 last_action: record.and_then(|r| r.last_action.clone()),
                 next_action: action
@@ -178,12 +202,30 @@ pub fn from_pass(
         .collect()
 }
 
+/// A local rollback leaves the last good version running: say which.
+fn with_running_version(
+    why: &str,
+    record: Option<&AppliedRecord>,
+    wanted: Option<&crate::spec::SpecHash>,
+) -> String {
+    let running = record
+        .filter(|r| r.hash.is_some() && r.hash.as_ref() != wanted)
+        .and_then(|r| r.spec.as_ref());
+    match running {
+        Some(spec) => format!("{why}; running {}", spec.image),
+        None => why.to_string(),
+    }
+}
+
 /// The phases from the store alone, when no daemon answers.
 pub fn from_store(applied: &BTreeMap<AssetName, AppliedRecord>) -> Vec<AssetStatus> {
     applied
         .iter()
         .map(|(name, r)| AssetStatus {
             name: name.clone(),
+            // The store knows what was done, not how it runs.
+            health: Health::Unknown,
+            health_reason: None,
             phase: match r.last_result {
                 Some(ActionResult::Failed) => Phase::Failed,
                 Some(ActionResult::Held) => Phase::Held,
@@ -239,7 +281,7 @@ pub fn render_table(report: &StatusReport) -> String {
     for e in &report.manifest_errors {
         let _ = writeln!(out, "error: {e}");
     }
-    let rows: Vec<[String; 6]> = report
+    let rows: Vec<[String; 7]> = report
         .assets
         .iter()
         .map(|a| {
@@ -259,9 +301,14 @@ pub fn render_table(report: &StatusReport) -> String {
                 .as_ref()
                 .filter(|r| r.running < r.desired)
                 .and_then(|r| r.pending_reason.clone());
+            let degraded = a
+                .health_reason
+                .clone()
+                .filter(|_| a.health == Health::Degraded);
             let detail = a
                 .last_error
                 .clone()
+                .or(degraded)
                 .or(waiting)
                 .or_else(|| a.next_action.as_ref().map(|n| format!("next: {n}")))
                 .or_else(|| a.last_action.clone())
@@ -269,6 +316,7 @@ pub fn render_table(report: &StatusReport) -> String {
             [
                 a.name.to_string(),
                 a.phase.to_string(),
+                a.health.to_string(),
                 replicas,
                 age(a.updated_ms),
                 a.source.clone().unwrap_or_else(|| "-".into()),
@@ -276,17 +324,17 @@ pub fn render_table(report: &StatusReport) -> String {
             ]
         })
         .collect();
-    let header = ["NAME", "PHASE", "READY", "AGE", "SOURCE", "LAST"];
+    let header = ["NAME", "PHASE", "HEALTH", "READY", "AGE", "SOURCE", "LAST"];
     let mut widths = header.map(str::len);
     for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row.iter()).take(5) {
+        for (w, cell) in widths.iter_mut().zip(row.iter()).take(6) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 6]| {
+    let line = |cells: [&str; 7]| {
         let mut s = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            if i < 5 {
+            if i < 6 {
                 let _ = write!(s, "{cell:<width$}  ", width = widths[i]);
             } else {
                 s.push_str(cell);
@@ -299,7 +347,7 @@ pub fn render_table(report: &StatusReport) -> String {
         let _ = writeln!(
             out,
             "{}",
-            line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]])
+            line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6]])
         );
     }
     out

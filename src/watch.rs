@@ -333,6 +333,9 @@ fn container_event_urgency(action: &str) -> Option<Trigger> {
     match action {
         "destroy" | "stop" | "pause" | "rename" | "update" => Some(Trigger::Now),
         "die" | "kill" | "oom" => Some(Trigger::Later),
+        // `health_status: unhealthy` and back: no drift, but the asset's
+        // health changed, and status must say so within seconds.
+        a if a.starts_with("health_status") => Some(Trigger::Soon),
         _ => None,
     }
 }
@@ -568,6 +571,10 @@ mod tests {
     fn rm_f_acts_on_destroy_and_waits_for_it_after_die() {
         assert_eq!(container_event_urgency("destroy"), Some(Trigger::Now));
         assert_eq!(container_event_urgency("die"), Some(Trigger::Later));
+        assert_eq!(
+            container_event_urgency("health_status: unhealthy"),
+            Some(Trigger::Soon)
+        );
         assert_eq!(container_event_urgency("kill"), Some(Trigger::Later));
         assert_eq!(container_event_urgency("start"), None);
         assert_eq!(container_event_urgency("exec_start: sh"), None);

@@ -513,3 +513,38 @@ async fn max_prune_0_2_holds_what_the_default_0_5_allows() {
     assert_eq!(allowed.status.code(), Some(0), "{:?}", text(&allowed));
     assert_eq!(env.containers().await.len(), 6);
 }
+
+/// `apply --once` on Swarm waits for the rollout it started to end: a
+/// version that exits 3 is rolled back by Swarm, and the exit code and
+/// output say so (the update call itself succeeded).
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_once_on_swarm_waits_for_the_rollout_and_reports_its_rollback() {
+    let env = TestEnv::new("cli-swarm-wait").await;
+    let mut args: Vec<String> = common_args(&env);
+    let strategy = args.iter().position(|a| a == "local").unwrap();
+    args[strategy] = "swarm".into();
+    let apply = |args: &[String]| {
+        let mut all = vec!["apply".to_string(), "--once".into()];
+        all.extend(args.iter().cloned());
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        assetd(&refs)
+    };
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  command: [sleep, \"3600\"]\n"),
+    );
+    let out = apply(&args);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_2, "  command: [sh, -c, \"exit 3\"]\n"),
+    );
+    let out = apply(&args);
+    assert_exit(&out, 1, "rollback");
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stderr.contains(&format!("failed: {}", env.name("a"))),
+        "{stdout}{stderr}"
+    );
+}

@@ -8,7 +8,7 @@
 //! daemons sharing the engine never see each other's containers) with
 //! `--resync 300s`: anything converging within a test's deadline was
 //! driven by an event, not by the timer. The daemon's log is kept under
-//! `$TMPDIR/assetd-daemon-test-logs/` and its tail printed when a test
+//! `$TMPDIR/assetd-test-logs/` and its tail printed when a test
 //! fails.
 
 mod common;
@@ -19,33 +19,20 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use assetd::status::{AssetStatus, Phase, StatusReport};
+use assetd::status::{Phase, StatusReport};
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
+use common::harness::{exclusive, free_loopback_addr, metric, shared, Assetd, Daemon};
 use common::{eventually, TestEnv, CONVERGE, IMAGE_1, IMAGE_2};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 // ---------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------
-
-/// Tests that measure time, or load the engine heavily, run alone; the
-/// others share it. (One test binary is one process, so a lock will do.)
-static ENGINE: RwLock<()> = RwLock::const_new(());
-
-async fn shared() -> RwLockReadGuard<'static, ()> {
-    ENGINE.read().await
-}
-
-async fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    ENGINE.write().await
-}
 
 /// How a test's daemon is started.
 struct Options {
@@ -81,275 +68,28 @@ impl Default for Options {
     }
 }
 
-/// A running `assetd run`. Dropping it kills the daemon (SIGKILL), so a
-/// failing test leaves no daemon that would recreate what the test's
-/// cleanup removes; declare it after the [`TestEnv`] so it drops first.
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-    state: PathBuf,
-    http: SocketAddr,
+/// `assetd run` for `env` with the default options. Dropping the daemon
+/// kills it (SIGKILL), so a failing test leaves no daemon that would
+/// recreate what the test's cleanup removes; declare it after the
+/// [`TestEnv`] so it drops first.
+fn start_daemon(env: &TestEnv) -> Daemon {
+    start_daemon_with(env, Options::default())
 }
 
-impl Daemon {
-    fn start(env: &TestEnv) -> Self {
-        Self::start_with(env, Options::default())
+fn start_daemon_with(env: &TestEnv, options: Options) -> Daemon {
+    let mut assetd = Assetd::new(env, options.strategy);
+    if let Some(manifests) = options.manifests {
+        assetd.manifests = manifests;
     }
-
-    fn start_with(env: &TestEnv, options: Options) -> Self {
-        static STARTS: AtomicUsize = AtomicUsize::new(0);
-        let logs = std::env::temp_dir().join("assetd-daemon-test-logs");
-        fs::create_dir_all(&logs).unwrap();
-        let state = options
-            .state
-            .clone()
-            .unwrap_or_else(|| env.root.join("daemon-state"));
-        let manifests = options
-            .manifests
-            .clone()
-            .unwrap_or_else(|| env.manifests.clone());
-        // A port probed free can still be taken before the daemon binds it;
-        // then it says so and exits, and another port is tried.
-        for _ in 0..5 {
-            let n = STARTS.fetch_add(1, Ordering::Relaxed);
-            let log = logs.join(format!("{}-{n}.log", env.prefix));
-            let http = free_loopback_addr();
-            let mut command = Command::new(env!("CARGO_BIN_EXE_assetd"));
-            command
-                .args(["run", "--strategy", options.strategy])
-                .args(["--instance", &env.prefix])
-                .arg("--manifests")
-                .arg(&manifests)
-                .arg("--state-dir")
-                .arg(&state)
-                .args(["--resync", options.resync, "--grace", options.grace]);
-            if options.listen_public {
-                let public = SocketAddr::from(([0, 0, 0, 0], http.port()));
-                command.args(["--listen", &public.to_string(), "--listen-public"]);
-            } else {
-                command.args(["--listen", &http.to_string()]);
-            }
-            if !options.env.iter().any(|(k, _)| *k == "NOTIFY_SOCKET") {
-                command
-                    .env_remove("NOTIFY_SOCKET")
-                    .env_remove("WATCHDOG_USEC");
-            }
-            let child = command
-                .args(&options.extra)
-                .envs(options.env.iter().map(|(k, v)| (k, v)))
-                .env("DOCKER_HOST", &options.docker_host)
-                .env("ASSETD_LOG", "info,assetd::daemon=debug")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("start assetd run");
-            let mut daemon = Self {
-                child: Some(child),
-                log,
-                state: state.clone(),
-                http,
-            };
-            if daemon.wait_listening() {
-                return daemon;
-            }
-            assert!(
-                daemon.log().contains("Address already in use"),
-                "assetd run exited at start:\n{}",
-                daemon.log()
-            );
-        }
-        panic!("no free port for --listen after 5 tries");
+    if let Some(state) = options.state {
+        assetd.state = state;
     }
-
-    /// Waits until the HTTP listener accepts (true) or the daemon exits
-    /// (false).
-    fn wait_listening(&mut self) -> bool {
-        let deadline = Instant::now() + CONVERGE;
-        while Instant::now() < deadline {
-            if !self.is_running() {
-                self.child = None;
-                return false;
-            }
-            if std::net::TcpStream::connect(self.http).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("assetd did not listen on {} within {CONVERGE:?}", self.http);
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("the daemon runs").id()
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args(["-s", signal, &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -s {signal} failed");
-    }
-
-    fn is_running(&mut self) -> bool {
-        let child = self.child.as_mut().expect("the daemon was started");
-        child.try_wait().expect("try_wait").is_none()
-    }
-
-    /// Waits for the daemon to exit; panics after `timeout`.
-    fn wait_exit(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
-        let started = Instant::now();
-        let child = self.child.as_mut().expect("the daemon was started");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return (status, started.elapsed());
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "assetd did not exit within {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.state.join("assetd.sock")
-    }
-
-    /// `GET path` on the `--listen` address: status code and body.
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.http, path).await
-    }
-
-    async fn metrics(&self) -> String {
-        match self.get("/metrics").await {
-            Some((200, body)) => body,
-            other => panic!("GET /metrics: {other:?}"),
-        }
-    }
-
-    async fn passes(&self) -> f64 {
-        metric(&self.metrics().await, "assetd_passes_total")
-            .expect("assetd_passes_total in /metrics")
-    }
-
-    async fn wait_ready(&self) {
-        eventually("/readyz to answer 200", CONVERGE, || async {
-            self.get("/readyz").await.filter(|(code, _)| *code == 200)
-        })
-        .await;
-    }
-
-    /// The daemon's status over its socket, as `assetd status` gets it.
-    async fn status(&self) -> Option<StatusReport> {
-        assetd::api::fetch_status(&self.socket()).await.ok()
-    }
-
-    /// `assetd status -o json`, the CLI as an operator runs it, when this
-    /// daemon answers it over its socket (`None` until then).
-    fn cli_status(&self) -> Option<StatusReport> {
-        let state = self.state.to_str().unwrap();
-        let out = assetd_cli(&["status", "--state-dir", state, "-o", "json"]);
-        // (It exits 1 while an asset is Failed.)
-        let report: StatusReport = serde_json::from_slice(&out.stdout).ok()?;
-        (report.source == "daemon").then_some(report)
-    }
-
-    /// Waits until `assetd status -o json` shows asset `name` in `phase`.
-    async fn wait_cli_phase(&self, name: &str, phase: Phase) -> AssetStatus {
-        eventually(
-            &format!("`assetd status` to show {name} {phase}"),
-            CONVERGE,
-            || async {
-                self.cli_status()?
-                    .assets
-                    .into_iter()
-                    .find(|a| a.name.as_str() == name && a.phase == phase)
-            },
-        )
-        .await
-    }
-
-    /// Waits until the status shows every one of `names` in `phase`.
-    async fn wait_phase(&self, names: &[String], phase: Phase) -> StatusReport {
-        eventually(&format!("{names:?} in phase {phase}"), CONVERGE, || async {
-            let report = self.status().await?;
-            let phases: BTreeMap<String, Phase> = report
-                .assets
-                .iter()
-                .map(|a| (a.name.to_string(), a.phase))
-                .collect();
-            names
-                .iter()
-                .all(|n| phases.get(n) == Some(&phase))
-                .then_some(report)
-        })
-        .await
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = lines[lines.len().saturating_sub(80)..].join("\n");
-            eprintln!(
-                "---- assetd log ({}), last 80 lines ----\n{tail}\n----",
-                self.log.display()
-            );
-        }
-    }
-}
-
-/// A free loopback port below the kernel's ephemeral range (32768 and
-/// up), where outgoing connections cannot grab it between the probe and
-/// the daemon's bind.
-fn free_loopback_addr() -> SocketAddr {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    // Spread concurrent test processes apart.
-    let base = 20_000 + (std::process::id() as usize % 500) * 20;
-    loop {
-        let port = 20_000 + (base - 20_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
-        if std::net::TcpListener::bind(addr).is_ok() {
-            return addr;
-        }
-    }
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    // HTTP/1.0: the answer is not chunked and the connection closes.
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.ok()?;
-    let code = answer.split_whitespace().nth(1)?.parse().ok()?;
-    let body = answer.split_once("\r\n\r\n")?.1.to_string();
-    Some((code, body))
-}
-
-/// The value of one series (`name` or `name{label="value"}`) in a
-/// Prometheus text exposition.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok()).flatten()
-        })
+    assetd.docker_host = options.docker_host;
+    assetd.log_level = "info,assetd::daemon=debug";
+    assetd.env = options.env;
+    let mut extra = vec!["--resync", options.resync, "--grace", options.grace];
+    extra.extend(options.extra);
+    assetd.daemon_on(&extra, options.listen_public)
 }
 
 /// Creates a directory (and parents) no one else may write: the daemon
@@ -534,7 +274,7 @@ fn assetd_cli(args: &[&str]) -> std::process::Output {
 async fn plain_write_edit_and_delete_are_applied() {
     let _engine = shared().await;
     let env = TestEnv::new("dm-plain").await;
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     daemon.wait_ready().await;
     let name = env.name("a");
     let file = env.manifests.join("a.yaml");
@@ -564,7 +304,7 @@ async fn plain_write_edit_and_delete_are_applied() {
 async fn editor_save_by_rename_is_applied() {
     let _engine = shared().await;
     let env = TestEnv::new("dm-rename").await;
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     daemon.wait_ready().await;
     let name = env.name("a");
     let file = env.manifests.join("a.yaml");
@@ -593,7 +333,7 @@ async fn kubernetes_style_symlink_swap_is_applied() {
             ("b.yaml", env.asset("b", IMAGE_1, "")),
         ],
     );
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     wait_running(&env.docker, &env.name("a"), IMAGE_1).await;
     let b = wait_running(&env.docker, &env.name("b"), IMAGE_1).await;
     daemon.wait_ready().await;
@@ -624,7 +364,7 @@ async fn kubernetes_style_symlink_swap_is_applied() {
 async fn files_in_new_subdirectories_are_applied() {
     let _engine = shared().await;
     let env = TestEnv::new("dm-subdir").await;
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     daemon.wait_ready().await;
 
     // Directory and file at once: the file may land before notify
@@ -659,7 +399,7 @@ async fn a_manifest_directory_missing_at_start_is_picked_up_when_created() {
     let _engine = shared().await;
     let env = TestEnv::new("dm-late").await;
     let dir = env.root.join("not-yet");
-    let daemon = Daemon::start_with(
+    let daemon = start_daemon_with(
         &env,
         Options {
             manifests: Some(dir.clone()),
@@ -680,7 +420,7 @@ async fn a_deleted_manifest_directory_prunes_nothing_and_its_return_converges() 
     let env = TestEnv::new("dm-rmdir").await;
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     let a = wait_running(&env.docker, &env.name("a"), IMAGE_1).await;
     let b = wait_running(&env.docker, &env.name("b"), IMAGE_1).await;
     let names = [env.name("a"), env.name("b")];
@@ -724,7 +464,7 @@ async fn a_deleted_manifest_directory_prunes_nothing_and_its_return_converges() 
 async fn a_burst_of_500_files_makes_exactly_500_containers() {
     let _engine = exclusive().await;
     let env = TestEnv::new("dm-burst").await;
-    let daemon = Daemon::start_with(
+    let daemon = start_daemon_with(
         &env,
         Options {
             // Deleting every file at the end is a mass prune, confirmed.
@@ -782,7 +522,7 @@ async fn a_container_removed_by_hand_comes_back_without_waiting_for_resync() {
     let _engine = exclusive().await;
     let env = TestEnv::new("dm-rmf").await;
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     let name = env.name("a");
     let mut id = wait_running(&env.docker, &name, IMAGE_1).await;
     daemon
@@ -833,7 +573,7 @@ async fn sigterm_mid_apply_exits_cleanly_and_a_restart_converges_without_duplica
             &env.asset(&format!("a{i:02}"), IMAGE_1, ""),
         );
     }
-    let mut daemon = Daemon::start(&env);
+    let mut daemon = start_daemon(&env);
     let at_signal = eventually("the apply under way", CONVERGE, || async {
         let n = managed(&env.docker, &env.prefix).await.len();
         (n >= 3).then_some(n)
@@ -868,7 +608,7 @@ async fn sigterm_mid_apply_exits_cleanly_and_a_restart_converges_without_duplica
         after.len()
     );
 
-    let restarted = Daemon::start(&env);
+    let restarted = start_daemon(&env);
     let converged = eventually("exactly 50 running", CONVERGE, || async {
         let containers = managed(&env.docker, &env.prefix).await;
         (running_count(&containers) == 50).then_some(containers)
@@ -887,7 +627,7 @@ async fn sighup_runs_a_full_pass_on_a_new_connection() {
     let _engine = shared().await;
     let env = TestEnv::new("dm-hup").await;
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     let name = env.name("a");
     wait_running(&env.docker, &name, IMAGE_1).await;
     daemon
@@ -932,7 +672,7 @@ async fn readyz_waits_for_the_first_pass_and_metrics_count_passes_and_phases() {
     // Docker is not there yet: DOCKER_HOST names a socket that appears
     // later (a symlink to the test engine's).
     let late_socket = env.root.join("late-docker.sock");
-    let daemon = Daemon::start_with(
+    let daemon = start_daemon_with(
         &env,
         Options {
             docker_host: format!("unix://{}", late_socket.display()),
@@ -977,7 +717,7 @@ async fn status_shows_running_assets_live_and_from_the_store_after_a_stop() {
     let env = TestEnv::new("dm-status").await;
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
-    let mut daemon = Daemon::start(&env);
+    let mut daemon = start_daemon(&env);
     let names = [env.name("a"), env.name("b")];
     daemon.wait_phase(&names, Phase::Running).await;
     let state = daemon.state.to_str().unwrap().to_string();
@@ -1139,10 +879,12 @@ impl PrivateDockerd {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let logs = std::env::temp_dir().join("assetd-test-logs");
+        fs::create_dir_all(&logs).unwrap();
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(std::env::temp_dir().join("assetd-daemon-test-logs/private-dockerd.log"))
+            .open(logs.join("private-dockerd.log"))
             .unwrap();
         let dockerd = if Path::new("/usr/sbin/dockerd").exists() {
             "/usr/sbin/dockerd"
@@ -1301,7 +1043,7 @@ async fn the_daemon_survives_an_engine_killed_and_restarted_and_converges() {
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
     env.write("d.yaml", &env.asset("d", IMAGE_1, ""));
-    let mut daemon = Daemon::start_with(
+    let mut daemon = start_daemon_with(
         &env,
         Options {
             docker_host: dockerd.host(),
@@ -1364,7 +1106,7 @@ async fn removals_one_by_one_add_up_in_the_prune_window_and_prune_confirm_lets_t
             &env.asset(&format!("a{i}"), IMAGE_1, ""),
         );
     }
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     daemon.wait_phase(&names, Phase::Running).await;
 
     // Six of twelve, one file at a time, each removal done before the
@@ -1424,7 +1166,7 @@ async fn a_second_daemon_of_the_same_instance_gives_way_instead_of_fighting() {
     let (x, y) = (env.name("x"), env.name("y"));
     env.write("x.yaml", &env.asset("x", IMAGE_1, ""));
     env.write("y.yaml", &env.asset("y", IMAGE_1, ""));
-    let elder = Daemon::start(&env);
+    let elder = start_daemon(&env);
     elder
         .wait_phase(&[x.clone(), y.clone()], Phase::Running)
         .await;
@@ -1434,7 +1176,7 @@ async fn a_second_daemon_of_the_same_instance_gives_way_instead_of_fighting() {
     let other = env.root.join("other-manifests");
     mkdir(&other);
     plain_write(&other.join("x.yaml"), &env.asset("x", IMAGE_2, ""));
-    let younger = Daemon::start_with(
+    let younger = start_daemon_with(
         &env,
         Options {
             manifests: Some(other),
@@ -1517,7 +1259,7 @@ async fn a_missing_network_created_later_is_retried_at_once_not_after_the_backof
         "a.yaml",
         &env.asset("a", IMAGE_1, &format!("  networks: [ {net} ]\n")),
     );
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     let retry_at = eventually("the backoff to grow to 8 s", CONVERGE, || async {
         let report = daemon.status().await?;
         let asset = report.assets.iter().find(|s| s.name.as_str() == a)?;
@@ -1565,7 +1307,7 @@ async fn a_paused_container_is_unpaused_not_recreated() {
     // The pause event repairs it at once; the engine drops events for a
     // subscriber that lags on a loaded machine, so a resync within the
     // deadline keeps this test about what is done, not how soon.
-    let daemon = Daemon::start_with(
+    let daemon = start_daemon_with(
         &env,
         Options {
             resync: "20s",
@@ -1597,7 +1339,7 @@ async fn a_multi_document_file_rewritten_slowly_in_place_removes_nothing() {
     let doc_a = env.asset("a", IMAGE_1, "");
     let doc_b = env.asset("b", IMAGE_1, "");
     env.write("ab.yaml", &format!("{doc_a}---\n{doc_b}"));
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     daemon
         .wait_phase(&[a.clone(), b.clone()], Phase::Running)
         .await;
@@ -1633,7 +1375,7 @@ async fn limits_changed_by_docker_update_are_repaired() {
         "a.yaml",
         &env.asset("a", IMAGE_1, "  resources: { limits: { memory: 128Mi } }\n"),
     );
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     daemon
         .wait_phase(std::slice::from_ref(&a), Phase::Running)
         .await;
@@ -1733,11 +1475,15 @@ async fn status_shows_updating_during_a_pull_failed_after_it_and_invalid_for_a_b
     let (a, b) = (env.name("a"), env.name("b"));
     env.write("a.yaml", &env.asset("a", &registry.image("a"), ""));
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
 
     // The pull takes about 6 s: the deploy is in progress all along.
     let updating = daemon.wait_cli_phase(&a, Phase::Updating).await;
-    assert!(registry.total() >= 1, "the pull reached the registry");
+    // (Status may say so a moment before the engine's pull arrives.)
+    eventually("the pull to reach the registry", CONVERGE, || async {
+        (registry.total() >= 1).then_some(())
+    })
+    .await;
     assert_eq!(updating.last_error, None, "{updating:?}");
     let failed = daemon.wait_cli_phase(&a, Phase::Failed).await;
     let error = failed.last_error.clone().unwrap_or_default();
@@ -1782,7 +1528,7 @@ async fn concurrency_1_runs_one_deploy_at_a_time() {
     for s in ["a", "b", "c"] {
         env.write(&format!("{s}.yaml"), &env.asset(s, &registry.image(s), ""));
     }
-    let serial = Daemon::start_with(
+    let serial = start_daemon_with(
         &env,
         Options {
             extra: vec!["--concurrency", "1"],
@@ -1809,7 +1555,7 @@ async fn concurrency_1_runs_one_deploy_at_a_time() {
     })
     .await;
     registry.max_open.store(0, Ordering::SeqCst);
-    let _parallel = Daemon::start_with(
+    let _parallel = start_daemon_with(
         &env,
         Options {
             state: Some(env.root.join("parallel-state")),
@@ -1838,7 +1584,7 @@ async fn on_swarm_status_is_pending_while_no_node_fits_and_an_image_changed_by_h
             "  constraints: [ \"node.labels.assetd-test-nowhere == yes\" ]\n",
         ),
     );
-    let daemon = Daemon::start_with(
+    let daemon = start_daemon_with(
         &env,
         Options {
             strategy: "swarm",
@@ -1914,7 +1660,7 @@ async fn on_swarm_status_turns_running_when_the_tasks_start_without_waiting_for_
     let env = TestEnv::new("dm-swarmrun").await;
     let a = env.name("a");
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
-    let daemon = Daemon::start_with(
+    let daemon = start_daemon_with(
         &env,
         Options {
             strategy: "swarm",
@@ -1939,7 +1685,7 @@ async fn systemd_gets_watchdog_pings_all_along_and_ready_only_after_the_first_pa
     let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
     // As in the readyz test: no engine yet, so no pass can complete.
     let late_socket = env.root.join("late-docker.sock");
-    let daemon = Daemon::start_with(
+    let daemon = start_daemon_with(
         &env,
         Options {
             docker_host: format!("unix://{}", late_socket.display()),
@@ -2062,7 +1808,7 @@ async fn the_status_socket_is_0660_and_a_public_listen_address_needs_listen_publ
     assert!(env.containers().await.is_empty(), "refused before any pass");
 
     // With --listen-public it serves on every address.
-    let daemon = Daemon::start_with(
+    let daemon = start_daemon_with(
         &env,
         Options {
             listen_public: true,
@@ -2121,7 +1867,7 @@ async fn constraints_on_the_local_engine_run_with_a_warning_in_status() {
             "  constraints: [ \"node.role == manager\" ]\n",
         ),
     );
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     let status = daemon.wait_cli_phase(&a, Phase::Running).await;
     assert!(
         status
@@ -2141,7 +1887,7 @@ async fn a_container_replaced_by_hand_with_our_labels_of_another_spec_is_replace
     // An older version first: its container's labels are what an operator
     // restoring it by hand would bring back.
     env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
-    let daemon = Daemon::start(&env);
+    let daemon = start_daemon(&env);
     wait_running(&env.docker, &a, IMAGE_2).await;
     let old_labels = env.inspect(&a).await.config.unwrap().labels.unwrap();
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
@@ -2206,7 +1952,7 @@ async fn a_git_sync_link_swap_of_the_manifests_directory_itself_is_applied() {
     plain_write(&gen1.join("b.yaml"), &env.asset("b", IMAGE_1, ""));
     let link = root.join("manifests");
     symlink("rev-1", &link).unwrap();
-    let daemon = Daemon::start_with(
+    let daemon = start_daemon_with(
         &env,
         Options {
             manifests: Some(link.clone()),
@@ -2278,7 +2024,7 @@ async fn auto_strategy_runs_containers_on_an_engine_that_is_no_swarm() {
     );
     load_test_images(&dockerd);
     env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
-    let daemon = Daemon::start_with(
+    let daemon = start_daemon_with(
         &env,
         Options {
             docker_host: dockerd.host(),
@@ -2292,4 +2038,150 @@ async fn auto_strategy_runs_containers_on_an_engine_that_is_no_swarm() {
     assert_eq!(report.strategy.as_deref(), Some("local"), "{report:?}");
     assert_eq!(report.role.as_deref(), Some("local"), "{status:?}");
     drop(daemon);
+}
+
+/// Health, beside the phase, from the engine's events: a container that
+/// turns unhealthy is Degraded within seconds (no resync: 300 s), with
+/// its check's output, in status and in the metric; a container that
+/// crash-loops after its gate is Degraded with its exit code and restarts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_turning_unhealthy_or_crash_looping_is_degraded_within_seconds() {
+    let _engine = shared().await;
+    let env = TestEnv::new("dm-health").await;
+    let check = "  command: [sh, -c, \"touch /tmp/ok; exec sleep 3600\"]\n  healthcheck: { test: [CMD, test, -e, /tmp/ok], interval: 500ms, timeout: 1s, retries: 1 }\n";
+    env.write("a.yaml", &env.asset("a", IMAGE_1, check));
+    // Passes the 3 s gate, then exits 3 again and again.
+    let late_crash = "  command: [sh, -c, \"sleep 4; exit 3\"]\n";
+    env.write("b.yaml", &env.asset("b", IMAGE_1, late_crash));
+    let daemon = start_daemon(&env);
+    let (a, b) = (env.name("a"), env.name("b"));
+    let health_of = |report: &StatusReport, name: &str| {
+        let asset = report.assets.iter().find(|x| x.name.as_str() == name)?;
+        Some((
+            asset.health,
+            asset.health_reason.clone().unwrap_or_default(),
+        ))
+    };
+    eventually("a Healthy", CONVERGE, || async {
+        let report = daemon.status().await?;
+        (health_of(&report, &a)?.0 == assetd::health::Health::Healthy).then_some(())
+    })
+    .await;
+
+    // The check's file goes: unhealthy at the next probe.
+    let exec = env
+        .docker
+        .create_exec(
+            &a,
+            bollard::models::ExecConfig {
+                cmd: Some(vec!["rm".into(), "/tmp/ok".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    env.docker.start_exec(&exec.id, None).await.unwrap();
+    let removed = Instant::now();
+    let (phase, why) = eventually("a Degraded", Duration::from_secs(20), || async {
+        let report = daemon.status().await?;
+        let (health, why) = health_of(&report, &a)?;
+        let phase = report.assets.iter().find(|x| x.name.as_str() == a)?.phase;
+        (health == assetd::health::Health::Degraded).then_some((phase, why))
+    })
+    .await;
+    eprintln!("unhealthy → Degraded in {:?}", removed.elapsed());
+    assert!(why.contains("unhealthy"), "{why}");
+    assert_ne!(phase, Phase::Running, "never Running while unhealthy");
+    let metrics = daemon.metrics().await;
+    let line = format!("assetd_asset_health{{asset=\"{a}\",health=\"Degraded\"}} 1");
+    assert!(metrics.contains(&line), "{metrics}");
+
+    let why = eventually("b Degraded with its restarts", CONVERGE, || async {
+        let report = daemon.status().await?;
+        let (health, why) = health_of(&report, &b)?;
+        (health == assetd::health::Health::Degraded && why.contains("restarts")).then_some(why)
+    })
+    .await;
+    assert!(why.contains("exited 3"), "{why}");
+}
+
+/// No fight loop, counted: after a version is rolled back, a daemon that
+/// passes every second makes at most one more update of it in 20 s (the
+/// issue asks about 60 s; 20 passes say the same), on both strategies. The
+/// asset reads Failed and Degraded, saying it was rolled back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolled_back_version_is_not_deployed_again_by_the_daemon_on_either_strategy() {
+    let _engine = shared().await;
+    for strategy in ["local", "swarm"] {
+        let env = TestEnv::new(&format!("dm-nofight-{strategy}")).await;
+        let a = env.name("a");
+        env.write(
+            "a.yaml",
+            &env.asset("a", IMAGE_1, "  command: [sleep, \"3600\"]\n"),
+        );
+        let daemon = start_daemon_with(
+            &env,
+            Options {
+                strategy,
+                resync: "1s",
+                ..Options::default()
+            },
+        );
+        daemon
+            .wait_phase(std::slice::from_ref(&a), Phase::Running)
+            .await;
+        env.write(
+            "a.yaml",
+            &env.asset("a", IMAGE_2, "  command: [sh, -c, \"exit 3\"]\n"),
+        );
+        let failed = eventually(&format!("{strategy}: a rolled back"), CONVERGE, || async {
+            let report = daemon.status().await?;
+            let asset = report.assets.into_iter().find(|x| x.name.as_str() == a)?;
+            let why = asset.last_error.clone().unwrap_or_default();
+            (asset.phase == Phase::Failed && why.contains("roll")).then_some(asset)
+        })
+        .await;
+        assert_eq!(
+            failed.health,
+            assetd::health::Health::Degraded,
+            "{failed:?}"
+        );
+        // What the engine is asked to do from now on: containers created
+        // (a candidate per local attempt), Swarm spec versions.
+        let since = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let version = || async {
+            let service = env.docker.inspect_service(&a, None).await.ok()?;
+            service.version.and_then(|v| v.index)
+        };
+        let first_version = version().await;
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let updates = match strategy {
+            "local" => {
+                use futures_util::StreamExt;
+                let label = format!("{}={}", assetd::strategy::labels::INSTANCE, env.prefix);
+                let filters = std::collections::HashMap::from([
+                    ("type", vec!["container".to_string()]),
+                    ("event", vec!["create".to_string()]),
+                    ("label", vec![label]),
+                ]);
+                let until = since + 20;
+                let options = bollard::query_parameters::EventsOptionsBuilder::default()
+                    .since(&since.to_string())
+                    .until(&until.to_string())
+                    .filters(&filters)
+                    .build();
+                let events: Vec<_> = env.docker.events(Some(options)).collect().await;
+                events.len() as u64
+            }
+            _ => version().await.unwrap_or(0) - first_version.unwrap_or(0),
+        };
+        assert!(
+            updates <= 1,
+            "{strategy}: {updates} updates in 20 s after the rollback"
+        );
+        drop(daemon);
+    }
 }

@@ -1137,3 +1137,179 @@ async fn a_new_version_must_be_healthy_before_it_replaces_the_old_one() {
     assert_eq!(status.map(|s| s.to_string()).as_deref(), Some("healthy"));
     assert!(env.apply().await.outcomes.is_empty(), "converged");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_update_policy_sets_the_order_and_the_monitor_window() {
+    let env = TestEnv::new("lc-policy").await;
+    let a = env.name("a");
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  command: [sleep, \"3600\"]\n"),
+    );
+    assert_no_failures(&env.apply().await);
+    let old = env.inspect(&a).await;
+    let started = |c: &bollard::models::ContainerInspectResponse| {
+        c.state.as_ref().and_then(|s| s.started_at.clone())
+    };
+    // Exits 3 two seconds after it starts: too soon for the default 3 s.
+    let late_crash = "  command: [sh, -c, \"sleep 2; exit 3\"]\n";
+
+    // Default order without ports or writable mounts: start-first, so
+    // the old container was never stopped.
+    env.write("a.yaml", &env.asset("a", IMAGE_2, late_crash));
+    let error = env.apply().await.outcomes[0]
+        .error
+        .clone()
+        .expect("rolled back");
+    assert!(error.contains("exited 3 within 3s"), "{error}");
+    let now = env.inspect(&a).await;
+    assert_eq!(
+        (now.id.clone(), started(&now)),
+        (old.id.clone(), started(&old))
+    );
+
+    // `order: stop-first`: the old one is stopped first, then started again.
+    let stop_first = format!("{late_crash}  update: {{ order: stop-first }}\n");
+    env.write("a.yaml", &env.asset("a", IMAGE_2, &stop_first));
+    let error = env.apply().await.outcomes[0]
+        .error
+        .clone()
+        .expect("rolled back");
+    assert!(error.contains("runs again"), "{error}");
+    let now = env.inspect(&a).await;
+    assert_eq!(now.id, old.id);
+    assert_ne!(started(&now), started(&old), "stopped and started again");
+    assert_eq!(now.state.and_then(|s| s.running), Some(true));
+
+    // `monitor: 1s`: the same version passes the shorter window.
+    let short = format!("{late_crash}  update: {{ monitor: 1s }}\n");
+    env.write("a.yaml", &env.asset("a", IMAGE_2, &short));
+    assert_no_failures(&env.apply().await);
+    let now = env.inspect(&a).await;
+    assert_ne!(now.id, old.id);
+    assert_eq!(now.config.and_then(|c| c.image).as_deref(), Some(IMAGE_2));
+    assert_eq!(env.containers().await.len(), 1);
+}
+
+/// The state a `kill -9` of assetd leaves at each step of the local update
+/// protocol, then the next pass: exactly the wanted containers, no
+/// temporary names. The kill is real (`apply --once` in a child process,
+/// killed while its candidate is on trial); the later steps are reached
+/// from there by doing by hand what the protocol does next.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_each_step_of_the_local_update_converges_to_exactly_the_right_containers() {
+    #[derive(Debug, Clone, Copy)]
+    enum Step {
+        /// Killed during the gate: candidate running, old running.
+        OnTrial,
+        /// Killed after the candidate passed (restart policy set).
+        Passed,
+        /// Killed after the old container was removed, before the rename.
+        OldRemoved,
+        /// Stop-first, killed during the gate; the operator reverts the
+        /// manifest: the old container runs again, with its ID.
+        StopFirstReverted,
+    }
+    let env = TestEnv::new("lc-kill9").await;
+    let a = env.name("a");
+    let candidate = format!("{a}.assetd-candidate");
+    let v1 = env.asset("a", IMAGE_1, "  command: [sleep, \"3600\"]\n");
+    for step in [
+        Step::OnTrial,
+        Step::Passed,
+        Step::OldRemoved,
+        Step::StopFirstReverted,
+    ] {
+        common::cleanup(&env.docker, &env.prefix).await;
+        env.write("a.yaml", &v1);
+        assert_no_failures(&env.apply().await);
+        let old = env.inspect(&a).await.id.unwrap();
+        let order = match step {
+            Step::StopFirstReverted => "stop-first",
+            _ => "start-first",
+        };
+        let v2 = env.asset(
+            "a",
+            IMAGE_2,
+            &format!("  command: [sleep, \"3600\"]\n  update: {{ order: {order}, monitor: 4s }}\n"),
+        );
+        env.write("a.yaml", &v2);
+        let assetd = common::harness::Assetd {
+            state: env.root.join("cli-state"),
+            ..common::harness::Assetd::new(&env, "local")
+        };
+        let mut apply = assetd.spawn(&["apply", "--once"], &[]);
+        let trial = common::eventually(
+            "the candidate on trial",
+            Duration::from_secs(60),
+            || async {
+                let c = env.docker.inspect_container(&candidate, None).await.ok()?;
+                (c.state?.running == Some(true)).then(|| c.id.unwrap())
+            },
+        )
+        .await;
+        assert!(apply.kill9(), "killed while the candidate was on trial");
+        let restart = bollard::models::ContainerUpdateBody {
+            restart_policy: Some(bollard::models::RestartPolicy {
+                name: Some(bollard::models::RestartPolicyNameEnum::UNLESS_STOPPED),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        match step {
+            Step::OnTrial | Step::StopFirstReverted => {}
+            Step::Passed => env.docker.update_container(&trial, restart).await.unwrap(),
+            Step::OldRemoved => {
+                env.docker.update_container(&trial, restart).await.unwrap();
+                let force = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .build();
+                env.docker
+                    .remove_container(&old, Some(force))
+                    .await
+                    .unwrap();
+            }
+        }
+        if let Step::StopFirstReverted = step {
+            let stopped = env.inspect(&a).await.state.unwrap();
+            assert_eq!(
+                stopped.running,
+                Some(false),
+                "stop-first stopped the old one"
+            );
+            env.write("a.yaml", &v1);
+        }
+        assert_no_failures(&env.apply().await);
+        let names: Vec<String> = ids_by_name(&env).await.into_keys().collect();
+        assert_eq!(
+            names,
+            vec![a.clone()],
+            "{step:?}: exactly the wanted container"
+        );
+        let now = env.inspect(&a).await;
+        assert_eq!(
+            now.state.as_ref().and_then(|s| s.running),
+            Some(true),
+            "{step:?}"
+        );
+        let image = now.config.as_ref().and_then(|c| c.image.clone());
+        match step {
+            Step::OnTrial => assert_eq!(image.as_deref(), Some(IMAGE_2), "{step:?}: redone"),
+            Step::Passed | Step::OldRemoved => {
+                assert_eq!(
+                    now.id.as_deref(),
+                    Some(trial.as_str()),
+                    "{step:?}: the passed candidate"
+                );
+            }
+            Step::StopFirstReverted => {
+                assert_eq!(
+                    now.id.as_deref(),
+                    Some(old.as_str()),
+                    "{step:?}: the old one again"
+                );
+            }
+        }
+        assert!(env.apply().await.outcomes.is_empty(), "{step:?}: converged");
+    }
+}

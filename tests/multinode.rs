@@ -12,21 +12,17 @@
 //! `scripts/test-multinode.sh`, which brings the nodes up first.
 
 mod common;
-// The bench's counting proxy (ARCHITECTURE.md); the bench's own helpers in
-// it are unused here.
-#[allow(dead_code)]
-#[path = "../src/bin/assetd-bench/proxy.rs"]
-mod proxy;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bollard::query_parameters::{ListServicesOptionsBuilder, ListTasksOptionsBuilder};
 use bollard::Docker;
+use common::harness::{Assetd, Process};
+use common::proxy::Proxy;
 use common::{eventually, set_mode, IMAGE_1, IMAGE_2};
-use proxy::Proxy;
 
 const INSTANCE: &str = "mn-test";
 const ASSET: &str = "mn-agent";
@@ -39,41 +35,26 @@ fn node_hosts() -> Vec<String> {
     hosts
 }
 
-/// One assetd daemon per node, killed in `Drop`.
+/// One assetd daemon per node (killed when dropped), and its socket.
 struct Daemon {
-    child: Child,
+    _process: Process,
     socket: PathBuf,
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+fn start_daemon(host: &str, manifests: &Path, state: PathBuf) -> Daemon {
+    let assetd = Assetd {
+        manifests: manifests.to_path_buf(),
+        state: state.clone(),
+        instance: INSTANCE.to_string(),
+        strategy: "swarm",
+        docker_host: host.to_string(),
+        log_level: "info",
+        env: vec![],
+    };
+    Daemon {
+        _process: assetd.spawn(&["run"], &["--resync", "2s"]),
+        socket: state.join("assetd.sock"),
     }
-}
-
-fn start_daemon(host: &str, manifests: &Path, state: PathBuf, log: PathBuf) -> Daemon {
-    let socket = state.join("assetd.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_assetd"))
-        .args([
-            "run",
-            "--strategy",
-            "swarm",
-            "--instance",
-            INSTANCE,
-            "--resync",
-            "2s",
-        ])
-        .arg("--manifests")
-        .arg(manifests)
-        .arg("--state-dir")
-        .arg(&state)
-        .env("DOCKER_HOST", host)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("assetd starts");
-    Daemon { child, socket }
 }
 
 async fn role(daemon: &Daemon) -> Option<String> {
@@ -194,7 +175,6 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
                 &format!("unix://{}", p.path.display()),
                 &manifests,
                 root.join(format!("state-{i}")),
-                root.join(format!("n{i}.log")),
             )
         })
         .collect();

@@ -71,6 +71,7 @@ fn sample() -> DeploySpec {
             },
         ],
         healthcheck: None,
+        update: None,
     }
 }
 

@@ -25,13 +25,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use assetd::desired::{self, LoadOptions};
 use assetd::manifest::Policy;
-use assetd::status::{Phase, StatusReport};
+use assetd::status::Phase;
 use assetd::strategy::LocalDocker;
 use bollard::models::{
     ContainerCreateBody, ContainerSummaryStateEnum, EventMessage, EventMessageTypeEnum,
@@ -42,6 +41,7 @@ use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
 };
 use bollard::Docker;
+use common::harness::{exclusive, metric, metric_sum, shared, Assetd, Process};
 use common::{TestEnv, IMAGE_1, IMAGE_2, TEST_LABEL};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,246 +50,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// a passing test goes on as soon as the engine shows the desired state.
 const CONVERGE: Duration = Duration::from_secs(240);
 
-/// The overflow test changes a kernel-wide inotify limit; everything else
-/// shares the engine. One test binary is one process, so a lock will do
-/// (tokio's: it is held across awaits, and works across the tests' own
-/// runtimes).
-static SUITE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-async fn shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
-    SUITE.read().await
-}
-
-async fn exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
-    SUITE.write().await
-}
-
-// ---------------------------------------------------------------------
-// The binary
-// ---------------------------------------------------------------------
-
-/// How a test runs assetd.
-#[derive(Clone)]
-struct Assetd {
-    manifests: PathBuf,
-    state: PathBuf,
-    instance: String,
-    strategy: &'static str,
-    docker_host: String,
-    logs: PathBuf,
-}
-
-static STARTS: AtomicUsize = AtomicUsize::new(0);
-
-impl Assetd {
-    fn new(env: &TestEnv, strategy: &'static str) -> Self {
-        let logs = std::env::temp_dir().join("assetd-reliability-logs");
-        fs::create_dir_all(&logs).unwrap();
-        Self {
-            manifests: env.manifests.clone(),
-            state: env.root.join("daemon-state"),
-            instance: env.prefix.clone(),
-            strategy,
-            docker_host: common::docker_host(),
-            logs,
-        }
-    }
-
-    fn common_args(&self) -> Vec<String> {
-        vec![
-            "--manifests".into(),
-            self.manifests.display().to_string(),
-            "--state-dir".into(),
-            self.state.display().to_string(),
-            "--strategy".into(),
-            self.strategy.into(),
-            "--instance".into(),
-            self.instance.clone(),
-        ]
-    }
-
-    /// Starts `assetd SUBCOMMAND ... EXTRA` with its log in a file of its own.
-    fn spawn(&self, subcommand: &[&str], extra: &[&str]) -> Running {
-        let log = self.logs.join(format!(
-            "{}-{}-{:02}-{}.log",
-            self.instance,
-            std::process::id(),
-            STARTS.fetch_add(1, Ordering::Relaxed),
-            subcommand[0],
-        ));
-        let child = Command::new(env!("CARGO_BIN_EXE_assetd"))
-            .args(subcommand)
-            .args(self.common_args())
-            .args(extra)
-            .env("DOCKER_HOST", &self.docker_host)
-            .env("ASSETD_LOG", "info")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start assetd");
-        Running {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn daemon(&self, extra: &[&str]) -> Running {
-        self.spawn(&["run"], extra)
-    }
-
-    /// `assetd run` with `--listen` on a free loopback port, so the test
-    /// can read its `/metrics`. A port found free can be taken before the
-    /// daemon binds it: then it says so and exits, and another is tried.
-    fn daemon_with_metrics(&self, extra: &[&str]) -> (Running, SocketAddr) {
-        for _ in 0..5 {
-            let addr = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free loopback port");
-            let listen = addr.to_string();
-            let mut args = vec!["--listen", listen.as_str()];
-            args.extend_from_slice(extra);
-            let mut daemon = self.daemon(&args);
-            let deadline = Instant::now() + CONVERGE;
-            while daemon.is_running() && Instant::now() < deadline {
-                if std::net::TcpStream::connect(addr).is_ok() {
-                    return (daemon, addr);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            assert!(
-                daemon.log().contains("Address already in use"),
-                "assetd run did not listen on {addr}\n{}",
-                daemon.tail()
-            );
-        }
-        panic!("no free port for --listen after 5 tries");
-    }
-
-    /// Runs a short command to its end (plan, apply --once, status).
-    fn output(&self, subcommand: &[&str], extra: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_assetd"))
-            .args(subcommand)
-            .args(self.common_args())
-            .args(extra)
-            .env("DOCKER_HOST", &self.docker_host)
-            .env("ASSETD_LOG", "warn")
-            .output()
-            .expect("assetd runs")
-    }
-
-    /// The daemon's status over its socket (or the store when none runs).
-    fn status(&self) -> Option<StatusReport> {
-        let out = self.output(&["status"], &["-o", "json"]);
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
-    /// `plan` exits 0: nothing to do.
-    fn assert_plan_clean(&self) {
-        let out = self.output(&["plan"], &[]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "plan after convergence:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// `apply --once` runs a pass that does nothing.
-    fn assert_apply_does_nothing(&self) {
-        let out = self.output(&["apply", "--once"], &["-o", "json"]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("pass JSON");
-        assert_eq!(
-            v["outcomes"],
-            serde_json::json!([]),
-            "a converged pass acted: {text}"
-        );
-        assert_eq!(v["failed"], 0, "{text}");
-    }
-}
-
-/// A running assetd process; dropped, it is killed (SIGKILL), so a failed
-/// test leaves no daemon that would fight the cleanup.
-struct Running {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Running {
-    /// `kill -9`; true when it was still running (false: it had exited).
-    fn kill9(&mut self) -> bool {
-        let mut child = self.child.take().expect("running");
-        let was_running = child.try_wait().unwrap().is_none();
-        let _ = child.kill();
-        let _ = child.wait();
-        was_running
-    }
-
-    fn terminate(&mut self, within: Duration) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let ok = Command::new("kill")
-            .args(["-s", "TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -TERM");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "assetd did not exit within {within:?} of SIGTERM\n{}",
-                    self.tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().unwrap().is_none())
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        format!(
-            "--- {} (last 40 lines)\n{}",
-            self.log.display(),
-            lines[lines.len().saturating_sub(40)..].join("\n")
-        )
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            if std::thread::panicking() {
-                eprintln!("killed after a failure; {}", self.tail());
-            }
-        }
-    }
+/// `assetd run ... EXTRA` with `--listen` on a free loopback port, so the
+/// test can read its `/metrics`.
+fn daemon_with_metrics(assetd: &Assetd, extra: &[&str]) -> (Process, SocketAddr) {
+    let daemon = assetd.daemon(extra);
+    (daemon.process, daemon.http)
 }
 
 // ---------------------------------------------------------------------
@@ -484,31 +249,6 @@ async fn metrics(addr: SocketAddr) -> String {
         "GET /metrics: {head}"
     );
     body.to_string()
-}
-
-/// The value of one series (`name` or `name{label="value"}`).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok()).flatten()
-        })
-}
-
-/// The sum of every series of metric `name` (`name` or `name{...}`) in a
-/// Prometheus text exposition; `None` when it has none.
-fn metric_sum(text: &str, name: &str) -> Option<f64> {
-    let values: Vec<f64> = text
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let metric = series.split('{').next()?;
-            (metric == name).then(|| value.parse().ok()).flatten()
-        })
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// One container as the assertions need it.
@@ -822,11 +562,11 @@ where
 }
 
 /// Waits until the daemon says it finished a pass with no engine error
-/// and every desired asset `Running`. `Failed` is not settled: an asset
+/// and every desired asset `Process`. `Failed` is not settled: an asset
 /// the engine runs as declared must not stay `Failed` (B7, fixed; it once
 /// had a carve-out here, and the crash tests passed with assets stuck in
 /// `Failed`).
-async fn daemon_settled(assetd: &Assetd, daemon: &mut Running) {
+async fn daemon_settled(assetd: &Assetd, daemon: &mut Process) {
     let names: BTreeSet<String> = desired_state(&assetd.manifests).into_keys().collect();
     let started = Instant::now();
     loop {
@@ -977,7 +717,7 @@ async fn crash_rounds(
         let target = (kill_point == KillPoint::DelayOrProgress && before + 2 <= desired)
             .then(|| rng.between(before as u64 + 1, ((before + desired) / 2) as u64) as usize);
         let mut process = if daemon {
-            assetd.daemon(&["--resync", "30s"])
+            assetd.spawn(&["run"], &["--resync", "30s"])
         } else {
             assetd.spawn(&["apply", "--once"], &[])
         };
@@ -1002,7 +742,7 @@ async fn crash_rounds(
             killed || !daemon,
             "kill {}: assetd run exited on its own within {delay} ms of its start\n{}",
             i + 1,
-            process.tail()
+            process.tail(40)
         );
         let managed_after = managed_count(env, assetd.strategy).await;
         let command = if daemon { "run" } else { "apply --once" };
@@ -1058,14 +798,14 @@ fn summarize(wave: &str, rounds: &[Round]) {
 /// `plan` is clean, `apply --once` does nothing, and the engine saw no
 /// write at all during either.
 async fn assert_converged_and_quiet_local(env: &TestEnv, assetd: &Assetd, foreign: &Foreign) {
-    let mut daemon = assetd.daemon(&["--resync", "30s"]);
+    let mut daemon = assetd.spawn(&["run"], &["--resync", "30s"]);
     let ids = converge("final daemon", CONVERGE, || local_converged(env, foreign)).await;
     daemon_settled(assetd, &mut daemon).await;
     let status = daemon.terminate(Duration::from_secs(60));
     assert!(
         status.success(),
         "daemon exit {status:?}\n{}",
-        daemon.tail()
+        daemon.tail(40)
     );
 
     let since = now_since();
@@ -1294,14 +1034,14 @@ async fn kill_9_at_20_points_of_a_30_asset_swarm_apply_converges_without_duplica
     let rounds = crash_rounds(&env, &assetd, &mut rng, 10, (50, 1_500), KillPoint::Delay).await;
     summarize("swarm update wave", &rounds);
 
-    let mut daemon = assetd.daemon(&["--resync", "30s"]);
+    let mut daemon = assetd.spawn(&["run"], &["--resync", "30s"]);
     let ids = converge("swarm final daemon", CONVERGE, || {
         swarm_converged(&env, &foreign)
     })
     .await;
     daemon_settled(&assetd, &mut daemon).await;
     let status = daemon.terminate(Duration::from_secs(60));
-    assert!(status.success(), "{}", daemon.tail());
+    assert!(status.success(), "{}", daemon.tail(40));
     let since = now_since();
     assetd.assert_plan_clean();
     assetd.assert_apply_does_nothing();
@@ -1357,7 +1097,7 @@ async fn an_engine_absent_at_start_is_reported_and_converged_on_when_it_appears(
     let sock = sock_dir.join("docker.sock");
     let mut assetd = Assetd::new(&env, "local");
     assetd.docker_host = format!("unix://{}", sock.display());
-    let mut daemon = assetd.daemon(&["--resync", "30s"]);
+    let mut daemon = assetd.spawn(&["run"], &["--resync", "30s"]);
 
     // Nothing listens: it must keep running and say so.
     let report = converge("engine error reported", Duration::from_secs(30), || async {
@@ -1374,7 +1114,7 @@ async fn an_engine_absent_at_start_is_reported_and_converged_on_when_it_appears(
         assert!(
             daemon.is_running(),
             "assetd exited without an engine\n{}",
-            daemon.tail()
+            daemon.tail(40)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -1438,7 +1178,7 @@ async fn a_deleted_truncated_or_garbage_store_is_rebuilt_from_labels_without_red
             &manifest(&env, &format!("d{i}"), IMAGE_1, replicas, 1),
         );
     }
-    let mut daemon = assetd.daemon(&[]);
+    let mut daemon = assetd.spawn(&["run"], &[]);
     let ids = converge("first deploy", CONVERGE, || local_converged(&env, &foreign)).await;
     daemon_settled(&assetd, &mut daemon).await;
     assert!(daemon.terminate(Duration::from_secs(60)).success());
@@ -1484,7 +1224,7 @@ async fn a_deleted_truncated_or_garbage_store_is_rebuilt_from_labels_without_red
             db.display()
         );
         let since = now_since();
-        let mut daemon = assetd.daemon(&[]);
+        let mut daemon = assetd.spawn(&["run"], &[]);
         daemon_settled(&assetd, &mut daemon).await;
         let now = local_converged(&env, &foreign).await.expect("converged");
         assert_eq!(now, ids, "store {damage}: containers were redeployed");
@@ -1589,7 +1329,7 @@ async fn a_burst_of_200_files_converges_although_inotify_overflows() {
         .unwrap_or_else(|e| panic!("cannot lower {QUEUE_SYSCTL} (run as root): {e}"));
     // With no resync worth the name, only the watcher (and its rescan
     // on overflow) can bring the burst in.
-    let (mut daemon, http) = assetd.daemon_with_metrics(&["--resync", "1h"]);
+    let (mut daemon, http) = daemon_with_metrics(&assetd, &["--resync", "1h"]);
     let (probe, overflowed) = overflow_probe(&env.manifests);
     converge("watching", Duration::from_secs(30), || async {
         if daemon.log().contains("watching manifest directory") {
@@ -1639,7 +1379,7 @@ async fn a_burst_of_200_files_converges_although_inotify_overflows() {
     // burst in a burst (a mass removal, confirmed) under --resync 5s.
     let limit = QueueLimit::lower_to(16)
         .unwrap_or_else(|e| panic!("cannot lower {QUEUE_SYSCTL} (run as root): {e}"));
-    let mut daemon = assetd.daemon(&["--resync", "5s", "--allow-mass-prune"]);
+    let mut daemon = assetd.spawn(&["run"], &["--resync", "5s", "--allow-mass-prune"]);
     converge("watching", Duration::from_secs(30), || async {
         if daemon.log().contains("watching manifest directory") {
             Ok(())
@@ -1728,7 +1468,7 @@ async fn a_failure_fixed_outside_the_daemon_does_not_stay_failed() {
         .await
         .expect("deployed as declared");
 
-    let mut daemon = assetd.daemon(&[]);
+    let mut daemon = assetd.spawn(&["run"], &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         assert!(daemon.is_running());
@@ -1765,7 +1505,7 @@ async fn replicas_0_on_the_local_engine_does_not_loop() {
         "z.yaml",
         &env.asset("z", IMAGE_1, "  mode: { replicated: { replicas: 0 } }\n"),
     );
-    let (mut daemon, http) = assetd.daemon_with_metrics(&[]);
+    let (mut daemon, http) = daemon_with_metrics(&assetd, &[]);
     converge("ready", Duration::from_secs(30), || async {
         match assetd.status() {
             Some(r) if r.ready => Ok(()),
@@ -1795,7 +1535,7 @@ async fn replicas_0_on_the_local_engine_does_not_loop() {
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = actions().await;
-    assert!(daemon.is_running(), "{}", daemon.tail());
+    assert!(daemon.is_running(), "{}", daemon.tail(40));
     assert!(daemon.terminate(Duration::from_secs(30)).success());
     eprintln!("actions on one zero-replica asset: {at_ready} at ready, {after} 5 s later");
     assert!(

@@ -29,7 +29,9 @@ use super::{
 use crate::spec::{AssetName, DeploySpec, Mode, MountKind, SpecHash};
 use crate::writer::Writer;
 
+mod ailing;
 mod rollout;
+use ailing::Ailment;
 use rollout::Previous;
 
 #[derive(Clone)]
@@ -494,7 +496,8 @@ impl DeploymentStrategy for LocalDocker {
             .list_containers(Some(options))
             .await
             .map_err(|e| StrategyError::docker("list containers", "managed", e))?;
-        let assets = group_into_assets(containers, &self.instance);
+        let ailments = ailing::diagnose(&self.docker, &containers).await;
+        let assets = group_into_assets(containers, &self.instance, &ailments);
         *self.listed.lock().expect("listing lock") =
             assets.iter().map(|a| a.name.clone()).collect();
         Ok(assets)
@@ -503,7 +506,11 @@ impl DeploymentStrategy for LocalDocker {
 
 /// Folds a container listing into one [`ActualAsset`] per asset label,
 /// noting drift that the containers themselves show.
-fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<ActualAsset> {
+fn group_into_assets(
+    containers: Vec<ContainerSummary>,
+    instance: &str,
+    ailments: &HashMap<String, Ailment>,
+) -> Vec<ActualAsset> {
     let mut by_asset: BTreeMap<AssetName, Vec<ContainerSummary>> = BTreeMap::new();
     for container in containers {
         // A container being removed is already gone as far as the plan
@@ -529,13 +536,17 @@ fn group_into_assets(containers: Vec<ContainerSummary>, instance: &str) -> Vec<A
         .into_iter()
         .map(|(name, mut containers)| {
             containers.sort_by_key(container_name);
-            asset_of(name, &containers)
+            asset_of(name, &containers, ailments)
         })
         .collect()
 }
 
 /// One asset from its containers (sorted by name).
-fn asset_of(name: AssetName, containers: &[ContainerSummary]) -> ActualAsset {
+fn asset_of(
+    name: AssetName,
+    containers: &[ContainerSummary],
+    ailments: &HashMap<String, Ailment>,
+) -> ActualAsset {
     let spec_hash = shared_label(containers, labels::SPEC_HASH).map(SpecHash);
     let template = shared_label(containers, labels::TEMPLATE_HASH).map(SpecHash);
     let source = containers
@@ -603,7 +614,10 @@ fn asset_of(name: AssetName, containers: &[ContainerSummary]) -> ActualAsset {
             running,
             pending_secs: None,
             pending_reason: None,
-            failing: failing_reason(containers).filter(|_| running < desired),
+            failing: failing_reason(containers, ailments).filter(|_| running < desired),
+            unhealthy: unhealthy_reason(containers, ailments),
+            // A local rollout is over when its deploy call returns.
+            rolling: false,
         },
         writer: writer_stamp(containers),
         template_hash: template,
@@ -630,15 +644,43 @@ fn replica_names(name: &AssetName, n: u64) -> Vec<String> {
 
 /// A container that crash-loops (the restart policy at work) or exited
 /// with an error, in the engine's words (`Restarting (3) 2 seconds ago`).
-fn failing_reason(containers: &[ContainerSummary]) -> Option<String> {
+fn failing_reason(
+    containers: &[ContainerSummary],
+    ailments: &HashMap<String, Ailment>,
+) -> Option<String> {
+    let inspected = containers
+        .iter()
+        .find_map(|c| match ailments.get(c.id.as_deref()?) {
+            Some(Ailment::Failing(why)) => Some(why.clone()),
+            _ => None,
+        });
+    inspected.or_else(|| {
+        containers.iter().find_map(|c| {
+            let status = c.status.as_deref().unwrap_or_default();
+            let crashed = match c.state {
+                Some(ContainerSummaryStateEnum::RESTARTING) => true,
+                Some(ContainerSummaryStateEnum::EXITED) => !status.starts_with("Exited (0)"),
+                _ => false,
+            };
+            crashed.then(|| format!("container {}: {status}", container_name(c)))
+        })
+    })
+}
+
+/// A running container whose healthcheck fails, with its last output.
+fn unhealthy_reason(
+    containers: &[ContainerSummary],
+    ailments: &HashMap<String, Ailment>,
+) -> Option<String> {
     containers.iter().find_map(|c| {
         let status = c.status.as_deref().unwrap_or_default();
-        let crashed = match c.state {
-            Some(ContainerSummaryStateEnum::RESTARTING) => true,
-            Some(ContainerSummaryStateEnum::EXITED) => !status.starts_with("Exited (0)"),
-            _ => false,
-        };
-        crashed.then(|| format!("container {}: {status}", container_name(c)))
+        match ailments.get(c.id.as_deref()?) {
+            Some(Ailment::Unhealthy(why)) => Some(why.clone()),
+            None if status.ends_with("(unhealthy)") => {
+                Some(format!("container {}: {status}", container_name(c)))
+            }
+            _ => None,
+        }
     })
 }
 

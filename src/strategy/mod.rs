@@ -126,6 +126,13 @@ pub struct ReplicaCounts {
     /// `container x: Restarting (3) 2 seconds ago`): the asset is Failed.
     #[serde(default)]
     pub failing: Option<String>,
+    /// A running container its healthcheck calls unhealthy, with the
+    /// check's last output: the asset is Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy: Option<String>,
+    /// Swarm is replacing tasks: an update or a rollback is under way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rolling: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -37,7 +37,9 @@ use super::{
     is_not_found, status_code, ActualAsset, Deployed, DeploymentStrategy, Ownership, Removed,
     ReplicaCounts, StrategyError,
 };
-use crate::spec::{AssetName, DeploySpec, Mode, MountKind, Protocol};
+use crate::spec::{
+    AssetName, DeploySpec, FailureAction, Mode, MountKind, Protocol, UpdateOrder, UpdatePolicy,
+};
 use crate::writer::Writer;
 
 /// Service label holding the per-field fingerprint of the fields we set
@@ -326,13 +328,23 @@ impl DeploymentStrategy for Swarm {
                     object_ids: vec![id],
                     version: service.version.as_ref().and_then(|v| v.index),
                     drift: drift(labels.get(FINGERPRINT).map(String::as_str), spec),
-                    replicas: replica_counts(spec, &tasks, service.updated_at),
+                    replicas: ReplicaCounts {
+                        rolling: rolling(&service),
+                        ..replica_counts(spec, &tasks, service.updated_at)
+                    },
                     writer: service.updated_at.and_then(|at| {
                         let ms = (at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
                         labels::writer_of(&labels, ms)
                     }),
                     template_hash: None,
-                    rollout: stopped_rollout(&service),
+                    // The failed task says why (`exit code 3`); Swarm's
+                    // own message only that it rolled back.
+                    rollout: stopped_rollout(&service).map(|mut r| {
+                        if let Some(why) = last_failure(&tasks, None) {
+                            r.message = format!("{}; {why}", r.message);
+                        }
+                        r
+                    }),
                 },
             );
         }
@@ -390,7 +402,23 @@ fn replica_counts(
         failing: (running < desired)
             .then(|| last_failure(all_tasks, since))
             .flatten(),
+        // Swarm replaces an unhealthy task itself; that shows as a
+        // failing task, above.
+        unhealthy: None,
+        rolling: false,
     }
+}
+
+/// Swarm is replacing tasks (an update or its rollback is under way):
+/// what runs now says nothing yet about how it ends.
+fn rolling(service: &Service) -> bool {
+    let state = service.update_status.as_ref().and_then(|s| s.state);
+    matches!(
+        state,
+        Some(
+            ServiceUpdateStatusStateEnum::UPDATING | ServiceUpdateStatusStateEnum::ROLLBACK_STARTED
+        )
+    )
 }
 
 /// The newest failed or rejected task, in Swarm's words with its exit
@@ -435,6 +463,7 @@ pub fn service_spec(
     networks: &[String],
 ) -> ServiceSpec {
     let object_labels = labels::object_labels(spec, owner, instance);
+    let policy = spec.update.clone().unwrap_or_default();
     let container_spec = TaskSpecContainerSpec {
         image: Some(spec.image.clone()),
         labels: Some(object_labels.clone()),
@@ -508,8 +537,8 @@ pub fn service_spec(
         labels: Some(object_labels),
         task_template: Some(task_template),
         mode: Some(mode),
-        update_config: Some(update_config()),
-        rollback_config: Some(rollback_config()),
+        update_config: Some(update_config(&policy)),
+        rollback_config: Some(rollback_config(&policy)),
         endpoint_spec: Some(EndpointSpec {
             ports: Some(ports),
             ..Default::default()
@@ -523,28 +552,39 @@ pub fn service_spec(
     service
 }
 
-/// A change that cannot run never takes down what runs: the new task
-/// starts before the old one stops (published ports go through the
-/// ingress, so both may run), and a task that fails within the monitor
-/// window rolls the service back to what ran.
-fn update_config() -> ServiceSpecUpdateConfig {
+/// A change that cannot run never takes down what runs: by default the
+/// new task starts before the old one stops (published ports go through
+/// the ingress, so both may run), and a task that fails within the monitor
+/// window rolls the service back to what ran. `spec.update` tunes it.
+fn update_config(policy: &UpdatePolicy) -> ServiceSpecUpdateConfig {
     ServiceSpecUpdateConfig {
-        parallelism: Some(1),
-        delay: Some(0),
-        failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
-        monitor: Some(ROLLOUT_MONITOR.as_nanos() as i64),
+        parallelism: Some(policy.parallelism() as i64),
+        delay: Some(policy.delay().as_nanos() as i64),
+        failure_action: Some(match policy.failure_action() {
+            FailureAction::Rollback => ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK,
+            FailureAction::Pause => ServiceSpecUpdateConfigFailureActionEnum::PAUSE,
+        }),
+        monitor: Some(policy.monitor_or(ROLLOUT_MONITOR).as_nanos() as i64),
         max_failure_ratio: Some(0.0),
-        order: Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+        order: Some(match policy.order {
+            Some(UpdateOrder::StopFirst) => ServiceSpecUpdateConfigOrderEnum::STOP_FIRST,
+            _ => ServiceSpecUpdateConfigOrderEnum::START_FIRST,
+        }),
     }
 }
 
-fn rollback_config() -> ServiceSpecRollbackConfig {
+/// Going back follows the same order and pace; a rollback that fails too
+/// pauses (Swarm's default), leaving what runs for the operator.
+fn rollback_config(policy: &UpdatePolicy) -> ServiceSpecRollbackConfig {
     ServiceSpecRollbackConfig {
-        parallelism: Some(1),
-        delay: Some(0),
-        monitor: Some(ROLLOUT_MONITOR.as_nanos() as i64),
+        parallelism: Some(policy.parallelism() as i64),
+        delay: Some(policy.delay().as_nanos() as i64),
+        monitor: Some(policy.monitor_or(ROLLOUT_MONITOR).as_nanos() as i64),
         max_failure_ratio: Some(0.0),
-        order: Some(ServiceSpecRollbackConfigOrderEnum::START_FIRST),
+        order: Some(match policy.order {
+            Some(UpdateOrder::StopFirst) => ServiceSpecRollbackConfigOrderEnum::STOP_FIRST,
+            _ => ServiceSpecRollbackConfigOrderEnum::START_FIRST,
+        }),
         ..Default::default()
     }
 }
@@ -803,6 +843,7 @@ mod tests {
             mode: Mode::Replicated { replicas: 2 },
             mounts: vec![],
             healthcheck: None,
+            update: None,
         };
         let owner = Ownership {
             hash: spec.hash(),

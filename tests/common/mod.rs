@@ -24,6 +24,11 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 
+pub mod harness;
+/// The bench's counting proxy: one for the bench and the tests.
+#[path = "../../src/bin/assetd-bench/proxy.rs"]
+pub mod proxy;
+
 pub const IMAGE_1: &str = "assetd-test/busybox:1";
 pub const IMAGE_2: &str = "assetd-test/busybox:2";
 /// The one deadline every test derives its waits from: how long

@@ -11,8 +11,14 @@
 //! the old containers run on: no mix of versions is left behind.
 //!
 //! When host ports are published, or the asset writes to a volume or bind
-//! mount, old and new must not run at once: the old containers are
-//! stopped first (kept), and started again if the new version fails.
+//! mount (unless `update.order` says start-first), old and new must not
+//! run at once: the old containers are stopped first (kept), and started
+//! again if the new version fails.
+//!
+//! `update.parallelism` replicas go through the gate at a time, with
+//! `update.delay` between steps; the swap still waits for every replica,
+//! so `failureAction` makes no difference here: the previous version
+//! always runs on (Swarm's `pause` keeps the replicas already updated).
 //!
 //! After a crash of assetd at any step, the next deploy converges: a
 //! candidate that passed (its restart policy is set) takes its slot, any
@@ -27,7 +33,7 @@ use bollard::query_parameters::{
 };
 
 use super::{LocalDocker, StrategyError};
-use crate::spec::{DeploySpec, Healthcheck, MountKind};
+use crate::spec::{DeploySpec, Healthcheck, MountKind, UpdateOrder, UpdatePolicy};
 use crate::strategy::Ownership;
 
 /// The name suffix that marks a candidate (a label cannot be changed
@@ -35,7 +41,7 @@ use crate::strategy::Ownership;
 pub(super) const CANDIDATE_SUFFIX: &str = ".assetd-candidate";
 
 /// How long a new version must run, without exiting, before it replaces
-/// the old one.
+/// the old one, unless `update.monitor` says otherwise.
 pub(super) const MONITOR: Duration = Duration::from_secs(3);
 
 const GATE_POLL: Duration = Duration::from_millis(250);
@@ -58,14 +64,21 @@ pub(super) fn is_candidate(name: &str) -> bool {
     name.ends_with(CANDIDATE_SUFFIX)
 }
 
-/// Old and new must not run side by side: they would fight over a host
-/// port, or write the same data.
-fn stop_first(spec: &DeploySpec) -> bool {
-    !spec.ports.is_empty()
-        || spec
+/// Whether old and new must not run side by side. A published host port
+/// leaves no choice on one engine (the new one could not bind it);
+/// otherwise the policy's `order` decides, and without one, data written
+/// to a volume or bind mount (two versions writing one database) does.
+fn stop_first(spec: &DeploySpec, policy: &UpdatePolicy) -> bool {
+    if !spec.ports.is_empty() {
+        return true;
+    }
+    match policy.order {
+        Some(order) => order == UpdateOrder::StopFirst,
+        None => spec
             .mounts
             .iter()
-            .any(|m| !m.read_only && m.kind != MountKind::Tmpfs)
+            .any(|m| !m.read_only && m.kind != MountKind::Tmpfs),
+    }
 }
 
 impl LocalDocker {
@@ -78,38 +91,45 @@ impl LocalDocker {
         owner: &Ownership,
         batch: Vec<Replacement>,
     ) -> Result<BTreeMap<String, String>, StrategyError> {
-        let stop_first = stop_first(spec);
-        if stop_first {
-            for r in batch.iter().filter(|r| r.old.running) {
-                let options = StopContainerOptionsBuilder::default().t(10).build();
-                if let Err(e) = self.docker.stop_container(&r.old.id, Some(options)).await {
-                    self.restore(&batch, stop_first).await;
-                    return Err(StrategyError::docker(
-                        "stop container",
-                        r.old.name.as_str(),
-                        e,
-                    ));
-                }
-            }
-        }
+        let policy = spec.update.clone().unwrap_or_default();
+        let stop_first = stop_first(spec, &policy);
+        let monitor = policy.monitor_or(MONITOR);
+        let declared = spec.healthcheck.as_ref().filter(|h| h.checks());
+        let per_step = match policy.parallelism() {
+            0 => batch.len().max(1),
+            n => n as usize,
+        };
+        // Candidates start `parallelism` at a time, each step gated
+        // before the next begins; the swap waits for all of them.
         let mut candidates: Vec<(&Replacement, String)> = Vec::new();
-        for r in &batch {
-            match self.start_candidate(spec, owner, r).await {
-                Ok(id) => candidates.push((r, id)),
-                Err(e) => {
+        for (step, chunk) in batch.chunks(per_step).enumerate() {
+            if step > 0 {
+                tokio::time::sleep(policy.delay()).await;
+            }
+            if stop_first {
+                if let Err(e) = self.stop_old(chunk).await {
                     self.abandon(&candidates, &batch, stop_first).await;
                     return Err(e);
                 }
             }
-        }
-        let declared = spec.healthcheck.as_ref().filter(|h| h.checks());
-        for (r, id) in &candidates {
-            if let Err(why) = self.gate(id, declared).await {
-                let restored = self.abandon(&candidates, &batch, stop_first).await;
-                return Err(StrategyError::RolledBack(format!(
-                    "the new version of {} {why}; {restored}",
-                    r.slot
-                )));
+            let first_new = candidates.len();
+            for r in chunk {
+                match self.start_candidate(spec, owner, r).await {
+                    Ok(id) => candidates.push((r, id)),
+                    Err(e) => {
+                        self.abandon(&candidates, &batch, stop_first).await;
+                        return Err(e);
+                    }
+                }
+            }
+            for (r, id) in &candidates[first_new..] {
+                if let Err(why) = self.gate(id, declared, monitor).await {
+                    let restored = self.abandon(&candidates, &batch, stop_first).await;
+                    return Err(StrategyError::RolledBack(format!(
+                        "the new version of {} {why}; {restored}",
+                        r.slot
+                    )));
+                }
             }
         }
         let mut placed = BTreeMap::new();
@@ -122,6 +142,19 @@ impl LocalDocker {
             "new version passed its gate and replaced the old one"
         );
         Ok(placed)
+    }
+
+    /// Stops the old containers of one step of a stop-first update (they
+    /// are kept, to be started again if the new version fails).
+    async fn stop_old(&self, chunk: &[Replacement]) -> Result<(), StrategyError> {
+        for r in chunk.iter().filter(|r| r.old.running) {
+            let options = StopContainerOptionsBuilder::default().t(10).build();
+            self.docker
+                .stop_container(&r.old.id, Some(options))
+                .await
+                .map_err(|e| StrategyError::docker("stop container", r.old.name.as_str(), e))?;
+        }
+        Ok(())
     }
 
     /// Creates and starts a candidate, without a restart policy while on
@@ -208,15 +241,20 @@ impl LocalDocker {
         }
     }
 
-    /// Running for [`MONITOR`] without exiting and, when the container has
+    /// Running for `monitor` without exiting and, when the container has
     /// a healthcheck (declared, or the image's own), healthy: waiting as
     /// long as the check's timing allows. The error says what happened,
     /// in the engine's terms.
-    async fn gate(&self, id: &str, declared: Option<&Healthcheck>) -> Result<(), String> {
+    async fn gate(
+        &self,
+        id: &str,
+        declared: Option<&Healthcheck>,
+        monitor: Duration,
+    ) -> Result<(), String> {
         let started = tokio::time::Instant::now();
         let health_deadline =
             declared.map_or_else(Healthcheck::default_deadline, Healthcheck::deadline);
-        let seconds = MONITOR.as_secs();
+        let window = humantime_short(monitor);
         loop {
             let inspect = self
                 .docker
@@ -226,7 +264,7 @@ impl LocalDocker {
             let state = inspect.state.unwrap_or_default();
             if state.running != Some(true) {
                 let code = state.exit_code.unwrap_or_default();
-                return Err(format!("exited {code} within {seconds}s of starting"));
+                return Err(format!("exited {code} within {window} of starting"));
             }
             let health = state.health.unwrap_or_default();
             let status = health.status.map(|s| s.to_string()).unwrap_or_default();
@@ -239,13 +277,22 @@ impl LocalDocker {
             }
             let checked = !matches!(status.as_str(), "" | "none");
             let now = tokio::time::Instant::now();
-            if now >= started + MONITOR && (!checked || status == "healthy") {
+            if now >= started + monitor && (!checked || status == "healthy") {
                 return Ok(());
             }
-            if now >= started + MONITOR + health_deadline {
+            if now >= started + monitor + health_deadline {
                 return Err(format!("was not healthy in time (health: {status})"));
             }
             tokio::time::sleep(GATE_POLL).await;
         }
+    }
+}
+
+/// `3s`, `1.5s`, `250ms`: a window as people write it.
+fn humantime_short(d: Duration) -> String {
+    match d.as_millis() {
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms if ms >= 1000 => format!("{:.1}s", ms as f64 / 1000.0),
+        ms => format!("{ms}ms"),
     }
 }

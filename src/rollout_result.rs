@@ -1,0 +1,116 @@
+//! How the rollouts of one `apply --once` pass ended, as the engine tells
+//! it. A deploy call that returned says only that the engine took the
+//! change: Swarm then replaces the tasks, watches them for the monitor
+//! window and may roll back. `apply --once` waits (bounded) for that to
+//! end, so its exit code and output say how every rollout ended.
+
+use std::time::Duration;
+
+use crate::plan::ActionKind;
+use crate::reconcile::PassReport;
+use crate::spec::AssetName;
+use crate::store::Store;
+use crate::strategy::{ActualAsset, DeploymentStrategy};
+
+const POLL: Duration = Duration::from_millis(500);
+
+/// Whether one deployed asset's rollout has ended: nothing being replaced
+/// any more, and rolled back or paused, failing, or every replica running.
+fn ended(asset: &ActualAsset, pass: &PassReport) -> bool {
+    let wanted = pass.desired.assets.get(&asset.name).map(|d| &d.hash);
+    let r = &asset.replicas;
+    // Tasks the scheduler cannot place wait for a node, not for time.
+    let unplaceable = r
+        .pending_reason
+        .as_deref()
+        .is_some_and(|why| why.starts_with("no suitable node"));
+    // A rollback under way is waited for too: the answer is how it ends.
+    !r.rolling
+        && (asset.failed_rollout(wanted).is_some()
+            || r.failing.is_some()
+            || r.running >= r.desired
+            || unplaceable)
+}
+
+/// Waits up to `limit` for the rollouts this pass started, then returns
+/// the engine's view.
+pub async fn wait_for_rollouts<S: DeploymentStrategy + ?Sized>(
+    strategy: &S,
+    pass: &PassReport,
+    limit: Duration,
+) -> Result<Vec<ActualAsset>, String> {
+    let deployed: Vec<&AssetName> = pass
+        .outcomes
+        .iter()
+        .filter(|o| o.error.is_none())
+        .filter(|o| {
+            matches!(
+                o.kind,
+                ActionKind::Create | ActionKind::Update | ActionKind::Repair
+            )
+        })
+        .map(|o| &o.name)
+        .collect();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let actual = strategy
+            .list_managed()
+            .await
+            .map_err(|e| format!("cannot list the engine after the pass: {e}"))?;
+        let pending: Vec<&AssetName> = deployed
+            .iter()
+            .copied()
+            .filter(|name| {
+                actual
+                    .iter()
+                    .find(|a| &a.name == *name)
+                    .is_some_and(|a| !ended(a, pass))
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(actual);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let names: Vec<String> = pending.iter().map(|n| n.to_string()).collect();
+            eprintln!(
+                "assetd: rollouts still under way after {}s: {}",
+                limit.as_secs(),
+                names.join(", ")
+            );
+            return Ok(actual);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Every asset that did not end well, with why: a rollout the engine
+/// stopped, crash-looping or unhealthy containers, failing tasks, a
+/// version this assetd rolled back, and rollouts that had not ended.
+pub fn failures(
+    actual: &[ActualAsset],
+    pass: &PassReport,
+    store: &dyn Store,
+) -> Vec<(AssetName, String)> {
+    let mut failing: Vec<(AssetName, String)> = actual
+        .iter()
+        .filter_map(|a| {
+            let wanted = pass.desired.assets.get(&a.name).map(|d| &d.hash);
+            let r = &a.replicas;
+            let why = a
+                .failed_rollout(wanted)
+                .or_else(|| r.failing.clone())
+                .or_else(|| r.unhealthy.clone())
+                .or_else(|| r.rolling.then(|| "its rollout had not ended".to_string()))?;
+            Some((a.name.clone(), why))
+        })
+        .collect();
+    for (name, record) in store.all() {
+        let wanted = pass.desired.assets.get(&name).map(|d| &d.hash);
+        if let Some(rolled) = record.rolled_back.filter(|r| Some(&r.hash) == wanted) {
+            if !failing.iter().any(|(n, _)| n == &name) {
+                failing.push((name, format!("rolled back: {}", rolled.reason)));
+            }
+        }
+    }
+    failing
+}
