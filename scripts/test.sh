@@ -20,11 +20,12 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 cargo fmt --all -- --check
-# With the multinode feature, so tests/multinode.rs is linted too.
-cargo clippy --all-targets --locked --features multinode -- -D warnings
+# With the multinode and bench features, so tests/multinode.rs and the
+# benchmark binary are linted too.
+cargo clippy --all-targets --locked --features multinode,bench -- -D warnings
 # Tests share one engine; each uses its own names, labels, ports and
 # --instance, so they run in parallel.
-cargo test --locked --all-targets -- --test-threads="${ASSETD_TEST_THREADS:-6}"
+cargo test --locked --all-targets --features bench -- --test-threads="${ASSETD_TEST_THREADS:-6}"
 
 if [ "$quick" = 0 ]; then
     scripts/test-reliability.sh
@@ -32,5 +33,5 @@ if [ "$quick" = 0 ]; then
     # The benchmark once, small, on the debug build: its figures mean
     # nothing here, but it fails when a figure can no longer be measured,
     # so it cannot rot (BENCHMARKS.md has the real run).
-    cargo run --locked --bin assetd-bench -- --quick
+    cargo run --locked --bin assetd-bench --features bench -- --quick
 fi

@@ -194,10 +194,41 @@ pub struct Desired {
     pub invalid_files: BTreeMap<String, Vec<ManifestError>>,
     /// Names that must be held although no file is invalid as a whole:
     /// declared more than once, or publishing a host port another asset
-    /// publishes too. Name → reason (the full error text).
-    pub held: BTreeMap<AssetName, String>,
+    /// publishes too. Name → the conflicts, each with its error.
+    pub held: BTreeMap<AssetName, Conflicts>,
     /// The errors behind `held`, one per declaration involved.
     pub conflicts: Vec<ManifestError>,
+}
+
+/// Why a name is held although its file is valid: one entry per
+/// declaration problem, shown as their errors joined by `; `.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Conflicts(pub Vec<Conflict>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub kind: ConflictKind,
+    pub error: ManifestError,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// The name is declared more than once.
+    DuplicateName,
+    /// A host port another asset publishes too.
+    PortConflict,
+}
+
+impl std::fmt::Display for Conflicts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, conflict) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}", conflict.error)?;
+        }
+        Ok(())
+    }
 }
 
 impl Desired {
@@ -534,16 +565,16 @@ impl<'a> Loader<'a> {
         let parsed = self.parse_pending();
         let invalid_files = self.invalid_files;
         let mut conflicts: Vec<ManifestError> = Vec::new();
-        let mut held: BTreeMap<AssetName, String> = BTreeMap::new();
-        let hold =
-            |held: &mut BTreeMap<AssetName, String>, name: &AssetName, error: &ManifestError| {
-                held.entry(name.clone())
-                    .and_modify(|reason| {
-                        reason.push_str("; ");
-                        reason.push_str(&error.to_string());
-                    })
-                    .or_insert_with(|| error.to_string());
-            };
+        let mut held: BTreeMap<AssetName, Conflicts> = BTreeMap::new();
+        let hold = |held: &mut BTreeMap<AssetName, Conflicts>,
+                    name: &AssetName,
+                    kind: ConflictKind,
+                    error: &ManifestError| {
+            held.entry(name.clone()).or_default().0.push(Conflict {
+                kind,
+                error: error.clone(),
+            });
+        };
 
         // Names declared more than once: an error at each declaration.
         let mut by_name: BTreeMap<&AssetName, Vec<usize>> = BTreeMap::new();
@@ -568,7 +599,7 @@ impl<'a> Loader<'a> {
                         others.join(", ")
                     ),
                 );
-                hold(&mut held, name, &error);
+                hold(&mut held, name, ConflictKind::DuplicateName, &error);
                 conflicts.push(error);
             }
         }
@@ -603,7 +634,7 @@ impl<'a> Loader<'a> {
                     "spec.ports",
                     format!("host port {label} is used by {}", others.join(", ")),
                 );
-                hold(&mut held, name, &error);
+                hold(&mut held, name, ConflictKind::PortConflict, &error);
                 conflicts.push(error);
             }
         }
@@ -841,7 +872,9 @@ mod tests {
                 "b.yaml:5:9: metadata.name: asset `mill` is also declared at a.yaml:4:9; names must be unique across the directory",
             ]
         );
-        assert!(d.held[&name("mill")].starts_with("a.yaml:4:9: metadata.name:"));
+        assert!(d.held[&name("mill")]
+            .to_string()
+            .starts_with("a.yaml:4:9: metadata.name:"));
         assert_eq!(d.dir, DirState::Present { files: 3 });
         assert!(d.invalid_files.is_empty());
     }

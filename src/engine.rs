@@ -37,15 +37,9 @@ pub fn connect() -> Result<Docker, EngineError> {
     })
 }
 
-/// Whether the engine is a Swarm manager, and if so whether it is the
-/// Raft leader (only the leader's assetd writes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SwarmRole {
-    pub manager: bool,
-    pub leader: bool,
-}
-
-pub async fn swarm_role(docker: &Docker) -> Result<SwarmRole, EngineError> {
+/// Whether the engine is an active Swarm manager. (Whether it leads is
+/// asked on every pass, by the daemon: leadership moves.)
+pub async fn is_swarm_manager(docker: &Docker) -> Result<bool, EngineError> {
     let info = docker.info().await.map_err(|e| EngineError::Unreachable {
         host: docker_host(),
         message: e.to_string(),
@@ -55,16 +49,7 @@ pub async fn swarm_role(docker: &Docker) -> Result<SwarmRole, EngineError> {
         .local_node_state
         .map(|s| s.to_string() == "active")
         .unwrap_or(false);
-    let manager = active && swarm.control_available.unwrap_or(false);
-    if !manager {
-        return Ok(SwarmRole {
-            manager: false,
-            leader: false,
-        });
-    }
-    let node_id = swarm.node_id.unwrap_or_default();
-    let leader = is_leader(docker, &node_id).await;
-    Ok(SwarmRole { manager, leader })
+    Ok(active && swarm.control_available.unwrap_or(false))
 }
 
 /// Resolves `--strategy` against what the engine is.
@@ -76,8 +61,8 @@ pub async fn choose(
     let kind = match choice {
         StrategyChoice::Local => StrategyKind::Local,
         StrategyChoice::Swarm | StrategyChoice::Auto => {
-            let role = swarm_role(docker).await?;
-            match (choice, role.manager) {
+            let manager = is_swarm_manager(docker).await?;
+            match (choice, manager) {
                 (_, true) => StrategyKind::Swarm,
                 (StrategyChoice::Auto, false) => StrategyKind::Local,
                 _ => {

@@ -16,7 +16,8 @@
 //! - [`status`]: per-asset phases for `assetd status`.
 //! - [`watch`]: triggers from the directory, Docker events, timers.
 //! - [`writer`]: who writes an instance: stamps, and giving way to an elder.
-//! - [`daemon`]: `assetd run`: the loop, the scheduler, shutdown.
+//! - [`scheduler`]: per-asset jobs: one at a time, bounded, backoff, settle.
+//! - [`daemon`]: `assetd run`: the loop's steps, shutdown.
 //! - [`api`], [`metrics`]: the status socket, `/metrics`, health.
 //!
 //! Invariants: `plan` does no IO; nothing without the
@@ -35,6 +36,7 @@ pub mod prune;
 pub mod reconcile;
 pub mod report;
 pub mod rollout_result;
+pub mod scheduler;
 pub mod schema;
 pub mod spec;
 pub mod status;

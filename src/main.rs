@@ -215,20 +215,24 @@ enum Output {
 
 /// Prints a JSON document as JSON or, for `-o yaml`, as the same document in
 /// YAML.
-fn print_structured(json: String, output: Output) {
+/// Prints `value` as JSON (written by `json`: compact or pretty) or, for
+/// `-o yaml`, as the same document in YAML.
+fn print_structured<T: serde::Serialize>(
+    value: &T,
+    output: Output,
+    json: fn(&T) -> serde_json::Result<String>,
+) {
+    let json = || json(value).unwrap_or_default();
     if output != Output::Yaml {
-        println!("{json}");
+        println!("{}", json());
         return;
     }
-    let yaml = serde_json::from_str::<serde_json::Value>(&json)
-        .map_err(|e| e.to_string())
-        .and_then(|value| serde_saphyr::to_string(&value).map_err(|e| e.to_string()));
-    match yaml {
+    match serde_saphyr::to_string(value) {
         Ok(yaml) => print!("{yaml}"),
-        // Not expected for our own JSON; the JSON still says everything.
+        // Not expected for our own documents; the JSON still says everything.
         Err(e) => {
             eprintln!("assetd: cannot render YAML ({e}); printing JSON instead");
-            println!("{json}");
+            println!("{}", json());
         }
     }
 }
@@ -442,7 +446,11 @@ fn validate(paths: Vec<PathBuf>, allow_bind: Vec<PathBuf>, output: Output) -> u8
         }
     }
     match output {
-        Output::Json | Output::Yaml => print_structured(report::validate_json(&desired), output),
+        Output::Json | Output::Yaml => print_structured(
+            &report::validate_document(&desired),
+            output,
+            serde_json::to_string,
+        ),
         Output::Text => {
             // `validate` names files by the paths it was given.
             for text in report::render_errors(&errors, std::path::Path::new("")) {
@@ -481,7 +489,7 @@ async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let store: Arc<dyn Store> = match SledStore::open(&common.state_dir) {
+    let store: Arc<dyn Store> = match SledStore::open_async(&common.state_dir).await {
         Ok((store, _)) => Arc::new(store),
         Err(e) => {
             eprintln!("assetd: {e}");
@@ -497,9 +505,11 @@ async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
                 eprintln!("error: {problem}");
             }
             match output {
-                Output::Json | Output::Yaml => {
-                    print_structured(report::pass_json(&pass, strategy.kind()), output)
-                }
+                Output::Json | Output::Yaml => print_structured(
+                    &report::pass_document(&pass, strategy.kind()),
+                    output,
+                    serde_json::to_string,
+                ),
                 Output::Text => print!("{}", report::pass_text(&pass, &config.manifests)),
             }
             // What the engine says once the rollouts ended: an asset that
@@ -553,16 +563,18 @@ async fn plan(common: CommonArgs, output: Output) -> u8 {
     };
     let config = common.pass_config(false);
     match reconcile::observe(&config, &strategy, store.as_ref()).await {
-        Ok((desired, _, _, plan)) => {
+        Ok(reconcile::Observation { desired, plan, .. }) => {
             let dir_problem = report::dir_problem(&desired, &config.manifests);
             if let Some(problem) = &dir_problem {
                 eprintln!("error: {problem}");
             }
             let color = std::io::stdout().is_terminal();
             match output {
-                Output::Json | Output::Yaml => {
-                    print_structured(report::plan_json(&plan, &desired, strategy.kind()), output)
-                }
+                Output::Json | Output::Yaml => print_structured(
+                    &report::plan_document(&plan, &desired, strategy.kind()),
+                    output,
+                    serde_json::to_string,
+                ),
                 Output::Text => print!(
                     "{}",
                     report::plan_text(&plan, &desired, strategy.kind(), color, &config.manifests)
@@ -617,10 +629,9 @@ async fn status(common: CommonArgs, socket: Option<PathBuf>, output: Output) -> 
         },
     };
     match output {
-        Output::Json | Output::Yaml => print_structured(
-            serde_json::to_string_pretty(&report).unwrap_or_default(),
-            output,
-        ),
+        Output::Json | Output::Yaml => {
+            print_structured(&report, output, serde_json::to_string_pretty)
+        }
         Output::Text => print!("{}", assetd::status::render_table(&report)),
     }
     let failing = report
@@ -644,7 +655,12 @@ async fn engine_status(common: &CommonArgs) -> Option<assetd::status::StatusRepo
         None => Box::new(MemoryStore::default()),
     };
     let config = common.pass_config(false);
-    let (desired, actual, applied, plan) = reconcile::observe(&config, &strategy, store.as_ref())
+    let reconcile::Observation {
+        desired,
+        actual,
+        applied,
+        plan,
+    } = reconcile::observe(&config, &strategy, store.as_ref())
         .await
         .ok()?;
     Some(assetd::status::StatusReport {

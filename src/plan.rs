@@ -24,8 +24,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+mod action;
+
+pub use self::action::{Action, ActionKind, HoldReason, Op, RemovalGuard, RemoveReason};
 use crate::desired::{Desired, DesiredAsset, DirState};
-use crate::spec::{diff, AssetName, FieldChange, Mode};
+use crate::manifest::ManifestError;
+use crate::spec::{diff, AssetName, FieldChange, Mode, SpecHash};
 use crate::store::AppliedRecord;
 use crate::strategy::ActualAsset;
 
@@ -76,47 +80,6 @@ impl Default for PlanConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ActionKind {
-    Create,
-    Update,
-    Repair,
-    Remove,
-    Hold,
-}
-
-impl std::fmt::Display for ActionKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ActionKind::Create => "create",
-            ActionKind::Update => "update",
-            ActionKind::Repair => "repair",
-            ActionKind::Remove => "remove",
-            ActionKind::Hold => "hold",
-        })
-    }
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Action {
-    pub name: AssetName,
-    pub kind: ActionKind,
-    /// Why, in one line (`spec.image: a:1 → a:2`, `container x is exited`).
-    pub reason: String,
-    /// Field-level changes for an update, when the previous spec is known.
-    pub changes: Vec<FieldChange>,
-    /// What to deploy, for create, update and repair.
-    #[serde(skip)]
-    pub desired: Option<DesiredAsset>,
-}
-
-impl std::fmt::Display for Action {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.kind, self.name, self.reason)
-    }
-}
-
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Plan {
     pub actions: Vec<Action>,
@@ -130,7 +93,7 @@ pub struct Plan {
 impl Plan {
     /// Whether anything would be written to Docker.
     pub fn has_changes(&self) -> bool {
-        self.actions.iter().any(|a| a.kind != ActionKind::Hold)
+        self.actions.iter().any(|a| a.kind() != ActionKind::Hold)
     }
 }
 
@@ -152,231 +115,236 @@ pub fn plan(
     let mut result = Plan::default();
     let mut removals = Vec::new();
     for name in names {
-        let want = desired.assets.get(name);
-        let have = actual.get(name).copied();
-        let record = applied.get(name);
-        match decide(name, want, have, record, desired, config) {
-            Decision::Nothing => result.unchanged.push(name.clone()),
-            Decision::Act(action) if action.kind == ActionKind::Remove => removals.push(*action),
-            Decision::Act(action) => result.actions.push(*action),
+        let known = Known {
+            name,
+            want: desired.assets.get(name),
+            have: actual.get(name).copied(),
+            record: applied.get(name),
+        };
+        match decide(&known, desired, config) {
+            None => result.unchanged.push(name.clone()),
+            Some(Op::Remove(why)) => removals.push((name.clone(), why)),
+            Some(op) => result.actions.push(Action {
+                name: name.clone(),
+                op,
+            }),
         }
     }
 
     let managed = actual.len().max(applied.len());
-    let (confirmed, guarded): (Vec<Action>, Vec<Action>) = removals
+    let (confirmed, guarded): (Vec<_>, Vec<_>) = removals
         .into_iter()
-        .partition(|r| config.confirmed.contains(&r.name));
+        .partition(|(name, _)| config.confirmed.contains(name));
     let mut removals = guarded;
-    if let Some(hold) = known_desired_guard(desired) {
-        removals.extend(confirmed);
-        hold_all(&mut removals, &hold);
-    } else {
-        if let Some(hold) = mass_prune_guard(desired, removals.len(), managed, config) {
-            hold_all(&mut removals, &hold);
-            result.confirmable = removals.iter().map(|r| r.name.clone()).collect();
+    let guard = match known_desired_guard(desired) {
+        Some(guard) => {
+            removals.extend(confirmed.iter().cloned());
+            Some(guard)
         }
-        removals.extend(confirmed);
+        None => mass_prune_guard(desired, removals.len(), managed, config),
+    };
+    if let Some(guard) = &guard {
+        if guard.confirmable() {
+            result.confirmable = removals.iter().map(|(name, _)| name.clone()).collect();
+        }
     }
+    let removals = removals.into_iter().map(|(name, would_remove)| {
+        let op = match &guard {
+            Some(guard) => Op::Hold(HoldReason::Removal {
+                guard: guard.clone(),
+                would_remove,
+            }),
+            None => Op::Remove(would_remove),
+        };
+        Action { name, op }
+    });
     result.actions.extend(removals);
+    if guard.as_ref().is_none_or(RemovalGuard::confirmable) {
+        // Confirmed by the operator: the mass-prune guard does not count
+        // them, the guards of an unknown desired state (above) do.
+        result
+            .actions
+            .extend(confirmed.into_iter().map(|(name, why)| Action {
+                name,
+                op: Op::Remove(why),
+            }));
+    }
     result.actions.sort_by(|a, b| a.name.cmp(&b.name));
     result
 }
 
-enum Decision {
-    Nothing,
-    Act(Box<Action>),
+/// What is known of one asset: the state tuple `decide` matches on.
+struct Known<'a> {
+    name: &'a AssetName,
+    want: Option<&'a DesiredAsset>,
+    have: Option<&'a ActualAsset>,
+    record: Option<&'a AppliedRecord>,
 }
 
-fn decide(
-    name: &AssetName,
-    want: Option<&DesiredAsset>,
-    have: Option<&ActualAsset>,
-    record: Option<&AppliedRecord>,
-    desired: &Desired,
-    config: &PlanConfig,
-) -> Decision {
-    let act = |kind, reason: String, changes, desired: Option<&DesiredAsset>| {
-        Decision::Act(Box::new(Action {
-            name: name.clone(),
-            kind,
-            reason,
-            changes,
-            desired: desired.cloned(),
-        }))
+impl Known<'_> {
+    fn applied_hash(&self) -> Option<&SpecHash> {
+        self.record.and_then(|r| r.hash.as_ref())
+    }
+}
+
+/// The action for one asset; `None` when nothing is to be done.
+fn decide(known: &Known, desired: &Desired, config: &PlanConfig) -> Option<Op> {
+    let Known {
+        name, have, record, ..
+    } = *known;
+    let retry = config.retry.contains(name);
+    let Some(want) = known.want else {
+        return Some(undeclared(known, desired));
     };
-    match (want, have) {
+    match have {
         // This very version failed its rollout gate here before: the
         // previous one runs on, and the upgrade waits for a new manifest
-        // or the operator (`assetd retry`). The previous version is still
-        // looked after: drift is repaired with it, never with the version
-        // that failed.
-        (Some(want), have) if rolled_back_here(want, record) && !config.retry.contains(name) => {
-            let why = record
-                .and_then(|r| r.rolled_back.as_ref())
-                .map(|r| r.reason.clone())
-                .unwrap_or_default();
-            let previous = record.and_then(|r| previous_version(r, want));
-            let intact = have.is_some_and(|h| {
-                h.drift.is_empty() && previous.as_ref().is_some_and(|p| runs_spec(p, h))
-            });
-            match previous {
-                Some(previous) if !intact => {
-                    let drift = have.map_or("nothing runs".into(), |h| h.drift.join("; "));
-                    act(
-                        ActionKind::Repair,
-                        format!("{drift} (repaired with the version that ran before the rollback)"),
-                        vec![],
-                        Some(&previous),
-                    )
-                }
-                _ => act(
-                    ActionKind::Hold,
-                    format!(
-                        "rolled back: {why}; not deployed again until the manifest changes or `assetd retry {name}`"
-                    ),
-                    vec![],
-                    None,
-                ),
-            }
-        }
+        // or the operator (`assetd retry`).
+        _ if rolled_back_here(want, record) && !retry => Some(after_rollback(known, want)),
         // Scaled to zero and applied: no objects is exactly what is wanted
         // (the local engine lists nothing for it).
-        (Some(want), None)
-            if want.spec.mode == (Mode::Replicated { replicas: 0 })
-                && record.and_then(|r| r.hash.as_ref()) == Some(&want.hash) =>
+        None if want.spec.mode == (Mode::Replicated { replicas: 0 })
+            && known.applied_hash() == Some(&want.hash) =>
         {
-            Decision::Nothing
+            None
         }
         // Nothing runs and the manifest changed since it was applied (a
         // scale up from zero, say): an update, with its field diff.
-        (Some(want), None)
-            if record.is_some_and(|r| {
-                r.applied_ms.is_some() && r.hash.as_ref().is_some_and(|h| h != &want.hash)
-            }) =>
+        None if record.is_some_and(|r| {
+            r.applied_ms.is_some() && r.hash.as_ref().is_some_and(|h| h != &want.hash)
+        }) =>
         {
             let changes = record
                 .and_then(|r| r.spec.as_ref())
                 .map(|old| diff(old, &want.spec))
                 .unwrap_or_default();
-            let reason = update_reason(&changes, "spec hash differs from the one applied");
-            act(ActionKind::Update, reason, changes, Some(want))
+            Some(update(
+                want,
+                changes,
+                "spec hash differs from the one applied",
+            ))
         }
-        (Some(want), None) => match record.and_then(|r| r.applied_ms) {
-            Some(_) => act(
-                ActionKind::Repair,
-                "nothing runs: removed outside assetd".into(),
-                vec![],
-                Some(want),
-            ),
-            None => act(
-                ActionKind::Create,
-                format!("declared in {}", want.source),
-                vec![],
-                Some(want),
-            ),
-        },
+        None => Some(match record.and_then(|r| r.applied_ms) {
+            Some(_) => repair(want, "nothing runs: removed outside assetd".into()),
+            None => Op::Create(want.clone()),
+        }),
         // The engine rolled this very version back (its tasks failed):
         // deploying it again would fail again, for ever. It waits for a
         // new manifest, or for the operator (`assetd retry`).
-        (Some(want), Some(have))
+        Some(have)
             if have.rollout.as_ref().is_some_and(|r| r.rolled_back)
-                && record.and_then(|r| r.hash.as_ref()) == Some(&want.hash)
+                && known.applied_hash() == Some(&want.hash)
                 && have.spec_hash.as_ref() != Some(&want.hash)
-                && !config.retry.contains(name) =>
+                && !retry =>
         {
             let rollout = have.rollout.as_ref().expect("checked above");
-            act(
-                ActionKind::Hold,
-                format!(
-                    "rolled back by the engine ({}: {}); the previous version runs; not deployed again until the manifest changes or `assetd retry {name}`",
-                    rollout.state, rollout.message
-                ),
-                vec![],
-                None,
-            )
+            Some(Op::Hold(HoldReason::RolledBackByEngine {
+                name: name.clone(),
+                state: rollout.state.clone(),
+                message: rollout.message.clone(),
+            }))
         }
-        // Local containers kept through a scale carry the spec hash of the
-        // count they were created for: the template and the number of
-        // containers are what must match.
-        (Some(want), Some(have)) if !runs_spec(want, have) => {
-            if record.and_then(|r| r.hash.as_ref()) == Some(&want.hash)
-                && have.template_hash == Some(want.spec.template_hash())
-            {
-                let count = have.object_ids.len();
-                let wanted = want.spec.local_replicas();
-                return act(
-                    ActionKind::Repair,
-                    format!("{count} containers, {wanted} wanted"),
-                    vec![],
-                    Some(want),
-                );
-            }
-            let changes = record
-                .and_then(|r| r.spec.as_ref())
-                .filter(|old| old.hash() == *have.spec_hash.as_ref().unwrap_or(&want.hash))
-                .map(|old| diff(old, &want.spec))
-                .unwrap_or_default();
-            let reason = update_reason(&changes, "spec hash differs from the running objects");
-            act(ActionKind::Update, reason, changes, Some(want))
-        }
-        (Some(want), Some(have)) if !have.drift.is_empty() => act(
-            ActionKind::Repair,
-            have.drift.join("; "),
-            vec![],
-            Some(want),
-        ),
+        Some(have) if !runs_spec(want, have) => Some(changed(known, want, have)),
+        Some(have) if !have.drift.is_empty() => Some(repair(want, have.drift.join("; "))),
         // Swarm's version index is not compared: Swarm bumps it itself
         // (update status, task bookkeeping); strategies report changes
         // made by hand as drift from a fingerprint of the fields we set.
-        (Some(_), Some(_)) => Decision::Nothing,
-        (None, _) => {
-            if let Some(reason) = desired.held.get(name) {
-                return act(ActionKind::Hold, reason.clone(), vec![], None);
+        Some(_) => None,
+    }
+}
+
+fn update(want: &DesiredAsset, changes: Vec<FieldChange>, unknown: &'static str) -> Op {
+    Op::Update {
+        desired: want.clone(),
+        changes,
+        unknown,
+    }
+}
+
+fn repair(want: &DesiredAsset, reason: String) -> Op {
+    Op::Repair {
+        desired: want.clone(),
+        reason,
+    }
+}
+
+/// The objects do not run `want`'s spec: a scale of kept local containers
+/// (a repair), or an update.
+fn changed(known: &Known, want: &DesiredAsset, have: &ActualAsset) -> Op {
+    // Local containers kept through a scale carry the spec hash of the
+    // count they were created for: the template and the number of
+    // containers are what must match.
+    if known.applied_hash() == Some(&want.hash)
+        && have.template_hash == Some(want.spec.template_hash())
+    {
+        let count = have.object_ids.len();
+        let wanted = want.spec.local_replicas();
+        return repair(want, format!("{count} containers, {wanted} wanted"));
+    }
+    let changes = known
+        .record
+        .and_then(|r| r.spec.as_ref())
+        .filter(|old| old.hash() == *have.spec_hash.as_ref().unwrap_or(&want.hash))
+        .map(|old| diff(old, &want.spec))
+        .unwrap_or_default();
+    update(want, changes, "spec hash differs from the running objects")
+}
+
+/// `want`'s version failed its rollout gate here: the previous version
+/// is still looked after (drift is repaired with it, never with the
+/// version that failed); otherwise it is held.
+fn after_rollback(known: &Known, want: &DesiredAsset) -> Op {
+    let record = known.record;
+    let why = record
+        .and_then(|r| r.rolled_back.as_ref())
+        .map(|r| r.reason.clone())
+        .unwrap_or_default();
+    let previous = record.and_then(|r| previous_version(r, want));
+    let intact = known
+        .have
+        .is_some_and(|h| h.drift.is_empty() && previous.as_ref().is_some_and(|p| runs_spec(p, h)));
+    match previous {
+        Some(previous) if !intact => {
+            let drift = known
+                .have
+                .map_or("nothing runs".into(), |h| h.drift.join("; "));
+            Op::Repair {
+                desired: previous,
+                reason: format!("{drift} (repaired with the version that ran before the rollback)"),
             }
-            // The record is kept current when a file moves unchanged; the
-            // labels keep the path the objects were created from.
-            let source = record
-                .and_then(|r| r.source.clone())
-                .or_else(|| have.and_then(|h| h.source.clone()));
-            if let Some(errors) = source.as_deref().and_then(|s| desired.invalid_source(s)) {
-                let first = errors
-                    .first()
-                    .map(ToString::to_string)
-                    .unwrap_or_else(|| "invalid".into());
-                return act(
-                    ActionKind::Hold,
-                    format!("its manifest is invalid, left as it runs: {first}"),
-                    vec![],
-                    None,
-                );
-            }
-            let reason = match source {
-                Some(source) => format!("no manifest declares it any more (was in {source})"),
-                None => "no manifest declares it".into(),
-            };
-            act(ActionKind::Remove, reason, vec![], None)
         }
+        _ => Op::Hold(HoldReason::RolledBack {
+            name: known.name.clone(),
+            why,
+        }),
     }
 }
 
-fn hold_all(removals: &mut [Action], reason: &str) {
-    for removal in removals {
-        removal.kind = ActionKind::Hold;
-        removal.reason = format!("{reason} (would remove: {})", removal.reason);
+/// No manifest declares the asset: held (a conflict, an invalid file),
+/// or removed (the removal guards may still hold it).
+fn undeclared(known: &Known, desired: &Desired) -> Op {
+    if let Some(conflicts) = desired.held.get(known.name) {
+        return Op::Hold(HoldReason::Conflicts(conflicts.clone()));
     }
+    // The record is kept current when a file moves unchanged; the
+    // labels keep the path the objects were created from.
+    let source = known
+        .record
+        .and_then(|r| r.source.clone())
+        .or_else(|| known.have.and_then(|h| h.source.clone()));
+    if let Some(errors) = source.as_deref().and_then(|s| desired.invalid_source(s)) {
+        return Op::Hold(HoldReason::InvalidManifest {
+            first_error: first_error(errors),
+        });
+    }
+    Op::Remove(RemoveReason { was_in: source })
 }
 
-/// An update's reason: its field changes, or `unknown` when the previous
-/// spec is not known.
-fn update_reason(changes: &[FieldChange], unknown: &str) -> String {
-    if changes.is_empty() {
-        return unknown.to_string();
-    }
-    changes
-        .iter()
+fn first_error(errors: &[ManifestError]) -> String {
+    errors
+        .first()
         .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+        .unwrap_or_else(|| "invalid".into())
 }
 
 /// Whether `want`'s very version failed its rollout gate here.
@@ -413,41 +381,23 @@ fn runs_spec(want: &DesiredAsset, have: &ActualAsset) -> bool {
 
 /// Why nothing may be removed at all, not even with the operator's
 /// confirmation: the manifests do not say what is desired.
-fn known_desired_guard(desired: &Desired) -> Option<String> {
+fn known_desired_guard(desired: &Desired) -> Option<RemovalGuard> {
     // An unreadable or refused directory says nothing about what is
     // wanted: never prune on it, not even with --allow-mass-prune.
     match &desired.dir {
-        DirState::Unreadable(why) => {
-            return Some(format!(
-                "manifest directory unreadable ({why}); nothing is pruned"
-            ))
-        }
-        DirState::Refused(why) => {
-            return Some(format!(
-                "manifest directory refused ({why}); nothing is pruned"
-            ))
-        }
+        DirState::Unreadable(why) => return Some(RemovalGuard::DirUnreadable(why.clone())),
+        DirState::Refused(why) => return Some(RemovalGuard::DirRefused(why.clone())),
         _ => {}
     }
     // A file that does not parse may declare any asset, whatever the
     // labels say (it may have been moved, or the label may be stale): while
     // one is invalid or unreadable, no removal is trusted.
-    if let Some((file, errors)) = desired.invalid_files.iter().next() {
-        let more = desired.invalid_files.len() - 1;
-        let first = errors
-            .first()
-            .map(ToString::to_string)
-            .unwrap_or_else(|| "invalid".into());
-        let others = if more > 0 {
-            format!(" and {more} other file(s)")
-        } else {
-            String::new()
-        };
-        return Some(format!(
-            "removals wait while {file}{others} is invalid ({first}); fix it to prune"
-        ));
-    }
-    None
+    let (file, errors) = desired.invalid_files.iter().next()?;
+    Some(RemovalGuard::InvalidFiles {
+        file: file.clone(),
+        others: desired.invalid_files.len() - 1,
+        first_error: first_error(errors),
+    })
 }
 
 /// Why this pass's removals must wait for the operator, if they must.
@@ -456,51 +406,35 @@ fn mass_prune_guard(
     removals: usize,
     managed: usize,
     config: &PlanConfig,
-) -> Option<String> {
+) -> Option<RemovalGuard> {
     if removals == 0 || config.allow_mass_prune {
         return None;
     }
     match &desired.dir {
-        DirState::Missing => {
-            return Some(
-                "manifest directory is missing (unmounted volume? failed sync?); confirm with `assetd prune --confirm` (or --allow-mass-prune) to remove everything"
-                    .into(),
-            )
-        }
-        DirState::Present { files: 0 } => {
-            return Some(
-                "manifest directory holds no manifest file; confirm with `assetd prune --confirm` (or --allow-mass-prune) to remove everything"
-                    .into(),
-            )
-        }
+        DirState::Missing => return Some(RemovalGuard::DirMissing),
+        DirState::Present { files: 0 } => return Some(RemovalGuard::DirEmpty),
         _ => {}
     }
     let recent = config.recent;
     let fleet = recent.fleet.unwrap_or(managed).max(1);
     let total = removals + recent.removed;
     let share = total as f64 / fleet as f64;
-    if total > config.always_allowed_removals && share > config.max_prune_fraction {
-        let earlier = if recent.removed > 0 {
-            format!(
-                " ({} already removed within the prune window)",
-                recent.removed
-            )
-        } else {
-            String::new()
-        };
-        return Some(format!(
-            "removing {removals} more would make {total} of {fleet} managed assets{earlier}, more than {:.0} %; confirm with `assetd prune --confirm` or --allow-mass-prune",
-            config.max_prune_fraction * 100.0
-        ));
-    }
-    None
+    (total > config.always_allowed_removals && share > config.max_prune_fraction).then_some(
+        RemovalGuard::MassPrune {
+            removals,
+            total,
+            fleet,
+            earlier: recent.removed,
+            max_fraction: config.max_prune_fraction,
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::desired::DesiredAsset;
-    use crate::manifest::{ManifestError, SourcePos};
+    use crate::manifest::SourcePos;
     use crate::spec::{DeploySpec, Mode, Resources};
 
     fn name(n: &str) -> AssetName {
@@ -584,7 +518,7 @@ mod tests {
     fn kinds(plan: &Plan) -> Vec<(String, ActionKind)> {
         plan.actions
             .iter()
-            .map(|a| (a.name.to_string(), a.kind))
+            .map(|a| (a.name.to_string(), a.kind()))
             .collect()
     }
 
@@ -597,7 +531,7 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Create)]);
-        assert!(plan.actions[0].desired.is_some());
+        assert!(plan.actions[0].desired().is_some());
     }
 
     #[test]
@@ -610,7 +544,7 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Update)]);
-        assert_eq!(plan.actions[0].reason, "spec.image: i:1 → i:2");
+        assert_eq!(plan.actions[0].reason(), "spec.image: i:1 → i:2");
     }
 
     #[test]
@@ -622,7 +556,7 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Update)]);
-        assert!(plan.actions[0].changes.is_empty());
+        assert!(plan.actions[0].changes().is_empty());
     }
 
     #[test]
@@ -636,7 +570,7 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Repair)]);
-        assert_eq!(plan.actions[0].reason, "container a is exited");
+        assert_eq!(plan.actions[0].reason(), "container a is exited");
     }
 
     #[test]
@@ -693,7 +627,7 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&plan), vec![("b".into(), ActionKind::Remove)]);
-        assert!(plan.actions[0].reason.contains("b.yaml"));
+        assert!(plan.actions[0].reason().contains("b.yaml"));
     }
 
     #[test]
@@ -725,7 +659,7 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&plan), vec![("b".into(), ActionKind::Hold)]);
-        assert!(plan.actions[0].reason.contains("b.yaml:3:1"));
+        assert!(plan.actions[0].reason().contains("b.yaml:3:1"));
         assert!(!plan.has_changes());
     }
 
@@ -757,9 +691,9 @@ mod tests {
         );
         assert_eq!(kinds(&plan), vec![("keep".into(), ActionKind::Hold)]);
         assert!(
-            plan.actions[0].reason.contains("sub/keep.yaml:2:7"),
+            plan.actions[0].reason().contains("sub/keep.yaml:2:7"),
             "names the file that blocks removals: {}",
-            plan.actions[0].reason
+            plan.actions[0].reason()
         );
         assert!(plan.confirmable.is_empty(), "not the operator's to confirm");
     }
@@ -792,9 +726,9 @@ mod tests {
         let held = plan(&desired(keep.clone()), &BTreeMap::new(), &have, &windowed);
         assert_eq!(kinds(&held), vec![("r".into(), ActionKind::Hold)]);
         assert!(
-            held.actions[0].reason.contains("250 of 300"),
+            held.actions[0].reason().contains("250 of 300"),
             "{}",
-            held.actions[0].reason
+            held.actions[0].reason()
         );
         assert_eq!(held.confirmable, vec![name("r")]);
 
@@ -825,9 +759,9 @@ mod tests {
         );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Update)]);
         assert!(
-            plan.actions[0].reason.contains("spec.mode"),
+            plan.actions[0].reason().contains("spec.mode"),
             "{}",
-            plan.actions[0].reason
+            plan.actions[0].reason()
         );
     }
 
@@ -855,9 +789,9 @@ mod tests {
         );
         assert_eq!(kinds(&held), vec![("a".into(), ActionKind::Hold)]);
         assert!(
-            held.actions[0].reason.contains("assetd retry"),
+            held.actions[0].reason().contains("assetd retry"),
             "{}",
-            held.actions[0].reason
+            held.actions[0].reason()
         );
 
         let mut retry = PlanConfig::default();
@@ -909,17 +843,29 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&repaired), vec![("a".into(), ActionKind::Repair)]);
-        let deployed = repaired.actions[0].desired.as_ref().unwrap();
+        let deployed = repaired.actions[0].desired().unwrap();
         assert_eq!(deployed.spec.image, "i:1", "never the version that failed");
 
         let gone = plan(&desired(vec![new]), &applied, &[], &PlanConfig::default());
-        assert_eq!(gone.actions[0].desired.as_ref().unwrap().spec.image, "i:1");
+        assert_eq!(gone.actions[0].desired().unwrap().spec.image, "i:1");
     }
 
     #[test]
     fn held_names_are_held() {
         let mut d = desired(vec![]);
-        d.held.insert(name("dup"), "declared twice".into());
+        let error = ManifestError {
+            file: "x.yaml".into(),
+            line: 2,
+            column: 9,
+            field: "metadata.name".into(),
+            message: "declared twice".into(),
+        };
+        let conflict = crate::desired::Conflict {
+            kind: crate::desired::ConflictKind::DuplicateName,
+            error,
+        };
+        d.held
+            .insert(name("dup"), crate::desired::Conflicts(vec![conflict]));
         let plan = plan(
             &d,
             &BTreeMap::new(),
@@ -927,7 +873,10 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&plan), vec![("dup".into(), ActionKind::Hold)]);
-        assert_eq!(plan.actions[0].reason, "declared twice");
+        assert_eq!(
+            plan.actions[0].reason(),
+            "x.yaml:2:9: metadata.name: declared twice"
+        );
     }
 
     #[test]
@@ -937,7 +886,7 @@ mod tests {
         let have = [running("a", "i:1", "a.yaml")];
         let held = plan(&d, &BTreeMap::new(), &have, &PlanConfig::default());
         assert_eq!(kinds(&held), vec![("a".into(), ActionKind::Hold)]);
-        assert!(held.actions[0].reason.contains("--allow-mass-prune"));
+        assert!(held.actions[0].reason().contains("--allow-mass-prune"));
 
         let confirmed = PlanConfig {
             allow_mass_prune: true,
@@ -993,8 +942,8 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(plan.actions.len(), 7);
-        assert!(plan.actions.iter().all(|a| a.kind == ActionKind::Hold));
-        assert!(plan.actions[0].reason.contains("7 of 10"));
+        assert!(plan.actions.iter().all(|a| a.kind() == ActionKind::Hold));
+        assert!(plan.actions[0].reason().contains("7 of 10"));
     }
 
     #[test]
@@ -1011,7 +960,7 @@ mod tests {
         let removes = plan
             .actions
             .iter()
-            .filter(|a| a.kind == ActionKind::Remove)
+            .filter(|a| a.kind() == ActionKind::Remove)
             .count();
         assert_eq!(removes, 5);
     }
@@ -1040,6 +989,6 @@ mod tests {
             &PlanConfig::default(),
         );
         assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Update)]);
-        assert!(plan.actions[0].changes.is_empty());
+        assert!(plan.actions[0].changes().is_empty());
     }
 }

@@ -1,72 +1,17 @@
-//! When the daemon may carry out a planned removal: the two clocks of the
-//! prune guard that a single pure plan cannot keep.
-//!
-//! - [`Settle`]: a removal runs only after it has stayed planned for a
-//!   settle time (a directory deleted file by file is seen half-way by
-//!   some pass) and, when the file that last declared the asset still
-//!   exists, after that file has been quiet for longer (a file rewritten
-//!   slowly in place shows its later documents missing until written).
-//! - [`PruneWindow`]: what was removed within the last `--prune-window`,
-//!   so the mass-prune guard bounds removals over time, not per pass
-//!   (250 files deleted one by one add up like 250 deleted at once).
+//! The prune guard's clock that a single pure plan cannot keep:
+//! [`PruneWindow`], what was removed within the last `--prune-window`, so
+//! the mass-prune guard bounds removals over time, not per pass (250
+//! files deleted one by one add up like 250 deleted at once). The other
+//! clock, the settle time of a removal, is the scheduler's
+//! ([`crate::scheduler`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::plan::{ActionKind, Plan, RecentRemovals};
+use crate::plan::RecentRemovals;
 use crate::spec::AssetName;
-
-/// Since when each removal has been planned without interruption.
-#[derive(Debug)]
-pub struct Settle {
-    time: Duration,
-    /// How long a file that still exists must have been quiet before a
-    /// document gone from it counts as removed.
-    quiet: Duration,
-    since: BTreeMap<AssetName, Instant>,
-}
-
-impl Settle {
-    pub fn new(time: Duration, quiet: Duration) -> Self {
-        Self {
-            time,
-            quiet,
-            since: BTreeMap::new(),
-        }
-    }
-
-    /// Starts the clock of new removals; forgets those no longer planned
-    /// (the file came back, or the whole directory is now held).
-    pub fn observe(&mut self, plan: &Plan, now: Instant) {
-        let removing: BTreeSet<&AssetName> = plan
-            .actions
-            .iter()
-            .filter(|a| a.kind == ActionKind::Remove)
-            .map(|a| &a.name)
-            .collect();
-        self.since.retain(|name, _| removing.contains(name));
-        for name in removing {
-            self.since.entry(name.clone()).or_insert(now);
-        }
-    }
-
-    /// How long the removal of `name` must still wait, if it is one.
-    /// `quiet_for` is how long the file that last declared it has not
-    /// changed (`None`: it is gone, which is final).
-    pub fn wait(
-        &self,
-        name: &AssetName,
-        now: Instant,
-        quiet_for: Option<Duration>,
-    ) -> Option<Duration> {
-        let due = *self.since.get(name)? + self.time;
-        let planned = due.saturating_duration_since(now);
-        let file = quiet_for.map_or(Duration::ZERO, |q| self.quiet.saturating_sub(q));
-        Some(planned.max(file)).filter(|d| !d.is_zero())
-    }
-}
 
 /// Removals within the current window, and the fleet when it opened.
 #[derive(Debug)]
@@ -120,77 +65,6 @@ impl PruneWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Action;
-
-    const SETTLE: Duration = Duration::from_secs(1);
-    const QUIET: Duration = Duration::from_secs(5);
-
-    fn plan(removals: &[&str]) -> Plan {
-        Plan {
-            actions: removals
-                .iter()
-                .map(|name| Action {
-                    name: AssetName::new(name).unwrap(),
-                    kind: ActionKind::Remove,
-                    reason: "no manifest declares it any more".into(),
-                    changes: vec![],
-                    desired: None,
-                })
-                .collect(),
-            ..Plan::default()
-        }
-    }
-
-    #[test]
-    fn a_removal_runs_only_after_staying_planned_for_the_settle_time() {
-        let a = AssetName::new("a").unwrap();
-        let t0 = Instant::now();
-        let mut settle = Settle::new(SETTLE, QUIET);
-        settle.observe(&plan(&["a"]), t0);
-        assert_eq!(settle.wait(&a, t0, None), Some(SETTLE));
-        let half = t0 + SETTLE / 2;
-        settle.observe(&plan(&["a"]), half);
-        assert_eq!(settle.wait(&a, half, None), Some(SETTLE / 2));
-        let due = t0 + SETTLE;
-        settle.observe(&plan(&["a"]), due);
-        assert_eq!(settle.wait(&a, due, None), None);
-    }
-
-    #[test]
-    fn a_removal_interrupted_by_one_pass_starts_its_clock_again() {
-        // `rm -rf` seen mid-way: one pass plans the removal, the next sees
-        // the directory gone (a hold, no removal), the last sees it back.
-        let a = AssetName::new("a").unwrap();
-        let t0 = Instant::now();
-        let mut settle = Settle::new(SETTLE, QUIET);
-        settle.observe(&plan(&["a"]), t0);
-        let later = t0 + SETTLE;
-        settle.observe(&plan(&[]), later);
-        assert_eq!(
-            settle.wait(&a, later, None),
-            None,
-            "not planned: nothing to wait for"
-        );
-        settle.observe(&plan(&["a"]), later);
-        assert_eq!(settle.wait(&a, later, None), Some(SETTLE));
-    }
-
-    #[test]
-    fn a_removal_waits_until_its_file_has_been_quiet_for_the_settle_time() {
-        // A multi-document file rewritten slowly in place: the document
-        // not written yet looks removed while the file is still changing.
-        let a = AssetName::new("a").unwrap();
-        let t0 = Instant::now();
-        let mut settle = Settle::new(SETTLE, QUIET);
-        settle.observe(&plan(&["a"]), t0);
-        let due = t0 + SETTLE;
-        settle.observe(&plan(&["a"]), due);
-        assert_eq!(
-            settle.wait(&a, due, Some(Duration::from_millis(2300))),
-            Some(Duration::from_millis(2700))
-        );
-        assert_eq!(settle.wait(&a, due, Some(QUIET)), None);
-    }
 
     #[test]
     fn the_window_counts_removals_until_it_runs_out_or_is_reset() {

@@ -15,11 +15,13 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::desired::DesiredAsset;
 use crate::desired::{self, Desired, LoadOptions, ParseCache};
-use crate::plan::{plan, Action, ActionKind, Plan, PlanConfig};
+use crate::plan::{plan, Action, ActionKind, Op, Plan, PlanConfig};
+use crate::scheduler::backoff;
 use crate::spec::AssetName;
-use crate::store::{now_ms, ActionResult, AppliedRecord, Store};
-use crate::strategy::{ActualAsset, AnyStrategy, DeploymentStrategy, Ownership, StrategyError};
+use crate::store::{now_ms, ActionResult, AppliedRecord, RolledBack, Store};
+use crate::strategy::{ActualAsset, DeploymentStrategy, Ownership, StrategyError};
 
 /// Everything a pass needs to know, fixed before the runtime starts.
 #[derive(Clone, Debug)]
@@ -36,13 +38,6 @@ pub struct PassConfig {
     /// process (and by clones of this config): the daemon's. A single
     /// pass (`apply --once`, `plan`) has nothing to reuse.
     pub parse_cache: Option<Arc<ParseCache>>,
-}
-
-/// Per-asset retry delay after `attempts` failures in a row: 1 s doubling
-/// to 5 min.
-pub fn backoff(attempts: u32) -> Duration {
-    let exp = attempts.saturating_sub(1).min(16);
-    Duration::from_secs(1u64 << exp).min(Duration::from_secs(300))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,25 +95,33 @@ pub async fn load_desired(config: &PassConfig) -> Desired {
     .expect("loading manifests does not panic")
 }
 
+/// What one look at the world found, and the plan between its parts.
+#[derive(Debug)]
+pub struct Observation {
+    pub desired: Desired,
+    pub actual: Vec<ActualAsset>,
+    /// The store's records, with those rebuilt from labels for managed
+    /// objects it does not know.
+    pub applied: BTreeMap<AssetName, AppliedRecord>,
+    pub plan: Plan,
+}
+
 /// Desired, actual and applied, and the plan between them: no writes.
-pub async fn observe(
+pub async fn observe<S: DeploymentStrategy>(
     config: &PassConfig,
-    strategy: &AnyStrategy,
+    strategy: &S,
     store: &dyn Store,
-) -> Result<
-    (
-        Desired,
-        Vec<ActualAsset>,
-        BTreeMap<AssetName, AppliedRecord>,
-        Plan,
-    ),
-    PassError,
-> {
+) -> Result<Observation, PassError> {
     let (desired, actual) = tokio::join!(load_desired(config), strategy.list_managed());
     let actual = actual?;
     let applied = with_adopted(store.all(), &actual);
     let plan = plan(&desired, &applied, &actual, &config.plan);
-    Ok((desired, actual, applied, plan))
+    Ok(Observation {
+        desired,
+        actual,
+        applied,
+        plan,
+    })
 }
 
 /// Records for managed objects the store does not know (a lost or new
@@ -182,11 +185,11 @@ pub fn persist_moves(
 /// Whether `action` must wait for its asset's backoff: only a retry of
 /// the very spec that failed does. A changed manifest is a new attempt.
 pub fn backing_off(action: &Action, record: &AppliedRecord, now: u64) -> Option<Duration> {
-    if action.kind == ActionKind::Hold {
+    if action.kind() == ActionKind::Hold {
         return None;
     }
     let retry_at = record.next_retry_ms.filter(|at| *at > now)?;
-    let same_spec = match (&action.desired, &record.failed_hash) {
+    let same_spec = match (action.desired(), &record.failed_hash) {
         (Some(want), Some(failed)) => &want.hash == failed,
         // A removal, or a failure recorded before hashes were: wait.
         _ => true,
@@ -223,13 +226,18 @@ pub fn persist_resolved(
 }
 
 /// One full pass, waiting for every action (`apply --once`).
-pub async fn run_pass(
+pub async fn run_pass<S: DeploymentStrategy>(
     config: &PassConfig,
-    strategy: &AnyStrategy,
+    strategy: &S,
     store: &Arc<dyn Store>,
 ) -> Result<PassReport, PassError> {
     let started = Instant::now();
-    let (desired, _actual, applied, plan) = observe(config, strategy, store.as_ref()).await?;
+    let Observation {
+        desired,
+        applied,
+        plan,
+        ..
+    } = observe(config, strategy, store.as_ref()).await?;
     persist_adopted(store.as_ref(), &applied);
     persist_moves(store.as_ref(), &desired, &applied);
     persist_resolved(store.as_ref(), &plan, &applied);
@@ -269,32 +277,34 @@ pub async fn run_pass(
 }
 
 /// Carries out one action and records its result at once.
-pub async fn execute(
+pub async fn execute<S: DeploymentStrategy>(
     action: Action,
     mut record: AppliedRecord,
-    strategy: &AnyStrategy,
+    strategy: &S,
     store: &dyn Store,
 ) -> Outcome {
-    let span = tracing::info_span!("reconcile", asset = %action.name, action = %action.kind, reason = %action.reason);
+    let kind = action.kind();
+    let reason = action.reason();
+    let span =
+        tracing::info_span!("reconcile", asset = %action.name, action = %kind, reason = %reason);
     async move {
-        let summary = format!("{}: {}", action.kind, action.reason);
         let mut outcome = Outcome {
             name: action.name.clone(),
-            kind: action.kind,
-            reason: action.reason.clone(),
+            kind,
+            reason: reason.clone(),
             error: None,
             warnings: vec![],
         };
         record.updated_ms = now_ms();
-        record.last_action = Some(summary);
-        let result = match (&action.kind, &action.desired) {
-            (ActionKind::Hold, _) => {
+        record.last_action = Some(format!("{kind}: {reason}"));
+        let result = match &action.op {
+            Op::Hold(_) => {
                 tracing::warn!("held");
                 record.last_result = Some(ActionResult::Held);
-                record.last_error = Some(action.reason.clone());
+                record.last_error = Some(reason);
                 Ok(())
             }
-            (ActionKind::Remove, _) => match strategy.remove(&action.name).await {
+            Op::Remove(_) => match strategy.remove(&action.name).await {
                 Ok(removed) => {
                     tracing::info!(?removed, "removed");
                     if let Err(e) = store.delete(&action.name) {
@@ -304,68 +314,87 @@ pub async fn execute(
                 }
                 Err(e) => Err(e),
             },
-            (_, Some(want)) => {
-                let owner = Ownership {
-                    hash: want.hash.clone(),
-                    source: want.source.clone(),
-                };
-                match strategy.deploy(&want.spec, &owner).await {
-                    Ok(deployed) => {
-                        tracing::info!(objects = ?deployed.object_ids, "deployed");
-                        record.spec = Some(want.spec.clone());
-                        record.hash = Some(want.hash.clone());
-                        record.source = Some(want.source.clone());
-                        record.object_ids = deployed.object_ids;
-                        record.version = deployed.version;
-                        record.applied_ms = Some(now_ms());
-                        record.last_result = Some(ActionResult::Ok);
-                        record.last_error = None;
-                        record.attempts = 0;
-                        record.next_retry_ms = None;
-                        record.failed_hash = None;
-                        // Repairing with the version that ran before a
-                        // rollback keeps the rollback on record.
-                        record.rolled_back =
-                            record.rolled_back.take().filter(|r| r.hash != want.hash);
-                        record.warnings = deployed.warnings.clone();
-                        outcome.warnings = deployed.warnings;
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            (_, None) => unreachable!("the planner attaches the desired spec to every deploy"),
+            Op::Create(want)
+            | Op::Update { desired: want, .. }
+            | Op::Repair { desired: want, .. } => deploy(strategy, want, &mut record)
+                .await
+                .map(|warnings| outcome.warnings = warnings),
         };
-        if let Err(StrategyError::RolledBack(why)) = &result {
-            // Nothing to retry: the same version would fail the same way.
-            // The planner holds it until the manifest changes.
-            tracing::warn!(reason = %why, "rolled back");
-            record.rolled_back = action.desired.as_ref().map(|d| crate::store::RolledBack {
-                hash: d.hash.clone(),
-                reason: why.clone(),
-            });
-            record.last_result = Some(ActionResult::Failed);
-            record.last_error = Some(format!("rolled back: {why}"));
-            record.next_retry_ms = None;
-            outcome.error = Some(format!("rolled back: {why}"));
-        } else if let Err(e) = result {
-            record.failed_hash = action.desired.as_ref().map(|d| d.hash.clone());
-            record.attempts = record.attempts.saturating_add(1);
-            let delay = backoff(record.attempts);
-            record.next_retry_ms = Some(now_ms() + delay.as_millis() as u64);
-            record.last_result = Some(ActionResult::Failed);
-            record.last_error = Some(e.to_string());
-            tracing::error!(error = %e, attempts = record.attempts, retry_in_s = delay.as_secs(), "failed");
-            outcome.error = Some(e.to_string());
+        if let Err(e) = result {
+            outcome.error = Some(record_failure(&mut record, action.desired(), e));
         }
         // Durable at once: a kill -9 must not lose a recorded result.
-        if let Err(e) = store.put(&action.name, &record).and_then(|()| store.flush()) {
+        if let Err(e) = store
+            .put(&action.name, &record)
+            .and_then(|()| store.flush())
+        {
             tracing::warn!(error = %e, "could not record the result");
         }
         outcome
     }
     .instrument(span)
     .await
+}
+
+/// Deploys `want` and records it as applied; returns the strategy's
+/// warnings.
+async fn deploy<S: DeploymentStrategy>(
+    strategy: &S,
+    want: &DesiredAsset,
+    record: &mut AppliedRecord,
+) -> Result<Vec<String>, StrategyError> {
+    let owner = Ownership {
+        hash: want.hash.clone(),
+        source: want.source.clone(),
+    };
+    let deployed = strategy.deploy(&want.spec, &owner).await?;
+    tracing::info!(objects = ?deployed.object_ids, "deployed");
+    record.spec = Some(want.spec.clone());
+    record.hash = Some(want.hash.clone());
+    record.source = Some(want.source.clone());
+    record.object_ids = deployed.object_ids;
+    record.version = deployed.version;
+    record.applied_ms = Some(now_ms());
+    record.last_result = Some(ActionResult::Ok);
+    record.last_error = None;
+    record.attempts = 0;
+    record.next_retry_ms = None;
+    record.failed_hash = None;
+    // Repairing with the version that ran before a rollback keeps the
+    // rollback on record.
+    record.rolled_back = record.rolled_back.take().filter(|r| r.hash != want.hash);
+    record.warnings = deployed.warnings.clone();
+    Ok(deployed.warnings)
+}
+
+/// Records a failed action: a rolled-back version for the planner to
+/// hold, anything else as a backoff timer. Returns the error text.
+fn record_failure(
+    record: &mut AppliedRecord,
+    want: Option<&DesiredAsset>,
+    error: StrategyError,
+) -> String {
+    record.last_result = Some(ActionResult::Failed);
+    if let StrategyError::RolledBack(why) = &error {
+        // Nothing to retry: the same version would fail the same way.
+        // The planner holds it until the manifest changes.
+        tracing::warn!(reason = %why, "rolled back");
+        record.rolled_back = want.map(|d| RolledBack {
+            hash: d.hash.clone(),
+            reason: why.clone(),
+        });
+        record.next_retry_ms = None;
+        record.last_error = Some(format!("rolled back: {why}"));
+    } else {
+        record.failed_hash = want.map(|d| d.hash.clone());
+        record.attempts = record.attempts.saturating_add(1);
+        let delay = backoff(record.attempts);
+        record.next_retry_ms = Some(now_ms() + delay.as_millis() as u64);
+        record.last_error = Some(error.to_string());
+        // Retried on its own: a warning, not yet an operator's problem.
+        tracing::warn!(%error, attempts = record.attempts, retry_in_s = delay.as_secs(), "failed");
+    }
+    record.last_error.clone().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -378,19 +407,20 @@ mod tests {
         let spec = crate::spec::tests::sample();
         Action {
             name: spec.name.clone(),
-            kind: ActionKind::Update,
-            reason: String::new(),
-            changes: vec![],
-            desired: Some(crate::desired::DesiredAsset {
-                spec,
-                hash: SpecHash(hash.into()),
-                source: "a.yaml".into(),
-                pos: crate::manifest::SourcePos {
-                    file: "a.yaml".into(),
-                    line: 1,
-                    column: 1,
+            op: Op::Update {
+                desired: DesiredAsset {
+                    spec,
+                    hash: SpecHash(hash.into()),
+                    source: "a.yaml".into(),
+                    pos: crate::manifest::SourcePos {
+                        file: "a.yaml".into(),
+                        line: 1,
+                        column: 1,
+                    },
                 },
-            }),
+                changes: vec![],
+                unknown: "",
+            },
         }
     }
 
@@ -412,14 +442,255 @@ mod tests {
         );
         assert_eq!(backing_off(&action("h1"), &record, 10_000), None, "expired");
     }
+}
 
-    #[test]
-    fn backoff_doubles_from_one_second_to_five_minutes() {
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(2), Duration::from_secs(2));
-        assert_eq!(backoff(5), Duration::from_secs(16));
-        assert_eq!(backoff(9), Duration::from_secs(256));
-        assert_eq!(backoff(10), Duration::from_secs(300));
-        assert_eq!(backoff(1000), Duration::from_secs(300));
+/// Whole passes against the in-memory engine: what the strategies do is
+/// proven against Docker in `tests/`; this proves what a pass does with it.
+#[cfg(test)]
+mod pass_tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::strategy::fake::FakeStrategy;
+
+    /// A manifests directory of its own, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(test: &str) -> Self {
+            let path =
+                std::env::temp_dir().join(format!("assetd-pass-{test}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+
+        fn write(&self, name: &str, image: &str) {
+            let yaml = format!(
+                "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: {name}\nspec:\n  image: {image}\n"
+            );
+            std::fs::write(self.0.join(format!("{name}.yaml")), yaml).unwrap();
+        }
+
+        fn delete(&self, name: &str) {
+            std::fs::remove_file(self.0.join(format!("{name}.yaml"))).unwrap();
+        }
+
+        fn config(&self) -> PassConfig {
+            config(&self.0)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn config(manifests: &Path) -> PassConfig {
+        PassConfig {
+            manifests: manifests.to_path_buf(),
+            load: LoadOptions {
+                policy: Default::default(),
+                check_permissions: false,
+            },
+            plan: PlanConfig::default(),
+            concurrency: 4,
+            respect_backoff: true,
+            parse_cache: None,
+        }
+    }
+
+    fn name(n: &str) -> AssetName {
+        AssetName::new(n).unwrap()
+    }
+
+    fn names(list: &[&str]) -> std::collections::BTreeSet<AssetName> {
+        list.iter().map(|n| name(n)).collect()
+    }
+
+    fn kinds(pass: &PassReport) -> Vec<(String, ActionKind)> {
+        let mut kinds: Vec<_> = pass
+            .outcomes
+            .iter()
+            .map(|o| (o.name.to_string(), o.kind))
+            .collect();
+        kinds.sort_by(|a, b| a.0.cmp(&b.0));
+        kinds
+    }
+
+    fn store() -> Arc<dyn Store> {
+        Arc::new(MemoryStore::default())
+    }
+
+    #[tokio::test]
+    async fn a_pass_deploys_what_is_missing_and_the_next_one_writes_nothing() {
+        let dir = Dir::new("missing");
+        dir.write("a", "busybox:1");
+        dir.write("b", "busybox:1");
+        let (engine, store) = (FakeStrategy::default(), store());
+        let first = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(
+            kinds(&first),
+            vec![
+                ("a".into(), ActionKind::Create),
+                ("b".into(), ActionKind::Create)
+            ]
+        );
+        assert_eq!(engine.names(), names(&["a", "b"]));
+        assert!(store.get(&name("a")).unwrap().applied_ms.is_some());
+
+        let second = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert!(second.outcomes.is_empty(), "{:?}", second.outcomes);
+        assert_eq!(engine.calls().0.len(), 2, "no write for what is converged");
+    }
+
+    #[tokio::test]
+    async fn objects_found_without_a_store_record_are_adopted_not_redeployed() {
+        let dir = Dir::new("adopt");
+        dir.write("a", "busybox:1");
+        let desired = load_desired(&dir.config()).await;
+        let want = &desired.assets[&name("a")];
+        let engine = FakeStrategy::default();
+        engine.insert(&name("a"), want.hash.clone(), "a.yaml");
+        let store = store();
+
+        let pass = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert!(pass.outcomes.is_empty(), "{:?}", pass.outcomes);
+        assert_eq!(engine.calls(), (vec![], vec![]));
+        let record = store.get(&name("a")).expect("adopted into the store");
+        assert_eq!(record.hash.as_ref(), Some(&want.hash));
+    }
+
+    #[tokio::test]
+    async fn drift_is_repaired_with_the_same_spec() {
+        let dir = Dir::new("drift");
+        dir.write("a", "busybox:1");
+        let (engine, store) = (FakeStrategy::default(), store());
+        run_pass(&dir.config(), &engine, &store).await.unwrap();
+        engine.drift(&name("a"), "container a is exited");
+        let pass = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(kinds(&pass), vec![("a".into(), ActionKind::Repair)]);
+        assert_eq!(pass.outcomes[0].reason, "container a is exited");
+        assert_eq!(engine.calls().0.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_deploy_backs_off_and_a_changed_manifest_does_not_wait() {
+        let dir = Dir::new("backoff");
+        dir.write("a", "busybox:1");
+        let (engine, store) = (FakeStrategy::default(), store());
+        engine.fail(&name("a"), "no space left on device");
+
+        let failed = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(failed.failed(), 1);
+        let record = store.get(&name("a")).unwrap();
+        assert_eq!(record.attempts, 1);
+        assert!(record.next_retry_ms.is_some_and(|at| at > now_ms()));
+        assert!(record.last_error.unwrap().contains("no space left"));
+
+        // The same spec waits out its backoff: not even tried.
+        engine.heal(&name("a"));
+        let waiting = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert!(waiting.outcomes.is_empty());
+        assert_eq!(waiting.deferred, vec![name("a")]);
+        assert!(engine.names().is_empty());
+
+        // A changed manifest is a new attempt: at once.
+        dir.write("a", "busybox:2");
+        let fixed = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(kinds(&fixed), vec![("a".into(), ActionKind::Create)]);
+        assert_eq!(fixed.failed(), 0);
+        let record = store.get(&name("a")).unwrap();
+        assert_eq!((record.attempts, record.next_retry_ms), (0, None));
+    }
+
+    #[tokio::test]
+    async fn one_failing_asset_does_not_stop_the_others() {
+        let dir = Dir::new("isolation");
+        for n in ["a", "b", "c"] {
+            dir.write(n, "busybox:1");
+        }
+        let (engine, store) = (FakeStrategy::default(), store());
+        engine.fail(&name("b"), "pull access denied");
+        let pass = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(pass.outcomes.len(), 3);
+        let failed: Vec<&str> = pass
+            .outcomes
+            .iter()
+            .filter(|o| o.error.is_some())
+            .map(|o| o.name.as_str())
+            .collect();
+        assert_eq!(failed, vec!["b"]);
+        assert_eq!(engine.names(), names(&["a", "c"]));
+        assert_eq!(store.get(&name("a")).unwrap().attempts, 0);
+        assert_eq!(store.get(&name("b")).unwrap().attempts, 1);
+    }
+
+    #[tokio::test]
+    async fn deleting_most_manifests_at_once_holds_the_removals_until_confirmed() {
+        let dir = Dir::new("prune");
+        let all: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
+        for n in &all {
+            dir.write(n, "busybox:1");
+        }
+        let (engine, store) = (FakeStrategy::default(), store());
+        run_pass(&dir.config(), &engine, &store).await.unwrap();
+        for n in &all[3..] {
+            dir.delete(n);
+        }
+
+        let held = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(held.held(), 7);
+        assert!(held.outcomes.iter().all(|o| o.reason.contains("7 of 10")));
+        assert_eq!(held.plan.confirmable.len(), 7);
+        assert_eq!(engine.names().len(), 10, "nothing removed");
+        assert!(engine.calls().1.is_empty());
+
+        let mut confirmed = dir.config();
+        confirmed.plan.confirmed = held.plan.confirmable.iter().cloned().collect();
+        let pruned = run_pass(&confirmed, &engine, &store).await.unwrap();
+        assert_eq!(
+            pruned
+                .outcomes
+                .iter()
+                .filter(|o| o.kind == ActionKind::Remove && o.error.is_none())
+                .count(),
+            7
+        );
+        assert_eq!(engine.names(), names(&["a0", "a1", "a2"]));
+        assert!(store.get(&name("a9")).is_none(), "its record goes with it");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_manifest_holds_its_asset_and_every_removal() {
+        let dir = Dir::new("invalid");
+        dir.write("a", "busybox:1");
+        dir.write("b", "busybox:1");
+        let (engine, store) = (FakeStrategy::default(), store());
+        run_pass(&dir.config(), &engine, &store).await.unwrap();
+        std::fs::write(dir.0.join("a.yaml"), "kind: Asset\nspec: [\n").unwrap();
+        dir.delete("b");
+
+        let pass = run_pass(&dir.config(), &engine, &store).await.unwrap();
+        assert_eq!(
+            kinds(&pass),
+            vec![
+                ("a".into(), ActionKind::Hold),
+                ("b".into(), ActionKind::Hold)
+            ]
+        );
+        let a = pass
+            .plan
+            .actions
+            .iter()
+            .find(|x| x.name == name("a"))
+            .unwrap();
+        assert!(matches!(
+            a.hold(),
+            Some(crate::plan::HoldReason::InvalidManifest { .. })
+        ));
+        assert_eq!(engine.names(), names(&["a", "b"]), "nothing removed");
     }
 }

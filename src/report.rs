@@ -2,12 +2,13 @@
 
 use std::fmt::Write;
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::desired::{Desired, DirState};
 use crate::manifest::ManifestError;
-use crate::plan::{ActionKind, Plan};
-use crate::reconcile::PassReport;
+use crate::plan::{Action, ActionKind, Plan};
+use crate::reconcile::{Outcome, PassReport};
+use crate::spec::AssetName;
 use crate::strategy::StrategyKind;
 
 /// What is wrong with the manifests directory as a whole, if anything.
@@ -226,17 +227,13 @@ pub fn plan_text(
         let _ = writeln!(out, "{text}");
     }
     for action in &plan.actions {
-        let head = format!("{} {} {}", symbol(action.kind), action.kind, action.name);
-        if action.changes.is_empty() {
-            let _ = writeln!(
-                out,
-                "{}: {}",
-                paint(&head, action.kind, color),
-                action.reason
-            );
+        let kind = action.kind();
+        let head = format!("{} {kind} {}", symbol(kind), action.name);
+        if action.changes().is_empty() {
+            let _ = writeln!(out, "{}: {}", paint(&head, kind, color), action.op);
         } else {
-            let _ = writeln!(out, "{}", paint(&head, action.kind, color));
-            for change in &action.changes {
+            let _ = writeln!(out, "{}", paint(&head, kind, color));
+            for change in action.changes() {
                 let _ = writeln!(out, "    {change}");
             }
         }
@@ -244,7 +241,7 @@ pub fn plan_text(
     let pending = plan
         .actions
         .iter()
-        .filter(|a| a.kind != ActionKind::Hold)
+        .filter(|a| a.kind() != ActionKind::Hold)
         .count();
     let held = plan.actions.len() - pending;
     let _ = writeln!(
@@ -255,16 +252,32 @@ pub fn plan_text(
     out
 }
 
-pub fn plan_json(plan: &Plan, desired: &Desired, strategy: StrategyKind) -> String {
-    let errors: Vec<String> = desired.errors().iter().map(ToString::to_string).collect();
-    json!({
-        "strategy": strategy,
-        "actions": plan.actions,
-        "unchanged": plan.unchanged,
-        "errors": errors,
-        "changes_pending": plan.has_changes(),
-    })
-    .to_string()
+/// `assetd plan -o json|yaml`.
+#[derive(Debug, Serialize)]
+pub struct PlanDocument<'a> {
+    pub strategy: StrategyKind,
+    pub actions: &'a [Action],
+    pub unchanged: &'a [AssetName],
+    pub errors: Vec<String>,
+    pub changes_pending: bool,
+}
+
+pub fn plan_document<'a>(
+    plan: &'a Plan,
+    desired: &Desired,
+    strategy: StrategyKind,
+) -> PlanDocument<'a> {
+    PlanDocument {
+        strategy,
+        actions: &plan.actions,
+        unchanged: &plan.unchanged,
+        errors: error_lines(desired),
+        changes_pending: plan.has_changes(),
+    }
+}
+
+fn error_lines(desired: &Desired) -> Vec<String> {
+    desired.errors().iter().map(ToString::to_string).collect()
 }
 
 /// What `apply --once` prints: each action and how it ended.
@@ -300,35 +313,63 @@ pub fn pass_text(pass: &PassReport, root: &std::path::Path) -> String {
     out
 }
 
-pub fn pass_json(pass: &PassReport, strategy: StrategyKind) -> String {
-    let errors: Vec<String> = pass
-        .desired
-        .errors()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    json!({
-        "strategy": strategy,
-        "outcomes": pass.outcomes,
-        "deferred": pass.deferred,
-        "unchanged": pass.plan.unchanged,
-        "errors": errors,
-        "failed": pass.failed(),
-        "duration_ms": pass.duration_ms,
-    })
-    .to_string()
+/// `assetd apply --once -o json|yaml`.
+#[derive(Debug, Serialize)]
+pub struct PassDocument<'a> {
+    pub strategy: StrategyKind,
+    pub outcomes: &'a [Outcome],
+    pub deferred: &'a [AssetName],
+    pub unchanged: &'a [AssetName],
+    pub errors: Vec<String>,
+    pub failed: usize,
+    pub duration_ms: u64,
 }
 
-pub fn validate_json(desired: &Desired) -> String {
-    let errors: Vec<serde_json::Value> = desired
+pub fn pass_document(pass: &PassReport, strategy: StrategyKind) -> PassDocument<'_> {
+    PassDocument {
+        strategy,
+        outcomes: &pass.outcomes,
+        deferred: &pass.deferred,
+        unchanged: &pass.plan.unchanged,
+        errors: error_lines(&pass.desired),
+        failed: pass.failed(),
+        duration_ms: pass.duration_ms,
+    }
+}
+
+/// `assetd validate -o json|yaml`.
+#[derive(Debug, Serialize)]
+pub struct ValidateDocument<'a> {
+    pub assets: Vec<&'a str>,
+    pub errors: Vec<ErrorDocument>,
+}
+
+/// One manifest problem, field by field.
+#[derive(Debug, Serialize)]
+pub struct ErrorDocument {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub message: String,
+}
+
+pub fn validate_document(desired: &Desired) -> ValidateDocument<'_> {
+    let errors = desired
         .errors()
-        .iter()
-        .map(|e| {
-            json!({"file": e.file, "line": e.line, "column": e.column, "field": e.field, "message": e.message})
+        .into_iter()
+        .map(|e| ErrorDocument {
+            file: e.file,
+            line: e.line,
+            column: e.column,
+            field: e.field,
+            message: e.message,
         })
         .collect();
-    let assets: Vec<&str> = desired.assets.keys().map(|n| n.as_str()).collect();
-    json!({ "assets": assets, "errors": errors }).to_string()
+    ValidateDocument {
+        assets: desired.assets.keys().map(|n| n.as_str()).collect(),
+        errors,
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::Desired;
 use crate::health::{self, Health};
-use crate::plan::{ActionKind, Plan};
+use crate::plan::{ActionKind, HoldReason, Plan};
 use crate::spec::AssetName;
 use crate::store::{now_ms, ActionResult, AppliedRecord};
 use crate::strategy::{ActualAsset, ReplicaCounts};
@@ -143,11 +143,10 @@ pub fn from_pass(
                 Phase::Updating
             } else if stopped.is_some() {
                 Phase::Failed
-            } else if let Some(action) = action.filter(|a| a.kind == ActionKind::Hold) {
-                if action.reason.starts_with("its manifest is invalid") {
-                    Phase::Invalid
-                } else {
-                    Phase::Held
+            } else if let Some(hold) = action.and_then(|a| a.hold()) {
+                match hold {
+                    HoldReason::InvalidManifest { .. } => Phase::Invalid,
+                    _ => Phase::Held,
                 }
             } else if failing.is_some()
                 || (action.is_some()
@@ -167,7 +166,7 @@ pub fn from_pass(
                 .map(|d| format!("{}:{}", d.source, d.pos.line))
                 .or_else(|| record.and_then(|r| r.source.clone()));
             let changing =
-                in_flight.contains(name) || action.is_some_and(|a| a.kind != ActionKind::Hold);
+                in_flight.contains(name) || action.is_some_and(|a| a.kind() != ActionKind::Hold);
             let (health, health_reason) = health::assess(&health::Evidence {
                 replicas: replicas.as_ref(),
                 stopped_rollout: stopped
@@ -177,7 +176,7 @@ pub fn from_pass(
                 changing,
             });
             let last_error = match action {
-                Some(a) if a.kind == ActionKind::Hold => Some(a.reason.clone()),
+                Some(a) if a.kind() == ActionKind::Hold => Some(a.reason()),
                 _ => stopped
                     .or(failing)
                     .or_else(|| record.and_then(|r| r.last_error.clone())),
@@ -190,7 +189,7 @@ pub fn from_pass(
                 source,
                 last_action: record.and_then(|r| r.last_action.clone()),
                 next_action: action
-                    .filter(|a| a.kind != ActionKind::Hold)
+                    .filter(|a| a.kind() != ActionKind::Hold)
                     .map(|a| a.to_string()),
                 last_error,
                 attempts: record.map(|r| r.attempts).unwrap_or(0),

@@ -183,6 +183,15 @@ impl SledStore {
         }
     }
 
+    /// [`SledStore::open`] on a blocking thread: its retries sleep, which
+    /// must not stall the async runtime's workers.
+    pub async fn open_async(state_dir: &Path) -> Result<(Self, OpenReport), StoreError> {
+        let state_dir = state_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open(&state_dir))
+            .await
+            .expect("opening the store does not panic")
+    }
+
     /// Opens the store only if that is possible at once (no retry, no
     /// repair): for read-only commands beside a running daemon.
     pub fn open_nowait(state_dir: &Path) -> Option<Self> {

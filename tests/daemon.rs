@@ -2170,7 +2170,10 @@ async fn a_rolled_back_version_is_not_deployed_again_by_the_daemon_on_either_str
             .iter()
             .filter(|r| r.method == "GET" && (r.path == "/services" || r.is_container_listing()))
             .count();
-        assert!(passes >= 10, "{strategy}: the daemon kept passing ({passes} listings)");
+        assert!(
+            passes >= 10,
+            "{strategy}: the daemon kept passing ({passes} listings)"
+        );
         assert!(
             deploys.len() <= 1,
             "{strategy}: at most one more update in 20 s after the rollback: {deploys:?}"

@@ -402,32 +402,12 @@ fn unknown_field_message(key: &str, expected: &[&str]) -> String {
     let mut message = format!("unknown field `{key}`; expected one of {}", list.join(", "));
     if let Some(close) = expected
         .iter()
-        .filter(|n| edit_distance(&key.to_ascii_lowercase(), &n.to_ascii_lowercase()) <= 2)
-        .min_by_key(|n| edit_distance(key, n))
+        .filter(|n| strsim::levenshtein(&key.to_ascii_lowercase(), &n.to_ascii_lowercase()) <= 2)
+        .min_by_key(|n| strsim::levenshtein(key, n))
     {
         message.push_str(&format!(" (did you mean `{close}`?)"));
     }
     message
-}
-
-/// Levenshtein distance, for "did you mean" hints on short field names.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// A decimal integer with an optional sign.

@@ -7,6 +7,8 @@
 //! [`Swarm`] runs services on a Swarm cluster. [`AnyStrategy`] picks one at
 //! run time (`--strategy auto|local|swarm`).
 
+#[cfg(test)]
+pub mod fake;
 pub mod labels;
 pub mod local;
 pub mod swarm;

@@ -211,8 +211,16 @@ impl DeploymentStrategy for Swarm {
                 self.delete(&id).await?;
                 return self.create(name, desired).await;
             }
+            // The API takes the index as an int32; a larger one is refused
+            // rather than wrapped into a wrong one.
+            let index = version.unwrap_or(0);
+            let index = i32::try_from(index).map_err(|_| {
+                StrategyError::Refused(format!(
+                    "service {name}: version index {index} does not fit the API's int32"
+                ))
+            })?;
             let options = UpdateServiceOptionsBuilder::default()
-                .version(version.unwrap_or(0) as i32)
+                .version(index)
                 .build();
             match self
                 .docker

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use bollard::Docker;
 
-use crate::cli::{Args, Sizes};
+use crate::cli::{Args, Figure, Sizes};
 use crate::procfs::loadavg;
 use crate::proxy::Proxy;
 use crate::report::Report;
@@ -102,8 +102,8 @@ impl Bench {
     }
 
     /// Whether `--only` asks for `figure` (no `--only`: every figure).
-    pub fn selected(&self, figure: &str) -> bool {
-        self.args.only.is_empty() || self.args.only.iter().any(|f| f == figure)
+    pub fn selected(&self, figure: Figure) -> bool {
+        self.args.only.is_empty() || self.args.only.contains(&figure)
     }
 }
 

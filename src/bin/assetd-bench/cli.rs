@@ -23,11 +23,9 @@ pub struct Args {
     /// minutes; use 3 for medians.
     #[arg(long)]
     pub cold_runs: Option<usize>,
-    /// Only these figures (comma-separated or repeated): latency-local,
-    /// latency-swarm, repair, cold-local, cold-swarm, idle, comment,
-    /// parse-plan.
+    /// Only these figures (comma-separated or repeated).
     #[arg(long, value_delimiter = ',')]
-    pub only: Vec<String>,
+    pub only: Vec<Figure>,
     /// The assetd binary (default: next to this one, built first when run
     /// through cargo).
     #[arg(long)]
@@ -41,19 +39,40 @@ pub struct Args {
     pub keep_temp: bool,
 }
 
-/// The names `--only` accepts.
-pub const FIGURES: &[&str] = &[
-    "latency-local",
-    "latency-swarm",
-    "repair",
-    "update-local",
-    "update-swarm",
-    "cold-local",
-    "cold-swarm",
-    "idle",
-    "comment",
-    "parse-plan",
-];
+/// The figures, in the order they run; `--only` takes their kebab-case
+/// names (`latency-local`, `parse-plan`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Figure {
+    ParsePlan,
+    LatencyLocal,
+    Repair,
+    UpdateLocal,
+    LatencySwarm,
+    UpdateSwarm,
+    ColdLocal,
+    ColdSwarm,
+    Idle,
+    /// Measured on the same converged daemon as `Idle`, in its run.
+    Comment,
+}
+
+impl Figure {
+    /// Its name on the command line and in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Figure::ParsePlan => "parse-plan",
+            Figure::LatencyLocal => "latency-local",
+            Figure::Repair => "repair",
+            Figure::LatencySwarm => "latency-swarm",
+            Figure::UpdateLocal => "update-local",
+            Figure::UpdateSwarm => "update-swarm",
+            Figure::ColdLocal => "cold-local",
+            Figure::ColdSwarm => "cold-swarm",
+            Figure::Idle => "idle",
+            Figure::Comment => "comment",
+        }
+    }
+}
 
 /// How big and how often, fixed from the flags.
 #[derive(Clone, Debug)]

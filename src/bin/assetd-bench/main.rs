@@ -3,7 +3,7 @@
 //! its target.
 //!
 //! ```text
-//! cargo run --release --bin assetd-bench -- [--quick] [--runs N] [--cold-runs N] [--only NAME[,NAME]]
+//! cargo run --release --bin assetd-bench --features bench -- [--quick] [--runs N] [--cold-runs N] [--only NAME[,NAME]]
 //! ```
 //!
 //! Every figure pairs an assetd measurement with its baseline in the same
@@ -52,7 +52,7 @@ use clap::Parser;
 use futures_util::StreamExt;
 
 use crate::bench::Bench;
-use crate::cli::{Args, FIGURES};
+use crate::cli::Args;
 
 const IMAGE: &str = "assetd-test/busybox:1";
 /// On everything the bench creates; valued with the run id.
@@ -65,16 +65,15 @@ const PID_LABEL: &str = "assetd.bench.pid";
 const PARALLEL: usize = 8;
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    for name in &args.only {
-        if !FIGURES.contains(&name.as_str()) {
-            eprintln!(
-                "assetd-bench: unknown figure `{name}`; figures: {}",
-                FIGURES.join(", ")
-            );
+    // A bad flag (an unknown figure, say) is a usage error: EX_USAGE.
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
             return std::process::ExitCode::from(64);
         }
-    }
+        Err(e) => e.exit(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::bench::Bench;
+use crate::cli::Figure;
 use crate::clock::{now_ns, secs};
 use crate::daemon::{Daemon, Dirs};
 use crate::objects::write_atomic;
@@ -39,10 +40,10 @@ impl Bench {
         self.proxy
             .wait_quiet(Duration::from_secs(2), Duration::from_secs(120))
             .await;
-        if self.selected("idle") {
+        if self.selected(Figure::Idle) {
             self.idle_passes(&daemon, n).await?;
         }
-        if self.selected("comment") {
+        if self.selected(Figure::Comment) {
             self.comment_only_change(&dirs, &names).await?;
         }
         daemon.stop().await;

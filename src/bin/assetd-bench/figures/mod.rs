@@ -10,27 +10,15 @@ mod update;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
 
 use crate::bench::Bench;
+use crate::cli::Figure;
 use crate::clock::now_ns;
 use crate::procfs::loadavg;
 use crate::report::Row;
 use crate::LABEL;
-
-/// The order the figures run in. `idle` also covers `comment`: both are
-/// measured on the same converged daemon.
-const ORDER: [&str; 9] = [
-    "parse-plan",
-    "latency-local",
-    "repair",
-    "update-local",
-    "latency-swarm",
-    "update-swarm",
-    "cold-local",
-    "cold-swarm",
-    "idle",
-];
 
 impl Bench {
     /// Runs the selected figures; `false` when one of them failed (the
@@ -49,31 +37,31 @@ impl Bench {
         }
         let mut ok = true;
         let started = Instant::now();
-        for name in ORDER {
-            let (wanted, label) = if name == "idle" {
-                (
-                    self.selected("idle") || self.selected("comment"),
+        for &figure in Figure::value_variants() {
+            let (wanted, label) = match figure {
+                // Measured in the idle run, on the same converged daemon.
+                Figure::Comment => continue,
+                Figure::Idle => (
+                    self.selected(Figure::Idle) || self.selected(Figure::Comment),
                     "idle + comment",
-                )
-            } else {
-                (self.selected(name), name)
+                ),
+                other => (self.selected(other), other.name()),
             };
             if !wanted {
                 continue;
             }
             println!("\n== {label} ==");
             let t = Instant::now();
-            let result = match name {
-                "parse-plan" => self.fig_parse_plan().await,
-                "latency-local" => self.fig_latency_local().await,
-                "repair" => self.fig_repair().await,
-                "latency-swarm" => self.fig_latency_swarm().await,
-                "update-local" => self.fig_update_local().await,
-                "update-swarm" => self.fig_update_swarm().await,
-                "cold-local" => self.fig_cold_local().await,
-                "cold-swarm" => self.fig_cold_swarm().await,
-                "idle" => self.fig_idle_and_comment().await,
-                other => Err(anyhow!("no figure {other}")),
+            let result = match figure {
+                Figure::ParsePlan => self.fig_parse_plan().await,
+                Figure::LatencyLocal => self.fig_latency_local().await,
+                Figure::Repair => self.fig_repair().await,
+                Figure::LatencySwarm => self.fig_latency_swarm().await,
+                Figure::UpdateLocal => self.fig_update_local().await,
+                Figure::UpdateSwarm => self.fig_update_swarm().await,
+                Figure::ColdLocal => self.fig_cold_local().await,
+                Figure::ColdSwarm => self.fig_cold_swarm().await,
+                Figure::Idle | Figure::Comment => self.fig_idle_and_comment().await,
             };
             match result {
                 Ok(()) => println!("   ({label}: {:.0} s)", t.elapsed().as_secs_f64()),

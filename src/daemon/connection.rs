@@ -1,0 +1,110 @@
+//! The connection to Docker, and how soon to try again when it fails.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{self, StrategyChoice};
+use crate::scheduler::Doubling;
+use crate::strategy::AnyStrategy;
+use crate::writer::Writer;
+
+/// Reconnect delays while Docker is unreachable: short at first (an engine
+/// restart takes seconds), capped so a long outage is noticed soon after
+/// it ends.
+const RECONNECT_FIRST: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+
+/// The reconnect delay while Docker is unreachable: one backoff for a
+/// failed connect and a failed pass alike.
+pub(super) struct Reconnect {
+    delay: Doubling,
+    /// No attempt before this.
+    at: Instant,
+}
+
+impl Reconnect {
+    pub(super) fn new() -> Self {
+        Self {
+            delay: Doubling::new(RECONNECT_FIRST, RECONNECT_MAX),
+            at: Instant::now(),
+        }
+    }
+
+    /// When the next attempt may be made, if not now.
+    pub(super) fn not_before(&self, now: Instant) -> Option<Instant> {
+        (now < self.at).then_some(self.at)
+    }
+
+    /// After a failure: how long until the next attempt.
+    pub(super) fn failed(&mut self, now: Instant) -> Duration {
+        let delay = self.delay.failed();
+        self.at = now + delay;
+        delay
+    }
+
+    /// A pass succeeded: the next outage starts short again.
+    pub(super) fn succeeded(&mut self) {
+        self.delay.succeeded();
+    }
+
+    /// The outage has lasted long enough for an operator to look.
+    pub(super) fn is_long(&self) -> bool {
+        self.delay.at_max()
+    }
+}
+
+/// The connection to Docker and what it decided.
+pub(super) struct Connection {
+    pub(super) docker: Docker,
+    pub(super) strategy: AnyStrategy,
+    /// Our Swarm node, to ask on every pass whether it leads.
+    pub(super) swarm_node: Option<String>,
+    /// Stops this connection's event watcher.
+    pub(super) watch: CancellationToken,
+}
+
+impl Connection {
+    pub(super) async fn open(
+        choice: StrategyChoice,
+        instance: &str,
+        writer: &Writer,
+    ) -> Result<Self, engine::EngineError> {
+        let docker = engine::connect()?;
+        // The client connects lazily: ask once, so an engine that is down
+        // is found here, not by a pass, and no event watcher is started
+        // against it.
+        docker
+            .ping()
+            .await
+            .map_err(|e| engine::EngineError::Unreachable {
+                host: engine::docker_host(),
+                message: e.to_string(),
+            })?;
+        let strategy = engine::choose(&docker, choice, instance)
+            .await?
+            .with_writer(writer.clone());
+        let swarm_node = match strategy {
+            AnyStrategy::Swarm(_) => engine::swarm_node_id(&docker).await.ok(),
+            AnyStrategy::Local(_) => None,
+        };
+        Ok(Self {
+            docker,
+            strategy,
+            swarm_node,
+            watch: CancellationToken::new(),
+        })
+    }
+
+    /// Only the Swarm leader's assetd writes; the others stand by. A
+    /// manager that cannot tell stands by too: two writers are worse than
+    /// a short pause.
+    pub(super) async fn is_standby(&self) -> bool {
+        match &self.swarm_node {
+            None => false,
+            Some(node) => !engine::is_leader(&self.docker, node).await,
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! One pass of the daemon: observe, plan, offer the actions to the
+//! scheduler, record holds, publish the status.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Daemon, FILE_QUIET, PRUNE_SETTLE};
+use crate::api::Shared;
+use crate::metrics::{ActionLabels, Metrics};
+use crate::plan::{Action, ActionKind, Op};
+use crate::prune::PruneWindow;
+use crate::reconcile::{self, Observation, PassConfig};
+use crate::scheduler::{Admission, Scheduler, SchedulerConfig};
+use crate::spec::AssetName;
+use crate::status::{self, StatusReport};
+use crate::store::{now_ms, AppliedRecord, Store};
+use crate::strategy::{ActualAsset, AnyStrategy, StrategyKind};
+use crate::watch::Trigger;
+use crate::writer::{self, Writer};
+
+/// An action the scheduler ran to its end.
+pub(super) struct Finished {
+    kind: ActionKind,
+    ok: bool,
+}
+
+/// The prune guard's window and the removals under way.
+pub(super) struct Prunes {
+    pub(super) window: PruneWindow,
+    /// Removals under way, with the fleet size when they were
+    /// dispatched (the window's base if it opens); `None` when the
+    /// operator confirmed it: not counted.
+    pub(super) removing: BTreeMap<AssetName, Option<usize>>,
+}
+
+/// Whether this daemon writes, and who else does.
+struct Standing {
+    standby: bool,
+    writer_conflict: Option<String>,
+    other_writers: Vec<String>,
+}
+
+impl Daemon {
+    /// One pass: observe, plan, dispatch, publish the status. Returns how
+    /// soon the loop should look again (the earliest backoff expiry).
+    pub(super) async fn pass(&mut self) -> Result<Duration, reconcile::PassError> {
+        let started = std::time::Instant::now();
+        self.reap_finished();
+        // What this pass sees of an asset with an action running may be
+        // from before or after that action: it is left alone, and the
+        // action's end triggers the pass that decides on it.
+        let busy = self.scheduler.in_flight();
+        let connection = self.connection.as_ref().expect("connected before a pass");
+        let strategy = connection.strategy.clone();
+        let follower = connection.is_standby().await;
+        let swarm = connection.swarm_node.is_some();
+        let obs = reconcile::observe(&self.pass_config(), &strategy, self.store.as_ref()).await?;
+        self.shared.metrics.passes.inc();
+        let observed = Instant::now();
+        let removals = obs
+            .plan
+            .actions
+            .iter()
+            .filter(|a| a.kind() == ActionKind::Remove)
+            .map(|a| a.name.clone())
+            .collect();
+        self.scheduler.plan_settling(removals, observed);
+        self.shared.set_confirmable(&obs.plan);
+        let standing = self.standing(follower, &strategy, &obs.actual);
+        let mut wake_in = self.config.resync;
+        if !standing.standby {
+            persist_settled(self.store.as_ref(), &obs, &busy);
+            wake_in = self.dispatch(&obs, &strategy, observed).await;
+            self.verify_changed_in_place(&obs, &strategy);
+        }
+        self.publish(&obs, &standing, &strategy, swarm, started);
+        Ok(wake_in)
+    }
+
+    /// The pass configuration with what the loop keeps between passes:
+    /// the prune window, the operator's confirmations and retries.
+    fn pass_config(&mut self) -> PassConfig {
+        let mut config = self.config.pass.clone();
+        config.plan.recent = self.prunes.window.recent(Instant::now());
+        config.plan.confirmed = self.shared.confirmed_removals();
+        config.plan.retry = self.shared.retries.lock().expect("retry lock").clone();
+        config
+    }
+
+    /// Counts finished actions; only what was really removed counts
+    /// against the prune window, once, and a removal the operator
+    /// confirmed does not.
+    fn reap_finished(&mut self) {
+        for (name, done) in self.scheduler.reap() {
+            count_action(&self.shared.metrics, done.kind, done.ok);
+            let dispatched = self.prunes.removing.remove(&name);
+            if let (ActionKind::Remove, true, Some(Some(fleet))) = (done.kind, done.ok, dispatched)
+            {
+                self.prunes.window.record(Instant::now(), fleet, name);
+            }
+        }
+    }
+
+    /// Whether this daemon writes. On Swarm the leader rule already makes
+    /// one writer, and a rollback or a failover rewrites stamps without a
+    /// fight: only the local engine needs the writers' rule.
+    fn standing(&self, follower: bool, strategy: &AnyStrategy, actual: &[ActualAsset]) -> Standing {
+        let (writer_conflict, other_writers) = match strategy.kind() {
+            StrategyKind::Local => writers(&self.config.writer, actual, &self.shared),
+            StrategyKind::Swarm => (None, vec![]),
+        };
+        Standing {
+            standby: follower || writer_conflict.is_some(),
+            writer_conflict,
+            other_writers,
+        }
+    }
+
+    /// Offers every planned action to the scheduler; returns how soon the
+    /// earliest one refused for now may go.
+    async fn dispatch(
+        &mut self,
+        obs: &Observation,
+        strategy: &AnyStrategy,
+        observed: Instant,
+    ) -> Duration {
+        // SIGHUP, or an engine event that may have brought a missing
+        // dependency (a network, volume or image created): retry now.
+        let retry_now = self.shared.retry_failed.swap(false, Ordering::Relaxed);
+        let fleet = obs.actual.len().max(obs.applied.len());
+        let now = now_ms();
+        let mut wake_in = self.config.resync;
+        for action in &obs.plan.actions {
+            let record = obs.applied.get(&action.name).cloned().unwrap_or_default();
+            let backoff = reconcile::backing_off(action, &record, now).filter(|_| !retry_now);
+            let manifests = &self.config.pass.manifests;
+            let quiet = || {
+                record
+                    .source
+                    .as_deref()
+                    .and_then(|s| quiet_for(&manifests.join(s)))
+            };
+            match self.scheduler.admit(&action.name, backoff, quiet, observed) {
+                Admission::Go => {}
+                Admission::Busy => continue,
+                Admission::Wait(wait) => {
+                    wake_in = wake_in.min(wait);
+                    continue;
+                }
+            }
+            if action.kind() == ActionKind::Hold {
+                self.record_hold(action, record, strategy).await;
+                continue;
+            }
+            if action.kind() == ActionKind::Remove {
+                let confirmed = self.shared.take_confirmed(&action.name);
+                let counted = (!confirmed).then_some(fleet);
+                self.prunes.removing.insert(action.name.clone(), counted);
+            }
+            // A retry asked for is used up by the deploy it causes.
+            let retries = &self.shared.retries;
+            retries.lock().expect("retry lock").remove(&action.name);
+            self.run_action(action.clone(), record, strategy);
+        }
+        wake_in
+    }
+
+    /// A hold only records why, once per reason: done here, not on the
+    /// scheduler, so the status of this pass already shows it held.
+    async fn record_hold(&self, action: &Action, record: AppliedRecord, strategy: &AnyStrategy) {
+        if record.last_error.as_deref() == Some(action.reason().as_str()) {
+            return;
+        }
+        reconcile::execute(action.clone(), record, strategy, self.store.as_ref()).await;
+        count_action(&self.shared.metrics, ActionKind::Hold, true);
+    }
+
+    /// Hands `action` to the scheduler (a no-op if its asset is busy).
+    fn run_action(&mut self, action: Action, record: AppliedRecord, strategy: &AnyStrategy) {
+        let name = action.name.clone();
+        let kind = action.kind();
+        let strategy = strategy.clone();
+        let store = self.store.clone();
+        let work = async move {
+            let outcome = reconcile::execute(action, record, &strategy, store.as_ref()).await;
+            Finished {
+                kind,
+                ok: outcome.error.is_none(),
+            }
+        };
+        self.scheduler.dispatch(name, work);
+    }
+
+    /// Deploys again the assets changed in place by hand that this pass
+    /// has no action for: the deploy compares what no listing shows
+    /// (limits).
+    fn verify_changed_in_place(&mut self, obs: &Observation, strategy: &AnyStrategy) {
+        let planned: BTreeSet<&AssetName> = obs.plan.actions.iter().map(|a| &a.name).collect();
+        for name in self.shared.take_verify() {
+            let Some(want) = obs.desired.assets.get(&name) else {
+                continue;
+            };
+            if planned.contains(&name) {
+                continue;
+            }
+            let action = Action {
+                name: name.clone(),
+                op: Op::Repair {
+                    desired: want.clone(),
+                    reason: "a container was changed in place (docker update)".into(),
+                },
+            };
+            let record = self.store.get(&name).unwrap_or_default();
+            self.run_action(action, record, strategy);
+        }
+    }
+
+    /// The status the API serves after this pass, and its metrics.
+    fn publish(
+        &self,
+        obs: &Observation,
+        standing: &Standing,
+        strategy: &AnyStrategy,
+        swarm: bool,
+        started: std::time::Instant,
+    ) {
+        let in_flight = self.scheduler.in_flight();
+        let applied = self.store.all();
+        let assets = status::from_pass(
+            &obs.desired,
+            &obs.actual,
+            &applied,
+            &obs.plan,
+            &in_flight,
+            standing.standby,
+        );
+        let metrics = &self.shared.metrics;
+        metrics.set_phases(&assets);
+        metrics
+            .pass_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let role = match (swarm, standing.standby) {
+            (_, true) => "standby",
+            (false, false) => "local",
+            (true, false) => "leader",
+        };
+        *self.shared.status.write().expect("status lock") = StatusReport {
+            source: "daemon".into(),
+            strategy: Some(strategy.kind().to_string()),
+            role: Some(role.into()),
+            ready: true,
+            engine_error: None,
+            last_pass_ms: Some(now_ms()),
+            manifest_errors: obs
+                .desired
+                .errors()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            writer_conflict: standing.writer_conflict.clone(),
+            other_writers: standing.other_writers.clone(),
+            assets,
+        };
+        tracing::debug!(
+            actions = obs.plan.actions.len(),
+            in_flight = in_flight.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "pass"
+        );
+    }
+}
+
+/// The scheduler of the daemon's actions. A finished action asks for a
+/// pass: the last of a batch at once (status, follow-ups); while others
+/// are still queued a pass could not dispatch them anyway, so finishing
+/// ones coalesce into about one pass a second instead of one each.
+pub(super) fn new_scheduler(
+    concurrency: usize,
+    triggers: &mpsc::Sender<Trigger>,
+    stop: &CancellationToken,
+) -> Scheduler<AssetName, Finished> {
+    let done = triggers.clone();
+    let config = SchedulerConfig {
+        concurrency,
+        settle: PRUNE_SETTLE,
+        quiet: FILE_QUIET,
+    };
+    let on_finish = Arc::new(move |idle: bool| {
+        let _ = done.try_send(if idle { Trigger::Now } else { Trigger::Later });
+    });
+    Scheduler::new(config, stop.clone(), on_finish)
+}
+
+/// Records adopted from labels, moved files and resolved errors, for the
+/// assets with no action running: a running action writes its own record,
+/// and one from a listing taken mid-action would only race it.
+fn persist_settled(store: &dyn Store, obs: &Observation, busy: &BTreeSet<AssetName>) {
+    let settled: BTreeMap<AssetName, AppliedRecord> = obs
+        .applied
+        .iter()
+        .filter(|(name, _)| !busy.contains(*name))
+        .map(|(n, r)| (n.clone(), r.clone()))
+        .collect();
+    reconcile::persist_adopted(store, &settled);
+    reconcile::persist_moves(store, &obs.desired, &obs.applied);
+    let settled_plan = crate::plan::Plan {
+        unchanged: obs
+            .plan
+            .unchanged
+            .iter()
+            .filter(|n| !busy.contains(*n))
+            .cloned()
+            .collect(),
+        ..Default::default()
+    };
+    reconcile::persist_resolved(store, &settled_plan, &obs.applied);
+}
+
+/// Whether another daemon writes this instance and this one must give
+/// way (and why, for status), and the younger ones seen writing. Logged
+/// when it changes: an operator must give the daemons their own
+/// `--instance`.
+fn writers(me: &Writer, actual: &[ActualAsset], shared: &Shared) -> (Option<String>, Vec<String>) {
+    let conflict = writer::elder_writer(actual, me).map(|(name, stamp)| {
+        format!(
+            "another assetd writes instance objects ({}, started {} ms before this one; it last wrote {name}): this one stands by and writes nothing; give each daemon its own --instance",
+            stamp.writer.id,
+            me.started_ms - stamp.writer.started_ms
+        )
+    });
+    let younger: Vec<String> = writer::younger_writers(actual, me)
+        .into_iter()
+        .map(|s| s.writer.id.clone())
+        .collect();
+    let before = shared.status.read().expect("status lock").clone();
+    if conflict.is_some() && before.writer_conflict.is_none() {
+        tracing::error!(
+            conflict = conflict.as_deref().unwrap_or_default(),
+            "giving way to another writer"
+        );
+    }
+    if !younger.is_empty() && before.other_writers != younger {
+        tracing::warn!(writers = ?younger, "another assetd started later wrote objects of this instance; it will stand by");
+    }
+    (conflict, younger)
+}
+
+/// How long the file at `path` has not changed; `None` when it is gone.
+fn quiet_for(path: &std::path::Path) -> Option<Duration> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or_default(),
+    )
+}
+
+fn count_action(metrics: &Metrics, kind: ActionKind, ok: bool) {
+    metrics
+        .actions
+        .get_or_create(&ActionLabels {
+            kind: kind.to_string(),
+            result: if ok { "ok" } else { "failed" }.into(),
+        })
+        .inc();
+    if !ok {
+        metrics.docker_errors.inc();
+    }
+}
