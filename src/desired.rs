@@ -564,27 +564,59 @@ impl<'a> Loader<'a> {
     fn finish(mut self, dir: DirState) -> Desired {
         let parsed = self.parse_pending();
         let invalid_files = self.invalid_files;
-        let mut conflicts: Vec<ManifestError> = Vec::new();
-        let mut held: BTreeMap<AssetName, Conflicts> = BTreeMap::new();
-        let hold = |held: &mut BTreeMap<AssetName, Conflicts>,
-                    name: &AssetName,
-                    kind: ConflictKind,
-                    error: &ManifestError| {
-            held.entry(name.clone()).or_default().0.push(Conflict {
-                kind,
-                error: error.clone(),
-            });
-        };
+        let mut holds = Holds::default();
+        holds.duplicate_names(&parsed);
+        holds.port_conflicts(&parsed);
+        holds.conflicts.sort();
+        let mut assets = BTreeMap::new();
+        for (source, asset) in parsed {
+            if holds.held.contains_key(&asset.spec.name) {
+                continue;
+            }
+            assets.insert(
+                asset.spec.name.clone(),
+                DesiredAsset {
+                    spec: asset.spec,
+                    hash: asset.hash,
+                    source,
+                    pos: asset.pos,
+                },
+            );
+        }
+        Desired {
+            dir,
+            assets,
+            invalid_files,
+            held: holds.held,
+            conflicts: holds.conflicts,
+        }
+    }
+}
 
-        // Names declared more than once: an error at each declaration.
+/// Assets left as they run because their declarations conflict, and the
+/// errors that say so (one at each declaration involved).
+#[derive(Default)]
+struct Holds {
+    held: BTreeMap<AssetName, Conflicts>,
+    conflicts: Vec<ManifestError>,
+}
+
+impl Holds {
+    fn hold(&mut self, name: &AssetName, kind: ConflictKind, error: ManifestError) {
+        self.held.entry(name.clone()).or_default().0.push(Conflict {
+            kind,
+            error: error.clone(),
+        });
+        self.conflicts.push(error);
+    }
+
+    /// Names declared more than once: an error at each declaration.
+    fn duplicate_names(&mut self, parsed: &[(String, ParsedAsset)]) {
         let mut by_name: BTreeMap<&AssetName, Vec<usize>> = BTreeMap::new();
         for (i, (_, asset)) in parsed.iter().enumerate() {
             by_name.entry(&asset.spec.name).or_default().push(i);
         }
-        for (name, indexes) in &by_name {
-            if indexes.len() < 2 {
-                continue;
-            }
+        for (name, indexes) in by_name.iter().filter(|(_, i)| i.len() > 1) {
             for &i in indexes {
                 let others: Vec<String> = indexes
                     .iter()
@@ -599,15 +631,16 @@ impl<'a> Loader<'a> {
                         others.join(", ")
                     ),
                 );
-                hold(&mut held, name, ConflictKind::DuplicateName, &error);
-                conflicts.push(error);
+                self.hold(name, ConflictKind::DuplicateName, error);
             }
         }
+    }
 
-        // Host ports published by more than one asset: an error at each.
+    /// Host ports published by more than one asset: an error at each.
+    fn port_conflicts(&mut self, parsed: &[(String, ParsedAsset)]) {
         type PortKey = (u16, crate::spec::Protocol);
         let mut by_port: BTreeMap<PortKey, Vec<(&AssetName, &SourcePos)>> = BTreeMap::new();
-        for (_, asset) in &parsed {
+        for (_, asset) in parsed {
             for (port, protocol, pos) in &asset.ports_pos {
                 by_port
                     .entry((*port, *protocol))
@@ -634,33 +667,8 @@ impl<'a> Loader<'a> {
                     "spec.ports",
                     format!("host port {label} is used by {}", others.join(", ")),
                 );
-                hold(&mut held, name, ConflictKind::PortConflict, &error);
-                conflicts.push(error);
+                self.hold(name, ConflictKind::PortConflict, error);
             }
-        }
-        conflicts.sort();
-
-        let mut assets = BTreeMap::new();
-        for (source, asset) in parsed {
-            if held.contains_key(&asset.spec.name) {
-                continue;
-            }
-            assets.insert(
-                asset.spec.name.clone(),
-                DesiredAsset {
-                    spec: asset.spec,
-                    hash: asset.hash,
-                    source,
-                    pos: asset.pos,
-                },
-            );
-        }
-        Desired {
-            dir,
-            assets,
-            invalid_files,
-            held,
-            conflicts,
         }
     }
 }

@@ -512,41 +512,48 @@ async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
                 ),
                 Output::Text => print!("{}", report::pass_text(&pass, &config.manifests)),
             }
-            // What the engine says once the rollouts ended: an asset that
-            // crash-loops, is unhealthy or was rolled back did not
-            // deploy, whatever the API calls answered.
-            let actual = match rollout_result::wait_for_rollouts(&strategy, &pass, wait).await {
-                Ok(actual) => actual,
-                Err(e) => {
-                    eprintln!("assetd: {e}");
-                    return EXIT_FAILED;
-                }
-            };
-            let failing = rollout_result::failures(&actual, &pass, store.as_ref());
-            for (name, why) in &failing {
-                eprintln!("failed: {name}: {why}");
-            }
-            // An invalid manifest is a failed asset too: it was not applied.
-            if pass.failed() > 0
-                || !failing.is_empty()
-                || !pass.desired.errors().is_empty()
-                || dir_problem.is_some()
-            {
-                EXIT_FAILED
-            } else if pass.held() > 0 {
-                eprintln!(
-                    "assetd: {} action(s) held: the engine does not match the manifests (exit {EXIT_HELD})",
-                    pass.held()
-                );
-                EXIT_HELD
-            } else {
-                EXIT_OK
-            }
+            let ending = rollout_result::wait_for_rollouts(&strategy, &pass, wait).await;
+            apply_exit_code(&pass, ending, store.as_ref(), dir_problem.is_some())
         }
         Err(e) => {
             eprintln!("assetd: {e}");
             EXIT_FAILED
         }
+    }
+}
+
+/// The exit code of `apply --once`, from what the engine says once the
+/// rollouts ended: an asset that crash-loops, is unhealthy or was rolled
+/// back did not deploy, whatever the API calls answered. An invalid
+/// manifest is a failed asset too: it was not applied.
+fn apply_exit_code(
+    pass: &reconcile::PassReport,
+    ending: Result<Vec<assetd::strategy::ActualAsset>, String>,
+    store: &dyn Store,
+    dir_problem: bool,
+) -> u8 {
+    let actual = match ending {
+        Ok(actual) => actual,
+        Err(e) => {
+            eprintln!("assetd: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let failing = rollout_result::failures(&actual, pass, store);
+    for (name, why) in &failing {
+        eprintln!("failed: {name}: {why}");
+    }
+    if pass.failed() > 0 || !failing.is_empty() || !pass.desired.errors().is_empty() || dir_problem
+    {
+        EXIT_FAILED
+    } else if pass.held() > 0 {
+        eprintln!(
+            "assetd: {} action(s) held: the engine does not match the manifests (exit {EXIT_HELD})",
+            pass.held()
+        );
+        EXIT_HELD
+    } else {
+        EXIT_OK
     }
 }
 

@@ -456,6 +456,8 @@ mod tests {
             mounts: vec![],
             healthcheck: None,
             update: None,
+            user: None,
+            ulimits: vec![],
         }
     }
 

@@ -17,11 +17,13 @@ use serde_json::{json, Map, Value};
 
 use crate::manifest::shape::{
     Shape, Spelling, HEALTHCHECK, METADATA, MODE, MOUNT, REPLICATED, RESOURCES, RESOURCE_SET, SPEC,
-    TOP, UPDATE,
+    TOP, ULIMIT, UPDATE,
 };
 use crate::manifest::{API_VERSION, KIND, MAX_IMAGE_BYTES, MAX_REPLICAS, RESERVED_LABEL_PREFIX};
-use crate::spec::values::{DockerName, DurationNs, MemoryBytes, NanoCpus, MIN_MEMORY_BYTES};
-use crate::spec::{AssetName, FailureAction, MountKind, Protocol, UpdateOrder};
+use crate::spec::values::{
+    DockerName, DurationNs, MemoryBytes, NanoCpus, ProcessUser, MIN_MEMORY_BYTES,
+};
+use crate::spec::{AssetName, FailureAction, MountKind, Protocol, Ulimit, UpdateOrder};
 
 /// The schema as a JSON value.
 pub fn schema() -> Value {
@@ -344,6 +346,29 @@ pub(crate) fn failure_action(_: Spelling) -> Value {
 
 pub(crate) fn parallelism(_: Spelling) -> Value {
     json!({ "description": "replicas at a time, 0 = all", "allOf": [whole_number(0, 1000)] })
+}
+
+pub(crate) fn user(_: Spelling) -> Value {
+    json!({
+        "description": "uid, uid:gid, name or name:group",
+        "type": ["string", "integer"],
+        "minimum": 0,
+        "maximum": u32::MAX,
+        "pattern": or_variable(ProcessUser::PATTERN),
+    })
+}
+
+pub(crate) fn ulimits(_: Spelling) -> Value {
+    json!({
+        "description": "limit name → a number (soft = hard) or { soft, hard }; -1 is unlimited",
+        "type": "object",
+        "propertyNames": { "enum": Ulimit::NAMES },
+        "additionalProperties": { "anyOf": [ulimit_value(Spelling::Friendly), spelled(&ULIMIT)] },
+    })
+}
+
+pub(crate) fn ulimit_value(_: Spelling) -> Value {
+    whole_number(-1, i64::MAX)
 }
 
 #[cfg(test)]

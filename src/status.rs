@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::Desired;
 use crate::health::{self, Health};
-use crate::plan::{ActionKind, HoldReason, Plan};
+use crate::plan::{Action, ActionKind, HoldReason, Plan};
 use crate::spec::AssetName;
 use crate::store::{now_ms, ActionResult, AppliedRecord};
 use crate::strategy::{ActualAsset, ReplicaCounts};
@@ -96,110 +96,155 @@ pub fn from_pass(
     in_flight: &BTreeSet<AssetName>,
     standby: bool,
 ) -> Vec<AssetStatus> {
-    let actual: BTreeMap<&AssetName, &ActualAsset> = actual.iter().map(|a| (&a.name, a)).collect();
-    let actions: BTreeMap<&AssetName, _> = plan.actions.iter().map(|a| (&a.name, a)).collect();
+    let pass = PassView {
+        desired,
+        actual: actual.iter().map(|a| (&a.name, a)).collect(),
+        applied,
+        actions: plan.actions.iter().map(|a| (&a.name, a)).collect(),
+        in_flight,
+        standby,
+    };
     let names: BTreeSet<&AssetName> = desired
         .assets
         .keys()
-        .chain(actual.keys().copied())
+        .chain(pass.actual.keys().copied())
         .chain(applied.keys())
-        .chain(actions.keys().copied())
+        .chain(pass.actions.keys().copied())
         .collect();
-    names
-        .into_iter()
-        .map(|name| {
-            let record = applied.get(name);
-            let have = actual.get(name);
-            let action = actions.get(name);
-            // The engine's own reason why fewer run than desired.
-            // An unhealthy container runs, but does not work: never
-            // reported as Running.
-            let failing = have.and_then(|h| {
-                let r = &h.replicas;
-                r.failing.clone().or_else(|| r.unhealthy.clone())
-            });
-            // A rollout the engine stopped (paused, rolled back) is a
-            // failure, whatever else holds.
-            let wanted = desired.assets.get(name).map(|d| &d.hash);
-            let rolled_back_here = record
-                .and_then(|r| r.rolled_back.as_ref())
-                .filter(|r| Some(&r.hash) == wanted)
-                .map(|r| format!("rolled back: {}", r.reason));
-            let stopped = have
-                .and_then(|h| h.failed_rollout(wanted))
-                .or(rolled_back_here);
-            let replicas = have.map(|h| {
-                let mut replicas = h.replicas.clone();
-                // Local containers' labels may carry the count they were
-                // created for; the manifest says how many are wanted.
-                if let (Some(_), Some(want)) = (&h.template_hash, desired.assets.get(name)) {
-                    replicas.desired = want.spec.local_replicas();
-                }
-                replicas
-            });
-            let phase = if standby {
-                Phase::Standby
-            } else if in_flight.contains(name) {
-                Phase::Updating
-            } else if stopped.is_some() {
-                Phase::Failed
-            } else if let Some(hold) = action.and_then(|a| a.hold()) {
-                match hold {
-                    HoldReason::InvalidManifest { .. } => Phase::Invalid,
-                    _ => Phase::Held,
-                }
-            } else if failing.is_some()
-                || (action.is_some()
-                    && record.and_then(|r| r.last_result) == Some(ActionResult::Failed))
-            {
-                // A failure counts while work is pending; an asset that
-                // converged since (nothing to do) is not failed any more.
-                Phase::Failed
-            } else if action.is_some() || replicas.as_ref().is_some_and(|r| r.running < r.desired) {
-                Phase::Pending
-            } else {
-                Phase::Running
-            };
-            let source = desired
+    names.into_iter().map(|name| pass.asset(name)).collect()
+}
+
+/// Everything one pass knows, by asset.
+struct PassView<'a> {
+    desired: &'a Desired,
+    actual: BTreeMap<&'a AssetName, &'a ActualAsset>,
+    applied: &'a BTreeMap<AssetName, AppliedRecord>,
+    actions: BTreeMap<&'a AssetName, &'a Action>,
+    in_flight: &'a BTreeSet<AssetName>,
+    standby: bool,
+}
+
+impl PassView<'_> {
+    fn asset(&self, name: &AssetName) -> AssetStatus {
+        let record = self.applied.get(name);
+        let have = self.actual.get(name).copied();
+        let action = self.actions.get(name).copied();
+        // The engine's own reason why fewer run than desired. An
+        // unhealthy container runs, but does not work: never Running.
+        let failing = have.and_then(|h| {
+            let r = &h.replicas;
+            r.failing.clone().or_else(|| r.unhealthy.clone())
+        });
+        let wanted = self.desired.assets.get(name).map(|d| &d.hash);
+        let stopped = stopped_rollout(have, record, wanted);
+        let replicas = have.map(|h| {
+            let mut replicas = h.replicas.clone();
+            // Local containers' labels may carry the count they were
+            // created for; the manifest says how many are wanted.
+            if let (Some(_), Some(want)) = (&h.template_hash, self.desired.assets.get(name)) {
+                replicas.desired = want.spec.local_replicas();
+            }
+            replicas
+        });
+        let phase = self.phase(name, &Judged {
+            stopped: stopped.is_some(),
+            failing: failing.is_some(),
+            action,
+            record,
+            replicas: replicas.as_ref(),
+        });
+        let changing = self.in_flight.contains(name)
+            || action.is_some_and(|a| a.kind() != ActionKind::Hold);
+        let (health, health_reason) = health::assess(&health::Evidence {
+            replicas: replicas.as_ref(),
+            stopped_rollout: stopped
+                .as_ref()
+                .map(|why| with_running_version(why, record, wanted))
+                .as_deref(),
+            changing,
+        });
+        let last_error = match action {
+            Some(a) if a.kind() == ActionKind::Hold => Some(a.reason()),
+            _ => stopped
+                .or(failing)
+                .or_else(|| record.and_then(|r| r.last_error.clone())),
+        };
+        AssetStatus {
+            name: name.clone(),
+            phase,
+            health,
+            health_reason,
+            source: self
+                .desired
                 .assets
                 .get(name)
                 .map(|d| format!("{}:{}", d.source, d.pos.line))
-                .or_else(|| record.and_then(|r| r.source.clone()));
-            let changing =
-                in_flight.contains(name) || action.is_some_and(|a| a.kind() != ActionKind::Hold);
-            let (health, health_reason) = health::assess(&health::Evidence {
-                replicas: replicas.as_ref(),
-                stopped_rollout: stopped
-                    .as_ref()
-                    .map(|why| with_running_version(why, record, wanted))
-                    .as_deref(),
-                changing,
-            });
-            let last_error = match action {
-                Some(a) if a.kind() == ActionKind::Hold => Some(a.reason()),
-                _ => stopped
-                    .or(failing)
-                    .or_else(|| record.and_then(|r| r.last_error.clone())),
-            };
-            AssetStatus {
-                name: name.clone(),
-                phase,
-                health,
-                health_reason,
-                source,
-                last_action: record.and_then(|r| r.last_action.clone()),
-                next_action: action
-                    .filter(|a| a.kind() != ActionKind::Hold)
-                    .map(|a| a.to_string()),
-                last_error,
-                attempts: record.map(|r| r.attempts).unwrap_or(0),
-                next_retry_ms: record.and_then(|r| r.next_retry_ms),
-                replicas,
-                warnings: record.map(|r| r.warnings.clone()).unwrap_or_default(),
-                updated_ms: record.map(|r| r.updated_ms),
+                .or_else(|| record.and_then(|r| r.source.clone())),
+            last_action: record.and_then(|r| r.last_action.clone()),
+            next_action: action
+                .filter(|a| a.kind() != ActionKind::Hold)
+                .map(|a| a.to_string()),
+            last_error,
+            attempts: record.map(|r| r.attempts).unwrap_or(0),
+            next_retry_ms: record.and_then(|r| r.next_retry_ms),
+            replicas,
+            warnings: record.map(|r| r.warnings.clone()).unwrap_or_default(),
+            updated_ms: record.map(|r| r.updated_ms),
+        }
+    }
+
+    fn phase(&self, name: &AssetName, j: &Judged) -> Phase {
+        if self.standby {
+            Phase::Standby
+        } else if self.in_flight.contains(name) {
+            Phase::Updating
+        } else if j.stopped {
+            Phase::Failed
+        } else if let Some(hold) = j.action.and_then(|a| a.hold()) {
+            match hold {
+                HoldReason::InvalidManifest { .. } => Phase::Invalid,
+                _ => Phase::Held,
             }
-        })
-        .collect()
+        } else if j.failing
+            || (j.action.is_some()
+                && j.record.and_then(|r| r.last_result) == Some(ActionResult::Failed))
+        {
+            // A failure counts while work is pending; an asset that
+            // converged since (nothing to do) is not failed any more.
+            Phase::Failed
+        } else if j.action.is_some() || j.replicas.is_some_and(|r| r.running < r.desired) {
+            Phase::Pending
+        } else {
+            Phase::Running
+        }
+    }
+}
+
+/// What an asset's phase is decided on.
+struct Judged<'a> {
+    /// Its rollout was stopped or rolled back.
+    stopped: bool,
+    /// The engine shows it failing or unhealthy.
+    failing: bool,
+    action: Option<&'a Action>,
+    record: Option<&'a AppliedRecord>,
+    replicas: Option<&'a ReplicaCounts>,
+}
+
+/// A rollout the engine stopped (paused, rolled back), or one this assetd
+/// rolled back, of the version the manifest still asks for: a failure,
+/// whatever else holds.
+fn stopped_rollout(
+    have: Option<&ActualAsset>,
+    record: Option<&AppliedRecord>,
+    wanted: Option<&crate::spec::SpecHash>,
+) -> Option<String> {
+    let rolled_back_here = record
+        .and_then(|r| r.rolled_back.as_ref())
+        .filter(|r| Some(&r.hash) == wanted)
+        .map(|r| format!("rolled back: {}", r.reason));
+    have.and_then(|h| h.failed_rollout(wanted))
+        .or(rolled_back_here)
 }
 
 /// A local rollback leaves the last good version running: say which.
@@ -257,6 +302,36 @@ fn age(ms: Option<u64>) -> String {
 
 /// A `kubectl get`-like table.
 pub fn render_table(report: &StatusReport) -> String {
+    let mut out = header_lines(report);
+    let rows: Vec<[String; 7]> = report.assets.iter().map(row).collect();
+    let header = ["NAME", "PHASE", "HEALTH", "READY", "AGE", "SOURCE", "LAST"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    // Every column padded to its width but the last, which runs on.
+    let line = |cells: [&str; 7]| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i < 6 {
+                let _ = write!(s, "{cell:<width$}  ", width = widths[i]);
+            } else {
+                s.push_str(cell);
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let _ = writeln!(out, "{}", line(header));
+    for row in &rows {
+        let _ = writeln!(out, "{}", line(row.each_ref().map(String::as_str)));
+    }
+    out
+}
+
+/// Who answered, and what concerns the whole instance.
+fn header_lines(report: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -281,74 +356,46 @@ pub fn render_table(report: &StatusReport) -> String {
     for e in &report.manifest_errors {
         let _ = writeln!(out, "error: {e}");
     }
-    let rows: Vec<[String; 7]> = report
-        .assets
-        .iter()
-        .map(|a| {
-            let replicas = match &a.replicas {
-                None => "-".into(),
-                Some(r) => match r.pending_secs {
-                    // Tasks that never start carry no error (an overlay
-                    // out of addresses): say how long they have waited.
-                    Some(secs) if r.running < r.desired => {
-                        format!("{}/{} (pending {secs}s)", r.running, r.desired)
-                    }
-                    _ => format!("{}/{}", r.running, r.desired),
-                },
-            };
-            let waiting = a
-                .replicas
-                .as_ref()
-                .filter(|r| r.running < r.desired)
-                .and_then(|r| r.pending_reason.clone());
-            let degraded = a
-                .health_reason
-                .clone()
-                .filter(|_| a.health == Health::Degraded);
-            let detail = a
-                .last_error
-                .clone()
-                .or(degraded)
-                .or(waiting)
-                .or_else(|| a.next_action.as_ref().map(|n| format!("next: {n}")))
-                .or_else(|| a.last_action.clone())
-                .unwrap_or_default();
-            [
-                a.name.to_string(),
-                a.phase.to_string(),
-                a.health.to_string(),
-                replicas,
-                age(a.updated_ms),
-                a.source.clone().unwrap_or_else(|| "-".into()),
-                detail,
-            ]
-        })
-        .collect();
-    let header = ["NAME", "PHASE", "HEALTH", "READY", "AGE", "SOURCE", "LAST"];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row.iter()).take(6) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 7]| {
-        let mut s = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i < 6 {
-                let _ = write!(s, "{cell:<width$}  ", width = widths[i]);
-            } else {
-                s.push_str(cell);
-            }
-        }
-        s.trim_end().to_string()
-    };
-    let _ = writeln!(out, "{}", line(header));
-    for row in &rows {
-        let _ = writeln!(
-            out,
-            "{}",
-            line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6]])
-        );
-    }
     out
+}
+
+/// One asset's cells.
+fn row(a: &AssetStatus) -> [String; 7] {
+    let replicas = match &a.replicas {
+        None => "-".into(),
+        Some(r) => match r.pending_secs {
+            // Tasks that never start carry no error (an overlay out of
+            // addresses): say how long they have waited.
+            Some(secs) if r.running < r.desired => {
+                format!("{}/{} (pending {secs}s)", r.running, r.desired)
+            }
+            _ => format!("{}/{}", r.running, r.desired),
+        },
+    };
+    let waiting = a
+        .replicas
+        .as_ref()
+        .filter(|r| r.running < r.desired)
+        .and_then(|r| r.pending_reason.clone());
+    let degraded = a
+        .health_reason
+        .clone()
+        .filter(|_| a.health == Health::Degraded);
+    let detail = a
+        .last_error
+        .clone()
+        .or(degraded)
+        .or(waiting)
+        .or_else(|| a.next_action.as_ref().map(|n| format!("next: {n}")))
+        .or_else(|| a.last_action.clone())
+        .unwrap_or_default();
+    [
+        a.name.to_string(),
+        a.phase.to_string(),
+        a.health.to_string(),
+        replicas,
+        age(a.updated_ms),
+        a.source.clone().unwrap_or_else(|| "-".into()),
+        detail,
+    ]
 }

@@ -1313,3 +1313,34 @@ async fn kill_9_at_each_step_of_the_local_update_converges_to_exactly_the_right_
         assert!(env.apply().await.outcomes.is_empty(), "{step:?}: converged");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_and_ulimits_reach_the_container() {
+    let env = TestEnv::new("lc-user").await;
+    let a = env.name("a");
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            "  user: \"1000:1000\"\n  ulimits: { nofile: { soft: 1024, hard: 2048 }, nproc: 512 }\n",
+        ),
+    );
+    assert_no_failures(&env.apply().await);
+    let c = env.inspect(&a).await;
+    assert_eq!(c.config.and_then(|c| c.user).as_deref(), Some("1000:1000"));
+    let mut limits: Vec<(String, i64, i64)> = c
+        .host_config
+        .and_then(|h| h.ulimits)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| (u.name.unwrap(), u.soft.unwrap(), u.hard.unwrap()))
+        .collect();
+    limits.sort();
+    assert_eq!(
+        limits,
+        vec![("nofile".into(), 1024, 2048), ("nproc".into(), 512, 512)]
+    );
+    assert_eq!(c.state.and_then(|s| s.running), Some(true));
+    assert!(env.apply().await.outcomes.is_empty(), "converged");
+}

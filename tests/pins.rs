@@ -72,6 +72,8 @@ fn sample() -> DeploySpec {
         ],
         healthcheck: None,
         update: None,
+        user: None,
+        ulimits: vec![],
     }
 }
 

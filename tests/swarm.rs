@@ -1520,3 +1520,41 @@ async fn an_image_update_start_first_never_leaves_the_service_unserved() {
     assert!(probes > 3, "the update was observed ({probes} probes)");
     assert_eq!(failed, 0, "no probe unanswered in {probes}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_and_ulimits_reach_the_service_and_its_task_without_drift() {
+    let env = TestEnv::new("sw-user").await;
+    let swarm = env.swarm();
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            "  user: \"1000:1000\"\n  ulimits: { nofile: { soft: 1024, hard: 2048 } }\n",
+        ),
+    );
+    assert_no_failures(&env.apply_with(&swarm).await);
+    let container = container_spec(&service(&env, "a").await);
+    assert_eq!(container.user.as_deref(), Some("1000:1000"));
+    let limits: Vec<(String, i64, i64)> = container
+        .ulimits
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| (u.name.unwrap(), u.soft.unwrap(), u.hard.unwrap()))
+        .collect();
+    assert_eq!(limits, vec![("nofile".into(), 1024, 2048)]);
+    let task = wait_running(&env, "a", 1, IMAGE_1).await.remove(0);
+    let id = task.status.unwrap().container_status.unwrap().container_id.unwrap();
+    let c = env.inspect(&id).await;
+    assert_eq!(c.config.and_then(|c| c.user).as_deref(), Some("1000:1000"));
+    let nofile = c
+        .host_config
+        .and_then(|h| h.ulimits)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|u| u.name.as_deref() == Some("nofile"))
+        .map(|u| (u.soft, u.hard));
+    assert_eq!(nofile, Some((Some(1024), Some(2048))), "the task runs under it");
+    let pass = env.apply_with(&swarm).await;
+    assert!(pass.outcomes.is_empty(), "no drift: {:?}", pass.outcomes);
+}

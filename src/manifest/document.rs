@@ -187,6 +187,11 @@ impl Decoder<'_> {
             .unwrap_or_default();
         let healthcheck = fields.get("healthcheck").and_then(|n| self.healthcheck(n));
         let update = fields.get("update").and_then(|n| self.update_policy(n));
+        let user = fields.get("user").and_then(|n| self.user(n));
+        let ulimits = fields
+            .get("ulimits")
+            .map(|n| self.ulimits(n))
+            .unwrap_or_default();
         let spec = DeploySpec {
             // Replaced by the caller; a spec is only returned when the
             // whole document is valid, so this never escapes.
@@ -203,6 +208,8 @@ impl Decoder<'_> {
             mounts,
             healthcheck,
             update,
+            user,
+            ulimits,
         };
         Some((spec, ports_pos))
     }

@@ -67,6 +67,7 @@ mod decoder;
 mod document;
 mod expand;
 mod mounts;
+mod process;
 mod resources;
 mod rollout;
 pub(crate) mod shape;

@@ -117,6 +117,17 @@ pub static SPEC: Shape = Shape {
         field("mounts", s::mounts),
         field("healthcheck", s::healthcheck),
         field("update", s::update),
+        field("user", s::user),
+        field("ulimits", s::ulimits),
+    ],
+};
+
+pub static ULIMIT: Shape = Shape {
+    name: "ulimit",
+    engine_name: None,
+    fields: &[
+        required("soft", s::ulimit_value),
+        required("hard", s::ulimit_value),
     ],
 };
 
@@ -198,7 +209,7 @@ pub static MOUNT: Shape = Shape {
 };
 
 /// Every table, for [`super::shapes`].
-pub static ALL: [&Shape; 10] = [
+pub static ALL: [&Shape; 11] = [
     &TOP,
     &METADATA,
     &SPEC,
@@ -209,6 +220,7 @@ pub static ALL: [&Shape; 10] = [
     &MOUNT,
     &HEALTHCHECK,
     &UPDATE,
+    &ULIMIT,
 ];
 
 /// The fields of one decoded object, looked up by their friendly key.

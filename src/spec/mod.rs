@@ -106,6 +106,43 @@ pub struct DeploySpec {
     /// defaults of [`UpdatePolicy`] (and the hash of older specs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdatePolicy>,
+    /// `spec.user`: who the process runs as, as Docker takes it (`1000`,
+    /// `1000:1000`, `app`, `app:staff`); `None` keeps the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `spec.ulimits`, sorted by name; empty keeps the engine's defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+}
+
+/// One resource limit of the process (`nofile`, `nproc`, ...), as
+/// `setrlimit` takes it; -1 is unlimited.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl Ulimit {
+    /// The limits Docker knows (`docker run --ulimit`).
+    pub const NAMES: [&'static str; 15] = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
 }
 
 /// `spec.update`: the rollout policy. Every field is optional; what is not
@@ -470,6 +507,8 @@ pub(crate) mod tests {
             mounts: vec![],
             healthcheck: None,
             update: None,
+            user: None,
+            ulimits: vec![],
         }
     }
 

@@ -190,6 +190,52 @@ impl FromStr for DockerName {
     }
 }
 
+/// Who a container's process runs as: `uid`, `uid:gid`, `name` or
+/// `name:group`, as Docker's `User` takes it. Numeric IDs must fit a
+/// `uid_t`; root needs no name (`0`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessUser(pub String);
+
+impl ProcessUser {
+    /// What [`FromStr`] accepts, as a regular expression (for the schema).
+    pub const PATTERN: &'static str = "^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$";
+}
+
+impl FromStr for ProcessUser {
+    type Err = InvalidValue;
+
+    fn from_str(text: &str) -> Result<Self, InvalidValue> {
+        let wrong = || {
+            InvalidValue(format!(
+                "`{text}` is not a user; write `uid`, `uid:gid`, `name` or `name:group` (e.g. 1000:1000)"
+            ))
+        };
+        let mut parts = text.split(':');
+        let (user, group) = (parts.next().unwrap_or_default(), parts.next());
+        if parts.next().is_some() {
+            return Err(wrong());
+        }
+        for part in std::iter::once(user).chain(group) {
+            let starts_well = part
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let chars_ok = part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+            if !starts_well || !chars_ok || part.len() > 32 {
+                return Err(wrong());
+            }
+            if part.bytes().all(|b| b.is_ascii_digit()) && part.parse::<u32>().is_err() {
+                return Err(InvalidValue(format!(
+                    "`{part}` in user `{text}` is beyond the largest uid/gid (4294967295)"
+                )));
+            }
+        }
+        Ok(ProcessUser(text.to_string()))
+    }
+}
+
 const DURATION_UNITS: [(&str, i128); 6] = [
     ("h", 3_600_000_000_000),
     ("m", 60_000_000_000),

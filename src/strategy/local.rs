@@ -784,12 +784,14 @@ fn container_body(
         env: Some(spec.env.clone()),
         healthcheck: spec.healthcheck.as_ref().map(super::health_config),
         cmd: spec.command.clone(),
+        user: spec.user.clone(),
         labels: Some(labels),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         host_config: Some(HostConfig {
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             mounts: (!mounts.is_empty()).then_some(mounts),
             network_mode: spec.networks.first().cloned(),
+            ulimits: super::ulimits(spec),
             ..container_host_config(spec)
         }),
         networking_config,

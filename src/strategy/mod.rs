@@ -201,6 +201,21 @@ pub fn health_config(check: &crate::spec::Healthcheck) -> bollard::models::Healt
     }
 }
 
+/// The spec's ulimits as both engines take them; `None` when it has none
+/// (the engine's defaults).
+pub fn ulimits(spec: &crate::spec::DeploySpec) -> Option<Vec<bollard::models::ResourcesUlimits>> {
+    let limits: Vec<_> = spec
+        .ulimits
+        .iter()
+        .map(|u| bollard::models::ResourcesUlimits {
+            name: Some(u.name.clone()),
+            soft: Some(u.soft),
+            hard: Some(u.hard),
+        })
+        .collect();
+    (!limits.is_empty()).then_some(limits)
+}
+
 /// The HTTP status of a Docker error response, if it was one.
 pub fn status_code(err: &bollard::errors::Error) -> Option<u16> {
     match err {

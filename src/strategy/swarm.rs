@@ -473,6 +473,8 @@ pub fn service_spec(
         env: Some(spec.env.clone()),
         mounts: Some(spec.mounts.iter().map(docker_mount).collect()),
         health_check: spec.healthcheck.as_ref().map(super::health_config),
+        user: spec.user.clone(),
+        ulimits: super::ulimits(spec),
         ..Default::default()
     };
     let resources = TaskSpecResources {
@@ -630,6 +632,8 @@ fn merged(mut current: ServiceSpec, desired: &ServiceSpec) -> ServiceSpec {
     container.command = want_container.command;
     container.env = want_container.env;
     container.mounts = want_container.mounts;
+    container.user = want_container.user;
+    container.ulimits = want_container.ulimits;
     // Never read back (see `managed_fields`): always the manifest's.
     container.health_check = want_container.health_check;
     let want_resources = want.resources.unwrap_or_default();
@@ -765,7 +769,29 @@ fn managed_fields(spec: &ServiceSpec) -> Vec<(&'static str, Value)> {
         ("mode", mode),
     ]
     .into_iter()
+    // Managed only when set: services deployed before these fields
+    // existed keep their fingerprint (no redeploy on upgrade).
+    .chain(
+        container
+            .user
+            .filter(|u| !u.is_empty())
+            .map(|u| ("user", json!(u))),
+    )
+    .chain(
+        non_empty_ulimits(container.ulimits).map(|u| ("ulimits", u)),
+    )
     .collect()
+}
+
+/// Ulimits as `[name, soft, hard]`, sorted; `None` when there are none.
+fn non_empty_ulimits(ulimits: Option<Vec<bollard::models::ResourcesUlimits>>) -> Option<Value> {
+    let mut limits: Vec<Value> = ulimits
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| json!([u.name, u.soft, u.hard]))
+        .collect();
+    limits.sort_by_key(|v| v.to_string());
+    (!limits.is_empty()).then(|| json!(limits))
 }
 
 fn short_hash(value: &Value) -> String {
@@ -844,6 +870,8 @@ mod tests {
             mounts: vec![],
             healthcheck: None,
             update: None,
+            user: None,
+            ulimits: vec![],
         };
         let owner = Ownership {
             hash: spec.hash(),
