@@ -146,15 +146,18 @@ impl PassView<'_> {
             }
             replicas
         });
-        let phase = self.phase(name, &Judged {
-            stopped: stopped.is_some(),
-            failing: failing.is_some(),
-            action,
-            record,
-            replicas: replicas.as_ref(),
-        });
-        let changing = self.in_flight.contains(name)
-            || action.is_some_and(|a| a.kind() != ActionKind::Hold);
+        let phase = self.phase(
+            name,
+            &Judged {
+                stopped: stopped.is_some(),
+                failing: failing.is_some(),
+                action,
+                record,
+                replicas: replicas.as_ref(),
+            },
+        );
+        let changing =
+            self.in_flight.contains(name) || action.is_some_and(|a| a.kind() != ActionKind::Hold);
         let (health, health_reason) = health::assess(&health::Evidence {
             replicas: replicas.as_ref(),
             stopped_rollout: stopped

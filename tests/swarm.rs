@@ -1544,7 +1544,13 @@ async fn user_and_ulimits_reach_the_service_and_its_task_without_drift() {
         .collect();
     assert_eq!(limits, vec![("nofile".into(), 1024, 2048)]);
     let task = wait_running(&env, "a", 1, IMAGE_1).await.remove(0);
-    let id = task.status.unwrap().container_status.unwrap().container_id.unwrap();
+    let id = task
+        .status
+        .unwrap()
+        .container_status
+        .unwrap()
+        .container_id
+        .unwrap();
     let c = env.inspect(&id).await;
     assert_eq!(c.config.and_then(|c| c.user).as_deref(), Some("1000:1000"));
     let nofile = c
@@ -1554,7 +1560,11 @@ async fn user_and_ulimits_reach_the_service_and_its_task_without_drift() {
         .into_iter()
         .find(|u| u.name.as_deref() == Some("nofile"))
         .map(|u| (u.soft, u.hard));
-    assert_eq!(nofile, Some((Some(1024), Some(2048))), "the task runs under it");
+    assert_eq!(
+        nofile,
+        Some((Some(1024), Some(2048))),
+        "the task runs under it"
+    );
     let pass = env.apply_with(&swarm).await;
     assert!(pass.outcomes.is_empty(), "no drift: {:?}", pass.outcomes);
 }

@@ -85,7 +85,11 @@ impl Decoder<'_> {
         match self.integer(node, path)? {
             n @ -1..=0x7fff_ffff_ffff_ffff => Some(n as i64),
             n => {
-                self.error(node, path, format!("a limit is -1 (unlimited) or 0 and up, found {n}"));
+                self.error(
+                    node,
+                    path,
+                    format!("a limit is -1 (unlimited) or 0 and up, found {n}"),
+                );
                 None
             }
         }

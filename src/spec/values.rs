@@ -198,7 +198,8 @@ pub struct ProcessUser(pub String);
 
 impl ProcessUser {
     /// What [`FromStr`] accepts, as a regular expression (for the schema).
-    pub const PATTERN: &'static str = "^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$";
+    pub const PATTERN: &'static str =
+        "^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$";
 }
 
 impl FromStr for ProcessUser {

@@ -777,9 +777,7 @@ fn managed_fields(spec: &ServiceSpec) -> Vec<(&'static str, Value)> {
             .filter(|u| !u.is_empty())
             .map(|u| ("user", json!(u))),
     )
-    .chain(
-        non_empty_ulimits(container.ulimits).map(|u| ("ulimits", u)),
-    )
+    .chain(non_empty_ulimits(container.ulimits).map(|u| ("ulimits", u)))
     .collect()
 }
 
