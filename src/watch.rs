@@ -354,7 +354,10 @@ pub async fn watch_docker(
         counters,
         shared,
     } = sinks;
-    let mut delay = Duration::from_millis(250);
+    // Events resume quickly after a dockerd restart; a long outage is
+    // retried every 15 s (the daemon's own reconnect says it is down).
+    let mut delay =
+        crate::scheduler::Doubling::new(Duration::from_millis(250), Duration::from_secs(15));
     loop {
         let filters = std::collections::HashMap::from([(
             "type".to_string(),
@@ -372,7 +375,7 @@ pub async fn watch_docker(
             };
             match next {
                 Some(Ok(event)) => {
-                    delay = Duration::from_millis(250);
+                    delay.succeeded();
                     if brings_a_dependency(&event) {
                         shared.retry_failed.store(true, Ordering::Relaxed);
                     }
@@ -397,9 +400,8 @@ pub async fn watch_docker(
         counters.docker_reconnects.fetch_add(1, Ordering::Relaxed);
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep(delay.failed()) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(15));
         // Whatever happened while the stream was down was not seen.
         let _ = triggers.try_send(Trigger::Now);
     }
