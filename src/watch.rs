@@ -161,46 +161,7 @@ pub async fn watch_manifests(
         resolved: None,
     }));
     let (events_tx, mut events_rx) = mpsc::channel::<Hint>(256);
-    let callback_scope = scope.clone();
-    // Separate limits, so an overflow burst cannot hide a watcher error
-    // (the inotify watch limit reached, say) that follows it.
-    let (mut overflows, mut errors) = (LostEvents::default(), LostEvents::default());
-    let callback = move |result: notify::Result<notify::Event>| {
-        // An error or a rescan flag (inotify's queue overflowed) means
-        // events may be lost: look at everything again.
-        let rescan = Hint {
-            trigger: Trigger::Now,
-            structural: true,
-        };
-        let hint = match &result {
-            Err(e) => {
-                if errors.warn_now(std::time::Instant::now()) {
-                    tracing::warn!(error = %e, "file watcher error; rescanning the manifests directory");
-                }
-                rescan
-            }
-            Ok(event) if event.need_rescan() => {
-                counters.file_overflows.fetch_add(1, Ordering::Relaxed);
-                if overflows.warn_now(std::time::Instant::now()) {
-                    tracing::warn!("file events were lost (inotify queue overflow); rescanning the manifests directory");
-                }
-                rescan
-            }
-            Ok(event) => {
-                let Some(hint) = classify(&event.kind) else {
-                    return;
-                };
-                let scope = callback_scope.read().expect("scope lock");
-                if !event.paths.iter().any(|p| scope.covers(p)) {
-                    return;
-                }
-                hint
-            }
-        };
-        counters.file_events.fetch_add(1, Ordering::Relaxed);
-        // Full channel: triggers are pending already, which is enough.
-        let _ = events_tx.try_send(hint);
-    };
+    let callback = on_file_event(scope.clone(), counters, events_tx);
     let mut watcher = match notify::recommended_watcher(callback) {
         Ok(w) => w,
         Err(e) => {
@@ -237,6 +198,54 @@ pub async fn watch_manifests(
             }
             _ = check.tick() => {}
         }
+    }
+}
+
+/// The watcher's callback: classifies each event, warns (at most once a
+/// burst) when events were lost, and hands hints to the watch loop.
+fn on_file_event(
+    scope: Arc<RwLock<Scope>>,
+    counters: Arc<WatchCounters>,
+    events_tx: mpsc::Sender<Hint>,
+) -> impl FnMut(notify::Result<notify::Event>) + Send + 'static {
+    // Separate limits, so an overflow burst cannot hide a watcher error
+    // (the inotify watch limit reached, say) that follows it.
+    let (mut overflows, mut errors) = (LostEvents::default(), LostEvents::default());
+    move |result: notify::Result<notify::Event>| {
+        // An error or a rescan flag (inotify's queue overflowed) means
+        // events may be lost: look at everything again.
+        let rescan = Hint {
+            trigger: Trigger::Now,
+            structural: true,
+        };
+        let hint = match &result {
+            Err(e) => {
+                if errors.warn_now(std::time::Instant::now()) {
+                    tracing::warn!(error = %e, "file watcher error; rescanning the manifests directory");
+                }
+                rescan
+            }
+            Ok(event) if event.need_rescan() => {
+                counters.file_overflows.fetch_add(1, Ordering::Relaxed);
+                if overflows.warn_now(std::time::Instant::now()) {
+                    tracing::warn!("file events were lost (inotify queue overflow); rescanning the manifests directory");
+                }
+                rescan
+            }
+            Ok(event) => {
+                let Some(hint) = classify(&event.kind) else {
+                    return;
+                };
+                let scope = scope.read().expect("scope lock");
+                if !event.paths.iter().any(|p| scope.covers(p)) {
+                    return;
+                }
+                hint
+            }
+        };
+        counters.file_events.fetch_add(1, Ordering::Relaxed);
+        // Full channel: triggers are pending already, which is enough.
+        let _ = events_tx.try_send(hint);
     }
 }
 

@@ -392,18 +392,7 @@ impl DeploymentStrategy for LocalDocker {
                 wanted.len()
             )));
         }
-        let mut warnings = Vec::new();
-        if !spec.constraints.is_empty() {
-            warnings.push("spec.constraints are ignored by the local strategy".to_string());
-        }
-        if spec.resources.reservations.nano_cpus.is_some() {
-            warnings.push(
-                "spec.resources.reservations.cpus is ignored by the local strategy".to_string(),
-            );
-        }
-        if spec.mode == Mode::Global {
-            warnings.push("mode global runs one container on the local engine".to_string());
-        }
+        let warnings = ignored_here(spec);
 
         if !self.was_listed(&spec.name) {
             match self.create_all(spec, owner, &wanted).await {
@@ -502,6 +491,22 @@ impl DeploymentStrategy for LocalDocker {
             assets.iter().map(|a| a.name.clone()).collect();
         Ok(assets)
     }
+}
+
+/// What of the spec a single engine cannot honour, for status.
+fn ignored_here(spec: &DeploySpec) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !spec.constraints.is_empty() {
+        warnings.push("spec.constraints are ignored by the local strategy".to_string());
+    }
+    if spec.resources.reservations.nano_cpus.is_some() {
+        warnings
+            .push("spec.resources.reservations.cpus is ignored by the local strategy".to_string());
+    }
+    if spec.mode == Mode::Global {
+        warnings.push("mode global runs one container on the local engine".to_string());
+    }
+    warnings
 }
 
 /// Folds a container listing into one [`ActualAsset`] per asset label,

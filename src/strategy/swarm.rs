@@ -508,7 +508,28 @@ pub fn service_spec(
         ),
         ..Default::default()
     };
-    let mode = match spec.mode {
+    let mut service = ServiceSpec {
+        name: Some(spec.name.to_string()),
+        labels: Some(object_labels),
+        task_template: Some(task_template),
+        mode: Some(service_mode(spec.mode)),
+        update_config: Some(update_config(&policy)),
+        rollback_config: Some(rollback_config(&policy)),
+        endpoint_spec: Some(EndpointSpec {
+            ports: Some(published_ports(spec)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let print = fingerprint(&service);
+    if let Some(labels) = service.labels.as_mut() {
+        labels.insert(FINGERPRINT.into(), print);
+    }
+    service
+}
+
+fn service_mode(mode: Mode) -> ServiceSpecMode {
+    match mode {
         Mode::Replicated { replicas } => ServiceSpecMode {
             replicated: Some(ServiceSpecModeReplicated {
                 replicas: Some(replicas as i64),
@@ -519,9 +540,13 @@ pub fn service_spec(
             global: Some(HashMap::new()),
             ..Default::default()
         },
-    };
-    let ports = spec
-        .ports
+    }
+}
+
+/// Every port through the ingress (the routing mesh): old and new tasks
+/// can both serve during a start-first update.
+fn published_ports(spec: &DeploySpec) -> Vec<EndpointPortConfig> {
+    spec.ports
         .iter()
         .map(|p| EndpointPortConfig {
             protocol: Some(match p.protocol {
@@ -533,25 +558,7 @@ pub fn service_spec(
             publish_mode: Some(EndpointPortConfigPublishModeEnum::INGRESS),
             ..Default::default()
         })
-        .collect();
-    let mut service = ServiceSpec {
-        name: Some(spec.name.to_string()),
-        labels: Some(object_labels),
-        task_template: Some(task_template),
-        mode: Some(mode),
-        update_config: Some(update_config(&policy)),
-        rollback_config: Some(rollback_config(&policy)),
-        endpoint_spec: Some(EndpointSpec {
-            ports: Some(ports),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let print = fingerprint(&service);
-    if let Some(labels) = service.labels.as_mut() {
-        labels.insert(FINGERPRINT.into(), print);
-    }
-    service
+        .collect()
 }
 
 /// A change that cannot run never takes down what runs: by default the
@@ -688,19 +695,7 @@ fn managed_fields(spec: &ServiceSpec) -> Vec<(&'static str, Value)> {
     service_labels.remove(labels::WRITER_STARTED);
     let container_labels: BTreeMap<String, String> =
         container.labels.unwrap_or_default().into_iter().collect();
-    let mounts: Vec<Value> = container
-        .mounts
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| {
-            json!([
-                m.typ.map(|t| t.to_string()),
-                m.source.filter(|s| !s.is_empty()),
-                m.target,
-                m.read_only.unwrap_or(false),
-            ])
-        })
-        .collect();
+    let mounts = mount_fields(container.mounts);
     let resources = task.resources.unwrap_or_default();
     let limits = resources.limits.unwrap_or_default();
     let reservations = resources.reservations.unwrap_or_default();
@@ -711,30 +706,7 @@ fn managed_fields(spec: &ServiceSpec) -> Vec<(&'static str, Value)> {
         (Some(r), None) => json!({ "replicated": r.replicas.unwrap_or(1) }),
         (None, None) => Value::Null,
     };
-    let mut ports: Vec<(String, i64, i64, String)> = spec
-        .endpoint_spec
-        .clone()
-        .unwrap_or_default()
-        .ports
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| {
-            let publish_mode = match p.publish_mode {
-                None | Some(EndpointPortConfigPublishModeEnum::EMPTY) => "ingress".to_string(),
-                Some(mode) => mode.to_string(),
-            };
-            let protocol = p.protocol.map(|x| x.to_string());
-            (
-                protocol
-                    .filter(|x| !x.is_empty())
-                    .unwrap_or_else(|| "tcp".into()),
-                p.published_port.unwrap_or(0),
-                p.target_port.unwrap_or(0),
-                publish_mode,
-            )
-        })
-        .collect();
-    ports.sort();
+    let ports = port_fields(spec);
     let mut networks: Vec<String> = task
         .networks
         .unwrap_or_default()
@@ -790,6 +762,52 @@ fn non_empty_ulimits(ulimits: Option<Vec<bollard::models::ResourcesUlimits>>) ->
         .collect();
     limits.sort_by_key(|v| v.to_string());
     (!limits.is_empty()).then(|| json!(limits))
+}
+
+/// Mounts as `[type, source, target, read-only]`.
+fn mount_fields(mounts: Option<Vec<DockerMount>>) -> Vec<Value> {
+    mounts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            json!([
+                m.typ.map(|t| t.to_string()),
+                m.source.filter(|s| !s.is_empty()),
+                m.target,
+                m.read_only.unwrap_or(false),
+            ])
+        })
+        .collect()
+}
+
+/// Published ports as `(protocol, published, target, mode)`, sorted, with
+/// Swarm's empty defaults read as what they mean.
+fn port_fields(spec: &ServiceSpec) -> Vec<(String, i64, i64, String)> {
+    let mut ports: Vec<(String, i64, i64, String)> = spec
+        .endpoint_spec
+        .clone()
+        .unwrap_or_default()
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let publish_mode = match p.publish_mode {
+                None | Some(EndpointPortConfigPublishModeEnum::EMPTY) => "ingress".to_string(),
+                Some(mode) => mode.to_string(),
+            };
+            let protocol = p.protocol.map(|x| x.to_string());
+            (
+                protocol
+                    .filter(|x| !x.is_empty())
+                    .unwrap_or_else(|| "tcp".into()),
+                p.published_port.unwrap_or(0),
+                p.target_port.unwrap_or(0),
+                publish_mode,
+            )
+        })
+        .collect();
+    ports.sort();
+    ports
 }
 
 fn short_hash(value: &Value) -> String {
