@@ -103,6 +103,28 @@ async fn running_tasks(docker: &Docker, service: &str) -> Vec<Task> {
         .collect()
 }
 
+/// Waits until Swarm reports the asset's rollout in `state` (`paused`,
+/// `rollback_completed`, ...), as assetd reads it.
+async fn wait_rollout(
+    swarm: &AnyStrategy,
+    name: &AssetName,
+    state: &str,
+) -> assetd::strategy::Rollout {
+    common::eventually(
+        &format!("Swarm to report the rollout {state}"),
+        Duration::from_secs(120),
+        || async {
+            let actual = swarm.list_managed().await.unwrap();
+            actual
+                .into_iter()
+                .find(|a| &a.name == name)?
+                .rollout
+                .filter(|r| r.state == state)
+        },
+    )
+    .await
+}
+
 fn task_image(task: &Task) -> String {
     let spec = task.spec.clone().unwrap().container_spec.unwrap();
     spec.image.unwrap()
@@ -1255,19 +1277,7 @@ async fn a_version_that_crashes_is_rolled_back_by_swarm_and_not_deployed_again()
     let pass = env.apply_with(&swarm).await;
     assert_eq!(kinds(&pass), vec![ActionKind::Update]);
     let name = asset_name(&env, "a");
-    let rollout = common::eventually(
-        "Swarm to roll the update back",
-        Duration::from_secs(120),
-        || async {
-            let actual = swarm.list_managed().await.unwrap();
-            actual
-                .into_iter()
-                .find(|a| a.name == name)?
-                .rollout
-                .filter(|r| r.state == "rollback_completed")
-        },
-    )
-    .await;
+    let rollout = wait_rollout(&swarm, &name, "rollback_completed").await;
     assert!(rollout.rolled_back);
     // The previous version runs again. (Without a healthcheck Swarm
     // counts the new task as started as soon as it runs, so start-first
@@ -1398,19 +1408,7 @@ async fn the_update_policy_reaches_swarm_and_pause_stops_a_failing_rollout() {
     let pass = env.apply_with(&swarm).await;
     assert_eq!(kinds(&pass), vec![ActionKind::Update]);
     let name = asset_name(&env, "a");
-    let rollout = common::eventually(
-        "Swarm to pause the update",
-        Duration::from_secs(120),
-        || async {
-            let actual = swarm.list_managed().await.unwrap();
-            actual
-                .into_iter()
-                .find(|a| a.name == name)?
-                .rollout
-                .filter(|r| r.state == "paused")
-        },
-    )
-    .await;
+    let rollout = wait_rollout(&swarm, &name, "paused").await;
     assert!(!rollout.rolled_back);
     assert!(rollout.message.contains("paused"), "{}", rollout.message);
     // The paused spec is the manifest's: nothing to redo (no fight), and

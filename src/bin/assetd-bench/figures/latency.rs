@@ -9,8 +9,6 @@ use anyhow::{Context, Result};
 
 use crate::bench::Bench;
 use crate::clock::{now_ns, secs};
-use crate::report::Row;
-use crate::stats::median;
 use crate::{FIG_LABEL, IMAGE, LABEL, PID_LABEL};
 
 impl Bench {
@@ -213,23 +211,9 @@ impl Bench {
         }
     }
 
-    /// Prints and records assetd against one baseline; the ratio is the
-    /// median of the per-run ratios, as the runs were paired.
+    /// Prints and records assetd against one baseline, against the
+    /// latency target.
     fn latency_rows(&self, figure: &str, baseline: &str, assetd: &[f64], base: &[f64]) {
-        let ratios: Vec<f64> = assetd.iter().zip(base).map(|(a, b)| a / b).collect();
-        let ratio = median(&ratios);
-        println!(
-            "   {figure}: assetd median {:.0} ms, {baseline} median {:.0} ms, paired ratio median {ratio:.2}×",
-            median(assetd) * 1e3,
-            median(base) * 1e3
-        );
-        self.report.add(Row {
-            figure: format!("{figure} vs {baseline}"),
-            assetd: format!("{:.0} ms", median(assetd) * 1e3),
-            baseline: format!("{:.0} ms", median(base) * 1e3),
-            ratio: format!("{ratio:.2}×"),
-            target: "≤ 1.10×".into(),
-            met: Some(ratio <= 1.10),
-        });
+        self.paired_row(figure, baseline, assetd, base, Some(1.10));
     }
 }

@@ -82,6 +82,35 @@ impl Bench {
         ok
     }
 
+    /// Prints and records assetd against one baseline; the ratio is the
+    /// median of the per-run ratios, as the runs were paired. `target`:
+    /// the ratio it must not exceed, when it has one.
+    fn paired_row(
+        &self,
+        figure: &str,
+        baseline: &str,
+        assetd: &[f64],
+        base: &[f64],
+        target: Option<f64>,
+    ) {
+        let ratios: Vec<f64> = assetd.iter().zip(base).map(|(a, b)| a / b).collect();
+        let ratio = crate::stats::median(&ratios);
+        let (assetd, base) = (crate::stats::median(assetd), crate::stats::median(base));
+        println!(
+            "   {figure}: assetd median {:.0} ms, {baseline} median {:.0} ms, paired ratio median {ratio:.2}×",
+            assetd * 1e3,
+            base * 1e3
+        );
+        self.report.add(Row {
+            figure: format!("{figure} vs {baseline}"),
+            assetd: format!("{:.0} ms", assetd * 1e3),
+            baseline: format!("{:.0} ms", base * 1e3),
+            ratio: format!("{ratio:.2}×"),
+            target: target.map_or_else(|| "— (reported)".into(), |t| format!("≤ {t:.2}×")),
+            met: target.map(|t| ratio <= t),
+        });
+    }
+
     async fn warm_up(&self) -> Result<()> {
         let name = format!("b{}-warmup", self.rid);
         let t0 = now_ns();

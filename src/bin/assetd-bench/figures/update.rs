@@ -14,8 +14,6 @@ use bollard::query_parameters::ListTasksOptionsBuilder;
 
 use crate::bench::Bench;
 use crate::clock::{now_ns, secs};
-use crate::report::Row;
-use crate::stats::median;
 use crate::{FIG_LABEL, IMAGE, LABEL, PID_LABEL};
 
 const IMAGE_2: &str = "assetd-test/busybox:2";
@@ -272,20 +270,6 @@ impl Bench {
     /// and what it buys (no outage from a version that cannot run) is not
     /// a ratio.
     fn update_row(&self, figure: &str, baseline: &str, assetd: &[f64], base: &[f64]) {
-        let ratios: Vec<f64> = assetd.iter().zip(base).map(|(a, b)| a / b).collect();
-        let ratio = median(&ratios);
-        println!(
-            "   {figure}: assetd median {:.0} ms, {baseline} median {:.0} ms, paired ratio median {ratio:.2}×",
-            median(assetd) * 1e3,
-            median(base) * 1e3
-        );
-        self.report.add(Row {
-            figure: format!("{figure} vs {baseline}"),
-            assetd: format!("{:.0} ms", median(assetd) * 1e3),
-            baseline: format!("{:.0} ms", median(base) * 1e3),
-            ratio: format!("{ratio:.2}×"),
-            target: "— (reported)".into(),
-            met: None,
-        });
+        self.paired_row(figure, baseline, assetd, base, None);
     }
 }
