@@ -4,6 +4,7 @@
 //! window and may roll back. `apply --once` waits (bounded) for that to
 //! end, so its exit code and output say how every rollout ended.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::plan::ActionKind;
@@ -91,26 +92,21 @@ pub fn failures(
     pass: &PassReport,
     store: &dyn Store,
 ) -> Vec<(AssetName, String)> {
-    let mut failing: Vec<(AssetName, String)> = actual
-        .iter()
-        .filter_map(|a| {
-            let wanted = pass.desired.assets.get(&a.name).map(|d| &d.hash);
-            let r = &a.replicas;
-            let why = a
-                .failed_rollout(wanted)
-                .or_else(|| r.failing.clone())
-                .or_else(|| r.unhealthy.clone())
-                .or_else(|| r.rolling.then(|| "its rollout had not ended".to_string()))?;
-            Some((a.name.clone(), why))
+    let applied = store.all();
+    let by_name: BTreeMap<&AssetName, &ActualAsset> = actual.iter().map(|a| (&a.name, a)).collect();
+    let names: BTreeSet<&AssetName> = by_name.keys().copied().chain(applied.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let have = by_name.get(name).copied();
+            let wanted = pass.desired.assets.get(name).map(|d| &d.hash);
+            let r = have.map(|a| &a.replicas);
+            // The same reasons status gives, so both tell one story.
+            let why = crate::status::stopped_rollout(have, applied.get(name), wanted)
+                .or_else(|| r?.failing.clone())
+                .or_else(|| r?.unhealthy.clone())
+                .or_else(|| r?.rolling.then(|| "its rollout had not ended".to_string()))?;
+            Some((name.clone(), why))
         })
-        .collect();
-    for (name, record) in store.all() {
-        let wanted = pass.desired.assets.get(&name).map(|d| &d.hash);
-        if let Some(rolled) = record.rolled_back.filter(|r| Some(&r.hash) == wanted) {
-            if !failing.iter().any(|(n, _)| n == &name) {
-                failing.push((name, format!("rolled back: {}", rolled.reason)));
-            }
-        }
-    }
-    failing
+        .collect()
 }

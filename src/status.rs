@@ -237,7 +237,7 @@ struct Judged<'a> {
 /// A rollout the engine stopped (paused, rolled back), or one this assetd
 /// rolled back, of the version the manifest still asks for: a failure,
 /// whatever else holds.
-fn stopped_rollout(
+pub(crate) fn stopped_rollout(
     have: Option<&ActualAsset>,
     record: Option<&AppliedRecord>,
     wanted: Option<&crate::spec::SpecHash>,

@@ -74,7 +74,7 @@ pub(crate) mod shape;
 mod yaml;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use decoder::Decoder;
 use yaml::{yaml_options, Node};

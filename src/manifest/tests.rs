@@ -7,7 +7,8 @@ use crate::spec::values::{ImageRef, MemoryBytes, NanoCpus, MAX_IMAGE_NAME_BYTES}
 use crate::spec::{Mode, Mount, MountKind, PortMapping};
 use std::path::PathBuf;
 
-fn test_env(name: &str) -> Option<String> {
+/// The environment every fixture is parsed with (see tests/data/manifests/README.md).
+pub(crate) fn test_env(name: &str) -> Option<String> {
     match name {
         "IMAGE_TAG" => Some("2.5".into()),
         "GREETING" => Some("hello".into()),

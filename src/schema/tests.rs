@@ -64,17 +64,6 @@ const BEYOND_A_SCHEMA: &[(&str, &str)] = &[
     ),
 ];
 
-fn test_env(name: &str) -> Option<String> {
-    match name {
-        "IMAGE_TAG" => Some("2.5".into()),
-        "GREETING" => Some("hello".into()),
-        "EMPTY" => Some(String::new()),
-        "REPLICAS" => Some("3".into()),
-        "LONG" => Some("x".repeat(4096)),
-        _ => None,
-    }
-}
-
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/manifests")
@@ -95,7 +84,7 @@ fn decoder_accepts(path: &Path, bytes: &[u8]) -> bool {
         allow_bind: vec![PathBuf::from("/srv")],
     };
     let name = path.file_name().unwrap().to_string_lossy();
-    manifest::parse_bytes(&name, bytes, &test_env, &policy).is_ok()
+    manifest::parse_bytes(&name, bytes, &crate::manifest::tests::test_env, &policy).is_ok()
 }
 
 /// Whether every document of the file is valid by the schema. A file
