@@ -16,9 +16,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::plan::Plan;
+use crate::plan_answer::{PlanAnswer, PlanFormat};
 use crate::spec::AssetName;
 use crate::status::StatusReport;
-use crate::store::now_ms;
+use crate::store::{now_ms, Store};
+use crate::suspend::Suspensions;
+
+mod control;
+
+pub use control::{PeerUid, Planner, SuspendRequest};
 
 /// State the daemon loop writes and the API reads.
 pub struct Shared {
@@ -42,6 +48,12 @@ pub struct Shared {
     /// `assetd retry NAME`: deploy once more a version the engine rolled
     /// back. Used up when the deploy is dispatched.
     pub retries: Mutex<BTreeSet<AssetName>>,
+    /// The daemon's store: the operator's suspensions are kept there.
+    pub store: Arc<dyn Store>,
+    /// Serializes the operator's changes to the control entries.
+    pub control_lock: Mutex<()>,
+    /// What `assetd plan` through the socket plans with: set by each pass.
+    pub planner: RwLock<Option<Planner>>,
 }
 
 /// `assetd prune --confirm`: the removals the last pass held for the
@@ -54,6 +66,12 @@ pub struct PruneConfirmation {
 }
 
 impl Shared {
+    /// Whether the last pass knew `name` (declared, running or recorded).
+    pub fn knows(&self, name: &AssetName) -> bool {
+        let status = self.status.read().expect("status lock");
+        status.assets.iter().any(|a| &a.name == name)
+    }
+
     pub fn verify(&self, name: AssetName) {
         self.to_verify.lock().expect("verify lock").insert(name);
     }
@@ -117,6 +135,9 @@ fn socket_router(shared: Arc<Shared>) -> Router {
     read_only_routes()
         .route("/v1/prune/confirm", post(handle_prune_confirm))
         .route("/v1/retry/{name}", post(handle_retry))
+        .route("/v1/plan", get(control::handle_plan))
+        .route("/v1/suspend", post(control::handle_suspend))
+        .route("/v1/resume", post(control::handle_resume))
         .with_state(shared)
 }
 
@@ -132,12 +153,8 @@ async fn handle_retry(
     State(shared): State<Arc<Shared>>,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> impl IntoResponse {
-    let known = |name: &AssetName| {
-        let status = shared.status.read().expect("status lock");
-        status.assets.iter().any(|a| &a.name == name)
-    };
     match AssetName::new(&name) {
-        Ok(name) if !known(&name) => (StatusCode::NOT_FOUND, format!("no asset `{name}`")),
+        Ok(name) if !shared.knows(&name) => (StatusCode::NOT_FOUND, format!("no asset `{name}`")),
         Ok(name) => {
             tracing::warn!(asset = %name, "the operator asked to retry a rolled-back version");
             shared.retries.lock().expect("retry lock").insert(name);
@@ -214,7 +231,7 @@ pub async fn serve_socket(
     let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| err(e.to_string()))?;
-    let app = socket_router(shared);
+    let app = socket_router(shared).into_make_service_with_connect_info::<PeerUid>();
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -273,6 +290,35 @@ pub async fn confirm_prune(socket: &Path) -> Result<Vec<AssetName>, String> {
     serde_json::from_slice(&body).map_err(|e| format!("bad prune answer: {e}"))
 }
 
+/// Asks a running daemon for its plan (it knows the last-applied specs).
+pub async fn fetch_plan(socket: &Path, format: PlanFormat) -> Result<PlanAnswer, String> {
+    let query = match format {
+        PlanFormat::Json => "json=true".to_string(),
+        PlanFormat::Text { color } => format!("color={color}"),
+    };
+    let path = format!("/v1/plan?{query}");
+    let (status, body) = request_status(socket, hyper::Method::GET, &path).await?;
+    if !status.is_success() {
+        return Err(String::from_utf8_lossy(&body).into_owned());
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("bad plan answer: {e}"))
+}
+
+/// `verb` is `suspend` or `resume`; returns the suspensions in force after.
+pub async fn suspend_or_resume(
+    socket: &Path,
+    verb: &str,
+    request: &SuspendRequest,
+) -> Result<Suspensions, String> {
+    let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    let path = format!("/v1/{verb}");
+    let (status, answer) = send(socket, hyper::Method::POST, &path, body).await?;
+    if !status.is_success() {
+        return Err(String::from_utf8_lossy(&answer).into_owned());
+    }
+    serde_json::from_slice(&answer).map_err(|e| format!("bad {verb} answer: {e}"))
+}
+
 async fn request(socket: &Path, method: hyper::Method, path: &str) -> Result<bytes::Bytes, String> {
     request_status(socket, method, path)
         .await
@@ -283,6 +329,15 @@ async fn request_status(
     socket: &Path,
     method: hyper::Method,
     path: &str,
+) -> Result<(hyper::StatusCode, bytes::Bytes), String> {
+    send(socket, method, path, Vec::new()).await
+}
+
+async fn send(
+    socket: &Path,
+    method: hyper::Method,
+    path: &str,
+    body: Vec<u8>,
 ) -> Result<(hyper::StatusCode, bytes::Bytes), String> {
     use http_body_util::BodyExt;
     let stream = tokio::net::UnixStream::connect(socket)
@@ -297,7 +352,8 @@ async fn request_status(
         .method(method)
         .uri(path)
         .header("host", "assetd")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let response = sender
         .send_request(request)

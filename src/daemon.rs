@@ -177,7 +177,7 @@ impl Daemon {
             .unwrap_or(config.resync)
             .min(config.resync);
         let stall = (heartbeat + PASS_TIMEOUT + CONNECT_TIMEOUT) * 3;
-        let shared = new_shared(stall, Metrics::new(counters.clone()));
+        let shared = new_shared(stall, Metrics::new(counters.clone()), store.clone());
         let api = Api::serve(&config, &shared).await?;
         let (triggers_tx, triggers) = mpsc::channel::<Trigger>(256);
         let watchers = CancellationToken::new();
@@ -412,7 +412,7 @@ impl Daemon {
     }
 }
 
-fn new_shared(stall: Duration, metrics: Metrics) -> Arc<Shared> {
+fn new_shared(stall: Duration, metrics: Metrics, store: Arc<dyn Store>) -> Arc<Shared> {
     Arc::new(Shared {
         status: RwLock::new(StatusReport {
             source: "daemon".into(),
@@ -427,6 +427,9 @@ fn new_shared(stall: Duration, metrics: Metrics) -> Arc<Shared> {
         retry_failed: Default::default(),
         to_verify: Default::default(),
         retries: Default::default(),
+        store,
+        control_lock: Default::default(),
+        planner: Default::default(),
     })
 }
 

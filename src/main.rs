@@ -18,6 +18,11 @@ use assetd::report;
 use assetd::rollout_result;
 use assetd::store::{MemoryStore, SledStore, Store};
 
+/// The commands that talk to the running daemon.
+#[path = "cli/control.rs"]
+mod control;
+use control::plan;
+
 /// Exit codes of the CLI contract.
 const EXIT_OK: u8 = 0;
 const EXIT_FAILED: u8 = 1;
@@ -68,9 +73,14 @@ enum Command {
         output: Output,
     },
     /// Show what a pass would do now; exit 2 when changes are pending.
+    /// Asks the running daemon when one answers (it knows the
+    /// last-applied specs: changes field by field).
     Plan {
         #[command(flatten)]
         common: CommonArgs,
+        /// The daemon's socket (default: assetd.sock in the state dir).
+        #[arg(long)]
+        socket: Option<PathBuf>,
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
         output: Output,
     },
@@ -100,6 +110,25 @@ enum Command {
         #[command(flatten)]
         daemon: DaemonSocket,
     },
+    /// Hands off: the running daemon leaves these assets exactly as they
+    /// run (no update, repair or removal) until `assetd resume`; kept
+    /// across restarts. `plan` still shows what resuming would do.
+    Suspend {
+        #[command(flatten)]
+        targets: Targets,
+        /// Why, for status and the log (e.g. "spindle maintenance").
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        daemon: DaemonSocket,
+    },
+    /// End a suspension; the next pass converges the assets.
+    Resume {
+        #[command(flatten)]
+        targets: Targets,
+        #[command(flatten)]
+        daemon: DaemonSocket,
+    },
     /// Parse and check manifest files or directories, without Docker.
     Validate {
         #[arg(required = true)]
@@ -111,6 +140,17 @@ enum Command {
     },
     /// Print the JSON Schema of the manifest format.
     Schema,
+}
+
+/// The assets a control command acts on.
+#[derive(Args, Debug, Clone)]
+struct Targets {
+    /// Asset names.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    names: Vec<String>,
+    /// Every asset of the instance, also those declared later.
+    #[arg(long)]
+    all: bool,
 }
 
 /// Where a control command finds the running daemon.
@@ -363,7 +403,19 @@ async fn dispatch(command: Command) -> u8 {
             }
             apply_once(common, output, wait).await
         }
-        Command::Plan { common, output } => plan(common, output).await,
+        Command::Plan {
+            common,
+            socket,
+            output,
+        } => plan(common, socket, output).await,
+        Command::Suspend {
+            targets,
+            reason,
+            daemon,
+        } => control::suspend_or_resume("suspend", targets, reason, daemon.path()).await,
+        Command::Resume { targets, daemon } => {
+            control::suspend_or_resume("resume", targets, None, daemon.path()).await
+        }
         Command::Status {
             common,
             socket,
@@ -554,53 +606,6 @@ fn apply_exit_code(
         EXIT_HELD
     } else {
         EXIT_OK
-    }
-}
-
-async fn plan(common: CommonArgs, output: Output) -> u8 {
-    let strategy = match strategy_for(&common).await {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    // A running daemon holds the database lock: plan then works from the
-    // labels alone (same decisions, fewer field-level details).
-    let store: Box<dyn Store> = match SledStore::open_nowait(&common.state_dir) {
-        Some(store) => Box::new(store),
-        None => Box::new(MemoryStore::default()),
-    };
-    let config = common.pass_config(false);
-    match reconcile::observe(&config, &strategy, store.as_ref()).await {
-        Ok(reconcile::Observation { desired, plan, .. }) => {
-            let dir_problem = report::dir_problem(&desired, &config.manifests);
-            if let Some(problem) = &dir_problem {
-                eprintln!("error: {problem}");
-            }
-            let color = std::io::stdout().is_terminal();
-            match output {
-                Output::Json | Output::Yaml => print_structured(
-                    &report::plan_document(&plan, &desired, strategy.kind()),
-                    output,
-                    serde_json::to_string,
-                ),
-                Output::Text => print!(
-                    "{}",
-                    report::plan_text(&plan, &desired, strategy.kind(), color, &config.manifests)
-                ),
-            }
-            // A CI gate on `plan` must fail on a manifest that cannot be
-            // applied, whatever else is pending.
-            if !desired.errors().is_empty() || dir_problem.is_some() {
-                EXIT_FAILED
-            } else if plan.has_changes() {
-                EXIT_PENDING
-            } else {
-                EXIT_OK
-            }
-        }
-        Err(e) => {
-            eprintln!("assetd: {e}");
-            EXIT_FAILED
-        }
     }
 }
 

@@ -88,6 +88,8 @@ pub struct Plan {
     /// Removals held by the mass-prune guard, which an operator may
     /// confirm (`assetd prune --confirm`).
     pub confirmable: Vec<AssetName>,
+    /// Assets the operator suspended (`assetd suspend`), planned or not.
+    pub suspended: BTreeMap<AssetName, crate::suspend::Suspension>,
 }
 
 impl Plan {

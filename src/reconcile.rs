@@ -115,7 +115,8 @@ pub async fn observe<S: DeploymentStrategy>(
     let (desired, actual) = tokio::join!(load_desired(config), strategy.list_managed());
     let actual = actual?;
     let applied = with_adopted(store.all(), &actual);
-    let plan = plan(&desired, &applied, &actual, &config.plan);
+    let mut plan = plan(&desired, &applied, &actual, &config.plan);
+    crate::suspend::hold_suspended(&mut plan, &crate::suspend::Suspensions::load(store));
     Ok(Observation {
         desired,
         actual,

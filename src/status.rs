@@ -31,6 +31,9 @@ pub enum Phase {
     Invalid,
     /// This assetd is not the Swarm leader's; it only watches.
     Standby,
+    /// The operator suspended it (`assetd suspend`): left as it runs,
+    /// not updated, repaired or removed until `assetd resume`.
+    Suspended,
 }
 
 impl std::fmt::Display for Phase {
@@ -63,6 +66,9 @@ pub struct AssetStatus {
     pub warnings: Vec<String>,
     /// Unix ms of the last change to the asset's record.
     pub updated_ms: Option<u64>,
+    /// Who suspended it, why and since when (`assetd suspend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<crate::suspend::Suspension>,
 }
 
 /// What `assetd status` prints.
@@ -101,6 +107,7 @@ pub fn from_pass(
         actual: actual.iter().map(|a| (&a.name, a)).collect(),
         applied,
         actions: plan.actions.iter().map(|a| (&a.name, a)).collect(),
+        suspended: &plan.suspended,
         in_flight,
         standby,
     };
@@ -120,6 +127,7 @@ struct PassView<'a> {
     actual: BTreeMap<&'a AssetName, &'a ActualAsset>,
     applied: &'a BTreeMap<AssetName, AppliedRecord>,
     actions: BTreeMap<&'a AssetName, &'a Action>,
+    suspended: &'a BTreeMap<AssetName, crate::suspend::Suspension>,
     in_flight: &'a BTreeSet<AssetName>,
     standby: bool,
 }
@@ -193,6 +201,7 @@ impl PassView<'_> {
             replicas,
             warnings: record.map(|r| r.warnings.clone()).unwrap_or_default(),
             updated_ms: record.map(|r| r.updated_ms),
+            suspended: self.suspended.get(name).cloned(),
         }
     }
 
@@ -201,6 +210,8 @@ impl PassView<'_> {
             Phase::Standby
         } else if self.in_flight.contains(name) {
             Phase::Updating
+        } else if self.suspended.contains_key(name) {
+            Phase::Suspended
         } else if j.stopped {
             Phase::Failed
         } else if let Some(hold) = j.action.and_then(|a| a.hold()) {
@@ -288,6 +299,7 @@ pub fn from_store(applied: &BTreeMap<AssetName, AppliedRecord>) -> Vec<AssetStat
             replicas: None,
             warnings: r.warnings.clone(),
             updated_ms: Some(r.updated_ms),
+            suspended: None,
         })
         .collect()
 }
@@ -387,6 +399,7 @@ fn row(a: &AssetStatus) -> [String; 7] {
     let detail = a
         .last_error
         .clone()
+        .or_else(|| a.suspended.as_ref().map(ToString::to_string))
         .or(degraded)
         .or(waiting)
         .or_else(|| a.next_action.as_ref().map(|n| format!("next: {n}")))

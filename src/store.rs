@@ -84,6 +84,11 @@ pub trait Store: Send + Sync {
     fn delete(&self, name: &AssetName) -> Result<(), StoreError>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// The operator's decisions that outlive a process (suspensions), by
+    /// key: apart from the records, which actions rewrite.
+    fn control(&self, key: &str) -> Option<Vec<u8>>;
+    /// Sets (`Some`) or clears (`None`) a control entry, durably.
+    fn set_control(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError>;
 }
 
 pub fn now_ms() -> u64 {
@@ -100,6 +105,7 @@ pub fn now_ms() -> u64 {
 pub struct SledStore {
     db: sled::Db,
     applied: sled::Tree,
+    control: sled::Tree,
     records: RwLock<BTreeMap<AssetName, AppliedRecord>>,
     /// The database directory, kept 0700 with 0600 files.
     path: PathBuf,
@@ -208,6 +214,7 @@ impl SledStore {
             .cache_capacity(8 * 1024 * 1024)
             .open()?;
         let applied = db.open_tree("applied")?;
+        let control = db.open_tree("control")?;
         let records = applied
             .iter()
             .filter_map(Result::ok)
@@ -216,6 +223,7 @@ impl SledStore {
         Ok(Self {
             db,
             applied,
+            control,
             records: RwLock::new(records),
             path: path.to_path_buf(),
         })
@@ -345,6 +353,21 @@ impl Store for SledStore {
         make_private(&self.path).map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(())
     }
+
+    fn control(&self, key: &str) -> Option<Vec<u8>> {
+        self.control.get(key).ok().flatten().map(|v| v.to_vec())
+    }
+
+    fn set_control(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let io = |e: sled::Error| StoreError::Io(e.to_string());
+        match value {
+            Some(value) => self.control.insert(key, value).map_err(io)?,
+            None => self.control.remove(key).map_err(io)?,
+        };
+        // An operator's "hands off" must survive a crash right after it.
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
 }
 
 /// A record that does not decode (written by a future version, or
@@ -360,12 +383,14 @@ fn decode(key: &[u8], value: &[u8]) -> Option<(AssetName, AppliedRecord)> {
 #[derive(Default, Clone)]
 pub struct MemoryStore {
     records: Arc<Mutex<BTreeMap<AssetName, AppliedRecord>>>,
+    control: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
 }
 
 impl MemoryStore {
     pub fn with(records: BTreeMap<AssetName, AppliedRecord>) -> Self {
         Self {
             records: Arc::new(Mutex::new(records)),
+            ..Default::default()
         }
     }
 }
@@ -389,6 +414,17 @@ impl Store for MemoryStore {
         Ok(())
     }
     fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn control(&self, key: &str) -> Option<Vec<u8>> {
+        self.control.lock().expect("store lock").get(key).cloned()
+    }
+    fn set_control(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let mut control = self.control.lock().expect("store lock");
+        match value {
+            Some(value) => control.insert(key.to_string(), value.to_vec()),
+            None => control.remove(key),
+        };
         Ok(())
     }
 }

@@ -60,7 +60,12 @@ impl Daemon {
         let strategy = connection.strategy.clone();
         let follower = connection.is_standby().await;
         let swarm = connection.swarm_node.is_some();
-        let obs = reconcile::observe(&self.pass_config(), &strategy, self.store.as_ref()).await?;
+        let config = self.pass_config();
+        let obs = reconcile::observe(&config, &strategy, self.store.as_ref()).await?;
+        *self.shared.planner.write().expect("planner lock") = Some(crate::api::Planner {
+            config,
+            strategy: strategy.clone(),
+        });
         self.shared.metrics.passes.inc();
         let observed = Instant::now();
         let removals = obs
@@ -206,7 +211,7 @@ impl Daemon {
             let Some(want) = obs.desired.assets.get(&name) else {
                 continue;
             };
-            if planned.contains(&name) {
+            if planned.contains(&name) || obs.plan.suspended.contains_key(&name) {
                 continue;
             }
             let action = Action {

@@ -33,7 +33,7 @@ impl std::fmt::Display for ActionKind {
 
 /// What the planner decided for one asset. Serialized as
 /// `{name, kind, reason, changes}`: the reason is the op's `Display`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Action {
     pub name: AssetName,
     pub op: Op,
@@ -41,7 +41,7 @@ pub struct Action {
 
 /// An action with the data it needs: a deploy carries what to deploy, a
 /// hold why.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// Never deployed: create it.
     Create(DesiredAsset),
@@ -99,6 +99,12 @@ pub enum HoldReason {
         guard: RemovalGuard,
         would_remove: RemoveReason,
     },
+    /// The operator suspended the asset (`assetd suspend`); what the
+    /// planner decided is what resuming would do.
+    Suspended {
+        suspension: crate::suspend::Suspension,
+        on_resume: Box<Action>,
+    },
 }
 
 impl std::fmt::Display for HoldReason {
@@ -119,6 +125,15 @@ impl std::fmt::Display for HoldReason {
             HoldReason::Removal { guard, would_remove } => {
                 write!(f, "{guard} (would remove: {would_remove})")
             }
+            HoldReason::Suspended {
+                suspension,
+                on_resume,
+            } => write!(
+                f,
+                "{suspension}; on resume: {}: {}",
+                on_resume.kind(),
+                on_resume.op
+            ),
         }
     }
 }
@@ -268,6 +283,7 @@ impl Action {
     pub fn changes(&self) -> &[FieldChange] {
         match &self.op {
             Op::Update { changes, .. } => changes,
+            Op::Hold(HoldReason::Suspended { on_resume, .. }) => on_resume.changes(),
             _ => &[],
         }
     }

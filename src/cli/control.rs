@@ -1,0 +1,136 @@
+//! `assetd plan`, `suspend` and `resume`: through the running daemon's
+//! socket when one answers.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use assetd::api::{self, SuspendRequest};
+use assetd::plan_answer::{self, PlanAnswer, PlanFormat, PlanOutcome};
+use assetd::spec::AssetName;
+use assetd::store::{MemoryStore, SledStore, Store};
+
+use super::{
+    print_structured, strategy_for, CommonArgs, Output, Targets, EXIT_FAILED, EXIT_OK,
+    EXIT_PENDING, EXIT_USAGE,
+};
+
+/// `assetd plan`: the daemon's own plan when it runs (it holds the store,
+/// so it shows changes field by field), else one computed here from the
+/// store or, when it is locked, from the labels alone — saying so.
+pub(super) async fn plan(common: CommonArgs, socket: Option<PathBuf>, output: Output) -> u8 {
+    let socket = socket.unwrap_or_else(|| common.state_dir.join("assetd.sock"));
+    let format = match output {
+        Output::Json | Output::Yaml => PlanFormat::Json,
+        Output::Text => PlanFormat::Text {
+            color: std::io::stdout().is_terminal(),
+        },
+    };
+    let answer = match api::fetch_plan(&socket, format).await {
+        Ok(answer) => {
+            if !same_dir(&answer.manifests, &common.manifests) {
+                eprintln!(
+                    "assetd: planned by the running daemon from its manifests {} (not --manifests {})",
+                    answer.manifests.display(),
+                    common.manifests.display()
+                );
+            }
+            answer
+        }
+        Err(_) => match offline_plan(&common, format).await {
+            Ok(answer) => answer,
+            Err(code) => return code,
+        },
+    };
+    for line in &answer.errors {
+        eprintln!("{line}");
+    }
+    print_answer(&answer, output);
+    match answer.outcome {
+        PlanOutcome::InSync => EXIT_OK,
+        PlanOutcome::Pending => EXIT_PENDING,
+        PlanOutcome::Invalid => EXIT_FAILED,
+    }
+}
+
+/// The plan computed by this process, with no daemon to ask.
+async fn offline_plan(common: &CommonArgs, format: PlanFormat) -> Result<PlanAnswer, u8> {
+    let strategy = strategy_for(common).await?;
+    let store: Box<dyn Store> = match SledStore::open_nowait(&common.state_dir) {
+        Some(store) => Box::new(store),
+        None => {
+            if common.state_dir.join("db").exists() {
+                eprintln!(
+                    "assetd: the store in {} is locked and no daemon answers on its socket: planning from the labels alone (no field-level changes)",
+                    common.state_dir.display()
+                );
+            }
+            Box::new(MemoryStore::default())
+        }
+    };
+    let config = common.pass_config(false);
+    plan_answer::plan_answer(&config, &strategy, store.as_ref(), format)
+        .await
+        .map_err(|e| {
+            eprintln!("assetd: {e}");
+            EXIT_FAILED
+        })
+}
+
+fn print_answer(answer: &PlanAnswer, output: Output) {
+    match output {
+        Output::Text => print!("{}", answer.stdout),
+        Output::Json => println!("{}", answer.stdout),
+        Output::Yaml => match serde_json::from_str::<serde_json::Value>(&answer.stdout) {
+            Ok(document) => print_structured(&document, output, serde_json::to_string),
+            Err(_) => println!("{}", answer.stdout),
+        },
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    canonical(a) == canonical(b)
+}
+
+/// `assetd suspend|resume NAME...|--all`.
+pub(super) async fn suspend_or_resume(
+    verb: &str,
+    targets: Targets,
+    reason: Option<String>,
+    socket: PathBuf,
+) -> u8 {
+    let mut names = Vec::new();
+    for name in &targets.names {
+        match AssetName::new(name) {
+            Ok(name) => names.push(name),
+            Err(_) => {
+                eprintln!("assetd {verb}: `{name}` is not an asset name");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let request = SuspendRequest {
+        names,
+        all: targets.all,
+        reason,
+    };
+    match api::suspend_or_resume(&socket, verb, &request).await {
+        Ok(now) => {
+            match &now.all {
+                Some(all) => println!("all assets: {all}"),
+                None => println!("{} asset(s) suspended", now.assets.len()),
+            }
+            for (name, suspension) in &now.assets {
+                println!("  {name}: {suspension}");
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!(
+                "assetd {verb}: {e} (daemon socket {}; suspend and resume go through the running daemon)",
+                socket.display()
+            );
+            EXIT_FAILED
+        }
+    }
+}

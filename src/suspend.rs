@@ -1,0 +1,197 @@
+//! `assetd suspend` / `assetd resume`: the operator takes the wheel. A
+//! suspended asset is left exactly as it runs — not created, updated,
+//! repaired or removed — while `plan` still shows what resuming would do.
+//!
+//! Suspensions live in the store's control entries, apart from the
+//! records the actions rewrite, so they survive restarts and no action
+//! writing its record can lose one.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Action, HoldReason, Op, Plan};
+use crate::spec::AssetName;
+use crate::store::{Store, StoreError};
+
+/// The store's control key of the suspensions.
+const KEY: &str = "suspensions";
+
+/// Who suspended what, why and since when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    /// The unix uid of the socket peer that asked.
+    pub by_uid: Option<u32>,
+    pub reason: Option<String>,
+    /// Unix ms.
+    pub since_ms: u64,
+}
+
+impl std::fmt::Display for Suspension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("suspended")?;
+        if let Some(uid) = self.by_uid {
+            write!(f, " by uid {uid}")?;
+        }
+        write!(f, " since {}", rfc3339(self.since_ms))?;
+        if let Some(reason) = &self.reason {
+            write!(f, " ({reason})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every suspension in force: the whole instance's (`--all`, which also
+/// covers assets declared later) and each asset's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspensions {
+    pub all: Option<Suspension>,
+    pub assets: BTreeMap<AssetName, Suspension>,
+}
+
+impl Suspensions {
+    /// What the store holds; none when it holds nothing readable (a
+    /// damaged entry must not freeze the fleet, and is logged).
+    pub fn load(store: &dyn Store) -> Self {
+        let Some(bytes) = store.control(KEY) else {
+            return Self::default();
+        };
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the stored suspensions cannot be read; none are in force");
+            Self::default()
+        })
+    }
+
+    pub fn save(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(self).map_err(|e| StoreError::Io(e.to_string()))?;
+        let empty = self.all.is_none() && self.assets.is_empty();
+        store.set_control(KEY, (!empty).then_some(bytes.as_slice()))
+    }
+
+    /// The suspension that covers `name`, if any: its own before the
+    /// instance's.
+    pub fn of(&self, name: &AssetName) -> Option<&Suspension> {
+        self.assets.get(name).or(self.all.as_ref())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.all.is_none() && self.assets.is_empty()
+    }
+}
+
+/// Turns every action on a suspended asset into a hold that says what
+/// resuming would do, and records which assets are suspended.
+pub fn hold_suspended(plan: &mut Plan, suspensions: &Suspensions) {
+    if suspensions.is_empty() {
+        return;
+    }
+    for action in &mut plan.actions {
+        let Some(suspension) = suspensions.of(&action.name) else {
+            continue;
+        };
+        if matches!(action.hold(), Some(HoldReason::Suspended { .. })) {
+            continue;
+        }
+        let placeholder = Op::Remove(crate::plan::RemoveReason { was_in: None });
+        let would = std::mem::replace(&mut action.op, placeholder);
+        action.op = Op::Hold(HoldReason::Suspended {
+            suspension: suspension.clone(),
+            on_resume: Box::new(Action {
+                name: action.name.clone(),
+                op: would,
+            }),
+        });
+    }
+    let named = plan
+        .actions
+        .iter()
+        .map(|a| &a.name)
+        .chain(plan.unchanged.iter());
+    plan.suspended = named
+        .filter_map(|name| Some((name.clone(), suspensions.of(name)?.clone())))
+        .collect();
+}
+
+/// `2026-12-02T14:10:00Z`.
+pub fn rfc3339(ms: u64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| format!("{ms} ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::RemoveReason;
+
+    fn name(n: &str) -> AssetName {
+        AssetName::new(n).unwrap()
+    }
+
+    fn by_ops() -> Suspension {
+        Suspension {
+            by_uid: Some(1000),
+            reason: Some("spindle maintenance".into()),
+            since_ms: 1_764_684_600_000,
+        }
+    }
+
+    fn removal(n: &str) -> Action {
+        Action {
+            name: name(n),
+            op: Op::Remove(RemoveReason {
+                was_in: Some("mill.yaml".into()),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_suspended_asset_is_held_and_says_what_resume_would_do() {
+        let mut plan = Plan {
+            actions: vec![removal("mill"), removal("lathe")],
+            unchanged: vec![name("press")],
+            ..Default::default()
+        };
+        let suspensions = Suspensions {
+            assets: [(name("mill"), by_ops()), (name("press"), by_ops())].into(),
+            ..Default::default()
+        };
+        hold_suspended(&mut plan, &suspensions);
+        assert_eq!(
+            plan.actions[0].reason(),
+            "suspended by uid 1000 since 2025-12-02T14:10:00Z (spindle maintenance); on resume: remove: no manifest declares it any more (was in mill.yaml)"
+        );
+        assert!(plan.actions[1].hold().is_none(), "lathe is not suspended");
+        let suspended: Vec<&str> = plan.suspended.keys().map(AssetName::as_str).collect();
+        assert_eq!(suspended, ["mill", "press"]);
+    }
+
+    #[test]
+    fn suspending_all_covers_assets_declared_later_and_own_reasons_win() {
+        let all = Suspension {
+            by_uid: Some(0),
+            reason: None,
+            since_ms: 0,
+        };
+        let suspensions = Suspensions {
+            all: Some(all.clone()),
+            assets: [(name("mill"), by_ops())].into(),
+        };
+        assert_eq!(suspensions.of(&name("new-one")), Some(&all));
+        assert_eq!(suspensions.of(&name("mill")), Some(&by_ops()));
+    }
+
+    #[test]
+    fn suspensions_survive_the_store_and_clearing_them_leaves_nothing() {
+        let store = crate::store::MemoryStore::default();
+        let suspensions = Suspensions {
+            assets: [(name("mill"), by_ops())].into(),
+            ..Default::default()
+        };
+        suspensions.save(&store).unwrap();
+        assert_eq!(Suspensions::load(&store), suspensions);
+        Suspensions::default().save(&store).unwrap();
+        assert_eq!(store.control(KEY), None);
+    }
+}

@@ -1,0 +1,162 @@
+//! The operator at the wheel, against the real engine and the real
+//! binary: `plan` through the running daemon (field-level), `suspend` and
+//! `resume` across a daemon restart.
+
+mod common;
+
+use std::time::Duration;
+
+use assetd::status::Phase;
+use bollard::query_parameters::RemoveContainerOptionsBuilder;
+use bollard::Docker;
+use common::harness::{shared, Assetd, Daemon};
+use common::{eventually, TestEnv, CONVERGE, IMAGE_1, IMAGE_2};
+
+/// How long an asset must stay untouched to count as left alone: the
+/// daemon repairs an `rm -f` within a second when it is not suspended.
+const LEFT_ALONE: Duration = Duration::from_secs(4);
+
+async fn running_image(docker: &Docker, name: &str) -> Option<String> {
+    let c = docker.inspect_container(name, None).await.ok()?;
+    let running = c.state?.running?;
+    running.then(|| c.config?.image).flatten()
+}
+
+async fn wait_running(docker: &Docker, name: &str, image: &str) {
+    eventually(&format!("{name} running {image}"), CONVERGE, || async {
+        (running_image(docker, name).await.as_deref() == Some(image)).then_some(())
+    })
+    .await;
+}
+
+fn uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// `assetd VERB ARGS --state-dir ...` (a control command: no manifests).
+fn control(assetd: &Assetd, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_assetd"))
+        .args(args)
+        .arg("--state-dir")
+        .arg(&assetd.state)
+        .output()
+        .expect("assetd runs")
+}
+
+fn plan_json(assetd: &Assetd) -> (Option<i32>, serde_json::Value, String) {
+    let out = assetd.output(&["plan"], &["-o", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let doc = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("plan -o json: {e}: {stderr}"));
+    (out.status.code(), doc, stderr)
+}
+
+/// Asserts `name` stays absent for [`LEFT_ALONE`].
+async fn assert_left_absent(docker: &Docker, name: &str, daemon: &Daemon) {
+    let until = std::time::Instant::now() + LEFT_ALONE;
+    while std::time::Instant::now() < until {
+        assert!(
+            docker.inspect_container(name, None).await.is_err(),
+            "{name} was re-created while suspended:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_through_the_running_daemon_shows_fields_and_a_suspended_asset_is_left_alone_across_a_restart(
+) {
+    let _engine = shared().await;
+    let env = TestEnv::new("ctl-susp").await;
+    let assetd = Assetd::new(&env, "local");
+    let name = env.name("mill");
+    env.write("mill.yaml", &env.asset("mill", IMAGE_1, ""));
+    let daemon = assetd.daemon(&["--resync", "300s"]);
+    wait_running(&env.docker, &name, IMAGE_1).await;
+    daemon.wait_cli_phase(&name, Phase::Running).await;
+
+    let out = control(
+        &assetd,
+        &["suspend", &name, "--reason", "spindle maintenance"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let suspended = daemon.wait_cli_phase(&name, Phase::Suspended).await;
+    let by = suspended.suspended.expect("who suspended it");
+    assert_eq!(by.by_uid, Some(uid()), "the socket peer's uid");
+    assert_eq!(by.reason.as_deref(), Some("spindle maintenance"));
+
+    // A manifest change and a removal by hand: both left alone.
+    env.write("mill.yaml", &env.asset("mill", IMAGE_2, ""));
+    let options = RemoveContainerOptionsBuilder::default().force(true).build();
+    env.docker
+        .remove_container(&name, Some(options))
+        .await
+        .unwrap();
+    assert_left_absent(&env.docker, &name, &daemon).await;
+
+    // The daemon's plan knows the last-applied spec: the field and values.
+    let (code, plan, stderr) = plan_json(&assetd);
+    assert_eq!(
+        code,
+        Some(0),
+        "a suspended asset is not a pending write: {plan} {stderr}"
+    );
+    let action = &plan["actions"][0];
+    assert_eq!(action["kind"], "hold", "{plan}");
+    let reason = action["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!("suspended by uid {}", uid()))
+            && reason.contains("spindle maintenance")
+            && reason.contains("on resume:"),
+        "{reason}"
+    );
+    let change = &action["changes"][0];
+    assert_eq!(change["path"], "spec.image", "{plan}");
+    assert_eq!(change["before"], IMAGE_1, "{plan}");
+    assert_eq!(change["after"], IMAGE_2, "{plan}");
+
+    // Across a restart: still suspended, by the same operator, since then.
+    let mut daemon = daemon;
+    daemon.process.terminate(CONVERGE);
+    let daemon = assetd.daemon(&["--resync", "300s"]);
+    let after = daemon.wait_cli_phase(&name, Phase::Suspended).await;
+    assert_eq!(
+        after.suspended.as_ref().map(|s| s.since_ms),
+        Some(by.since_ms)
+    );
+    assert_left_absent(&env.docker, &name, &daemon).await;
+
+    let out = control(&assetd, &["resume", &name]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    wait_running(&env.docker, &name, IMAGE_2).await;
+    daemon.wait_cli_phase(&name, Phase::Running).await;
+    assetd.assert_plan_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn suspend_refuses_an_unknown_asset_and_needs_a_running_daemon() {
+    let _engine = shared().await;
+    let env = TestEnv::new("ctl-unknown").await;
+    let assetd = Assetd::new(&env, "local");
+    let out = control(&assetd, &["suspend", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1), "no daemon: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("through the running daemon"),
+        "{out:?}"
+    );
+    let out = control(&assetd, &["suspend"]);
+    assert_eq!(out.status.code(), Some(64), "no name, no --all: {out:?}");
+
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    let daemon = assetd.daemon(&["--resync", "300s"]);
+    daemon.wait_cli_phase(&env.name("a"), Phase::Running).await;
+    let out = control(&assetd, &["suspend", &env.name("nosuch")]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no asset"),
+        "{out:?}"
+    );
+}
