@@ -54,6 +54,8 @@ pub struct Shared {
     pub control_lock: Mutex<()>,
     /// What `assetd plan` through the socket plans with: set by each pass.
     pub planner: RwLock<Option<Planner>>,
+    /// The last phase and health changes, for `assetd events`.
+    pub events: crate::events::EventLog,
 }
 
 /// `assetd prune --confirm`: the removals the last pass held for the
@@ -138,6 +140,7 @@ fn socket_router(shared: Arc<Shared>) -> Router {
         .route("/v1/plan", get(control::handle_plan))
         .route("/v1/suspend", post(control::handle_suspend))
         .route("/v1/resume", post(control::handle_resume))
+        .route("/v1/events", get(control::handle_events))
         .with_state(shared)
 }
 
@@ -302,6 +305,17 @@ pub async fn fetch_plan(socket: &Path, format: PlanFormat) -> Result<PlanAnswer,
         return Err(String::from_utf8_lossy(&body).into_owned());
     }
     serde_json::from_slice(&body).map_err(|e| format!("bad plan answer: {e}"))
+}
+
+/// The daemon's kept events after `seq`.
+pub async fn fetch_events(socket: &Path, after: u64) -> Result<Vec<crate::events::Event>, String> {
+    let body = request(
+        socket,
+        hyper::Method::GET,
+        &format!("/v1/events?after={after}"),
+    )
+    .await?;
+    serde_json::from_slice(&body).map_err(|e| format!("bad events answer: {e}"))
 }
 
 /// `verb` is `suspend` or `resume`; returns the suspensions in force after.

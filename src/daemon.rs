@@ -59,6 +59,8 @@ pub struct DaemonConfig {
     pub prune_window: Duration,
     /// This daemon's stamp on what it writes (see [`crate::writer`]).
     pub writer: Writer,
+    /// `--notify`: where events are posted.
+    pub notify: Vec<crate::notify::Target>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +156,8 @@ struct Daemon {
     heartbeat: Duration,
     watchdog: bool,
     api: Api,
+    /// Posts the events to the `--notify` URLs.
+    notifier: crate::notify::Notifier,
 }
 
 /// The API servers and what stops them (after the drain, so status is
@@ -188,6 +192,7 @@ impl Daemon {
             watchers.clone(),
         ));
         let scheduler = new_scheduler(config.pass.concurrency, &triggers_tx, &shutdown);
+        let notifier = crate::notify::Notifier::start(&config.notify, &config.instance, &api.stop);
         let prunes = Prunes {
             window: PruneWindow::new(config.prune_window),
             removing: BTreeMap::new(),
@@ -211,6 +216,7 @@ impl Daemon {
             heartbeat,
             watchdog: watchdog.is_some(),
             api,
+            notifier,
         })
     }
 
@@ -430,6 +436,7 @@ fn new_shared(stall: Duration, metrics: Metrics, store: Arc<dyn Store>) -> Arc<S
         store,
         control_lock: Default::default(),
         planner: Default::default(),
+        events: Default::default(),
     })
 }
 

@@ -129,6 +129,17 @@ enum Command {
         #[command(flatten)]
         daemon: DaemonSocket,
     },
+    /// The running daemon's phase and health changes (applied, degraded,
+    /// healed, rolled back, held, failed, suspended, ...).
+    Events {
+        /// Keep printing new events as they come.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[command(flatten)]
+        daemon: DaemonSocket,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Parse and check manifest files or directories, without Docker.
     Validate {
         #[arg(required = true)]
@@ -240,6 +251,10 @@ struct RunArgs {
     /// against the fleet as it was when the window opened.
     #[arg(long = "prune-window", default_value = "10m", value_parser = parse_duration)]
     prune_window: Duration,
+    /// POST each phase or health change as JSON to this http:// URL
+    /// (repeatable); see README, "Notifications".
+    #[arg(long = "notify", value_name = "URL")]
+    notify: Vec<assetd::notify::Target>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -413,6 +428,11 @@ async fn dispatch(command: Command) -> u8 {
             reason,
             daemon,
         } => control::suspend_or_resume("suspend", targets, reason, daemon.path()).await,
+        Command::Events {
+            follow,
+            daemon,
+            output,
+        } => control::events(follow, daemon.path(), output).await,
         Command::Resume { targets, daemon } => {
             control::suspend_or_resume("resume", targets, None, daemon.path()).await
         }
@@ -727,6 +747,7 @@ async fn run(args: RunArgs) -> u8 {
             &args.common.state_dir,
             assetd::store::now_ms(),
         ),
+        notify: args.notify.clone(),
     };
     let mut signals = match signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,

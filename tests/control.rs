@@ -160,3 +160,100 @@ async fn suspend_refuses_an_unknown_asset_and_needs_a_running_daemon() {
         "{out:?}"
     );
 }
+
+/// A webhook receiver on loopback: every JSON body posted to it.
+struct Receiver {
+    url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        use axum::routing::post;
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let sink = sink.clone();
+                async move { sink.lock().unwrap().push(body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, got }
+    }
+
+    /// The kinds of events received for `asset`, in order.
+    fn kinds(&self, asset: &str) -> Vec<String> {
+        let got = self.got.lock().unwrap();
+        got.iter()
+            .filter(|e| e["asset"] == asset)
+            .map(|e| e["event"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notify_posts_a_deploy_and_a_crash_loop_once_each_and_events_shows_them() {
+    let _engine = shared().await;
+    let env = TestEnv::new("ctl-notify").await;
+    let assetd = Assetd::new(&env, "local");
+    let receiver = Receiver::start().await;
+    let daemon = assetd.daemon(&["--resync", "300s", "--notify", &receiver.url]);
+    daemon.wait_ready().await;
+    let (good, looping) = (env.name("good"), env.name("loop"));
+    env.write("good.yaml", &env.asset("good", IMAGE_1, ""));
+    env.write(
+        "loop.yaml",
+        &env.asset("loop", IMAGE_1, "  command: [sh, -c, \"exit 3\"]\n"),
+    );
+    eventually("the deploy and the crash loop posted", CONVERGE, || async {
+        let seen = receiver.kinds(&good) == ["applied"] && !receiver.kinds(&looping).is_empty();
+        seen.then_some(())
+    })
+    .await;
+    // Crash after crash, restart after restart: still one event.
+    tokio::time::sleep(LEFT_ALONE).await;
+    assert_eq!(receiver.kinds(&good), ["applied"], "{}", daemon.log());
+    // Its deploy may be seen running before the first crash (`applied`);
+    // then one failure, and no "healed" between two crashes.
+    let looped = receiver.kinds(&looping);
+    let failures: Vec<&String> = looped.iter().filter(|k| *k != "applied").collect();
+    assert!(
+        failures == ["failed"] || failures == ["degraded"],
+        "one event for the crash loop, got {looped:?}:\n{}",
+        daemon.log()
+    );
+    let posted = receiver.got.lock().unwrap().clone();
+    let crash = posted
+        .iter()
+        .find(|e| e["asset"] == looping.as_str() && e["event"] != "applied")
+        .unwrap();
+    assert!(
+        crash["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exit"),
+        "the engine's reason: {crash}"
+    );
+    assert!(
+        crash["id"].as_str().is_some() && crash["text"].as_str().is_some(),
+        "{crash}"
+    );
+
+    // `assetd events` shows the same stream.
+    let out = control(&assetd, &["events", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let shown: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<(&str, &str)> = shown
+        .iter()
+        .map(|e| (e["asset"].as_str().unwrap(), e["event"].as_str().unwrap()))
+        .collect();
+    assert!(kinds.contains(&(good.as_str(), "applied")), "{kinds:?}");
+    assert_eq!(shown.len(), posted.len(), "{kinds:?}");
+}

@@ -68,6 +68,19 @@ pub(super) async fn handle_plan(
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub(super) struct EventsQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+pub(super) async fn handle_events(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<EventsQuery>,
+) -> Response {
+    Json(shared.events.after(query.after)).into_response()
+}
+
 /// `assetd suspend` / `assetd resume`: these assets, or `all`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SuspendRequest {

@@ -134,3 +134,49 @@ pub(super) async fn suspend_or_resume(
         }
     }
 }
+
+/// `assetd events [-f]`: the daemon's kept events, then (`-f`) new ones
+/// as they come, one line (or one JSON document) each.
+pub(super) async fn events(follow: bool, socket: PathBuf, output: Output) -> u8 {
+    let mut seen = 0;
+    loop {
+        let events = match api::fetch_events(&socket, seen).await {
+            Ok(events) => events,
+            Err(e) => {
+                eprintln!("assetd events: {e} (daemon socket {})", socket.display());
+                return EXIT_FAILED;
+            }
+        };
+        for event in &events {
+            seen = seen.max(event.seq);
+            match output {
+                Output::Text => println!("{}", event_line(event)),
+                _ => println!("{}", serde_json::to_string(event).unwrap_or_default()),
+            }
+        }
+        if !follow {
+            return EXIT_OK;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+fn event_line(e: &assetd::events::Event) -> String {
+    let state = |s: &Option<assetd::events::State>| match s {
+        Some(s) => format!("{}/{}", s.phase, s.health),
+        None => "-".into(),
+    };
+    let mut line = format!(
+        "{}  {}  {}  {} → {}",
+        assetd::suspend::rfc3339(e.at_ms),
+        e.asset,
+        e.event,
+        state(&e.before),
+        state(&e.after)
+    );
+    if let Some(reason) = &e.reason {
+        line.push_str("  ");
+        line.push_str(reason);
+    }
+    line
+}

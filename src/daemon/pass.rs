@@ -250,6 +250,7 @@ impl Daemon {
         metrics
             .pass_seconds
             .observe(started.elapsed().as_secs_f64());
+        self.announce(&assets, standing.standby);
         let role = match (swarm, standing.standby) {
             (_, true) => "standby",
             (false, false) => "local",
@@ -278,6 +279,28 @@ impl Daemon {
             ms = started.elapsed().as_millis() as u64,
             "pass"
         );
+    }
+}
+
+impl Daemon {
+    /// Records and posts the phase and health changes since the last
+    /// published status. Only the writer speaks (on Swarm every manager's
+    /// daemon sees the same changes), and not of its first pass, which
+    /// changes nothing.
+    fn announce(&self, assets: &[status::AssetStatus], standby: bool) {
+        let before = self.shared.status.read().expect("status lock");
+        if standby || before.last_pass_ms.is_none() || before.role.as_deref() == Some("standby") {
+            return;
+        }
+        let events = self
+            .shared
+            .events
+            .record(&before.assets, assets, None, now_ms());
+        drop(before);
+        for event in &events {
+            tracing::info!(asset = %event.asset, event = ?event.event, reason = event.reason.as_deref().unwrap_or_default(), "event");
+        }
+        self.notifier.offer(&events);
     }
 }
 

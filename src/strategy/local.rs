@@ -566,9 +566,14 @@ fn asset_of(
         .find_map(|c| label(c, REPLICAS).and_then(|r| r.parse().ok()))
         .unwrap_or(1);
     let count = containers.len() as u64;
+    // One caught up between two crashes of a loop does not count.
+    let crash_looping = |c: &ContainerSummary| {
+        let ailment = c.id.as_deref().and_then(|id| ailments.get(id));
+        matches!(ailment, Some(Ailment::Failing(_)))
+    };
     let running = containers
         .iter()
-        .filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING))
+        .filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING) && !crash_looping(c))
         .count() as u64;
 
     let desired = if spec_hash.is_some() { labelled } else { count };

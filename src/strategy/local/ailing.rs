@@ -22,15 +22,42 @@ pub(super) enum Ailment {
 
 /// Longest healthcheck output quoted (probes print whole pages).
 const MAX_OUTPUT: usize = 200;
+/// A container up for less than this since a restart may be between two
+/// crashes of a loop: its restart count decides.
+const RESTART_SETTLE_SECS: u64 = 10;
 
 fn ailing(c: &ContainerSummary) -> bool {
     let status = c.status.as_deref().unwrap_or_default();
     match c.state {
         Some(ContainerSummaryStateEnum::RESTARTING) => true,
         Some(ContainerSummaryStateEnum::EXITED) => !status.starts_with("Exited (0)"),
-        Some(ContainerSummaryStateEnum::RUNNING) => status.ends_with("(unhealthy)"),
+        Some(ContainerSummaryStateEnum::RUNNING) => {
+            status.ends_with("(unhealthy)") || restarted_lately(c)
+        }
         _ => false,
     }
+}
+
+/// Up for a few seconds only, though created well before: started again
+/// since (a crash loop caught between two crashes looks like this).
+fn restarted_lately(c: &ContainerSummary) -> bool {
+    let Some(up) = c.status.as_deref().and_then(up_secs) else {
+        return false;
+    };
+    let created = c.created.unwrap_or_default().max(0) as u64;
+    let now = crate::store::now_ms() / 1000;
+    up < RESTART_SETTLE_SECS && created + up + 2 < now
+}
+
+/// `0` from `Up Less than a second`, `4` from `Up 4 seconds (healthy)`;
+/// `None` for longer spans (`Up 2 minutes`) and other states.
+fn up_secs(status: &str) -> Option<u64> {
+    let rest = status.strip_prefix("Up ")?;
+    if rest.starts_with("Less than a second") {
+        return Some(0);
+    }
+    let (n, unit) = rest.split_once(' ')?;
+    unit.starts_with("second").then(|| n.parse().ok()).flatten()
 }
 
 /// Container ID → what ails it, for the containers a listing shows ailing.
@@ -53,7 +80,9 @@ pub(super) async fn diagnose(
     for (summary, (id, found)) in ailing.into_iter().zip(inspections) {
         // Gone meanwhile, or the engine busy: the listing's words do.
         let Ok(inspect) = found else { continue };
-        out.insert(id, describe(summary, &inspect));
+        if let Some(ailment) = describe(summary, &inspect) {
+            out.insert(id, ailment);
+        }
     }
     out
 }
@@ -61,11 +90,24 @@ pub(super) async fn diagnose(
 fn describe(
     summary: &ContainerSummary,
     inspect: &bollard::models::ContainerInspectResponse,
-) -> Ailment {
+) -> Option<Ailment> {
     let name = container_name(summary);
     let status = summary.status.clone().unwrap_or_default();
     let state = inspect.state.clone().unwrap_or_default();
-    if summary.state == Some(ContainerSummaryStateEnum::RUNNING) {
+    let restarts = inspect.restart_count.unwrap_or_default();
+    let unhealthy = status.ends_with("(unhealthy)");
+    let running = summary.state == Some(ContainerSummaryStateEnum::RUNNING);
+    if running && !unhealthy {
+        // Up again lately: a crash loop when the restart policy did it,
+        // else (started by hand) nothing is wrong.
+        return (restarts > 0).then(|| {
+            Ailment::Failing(format!(
+                "container {name}: crash-looping, {restarts} restarts{} ({status})",
+                in_secs(summary)
+            ))
+        });
+    }
+    if running {
         let health = state.health.unwrap_or_default();
         let output = health
             .log
@@ -73,25 +115,29 @@ fn describe(
             .unwrap_or_default();
         let output: String = output.trim().chars().take(MAX_OUTPUT).collect();
         let streak = health.failing_streak.unwrap_or_default();
-        return Ailment::Unhealthy(format!(
+        return Some(Ailment::Unhealthy(format!(
             "container {name}: unhealthy, {streak} failed checks in a row: {output}"
-        ));
+        )));
     }
     // While restarting, the engine's state already reads exit code 0;
     // the listing's `Restarting (3)` keeps the code of the crash.
     let code = exit_code_in(&status).unwrap_or(state.exit_code.unwrap_or_default());
-    let restarts = inspect.restart_count.unwrap_or_default();
     let mut why = format!("container {name}: exited {code}");
     if restarts > 0 {
-        let age = summary
-            .created
-            .map(|created| crate::store::now_ms() / 1000 - created.max(0) as u64);
-        match age {
-            Some(secs) => why.push_str(&format!(", {restarts} restarts in {secs} s")),
-            None => why.push_str(&format!(", {restarts} restarts")),
-        }
+        why.push_str(&format!(", {restarts} restarts{}", in_secs(summary)));
     }
-    Ailment::Failing(format!("{why} ({status})"))
+    Some(Ailment::Failing(format!("{why} ({status})")))
+}
+
+/// ` in 12 s`: since the container was created.
+fn in_secs(summary: &ContainerSummary) -> String {
+    match summary.created {
+        Some(created) => {
+            let secs = (crate::store::now_ms() / 1000).saturating_sub(created.max(0) as u64);
+            format!(" in {secs} s")
+        }
+        None => String::new(),
+    }
 }
 
 /// `3` from `Restarting (3) 1 second ago` or `Exited (3) 5 seconds ago`.
@@ -108,5 +154,14 @@ mod tests {
         assert_eq!(super::exit_code_in("Restarting (3) 1 second ago"), Some(3));
         assert_eq!(super::exit_code_in("Exited (137) 5 seconds ago"), Some(137));
         assert_eq!(super::exit_code_in("Up 2 seconds (unhealthy)"), None);
+    }
+
+    #[test]
+    fn short_uptimes_are_read_and_long_ones_are_not_counted() {
+        assert_eq!(super::up_secs("Up Less than a second"), Some(0));
+        assert_eq!(super::up_secs("Up 1 second"), Some(1));
+        assert_eq!(super::up_secs("Up 4 seconds (healthy)"), Some(4));
+        assert_eq!(super::up_secs("Up 2 minutes"), None);
+        assert_eq!(super::up_secs("Exited (3) 2 seconds ago"), None);
     }
 }
