@@ -161,6 +161,9 @@ pub struct DesiredAsset {
     pub source: String,
     /// Position of its `metadata.name`.
     pub pos: SourcePos,
+    /// `spec.dependsOn`: created and updated only once these run and are
+    /// healthy; removed before them.
+    pub depends_on: Vec<AssetName>,
 }
 
 /// What the manifests directory itself looked like. Anything but
@@ -217,6 +220,8 @@ pub enum ConflictKind {
     DuplicateName,
     /// A host port another asset publishes too.
     PortConflict,
+    /// `spec.dependsOn` names an undeclared asset, or is part of a cycle.
+    Dependency,
 }
 
 impl std::fmt::Display for Conflicts {
@@ -567,6 +572,7 @@ impl<'a> Loader<'a> {
         let mut holds = Holds::default();
         holds.duplicate_names(&parsed);
         holds.port_conflicts(&parsed);
+        holds.dependencies(&parsed);
         holds.conflicts.sort();
         let mut assets = BTreeMap::new();
         for (source, asset) in parsed {
@@ -580,6 +586,7 @@ impl<'a> Loader<'a> {
                     hash: asset.hash,
                     source,
                     pos: asset.pos,
+                    depends_on: asset.depends_on.into_iter().map(|(n, _)| n).collect(),
                 },
             );
         }
@@ -671,6 +678,64 @@ impl Holds {
             }
         }
     }
+}
+
+impl Holds {
+    /// `spec.dependsOn` entries naming no declared asset, and cycles: an
+    /// error at the entry, and the asset held.
+    fn dependencies(&mut self, parsed: &[(String, ParsedAsset)]) {
+        let by_name: BTreeMap<&AssetName, &ParsedAsset> =
+            parsed.iter().map(|(_, a)| (&a.spec.name, a)).collect();
+        for (_, asset) in parsed {
+            for (dep, pos) in &asset.depends_on {
+                let message = if !by_name.contains_key(dep) {
+                    format!("depends on `{dep}`, which no valid manifest declares")
+                } else if let Some(cycle) = cycle_through(&by_name, &asset.spec.name, dep) {
+                    format!("dependency cycle: {}", cycle.join(" → "))
+                } else {
+                    continue;
+                };
+                let error = ManifestError::at(pos, "spec.dependsOn", message);
+                self.hold(&asset.spec.name, ConflictKind::Dependency, error);
+            }
+        }
+    }
+}
+
+/// The path `from → dep → ... → from`, when `dep` leads back to `from`.
+fn cycle_through(
+    by_name: &BTreeMap<&AssetName, &ParsedAsset>,
+    from: &AssetName,
+    dep: &AssetName,
+) -> Option<Vec<String>> {
+    // Depth-first from `dep`, remembering how each name was first reached.
+    let mut came_from: BTreeMap<&AssetName, &AssetName> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut stack = vec![dep];
+    while let Some(at) = stack.pop() {
+        if at == from {
+            let mut back = vec![];
+            let mut step = from;
+            while step != dep {
+                step = came_from[step];
+                back.push(step.to_string());
+            }
+            back.reverse();
+            let path = std::iter::once(from.to_string())
+                .chain(back)
+                .chain(std::iter::once(from.to_string()));
+            return Some(path.collect());
+        }
+        if !seen.insert(at) {
+            continue;
+        }
+        let next = by_name.get(at).map(|a| a.depends_on.as_slice());
+        for (next, _) in next.unwrap_or_default() {
+            came_from.entry(next).or_insert(at);
+            stack.push(next);
+        }
+    }
+    None
 }
 
 /// Reads, checks and parses one manifest file.

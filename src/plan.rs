@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 mod action;
+pub mod dependencies;
 
 pub use self::action::{Action, ActionKind, HoldReason, Op, RemovalGuard, RemoveReason};
 use crate::desired::{Desired, DesiredAsset, DirState};
@@ -364,6 +365,7 @@ fn previous_version(record: &AppliedRecord, want: &DesiredAsset) -> Option<Desir
         hash: record.hash.clone()?,
         source: record.source.clone().unwrap_or_else(|| want.source.clone()),
         pos: want.pos.clone(),
+        depends_on: want.depends_on.clone(),
     })
 }
 
@@ -474,6 +476,7 @@ mod tests {
                 line: 4,
                 column: 9,
             },
+            depends_on: vec![],
         }
     }
 

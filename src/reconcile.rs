@@ -116,6 +116,7 @@ pub async fn observe<S: DeploymentStrategy>(
     let actual = actual?;
     let applied = with_adopted(store.all(), &actual);
     let mut plan = plan(&desired, &applied, &actual, &config.plan);
+    crate::plan::dependencies::order(&mut plan, &desired, &applied, &actual);
     crate::suspend::hold_suspended(&mut plan, &crate::suspend::Suspensions::load(store));
     Ok(Observation {
         desired,
@@ -353,6 +354,7 @@ async fn deploy<S: DeploymentStrategy>(
     record.spec = Some(want.spec.clone());
     record.hash = Some(want.hash.clone());
     record.source = Some(want.source.clone());
+    record.depends_on = want.depends_on.clone();
     record.object_ids = deployed.object_ids;
     record.version = deployed.version;
     record.applied_ms = Some(now_ms());
@@ -418,6 +420,7 @@ mod tests {
                         line: 1,
                         column: 1,
                     },
+                    depends_on: vec![],
                 },
                 changes: vec![],
                 unknown: "",

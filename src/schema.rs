@@ -202,6 +202,15 @@ pub(crate) fn ports(_: Spelling) -> Value {
     })
 }
 
+pub(crate) fn depends_on(_: Spelling) -> Value {
+    json!({
+        "description": "Assets that must run and be healthy before this one is created or updated (and are removed after it)",
+        "type": "array",
+        "uniqueItems": true,
+        "items": { "type": "string", "pattern": or_variable(AssetName::PATTERN) },
+    })
+}
+
 pub(crate) fn networks(_: Spelling) -> Value {
     json!({
         "type": "array",

@@ -44,6 +44,10 @@ pub struct AppliedRecord {
     /// deployed again until the manifest changes or the operator retries.
     #[serde(default)]
     pub rolled_back: Option<RolledBack>,
+    /// Its `dependsOn` when last deployed: once its manifest is gone, it
+    /// is still removed before what it depended on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<AssetName>,
     /// Unix milliseconds of the last successful deploy.
     pub applied_ms: Option<u64>,
     /// Unix milliseconds of the last change to this record.

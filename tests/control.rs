@@ -257,3 +257,102 @@ async fn notify_posts_a_deploy_and_a_crash_loop_once_each_and_events_shows_them(
     assert!(kinds.contains(&(good.as_str(), "applied")), "{kinds:?}");
     assert_eq!(shown.len(), posted.len(), "{kinds:?}");
 }
+
+/// When the engine started `name`'s container.
+async fn started_at(docker: &Docker, name: &str) -> Option<time::OffsetDateTime> {
+    let c = docker.inspect_container(name, None).await.ok()?;
+    let at = c.state?.started_at?;
+    time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339).ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn depends_on_starts_the_dependent_once_its_dependency_is_healthy_and_removes_it_first() {
+    let _engine = shared().await;
+    let env = TestEnv::new("ctl-dep").await;
+    let assetd = Assetd::new(&env, "local");
+    let (broker, producer) = (env.name("broker"), env.name("producer"));
+    // Healthy only 2 s after it starts.
+    let slow = "  command: [sh, -c, \"sleep 2; touch /tmp/ok; exec sleep 3600\"]\n  healthcheck: { test: [CMD, test, -e, /tmp/ok], interval: 500ms, timeout: 1s, retries: 20 }\n";
+    env.write("keep.yaml", &env.asset("keep", IMAGE_1, ""));
+    env.write("broker.yaml", &env.asset("broker", IMAGE_1, slow));
+    let needs = format!("  dependsOn: [{broker}]\n");
+    env.write("producer.yaml", &env.asset("producer", IMAGE_1, &needs));
+    let daemon = assetd.daemon(&["--resync", "300s", "--max-prune", "1"]);
+    wait_running(&env.docker, &producer, IMAGE_1).await;
+    let broker_started = started_at(&env.docker, &broker).await.unwrap();
+    let producer_started = started_at(&env.docker, &producer).await.unwrap();
+    assert!(
+        producer_started >= broker_started + time::Duration::seconds(2),
+        "the producer started at {producer_started}, the broker at {broker_started}: before it was healthy"
+    );
+    assert!(
+        daemon.log().contains(&format!("waiting for {broker}")),
+        "the wait was said:\n{}",
+        daemon.log()
+    );
+
+    // Both files deleted: the producer goes first.
+    env.remove("broker.yaml");
+    env.remove("producer.yaml");
+    eventually("both removed, the dependent first", CONVERGE, || async {
+        let broker_there = env.docker.inspect_container(&broker, None).await.is_ok();
+        let producer_there = env.docker.inspect_container(&producer, None).await.is_ok();
+        assert!(
+            broker_there || !producer_there,
+            "the broker was removed while the producer ran:\n{}",
+            daemon.log()
+        );
+        (!broker_there && !producer_there).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_dependency_and_a_cycle_are_refused_at_their_position() {
+    let env = TestEnv::new("ctl-cycle").await;
+    let (a, b) = (env.name("a"), env.name("b"));
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, &format!("  dependsOn: [{b}]\n")),
+    );
+    env.write(
+        "b.yaml",
+        &env.asset("b", IMAGE_1, &format!("  dependsOn: [{a}]\n")),
+    );
+    env.write(
+        "c.yaml",
+        &env.asset("c", IMAGE_1, "  dependsOn: [nosuch]\n"),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_assetd"))
+        .arg("validate")
+        .arg(&env.manifests)
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors: Vec<String> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let file = e["file"].as_str().unwrap().rsplit('/').next().unwrap();
+            format!(
+                "{file}:{}:{}: {}: {}",
+                e["line"],
+                e["column"],
+                e["field"].as_str().unwrap(),
+                e["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            format!("a.yaml:9:15: spec.dependsOn: dependency cycle: {a} → {b} → {a}"),
+            format!("b.yaml:9:15: spec.dependsOn: dependency cycle: {b} → {a} → {b}"),
+            "c.yaml:9:15: spec.dependsOn: depends on `nosuch`, which no valid manifest declares"
+                .to_string(),
+        ]
+    );
+}

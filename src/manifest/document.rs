@@ -69,7 +69,7 @@ impl Decoder<'_> {
         if self.errors.len() > errors_before {
             return None;
         }
-        let (name, pos, (mut spec, ports_pos)) = (name?, name_pos?, spec?);
+        let (name, pos, (mut spec, ports_pos, depends_on)) = (name?, name_pos?, spec?);
         spec.name = name;
         spec.labels = labels;
         Some(ParsedAsset {
@@ -77,6 +77,7 @@ impl Decoder<'_> {
             spec,
             pos,
             ports_pos,
+            depends_on,
         })
     }
 
@@ -151,12 +152,17 @@ impl Decoder<'_> {
     }
 
     /// `spec` → a DeploySpec with a placeholder name and no labels (the
-    /// caller fills them in from `metadata`), plus port positions.
+    /// caller fills them in from `metadata`), plus port positions and the
+    /// dependencies (not deploy parameters: the planner's).
     #[allow(clippy::type_complexity)]
     pub(super) fn spec(
         &mut self,
         node: &Node,
-    ) -> Option<(DeploySpec, Vec<(u16, Protocol, SourcePos)>)> {
+    ) -> Option<(
+        DeploySpec,
+        Vec<(u16, Protocol, SourcePos)>,
+        Vec<(AssetName, SourcePos)>,
+    )> {
         const P: &str = "spec";
         let fields = self.object(node, P, &SPEC)?;
         let image = self
@@ -192,6 +198,10 @@ impl Decoder<'_> {
             .get("ulimits")
             .map(|n| self.ulimits(n))
             .unwrap_or_default();
+        let depends_on = fields
+            .get("dependsOn")
+            .map(|n| self.depends_on(n))
+            .unwrap_or_default();
         let spec = DeploySpec {
             // Replaced by the caller; a spec is only returned when the
             // whole document is valid, so this never escapes.
@@ -211,6 +221,30 @@ impl Decoder<'_> {
             user,
             ulimits,
         };
-        Some((spec, ports_pos))
+        Some((spec, ports_pos, depends_on))
+    }
+
+    /// `spec.dependsOn`: asset names, each with its position (an unknown
+    /// name or a cycle is reported there once every file is read).
+    fn depends_on(&mut self, node: &Node) -> Vec<(AssetName, SourcePos)> {
+        const P: &str = "spec.dependsOn";
+        let mut out: Vec<(AssetName, SourcePos)> = Vec::new();
+        let Some(items) = self.list(node, P) else {
+            return out;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{P}[{i}]");
+            let Some(text) = self.string(item, &path) else {
+                continue;
+            };
+            match AssetName::new(&text) {
+                Err(message) => self.error(item, &path, message),
+                Ok(name) if out.iter().any(|(n, _)| *n == name) => {
+                    self.error(item, &path, format!("`{name}` is listed twice"))
+                }
+                Ok(name) => out.push((name, self.pos(item))),
+            }
+        }
+        out
     }
 }

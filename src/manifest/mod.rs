@@ -197,6 +197,8 @@ pub struct ParsedAsset {
     /// Each published port with the position of its key in `spec.ports`, in
     /// the order of `spec.ports`, for host-port conflict messages.
     pub ports_pos: Vec<(u16, Protocol, SourcePos)>,
+    /// `spec.dependsOn`, each name with its position.
+    pub depends_on: Vec<(crate::spec::AssetName, SourcePos)>,
 }
 
 /// Parses every `---` document of `text`.

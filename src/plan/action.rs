@@ -99,6 +99,13 @@ pub enum HoldReason {
         guard: RemovalGuard,
         would_remove: RemoveReason,
     },
+    /// `dependsOn`: `then` waits for `on` (a dependency not yet running
+    /// healthy, or a dependent to be removed first), which is in `state`.
+    Waiting {
+        on: AssetName,
+        state: String,
+        then: Box<Action>,
+    },
     /// The operator suspended the asset (`assetd suspend`); what the
     /// planner decided is what resuming would do.
     Suspended {
@@ -125,6 +132,12 @@ impl std::fmt::Display for HoldReason {
             HoldReason::Removal { guard, would_remove } => {
                 write!(f, "{guard} (would remove: {would_remove})")
             }
+            HoldReason::Waiting { on, state, then } => write!(
+                f,
+                "waiting for {on}: {state}; then {}: {}",
+                then.kind(),
+                then.op
+            ),
             HoldReason::Suspended {
                 suspension,
                 on_resume,
@@ -284,6 +297,7 @@ impl Action {
         match &self.op {
             Op::Update { changes, .. } => changes,
             Op::Hold(HoldReason::Suspended { on_resume, .. }) => on_resume.changes(),
+            Op::Hold(HoldReason::Waiting { then, .. }) => then.changes(),
             _ => &[],
         }
     }

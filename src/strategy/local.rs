@@ -571,10 +571,21 @@ fn asset_of(
         let ailment = c.id.as_deref().and_then(|id| ailments.get(id));
         matches!(ailment, Some(Ailment::Failing(_)))
     };
+    // Nor one whose healthcheck has not passed yet: it does not work yet
+    // (and what depends on it must wait).
+    let starting = |c: &ContainerSummary| {
+        let status = c.status.as_deref().unwrap_or_default();
+        status.ends_with("(health: starting)")
+    };
     let running = containers
         .iter()
-        .filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING) && !crash_looping(c))
+        .filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING))
+        .filter(|c| !crash_looping(c) && !starting(c))
         .count() as u64;
+    let pending_reason = containers
+        .iter()
+        .find(|c| starting(c))
+        .map(|c| format!("container {}: healthcheck starting", container_name(c)));
 
     let desired = if spec_hash.is_some() { labelled } else { count };
     let mut drift = Vec::new();
@@ -623,7 +634,7 @@ fn asset_of(
             desired,
             running,
             pending_secs: None,
-            pending_reason: None,
+            pending_reason,
             failing: failing_reason(containers, ailments).filter(|_| running < desired),
             unhealthy: unhealthy_reason(containers, ailments),
             // A local rollout is over when its deploy call returns.
