@@ -24,7 +24,7 @@ use crate::suspend::Suspensions;
 
 mod control;
 
-pub use control::{PeerUid, Planner, SuspendRequest};
+pub use control::{PeerUid, Planner, RollbackRequest, SuspendRequest};
 
 /// State the daemon loop writes and the API reads.
 pub struct Shared {
@@ -141,6 +141,8 @@ fn socket_router(shared: Arc<Shared>) -> Router {
         .route("/v1/suspend", post(control::handle_suspend))
         .route("/v1/resume", post(control::handle_resume))
         .route("/v1/events", get(control::handle_events))
+        .route("/v1/history/{name}", get(control::handle_history))
+        .route("/v1/rollback/{name}", post(control::handle_rollback))
         .with_state(shared)
 }
 
@@ -316,6 +318,34 @@ pub async fn fetch_events(socket: &Path, after: u64) -> Result<Vec<crate::events
     )
     .await?;
     serde_json::from_slice(&body).map_err(|e| format!("bad events answer: {e}"))
+}
+
+/// An asset's kept revisions, from the running daemon.
+pub async fn fetch_history(
+    socket: &Path,
+    name: &AssetName,
+) -> Result<Vec<crate::history::Revision>, String> {
+    let (status, body) =
+        request_status(socket, hyper::Method::GET, &format!("/v1/history/{name}")).await?;
+    if !status.is_success() {
+        return Err(String::from_utf8_lossy(&body).into_owned());
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("bad history answer: {e}"))
+}
+
+/// Asks the running daemon to pin `name` to an earlier revision.
+pub async fn rollback(
+    socket: &Path,
+    name: &AssetName,
+    to: Option<u64>,
+) -> Result<crate::history::Pin, String> {
+    let body = serde_json::to_vec(&RollbackRequest { to }).map_err(|e| e.to_string())?;
+    let path = format!("/v1/rollback/{name}");
+    let (status, answer) = send(socket, hyper::Method::POST, &path, body).await?;
+    if !status.is_success() {
+        return Err(String::from_utf8_lossy(&answer).into_owned());
+    }
+    serde_json::from_slice(&answer).map_err(|e| format!("bad rollback answer: {e}"))
 }
 
 /// `verb` is `suspend` or `resume`; returns the suspensions in force after.

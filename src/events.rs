@@ -202,6 +202,7 @@ mod tests {
             warnings: vec![],
             updated_ms: None,
             suspended: None,
+            pinned: None,
         }
     }
 

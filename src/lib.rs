@@ -30,6 +30,7 @@ pub mod desired;
 pub mod engine;
 pub mod events;
 pub mod health;
+pub mod history;
 pub mod manifest;
 pub mod metrics;
 pub mod notify;

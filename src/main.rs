@@ -122,7 +122,28 @@ enum Command {
         #[command(flatten)]
         daemon: DaemonSocket,
     },
-    /// End a suspension; the next pass converges the assets.
+    /// The last revisions deployed of an asset (and the operator's
+    /// actions on it), oldest first.
+    History {
+        name: String,
+        #[command(flatten)]
+        daemon: DaemonSocket,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Deploy an earlier revision (default: the last good one before the
+    /// current) and pin the asset there until its manifest changes or
+    /// `assetd resume NAME`.
+    Rollback {
+        name: String,
+        /// The revision number, as `assetd history` shows it.
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        daemon: DaemonSocket,
+    },
+    /// End a suspension or a rollback's pin; the next pass converges the
+    /// assets.
     Resume {
         #[command(flatten)]
         targets: Targets,
@@ -433,6 +454,12 @@ async fn dispatch(command: Command) -> u8 {
             daemon,
             output,
         } => control::events(follow, daemon.path(), output).await,
+        Command::History {
+            name,
+            daemon,
+            output,
+        } => control::history(&name, daemon, output).await,
+        Command::Rollback { name, to, daemon } => control::rollback(&name, to, daemon.path()).await,
         Command::Resume { targets, daemon } => {
             control::suspend_or_resume("resume", targets, None, daemon.path()).await
         }
@@ -692,6 +719,7 @@ async fn engine_status(common: &CommonArgs) -> Option<assetd::status::StatusRepo
         actual,
         applied,
         plan,
+        ..
     } = reconcile::observe(&config, &strategy, store.as_ref())
         .await
         .ok()?;

@@ -91,6 +91,9 @@ pub struct Plan {
     pub confirmable: Vec<AssetName>,
     /// Assets the operator suspended (`assetd suspend`), planned or not.
     pub suspended: BTreeMap<AssetName, crate::suspend::Suspension>,
+    /// Assets pinned to an earlier revision (`assetd rollback`), and how
+    /// that differs from their manifests.
+    pub pinned: BTreeMap<AssetName, crate::history::PinView>,
 }
 
 impl Plan {

@@ -104,6 +104,8 @@ pub struct Observation {
     /// objects it does not know.
     pub applied: BTreeMap<AssetName, AppliedRecord>,
     pub plan: Plan,
+    /// Rollback pins whose manifest changed since: they have ended.
+    pub ended_pins: Vec<AssetName>,
 }
 
 /// Desired, actual and applied, and the plan between them: no writes.
@@ -115,10 +117,15 @@ pub async fn observe<S: DeploymentStrategy>(
     let (desired, actual) = tokio::join!(load_desired(config), strategy.list_managed());
     let actual = actual?;
     let applied = with_adopted(store.all(), &actual);
+    let mut desired = desired;
+    let (pinned, ended_pins) =
+        crate::history::apply_pins(&mut desired, &crate::history::load_pins(store));
     let mut plan = plan(&desired, &applied, &actual, &config.plan);
+    plan.pinned = pinned;
     crate::plan::dependencies::order(&mut plan, &desired, &applied, &actual);
     crate::suspend::hold_suspended(&mut plan, &crate::suspend::Suspensions::load(store));
     Ok(Observation {
+        ended_pins,
         desired,
         actual,
         applied,
@@ -303,7 +310,7 @@ pub async fn execute<S: DeploymentStrategy>(
             Op::Hold(_) => {
                 tracing::warn!("held");
                 record.last_result = Some(ActionResult::Held);
-                record.last_error = Some(reason);
+                record.last_error = Some(reason.clone());
                 Ok(())
             }
             Op::Remove(_) => match strategy.remove(&action.name).await {
@@ -324,6 +331,9 @@ pub async fn execute<S: DeploymentStrategy>(
         };
         if let Err(e) = result {
             outcome.error = Some(record_failure(&mut record, action.desired(), e));
+        }
+        if let Some(want) = action.desired() {
+            record_revision(store, want, &record, format!("{kind}: {reason}"));
         }
         // Durable at once: a kill -9 must not lose a recorded result.
         if let Err(e) = store
@@ -368,6 +378,26 @@ async fn deploy<S: DeploymentStrategy>(
     record.rolled_back = record.rolled_back.take().filter(|r| r.hash != want.hash);
     record.warnings = deployed.warnings.clone();
     Ok(deployed.warnings)
+}
+
+/// Adds the deploy to the asset's history.
+fn record_revision(store: &dyn Store, want: &DesiredAsset, record: &AppliedRecord, action: String) {
+    use crate::history::{self, Outcome};
+    let outcome = match record.last_result {
+        Some(ActionResult::Ok) => Outcome::Ok,
+        _ if record
+            .rolled_back
+            .as_ref()
+            .is_some_and(|r| r.hash == want.hash) =>
+        {
+            Outcome::RolledBack
+        }
+        _ => Outcome::Failed,
+    };
+    let entry = history::deployed(&want.spec, &want.hash, outcome, action);
+    if let Err(e) = history::append(store, &want.spec.name, entry) {
+        tracing::warn!(error = %e, "could not record the revision");
+    }
 }
 
 /// Records a failed action: a rolled-back version for the planner to

@@ -1,5 +1,6 @@
 //! How passes, plans and problems are shown to people and to scripts.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde::Serialize;
@@ -229,14 +230,18 @@ pub fn plan_text(
     for action in &plan.actions {
         let kind = action.kind();
         let head = format!("{} {kind} {}", symbol(kind), action.name);
-        if action.changes().is_empty() {
+        if action.changes().is_empty() || kind == ActionKind::Hold {
+            // A hold says why first; its changes are what it would do.
             let _ = writeln!(out, "{}: {}", paint(&head, kind, color), action.op);
         } else {
             let _ = writeln!(out, "{}", paint(&head, kind, color));
-            for change in action.changes() {
-                let _ = writeln!(out, "    {change}");
-            }
         }
+        for change in action.changes() {
+            let _ = writeln!(out, "    {change}");
+        }
+    }
+    for (name, pin) in &plan.pinned {
+        let _ = writeln!(out, "  {name}: {pin}");
     }
     let pending = plan
         .actions
@@ -258,6 +263,9 @@ pub struct PlanDocument<'a> {
     pub strategy: StrategyKind,
     pub actions: &'a [Action],
     pub unchanged: &'a [AssetName],
+    /// Assets held at an earlier revision by `assetd rollback`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub pinned: &'a BTreeMap<AssetName, crate::history::PinView>,
     pub errors: Vec<String>,
     pub changes_pending: bool,
 }
@@ -270,6 +278,7 @@ pub fn plan_document<'a>(
     PlanDocument {
         strategy,
         actions: &plan.actions,
+        pinned: &plan.pinned,
         unchanged: &plan.unchanged,
         errors: error_lines(desired),
         changes_pending: plan.has_changes(),

@@ -69,6 +69,10 @@ pub struct AssetStatus {
     /// Who suspended it, why and since when (`assetd suspend`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended: Option<crate::suspend::Suspension>,
+    /// The earlier revision it is held at (`assetd rollback`), and how
+    /// that differs from the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<crate::history::PinView>,
 }
 
 /// What `assetd status` prints.
@@ -108,6 +112,7 @@ pub fn from_pass(
         applied,
         actions: plan.actions.iter().map(|a| (&a.name, a)).collect(),
         suspended: &plan.suspended,
+        pinned: &plan.pinned,
         in_flight,
         standby,
     };
@@ -128,6 +133,7 @@ struct PassView<'a> {
     applied: &'a BTreeMap<AssetName, AppliedRecord>,
     actions: BTreeMap<&'a AssetName, &'a Action>,
     suspended: &'a BTreeMap<AssetName, crate::suspend::Suspension>,
+    pinned: &'a BTreeMap<AssetName, crate::history::PinView>,
     in_flight: &'a BTreeSet<AssetName>,
     standby: bool,
 }
@@ -202,6 +208,7 @@ impl PassView<'_> {
             warnings: record.map(|r| r.warnings.clone()).unwrap_or_default(),
             updated_ms: record.map(|r| r.updated_ms),
             suspended: self.suspended.get(name).cloned(),
+            pinned: self.pinned.get(name).cloned(),
         }
     }
 
@@ -300,6 +307,7 @@ pub fn from_store(applied: &BTreeMap<AssetName, AppliedRecord>) -> Vec<AssetStat
             warnings: r.warnings.clone(),
             updated_ms: Some(r.updated_ms),
             suspended: None,
+            pinned: None,
         })
         .collect()
 }
@@ -401,6 +409,7 @@ fn row(a: &AssetStatus) -> [String; 7] {
         .clone()
         .or_else(|| a.suspended.as_ref().map(ToString::to_string))
         .or(degraded)
+        .or_else(|| a.pinned.as_ref().map(ToString::to_string))
         .or(waiting)
         .or_else(|| a.next_action.as_ref().map(|n| format!("next: {n}")))
         .or_else(|| a.last_action.clone())

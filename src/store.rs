@@ -91,7 +91,8 @@ pub trait Store: Send + Sync {
     /// The operator's decisions that outlive a process (suspensions), by
     /// key: apart from the records, which actions rewrite.
     fn control(&self, key: &str) -> Option<Vec<u8>>;
-    /// Sets (`Some`) or clears (`None`) a control entry, durably.
+    /// Sets (`Some`) or clears (`None`) a control entry (durable after
+    /// the next [`Store::flush`]).
     fn set_control(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError>;
 }
 
@@ -368,8 +369,6 @@ impl Store for SledStore {
             Some(value) => self.control.insert(key, value).map_err(io)?,
             None => self.control.remove(key).map_err(io)?,
         };
-        // An operator's "hands off" must survive a crash right after it.
-        self.db.flush().map_err(io)?;
         Ok(())
     }
 }

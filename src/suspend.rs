@@ -65,7 +65,9 @@ impl Suspensions {
     pub fn save(&self, store: &dyn Store) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(self).map_err(|e| StoreError::Io(e.to_string()))?;
         let empty = self.all.is_none() && self.assets.is_empty();
-        store.set_control(KEY, (!empty).then_some(bytes.as_slice()))
+        store.set_control(KEY, (!empty).then_some(bytes.as_slice()))?;
+        // An operator's "hands off" must survive a crash right after it.
+        store.flush()
     }
 
     /// The suspension that covers `name`, if any: its own before the

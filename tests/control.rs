@@ -356,3 +356,78 @@ async fn an_unknown_dependency_and_a_cycle_are_refused_at_their_position() {
         ]
     );
 }
+
+fn history_of(assetd: &Assetd, name: &str) -> Vec<serde_json::Value> {
+    let out = control(assetd, &["history", name, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_runs_the_previous_revision_pinned_until_the_manifest_changes() {
+    let _engine = shared().await;
+    let env = TestEnv::new("ctl-rollback").await;
+    let assetd = Assetd::new(&env, "local");
+    let name = env.name("mill");
+    env.write("mill.yaml", &env.asset("mill", IMAGE_1, ""));
+    let daemon = assetd.daemon(&["--resync", "300s"]);
+    wait_running(&env.docker, &name, IMAGE_1).await;
+    env.write("mill.yaml", &env.asset("mill", IMAGE_2, ""));
+    wait_running(&env.docker, &name, IMAGE_2).await;
+    daemon.wait_cli_phase(&name, Phase::Running).await;
+    let revisions = history_of(&assetd, &name);
+    let images: Vec<&str> = revisions
+        .iter()
+        .map(|r| r["spec"]["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(images, [IMAGE_1, IMAGE_2], "{revisions:?}");
+
+    let out = control(&assetd, &["rollback", &name]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    wait_running(&env.docker, &name, IMAGE_1).await;
+    let status = eventually("status to say it is pinned", CONVERGE, || async {
+        let s = daemon
+            .cli_status()?
+            .assets
+            .into_iter()
+            .find(|a| a.name.as_str() == name)?;
+        (s.phase == Phase::Running && s.pinned.is_some()).then_some(s)
+    })
+    .await;
+    let pin = status.pinned.unwrap();
+    assert_eq!(pin.revision, 1);
+    assert_eq!(pin.by_uid, Some(uid()));
+    let differs: Vec<String> = pin.differs.iter().map(ToString::to_string).collect();
+    assert_eq!(differs, [format!("spec.image: {IMAGE_2} → {IMAGE_1}")]);
+    assetd.assert_plan_clean();
+    // The operator's action, then the deploy it caused.
+    let revisions = history_of(&assetd, &name);
+    let [.., asked, done] = revisions.as_slice() else {
+        panic!("{revisions:?}")
+    };
+    assert_eq!(asked["outcome"], "control", "{asked}");
+    assert_eq!(
+        asked["action"],
+        format!("rolled back to revision 1 by uid {}", uid())
+    );
+    assert_eq!(
+        (&done["outcome"], &done["spec"]["image"]),
+        (&"ok".into(), &IMAGE_1.into())
+    );
+
+    // The next manifest change ends the pin.
+    env.write(
+        "mill.yaml",
+        &env.asset("mill", IMAGE_2, "  env: { LINE: \"4\" }\n"),
+    );
+    wait_running(&env.docker, &name, IMAGE_2).await;
+    eventually("the pin to end", CONVERGE, || async {
+        let s = daemon
+            .cli_status()?
+            .assets
+            .into_iter()
+            .find(|a| a.name.as_str() == name)?;
+        (s.phase == Phase::Running && s.pinned.is_none()).then_some(())
+    })
+    .await;
+}

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 
 use super::Shared;
+use crate::history;
 use crate::plan_answer::{self, PlanFormat};
 use crate::reconcile::PassConfig;
 use crate::spec::AssetName;
@@ -99,6 +100,12 @@ pub(super) async fn handle_suspend(
         reason: request.reason.clone(),
         since_ms: now_ms(),
     };
+    let why = request
+        .reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    record_control(&shared, &request, peer, &format!("suspended{why}"));
     change(&shared, &request, peer, "suspend", |all, name| match name {
         None => all.all = Some(suspension.clone()),
         Some(name) => {
@@ -112,6 +119,10 @@ pub(super) async fn handle_resume(
     ConnectInfo(peer): ConnectInfo<PeerUid>,
     Json(request): Json<SuspendRequest>,
 ) -> Response {
+    if let Err(e) = unpin(&shared, &request) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    record_control(&shared, &request, peer, "resumed");
     change(&shared, &request, peer, "resume", |all, name| match name {
         // Resuming everything ends every suspension, not only `--all`'s.
         None => *all = Suspensions::default(),
@@ -155,4 +166,132 @@ fn change(
     );
     shared.wake.notify_one();
     Json(suspensions).into_response()
+}
+
+/// Resuming also ends a rollback's pin.
+fn unpin(shared: &Shared, request: &SuspendRequest) -> Result<(), crate::store::StoreError> {
+    let _serial = shared.control_lock.lock().expect("control lock");
+    let store = shared.store.as_ref();
+    let mut pins = history::load_pins(store);
+    let before = pins.len();
+    pins.retain(|name, _| !request.all && !request.names.contains(name));
+    match pins.len() == before {
+        true => Ok(()),
+        false => history::save_pins(store, &pins),
+    }
+}
+
+/// Puts an operator's action in the history of the assets it names.
+fn record_control(shared: &Shared, request: &SuspendRequest, peer: PeerUid, what: &str) {
+    let all_known: Vec<AssetName>;
+    let names = if request.all {
+        let status = shared.status.read().expect("status lock");
+        all_known = status.assets.iter().map(|a| a.name.clone()).collect();
+        &all_known
+    } else {
+        &request.names
+    };
+    let by = peer
+        .0
+        .map(|uid| format!(" by uid {uid}"))
+        .unwrap_or_default();
+    for name in names {
+        let entry = history::control(format!("{what}{by}"), peer.0);
+        if let Err(e) = history::append(shared.store.as_ref(), name, entry) {
+            tracing::warn!(asset = %name, error = %e, "could not record the control action");
+        }
+    }
+}
+
+pub(super) async fn handle_history(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Response {
+    match AssetName::new(&name) {
+        Ok(name) => Json(history::load(shared.store.as_ref(), &name)).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("asset {e}")).into_response(),
+    }
+}
+
+/// `assetd rollback NAME [--to N]`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    pub to: Option<u64>,
+}
+
+pub(super) async fn handle_rollback(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<PeerUid>,
+    Path(name): Path<String>,
+    Json(request): Json<RollbackRequest>,
+) -> Response {
+    let name = match AssetName::new(&name) {
+        Ok(name) => name,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("asset {e}")).into_response(),
+    };
+    match pin(&shared, &name, request.to, peer).await {
+        Ok(pin) => {
+            tracing::warn!(asset = %name, revision = pin.revision, uid = peer.0, "operator control: rollback");
+            shared.wake.notify_one();
+            Json(pin).into_response()
+        }
+        Err((status, why)) => (status, why).into_response(),
+    }
+}
+
+/// Pins `name` to revision `to` (or the previous good one) against the
+/// manifest as it is now.
+async fn pin(
+    shared: &Shared,
+    name: &AssetName,
+    to: Option<u64>,
+    peer: PeerUid,
+) -> Result<history::Pin, (StatusCode, String)> {
+    let planner = shared.planner.read().expect("planner lock").clone();
+    let not_yet = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon has not finished a pass yet".to_string(),
+        )
+    };
+    let planner = planner.ok_or_else(not_yet)?;
+    let desired = crate::reconcile::load_desired(&planner.config).await;
+    let Some(want) = desired.assets.get(name) else {
+        let why =
+            format!("`{name}` is not declared by a valid manifest: nothing to pin it against");
+        return Err((StatusCode::NOT_FOUND, why));
+    };
+    let store = shared.store.as_ref();
+    let revisions = history::load(store, name);
+    let target = history::target(&revisions, to)
+        .map_err(|e| (StatusCode::NOT_FOUND, format!("{name}: {e}")))?;
+    let pin = history::Pin {
+        revision: target.n,
+        spec: target
+            .spec
+            .clone()
+            .expect("a deploy's revision has its spec"),
+        hash: target
+            .hash
+            .clone()
+            .expect("a deploy's revision has its hash"),
+        manifest_hash: want.hash.clone(),
+        by_uid: peer.0,
+        since_ms: now_ms(),
+    };
+    let _serial = shared.control_lock.lock().expect("control lock");
+    let mut pins = history::load_pins(store);
+    pins.insert(name.clone(), pin.clone());
+    let failed = |e: crate::store::StoreError| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    history::save_pins(store, &pins).map_err(failed)?;
+    let by = peer
+        .0
+        .map(|uid| format!(" by uid {uid}"))
+        .unwrap_or_default();
+    let entry = history::control(
+        format!("rolled back to revision {}{by}", pin.revision),
+        peer.0,
+    );
+    history::append(store, name, entry).map_err(failed)?;
+    Ok(pin)
 }

@@ -180,3 +180,81 @@ fn event_line(e: &assetd::events::Event) -> String {
     }
     line
 }
+
+fn asset_name(verb: &str, name: &str) -> Result<AssetName, u8> {
+    AssetName::new(name).map_err(|_| {
+        eprintln!("assetd {verb}: `{name}` is not an asset name");
+        EXIT_USAGE
+    })
+}
+
+/// `assetd history NAME`: from the running daemon, else from the store.
+pub(super) async fn history(name: &str, daemon: super::DaemonSocket, output: Output) -> u8 {
+    let name = match asset_name("history", name) {
+        Ok(name) => name,
+        Err(code) => return code,
+    };
+    let socket = daemon.path();
+    let revisions = match api::fetch_history(&socket, &name).await {
+        Ok(revisions) => revisions,
+        Err(daemon_error) => match SledStore::open_nowait(&daemon.state_dir) {
+            Some(store) => {
+                eprintln!(
+                    "assetd: no daemon answers on {} ({daemon_error}); reading the store",
+                    socket.display()
+                );
+                assetd::history::load(&store, &name)
+            }
+            None => {
+                eprintln!("assetd history: {daemon_error} (daemon socket {}), and the store cannot be opened", socket.display());
+                return EXIT_FAILED;
+            }
+        },
+    };
+    match output {
+        Output::Text => print!("{}", history_table(&revisions)),
+        _ => print_structured(&revisions, output, serde_json::to_string_pretty),
+    }
+    EXIT_OK
+}
+
+fn history_table(revisions: &[assetd::history::Revision]) -> String {
+    let mut out = String::from("REV  WHEN                  RESULT       IMAGE  ACTION\n");
+    for r in revisions {
+        let image = r
+            .spec
+            .as_ref()
+            .map(|s| s.image.to_string())
+            .unwrap_or_else(|| "-".into());
+        let outcome = serde_json::to_value(r.outcome).ok();
+        let outcome = outcome.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+        out.push_str(&format!(
+            "{:<4} {}  {outcome:<11}  {image}  {}\n",
+            r.n,
+            assetd::suspend::rfc3339(r.at_ms),
+            r.action
+        ));
+    }
+    out
+}
+
+/// `assetd rollback NAME [--to N]`, through the running daemon.
+pub(super) async fn rollback(name: &str, to: Option<u64>, socket: PathBuf) -> u8 {
+    let name = match asset_name("rollback", name) {
+        Ok(name) => name,
+        Err(code) => return code,
+    };
+    match api::rollback(&socket, &name, to).await {
+        Ok(pin) => {
+            println!(
+                "{name}: pinned to revision {} ({}); `assetd resume {name}` or a manifest change ends it",
+                pin.revision, pin.spec.image
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("assetd rollback: {e} (daemon socket {})", socket.display());
+            EXIT_FAILED
+        }
+    }
+}

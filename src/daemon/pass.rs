@@ -81,6 +81,7 @@ impl Daemon {
         let mut wake_in = self.config.resync;
         if !standing.standby {
             persist_settled(self.store.as_ref(), &obs, &busy);
+            end_pins(&self.shared, &obs.ended_pins);
             wake_in = self.dispatch(&obs, &strategy, observed).await;
             self.verify_changed_in_place(&obs, &strategy);
         }
@@ -377,6 +378,22 @@ fn writers(me: &Writer, actual: &[ActualAsset], shared: &Shared) -> (Option<Stri
         tracing::warn!(writers = ?younger, "another assetd started later wrote objects of this instance; it will stand by");
     }
     (conflict, younger)
+}
+
+/// Forgets the rollback pins whose manifest changed since: the next
+/// manifest change unpins.
+fn end_pins(shared: &Shared, ended: &[AssetName]) {
+    if ended.is_empty() {
+        return;
+    }
+    let _serial = shared.control_lock.lock().expect("control lock");
+    let store = shared.store.as_ref();
+    let mut pins = crate::history::load_pins(store);
+    pins.retain(|name, _| !ended.contains(name));
+    tracing::info!(assets = ?ended, "the manifest changed: rollback pins end");
+    if let Err(e) = crate::history::save_pins(store, &pins) {
+        tracing::warn!(error = %e, "could not end the rollback pins");
+    }
 }
 
 /// How long the file at `path` has not changed; `None` when it is gone.
