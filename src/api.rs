@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -146,9 +146,12 @@ fn socket_router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn handle_prune_confirm(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+async fn handle_prune_confirm(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<PeerUid>,
+) -> impl IntoResponse {
     let confirmed = shared.confirm_held();
-    tracing::warn!(count = confirmed.len(), assets = ?confirmed, "the operator confirmed the held removals");
+    tracing::warn!(uid = peer.0, count = confirmed.len(), assets = ?confirmed, "the operator confirmed the held removals");
     // A pass at once: the operator is waiting for the result.
     shared.wake.notify_one();
     axum::Json(confirmed)
@@ -156,12 +159,19 @@ async fn handle_prune_confirm(State(shared): State<Arc<Shared>>) -> impl IntoRes
 
 async fn handle_retry(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<PeerUid>,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> impl IntoResponse {
     match AssetName::new(&name) {
         Ok(name) if !shared.knows(&name) => (StatusCode::NOT_FOUND, format!("no asset `{name}`")),
         Ok(name) => {
-            tracing::warn!(asset = %name, "the operator asked to retry a rolled-back version");
+            tracing::warn!(asset = %name, uid = peer.0, "the operator asked to retry a rolled-back version");
+            let by = peer
+                .0
+                .map(|uid| format!(" by uid {uid}"))
+                .unwrap_or_default();
+            let entry = crate::history::control(format!("retry asked{by}"), peer.0);
+            let _ = crate::history::append(shared.store.as_ref(), &name, entry);
             shared.retries.lock().expect("retry lock").insert(name);
             shared.wake.notify_one();
             (StatusCode::OK, String::new())
