@@ -597,7 +597,7 @@ async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
     };
     eprintln!("assetd: strategy {}", strategy.kind());
     let config = common.pass_config(false);
-    match reconcile::run_pass(&config, &strategy, &store).await {
+    match reconcile::run_passes_in_order(&config, &strategy, &store, wait).await {
         Ok(pass) => {
             let dir_problem = report::dir_problem(&pass.desired, &config.manifests);
             if let Some(problem) = &dir_problem {

@@ -108,6 +108,39 @@ pub struct Observation {
     pub ended_pins: Vec<AssetName>,
 }
 
+/// Passes until nothing waits for a dependency that may still come up
+/// (`dependsOn`), or `limit` is over: `apply --once` on an empty engine
+/// creates the broker, then its producers once it runs healthy. The
+/// report is the last pass's, with the earlier passes' actions first.
+pub async fn run_passes_in_order<S: DeploymentStrategy>(
+    config: &PassConfig,
+    strategy: &S,
+    store: &Arc<dyn Store>,
+    limit: Duration,
+) -> Result<PassReport, PassError> {
+    let deadline = Instant::now() + limit;
+    let mut report = run_pass(config, strategy, store).await?;
+    let mut earlier = Vec::new();
+    while waits_for_dependency(&report.plan) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let done = std::mem::take(&mut report.outcomes);
+        earlier.extend(done.into_iter().filter(|o| o.kind != ActionKind::Hold));
+        report = run_pass(config, strategy, store).await?;
+    }
+    earlier.append(&mut report.outcomes);
+    report.outcomes = earlier;
+    Ok(report)
+}
+
+fn waits_for_dependency(plan: &Plan) -> bool {
+    plan.actions.iter().any(|a| {
+        matches!(
+            a.hold(),
+            Some(crate::plan::HoldReason::Waiting { stuck: false, .. })
+        )
+    })
+}
+
 /// Desired, actual and applied, and the plan between them: no writes.
 pub async fn observe<S: DeploymentStrategy>(
     config: &PassConfig,

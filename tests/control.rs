@@ -431,3 +431,32 @@ async fn rollback_runs_the_previous_revision_pinned_until_the_manifest_changes()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_once_deploys_a_dependency_then_its_dependent_once_it_is_healthy() {
+    let _engine = shared().await;
+    let env = TestEnv::new("ctl-dep-once").await;
+    let assetd = Assetd::new(&env, "local");
+    let (broker, producer) = (env.name("broker"), env.name("producer"));
+    let slow = "  command: [sh, -c, \"sleep 2; touch /tmp/ok; exec sleep 3600\"]\n  healthcheck: { test: [CMD, test, -e, /tmp/ok], interval: 500ms, timeout: 1s, retries: 20 }\n";
+    env.write("broker.yaml", &env.asset("broker", IMAGE_1, slow));
+    let needs = format!("  dependsOn: [{broker}]\n");
+    env.write("producer.yaml", &env.asset("producer", IMAGE_1, &needs));
+    let out = assetd.output(&["apply", "--once"], &["-o", "json", "--wait", "60s"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}\n{out:?}");
+    let created: Vec<&str> = report["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "create")
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(created, [broker.as_str(), producer.as_str()], "{report}");
+    let broker_started = started_at(&env.docker, &broker).await.unwrap();
+    let producer_started = started_at(&env.docker, &producer).await.unwrap();
+    assert!(
+        producer_started >= broker_started + time::Duration::seconds(2),
+        "the producer started at {producer_started}, the broker at {broker_started}"
+    );
+}

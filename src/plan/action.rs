@@ -104,6 +104,8 @@ pub enum HoldReason {
     Waiting {
         on: AssetName,
         state: String,
+        /// `on` is degraded: nothing will come of waiting until it heals.
+        stuck: bool,
         then: Box<Action>,
     },
     /// The operator suspended the asset (`assetd suspend`); what the
@@ -132,7 +134,9 @@ impl std::fmt::Display for HoldReason {
             HoldReason::Removal { guard, would_remove } => {
                 write!(f, "{guard} (would remove: {would_remove})")
             }
-            HoldReason::Waiting { on, state, then } => write!(
+            HoldReason::Waiting {
+                on, state, then, ..
+            } => write!(
                 f,
                 "waiting for {on}: {state}; then {}: {}",
                 then.kind(),

@@ -47,15 +47,22 @@ pub fn order(
             ActionKind::Remove => dependents
                 .get(&action.name)
                 .and_then(|users| users.iter().find(|u| actual.contains_key(u)))
-                .map(|user| (user.clone(), "still runs; removed after it".to_string())),
+                .map(|user| {
+                    (
+                        user.clone(),
+                        "still runs; removed after it".to_string(),
+                        false,
+                    )
+                }),
             ActionKind::Hold => None,
         };
-        if let Some((on, state)) = wait {
+        if let Some((on, state, stuck)) = wait {
             let placeholder = Op::Remove(super::RemoveReason { was_in: None });
             let then = std::mem::replace(&mut action.op, placeholder);
             action.op = Op::Hold(HoldReason::Waiting {
                 on,
                 state,
+                stuck,
                 then: Box::new(Action {
                     name: action.name.clone(),
                     op: then,
@@ -92,7 +99,8 @@ fn not_ready(
     dep: &AssetName,
     actual: &BTreeMap<&AssetName, &ActualAsset>,
     changing: &BTreeSet<AssetName>,
-) -> Option<(AssetName, String)> {
+) -> Option<(AssetName, String, bool)> {
+    let mut stuck = false;
     let state = match actual.get(dep) {
         None => "not running yet".to_string(),
         Some(_) if changing.contains(dep) => "being deployed".to_string(),
@@ -102,12 +110,14 @@ fn not_ready(
                 stopped_rollout: None,
                 changing: false,
             };
-            match health::assess(&evidence) {
+            let (health, why) = health::assess(&evidence);
+            stuck = health == Health::Degraded;
+            match (health, why) {
                 (Health::Healthy, _) => return None,
                 (health, Some(why)) => format!("{health} ({why})"),
                 (health, None) => health.to_string(),
             }
         }
     };
-    Some((dep.clone(), state))
+    Some((dep.clone(), state, stuck))
 }
