@@ -458,6 +458,7 @@ mod tests {
             update: None,
             user: None,
             ulimits: vec![],
+            pull_policy: None,
         }
     }
 

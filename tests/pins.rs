@@ -74,6 +74,7 @@ fn sample() -> DeploySpec {
         update: None,
         user: None,
         ulimits: vec![],
+        pull_policy: None,
     }
 }
 

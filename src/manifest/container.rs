@@ -7,7 +7,7 @@ use super::decoder::{join, parse_int, Decoder};
 use super::yaml::{Kind, Node};
 use super::SourcePos;
 use crate::spec::values::{DockerName, ImageRef};
-use crate::spec::{PortMapping, Protocol};
+use crate::spec::{PortMapping, Protocol, PullPolicy};
 
 /// The field path of `spec.env`.
 const ENV: &str = "spec.env";
@@ -23,6 +23,22 @@ impl Decoder<'_> {
                 None
             }
         }
+    }
+
+    /// `pullPolicy: IfNotPresent | Always | Never`.
+    pub(super) fn pull_policy(&mut self, node: &Node) -> Option<PullPolicy> {
+        const P: &str = "spec.pullPolicy";
+        let text = self.string(node, P)?;
+        let policy = PullPolicy::parse(text.trim());
+        if policy.is_none() {
+            let names = PullPolicy::NAMES.join(", ");
+            self.error(
+                node,
+                P,
+                format!("pull policy `{text}` is not one of {names}"),
+            );
+        }
+        policy
     }
 
     pub(super) fn command(&mut self, node: &Node) -> Option<Vec<String>> {

@@ -192,6 +192,7 @@ impl Decoder<'_> {
             .get("ulimits")
             .map(|n| self.ulimits(n))
             .unwrap_or_default();
+        let pull_policy = fields.get("pullPolicy").and_then(|n| self.pull_policy(n));
         let spec = DeploySpec {
             // Replaced by the caller; a spec is only returned when the
             // whole document is valid, so this never escapes.
@@ -210,6 +211,7 @@ impl Decoder<'_> {
             update,
             user,
             ulimits,
+            pull_policy,
         };
         Some((spec, ports_pos))
     }

@@ -119,6 +119,7 @@ pub static SPEC: Shape = Shape {
         field("update", s::update),
         field("user", s::user),
         field("ulimits", s::ulimits),
+        field("pullPolicy", s::pull_policy),
     ],
 };
 

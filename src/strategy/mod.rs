@@ -11,6 +11,7 @@
 pub mod fake;
 pub mod labels;
 pub mod local;
+pub mod pull;
 pub mod swarm;
 
 use std::future::Future;
