@@ -14,12 +14,16 @@ const ENV: &str = "spec.env";
 
 impl Decoder<'_> {
     pub(super) fn image(&mut self, node: &Node) -> Option<String> {
-        const P: &str = "spec.image";
-        let image = self.string(node, P)?;
+        self.image_at(node, "spec.image")
+    }
+
+    /// An image reference at field path `path`.
+    pub(super) fn image_at(&mut self, node: &Node, path: &str) -> Option<String> {
+        let image = self.string(node, path)?;
         match image.parse::<ImageRef>() {
             Ok(ImageRef(image)) => Some(image),
             Err(why) => {
-                self.error(node, P, why.0);
+                self.error(node, path, why.0);
                 None
             }
         }
@@ -320,13 +324,17 @@ impl Decoder<'_> {
     }
 
     pub(super) fn networks(&mut self, node: &Node) -> Vec<String> {
-        const P: &str = "spec.networks";
+        self.networks_at(node, "spec.networks")
+    }
+
+    /// A list of network names at field path `path`.
+    pub(super) fn networks_at(&mut self, node: &Node, path: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        let Some(items) = self.list(node, P) else {
+        let Some(items) = self.list(node, path) else {
             return out;
         };
         for (i, item) in items.iter().enumerate() {
-            let path = format!("{P}[{i}]");
+            let path = format!("{path}[{i}]");
             let Some(name) = self.string(item, &path) else {
                 continue;
             };

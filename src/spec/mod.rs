@@ -415,6 +415,19 @@ pub struct Mount {
     pub source: Option<String>,
     pub target: String,
     pub read_only: bool,
+    /// The driver that creates a named volume, with its options (an
+    /// OpenFactory NFS storage: `local` with `type=nfs`, `o`, `device`).
+    /// Left out when unset, so older specs keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_driver: Option<VolumeDriver>,
+}
+
+/// A volume driver and its options, as `docker volume create --driver
+/// NAME --opt KEY=VALUE` takes them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeDriver {
+    pub name: String,
+    pub options: BTreeMap<String, String>,
 }
 
 /// sha256 of the canonical JSON of a [`DeploySpec`], hex encoded. It is

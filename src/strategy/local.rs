@@ -787,6 +787,7 @@ fn container_body(
             }),
             read_only: Some(m.read_only),
             tmpfs_options: (m.kind == MountKind::Tmpfs).then(MountTmpfsOptions::default),
+            volume_options: super::volume_options(m),
             ..Default::default()
         })
         .collect();

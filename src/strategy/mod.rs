@@ -218,6 +218,18 @@ pub fn ulimits(spec: &crate::spec::DeploySpec) -> Option<Vec<bollard::models::Re
 }
 
 /// The HTTP status of a Docker error response, if it was one.
+/// A volume mount's driver and options, for the mount we send.
+pub fn volume_options(mount: &crate::spec::Mount) -> Option<bollard::models::MountVolumeOptions> {
+    let driver = mount.volume_driver.as_ref()?;
+    Some(bollard::models::MountVolumeOptions {
+        driver_config: Some(bollard::models::MountVolumeOptionsDriverConfig {
+            name: Some(driver.name.clone()),
+            options: Some(driver.options.clone().into_iter().collect()),
+        }),
+        ..Default::default()
+    })
+}
+
 pub fn status_code(err: &bollard::errors::Error) -> Option<u16> {
     match err {
         bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),

@@ -675,6 +675,7 @@ fn docker_mount(m: &crate::spec::Mount) -> DockerMount {
         }),
         read_only: Some(m.read_only),
         tmpfs_options: (m.kind == MountKind::Tmpfs).then(MountTmpfsOptions::default),
+        volume_options: super::volume_options(m),
         ..Default::default()
     }
 }
@@ -779,12 +780,21 @@ fn mount_fields(mounts: Option<Vec<DockerMount>>) -> Vec<Value> {
         .unwrap_or_default()
         .into_iter()
         .map(|m| {
-            json!([
+            let mut fields = json!([
                 m.typ.map(|t| t.to_string()),
                 m.source.filter(|s| !s.is_empty()),
                 m.target,
                 m.read_only.unwrap_or(false),
-            ])
+            ]);
+            // Only when set, so that the mounts of services written before
+            // volume drivers existed keep their fingerprint.
+            let driver = m.volume_options.and_then(|o| o.driver_config);
+            if let (Some(driver), Value::Array(list)) = (driver, &mut fields) {
+                let options: BTreeMap<_, _> =
+                    driver.options.unwrap_or_default().into_iter().collect();
+                list.push(json!([driver.name, options]));
+            }
+            fields
         })
         .collect()
 }
