@@ -377,5 +377,7 @@ pub(crate) fn ulimit_value(_: Spelling) -> Value {
     whole_number(-1, i64::MAX)
 }
 
+pub mod openfactory;
+
 #[cfg(test)]
 mod tests;

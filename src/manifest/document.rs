@@ -10,6 +10,18 @@ use super::{ParsedAsset, SourcePos, API_VERSION, KIND, RESERVED_LABEL_PREFIX};
 use crate::spec::{AssetName, DeploySpec, Protocol};
 
 impl Decoder<'_> {
+    /// Decodes one `---` document: an OpenFactory app file (a top-level
+    /// `apps:`, see [`super::openfactory`]) or an assetd manifest.
+    pub(super) fn root(&mut self, root: &Node) -> Vec<ParsedAsset> {
+        if !self.is_app_file(root) {
+            return self.document(root).into_iter().collect();
+        }
+        self.expanded_bytes = 0;
+        self.expansion_exhausted = false;
+        self.tags(root, "");
+        self.app_file(root)
+    }
+
     /// Decodes one document; `None` when it has problems (recorded).
     pub(super) fn document(&mut self, root: &Node) -> Option<ParsedAsset> {
         let errors_before = self.errors.len();

@@ -67,6 +67,7 @@ mod decoder;
 mod document;
 mod expand;
 mod mounts;
+pub mod openfactory;
 mod process;
 mod resources;
 mod rollout;
@@ -234,9 +235,7 @@ pub fn parse_file(
     match serde_saphyr::from_multiple_with_options::<Node>(text, yaml_options()) {
         Ok(documents) => {
             for root in &documents {
-                if let Some(asset) = decoder.document(root) {
-                    assets.push(asset);
-                }
+                assets.extend(decoder.root(root));
             }
         }
         Err(_) => {
@@ -244,11 +243,7 @@ pub fn parse_file(
             for document in serde_saphyr::read_with_options::<_, Node>(&mut reader, yaml_options())
             {
                 match document {
-                    Ok(root) => {
-                        if let Some(asset) = decoder.document(&root) {
-                            assets.push(asset);
-                        }
-                    }
+                    Ok(root) => assets.extend(decoder.root(&root)),
                     Err(err) => decoder.yaml_error(&err),
                 }
             }
