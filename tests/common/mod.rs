@@ -183,7 +183,19 @@ impl TestEnv {
 }
 
 pub async fn cleanup(docker: &Docker, prefix: &str) {
-    let filters = HashMap::from([("label", vec![format!("{TEST_LABEL}={prefix}")])]);
+    // The test's label, and the ownership label of its `--instance` (the
+    // prefix): objects made from files that carry no test label (an
+    // OpenFactory app file) are the instance's all the same.
+    for label in [
+        format!("{TEST_LABEL}={prefix}"),
+        format!("io.assetd.instance={prefix}"),
+    ] {
+        cleanup_labelled(docker, label).await;
+    }
+}
+
+async fn cleanup_labelled(docker: &Docker, label: String) {
+    let filters = HashMap::from([("label", vec![label])]);
     if let Ok(services) = docker
         .list_services(Some(
             ListServicesOptionsBuilder::default()
