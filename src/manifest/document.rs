@@ -85,6 +85,7 @@ impl Decoder<'_> {
         spec.name = name;
         spec.labels = labels;
         Some(ParsedAsset {
+            name_field: "metadata.name".into(),
             hash: spec.hash(),
             spec,
             pos,

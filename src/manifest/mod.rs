@@ -193,8 +193,11 @@ pub struct ParsedAsset {
     /// `spec.hash()`, computed once: a file's parse is reused across
     /// passes while its bytes do not change.
     pub hash: SpecHash,
-    /// Position of the `metadata.name` value.
+    /// Position of the `metadata.name` value (of an app's `uuid`).
     pub pos: SourcePos,
+    /// The field `pos` points at: `metadata.name`, or `apps.KEY.uuid` in
+    /// an OpenFactory app file (for messages about the name).
+    pub name_field: String,
     /// Each published port with the position of its key in `spec.ports`, in
     /// the order of `spec.ports`, for host-port conflict messages.
     pub ports_pos: Vec<(u16, Protocol, SourcePos)>,

@@ -72,10 +72,6 @@ impl Decoder<'_> {
             .get("image_pull_policy")
             .and_then(|n| self.app_pull_policy(n, &at("image_pull_policy")));
         let user = self.runtime_user(&fields, &path);
-        let mut labels = BTreeMap::new();
-        if let Some(n) = fields.get("uns") {
-            self.uns_labels(n, &at("uns"), &mut labels);
-        }
         let env = fields
             .get("environment")
             .map(|n| self.app_environment(n, &at("environment")))
@@ -89,23 +85,11 @@ impl Decoder<'_> {
             .map(|n| self.networks_at(n, &at("networks")))
             .unwrap_or_default();
         let deploy = self.app_deploy(fields.get("deploy"), &at("deploy"));
-        let routing = fields
-            .get("routing")
-            .map(|n| (n, self.routing(n, &at("routing"))));
-        let metrics = fields
-            .get("metrics")
-            .and_then(|n| self.metrics(n, &at("metrics")));
+        let labels = self.app_labels(&fields, &path, named.as_ref());
         let (uuid, name) = named?;
-        if let Some((n, Some(routing))) = routing {
-            self.routing_labels(&routing, &name, n, &at("routing"), &mut labels);
-        }
-        if let Some(metrics) = metrics {
-            labels::metrics_labels(&metrics, &mut labels);
-        }
         if self.errors.len() > errors_before {
             return None;
         }
-        labels.insert(labels::UUID_LABEL.into(), uuid.clone());
         let spec = DeploySpec {
             env: with_openfactory_env(env, &uuid, &name),
             labels,
@@ -116,11 +100,42 @@ impl Decoder<'_> {
             ..deploy.into_spec(name, image?)
         };
         Some(ParsedAsset {
+            name_field: at("uuid"),
             hash: spec.hash(),
             spec,
             pos: self.pos(uuid_node?),
             ports_pos: vec![],
         })
+    }
+
+    /// The app's labels: its uuid, its UNS levels, and the Traefik and
+    /// Prometheus labels of its `routing` and `metrics`.
+    fn app_labels(
+        &mut self,
+        fields: &super::shape::Fields<'_>,
+        path: &str,
+        named: Option<&(String, AssetName)>,
+    ) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::new();
+        if let Some(n) = fields.get("uns") {
+            self.uns_labels(n, &join(path, "uns"), &mut labels);
+        }
+        if let Some(n) = fields.get("routing") {
+            let field = join(path, "routing");
+            let routing = self.routing(n, &field);
+            if let (Some(routing), Some((_, name))) = (routing, named) {
+                self.routing_labels(&routing, name, n, &field, &mut labels);
+            }
+        }
+        if let Some(n) = fields.get("metrics") {
+            if let Some(metrics) = self.metrics(n, &join(path, "metrics")) {
+                labels::metrics_labels(&metrics, &mut labels);
+            }
+        }
+        if let Some((uuid, _)) = named {
+            labels.insert(labels::UUID_LABEL.into(), uuid.clone());
+        }
+        labels
     }
 
     /// The uuid and the asset name OpenFactory gives the service: the
