@@ -1381,47 +1381,10 @@ async fn pull_policy_never_refuses_a_missing_image_and_leaves_the_running_versio
     assert_eq!(c.state.and_then(|s| s.running), Some(true));
 }
 
-/// A local tag under an unreachable registry: present, so IfNotPresent
-/// runs it, but every pull of it fails at once (connection refused).
-struct UnpullableTag {
-    docker: bollard::Docker,
-    tag: String,
-}
-
-impl UnpullableTag {
-    async fn new(env: &TestEnv) -> Self {
-        let repo = format!("127.0.0.1:9/{}/busybox", env.prefix);
-        let options = bollard::query_parameters::TagImageOptionsBuilder::default()
-            .repo(&repo)
-            .tag("1")
-            .build();
-        env.docker.tag_image(IMAGE_1, Some(options)).await.unwrap();
-        Self {
-            docker: env.docker.clone(),
-            tag: format!("{repo}:1"),
-        }
-    }
-}
-
-impl Drop for UnpullableTag {
-    fn drop(&mut self) {
-        let (docker, tag) = (self.docker.clone(), self.tag.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            let _ = rt.block_on(docker.remove_image(
-                &tag,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            ));
-        })
-        .join();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pull_policy_always_pulls_before_an_update_and_a_failed_pull_leaves_what_runs() {
     let env = TestEnv::new("lc-pullalways").await;
-    let tag = UnpullableTag::new(&env).await;
+    let tag = common::UnpullableTag::new(&env).await;
     env.write("a.yaml", &env.asset("a", &tag.tag, ""));
     assert_no_failures(&env.apply().await);
     let before = env.inspect(&env.name("a")).await.id;

@@ -247,6 +247,43 @@ impl Drop for TestEnv {
     }
 }
 
+/// A local tag under an unreachable registry: present, so IfNotPresent
+/// runs it, but every pull of it fails at once (connection refused).
+pub struct UnpullableTag {
+    docker: Docker,
+    pub tag: String,
+}
+
+impl UnpullableTag {
+    pub async fn new(env: &TestEnv) -> Self {
+        let repo = format!("127.0.0.1:9/{}/busybox", env.prefix);
+        let options = bollard::query_parameters::TagImageOptionsBuilder::default()
+            .repo(&repo)
+            .tag("1")
+            .build();
+        env.docker.tag_image(IMAGE_1, Some(options)).await.unwrap();
+        Self {
+            docker: env.docker.clone(),
+            tag: format!("{repo}:1"),
+        }
+    }
+}
+
+impl Drop for UnpullableTag {
+    fn drop(&mut self) {
+        let (docker, tag) = (self.docker.clone(), self.tag.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let _ = rt.block_on(docker.remove_image(
+                &tag,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            ));
+        })
+        .join();
+    }
+}
+
 pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
