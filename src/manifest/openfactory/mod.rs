@@ -31,6 +31,7 @@ pub const APPS_KEY: &str = "apps";
 /// know without OpenFactory's configuration.
 const APP_UUID_VAR: &str = "APP_UUID";
 const DOCKER_SERVICE_VAR: &str = "DOCKER_SERVICE";
+const STORAGE_VAR: &str = "STORAGE";
 
 impl Decoder<'_> {
     /// Whether `root` is an app file: a mapping with an `apps` key.
@@ -76,7 +77,7 @@ impl Decoder<'_> {
             .get("environment")
             .map(|n| self.app_environment(n, &at("environment")))
             .unwrap_or_default();
-        let mounts = fields
+        let (mounts, storage) = fields
             .get("storage")
             .map(|n| self.storage(n, &at("storage")))
             .unwrap_or_default();
@@ -91,7 +92,7 @@ impl Decoder<'_> {
             return None;
         }
         let spec = DeploySpec {
-            env: with_openfactory_env(env, &uuid, &name),
+            env: with_openfactory_env(env, &uuid, &name, &storage),
             labels,
             networks,
             mounts,
@@ -235,9 +236,15 @@ impl Decoder<'_> {
     }
 }
 
-/// OpenFactory's own variables first (`APP_UUID`, `DOCKER_SERVICE`),
-/// unless the app sets them, then the app's.
-fn with_openfactory_env(env: Vec<String>, uuid: &str, name: &AssetName) -> Vec<String> {
+/// OpenFactory's own variables first (`APP_UUID`, `DOCKER_SERVICE` and,
+/// with storage, `STORAGE` as JSON), unless the app sets them, then the
+/// app's.
+fn with_openfactory_env(
+    env: Vec<String>,
+    uuid: &str,
+    name: &AssetName,
+    storage: &serde_json::Value,
+) -> Vec<String> {
     let sets = |var: &str| {
         env.iter()
             .any(|e| e.split_once('=').map(|(k, _)| k) == Some(var))
@@ -248,6 +255,9 @@ fn with_openfactory_env(env: Vec<String>, uuid: &str, name: &AssetName) -> Vec<S
     }
     if !sets(DOCKER_SERVICE_VAR) {
         out.push(format!("{DOCKER_SERVICE_VAR}={name}"));
+    }
+    if !storage.is_null() && !sets(STORAGE_VAR) {
+        out.push(format!("{STORAGE_VAR}={storage}"));
     }
     out.extend(env);
     out

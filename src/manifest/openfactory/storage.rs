@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::{json, Value};
+
 use super::super::decoder::{join, Decoder};
 use super::super::yaml::{Kind, Node};
 use super::shape::{STORAGE_LOCAL, STORAGE_NFS};
@@ -13,12 +15,16 @@ use crate::spec::values::AbsPath;
 use crate::spec::{Mount, MountKind, VolumeDriver};
 
 impl Decoder<'_> {
-    pub(super) fn storage(&mut self, node: &Node, path: &str) -> Vec<Mount> {
+    /// The mounts, and the storage as the JSON OpenFactory gives the app
+    /// in `STORAGE` (name → backend, as validated).
+    pub(super) fn storage(&mut self, node: &Node, path: &str) -> (Vec<Mount>, Value) {
         let Kind::Map(entries) = &node.kind else {
             self.wrong_type(node, path, "a mapping of storage names to backends");
-            return vec![];
+            return (vec![], Value::Null);
         };
-        let mut out: Vec<Mount> = Vec::new();
+        // By name, so that the order of the keys changes nothing.
+        let mut out: BTreeMap<String, Mount> = BTreeMap::new();
+        let mut described: BTreeMap<String, Value> = BTreeMap::new();
         for (key, value) in entries {
             let Some(name) = self.map_key(key, path) else {
                 continue;
@@ -34,21 +40,22 @@ impl Decoder<'_> {
                 self.error(key, &field, message);
                 continue;
             }
-            let Some(mount) = self.backend(value, &field) else {
+            let Some((mount, backend)) = self.backend(value, &field) else {
                 continue;
             };
-            if out.iter().any(|m| m.target == mount.target) {
+            if out.values().any(|m| m.target == mount.target) {
                 let message = format!("mount_point `{}` is used by another storage", mount.target);
                 self.error(value, &join(&field, "mount_point"), message);
                 continue;
             }
-            out.push(mount);
+            out.insert(name.clone(), mount);
+            described.insert(name, backend);
         }
-        out
+        (out.into_values().collect(), json!(described))
     }
 
     /// One backend, by its `type`.
-    fn backend(&mut self, node: &Node, path: &str) -> Option<Mount> {
+    fn backend(&mut self, node: &Node, path: &str) -> Option<(Mount, Value)> {
         let Kind::Map(entries) = &node.kind else {
             self.wrong_type(node, path, "a mapping with type local or nfs");
             return None;
@@ -69,7 +76,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn local_storage(&mut self, node: &Node, path: &str) -> Option<Mount> {
+    fn local_storage(&mut self, node: &Node, path: &str) -> Option<(Mount, Value)> {
         let fields = self.object(node, path, &STORAGE_LOCAL)?;
         let source = self
             .required(&fields, "local_path", node, path)
@@ -77,16 +84,19 @@ impl Decoder<'_> {
         let target = self
             .required(&fields, "mount_point", node, path)
             .and_then(|n| self.mount_target(n, &join(path, "mount_point")));
-        Some(Mount {
+        let (source, target) = (source?, target?);
+        let described = json!({ "type": "local", "local_path": source, "mount_point": target });
+        let mount = Mount {
             kind: MountKind::Bind,
-            source: Some(source?),
-            target: target?,
+            source: Some(source),
+            target,
             read_only: false,
             volume_driver: None,
-        })
+        };
+        Some((mount, described))
     }
 
-    fn nfs_storage(&mut self, node: &Node, path: &str) -> Option<Mount> {
+    fn nfs_storage(&mut self, node: &Node, path: &str) -> Option<(Mount, Value)> {
         let fields = self.object(node, path, &STORAGE_NFS)?;
         let server = self
             .required(&fields, "server", node, path)
@@ -101,14 +111,24 @@ impl Decoder<'_> {
             .get("mount_options")
             .map(|n| self.nfs_options(n, &join(path, "mount_options")))
             .unwrap_or_default();
-        let (server, remote) = (server?, remote?);
-        Some(Mount {
+        let (server, remote, target) = (server?, remote?, target?);
+        let mut described = json!({
+            "type": "nfs",
+            "server": server,
+            "remote_path": remote,
+            "mount_point": target,
+        });
+        if fields.get("mount_options").is_some() {
+            described["mount_options"] = json!(options);
+        }
+        let mount = Mount {
             kind: MountKind::Volume,
             source: Some(nfs_volume_name(&server, &remote)),
-            target: target?,
+            target,
             read_only: false,
             volume_driver: Some(nfs_driver(&server, &remote, &options)),
-        })
+        };
+        Some((mount, described))
     }
 
     /// A host name, an IPv4 address or an IPv6 address in brackets.

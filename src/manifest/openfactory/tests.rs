@@ -60,6 +60,7 @@ fn the_scheduler_app_maps_field_by_field() {
         [
             "APP_UUID=APP-SCHEDULER",
             "DOCKER_SERVICE=app-scheduler",
+            r#"STORAGE={"cache":{"type":"local","local_path":"/srv/openfactory/cache","mount_point":"/cache"}}"#,
             "ENV=production",
             "KAFKA_BROKER=broker:29092",
             "JDBC_URL=jdbc:postgresql://db:5432/ofa?ssl=true&sslmode=require",
@@ -165,6 +166,11 @@ fn two_apps_of_one_file_take_openfactory_defaults() {
 fn nfs_storage_is_a_local_driver_volume_with_openfactorys_options() {
     let assets = parse("nfs/app_historian.yml");
     let spec = &assets[0].spec;
+    assert!(
+        spec.env.contains(&r#"STORAGE={"archive":{"type":"nfs","server":"deskfab.openfactory.com","remote_path":"/nfs/deskfab/archive","mount_point":"/mnt/archive","mount_options":["ro","vers=4.1"]}}"#.to_string()),
+        "{:?}",
+        spec.env
+    );
     assert_eq!(
         spec.mode,
         Mode::Replicated { replicas: 1 },
@@ -299,4 +305,16 @@ fn routing_without_a_base_domain_says_which_variable_to_set() {
         errors[0].to_string(),
         "app.yml:5:14: apps.a.routing.expose: routing an app needs the base domain it is served under: set OPENFACTORY_BASE_DOMAIN in assetd's environment, as for OpenFactory"
     );
+}
+
+#[test]
+fn the_order_of_storages_and_keys_changes_no_hash() {
+    let a = "apps:\n  a:\n    uuid: A\n    image: img:1\n    storage:\n      x: {type: local, local_path: /srv/x, mount_point: /x}\n      y: {type: local, local_path: /srv/y, mount_point: /y}\n";
+    let b = "apps:\n  a:\n    image: img:1\n    storage:\n      y: {mount_point: /y, local_path: /srv/y, type: local}\n      x: {type: local, local_path: /srv/x, mount_point: /x}\n    uuid: A\n";
+    let hash = |text: &str| {
+        parse_file("f.yml", text, &env, &policy()).unwrap()[0]
+            .hash
+            .clone()
+    };
+    assert_eq!(hash(a), hash(b));
 }
