@@ -59,10 +59,9 @@ impl Decoder<'_> {
         let expose = fields
             .get("expose")
             .and_then(|n| self.boolean(n, &join(path, "expose")));
-        let port = fields.get("port").map(|n| {
-            let text = self.scalar_text(n).unwrap_or_default().to_string();
-            self.port_number(n, &join(path, "port"), &text, "port")
-        });
+        let port = fields
+            .get("port")
+            .map(|n| self.app_port(n, &join(path, "port")));
         let hostname = fields
             .get("hostname")
             .and_then(|n| self.string(n, &join(path, "hostname")));
@@ -120,12 +119,17 @@ impl Decoder<'_> {
         }
     }
 
+    /// A port, 1 to 65535, written as a number or a string (`${PORT}`).
+    fn app_port(&mut self, node: &Node, path: &str) -> Option<u16> {
+        let text = self.string(node, path)?;
+        self.port_number(node, path, &text, "port")
+    }
+
     pub(super) fn metrics(&mut self, node: &Node, path: &str) -> Option<Metrics> {
         let fields = self.object(node, path, &METRICS)?;
-        let port = self.required(&fields, "port", node, path).and_then(|n| {
-            let text = self.scalar_text(n).unwrap_or_default().to_string();
-            self.port_number(n, &join(path, "port"), &text, "port")
-        });
+        let port = self
+            .required(&fields, "port", node, path)
+            .and_then(|n| self.app_port(n, &join(path, "port")));
         let metrics_path = match fields.get("path") {
             Some(n) => {
                 let field = join(path, "path");

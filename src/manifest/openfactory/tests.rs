@@ -278,6 +278,10 @@ fn mistakes_are_reported_with_file_line_column_and_field() {
             "app.yml:5:14: apps.a.metrics.port: missing required field `port`",
         ),
         (
+            "apps:\n  a:\n    uuid: A\n    image: img:1\n    metrics: {port: \"99999\"}\n",
+            "app.yml:5:21: apps.a.metrics.port: port 99999 is out of range 1-65535",
+        ),
+        (
             "apps:\n  a:\n    image: img:1\n",
             "app.yml:3:5: apps.a.uuid: missing required field `uuid`",
         ),
@@ -317,4 +321,16 @@ fn the_order_of_storages_and_keys_changes_no_hash() {
             .clone()
     };
     assert_eq!(hash(a), hash(b));
+}
+
+#[test]
+fn a_port_may_be_a_quoted_number_or_a_variable() {
+    let text = "apps:\n  a:\n    uuid: A\n    image: img:1\n    metrics: {port: \"9100\"}\n    routing: {expose: true, port: \"${PORT:-8080}\"}\n";
+    let assets = parse_file("f.yml", text, &env, &policy()).unwrap();
+    let labels = &assets[0].spec.labels;
+    assert_eq!(labels["prometheus.io/port"], "9100");
+    assert_eq!(
+        labels["traefik.http.services.ofa-a.loadbalancer.server.port"],
+        "8080"
+    );
 }
