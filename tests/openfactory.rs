@@ -80,6 +80,12 @@ fn assert_no_failures(pass: &assetd::reconcile::PassReport) {
     assert!(failures.is_empty(), "failures: {failures:?}");
 }
 
+/// A pass after convergence plans nothing: what the engine reads back
+/// (Swarm's defaults, the volume driver's options) is no change.
+fn assert_converged(pass: &assetd::reconcile::PassReport) {
+    assert!(!pass.plan.has_changes(), "{:?}", pass.plan.actions);
+}
+
 fn instance_filter(env: &TestEnv) -> HashMap<&'static str, Vec<String>> {
     HashMap::from([("label", vec![format!("io.assetd.instance={}", env.prefix)])])
 }
@@ -129,6 +135,7 @@ async fn app_files_deploy_on_the_local_engine_and_an_edit_updates_only_its_app()
     let mut env = TestEnv::new("of-local").await;
     install(&mut env, &["app_scheduler.yml", "app_cell_tools.yml"]);
     assert_no_failures(&env.apply().await);
+    assert_converged(&env.apply().await);
     let scheduler = env.name("app-scheduler");
     let before = containers(&env).await;
     let names: Vec<&str> = before.keys().map(String::as_str).collect();
@@ -232,6 +239,7 @@ async fn app_files_deploy_on_swarm_with_constraints_kept_and_an_edit_updates_onl
     )
     .await;
 
+    assert_converged(&env.apply_with(&swarm).await);
     let before = services(&env).await;
     let spec = before[&scheduler].spec.clone().unwrap();
     let task = spec.task_template.unwrap();
@@ -287,7 +295,9 @@ async fn an_nfs_storage_becomes_a_local_driver_volume_on_the_swarm_service() {
     let mut env = TestEnv::new("of-nfs").await;
     install(&mut env, &["nfs/app_historian.yml"]);
     // No replica (HISTORIAN_REPLICAS=0): no task tries to mount the share.
-    assert_no_failures(&env.apply_with(&env.swarm()).await);
+    let swarm = env.swarm();
+    assert_no_failures(&env.apply_with(&swarm).await);
+    assert_converged(&env.apply_with(&swarm).await);
     let services = services(&env).await;
     let spec = services[&env.name("historian")].spec.clone().unwrap();
     let mounts = spec
