@@ -104,7 +104,7 @@ impl BinaryMemoryBytes {
 
     /// What [`FromStr`] accepts, as a regular expression (for the schema).
     pub fn pattern() -> String {
-        "^\\s*([0-9]+\\.?[0-9]*|\\.[0-9]+)\\s*([kKmMgG]([bBiI])?)?\\s*$".to_string()
+        "^\\s*([0-9]+\\.?[0-9]*|\\.[0-9]+)\\s*([kK][bB]?|[mMgG][bBiI]?)?\\s*$".to_string()
     }
 }
 

@@ -217,7 +217,6 @@ pub fn ulimits(spec: &crate::spec::DeploySpec) -> Option<Vec<bollard::models::Re
     (!limits.is_empty()).then_some(limits)
 }
 
-/// The HTTP status of a Docker error response, if it was one.
 /// A volume mount's driver and options, for the mount we send.
 pub fn volume_options(mount: &crate::spec::Mount) -> Option<bollard::models::MountVolumeOptions> {
     let driver = mount.volume_driver.as_ref()?;
@@ -230,6 +229,7 @@ pub fn volume_options(mount: &crate::spec::Mount) -> Option<bollard::models::Mou
     })
 }
 
+/// The HTTP status of a Docker error response, if it was one.
 pub fn status_code(err: &bollard::errors::Error) -> Option<u16> {
     match err {
         bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),

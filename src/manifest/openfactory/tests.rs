@@ -222,6 +222,21 @@ fn memory_units_are_powers_of_1024_in_any_case() {
 }
 
 #[test]
+fn the_schema_memory_pattern_accepts_what_the_parser_parses() {
+    use crate::spec::values::BinaryMemoryBytes;
+    let pattern = BinaryMemoryBytes::pattern();
+    let validator = jsonschema::draft7::new(&serde_json::json!({ "pattern": pattern })).unwrap();
+    for sample in [
+        "512Mi", "1g", "1GB", "1.5gi", "2k", "2kb", "2Ki", "100", " 64 m ", "1t", "1Mo", "-1m",
+        "m", "", ".5G",
+    ] {
+        let parses = sample.parse::<BinaryMemoryBytes>().is_ok();
+        let matches = validator.is_valid(&serde_json::json!(sample));
+        assert_eq!(parses, matches, "`{sample}`");
+    }
+}
+
+#[test]
 fn a_typo_is_reported_at_its_position_with_a_suggestion() {
     let text = "apps:\n  scheduler:\n    uuid: APP-SCHEDULER\n    image: ghcr.io/x/scheduler:1\n    enviroment:\n      - A=1\n";
     assert_eq!(
