@@ -9,6 +9,10 @@
 //!   internals), no editor temp or backup names. Symlinked files are
 //!   followed (the `foo.yaml -> ..data/foo.yaml` layout of git-sync and
 //!   ConfigMaps); symlinked directories are not, so there are no cycles.
+//! - OpenFactory app files (`app_*.yml`, a top-level `apps:`) sit beside
+//!   manifests: the parser reads each app as an asset
+//!   ([`crate::manifest::openfactory`]), and from here on an app is an
+//!   asset like any other (names unique across both kinds of file).
 //! - A file that fails to parse is reported in [`Desired::invalid_files`];
 //!   the assets it declared last are held by the planner, never pruned.
 //!   A directory that cannot be read is reported the same way, with a key
