@@ -9,6 +9,10 @@
 //!   internals), no editor temp or backup names. Symlinked files are
 //!   followed (the `foo.yaml -> ..data/foo.yaml` layout of git-sync and
 //!   ConfigMaps); symlinked directories are not, so there are no cycles.
+//! - OpenFactory app files (`app_*.yml`, a top-level `apps:`) sit beside
+//!   manifests: the parser reads each app as an asset
+//!   ([`crate::manifest::openfactory`]), and from here on an app is an
+//!   asset like any other (names unique across both kinds of file).
 //! - A file that fails to parse is reported in [`Desired::invalid_files`];
 //!   the assets it declared last are held by the planner, never pruned.
 //!   A directory that cannot be read is reported the same way, with a key
@@ -632,7 +636,7 @@ impl Holds {
                     .collect();
                 let error = ManifestError::at(
                     &parsed[i].1.pos,
-                    "metadata.name",
+                    &parsed[i].1.name_field,
                     format!(
                         "asset `{name}` is also declared at {}; names must be unique across the directory",
                         others.join(", ")
@@ -926,6 +930,26 @@ mod tests {
 
     fn name(n: &str) -> AssetName {
         AssetName::new(n).unwrap()
+    }
+
+    #[test]
+    fn an_openfactory_app_file_is_read_beside_manifests_and_its_names_count_too() {
+        let t = TempDir::new("ofapp");
+        t.write("a.yaml", &asset("mill", ""));
+        t.write(
+            "app_tools.yml",
+            "apps:\n  mill:\n    uuid: MILL\n    image: img:1\n  press:\n    uuid: PRESS\n    image: img:1\n",
+        );
+        let d = load(&t.0);
+        assert_eq!(names(&d), ["press"]);
+        let errors: Vec<String> = d.errors().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "a.yaml:4:9: metadata.name: asset `mill` is also declared at app_tools.yml:3:11; names must be unique across the directory",
+                "app_tools.yml:3:11: apps.mill.uuid: asset `mill` is also declared at a.yaml:4:9; names must be unique across the directory",
+            ]
+        );
     }
 
     #[test]

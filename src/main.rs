@@ -170,8 +170,21 @@ enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
         output: Output,
     },
-    /// Print the JSON Schema of the manifest format.
-    Schema,
+    /// Print the JSON Schema of the manifest format (or, with `--kind
+    /// openfactory`, of an OpenFactory app file).
+    Schema {
+        #[arg(long, value_enum, default_value = "asset")]
+        kind: SchemaKind,
+    },
+}
+
+/// Which format `assetd schema` describes.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum SchemaKind {
+    /// assetd's own manifests (`kind: Asset`).
+    Asset,
+    /// OpenFactory app files (a top-level `apps:`).
+    Openfactory,
 }
 
 /// The assets a control command acts on.
@@ -423,8 +436,13 @@ async fn dispatch(command: Command) -> u8 {
             allow_bind,
             output,
         } => validate(paths, allow_bind, output),
-        Command::Schema => {
-            println!("{}", assetd::schema::schema_json());
+        Command::Schema { kind } => {
+            match kind {
+                SchemaKind::Asset => println!("{}", assetd::schema::schema_json()),
+                SchemaKind::Openfactory => {
+                    println!("{}", assetd::schema::openfactory::schema_json())
+                }
+            }
             EXIT_OK
         }
         Command::Apply {

@@ -465,6 +465,7 @@ mod tests {
             update: None,
             user: None,
             ulimits: vec![],
+            pull_policy: None,
         }
     }
 

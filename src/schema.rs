@@ -23,7 +23,7 @@ use crate::manifest::{API_VERSION, KIND, MAX_IMAGE_BYTES, MAX_REPLICAS, RESERVED
 use crate::spec::values::{
     DockerName, DurationNs, MemoryBytes, NanoCpus, ProcessUser, MIN_MEMORY_BYTES,
 };
-use crate::spec::{AssetName, FailureAction, MountKind, Protocol, Ulimit, UpdateOrder};
+use crate::spec::{AssetName, FailureAction, MountKind, Protocol, PullPolicy, Ulimit, UpdateOrder};
 
 /// The schema as a JSON value.
 pub fn schema() -> Value {
@@ -376,9 +376,17 @@ pub(crate) fn ulimits(_: Spelling) -> Value {
     })
 }
 
+pub(crate) fn pull_policy(_: Spelling) -> Value {
+    let mut value = one_of(&PullPolicy::NAMES);
+    value["description"] = json!("IfNotPresent (the default), Always or Never");
+    value
+}
+
 pub(crate) fn ulimit_value(_: Spelling) -> Value {
     whole_number(-1, i64::MAX)
 }
+
+pub mod openfactory;
 
 #[cfg(test)]
 mod tests;

@@ -1344,3 +1344,64 @@ async fn user_and_ulimits_reach_the_container() {
     assert_eq!(c.state.and_then(|s| s.running), Some(true));
     assert!(env.apply().await.outcomes.is_empty(), "converged");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_policy_never_refuses_a_missing_image_and_leaves_the_running_version() {
+    let env = TestEnv::new("lc-pullnever").await;
+    let missing = "assetd-test/busybox:never-pulled";
+    // A new asset: nothing is created.
+    env.write("b.yaml", &env.asset("b", missing, "  pullPolicy: Never\n"));
+    env.write("a.yaml", &env.asset("a", IMAGE_1, "  pullPolicy: Never\n"));
+    let pass = env.apply().await;
+    let b = pass
+        .outcomes
+        .iter()
+        .find(|o| o.name.as_str().ends_with("-b"))
+        .unwrap();
+    let error = b.error.clone().expect("a missing image with Never fails");
+    assert!(
+        error.contains(missing) && error.contains("pullPolicy is Never"),
+        "{error}"
+    );
+    let a = env.inspect(&env.name("a")).await;
+    assert_eq!(
+        a.state.and_then(|s| s.running),
+        Some(true),
+        "a present image runs"
+    );
+    assert_eq!(env.containers().await.len(), 1, "no container for b");
+
+    // An update to a missing image: the running version stays.
+    env.write("a.yaml", &env.asset("a", missing, "  pullPolicy: Never\n"));
+    let pass = env.apply().await;
+    let error = pass.outcomes[0].error.clone().expect("the update fails");
+    assert!(error.contains("pullPolicy is Never"), "{error}");
+    let c = env.inspect(&env.name("a")).await;
+    assert_eq!(c.id, a.id, "the running container is untouched");
+    assert_eq!(c.state.and_then(|s| s.running), Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_policy_always_pulls_before_an_update_and_a_failed_pull_leaves_what_runs() {
+    let env = TestEnv::new("lc-pullalways").await;
+    let tag = common::UnpullableTag::new(&env).await;
+    env.write("a.yaml", &env.asset("a", &tag.tag, ""));
+    assert_no_failures(&env.apply().await);
+    let before = env.inspect(&env.name("a")).await.id;
+
+    // Same image, now Always: the pull is tried although the engine has
+    // the image, and its failure touches nothing.
+    env.write(
+        "a.yaml",
+        &env.asset("a", &tag.tag, "  pullPolicy: Always\n"),
+    );
+    let pass = env.apply().await;
+    let error = pass.outcomes[0].error.clone().expect("the pull fails");
+    assert!(
+        error.contains("pull image") && error.contains(&tag.tag),
+        "names the image and the engine's reason: {error}"
+    );
+    let c = env.inspect(&env.name("a")).await;
+    assert_eq!(c.id, before, "the running container is untouched");
+    assert_eq!(c.state.and_then(|s| s.running), Some(true));
+}

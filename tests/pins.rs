@@ -62,18 +62,21 @@ fn sample() -> DeploySpec {
                 source: Some("/srv/cfg".into()),
                 target: "/etc/cfg".into(),
                 read_only: true,
+                volume_driver: None,
             },
             Mount {
                 kind: MountKind::Volume,
                 source: Some("data".into()),
                 target: "/data".into(),
                 read_only: false,
+                volume_driver: None,
             },
         ],
         healthcheck: None,
         update: None,
         user: None,
         ulimits: vec![],
+        pull_policy: None,
     }
 }
 

@@ -1566,3 +1566,31 @@ async fn user_and_ulimits_reach_the_service_and_its_task_without_drift() {
     let pass = env.apply_with(&swarm).await;
     assert!(pass.outcomes.is_empty(), "no drift: {:?}", pass.outcomes);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_policy_always_pulls_on_the_manager_first_and_a_failed_pull_leaves_the_service() {
+    let env = TestEnv::new("sw-pullalways").await;
+    let tag = common::UnpullableTag::new(&env).await;
+    let swarm = env.swarm();
+    env.write("a.yaml", &env.asset("a", &tag.tag, ""));
+    assert_no_failures(&env.apply_with(&swarm).await);
+    let before = service(&env, "a").await;
+
+    env.write(
+        "a.yaml",
+        &env.asset("a", &tag.tag, "  pullPolicy: Always\n"),
+    );
+    let pass = env.apply_with(&swarm).await;
+    let error = pass.outcomes[0].error.clone().expect("the pull fails");
+    assert!(
+        error.contains("pull image") && error.contains(&tag.tag),
+        "names the image and the engine's reason: {error}"
+    );
+    let after = service(&env, "a").await;
+    assert_eq!(after.id, before.id);
+    assert_eq!(
+        version(&after),
+        version(&before),
+        "the service is untouched"
+    );
+}

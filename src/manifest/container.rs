@@ -7,22 +7,42 @@ use super::decoder::{join, parse_int, Decoder};
 use super::yaml::{Kind, Node};
 use super::SourcePos;
 use crate::spec::values::{DockerName, ImageRef};
-use crate::spec::{PortMapping, Protocol};
+use crate::spec::{PortMapping, Protocol, PullPolicy};
 
 /// The field path of `spec.env`.
 const ENV: &str = "spec.env";
 
 impl Decoder<'_> {
     pub(super) fn image(&mut self, node: &Node) -> Option<String> {
-        const P: &str = "spec.image";
-        let image = self.string(node, P)?;
+        self.image_at(node, "spec.image")
+    }
+
+    /// An image reference at field path `path`.
+    pub(super) fn image_at(&mut self, node: &Node, path: &str) -> Option<String> {
+        let image = self.string(node, path)?;
         match image.parse::<ImageRef>() {
             Ok(ImageRef(image)) => Some(image),
             Err(why) => {
-                self.error(node, P, why.0);
+                self.error(node, path, why.0);
                 None
             }
         }
+    }
+
+    /// `pullPolicy: IfNotPresent | Always | Never`.
+    pub(super) fn pull_policy(&mut self, node: &Node) -> Option<PullPolicy> {
+        const P: &str = "spec.pullPolicy";
+        let text = self.string(node, P)?;
+        let policy = PullPolicy::parse(text.trim());
+        if policy.is_none() {
+            let names = PullPolicy::NAMES.join(", ");
+            self.error(
+                node,
+                P,
+                format!("pull policy `{text}` is not one of {names}"),
+            );
+        }
+        policy
     }
 
     pub(super) fn command(&mut self, node: &Node) -> Option<Vec<String>> {
@@ -304,13 +324,17 @@ impl Decoder<'_> {
     }
 
     pub(super) fn networks(&mut self, node: &Node) -> Vec<String> {
-        const P: &str = "spec.networks";
+        self.networks_at(node, "spec.networks")
+    }
+
+    /// A list of network names at field path `path`.
+    pub(super) fn networks_at(&mut self, node: &Node, path: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        let Some(items) = self.list(node, P) else {
+        let Some(items) = self.list(node, path) else {
             return out;
         };
         for (i, item) in items.iter().enumerate() {
-            let path = format!("{P}[{i}]");
+            let path = format!("{path}[{i}]");
             let Some(name) = self.string(item, &path) else {
                 continue;
             };

@@ -10,6 +10,18 @@ use super::{ParsedAsset, SourcePos, API_VERSION, KIND, RESERVED_LABEL_PREFIX};
 use crate::spec::{AssetName, DeploySpec, Protocol};
 
 impl Decoder<'_> {
+    /// Decodes one `---` document: an OpenFactory app file (a top-level
+    /// `apps:`, see [`super::openfactory`]) or an assetd manifest.
+    pub(super) fn root(&mut self, root: &Node) -> Vec<ParsedAsset> {
+        if !self.is_app_file(root) {
+            return self.document(root).into_iter().collect();
+        }
+        self.expanded_bytes = 0;
+        self.expansion_exhausted = false;
+        self.tags(root, "");
+        self.app_file(root)
+    }
+
     /// Decodes one document; `None` when it has problems (recorded).
     pub(super) fn document(&mut self, root: &Node) -> Option<ParsedAsset> {
         let errors_before = self.errors.len();
@@ -73,6 +85,7 @@ impl Decoder<'_> {
         spec.name = name;
         spec.labels = labels;
         Some(ParsedAsset {
+            name_field: "metadata.name".into(),
             hash: spec.hash(),
             spec,
             pos,
@@ -202,6 +215,7 @@ impl Decoder<'_> {
             .get("dependsOn")
             .map(|n| self.depends_on(n))
             .unwrap_or_default();
+        let pull_policy = fields.get("pullPolicy").and_then(|n| self.pull_policy(n));
         let spec = DeploySpec {
             // Replaced by the caller; a spec is only returned when the
             // whole document is valid, so this never escapes.
@@ -220,6 +234,7 @@ impl Decoder<'_> {
             update,
             user,
             ulimits,
+            pull_policy,
         };
         Some((spec, ports_pos, depends_on))
     }

@@ -67,6 +67,7 @@ mod decoder;
 mod document;
 mod expand;
 mod mounts;
+pub mod openfactory;
 mod process;
 mod resources;
 mod rollout;
@@ -192,8 +193,11 @@ pub struct ParsedAsset {
     /// `spec.hash()`, computed once: a file's parse is reused across
     /// passes while its bytes do not change.
     pub hash: SpecHash,
-    /// Position of the `metadata.name` value.
+    /// Position of the `metadata.name` value (of an app's `uuid`).
     pub pos: SourcePos,
+    /// The field `pos` points at: `metadata.name`, or `apps.KEY.uuid` in
+    /// an OpenFactory app file (for messages about the name).
+    pub name_field: String,
     /// Each published port with the position of its key in `spec.ports`, in
     /// the order of `spec.ports`, for host-port conflict messages.
     pub ports_pos: Vec<(u16, Protocol, SourcePos)>,
@@ -236,9 +240,7 @@ pub fn parse_file(
     match serde_saphyr::from_multiple_with_options::<Node>(text, yaml_options()) {
         Ok(documents) => {
             for root in &documents {
-                if let Some(asset) = decoder.document(root) {
-                    assets.push(asset);
-                }
+                assets.extend(decoder.root(root));
             }
         }
         Err(_) => {
@@ -246,11 +248,7 @@ pub fn parse_file(
             for document in serde_saphyr::read_with_options::<_, Node>(&mut reader, yaml_options())
             {
                 match document {
-                    Ok(root) => {
-                        if let Some(asset) = decoder.document(&root) {
-                            assets.push(asset);
-                        }
-                    }
+                    Ok(root) => assets.extend(decoder.root(&root)),
                     Err(err) => decoder.yaml_error(&err),
                 }
             }

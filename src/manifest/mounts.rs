@@ -68,6 +68,7 @@ impl Decoder<'_> {
             source,
             target: target?,
             read_only,
+            volume_driver: None,
         })
     }
 
@@ -90,7 +91,7 @@ impl Decoder<'_> {
         })
     }
 
-    fn mount_target(&mut self, value: &Node, path: &str) -> Option<String> {
+    pub(super) fn mount_target(&mut self, value: &Node, path: &str) -> Option<String> {
         let text = self.string(value, path)?;
         match text.parse::<AbsPath>() {
             Ok(AbsPath(p)) if p == "/" => {
@@ -134,7 +135,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn bind_source(&mut self, value: &Node, path: &str) -> Option<String> {
+    pub(super) fn bind_source(&mut self, value: &Node, path: &str) -> Option<String> {
         let text = self.string(value, path)?;
         let p = match text.parse::<AbsPath>() {
             Ok(AbsPath(p)) => p,

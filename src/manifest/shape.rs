@@ -62,7 +62,7 @@ impl Field {
     }
 }
 
-const fn field(key: &'static str, schema: fn(Spelling) -> Value) -> Field {
+pub(super) const fn field(key: &'static str, schema: fn(Spelling) -> Value) -> Field {
     Field {
         key,
         engine: None,
@@ -71,7 +71,7 @@ const fn field(key: &'static str, schema: fn(Spelling) -> Value) -> Field {
     }
 }
 
-const fn required(key: &'static str, schema: fn(Spelling) -> Value) -> Field {
+pub(super) const fn required(key: &'static str, schema: fn(Spelling) -> Value) -> Field {
     Field {
         required: true,
         ..field(key, schema)
@@ -120,6 +120,7 @@ pub static SPEC: Shape = Shape {
         field("user", s::user),
         field("ulimits", s::ulimits),
         field("dependsOn", s::depends_on),
+        field("pullPolicy", s::pull_policy),
     ],
 };
 

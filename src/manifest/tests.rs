@@ -307,19 +307,22 @@ fn friendly_and_engine_spellings_give_the_same_spec() {
                 kind: MountKind::Bind,
                 source: Some("/srv/cfg".into()),
                 target: "/etc/cfg".into(),
-                read_only: true
+                read_only: true,
+                volume_driver: None,
             },
             Mount {
                 kind: MountKind::Volume,
                 source: Some("data".into()),
                 target: "/data".into(),
-                read_only: false
+                read_only: false,
+                volume_driver: None,
             },
             Mount {
                 kind: MountKind::Tmpfs,
                 source: None,
                 target: "/run/cache".into(),
-                read_only: false
+                read_only: false,
+                volume_driver: None,
             },
         ]
     );

@@ -113,6 +113,42 @@ pub struct DeploySpec {
     /// `spec.ulimits`, sorted by name; empty keeps the engine's defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ulimits: Vec<Ulimit>,
+    /// `spec.pullPolicy`; `None` is [`PullPolicy::IfNotPresent`], left out
+    /// of the canonical form so specs written before it keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
+}
+
+/// When the image is pulled before a create or an update.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    /// Pull only when the engine lacks the image (the default).
+    #[default]
+    IfNotPresent,
+    /// Pull before every create and update, so a moved tag is followed.
+    Always,
+    /// Never pull: the image must be on the engine already.
+    Never,
+}
+
+impl PullPolicy {
+    pub const NAMES: [&'static str; 3] = ["IfNotPresent", "Always", "Never"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "IfNotPresent" => Some(PullPolicy::IfNotPresent),
+            "Always" => Some(PullPolicy::Always),
+            "Never" => Some(PullPolicy::Never),
+            _ => None,
+        }
+    }
+}
+
+impl DeploySpec {
+    /// The pull policy, with the default filled in.
+    pub fn pull_policy(&self) -> PullPolicy {
+        self.pull_policy.unwrap_or_default()
+    }
 }
 
 /// One resource limit of the process (`nofile`, `nproc`, ...), as
@@ -379,6 +415,19 @@ pub struct Mount {
     pub source: Option<String>,
     pub target: String,
     pub read_only: bool,
+    /// The driver that creates a named volume, with its options (an
+    /// OpenFactory NFS storage: `local` with `type=nfs`, `o`, `device`).
+    /// Left out when unset, so older specs keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_driver: Option<VolumeDriver>,
+}
+
+/// A volume driver and its options, as `docker volume create --driver
+/// NAME --opt KEY=VALUE` takes them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeDriver {
+    pub name: String,
+    pub options: BTreeMap<String, String>,
 }
 
 /// sha256 of the canonical JSON of a [`DeploySpec`], hex encoded. It is
@@ -509,7 +558,19 @@ pub(crate) mod tests {
             update: None,
             user: None,
             ulimits: vec![],
+            pull_policy: None,
         }
+    }
+
+    #[test]
+    fn an_unset_pull_policy_keeps_the_hash_of_older_specs() {
+        let spec = sample();
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(!json.contains("pull_policy"), "{json}");
+        let mut always = sample();
+        always.pull_policy = Some(PullPolicy::Always);
+        assert_ne!(spec.hash(), always.hash());
+        assert_eq!(spec.pull_policy(), PullPolicy::IfNotPresent);
     }
 
     #[test]

@@ -83,6 +83,60 @@ impl FromStr for MemoryBytes {
     }
 }
 
+/// Memory as OpenFactory writes it: a number with a 1024-based unit, any
+/// case (`k`, `kb`, `m`, `mb`, `mi`, `g`, `gb`, `gi`: `512Mi`, `1g`,
+/// `1.5GB`); a bare number is bytes. Fractions of a byte are dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BinaryMemoryBytes(pub i64);
+
+impl BinaryMemoryBytes {
+    /// The units [`FromStr`] accepts, lower case, with their power of 1024.
+    pub const UNITS: [(&'static str, u32); 8] = [
+        ("k", 1),
+        ("kb", 1),
+        ("m", 2),
+        ("mb", 2),
+        ("mi", 2),
+        ("g", 3),
+        ("gb", 3),
+        ("gi", 3),
+    ];
+
+    /// What [`FromStr`] accepts, as a regular expression (for the schema).
+    pub fn pattern() -> String {
+        "^\\s*([0-9]+\\.?[0-9]*|\\.[0-9]+)\\s*([kK][bB]?|[mMgG][bBiI]?)?\\s*$".to_string()
+    }
+}
+
+impl FromStr for BinaryMemoryBytes {
+    type Err = InvalidValue;
+
+    fn from_str(text: &str) -> Result<Self, InvalidValue> {
+        let text = text.trim();
+        let wrong = || {
+            InvalidValue(format!(
+                "memory `{text}` must be a number of bytes or a number with a unit k, kb, m, mb, mi, g, gb or gi (powers of 1024), e.g. 512Mi"
+            ))
+        };
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let unit = unit.trim().to_ascii_lowercase();
+        let power = match Self::UNITS.iter().find(|(u, _)| *u == unit) {
+            Some((_, power)) => *power,
+            None if unit.is_empty() => 0,
+            None => return Err(wrong()),
+        };
+        // Nine decimal places are plenty: 1024³ × 10⁹ still fits a u128.
+        let scaled = parse_decimal(number, 9).ok_or_else(wrong)?;
+        let bytes = scaled * 1024u128.pow(power) / 1_000_000_000;
+        i64::try_from(bytes)
+            .map(BinaryMemoryBytes)
+            .map_err(|_| InvalidValue(format!("memory `{text}` is too large")))
+    }
+}
+
 /// CPUs in billionths (Docker's `NanoCPUs`): `cpus: 1.5` is 1 500 000 000,
 /// computed from the decimal text so no float rounding can change a hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -15,18 +15,18 @@ use bollard::models::{
     PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
 };
 use bollard::Docker;
-use futures_util::TryStreamExt;
 
 use super::labels::{self, REPLICA, REPLICAS};
+use super::pull;
 use super::{
     is_not_found, status_code, ActualAsset, Deployed, DeploymentStrategy, Ownership, Removed,
     ReplicaCounts, StrategyError,
 };
-use crate::spec::{AssetName, DeploySpec, Mode, MountKind, SpecHash};
+use crate::spec::{AssetName, DeploySpec, Mode, MountKind, PullPolicy, SpecHash};
 use crate::writer::Writer;
 
 mod ailing;
@@ -45,6 +45,8 @@ pub struct LocalDocker {
     listed: Arc<Mutex<HashSet<AssetName>>>,
     /// Stamped on every container created (see [`crate::writer`]).
     writer: Option<Writer>,
+    /// Containers seen crash-looping lately (see `ailing`).
+    failed_lately: ailing::FailedLately,
 }
 
 impl LocalDocker {
@@ -54,6 +56,7 @@ impl LocalDocker {
             instance: instance.to_string(),
             listed: Default::default(),
             writer: None,
+            failed_lately: Default::default(),
         }
     }
 
@@ -103,28 +106,35 @@ impl LocalDocker {
         }
     }
 
-    /// Makes `image` present, pulling it when the engine lacks it.
-    async fn ensure_image(&self, image: &str) -> Result<(), StrategyError> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => self.pull(image).await,
-            Err(e) => Err(StrategyError::docker("inspect image", image, e)),
-        }
+    /// Makes the spec's image present as its pull policy says: pulled
+    /// when the engine lacks it, always, or never (see [`pull::pull_step`]).
+    async fn ensure_image(&self, spec: &DeploySpec) -> Result<(), StrategyError> {
+        let image = spec.image.as_str();
+        let present = match spec.pull_policy() {
+            // Always pulls whatever the engine has: no look-up needed.
+            PullPolicy::Always => None,
+            _ => match self.docker.inspect_image(image).await {
+                Ok(_) => Some(true),
+                Err(e) if is_not_found(&e) => Some(false),
+                Err(e) => return Err(StrategyError::docker("inspect image", image, e)),
+            },
+        };
+        self.take_pull_step(spec, present).await
     }
 
-    /// Pulls an image the engine does not have: after a first create
-    /// failed for want of it (no look-up on the fast path), or before an
-    /// update touches anything ([`LocalDocker::ensure_image`]).
-    async fn pull(&self, image: &str) -> Result<(), StrategyError> {
-        let options = CreateImageOptionsBuilder::default()
-            .from_image(image)
-            .build();
-        self.docker
-            .create_image(Some(options), None, None)
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(|e| StrategyError::docker("pull image", image, e))?;
-        Ok(())
+    /// Carries out the pull decision for the spec's image.
+    async fn take_pull_step(
+        &self,
+        spec: &DeploySpec,
+        present: Option<bool>,
+    ) -> Result<(), StrategyError> {
+        match pull::pull_step(spec.pull_policy(), present) {
+            pull::PullStep::UseLocal => Ok(()),
+            pull::PullStep::Pull => pull::pull_image(&self.docker, &spec.image).await,
+            pull::PullStep::Refuse => Err(StrategyError::Refused(pull::never_pulled_message(
+                &spec.image,
+            ))),
+        }
     }
 
     async fn create_and_start(
@@ -155,7 +165,7 @@ impl LocalDocker {
             .create_container(Some(options.clone()), body.clone())
             .await;
         if matches!(&result, Err(e) if is_not_found(e) && e.to_string().contains("No such image")) {
-            self.pull(&spec.image).await?;
+            self.take_pull_step(spec, Some(false)).await?;
             result = self.docker.create_container(Some(options), body).await;
         }
         let created = match result {
@@ -394,6 +404,11 @@ impl DeploymentStrategy for LocalDocker {
         }
         let warnings = ignored_here(spec);
 
+        // Always pulls before anything is created or replaced, once.
+        let pulled = spec.pull_policy() == PullPolicy::Always;
+        if pulled {
+            self.take_pull_step(spec, None).await?;
+        }
         if !self.was_listed(&spec.name) {
             match self.create_all(spec, owner, &wanted).await {
                 Ok(object_ids) => {
@@ -413,7 +428,9 @@ impl DeploymentStrategy for LocalDocker {
         let existing = self.list_asset(&spec.name).await?;
         // The image first: a tag that cannot be pulled must leave what
         // runs running, not remove it and then fail to create.
-        self.ensure_image(&spec.image).await?;
+        if !pulled {
+            self.ensure_image(spec).await?;
+        }
         let mut wrote = false;
         let (usable, mut previous) = self.sort(spec, owner, &existing, &mut wrote).await?;
         let mut kept = self
@@ -485,7 +502,7 @@ impl DeploymentStrategy for LocalDocker {
             .list_containers(Some(options))
             .await
             .map_err(|e| StrategyError::docker("list containers", "managed", e))?;
-        let ailments = ailing::diagnose(&self.docker, &containers).await;
+        let ailments = ailing::diagnose(&self.docker, &containers, &self.failed_lately).await;
         let assets = group_into_assets(containers, &self.instance, &ailments);
         *self.listed.lock().expect("listing lock") =
             assets.iter().map(|a| a.name.clone()).collect();
@@ -789,6 +806,7 @@ fn container_body(
             }),
             read_only: Some(m.read_only),
             tmpfs_options: (m.kind == MountKind::Tmpfs).then(MountTmpfsOptions::default),
+            volume_options: super::volume_options(m),
             ..Default::default()
         })
         .collect();

@@ -11,6 +11,7 @@
 pub mod fake;
 pub mod labels;
 pub mod local;
+pub mod pull;
 pub mod swarm;
 
 use std::future::Future;
@@ -214,6 +215,18 @@ pub fn ulimits(spec: &crate::spec::DeploySpec) -> Option<Vec<bollard::models::Re
         })
         .collect();
     (!limits.is_empty()).then_some(limits)
+}
+
+/// A volume mount's driver and options, for the mount we send.
+pub fn volume_options(mount: &crate::spec::Mount) -> Option<bollard::models::MountVolumeOptions> {
+    let driver = mount.volume_driver.as_ref()?;
+    Some(bollard::models::MountVolumeOptions {
+        driver_config: Some(bollard::models::MountVolumeOptionsDriverConfig {
+            name: Some(driver.name.clone()),
+            options: Some(driver.options.clone().into_iter().collect()),
+        }),
+        ..Default::default()
+    })
 }
 
 /// The HTTP status of a Docker error response, if it was one.

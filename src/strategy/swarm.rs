@@ -33,6 +33,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::labels;
+use super::pull;
 use super::{
     is_not_found, status_code, ActualAsset, Deployed, DeploymentStrategy, Ownership, Removed,
     ReplicaCounts, StrategyError,
@@ -177,6 +178,14 @@ impl DeploymentStrategy for Swarm {
         owner: &Ownership,
     ) -> Result<Deployed, StrategyError> {
         let name = spec.name.as_str();
+        // Swarm has no pull policy of its own: each node's agent tries a
+        // pull at every task start and falls back to its local copy. For
+        // Always, the manager pulls first, so an unpullable tag fails here
+        // and the running service is not touched. IfNotPresent and Never
+        // send the service as it is (see README, "pullPolicy").
+        if pull::pull_step(spec.pull_policy(), None) == pull::PullStep::Pull {
+            pull::pull_image(&self.docker, &spec.image).await?;
+        }
         let networks = self.network_targets(&spec.networks).await;
         let mut desired = service_spec(spec, owner, &self.instance, &networks);
         if let Some(labels) = desired.labels.as_mut() {
@@ -666,6 +675,7 @@ fn docker_mount(m: &crate::spec::Mount) -> DockerMount {
         }),
         read_only: Some(m.read_only),
         tmpfs_options: (m.kind == MountKind::Tmpfs).then(MountTmpfsOptions::default),
+        volume_options: super::volume_options(m),
         ..Default::default()
     }
 }
@@ -770,12 +780,21 @@ fn mount_fields(mounts: Option<Vec<DockerMount>>) -> Vec<Value> {
         .unwrap_or_default()
         .into_iter()
         .map(|m| {
-            json!([
+            let mut fields = json!([
                 m.typ.map(|t| t.to_string()),
                 m.source.filter(|s| !s.is_empty()),
                 m.target,
                 m.read_only.unwrap_or(false),
-            ])
+            ]);
+            // Only when set, so that the mounts of services written before
+            // volume drivers existed keep their fingerprint.
+            let driver = m.volume_options.and_then(|o| o.driver_config);
+            if let (Some(driver), Value::Array(list)) = (driver, &mut fields) {
+                let options: BTreeMap<_, _> =
+                    driver.options.unwrap_or_default().into_iter().collect();
+                list.push(json!([driver.name, options]));
+            }
+            fields
         })
         .collect()
 }
@@ -888,6 +907,7 @@ mod tests {
             update: None,
             user: None,
             ulimits: vec![],
+            pull_policy: None,
         };
         let owner = Ownership {
             hash: spec.hash(),

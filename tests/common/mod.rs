@@ -183,7 +183,19 @@ impl TestEnv {
 }
 
 pub async fn cleanup(docker: &Docker, prefix: &str) {
-    let filters = HashMap::from([("label", vec![format!("{TEST_LABEL}={prefix}")])]);
+    // The test's label, and the ownership label of its `--instance` (the
+    // prefix): objects made from files that carry no test label (an
+    // OpenFactory app file) are the instance's all the same.
+    for label in [
+        format!("{TEST_LABEL}={prefix}"),
+        format!("io.assetd.instance={prefix}"),
+    ] {
+        cleanup_labelled(docker, label).await;
+    }
+}
+
+async fn cleanup_labelled(docker: &Docker, label: String) {
+    let filters = HashMap::from([("label", vec![label])]);
     if let Ok(services) = docker
         .list_services(Some(
             ListServicesOptionsBuilder::default()
@@ -230,6 +242,43 @@ impl Drop for TestEnv {
                 }
             });
             let _ = std::fs::remove_dir_all(root);
+        })
+        .join();
+    }
+}
+
+/// A local tag under an unreachable registry: present, so IfNotPresent
+/// runs it, but every pull of it fails at once (connection refused).
+pub struct UnpullableTag {
+    docker: Docker,
+    pub tag: String,
+}
+
+impl UnpullableTag {
+    pub async fn new(env: &TestEnv) -> Self {
+        let repo = format!("127.0.0.1:9/{}/busybox", env.prefix);
+        let options = bollard::query_parameters::TagImageOptionsBuilder::default()
+            .repo(&repo)
+            .tag("1")
+            .build();
+        env.docker.tag_image(IMAGE_1, Some(options)).await.unwrap();
+        Self {
+            docker: env.docker.clone(),
+            tag: format!("{repo}:1"),
+        }
+    }
+}
+
+impl Drop for UnpullableTag {
+    fn drop(&mut self) {
+        let (docker, tag) = (self.docker.clone(), self.tag.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let _ = rt.block_on(docker.remove_image(
+                &tag,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            ));
         })
         .join();
     }

@@ -5,6 +5,8 @@
 //! for those that are fine) says the rest.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use bollard::query_parameters::InspectContainerOptions;
@@ -26,13 +28,40 @@ const MAX_OUTPUT: usize = 200;
 /// crashes of a loop: its restart count decides.
 const RESTART_SETTLE_SECS: u64 = 10;
 
-fn ailing(c: &ContainerSummary) -> bool {
+/// Containers seen failing lately, by ID: one of them up again for a few
+/// seconds is between two crashes, until it stays up.
+#[derive(Clone, Default)]
+pub(super) struct FailedLately(Arc<Mutex<HashMap<String, Instant>>>);
+
+/// How long a failure is remembered.
+const REMEMBERED: Duration = Duration::from_secs(60);
+
+impl FailedLately {
+    fn contains(&self, id: &str) -> bool {
+        let seen = self.0.lock().expect("failures lock");
+        seen.get(id).is_some_and(|at| at.elapsed() < REMEMBERED)
+    }
+
+    fn remember(&self, ailments: &HashMap<String, Ailment>) {
+        let mut seen = self.0.lock().expect("failures lock");
+        seen.retain(|_, at| at.elapsed() < REMEMBERED);
+        for (id, ailment) in ailments {
+            if matches!(ailment, Ailment::Failing(_)) {
+                seen.insert(id.clone(), Instant::now());
+            }
+        }
+    }
+}
+
+fn ailing(c: &ContainerSummary, failed: &FailedLately) -> bool {
     let status = c.status.as_deref().unwrap_or_default();
     match c.state {
         Some(ContainerSummaryStateEnum::RESTARTING) => true,
         Some(ContainerSummaryStateEnum::EXITED) => !status.starts_with("Exited (0)"),
         Some(ContainerSummaryStateEnum::RUNNING) => {
-            status.ends_with("(unhealthy)") || restarted_lately(c)
+            let up_briefly = up_secs(status).is_some_and(|s| s < RESTART_SETTLE_SECS);
+            let failed_before = c.id.as_deref().is_some_and(|id| failed.contains(id));
+            status.ends_with("(unhealthy)") || restarted_lately(c) || (up_briefly && failed_before)
         }
         _ => false,
     }
@@ -64,8 +93,9 @@ fn up_secs(status: &str) -> Option<u64> {
 pub(super) async fn diagnose(
     docker: &Docker,
     containers: &[ContainerSummary],
+    failed: &FailedLately,
 ) -> HashMap<String, Ailment> {
-    let ailing: Vec<&ContainerSummary> = containers.iter().filter(|c| ailing(c)).collect();
+    let ailing: Vec<&ContainerSummary> = containers.iter().filter(|c| ailing(c, failed)).collect();
     let inspections = futures_util::future::join_all(ailing.iter().map(|c| {
         let id = c.id.clone().unwrap_or_default();
         async move {
@@ -84,6 +114,7 @@ pub(super) async fn diagnose(
             out.insert(id, ailment);
         }
     }
+    failed.remember(&out);
     out
 }
 
