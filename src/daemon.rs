@@ -61,6 +61,8 @@ pub struct DaemonConfig {
     pub writer: Writer,
     /// `--notify`: where events are posted.
     pub notify: Vec<crate::notify::Target>,
+    /// The Swarm writer lease's timings.
+    pub lease: crate::lease::Timings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +160,13 @@ struct Daemon {
     api: Api,
     /// Posts the events to the `--notify` URLs.
     notifier: crate::notify::Notifier,
+    /// On Swarm: the writer lease, renewed (or watched) by its own task
+    /// from the first connection on, across reconnects.
+    lease: Option<crate::lease::Lease>,
+    lease_task: Option<JoinHandle<()>>,
+    /// Stops the lease task, which then hands the lease over: after the
+    /// drain, when nothing writes any more.
+    lease_stop: CancellationToken,
 }
 
 /// The API servers and what stops them (after the drain, so status is
@@ -217,6 +226,9 @@ impl Daemon {
             watchdog: watchdog.is_some(),
             api,
             notifier,
+            lease: None,
+            lease_task: None,
+            lease_stop: CancellationToken::new(),
         })
     }
 
@@ -359,8 +371,35 @@ impl Daemon {
             },
             connection.watch.clone(),
         ));
+        if connection.swarm_node.is_some() && self.lease.is_none() {
+            self.start_lease(&connection.docker);
+        }
         self.connection = Some(connection);
         true
+    }
+
+    /// Starts renewing or watching the writer lease; gaining it asks for
+    /// a pass at once.
+    fn start_lease(&mut self, docker: &bollard::Docker) {
+        let me = format!(
+            "{}#{}",
+            self.config.writer.id, self.config.writer.started_ms
+        );
+        let triggers = self.triggers_tx.clone();
+        let on_gain = Arc::new(move || {
+            let _ = triggers.try_send(Trigger::Now);
+        });
+        let lease =
+            crate::lease::Lease::new(docker.clone(), &self.config.instance, me, self.config.lease)
+                .with_on_gain(on_gain);
+        self.lease_task = Some(tokio::spawn(lease.clone().run(self.lease_stop.clone())));
+        self.lease = Some(lease);
+    }
+
+    /// Whether this daemon must not write now: on Swarm, unless it holds
+    /// the lease.
+    fn lease_standby(&self, swarm: bool) -> bool {
+        swarm && !self.lease.as_ref().is_some_and(|l| l.may_write())
     }
 
     /// Docker failed us: shows why, drops the connection (the event
@@ -407,6 +446,11 @@ impl Daemon {
         }
         if let Err(e) = self.store.flush() {
             tracing::warn!(error = %e, "could not flush the state store");
+        }
+        // Nothing writes any more: hand the lease over.
+        self.lease_stop.cancel();
+        if let Some(task) = self.lease_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
         }
         self.api.stop.cancel();
         for server in self.api.servers {

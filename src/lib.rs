@@ -31,6 +31,7 @@ pub mod engine;
 pub mod events;
 pub mod health;
 pub mod history;
+pub mod lease;
 pub mod manifest;
 pub mod metrics;
 pub mod notify;

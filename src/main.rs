@@ -31,6 +31,8 @@ const EXIT_PENDING: u8 = 2;
 /// waiting for confirmation, an asset left as it runs): the engine does
 /// not match the manifests.
 const EXIT_HELD: u8 = 3;
+/// `apply --once` on Swarm: another assetd holds the writer lease.
+const EXIT_NOT_WRITER: u8 = 4;
 const EXIT_USAGE: u8 = 64;
 
 #[derive(Parser, Debug)]
@@ -260,6 +262,12 @@ struct CommonArgs {
     /// owned by another user (refused by default: they start containers).
     #[arg(long = "insecure-permissions")]
     insecure_permissions: bool,
+    /// Swarm writer lease: how often its holder renews it.
+    #[arg(long = "lease-renew", default_value = "2s", value_parser = parse_duration)]
+    lease_renew: Duration,
+    /// Swarm writer lease: unrenewed this long, another daemon takes it.
+    #[arg(long = "lease-expiry", default_value = "10s", value_parser = parse_duration)]
+    lease_expiry: Duration,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -367,6 +375,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl CommonArgs {
+    /// The lease timings, or why they cannot keep one writer.
+    fn lease(&self) -> Result<assetd::lease::Timings, String> {
+        let timings = assetd::lease::Timings {
+            renew: self.lease_renew,
+            expiry: self.lease_expiry,
+        };
+        timings.check().map(|()| timings)
+    }
+
     fn pass_config(&self, respect_backoff: bool) -> PassConfig {
         PassConfig {
             manifests: self.manifests.clone(),
@@ -614,6 +631,10 @@ async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
         }
     };
     eprintln!("assetd: strategy {}", strategy.kind());
+    let lease = match take_lease(&common, &strategy).await {
+        Ok(lease) => lease,
+        Err(code) => return code,
+    };
     let config = common.pass_config(false);
     match reconcile::run_passes_in_order(&config, &strategy, &store, wait).await {
         Ok(pass) => {
@@ -630,6 +651,10 @@ async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
                 Output::Text => print!("{}", report::pass_text(&pass, &config.manifests)),
             }
             let ending = rollout_result::wait_for_rollouts(&strategy, &pass, wait).await;
+            if let Some(lease) = lease {
+                lease.stop.cancel();
+                let _ = lease.task.await;
+            }
             apply_exit_code(&pass, ending, store.as_ref(), dir_problem.is_some())
         }
         Err(e) => {
@@ -637,6 +662,41 @@ async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
             EXIT_FAILED
         }
     }
+}
+
+/// The writer lease `apply --once` holds on Swarm, renewed while it runs.
+struct HeldLease {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// On Swarm, takes the writer lease for the pass (waiting out one that
+/// has stopped being renewed), or refuses while a daemon holds it.
+async fn take_lease(
+    common: &CommonArgs,
+    strategy: &assetd::strategy::AnyStrategy,
+) -> Result<Option<HeldLease>, u8> {
+    let assetd::strategy::AnyStrategy::Swarm(_) = strategy else {
+        return Ok(None);
+    };
+    let timings = common.lease().map_err(|e| {
+        eprintln!("assetd apply: {e}");
+        EXIT_USAGE
+    })?;
+    let docker = engine::connect().map_err(|e| {
+        eprintln!("assetd: {e}");
+        EXIT_USAGE
+    })?;
+    let writer = assetd::writer::Writer::this_process(&common.state_dir, assetd::store::now_ms());
+    let me = format!("{}#{}", writer.id, writer.started_ms);
+    let lease = assetd::lease::Lease::new(docker, &common.instance, me, timings);
+    if let Err(holder) = lease.acquire().await {
+        eprintln!("assetd apply: {holder}: another assetd writes this instance; nothing was written (exit {EXIT_NOT_WRITER})");
+        return Err(EXIT_NOT_WRITER);
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(lease.run(stop.clone()));
+    Ok(Some(HeldLease { stop, task }))
 }
 
 /// The exit code of `apply --once`, from what the engine says once the
@@ -772,6 +832,13 @@ async fn run(args: RunArgs) -> u8 {
         }
     }
 
+    let lease = match args.common.lease() {
+        Ok(lease) => lease,
+        Err(e) => {
+            eprintln!("assetd run: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let config = DaemonConfig {
         pass: PassConfig {
             parse_cache: Some(Default::default()),
@@ -794,6 +861,7 @@ async fn run(args: RunArgs) -> u8 {
             assetd::store::now_ms(),
         ),
         notify: args.notify.clone(),
+        lease,
     };
     let mut signals = match signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,

@@ -47,6 +47,11 @@ pub struct Metrics {
     pub docker_errors: Counter,
     watch_events: Family<SourceLabels, Gauge>,
     watch: Arc<WatchCounters>,
+    /// 1 while this daemon holds the Swarm writer lease.
+    pub lease_held: Gauge,
+    /// Seconds without a live lease holder, as this daemon observed
+    /// (0 while one renews): alert when it passes the expiry.
+    pub lease_holder_missing: Gauge,
 }
 
 impl Metrics {
@@ -91,8 +96,22 @@ impl Metrics {
             "Events seen by the watchers (cumulative); file_overflow counts inotify queue overflows, which lose file events",
             watch_events.clone(),
         );
+        let lease_held = Gauge::default();
+        registry.register(
+            "lease_held",
+            "1 while this daemon holds the Swarm writer lease",
+            lease_held.clone(),
+        );
+        let lease_holder_missing = Gauge::default();
+        registry.register(
+            "lease_holder_missing_seconds",
+            "Seconds without a live holder of the Swarm writer lease, as this daemon observed",
+            lease_holder_missing.clone(),
+        );
         Self {
             registry,
+            lease_held,
+            lease_holder_missing,
             passes,
             pass_seconds,
             actions,

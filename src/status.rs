@@ -94,6 +94,9 @@ pub struct StatusReport {
     /// Younger daemons seen writing this instance (they give way to us).
     #[serde(default)]
     pub other_writers: Vec<String>,
+    /// The Swarm writer lease as this daemon sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<crate::lease::LeaseView>,
     pub assets: Vec<AssetStatus>,
 }
 
@@ -370,6 +373,9 @@ fn header_lines(report: &StatusReport) -> String {
     if let Some(c) = &report.writer_conflict {
         let _ = writeln!(out, "writer: {c}");
     }
+    if let Some(lease) = &report.lease {
+        let _ = writeln!(out, "lease: {}", lease_line(lease));
+    }
     for w in &report.other_writers {
         let _ = writeln!(
             out,
@@ -380,6 +386,24 @@ fn header_lines(report: &StatusReport) -> String {
         let _ = writeln!(out, "error: {e}");
     }
     out
+}
+
+/// Who holds the writer lease, from this daemon's side.
+fn lease_line(lease: &crate::lease::LeaseView) -> String {
+    let since = lease
+        .since_ms
+        .map(|ms| format!(" since {}", crate::suspend::rfc3339(ms)))
+        .unwrap_or_default();
+    let mut line = match (&lease.holder, lease.mine, lease.missing_secs) {
+        (_, true, _) => format!("held by this daemon{since}"),
+        (_, false, Some(secs)) => format!("no live holder for {secs} s"),
+        (Some(holder), false, None) => format!("held by {holder}{since}"),
+        (None, false, None) => "not read yet".to_string(),
+    };
+    if let Some(e) = &lease.error {
+        line.push_str(&format!(" (last lease call: {e})"));
+    }
+    line
 }
 
 /// One asset's cells.

@@ -60,7 +60,7 @@ impl Reconnect {
 pub(super) struct Connection {
     pub(super) docker: Docker,
     pub(super) strategy: AnyStrategy,
-    /// Our Swarm node, to ask on every pass whether it leads.
+    /// Our Swarm node (the writer lease decides who writes).
     pub(super) swarm_node: Option<String>,
     /// Stops this connection's event watcher.
     pub(super) watch: CancellationToken,
@@ -96,15 +96,5 @@ impl Connection {
             swarm_node,
             watch: CancellationToken::new(),
         })
-    }
-
-    /// Only the Swarm leader's assetd writes; the others stand by. A
-    /// manager that cannot tell stands by too: two writers are worse than
-    /// a short pause.
-    pub(super) async fn is_standby(&self) -> bool {
-        match &self.swarm_node {
-            None => false,
-            Some(node) => !engine::is_leader(&self.docker, node).await,
-        }
     }
 }

@@ -58,8 +58,8 @@ impl Daemon {
         let busy = self.scheduler.in_flight();
         let connection = self.connection.as_ref().expect("connected before a pass");
         let strategy = connection.strategy.clone();
-        let follower = connection.is_standby().await;
         let swarm = connection.swarm_node.is_some();
+        let follower = self.lease_standby(swarm);
         let config = self.pass_config();
         let obs = reconcile::observe(&config, &strategy, self.store.as_ref()).await?;
         *self.shared.planner.write().expect("planner lock") = Some(crate::api::Planner {
@@ -272,6 +272,7 @@ impl Daemon {
                 .collect(),
             writer_conflict: standing.writer_conflict.clone(),
             other_writers: standing.other_writers.clone(),
+            lease: self.lease_view(),
             assets,
         };
         tracing::debug!(
@@ -284,6 +285,17 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// The lease as this daemon sees it, also as metrics.
+    fn lease_view(&self) -> Option<crate::lease::LeaseView> {
+        let view = self.lease.as_ref()?.view();
+        let metrics = &self.shared.metrics;
+        metrics.lease_held.set(i64::from(view.mine));
+        metrics
+            .lease_holder_missing
+            .set(view.missing_secs.unwrap_or(0) as i64);
+        Some(view)
+    }
+
     /// Records and posts the phase and health changes since the last
     /// published status. Only the writer speaks (on Swarm every manager's
     /// daemon sees the same changes), and not of its first pass, which

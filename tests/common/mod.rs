@@ -192,6 +192,10 @@ pub async fn cleanup(docker: &Docker, prefix: &str) {
     ] {
         cleanup_labelled(docker, label).await;
     }
+    // The instance's Swarm writer lease (a config), when it ran on Swarm.
+    let _ = docker
+        .delete_config(&format!("assetd-lease-{prefix}"))
+        .await;
 }
 
 async fn cleanup_labelled(docker: &Docker, label: String) {
