@@ -120,7 +120,7 @@ pub struct Lease {
 /// What one look at the lease object found.
 enum Found {
     Missing,
-    Present(Config),
+    Present(Box<Config>),
 }
 
 impl Lease {
@@ -286,7 +286,7 @@ impl Lease {
         let call = self.docker.inspect_config(&self.name);
         match tokio::time::timeout(self.timings.request_timeout(), call).await {
             Err(_) => Err("the engine did not answer in time".into()),
-            Ok(Ok(config)) => Ok(Found::Present(config)),
+            Ok(Ok(config)) => Ok(Found::Present(Box::new(config))),
             Ok(Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             })) => Ok(Found::Missing),
