@@ -67,7 +67,7 @@ enum Command {
         /// How long to wait for the rollouts the pass started to end (Swarm
         /// watches new tasks for the monitor window and may roll back);
         /// `0s` returns as soon as the engine took every change.
-        #[arg(long, default_value = "3m", value_parser = parse_duration)]
+        #[arg(long, default_value = "3m", value_parser = parse_wait)]
         wait: Duration,
         #[command(flatten)]
         common: CommonArgs,
@@ -352,6 +352,14 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+/// As [`parse_duration`], and `0s` (do not wait).
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    match s.trim_end_matches(|c: char| c.is_ascii_alphabetic()) {
+        "0" => Ok(Duration::ZERO),
+        _ => parse_duration(s),
     }
 }
 

@@ -1,12 +1,14 @@
 //! Three Swarm managers on this machine (`scripts/multinode.sh up`), one
-//! assetd per manager: only the leader's writes; placement constraints
-//! land tasks on the right node; when the leader's engine dies, the new
-//! leader's assetd takes over; never two services of one asset; the dead
-//! node is restored by `scripts/multinode.sh up` and its assetd stands by.
+//! assetd per manager: only the holder of the writer lease writes;
+//! `apply --once` on another manager is refused; SIGTERM hands the lease
+//! over at once; a holder killed (-9) is replaced within the expiry; when
+//! the holder's engine dies, another manager's assetd takes over; never
+//! two services of one asset; the dead node is restored by
+//! `scripts/multinode.sh up` and its assetd stands by.
 //!
-//! "Only the leader writes" is counted, not inferred from the roles: each
+//! "Only the holder writes" is counted, not inferred from the roles: each
 //! daemon talks to its engine through the bench's counting proxy, and a
-//! standby's proxy must see no write at all (the leader's must see some).
+//! standby's proxy must see no write at all (the holder's must see some).
 //!
 //! Built only with `--features multinode` and run by
 //! `scripts/test-multinode.sh`, which brings the nodes up first.
@@ -35,30 +37,74 @@ fn node_hosts() -> Vec<String> {
     hosts
 }
 
+/// Short lease timings, so takeovers fit the suite's time.
+const LEASE: [&str; 4] = ["--lease-renew", "1s", "--lease-expiry", "5s"];
+const EXPIRY: Duration = Duration::from_secs(5);
+
 /// One assetd daemon per node (killed when dropped), and its socket.
 struct Daemon {
-    _process: Process,
+    process: Process,
     socket: PathBuf,
 }
 
-fn start_daemon(host: &str, manifests: &Path, state: PathBuf) -> Daemon {
-    let assetd = Assetd {
+fn assetd_on(host: &str, manifests: &Path, state: PathBuf) -> Assetd {
+    Assetd {
         manifests: manifests.to_path_buf(),
-        state: state.clone(),
+        state,
         instance: INSTANCE.to_string(),
         strategy: "swarm",
         docker_host: host.to_string(),
         log_level: "info",
         env: vec![],
-    };
+    }
+}
+
+fn start_daemon(host: &str, manifests: &Path, state: PathBuf) -> Daemon {
+    let assetd = assetd_on(host, manifests, state.clone());
+    let mut args = vec!["--resync", "2s"];
+    args.extend(LEASE);
     Daemon {
-        _process: assetd.spawn(&["run"], &["--resync", "2s"]),
+        process: assetd.spawn(&["run"], &args),
         socket: state.join("assetd.sock"),
     }
 }
 
-async fn role(daemon: &Daemon) -> Option<String> {
-    assetd::api::fetch_status(&daemon.socket).await.ok()?.role
+/// The one daemon among `alive` that reports holding the lease, once
+/// exactly one does and the others name it as the holder.
+async fn holder(daemons: &[Daemon], alive: &[usize], within: Duration) -> usize {
+    eventually(
+        "exactly one lease holder, named by the others",
+        within,
+        || async {
+            let mut statuses = Vec::new();
+            for &i in alive {
+                statuses.push((i, assetd::api::fetch_status(&daemons[i].socket).await.ok()?));
+            }
+            let holders: Vec<usize> = statuses
+                .iter()
+                .filter(|(_, s)| s.role.as_deref() == Some("leader"))
+                .map(|(i, _)| *i)
+                .collect();
+            let [one] = holders[..] else { return None };
+            let id = statuses
+                .iter()
+                .find(|(i, _)| *i == one)?
+                .1
+                .lease
+                .as_ref()?
+                .holder
+                .clone()?;
+            statuses
+                .iter()
+                .filter(|(i, _)| *i != one)
+                .all(|(_, s)| {
+                    s.role.as_deref() == Some("standby")
+                        && s.lease.as_ref().and_then(|l| l.holder.as_ref()) == Some(&id)
+                })
+                .then_some(one)
+        },
+    )
+    .await
 }
 
 /// The asset's services. A listing error fails the test: read as "none",
@@ -76,12 +122,13 @@ async fn our_services(docker: &Docker) -> Vec<bollard::models::Service> {
 }
 
 /// The writes (POST, DELETE, PUT) a daemon sent through `proxy` since
-/// `mark`, as "METHOD path".
+/// `mark`, as "METHOD path": of the instance's objects, not the lease's
+/// (taking the lease is a compare-and-swap every daemon may try).
 fn writes_since(proxy: &Proxy, mark: usize) -> Vec<String> {
     proxy
         .calls_since(mark)
         .into_iter()
-        .filter(|r| r.is_write())
+        .filter(|r| r.is_write() && !r.path.contains("/configs"))
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
 }
@@ -114,19 +161,6 @@ fn assert_no_writes(proxies: &[Proxy], standbys: &[usize], marks: &[usize], when
     }
 }
 
-async fn leader_index(dockers: &[Docker], alive: &[usize]) -> Option<usize> {
-    for &i in alive {
-        let Ok(info) = dockers[i].info().await else {
-            continue;
-        };
-        let node_id = info.swarm.and_then(|s| s.node_id).unwrap_or_default();
-        if assetd::engine::is_leader(&dockers[i], &node_id).await {
-            return Some(i);
-        }
-    }
-    None
-}
-
 fn manifest(image: &str) -> String {
     format!(
         "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: {ASSET}\nspec:\n  image: {image}\n  constraints: [ \"node.labels.zone == n2\" ]\n"
@@ -140,8 +174,24 @@ fn write(dir: &Path, text: &str) {
     std::fs::rename(&tmp, dir.join("a.yaml")).unwrap();
 }
 
+/// The image of the asset's one service, as `node` lists it.
+async fn service_image(docker: &Docker) -> Option<String> {
+    let services = our_services(docker).await;
+    assert!(
+        services.len() <= 1,
+        "two services of one asset: {}",
+        services.len()
+    );
+    let spec = services.first()?.spec.clone()?;
+    spec.task_template?.container_spec?.image
+}
+
+fn others(alive: &[usize], but: usize) -> Vec<usize> {
+    alive.iter().copied().filter(|&i| i != but).collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn only_the_leader_writes_and_a_new_leader_takes_over() {
+async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_dies() {
     let hosts = node_hosts();
     let dockers: Vec<Docker> = hosts
         .iter()
@@ -157,6 +207,7 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
         for s in our_services(d).await {
             let _ = d.delete_service(s.id.as_deref().unwrap()).await;
         }
+        let _ = d.delete_config(&format!("assetd-lease-{INSTANCE}")).await;
     }
 
     write(&manifests, &manifest(IMAGE_1));
@@ -166,46 +217,28 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
         let path = root.join(format!("proxy-n{i}.sock"));
         proxies.push(Proxy::start(&path, socket_of(h)).await.expect("proxy"));
     }
+    let proxy_host = |i: usize| format!("unix://{}", proxies[i].path.display());
+    let state = |i: usize| root.join(format!("state-{i}"));
     let start = vec![0; proxies.len()];
-    let daemons: Vec<Daemon> = proxies
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            start_daemon(
-                &format!("unix://{}", p.path.display()),
-                &manifests,
-                root.join(format!("state-{i}")),
-            )
-        })
+    let mut daemons: Vec<Daemon> = (0..3)
+        .map(|i| start_daemon(&proxy_host(i), &manifests, state(i)))
         .collect();
 
     let alive: Vec<usize> = vec![0, 1, 2];
-    let leader = leader_index(&dockers, &alive)
-        .await
-        .expect("the Swarm has a leader");
-    let roles = eventually(
-        "every daemon to report its role",
-        Duration::from_secs(30),
-        || async {
-            let mut roles = Vec::new();
-            for d in &daemons {
-                roles.push(role(d).await?);
-            }
-            Some(roles)
-        },
-    )
-    .await;
-    for (i, r) in roles.iter().enumerate() {
-        let expected = if i == leader { "leader" } else { "standby" };
-        assert_eq!(r, expected, "daemon on node {i} ({}) reports {r}", hosts[i]);
-    }
-    let standbys: Vec<usize> = alive.iter().copied().filter(|&i| i != leader).collect();
+    let first = holder(&daemons, &alive, Duration::from_secs(30)).await;
+    let standbys = others(&alive, first);
 
-    // The constraint puts the task on n2 (zone=n2), whoever leads.
-    let n2 = &dockers[1];
-    let n2_id = n2.info().await.unwrap().swarm.unwrap().node_id.unwrap();
+    // The constraint puts the task on n2 (zone=n2), whoever writes.
+    let n2_id = dockers[1]
+        .info()
+        .await
+        .unwrap()
+        .swarm
+        .unwrap()
+        .node_id
+        .unwrap();
     eventually("a running task on n2", Duration::from_secs(60), || async {
-        let services = our_services(&dockers[leader]).await;
+        let services = our_services(&dockers[first]).await;
         assert!(
             services.len() <= 1,
             "two services of one asset: {}",
@@ -213,7 +246,7 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
         );
         let id = services.first()?.id.clone()?;
         let filters = HashMap::from([("service", vec![id])]);
-        let tasks = dockers[leader]
+        let tasks = dockers[first]
             .list_tasks(Some(
                 ListTasksOptionsBuilder::default().filters(&filters).build(),
             ))
@@ -229,19 +262,110 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
             .then_some(())
     })
     .await;
-
-    // The leader created the service; the standbys, listening to the
-    // same events and resyncing every 2 s, wrote nothing.
-    assert_no_writes(&proxies, &standbys, &start, "before the leader died");
-    let created = writes_since(&proxies[leader], 0);
-    eprintln!("the leader (node {leader}) wrote: {created:?}");
+    assert_no_writes(&proxies, &standbys, &start, "while the first holder wrote");
+    let created = writes_since(&proxies[first], 0);
+    eprintln!("the holder (node {first}) wrote: {created:?}");
     assert!(
-        !created.is_empty(),
-        "the leader (node {leader}) sent no write: is the proxy in its path?"
+        created
+            .iter()
+            .any(|w| w.starts_with("POST /services/create")),
+        "the holder (node {first}) created no service: is the proxy in its path? {created:?}"
     );
 
-    // Kill the leader's engine outright; a new leader is elected.
-    let pidfile = hosts[leader]
+    // `apply --once` on a follower's node, with a daemon holding the
+    // lease: refused, non-zero, nothing written.
+    let follower = standbys[0];
+    let mark = proxies[follower].mark();
+    let once = assetd_on(&proxy_host(follower), &manifests, root.join("state-once"));
+    let mut args = vec!["--wait", "0s"];
+    args.extend(LEASE);
+    let out = once.output(&["apply", "--once"], &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "apply --once on a follower: {stderr}"
+    );
+    assert!(stderr.contains("the writer lease is held by"), "{stderr}");
+    assert_no_writes(
+        &proxies,
+        &[follower],
+        &[mark; 3],
+        "apply --once on a follower",
+    );
+
+    // SIGTERM: the lease is handed over at once, well within the expiry.
+    let marks: Vec<usize> = proxies.iter().map(Proxy::mark).collect();
+    let stopped = std::time::Instant::now();
+    daemons[first].process.terminate(Duration::from_secs(30));
+    let second = holder(&daemons, &standbys, Duration::from_secs(30)).await;
+    let handed = stopped.elapsed();
+    eprintln!("SIGTERM → another holder in {handed:?}");
+    assert!(
+        handed < EXPIRY,
+        "the lease was not handed over: taken after {handed:?}"
+    );
+    assert_no_writes(
+        &proxies,
+        &others(&standbys, second),
+        &marks,
+        "after the hand-over",
+    );
+    // The stopped daemon comes back as a follower.
+    daemons[first] = start_daemon(&proxy_host(first), &manifests, state(first));
+    assert_eq!(
+        holder(&daemons, &alive, Duration::from_secs(30)).await,
+        second
+    );
+
+    // kill -9 of the holder: another takes over within the expiry plus a
+    // pass, applies a change and repairs a removal by hand; one writer.
+    let marks: Vec<usize> = proxies.iter().map(Proxy::mark).collect();
+    assert!(daemons[second].process.kill9());
+    let killed = std::time::Instant::now();
+    let survivors = others(&alive, second);
+    let third = holder(&daemons, &survivors, Duration::from_secs(30)).await;
+    eprintln!("kill -9 → another holder in {:?}", killed.elapsed());
+    write(&manifests, &manifest(IMAGE_2));
+    eventually(
+        "the new image on the service",
+        Duration::from_secs(60),
+        || async {
+            service_image(&dockers[third])
+                .await?
+                .starts_with(IMAGE_2)
+                .then_some(())
+        },
+    )
+    .await;
+    for s in our_services(&dockers[third]).await {
+        dockers[third]
+            .delete_service(s.id.as_deref().unwrap())
+            .await
+            .unwrap();
+    }
+    eventually(
+        "the service removed by hand back",
+        Duration::from_secs(60),
+        || async {
+            service_image(&dockers[third])
+                .await?
+                .starts_with(IMAGE_2)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_no_writes(
+        &proxies,
+        &others(&survivors, third),
+        &marks,
+        "after the kill",
+    );
+    assert!(!writes_since(&proxies[third], marks[third]).is_empty());
+
+    // The holder's engine dies: it cannot renew; another manager's assetd
+    // takes over once the Swarm has a quorum again.
+    let pidfile = hosts[third]
         .trim_start_matches("unix://")
         .replace("docker.sock", "docker.pid");
     let pid = std::fs::read_to_string(&pidfile).unwrap();
@@ -249,69 +373,23 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
         .args(["-9", pid.trim()])
         .status()
         .unwrap();
-    let survivors: Vec<usize> = alive.into_iter().filter(|&i| i != leader).collect();
-    let new_leader = eventually("a new Swarm leader", Duration::from_secs(90), || async {
-        leader_index(&dockers, &survivors).await
-    })
-    .await;
-    // Up to the election the survivors were standbys.
-    assert_no_writes(
-        &proxies,
-        &survivors,
-        &start,
-        "until the new leader was elected",
-    );
-    let elected: Vec<usize> = proxies.iter().map(Proxy::mark).collect();
-
-    // The new leader's assetd applies a manifest change.
-    write(&manifests, &manifest(IMAGE_2));
+    let rest = others(&survivors, third);
+    let fourth = holder(&daemons, &rest, Duration::from_secs(90)).await;
+    write(&manifests, &manifest(IMAGE_1));
     eventually(
-        "the new image on the service",
+        "the change applied after the engine died",
         Duration::from_secs(90),
         || async {
-            let services = our_services(&dockers[new_leader]).await;
-            assert!(
-                services.len() <= 1,
-                "two services of one asset: {}",
-                services.len()
-            );
-            let image = services
-                .first()?
-                .spec
-                .as_ref()?
-                .task_template
-                .as_ref()?
-                .container_spec
-                .as_ref()?
-                .image
-                .clone()?;
-            image.starts_with(IMAGE_2).then_some(())
+            service_image(&dockers[fourth])
+                .await?
+                .starts_with(IMAGE_1)
+                .then_some(())
         },
     )
     .await;
-    // Counted first: a standby that wrote may well have made the change.
-    let other: Vec<usize> = survivors
-        .iter()
-        .copied()
-        .filter(|&i| i != new_leader)
-        .collect();
-    assert_no_writes(&proxies, &other, &start, "after the new leader applied");
-    assert!(
-        !writes_since(&proxies[new_leader], elected[new_leader]).is_empty(),
-        "the new leader (node {new_leader}) applied the change without a write?"
-    );
-    assert_eq!(role(&daemons[new_leader]).await.as_deref(), Some("leader"));
-    for &i in &other {
-        let r = eventually("the other survivor's role", Duration::from_secs(20), || {
-            role(&daemons[i])
-        })
-        .await;
-        assert_eq!(r, "standby");
-    }
 
-    // Restore the dead node the way an operator (or a test) would: the
-    // script restarts its dockerd and it rejoins as a manager. Its assetd,
-    // still running, reconnects and stands by, writing nothing.
+    // Restore the dead node the way an operator would: its assetd, still
+    // running, reconnects and follows, writing nothing.
     let restored = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/multinode.sh"))
         .arg("up")
         .stdout(Stdio::null())
@@ -321,12 +399,12 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
         restored.success(),
         "multinode.sh up after a node died: {restored}"
     );
-    let back = proxies[leader].mark();
+    let back = proxies[third].mark();
     eventually(
-        "the restored node's assetd to reconnect and stand by",
+        "the restored node's assetd to follow",
         Duration::from_secs(90),
         || async {
-            let status = assetd::api::fetch_status(&daemons[leader].socket)
+            let status = assetd::api::fetch_status(&daemons[third].socket)
                 .await
                 .ok()?;
             (status.engine_error.is_none() && status.role.as_deref() == Some("standby"))
@@ -334,22 +412,23 @@ async fn only_the_leader_writes_and_a_new_leader_takes_over() {
         },
     )
     .await;
-    // A few resyncs (every 2 s) as a standby.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_no_writes(
         &proxies,
-        &[leader],
+        &[third],
         &[back; 3],
         "after the node was restored",
     );
-    assert_no_writes(&proxies, &other, &start, "at the end");
-    assert_eq!(our_services(&dockers[leader]).await.len(), 1);
+    assert_eq!(our_services(&dockers[fourth]).await.len(), 1);
 
-    for s in our_services(&dockers[new_leader]).await {
-        let _ = dockers[new_leader]
+    for s in our_services(&dockers[fourth]).await {
+        let _ = dockers[fourth]
             .delete_service(s.id.as_deref().unwrap())
             .await;
     }
+    let _ = dockers[fourth]
+        .delete_config(&format!("assetd-lease-{INSTANCE}"))
+        .await;
     drop(daemons);
     let _ = std::fs::remove_dir_all(&root);
 }
