@@ -10,4 +10,4 @@ load_env scripts/testenv.sh
 trap 'scripts/multinode.sh down >&2 || true' EXIT
 load_env scripts/multinode.sh up
 export ASSETD_MN_HOSTS
-cargo test --locked --features multinode --test multinode -- --test-threads=1
+cargo test --locked --features multinode --test multinode -- --test-threads=1 --nocapture

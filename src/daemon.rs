@@ -415,11 +415,18 @@ impl Daemon {
         } else {
             tracing::warn!(%error, retry_in_ms, "{what}");
         }
-        self.shared
-            .status
-            .write()
-            .expect("status lock")
-            .engine_error = Some(error);
+        let lease = self.lease.as_ref().map(|l| l.view());
+        let mut status = self.shared.status.write().expect("status lock");
+        status.engine_error = Some(error);
+        // Roles from the present: with no engine, this daemon writes
+        // nothing, whatever the last pass said.
+        if status.role.as_deref() == Some("leader") {
+            status.role = Some("standby".into());
+        }
+        if lease.is_some() {
+            status.lease = lease;
+        }
+        drop(status);
         if let Some(old) = self.connection.take() {
             old.watch.cancel();
         }

@@ -68,6 +68,9 @@ pub fn assess(e: &Evidence) -> (Health, Option<String>) {
     if let Some(why) = &replicas.unhealthy {
         return (Health::Degraded, Some(why.clone()));
     }
+    if let Some(why) = &replicas.missing_nodes {
+        return (Health::Degraded, Some(why.clone()));
+    }
     if replicas.running < replicas.desired {
         let why = format!("{}/{} running", replicas.running, replicas.desired);
         let why = match &replicas.pending_reason {

@@ -28,6 +28,8 @@ use common::{eventually, set_mode, IMAGE_1, IMAGE_2};
 
 const INSTANCE: &str = "mn-test";
 const ASSET: &str = "mn-agent";
+/// A global asset: one task per node.
+const GLOBAL: &str = "mn-global";
 
 fn node_hosts() -> Vec<String> {
     let hosts = std::env::var("ASSETD_MN_HOSTS")
@@ -167,6 +169,34 @@ fn manifest(image: &str) -> String {
     )
 }
 
+fn global_manifest() -> String {
+    format!(
+        "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: {GLOBAL}\nspec:\n  image: {IMAGE_1}\n  mode: {{ global: {{}} }}\n"
+    )
+}
+
+/// Sets `node`'s Swarm role (`manager` or `worker`) through `via`.
+async fn set_role(via: &Docker, node: &str, role: bollard::models::NodeSpecRoleEnum) {
+    let current = via.inspect_node(node).await.unwrap();
+    let mut spec = current.spec.unwrap();
+    spec.role = Some(role);
+    let version = current.version.and_then(|v| v.index).unwrap() as i64;
+    let options = bollard::query_parameters::UpdateNodeOptionsBuilder::default()
+        .version(version)
+        .build();
+    via.update_node(node, spec, options).await.unwrap();
+}
+
+/// The health and reason of `asset` in a daemon's status.
+async fn health_of(daemon: &Daemon, asset: &str) -> Option<(assetd::health::Health, String)> {
+    let status = assetd::api::fetch_status(&daemon.socket).await.ok()?;
+    let a = status
+        .assets
+        .into_iter()
+        .find(|a| a.name.as_str() == asset)?;
+    Some((a.health, a.health_reason.unwrap_or_default()))
+}
+
 fn write(dir: &Path, text: &str) {
     let tmp = dir.join(".a.yaml.tmp");
     std::fs::write(&tmp, text).unwrap();
@@ -211,6 +241,9 @@ async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_di
     }
 
     write(&manifests, &manifest(IMAGE_1));
+    let global = manifests.join("global.yaml");
+    std::fs::write(&global, global_manifest()).unwrap();
+    set_mode(&global, 0o644);
     // Each daemon reaches its engine through a counting proxy.
     let mut proxies = Vec::new();
     for (i, h) in hosts.iter().enumerate() {
@@ -362,9 +395,21 @@ async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_di
         "after the kill",
     );
     assert!(!writes_since(&proxies[third], marks[third]).is_empty());
+    // systemd would restart it: it comes back as a follower.
+    daemons[second] = start_daemon(&proxy_host(second), &manifests, state(second));
 
     // The holder's engine dies: it cannot renew; another manager's assetd
     // takes over once the Swarm has a quorum again.
+    eventually(
+        "the global asset on all three nodes",
+        Duration::from_secs(60),
+        || async {
+            let (health, _) = health_of(&daemons[third], GLOBAL).await?;
+            (health == assetd::health::Health::Healthy).then_some(())
+        },
+    )
+    .await;
+    let dead_host = dockers[third].info().await.unwrap().name.unwrap();
     let pidfile = hosts[third]
         .trim_start_matches("unix://")
         .replace("docker.sock", "docker.pid");
@@ -373,8 +418,19 @@ async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_di
         .args(["-9", pid.trim()])
         .status()
         .unwrap();
-    let rest = others(&survivors, third);
+    let rest = others(&alive, third);
     let fourth = holder(&daemons, &rest, Duration::from_secs(90)).await;
+    // A global asset with a node down is Degraded, the node named.
+    let why = eventually(
+        "the global asset Degraded",
+        Duration::from_secs(90),
+        || async {
+            let (health, why) = health_of(&daemons[fourth], GLOBAL).await?;
+            (health == assetd::health::Health::Degraded).then_some(why)
+        },
+    )
+    .await;
+    assert!(why.contains(&dead_host), "{why} names {dead_host}");
     write(&manifests, &manifest(IMAGE_1));
     eventually(
         "the change applied after the engine died",
@@ -421,12 +477,62 @@ async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_di
     );
     assert_eq!(our_services(&dockers[fourth]).await.len(), 1);
 
-    for s in our_services(&dockers[fourth]).await {
-        let _ = dockers[fourth]
+    // Demote the holder's node: its daemon says it no longer holds the
+    // lease (the engine's own words), another manager's takes over.
+    let holder_now = holder(&daemons, &alive, Duration::from_secs(30)).await;
+    let node = dockers[holder_now]
+        .info()
+        .await
+        .unwrap()
+        .swarm
+        .unwrap()
+        .node_id
+        .unwrap();
+    let via = others(&alive, holder_now)[0];
+    set_role(
+        &dockers[via],
+        &node,
+        bollard::models::NodeSpecRoleEnum::WORKER,
+    )
+    .await;
+    let managers = others(&alive, holder_now);
+    let after = holder(&daemons, &managers, Duration::from_secs(60)).await;
+    let demoted = assetd::api::fetch_status(&daemons[holder_now].socket)
+        .await
+        .unwrap();
+    assert_eq!(demoted.role.as_deref(), Some("standby"), "{demoted:?}");
+    let error = demoted.lease.and_then(|l| l.error).unwrap_or_default();
+    assert!(
+        error.contains("not a swarm manager"),
+        "the engine's words: {error}"
+    );
+    eprintln!("demoted node {holder_now}: node {after} holds the lease; it says: {error}");
+    set_role(
+        &dockers[after],
+        &node,
+        bollard::models::NodeSpecRoleEnum::MANAGER,
+    )
+    .await;
+
+    for s in our_services(&dockers[after]).await {
+        let _ = dockers[after]
             .delete_service(s.id.as_deref().unwrap())
             .await;
     }
-    let _ = dockers[fourth]
+    let filters = HashMap::from([("label", vec![format!("io.assetd.asset={GLOBAL}")])]);
+    let options = ListServicesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    for s in dockers[after]
+        .list_services(Some(options))
+        .await
+        .unwrap_or_default()
+    {
+        let _ = dockers[after]
+            .delete_service(s.id.as_deref().unwrap())
+            .await;
+    }
+    let _ = dockers[after]
         .delete_config(&format!("assetd-lease-{INSTANCE}"))
         .await;
     drop(daemons);

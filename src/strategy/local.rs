@@ -656,6 +656,7 @@ fn asset_of(
             unhealthy: unhealthy_reason(containers, ailments),
             // A local rollout is over when its deploy call returns.
             rolling: false,
+            missing_nodes: None,
         },
         writer: writer_stamp(containers),
         template_hash: template,

@@ -134,6 +134,10 @@ pub struct ReplicaCounts {
     /// Swarm is replacing tasks: an update or a rollback is under way.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rolling: bool,
+    /// A global service's nodes that are down or drained (which Swarm
+    /// leaves out of its count): the asset is Degraded, naming them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_nodes: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -18,11 +18,12 @@ use std::collections::{BTreeMap, HashMap};
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
     EndpointSpec, Limit, Mount as DockerMount, MountTmpfsOptions, MountType,
-    NetworkAttachmentConfig, ResourceObject, Service, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigOrderEnum,
-    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, ServiceUpdateStatusStateEnum, Task, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources, TaskState,
+    NetworkAttachmentConfig, NodeSpecAvailabilityEnum, NodeState, ResourceObject, Service,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum,
+    ServiceUpdateStatusStateEnum, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+    TaskSpecResources, TaskState,
 };
 use bollard::query_parameters::{
     InspectNetworkOptionsBuilder, InspectServiceOptions, ListServicesOptionsBuilder,
@@ -317,6 +318,13 @@ impl DeploymentStrategy for Swarm {
                 tasks_by_service.entry(id).or_default().push(task);
             }
         }
+        let unavailable = match services
+            .iter()
+            .any(|s| s.spec.as_ref().is_some_and(is_global))
+        {
+            true => self.unavailable_nodes().await,
+            false => HashMap::new(),
+        };
         let mut assets = BTreeMap::new();
         for service in services {
             let Some(spec) = service.spec.as_ref() else {
@@ -337,10 +345,15 @@ impl DeploymentStrategy for Swarm {
                     object_ids: vec![id],
                     version: service.version.as_ref().and_then(|v| v.index),
                     drift: drift(labels.get(FINGERPRINT).map(String::as_str), spec),
-                    replicas: ReplicaCounts {
-                        rolling: rolling(&service),
-                        ..replica_counts(spec, &tasks, service.updated_at)
-                    },
+                    replicas: with_missing_nodes(
+                        ReplicaCounts {
+                            rolling: rolling(&service),
+                            ..replica_counts(spec, &tasks, service.updated_at)
+                        },
+                        spec,
+                        &tasks,
+                        &unavailable,
+                    ),
                     writer: service.updated_at.and_then(|at| {
                         let ms = (at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
                         labels::writer_of(&labels, ms)
@@ -359,6 +372,79 @@ impl DeploymentStrategy for Swarm {
         }
         Ok(assets.into_values().collect())
     }
+}
+
+impl Swarm {
+    /// Nodes that are down or drained, by ID, with how to name them.
+    async fn unavailable_nodes(&self) -> HashMap<String, String> {
+        let Ok(nodes) = self.docker.list_nodes(None).await else {
+            return HashMap::new();
+        };
+        nodes
+            .into_iter()
+            .filter_map(|node| {
+                let id = node.id.clone()?;
+                let state = node.status.as_ref().and_then(|s| s.state);
+                let availability = node.spec.as_ref().and_then(|s| s.availability);
+                let why = match (state, availability) {
+                    (Some(NodeState::READY), Some(NodeSpecAvailabilityEnum::ACTIVE) | None) => {
+                        return None
+                    }
+                    (Some(NodeState::READY), Some(a)) => a.to_string(),
+                    (state, _) => state
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "unknown".into()),
+                };
+                let host = node
+                    .description
+                    .and_then(|d| d.hostname)
+                    .unwrap_or_else(|| id.clone());
+                Some((id, format!("{host} ({why})")))
+            })
+            .collect()
+    }
+}
+
+/// A global service runs one task per available node, and Swarm counts
+/// only those: a node it ran on that is down or drained now is named, and
+/// counted as a replica that does not run.
+fn with_missing_nodes(
+    mut counts: ReplicaCounts,
+    spec: &ServiceSpec,
+    tasks: &[Task],
+    unavailable: &HashMap<String, String>,
+) -> ReplicaCounts {
+    if !is_global(spec) || unavailable.is_empty() {
+        return counts;
+    }
+    let mut missing: Vec<&String> = tasks
+        .iter()
+        .filter_map(|t| unavailable.get(t.node_id.as_deref()?))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    if missing.is_empty() {
+        return counts;
+    }
+    let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+    // Tasks on the available nodes, whatever Swarm still keeps of the others.
+    let here: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.desired_state == Some(TaskState::RUNNING))
+        .filter(|t| {
+            !t.node_id
+                .as_deref()
+                .is_some_and(|n| unavailable.contains_key(n))
+        })
+        .collect();
+    let running = here
+        .iter()
+        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+        .count();
+    counts.desired = (here.len() + missing.len()) as u64;
+    counts.running = running as u64;
+    counts.missing_nodes = Some(format!("no task on node {}", names.join(", ")));
+    counts
 }
 
 fn is_out_of_sequence(e: &bollard::errors::Error) -> bool {
@@ -415,6 +501,7 @@ fn replica_counts(
         // failing task, above.
         unhealthy: None,
         rolling: false,
+        missing_nodes: None,
     }
 }
 
