@@ -56,6 +56,12 @@ pub struct Shared {
     pub planner: RwLock<Option<Planner>>,
     /// The last phase and health changes, for `assetd events`.
     pub events: crate::events::EventLog,
+    /// `assetd takeover --confirm`: apply this copy of the manifests
+    /// although it cannot be ordered against the one applied before.
+    pub takeover_confirmed: AtomicBool,
+    /// The Swarm writer lease, read when status is asked: a role from
+    /// the present, not from the last pass.
+    pub lease: RwLock<Option<crate::lease::Lease>>,
 }
 
 /// `assetd prune --confirm`: the removals the last pass held for the
@@ -141,6 +147,7 @@ fn socket_router(shared: Arc<Shared>) -> Router {
         .route("/v1/suspend", post(control::handle_suspend))
         .route("/v1/resume", post(control::handle_resume))
         .route("/v1/events", get(control::handle_events))
+        .route("/v1/takeover/confirm", post(handle_takeover_confirm))
         .route("/v1/history/{name}", get(control::handle_history))
         .route("/v1/rollback/{name}", post(control::handle_rollback))
         .with_state(shared)
@@ -155,6 +162,29 @@ async fn handle_prune_confirm(
     // A pass at once: the operator is waiting for the result.
     shared.wake.notify_one();
     axum::Json(confirmed)
+}
+
+async fn handle_takeover_confirm(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<PeerUid>,
+) -> impl IntoResponse {
+    tracing::warn!(
+        uid = peer.0,
+        "the operator confirmed applying this copy of the manifests"
+    );
+    shared.takeover_confirmed.store(true, Ordering::Relaxed);
+    shared.wake.notify_one();
+    StatusCode::OK
+}
+
+/// `assetd takeover --confirm`.
+pub async fn confirm_takeover(socket: &Path) -> Result<(), String> {
+    let (status, body) =
+        request_status(socket, hyper::Method::POST, "/v1/takeover/confirm").await?;
+    match status.is_success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&body).into_owned()),
+    }
 }
 
 async fn handle_retry(
@@ -189,7 +219,15 @@ fn read_only_routes() -> Router<Arc<Shared>> {
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let report = shared.status.read().expect("status lock").clone();
+    let mut report = shared.status.read().expect("status lock").clone();
+    let lease = shared.lease.read().expect("lease lock").clone();
+    if let Some(lease) = lease {
+        let view = lease.view();
+        if report.role.as_deref() == Some("leader") && !view.mine {
+            report.role = Some("standby".into());
+        }
+        report.lease = Some(view);
+    }
     axum::Json(report)
 }
 

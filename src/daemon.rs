@@ -164,6 +164,11 @@ struct Daemon {
     /// from the first connection on, across reconnects.
     lease: Option<crate::lease::Lease>,
     lease_task: Option<JoinHandle<()>>,
+    /// After a takeover: the writer this daemon took the lease from and
+    /// the revision it applied, until this copy is known not to be behind.
+    guard: Option<(String, crate::revision::Revision)>,
+    /// The guard's last reason, logged once.
+    last_revision_hold: Option<String>,
     /// Stops the lease task, which then hands the lease over: after the
     /// drain, when nothing writes any more.
     lease_stop: CancellationToken,
@@ -228,6 +233,8 @@ impl Daemon {
             notifier,
             lease: None,
             lease_task: None,
+            guard: None,
+            last_revision_hold: None,
             lease_stop: CancellationToken::new(),
         })
     }
@@ -393,6 +400,7 @@ impl Daemon {
             crate::lease::Lease::new(docker.clone(), &self.config.instance, me, self.config.lease)
                 .with_on_gain(on_gain);
         self.lease_task = Some(tokio::spawn(lease.clone().run(self.lease_stop.clone())));
+        *self.shared.lease.write().expect("lease lock") = Some(lease.clone());
         self.lease = Some(lease);
     }
 
@@ -488,6 +496,8 @@ fn new_shared(stall: Duration, metrics: Metrics, store: Arc<dyn Store>) -> Arc<S
         control_lock: Default::default(),
         planner: Default::default(),
         events: Default::default(),
+        takeover_confirmed: Default::default(),
+        lease: Default::default(),
     })
 }
 

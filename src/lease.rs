@@ -29,6 +29,8 @@ const HOLDER: &str = "io.assetd.lease.holder";
 const SINCE: &str = "io.assetd.lease.since";
 const RENEWALS: &str = "io.assetd.lease.renewals";
 const INSTANCE: &str = "io.assetd.lease.instance";
+/// The manifests revision the holder applied (`crate::revision`).
+const REVISION: &str = "io.assetd.lease.revision";
 /// Config data may not be empty; nothing reads it.
 const DATA: &str = "YXNzZXRkIHdyaXRlciBsZWFzZQ=="; // "assetd writer lease"
 
@@ -90,6 +92,17 @@ pub struct LeaseView {
     pub missing_secs: Option<u64>,
     /// Why the lease cannot be read or held, when it cannot.
     pub error: Option<String>,
+    /// The manifests revision the holder last applied, as recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}
+
+/// Whom this daemon took the lease from, and what that writer applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Takeover {
+    pub from: String,
+    /// The revision label it recorded, if any.
+    pub revision: Option<String>,
 }
 
 /// What the lease loop shares with the daemon.
@@ -100,6 +113,11 @@ struct State {
     view: LeaseView,
     /// When this daemon last saw a live holder (or started looking).
     holder_seen: Option<Instant>,
+    /// The revision label this daemon records on its renewals.
+    applied: Option<String>,
+    /// Set when this daemon took the lease from another writer; taken by
+    /// the daemon's next pass (the revision guard).
+    takeover: Option<Takeover>,
 }
 
 /// This daemon's handle on the lease.
@@ -140,6 +158,27 @@ impl Lease {
     pub fn with_on_gain(mut self, on_gain: Arc<dyn Fn() + Send + Sync>) -> Self {
         self.on_gain = Some(on_gain);
         self
+    }
+
+    /// Records `label` as the revision this daemon applies, on the lease
+    /// itself before anything is written: a writer that dies right after
+    /// leaves it on record. False when the lease could not be renewed.
+    pub async fn record(&self, label: String) -> bool {
+        let unchanged = {
+            let mut state = self.state.lock().expect("lease lock");
+            let unchanged = state.applied.as_deref() == Some(label.as_str());
+            state.applied = Some(label);
+            unchanged
+        };
+        if !unchanged {
+            self.step().await;
+        }
+        self.may_write()
+    }
+
+    /// The takeover since the last call, if any.
+    pub fn take_takeover(&self) -> Option<Takeover> {
+        self.state.lock().expect("lease lock").takeover.take()
     }
 
     /// Whether this daemon holds the lease now.
@@ -204,9 +243,18 @@ impl Lease {
                 true => labels.get(SINCE).cloned(),
                 false => None,
             };
-            let taken = self.write(&config, version, since).await;
+            let recorded = labels.get(REVISION).cloned();
+            let taken = self.write(&config, version, since, recorded.clone()).await;
             if !mine && taken.is_ok() {
                 tracing::warn!(previous = %holder, "took the writer lease");
+                let mut state = self.state.lock().expect("lease lock");
+                // This daemon's previous process applied its own copy.
+                if !self.previous_me(&holder) {
+                    state.takeover = Some(Takeover {
+                        from: holder.clone(),
+                        revision: recorded,
+                    });
+                }
             }
             return self.outcome(taken);
         }
@@ -242,6 +290,7 @@ impl Lease {
         state.view = LeaseView {
             since_ms: labels.get(SINCE).and_then(|s| s.parse().ok()),
             holder: Some(holder),
+            revision: labels.get(REVISION).cloned(),
             ..Default::default()
         };
     }
@@ -266,6 +315,7 @@ impl Lease {
                 state.view = LeaseView {
                     holder: Some(self.me.clone()),
                     since_ms: Some(since_ms),
+                    revision: state.applied.clone(),
                     ..Default::default()
                 };
             }
@@ -297,7 +347,7 @@ impl Lease {
     async fn create(&self) -> Result<(Instant, u64), String> {
         let sent = Instant::now();
         let since = now_ms();
-        let spec = self.spec(since, 0);
+        let spec = self.spec(since, 0, None);
         let call = self.docker.create_config(spec);
         match tokio::time::timeout(self.timings.request_timeout(), call).await {
             Ok(Ok(_)) => Ok((sent, since)),
@@ -313,6 +363,7 @@ impl Lease {
         config: &Config,
         version: u64,
         since: Option<String>,
+        recorded: Option<String>,
     ) -> Result<(Instant, u64), String> {
         let sent = Instant::now();
         let since = since.and_then(|s| s.parse().ok()).unwrap_or_else(now_ms);
@@ -320,7 +371,7 @@ impl Lease {
             .get(RENEWALS)
             .and_then(|r| r.parse::<u64>().ok())
             .unwrap_or(0);
-        let spec = self.spec(since, renewals + 1);
+        let spec = self.spec(since, renewals + 1, recorded);
         let id = config.id.clone().unwrap_or_else(|| self.name.clone());
         let options = UpdateConfigOptionsBuilder::default()
             .version(version as i64)
@@ -333,17 +384,29 @@ impl Lease {
         }
     }
 
-    fn spec(&self, since_ms: u64, renewals: u64) -> ConfigSpec {
-        self.spec_for(&self.me, since_ms, renewals)
+    /// The lease's labels with this daemon as holder; the revision: what
+    /// this daemon applied, else what was recorded before.
+    fn spec(&self, since_ms: u64, renewals: u64, recorded: Option<String>) -> ConfigSpec {
+        let applied = self.state.lock().expect("lease lock").applied.clone();
+        self.spec_for(&self.me, since_ms, renewals, applied.or(recorded))
     }
 
-    fn spec_for(&self, holder: &str, since_ms: u64, renewals: u64) -> ConfigSpec {
-        let labels = HashMap::from([
+    fn spec_for(
+        &self,
+        holder: &str,
+        since_ms: u64,
+        renewals: u64,
+        revision: Option<String>,
+    ) -> ConfigSpec {
+        let mut labels = HashMap::from([
             (HOLDER.to_string(), holder.to_string()),
             (SINCE.to_string(), since_ms.to_string()),
             (RENEWALS.to_string(), renewals.to_string()),
             (INSTANCE.to_string(), self.instance.clone()),
         ]);
+        if let Some(revision) = revision {
+            labels.insert(REVISION.to_string(), revision);
+        }
         ConfigSpec {
             name: Some(self.name.clone()),
             labels: Some(labels),
@@ -370,7 +433,10 @@ impl Lease {
         let options = UpdateConfigOptionsBuilder::default()
             .version(version as i64)
             .build();
-        let spec = self.spec_for("", 0, 0);
+        // The applied revision stays on record for the next writer.
+        let recorded = labels_of(&config).get(REVISION).cloned();
+        let applied = self.state.lock().expect("lease lock").applied.clone();
+        let spec = self.spec_for("", 0, 0, applied.or(recorded));
         match self.docker.update_config(&id, spec, options).await {
             Ok(()) => tracing::info!("handed the writer lease over"),
             Err(e) => {

@@ -40,6 +40,7 @@ pub mod plan_answer;
 pub mod prune;
 pub mod reconcile;
 pub mod report;
+pub mod revision;
 pub mod rollout_result;
 pub mod scheduler;
 pub mod schema;

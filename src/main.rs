@@ -105,6 +105,16 @@ enum Command {
         #[command(flatten)]
         daemon: DaemonSocket,
     },
+    /// After this daemon took the Swarm writer lease, apply its copy of
+    /// the manifests although it cannot be ordered against the revision
+    /// the previous writer applied (diverged git histories, no git).
+    Takeover {
+        /// Required: say that this copy may be applied.
+        #[arg(long)]
+        confirm: bool,
+        #[command(flatten)]
+        daemon: DaemonSocket,
+    },
     /// Deploy once more a version the engine rolled back (through the
     /// running daemon); a changed manifest needs no retry.
     Retry {
@@ -525,6 +535,27 @@ async fn dispatch(command: Command) -> u8 {
                 }
                 Err(e) => {
                     eprintln!("assetd retry: {e} (daemon socket {})", socket.display());
+                    EXIT_FAILED
+                }
+            }
+        }
+        Command::Takeover { confirm, daemon } => {
+            if !confirm {
+                eprintln!(
+                    "assetd takeover: pass --confirm to apply this daemon's copy of the manifests"
+                );
+                return EXIT_USAGE;
+            }
+            match assetd::api::confirm_takeover(&daemon.path()).await {
+                Ok(()) => {
+                    println!("confirmed: the daemon applies its copy of the manifests");
+                    EXIT_OK
+                }
+                Err(e) => {
+                    eprintln!(
+                        "assetd takeover: {e} (daemon socket {})",
+                        daemon.path().display()
+                    );
                     EXIT_FAILED
                 }
             }

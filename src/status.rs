@@ -97,6 +97,12 @@ pub struct StatusReport {
     /// The Swarm writer lease as this daemon sees it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<crate::lease::LeaseView>,
+    /// The revision of the manifests this daemon works from (`3f2a91c`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Why this daemon, holding the lease, does not apply its copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_hold: Option<String>,
     pub assets: Vec<AssetStatus>,
 }
 
@@ -375,6 +381,12 @@ fn header_lines(report: &StatusReport) -> String {
     }
     if let Some(lease) = &report.lease {
         let _ = writeln!(out, "lease: {}", lease_line(lease));
+    }
+    if let Some(revision) = &report.revision {
+        let _ = writeln!(out, "synced to {revision}");
+    }
+    if let Some(hold) = &report.revision_hold {
+        let _ = writeln!(out, "hold: {hold}");
     }
     for w in &report.other_writers {
         let _ = writeln!(

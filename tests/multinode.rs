@@ -538,3 +538,140 @@ async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_di
     drop(daemons);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `git ARGS` in `dir`, as a committer; its stdout.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=assetd-test",
+            "-c",
+            "user.email=test@assetd",
+        ])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Commits `a.yaml` with `image` in `repo`; returns the commit.
+fn commit(repo: &Path, image: &str) -> String {
+    write(repo, &manifest(image));
+    git(repo, &["add", "a.yaml"]);
+    git(repo, &["commit", "-qm", image]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_with_a_lagging_copy_rolls_nothing_back_and_applies_once_it_catches_up() {
+    let hosts = node_hosts();
+    let dockers: Vec<Docker> = hosts
+        .iter()
+        .map(|h| Docker::connect_with_host(h).expect("node client"))
+        .collect();
+    let root = std::env::temp_dir().join(format!("assetd-mn-rev-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let origin = root.join("origin");
+    std::fs::create_dir_all(&origin).unwrap();
+    set_mode(&root, 0o755);
+    set_mode(&origin, 0o755);
+    for d in &dockers {
+        for s in our_services(d).await {
+            let _ = d.delete_service(s.id.as_deref().unwrap()).await;
+        }
+        let _ = d.delete_config(&format!("assetd-lease-{INSTANCE}")).await;
+    }
+    git(&origin, &["init", "-q"]);
+    let first = commit(&origin, IMAGE_1);
+    let second = commit(&origin, IMAGE_2);
+    // Each manager's own copy (git-sync per node): node 1's lags behind.
+    let copy = |i: usize, at: &str| {
+        let dir = root.join(format!("copy-{i}"));
+        git(
+            &root,
+            &[
+                "clone",
+                "-q",
+                origin.to_str().unwrap(),
+                dir.to_str().unwrap(),
+            ],
+        );
+        git(&dir, &["checkout", "-q", at]);
+        set_mode(&dir, 0o755);
+        dir
+    };
+    let (ahead, behind) = (copy(0, &second), copy(1, &first));
+    let mut daemons = vec![start_daemon(&hosts[0], &ahead, root.join("state-0"))];
+    assert_eq!(holder(&daemons, &[0], Duration::from_secs(30)).await, 0);
+    eventually(
+        "the service at the newer image",
+        Duration::from_secs(60),
+        || async {
+            service_image(&dockers[0])
+                .await?
+                .starts_with(IMAGE_2)
+                .then_some(())
+        },
+    )
+    .await;
+    daemons.push(start_daemon(&hosts[1], &behind, root.join("state-1")));
+    assert_eq!(holder(&daemons, &[0, 1], Duration::from_secs(30)).await, 0);
+
+    // The writer stops; the lagging copy's daemon takes the lease and
+    // holds, saying why, instead of rolling the image back.
+    daemons[0].process.terminate(Duration::from_secs(30));
+    let why = eventually(
+        "the new writer to hold",
+        Duration::from_secs(30),
+        || async {
+            let status = assetd::api::fetch_status(&daemons[1].socket).await.ok()?;
+            (status.role.as_deref() == Some("standby")).then_some(())?;
+            status.revision_hold
+        },
+    )
+    .await;
+    assert!(
+        why.contains(&format!(
+            "at {}, behind the applied {}",
+            &first[..7],
+            &second[..7]
+        )),
+        "{why}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let image = service_image(&dockers[1]).await.unwrap();
+    assert!(image.starts_with(IMAGE_2), "rolled back to {image}");
+
+    // Its copy catches up, then moves on: it writes again, and applies.
+    git(&behind, &["checkout", "-q", &second]);
+    let third = commit(&origin, IMAGE_1);
+    git(&behind, &["fetch", "-q", "origin"]);
+    git(&behind, &["checkout", "-q", &third]);
+    eventually(
+        "the caught-up copy applied",
+        Duration::from_secs(60),
+        || async {
+            let status = assetd::api::fetch_status(&daemons[1].socket).await.ok()?;
+            let synced = status.revision.as_deref() == Some(&third[..7]);
+            let image = service_image(&dockers[1]).await?;
+            (synced && status.revision_hold.is_none() && image.starts_with(IMAGE_1)).then_some(())
+        },
+    )
+    .await;
+
+    for s in our_services(&dockers[1]).await {
+        let _ = dockers[1].delete_service(s.id.as_deref().unwrap()).await;
+    }
+    let _ = dockers[1]
+        .delete_config(&format!("assetd-lease-{INSTANCE}"))
+        .await;
+    drop(daemons);
+    let _ = std::fs::remove_dir_all(&root);
+}

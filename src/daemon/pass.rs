@@ -16,6 +16,7 @@ use crate::metrics::{ActionLabels, Metrics};
 use crate::plan::{Action, ActionKind, Op};
 use crate::prune::PruneWindow;
 use crate::reconcile::{self, Observation, PassConfig};
+use crate::revision::{Order, Revision};
 use crate::scheduler::{Admission, Scheduler, SchedulerConfig};
 use crate::spec::AssetName;
 use crate::status::{self, StatusReport};
@@ -44,6 +45,10 @@ struct Standing {
     standby: bool,
     writer_conflict: Option<String>,
     other_writers: Vec<String>,
+    /// Why this lease holder does not apply its copy of the manifests.
+    revision_hold: Option<String>,
+    /// The revision of this daemon's manifests copy.
+    revision: Option<String>,
 }
 
 impl Daemon {
@@ -68,16 +73,31 @@ impl Daemon {
         });
         self.shared.metrics.passes.inc();
         let observed = Instant::now();
-        let removals = obs
-            .plan
-            .actions
-            .iter()
-            .filter(|a| a.kind() == ActionKind::Remove)
-            .map(|a| a.name.clone())
-            .collect();
+        let revision = Revision::of(&self.config.pass.manifests, &obs.desired);
+        let mut standing = self.standing(follower, &strategy, &obs.actual);
+        if !follower {
+            standing.revision_hold = self.revision_guard(&revision);
+            standing.standby |= standing.revision_hold.is_some();
+        }
+        if !standing.standby {
+            if let Some(lease) = &self.lease {
+                standing.standby = !lease.record(revision.label()).await;
+            }
+        }
+        // A removal settles while this daemon writes: one that a change
+        // of writer causes waits its settle time from the takeover.
+        let removals = match standing.standby {
+            true => BTreeSet::new(),
+            false => obs
+                .plan
+                .actions
+                .iter()
+                .filter(|a| a.kind() == ActionKind::Remove)
+                .map(|a| a.name.clone())
+                .collect(),
+        };
         self.scheduler.plan_settling(removals, observed);
         self.shared.set_confirmable(&obs.plan);
-        let standing = self.standing(follower, &strategy, &obs.actual);
         let mut wake_in = self.config.resync;
         if !standing.standby {
             persist_settled(self.store.as_ref(), &obs, &busy);
@@ -85,6 +105,7 @@ impl Daemon {
             wake_in = self.dispatch(&obs, &strategy, observed).await;
             self.verify_changed_in_place(&obs, &strategy);
         }
+        standing.revision = Some(revision.short());
         self.publish(&obs, &standing, &strategy, swarm, started);
         Ok(wake_in)
     }
@@ -125,6 +146,8 @@ impl Daemon {
             standby: follower || writer_conflict.is_some(),
             writer_conflict,
             other_writers,
+            revision_hold: None,
+            revision: None,
         }
     }
 
@@ -273,6 +296,8 @@ impl Daemon {
             writer_conflict: standing.writer_conflict.clone(),
             other_writers: standing.other_writers.clone(),
             lease: self.lease_view(),
+            revision: standing.revision.clone(),
+            revision_hold: standing.revision_hold.clone(),
             assets,
         };
         tracing::debug!(
@@ -285,6 +310,41 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// The revision guard: after taking the lease from another writer,
+    /// this daemon applies its copy only when it is not behind what that
+    /// writer applied; one that cannot be ordered waits for the
+    /// operator. Returns why it holds, when it does.
+    fn revision_guard(&mut self, mine: &Revision) -> Option<String> {
+        if let Some(takeover) = self.lease.as_ref().and_then(|l| l.take_takeover()) {
+            let recorded = takeover.revision.as_deref().and_then(Revision::from_label);
+            self.guard = recorded.map(|r| (takeover.from, r));
+        }
+        let (from, applied) = self.guard.as_ref()?;
+        let dir = &self.config.pass.manifests;
+        let why = match mine.compare(applied, dir) {
+            Order::Same | Order::Newer => None,
+            Order::Unordered if self.shared.takeover_confirmed.swap(false, Ordering::Relaxed) => {
+                tracing::warn!(applied = %applied, here = %mine, "the operator confirmed applying this copy");
+                None
+            }
+            Order::Older => Some(format!(
+                "manifests here are at {mine}, behind the applied {applied} (by {from}); waiting for the copy to catch up"
+            )),
+            Order::Unordered => Some(format!(
+                "manifests here are at {mine}, which cannot be ordered against the applied {applied} (by {from}); `assetd takeover --confirm` applies them"
+            )),
+        };
+        match &why {
+            None => self.guard = None,
+            Some(why) if self.last_revision_hold.as_ref() != Some(why) => {
+                tracing::error!(reason = %why, "holding: not applying this copy of the manifests");
+            }
+            Some(_) => {}
+        }
+        self.last_revision_hold.clone_from(&why);
+        why
+    }
+
     /// The lease as this daemon sees it, also as metrics.
     fn lease_view(&self) -> Option<crate::lease::LeaseView> {
         let view = self.lease.as_ref()?.view();
