@@ -63,6 +63,8 @@ pub struct DaemonConfig {
     pub notify: Vec<crate::notify::Target>,
     /// The Swarm writer lease's timings.
     pub lease: crate::lease::Timings,
+    /// Where registry credentials come from.
+    pub registry: crate::registry_auth::RegistryAuth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -351,7 +353,7 @@ impl Daemon {
         }
         self.tick();
         let config = &self.config;
-        let opened = Connection::open(config.strategy, &config.instance, &config.writer);
+        let opened = Connection::open(config);
         let connected = match tokio::time::timeout(CONNECT_TIMEOUT, opened).await {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(_) => Err(format!(

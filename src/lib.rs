@@ -39,6 +39,7 @@ pub mod plan;
 pub mod plan_answer;
 pub mod prune;
 pub mod reconcile;
+pub mod registry_auth;
 pub mod report;
 pub mod revision;
 pub mod rollout_result;

@@ -272,6 +272,14 @@ struct CommonArgs {
     /// owned by another user (refused by default: they start containers).
     #[arg(long = "insecure-permissions")]
     insecure_permissions: bool,
+    /// Docker client config to take registry credentials from (default:
+    /// $DOCKER_CONFIG/config.json, else ~/.docker/config.json).
+    #[arg(
+        long = "registry-config",
+        value_name = "PATH",
+        env = "ASSETD_REGISTRY_CONFIG"
+    )]
+    registry_config: Option<PathBuf>,
     /// Swarm writer lease: how often its holder renews it.
     #[arg(long = "lease-renew", default_value = "2s", value_parser = parse_duration)]
     lease_renew: Duration,
@@ -649,8 +657,10 @@ async fn strategy_for(common: &CommonArgs) -> Result<assetd::strategy::AnyStrate
         eprintln!("assetd: {e}");
         EXIT_USAGE
     })?;
+    let auth = assetd::registry_auth::RegistryAuth::new(common.registry_config.clone());
     engine::choose(&docker, common.strategy, &common.instance)
         .await
+        .map(|strategy| strategy.with_registry_auth(auth))
         .map_err(|e| {
             eprintln!("assetd: {e}");
             EXIT_FAILED
@@ -901,6 +911,7 @@ async fn run(args: RunArgs) -> u8 {
         ),
         notify: args.notify.clone(),
         lease,
+        registry: assetd::registry_auth::RegistryAuth::new(args.common.registry_config.clone()),
     };
     let mut signals = match signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,

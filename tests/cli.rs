@@ -357,19 +357,29 @@ async fn a_crash_looping_asset_fails_apply_and_status_with_its_exit_code() {
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    let out = run(&["status"], &env, &["-o", "json"]);
-    let report: assetd::status::StatusReport =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
-    let a = report
-        .assets
-        .iter()
-        .find(|a| a.name.as_str() == env.name("a"))
-        .unwrap();
-    assert_eq!(a.phase, assetd::status::Phase::Failed, "{a:?}");
-    assert!(
-        a.last_error.as_deref().unwrap_or_default().contains("(3)"),
-        "{a:?}"
-    );
+    // Failed whenever it is looked at; caught up between two crashes it
+    // has no exit code yet (`crash-looping, N restarts`), so the code is
+    // waited for.
+    let deadline = std::time::Instant::now() + common::CONVERGE;
+    loop {
+        let out = run(&["status"], &env, &["-o", "json"]);
+        let report: assetd::status::StatusReport =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
+        let a = report
+            .assets
+            .iter()
+            .find(|a| a.name.as_str() == env.name("a"))
+            .unwrap();
+        assert_eq!(a.phase, assetd::status::Phase::Failed, "{a:?}");
+        if a.last_error.as_deref().unwrap_or_default().contains("(3)") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never the exit code: {a:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// A read-only bind mount of a directory onto itself; undone on drop.

@@ -6,10 +6,9 @@ use bollard::Docker;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{self, StrategyChoice};
+use crate::engine;
 use crate::scheduler::Doubling;
 use crate::strategy::AnyStrategy;
-use crate::writer::Writer;
 
 /// Reconnect delays while Docker is unreachable: short at first (an engine
 /// restart takes seconds), capped so a long outage is noticed soon after
@@ -67,11 +66,8 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    pub(super) async fn open(
-        choice: StrategyChoice,
-        instance: &str,
-        writer: &Writer,
-    ) -> Result<Self, engine::EngineError> {
+    pub(super) async fn open(config: &super::DaemonConfig) -> Result<Self, engine::EngineError> {
+        let (choice, instance, writer) = (config.strategy, &config.instance, &config.writer);
         let docker = engine::connect()?;
         // The client connects lazily: ask once, so an engine that is down
         // is found here, not by a pass, and no event watcher is started
@@ -85,7 +81,8 @@ impl Connection {
             })?;
         let strategy = engine::choose(&docker, choice, instance)
             .await?
-            .with_writer(writer.clone());
+            .with_writer(writer.clone())
+            .with_registry_auth(config.registry.clone());
         let swarm_node = match strategy {
             AnyStrategy::Swarm(_) => engine::swarm_node_id(&docker).await.ok(),
             AnyStrategy::Local(_) => None,

@@ -47,6 +47,8 @@ pub struct LocalDocker {
     writer: Option<Writer>,
     /// Containers seen crash-looping lately (see `ailing`).
     failed_lately: ailing::FailedLately,
+    /// Credentials for private registries, sent on pulls.
+    registry: crate::registry_auth::RegistryAuth,
 }
 
 impl LocalDocker {
@@ -57,11 +59,17 @@ impl LocalDocker {
             listed: Default::default(),
             writer: None,
             failed_lately: Default::default(),
+            registry: Default::default(),
         }
     }
 
     pub fn with_writer(mut self, writer: Writer) -> Self {
         self.writer = Some(writer);
+        self
+    }
+
+    pub fn with_registry_auth(mut self, auth: crate::registry_auth::RegistryAuth) -> Self {
+        self.registry = auth;
         self
     }
 
@@ -130,7 +138,9 @@ impl LocalDocker {
     ) -> Result<(), StrategyError> {
         match pull::pull_step(spec.pull_policy(), present) {
             pull::PullStep::UseLocal => Ok(()),
-            pull::PullStep::Pull => pull::pull_image(&self.docker, &spec.image).await,
+            pull::PullStep::Pull => {
+                pull::pull_image(&self.docker, &spec.image, &self.registry).await
+            }
             pull::PullStep::Refuse => Err(StrategyError::Refused(pull::never_pulled_message(
                 &spec.image,
             ))),

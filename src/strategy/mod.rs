@@ -301,6 +301,14 @@ impl AnyStrategy {
         }
     }
 
+    /// Sends these registry credentials on pulls and service writes.
+    pub fn with_registry_auth(self, auth: crate::registry_auth::RegistryAuth) -> Self {
+        match self {
+            AnyStrategy::Local(s) => AnyStrategy::Local(s.with_registry_auth(auth)),
+            AnyStrategy::Swarm(s) => AnyStrategy::Swarm(s.with_registry_auth(auth)),
+        }
+    }
+
     pub fn kind(&self) -> StrategyKind {
         match self {
             AnyStrategy::Local(_) => StrategyKind::Local,

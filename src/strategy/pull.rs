@@ -4,6 +4,8 @@
 
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use bollard::Docker;
+
+use crate::registry_auth::RegistryAuth;
 use futures_util::TryStreamExt;
 
 use super::StrategyError;
@@ -39,18 +41,53 @@ pub fn never_pulled_message(image: &str) -> String {
     )
 }
 
-/// Pulls `image` onto the engine behind `docker`. The error names the
-/// image and carries the engine's reason.
-pub async fn pull_image(docker: &Docker, image: &str) -> Result<(), StrategyError> {
+/// Pulls `image` onto the engine behind `docker`, with its registry's
+/// credentials when there are any. The error names the image and carries
+/// the engine's reason; a refusal also names the registry and where its
+/// credentials came from (never their values).
+pub async fn pull_image(
+    docker: &Docker,
+    image: &str,
+    auth: &RegistryAuth,
+) -> Result<(), StrategyError> {
+    let found = auth.for_image(image).map_err(StrategyError::Refused)?;
+    let (credentials, source) = match found {
+        Some(found) => (Some(found.credentials), Some(found.source)),
+        None => (None, None),
+    };
     let options = CreateImageOptionsBuilder::default()
         .from_image(image)
         .build();
     docker
-        .create_image(Some(options), None, None)
+        .create_image(Some(options), None, credentials)
         .try_collect::<Vec<_>>()
         .await
-        .map_err(|e| StrategyError::docker("pull image", image, e))?;
+        .map_err(|e| pull_error(image, e, source))?;
     Ok(())
+}
+
+/// A registry's refusal says which registry and which credentials.
+fn pull_error(image: &str, e: bollard::errors::Error, source: Option<String>) -> StrategyError {
+    let text = e.to_string();
+    let refused = [
+        "unauthorized",
+        "no basic auth credentials",
+        "authentication required",
+        "denied",
+    ]
+    .iter()
+    .any(|w| text.contains(w));
+    if !refused {
+        return StrategyError::docker("pull image", image, e);
+    }
+    let registry = crate::registry_auth::registry_of(image);
+    let offered = match source {
+        Some(source) => format!("the credentials from {source}"),
+        None => format!("an anonymous pull (no credentials configured for it: `docker login {registry}` on this host, or --registry-config)"),
+    };
+    StrategyError::Refused(format!(
+        "pulling {image}: registry {registry} refused {offered}: {text}"
+    ))
 }
 
 #[cfg(test)]

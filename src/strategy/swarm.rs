@@ -65,6 +65,9 @@ pub struct Swarm {
     /// Stamped on the service labels we write (not on the container
     /// labels: a new writer must not restart every task).
     writer: Option<Writer>,
+    /// Credentials for private registries, sent with every service
+    /// write so each node can pull (as `--with-registry-auth` does).
+    registry: crate::registry_auth::RegistryAuth,
 }
 
 impl Swarm {
@@ -73,12 +76,30 @@ impl Swarm {
             docker,
             instance: instance.to_string(),
             writer: None,
+            registry: Default::default(),
         }
     }
 
     pub fn with_writer(mut self, writer: Writer) -> Self {
         self.writer = Some(writer);
         self
+    }
+
+    pub fn with_registry_auth(mut self, auth: crate::registry_auth::RegistryAuth) -> Self {
+        self.registry = auth;
+        self
+    }
+
+    /// The credentials of `image`'s registry, for a service write.
+    fn credentials(
+        &self,
+        image: &str,
+    ) -> Result<Option<bollard::auth::DockerCredentials>, StrategyError> {
+        let found = self
+            .registry
+            .for_image(image)
+            .map_err(StrategyError::Refused)?;
+        Ok(found.map(|f| f.credentials))
     }
 
     /// The service named exactly `name`, ours or not. The list filter
@@ -149,9 +170,10 @@ impl Swarm {
     }
 
     async fn create(&self, name: &str, spec: ServiceSpec) -> Result<Deployed, StrategyError> {
+        let credentials = self.credentials(image_of(&spec))?;
         let created = self
             .docker
-            .create_service(spec, None)
+            .create_service(spec, credentials)
             .await
             .map_err(|e| StrategyError::docker("create service", name, e))?;
         let id = created.id.unwrap_or_default();
@@ -185,7 +207,7 @@ impl DeploymentStrategy for Swarm {
         // and the running service is not touched. IfNotPresent and Never
         // send the service as it is (see README, "pullPolicy").
         if pull::pull_step(spec.pull_policy(), None) == pull::PullStep::Pull {
-            pull::pull_image(&self.docker, &spec.image).await?;
+            pull::pull_image(&self.docker, &spec.image, &self.registry).await?;
         }
         let networks = self.network_targets(&spec.networks).await;
         let mut desired = service_spec(spec, owner, &self.instance, &networks);
@@ -234,7 +256,12 @@ impl DeploymentStrategy for Swarm {
                 .build();
             match self
                 .docker
-                .update_service(&id, merged(now, &desired), options, None)
+                .update_service(
+                    &id,
+                    merged(now, &desired),
+                    options,
+                    self.credentials(image_of(&desired))?,
+                )
                 .await
             {
                 Ok(response) => {
@@ -450,6 +477,17 @@ fn with_missing_nodes(
 fn is_out_of_sequence(e: &bollard::errors::Error) -> bool {
     status_code(e).is_some_and(|s| s == 500 || s == 409)
         && e.to_string().contains("out of sequence")
+}
+
+/// The image a service spec runs.
+fn image_of(spec: &ServiceSpec) -> &str {
+    let container = spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref());
+    container
+        .and_then(|c| c.image.as_deref())
+        .unwrap_or_default()
 }
 
 fn is_global(spec: &ServiceSpec) -> bool {

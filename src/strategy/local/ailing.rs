@@ -31,7 +31,10 @@ const RESTART_SETTLE_SECS: u64 = 10;
 /// Containers seen failing lately, by ID: one of them up again for a few
 /// seconds is between two crashes, until it stays up.
 #[derive(Clone, Default)]
-pub(super) struct FailedLately(Arc<Mutex<HashMap<String, Instant>>>);
+pub(super) struct FailedLately(Arc<Mutex<HashMap<String, Failure>>>);
+
+/// When a container was last seen failing, and its exit code then.
+type Failure = (Instant, Option<i64>);
 
 /// How long a failure is remembered.
 const REMEMBERED: Duration = Duration::from_secs(60);
@@ -39,15 +42,22 @@ const REMEMBERED: Duration = Duration::from_secs(60);
 impl FailedLately {
     fn contains(&self, id: &str) -> bool {
         let seen = self.0.lock().expect("failures lock");
-        seen.get(id).is_some_and(|at| at.elapsed() < REMEMBERED)
+        seen.get(id)
+            .is_some_and(|(at, _)| at.elapsed() < REMEMBERED)
     }
 
-    fn remember(&self, ailments: &HashMap<String, Ailment>) {
+    /// The exit code of the container's last crash seen, if any.
+    fn last_exit(&self, id: &str) -> Option<i64> {
+        self.0.lock().expect("failures lock").get(id)?.1
+    }
+
+    fn remember(&self, ailments: &HashMap<String, (Ailment, Option<i64>)>) {
         let mut seen = self.0.lock().expect("failures lock");
-        seen.retain(|_, at| at.elapsed() < REMEMBERED);
-        for (id, ailment) in ailments {
+        seen.retain(|_, (at, _)| at.elapsed() < REMEMBERED);
+        for (id, (ailment, code)) in ailments {
             if matches!(ailment, Ailment::Failing(_)) {
-                seen.insert(id.clone(), Instant::now());
+                let code = code.or_else(|| seen.get(id).and_then(|(_, c)| *c));
+                seen.insert(id.clone(), (Instant::now(), code));
             }
         }
     }
@@ -110,18 +120,22 @@ pub(super) async fn diagnose(
     for (summary, (id, found)) in ailing.into_iter().zip(inspections) {
         // Gone meanwhile, or the engine busy: the listing's words do.
         let Ok(inspect) = found else { continue };
-        if let Some(ailment) = describe(summary, &inspect) {
-            out.insert(id, ailment);
+        if let Some(described) = describe(summary, &inspect, failed.last_exit(&id)) {
+            out.insert(id, described);
         }
     }
     failed.remember(&out);
-    out
+    out.into_iter()
+        .map(|(id, (ailment, _))| (id, ailment))
+        .collect()
 }
 
+/// What ails the container, and the exit code of its crash when known.
 fn describe(
     summary: &ContainerSummary,
     inspect: &bollard::models::ContainerInspectResponse,
-) -> Option<Ailment> {
+    last_exit: Option<i64>,
+) -> Option<(Ailment, Option<i64>)> {
     let name = container_name(summary);
     let status = summary.status.clone().unwrap_or_default();
     let state = inspect.state.clone().unwrap_or_default();
@@ -131,11 +145,16 @@ fn describe(
     if running && !unhealthy {
         // Up again lately: a crash loop when the restart policy did it,
         // else (started by hand) nothing is wrong.
+        // Running again, it has no exit code: the last crash's, if seen.
+        let exited = last_exit
+            .map(|c| format!("exited {c}, "))
+            .unwrap_or_default();
         return (restarts > 0).then(|| {
-            Ailment::Failing(format!(
-                "container {name}: crash-looping, {restarts} restarts{} ({status})",
+            let why = format!(
+                "container {name}: crash-looping, {exited}{restarts} restarts{} ({status})",
                 in_secs(summary)
-            ))
+            );
+            (Ailment::Failing(why), last_exit)
         });
     }
     if running {
@@ -146,9 +165,8 @@ fn describe(
             .unwrap_or_default();
         let output: String = output.trim().chars().take(MAX_OUTPUT).collect();
         let streak = health.failing_streak.unwrap_or_default();
-        return Some(Ailment::Unhealthy(format!(
-            "container {name}: unhealthy, {streak} failed checks in a row: {output}"
-        )));
+        let why = format!("container {name}: unhealthy, {streak} failed checks in a row: {output}");
+        return Some((Ailment::Unhealthy(why), None));
     }
     // While restarting, the engine's state already reads exit code 0;
     // the listing's `Restarting (3)` keeps the code of the crash.
@@ -157,7 +175,7 @@ fn describe(
     if restarts > 0 {
         why.push_str(&format!(", {restarts} restarts{}", in_secs(summary)));
     }
-    Some(Ailment::Failing(format!("{why} ({status})")))
+    Some((Ailment::Failing(format!("{why} ({status})")), Some(code)))
 }
 
 /// ` in 12 s`: since the container was created.
