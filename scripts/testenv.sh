@@ -10,9 +10,13 @@
 # - loads the ip_vs kernel module (Swarm's ingress routing mesh needs it);
 #   fails when it cannot, unless waived with ASSETD_TEST_NO_IP_VS=1
 # - creates the user assetd-test-other (tests give it a manifest file)
+# - starts a private registry on 127.0.0.1:5599 (Debian's docker-registry,
+#   htpasswd auth), logs in with a client config of its own and pushes the
+#   test images to it
 #
 # Human output goes to stderr; stdout carries only `export` lines (DOCKER_HOST,
-# and ASSETD_TEST_NO_IP_VS=1 when this kernel cannot have ip_vs).
+# ASSETD_TEST_REGISTRY and ASSETD_TEST_DOCKER_CONFIG, and
+# ASSETD_TEST_NO_IP_VS=1 when this kernel cannot have ip_vs).
 # Stop the engine with scripts/testenv-down.sh (data root is kept).
 set -euo pipefail
 
@@ -58,6 +62,13 @@ ensure_packages() {
     command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /bin/ip ] || missing="$missing iproute2"
     # tests/systemd.rs checks the unit with systemd-analyze.
     command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+    # tests/registry.rs: a real private registry with htpasswd auth.
+    [ -x /usr/bin/docker-registry ] || missing="$missing docker-registry"
+    command -v htpasswd >/dev/null 2>&1 || missing="$missing apache2-utils"
+    # The revision guard reads the manifests' git commit; the multi-node
+    # suite makes git copies.
+    command -v git >/dev/null 2>&1 || missing="$missing git"
+    command -v curl >/dev/null 2>&1 || missing="$missing curl"
     # A dynamically linked busybox (package "busybox") would not run inside
     # the libc-less test image; we need the static one.
     # (The status captured first: `cmd | grep -q` under pipefail fails
@@ -276,6 +287,58 @@ ensure_test_user() {
         || die "cannot create the user $OTHER_USER"
 }
 
+# --- private registry --------------------------------------------------------
+REGISTRY=127.0.0.1:5599
+REGISTRY_DIR=/var/lib/assetd-test/registry
+REGISTRY_USER=assetd
+REGISTRY_PASSWORD=assetd-test-password
+# The client config the tests use (never ~/.docker): it holds the login.
+CLIENT_CONFIG=/var/lib/assetd-test/docker-client
+
+registry_up() {
+    # 401 (auth required) means it is up and enforcing auth.
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$REGISTRY/v2/")" = 401 ]
+}
+
+ensure_registry() {
+    mkdir -p "$REGISTRY_DIR/data" "$CLIENT_CONFIG"
+    chmod 700 "$CLIENT_CONFIG"
+    if ! registry_up; then
+        htpasswd -Bbn "$REGISTRY_USER" "$REGISTRY_PASSWORD" >"$REGISTRY_DIR/htpasswd" 2>/dev/null
+        cat >"$REGISTRY_DIR/config.yml" <<CONF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_DIR/data
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+auth:
+  htpasswd:
+    realm: assetd-test
+    path: $REGISTRY_DIR/htpasswd
+CONF
+        log "starting the test registry on $REGISTRY"
+        nohup /usr/bin/docker-registry serve "$REGISTRY_DIR/config.yml" \
+            >>/var/log/assetd-test-registry.log 2>&1 9>&- &
+        local i
+        for i in $(seq 1 50); do registry_up && break; sleep 0.2; done
+        registry_up || die "the test registry did not come up on $REGISTRY (see /var/log/assetd-test-registry.log)"
+    fi
+    printf '%s' "$REGISTRY_PASSWORD" | "$DOCKER_BIN" --config "$CLIENT_CONFIG" -H "$HOST" \
+        login -u "$REGISTRY_USER" --password-stdin "$REGISTRY" >/dev/null 2>&1 \
+        || die "docker login $REGISTRY failed"
+    local image
+    for image in "${IMAGES[@]}"; do
+        d tag "$image" "$REGISTRY/$image"
+        "$DOCKER_BIN" --config "$CLIENT_CONFIG" -H "$HOST" push "$REGISTRY/$image" >/dev/null \
+            || die "pushing $REGISTRY/$image failed"
+    done
+}
+
 # --- main ------------------------------------------------------------------
 # Serialise concurrent callers (e.g. parallel test binaries); fd 9 is closed
 # for dockerd above so the daemon does not keep holding the lock.
@@ -287,4 +350,7 @@ ensure_test_user
 ensure_engine
 ensure_swarm
 ensure_images
+ensure_registry
 echo "export DOCKER_HOST=$HOST"
+echo "export ASSETD_TEST_REGISTRY=$REGISTRY"
+echo "export ASSETD_TEST_DOCKER_CONFIG=$CLIENT_CONFIG"

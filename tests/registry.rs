@@ -1,0 +1,213 @@
+//! Private registries, for real: Debian's docker-registry on loopback
+//! with htpasswd auth (started by `scripts/testenv.sh`, which logs in with
+//! a client config of its own). Images only the registry has are pulled
+//! with the credentials of `docker login` (auths), of a credential helper,
+//! locally and on Swarm; wrong credentials are a clear error that names
+//! the registry, shows no secret, and leaves what runs alone.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use bollard::Docker;
+use common::harness::{shared, Assetd};
+use common::{eventually, TestEnv, IMAGE_1};
+
+/// A password no output may contain.
+const WRONG_PASSWORD: &str = "not-the-password-9f3c";
+
+fn registry() -> String {
+    std::env::var("ASSETD_TEST_REGISTRY")
+        .expect("ASSETD_TEST_REGISTRY is set by scripts/testenv.sh")
+}
+
+fn client_config() -> PathBuf {
+    PathBuf::from(
+        std::env::var("ASSETD_TEST_DOCKER_CONFIG")
+            .expect("ASSETD_TEST_DOCKER_CONFIG is set by scripts/testenv.sh"),
+    )
+}
+
+/// `docker --config <the test login> ARGS` on the test engine.
+fn docker_cli(args: &[&str]) {
+    let out = Command::new("docker")
+        .arg("--config")
+        .arg(client_config())
+        .args(["-H", &common::docker_host()])
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Pushes IMAGE_1 as `<registry>/assetd-test/<tag>` and removes that
+/// name from the engine, so a deploy must pull it.
+fn only_in_registry(tag: &str) -> String {
+    let image = format!("{}/assetd-test/{tag}", registry());
+    docker_cli(&["tag", IMAGE_1, &image]);
+    docker_cli(&["push", "-q", &image]);
+    docker_cli(&["rmi", &image]);
+    image
+}
+
+async fn running_image(docker: &Docker, name: &str) -> Option<String> {
+    let c = docker.inspect_container(name, None).await.ok()?;
+    c.state?.running?.then_some(())?;
+    c.config?.image
+}
+
+/// A client config dir holding `config` as its config.json.
+fn config_dir(env: &TestEnv, name: &str, config: &str) -> PathBuf {
+    let dir = env.root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    dir
+}
+
+fn with_config(env: &TestEnv, strategy: &'static str, config: &Path) -> Assetd {
+    let mut assetd = Assetd::new(env, strategy);
+    assetd
+        .env
+        .push(("DOCKER_CONFIG", config.display().to_string()));
+    assetd
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_only_the_private_registry_has_is_pulled_with_the_login_and_swarm_writes_read_the_same_config(
+) {
+    let _engine = shared().await;
+    let env = TestEnv::new("reg-login").await;
+    let local = only_in_registry("reg-login-local:1");
+    env.write("a.yaml", &env.asset("a", &local, ""));
+    let assetd = with_config(&env, "local", &client_config());
+    let out = assetd.output(&["apply", "--once"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let name = env.name("a");
+    assert_eq!(
+        running_image(&env.docker, &name).await.as_deref(),
+        Some(local.as_str())
+    );
+
+    // Swarm: every service write carries the image's registry
+    // credentials (X-Registry-Auth, as `--with-registry-auth`), read from
+    // the client config at that moment: a broken config stops the write
+    // with its path named, and nothing is created. (That the nodes pull
+    // with them is not observable here: the test engines never pull for
+    // tasks, DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1.)
+    let broken = config_dir(&env, "broken", "{ not json");
+    let image = only_in_registry("reg-login-swarm:1");
+    env.write("b.yaml", &env.asset("b", &image, ""));
+    let swarm = with_config(&env, "swarm", &broken);
+    let out = swarm.output(&["apply", "--once"], &["--wait", "0s"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "registry config {}",
+            broken.join("config.json").display()
+        )),
+        "{said}"
+    );
+    assert!(
+        env.docker
+            .inspect_service(&env.name("b"), None)
+            .await
+            .is_err(),
+        "created anyway"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_helper_is_used_and_wrong_credentials_leave_what_runs() {
+    let _engine = shared().await;
+    let env = TestEnv::new("reg-helper").await;
+    let name = env.name("a");
+    // A helper program on PATH, answering with the test login.
+    let bin = env.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-assetdtest");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\nread server\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"assetd\",\"Secret\":\"assetd-test-password\"}' \"$server\"\n",
+    )
+    .unwrap();
+    common::set_mode(&helper, 0o755);
+    let helper_config = config_dir(
+        &env,
+        "helper-config",
+        &format!(r#"{{"credHelpers": {{"{}": "assetdtest"}}}}"#, registry()),
+    );
+    let first = only_in_registry("reg-helper:1");
+    env.write("a.yaml", &env.asset("a", &first, ""));
+    let mut assetd = with_config(&env, "local", &helper_config);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    assetd.env.push(("PATH", path));
+    let out = assetd.output(&["apply", "--once"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        running_image(&env.docker, &name).await.as_deref(),
+        Some(first.as_str())
+    );
+
+    // Wrong credentials for the next version: refused, clearly, and the
+    // running version stays.
+    let wrong = format!("assetd:{WRONG_PASSWORD}");
+    let auth = base64_of(&wrong);
+    let wrong_config = config_dir(
+        &env,
+        "wrong-config",
+        &format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, registry()),
+    );
+    let second = only_in_registry("reg-helper:2");
+    env.write("a.yaml", &env.asset("a", &second, ""));
+    let assetd = with_config(&env, "local", &wrong_config);
+    let out = assetd.output(&["apply", "--once"], &["-o", "json"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "registry {} refused the credentials from auths in",
+            registry()
+        )),
+        "{said}"
+    );
+    let status =
+        String::from_utf8_lossy(&assetd.output(&["status"], &["-o", "json"]).stdout).into_owned();
+    for shown in [&said, &status] {
+        assert!(
+            !shown.contains(WRONG_PASSWORD) && !shown.contains(&auth),
+            "a secret shown: {shown}"
+        );
+    }
+    let runs = eventually(
+        "the first version still running",
+        Duration::from_secs(5),
+        || async { running_image(&env.docker, &name).await },
+    )
+    .await;
+    assert_eq!(runs, first, "what ran was touched");
+}
+
+/// Standard base64, as `docker login` writes `auth`.
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
