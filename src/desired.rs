@@ -168,6 +168,10 @@ pub struct DesiredAsset {
     /// `spec.dependsOn`: created and updated only once these run and are
     /// healthy; removed before them.
     pub depends_on: Vec<AssetName>,
+    /// The revision of the manifests copy it was read from (`3f2a91c`),
+    /// set by `reconcile::observe`: labelled on the objects it deploys and
+    /// kept in their history.
+    pub revision: Option<String>,
 }
 
 /// What the manifests directory itself looked like. Anything but
@@ -591,6 +595,7 @@ impl<'a> Loader<'a> {
                     source,
                     pos: asset.pos,
                     depends_on: asset.depends_on.into_iter().map(|(n, _)| n).collect(),
+                    revision: None,
                 },
             );
         }

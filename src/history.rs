@@ -47,6 +47,9 @@ pub struct Revision {
     /// The uid of the operator, for control actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by_uid: Option<u32>,
+    /// The manifests revision a deploy came from (`3f2a91c`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// An asset's kept revisions, oldest first.
@@ -87,6 +90,7 @@ pub fn deployed(spec: &DeploySpec, hash: &SpecHash, outcome: Outcome, action: St
         spec: Some(spec.clone()),
         hash: Some(hash.clone()),
         by_uid: None,
+        revision: None,
     }
 }
 
@@ -100,6 +104,7 @@ pub fn control(action: String, by_uid: Option<u32>) -> Revision {
         spec: None,
         hash: None,
         by_uid,
+        revision: None,
     }
 }
 

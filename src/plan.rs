@@ -369,6 +369,7 @@ fn previous_version(record: &AppliedRecord, want: &DesiredAsset) -> Option<Desir
         source: record.source.clone().unwrap_or_else(|| want.source.clone()),
         pos: want.pos.clone(),
         depends_on: want.depends_on.clone(),
+        revision: want.revision.clone(),
     })
 }
 
@@ -481,6 +482,7 @@ mod tests {
                 column: 9,
             },
             depends_on: vec![],
+            revision: None,
         }
     }
 

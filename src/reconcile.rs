@@ -106,6 +106,8 @@ pub struct Observation {
     pub plan: Plan,
     /// Rollback pins whose manifest changed since: they have ended.
     pub ended_pins: Vec<AssetName>,
+    /// The revision of the manifests copy read.
+    pub revision: crate::revision::Revision,
 }
 
 /// Passes until nothing waits for a dependency that may still come up
@@ -151,6 +153,10 @@ pub async fn observe<S: DeploymentStrategy>(
     let actual = actual?;
     let applied = with_adopted(store.all(), &actual);
     let mut desired = desired;
+    let revision = crate::revision::Revision::of(&config.manifests, &desired);
+    for want in desired.assets.values_mut() {
+        want.revision = Some(revision.short());
+    }
     let (pinned, ended_pins) =
         crate::history::apply_pins(&mut desired, &crate::history::load_pins(store));
     let mut plan = plan(&desired, &applied, &actual, &config.plan);
@@ -158,6 +164,7 @@ pub async fn observe<S: DeploymentStrategy>(
     crate::plan::dependencies::order(&mut plan, &desired, &applied, &actual);
     crate::suspend::hold_suspended(&mut plan, &crate::suspend::Suspensions::load(store));
     Ok(Observation {
+        revision,
         ended_pins,
         desired,
         actual,
@@ -391,6 +398,7 @@ async fn deploy<S: DeploymentStrategy>(
     let owner = Ownership {
         hash: want.hash.clone(),
         source: want.source.clone(),
+        revision: want.revision.clone(),
     };
     let deployed = strategy.deploy(&want.spec, &owner).await?;
     tracing::info!(objects = ?deployed.object_ids, "deployed");
@@ -427,7 +435,8 @@ fn record_revision(store: &dyn Store, want: &DesiredAsset, record: &AppliedRecor
         }
         _ => Outcome::Failed,
     };
-    let entry = history::deployed(&want.spec, &want.hash, outcome, action);
+    let mut entry = history::deployed(&want.spec, &want.hash, outcome, action);
+    entry.revision.clone_from(&want.revision);
     if let Err(e) = history::append(store, &want.spec.name, entry) {
         tracing::warn!(error = %e, "could not record the revision");
     }
@@ -484,6 +493,7 @@ mod tests {
                         column: 1,
                     },
                     depends_on: vec![],
+                    revision: None,
                 },
                 changes: vec![],
                 unknown: "",

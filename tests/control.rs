@@ -430,6 +430,13 @@ async fn rollback_runs_the_previous_revision_pinned_until_the_manifest_changes()
         (s.phase == Phase::Running && s.pinned.is_none()).then_some(())
     })
     .await;
+    // The manifests revision: in status, on the object, in its history.
+    let synced = daemon.cli_status().unwrap().revision.expect("synced to");
+    let container = env.docker.inspect_container(&name, None).await.unwrap();
+    let labels = container.config.unwrap().labels.unwrap();
+    assert_eq!(labels.get("io.assetd.revision"), Some(&synced));
+    let last = history_of(&assetd, &name).pop().unwrap();
+    assert_eq!(last["revision"], synced.as_str(), "{last}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

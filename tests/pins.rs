@@ -109,6 +109,7 @@ fn the_swarm_fingerprint_label_of_a_sample_spec_is_pinned() {
     let owner = Ownership {
         hash: spec.hash(),
         source: "cell-3/mill.yaml".into(),
+        revision: None,
     };
     let service = service_spec(&spec, &owner, "default", &["netid123".into()]);
     let label = service.labels.as_ref().unwrap()[FINGERPRINT].clone();

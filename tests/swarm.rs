@@ -1087,6 +1087,7 @@ async fn concurrent_deploys_of_one_asset_all_land() {
         let owner = Ownership {
             hash: spec.hash(),
             source: "a.yaml".into(),
+            revision: None,
         };
         let swarm = swarm.clone();
         tokio::spawn(async move { swarm.deploy(&spec, &owner).await })
@@ -1161,6 +1162,7 @@ async fn listing_makes_two_calls_and_a_converged_pass_writes_nothing() {
     let owner = Ownership {
         hash: record.hash.unwrap(),
         source: record.source.unwrap(),
+        revision: None,
     };
     let deployed = swarm.deploy(&record.spec.unwrap(), &owner).await.unwrap();
     assert!(!deployed.wrote);

@@ -219,7 +219,7 @@ pub(super) async fn history(name: &str, daemon: super::DaemonSocket, output: Out
 }
 
 fn history_table(revisions: &[assetd::history::Revision]) -> String {
-    let mut out = String::from("REV  WHEN                  RESULT       IMAGE  ACTION\n");
+    let mut out = String::from("REV  WHEN                  RESULT       REVISION  IMAGE  ACTION\n");
     for r in revisions {
         let image = r
             .spec
@@ -228,8 +228,9 @@ fn history_table(revisions: &[assetd::history::Revision]) -> String {
             .unwrap_or_else(|| "-".into());
         let outcome = serde_json::to_value(r.outcome).ok();
         let outcome = outcome.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+        let revision = r.revision.as_deref().unwrap_or("-");
         out.push_str(&format!(
-            "{:<4} {}  {outcome:<11}  {image}  {}\n",
+            "{:<4} {}  {outcome:<11}  {revision:<8}  {image}  {}\n",
             r.n,
             assetd::suspend::rfc3339(r.at_ms),
             r.action

@@ -73,7 +73,7 @@ impl Daemon {
         });
         self.shared.metrics.passes.inc();
         let observed = Instant::now();
-        let revision = Revision::of(&self.config.pass.manifests, &obs.desired);
+        let revision = obs.revision.clone();
         let mut standing = self.standing(follower, &strategy, &obs.actual);
         if !follower {
             standing.revision_hold = self.revision_guard(&revision);

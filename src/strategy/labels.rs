@@ -31,6 +31,9 @@ pub const REPLICA: &str = "io.assetd.replica";
 /// spec comparison: a restarted daemon must not rewrite everything.
 pub const WRITER: &str = "io.assetd.writer";
 pub const WRITER_STARTED: &str = "io.assetd.writer-started";
+/// The manifests revision (`3f2a91c`, `digest:5e1b0c4d`) that last wrote
+/// the object.
+pub const REVISION: &str = "io.assetd.revision";
 
 /// Puts the writer's stamp on an object's labels.
 pub fn stamp(labels: &mut HashMap<String, String>, writer: Option<&Writer>) {
@@ -56,7 +59,8 @@ pub fn without_stamp(labels: Option<&HashMap<String, String>>) -> HashMap<&str, 
     labels
         .into_iter()
         .flatten()
-        .filter(|(k, _)| k.as_str() != WRITER && k.as_str() != WRITER_STARTED)
+        // Who wrote it, and from which revision, is no reason to write.
+        .filter(|(k, _)| ![WRITER, WRITER_STARTED, REVISION].contains(&k.as_str()))
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
 }
@@ -94,6 +98,9 @@ pub fn object_labels(
     labels.insert(ASSET.into(), spec.name.to_string());
     labels.insert(SPEC_HASH.into(), owner.hash.to_string());
     labels.insert(SOURCE.into(), owner.source.clone());
+    if let Some(revision) = &owner.revision {
+        labels.insert(REVISION.into(), revision.clone());
+    }
     labels
 }
 

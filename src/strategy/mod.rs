@@ -32,6 +32,9 @@ pub struct Ownership {
     pub hash: SpecHash,
     /// Manifest file, relative to the manifests directory.
     pub source: String,
+    /// The manifests revision that wrote the object (`io.assetd.revision`):
+    /// informative, in no hash or fingerprint.
+    pub revision: Option<String>,
 }
 
 /// The result of a successful `deploy`.

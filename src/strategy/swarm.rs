@@ -597,10 +597,14 @@ pub fn service_spec(
     networks: &[String],
 ) -> ServiceSpec {
     let object_labels = labels::object_labels(spec, owner, instance);
+    // The revision goes on the service only: a new commit must not
+    // restart tasks whose spec did not change.
+    let mut container_labels = object_labels.clone();
+    container_labels.remove(labels::REVISION);
     let policy = spec.update.clone().unwrap_or_default();
     let container_spec = TaskSpecContainerSpec {
         image: Some(spec.image.clone()),
-        labels: Some(object_labels.clone()),
+        labels: Some(container_labels),
         // `command` replaces the image's CMD and keeps its ENTRYPOINT, as
         // on the local engine: Swarm calls that `Args`.
         args: spec.command.clone(),
@@ -828,6 +832,7 @@ fn managed_fields(spec: &ServiceSpec) -> Vec<(&'static str, Value)> {
     service_labels.remove(FINGERPRINT);
     service_labels.remove(labels::WRITER);
     service_labels.remove(labels::WRITER_STARTED);
+    service_labels.remove(labels::REVISION);
     let container_labels: BTreeMap<String, String> =
         container.labels.unwrap_or_default().into_iter().collect();
     let mounts = mount_fields(container.mounts);
@@ -1037,6 +1042,7 @@ mod tests {
         let owner = Ownership {
             hash: spec.hash(),
             source: "a.yaml".into(),
+            revision: None,
         };
         (spec, owner)
     }
