@@ -699,7 +699,8 @@ async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
                 ),
                 Output::Text => print!("{}", report::pass_text(&pass, &config.manifests)),
             }
-            let ending = rollout_result::wait_for_rollouts(&strategy, &pass, wait).await;
+            let swarm = strategy.kind() == assetd::strategy::StrategyKind::Swarm;
+            let ending = rollout_result::wait_for_rollouts(&strategy, &pass, wait, swarm).await;
             if let Some(lease) = lease {
                 lease.stop.cancel();
                 let _ = lease.task.await;

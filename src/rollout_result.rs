@@ -14,6 +14,11 @@ use crate::store::Store;
 use crate::strategy::{ActualAsset, DeploymentStrategy};
 
 const POLL: Duration = Duration::from_millis(500);
+/// Swarm starts a rollout a moment after it took the new spec: until it
+/// is seen under way (or this long has passed: a change that restarts
+/// no task never rolls), the old tasks running say nothing of how it
+/// ends.
+const SWARM_START: Duration = Duration::from_secs(2);
 
 /// Whether one deployed asset's rollout has ended: nothing being replaced
 /// any more, and rolled back or paused, failing, or every replica running.
@@ -34,12 +39,22 @@ fn ended(asset: &ActualAsset, pass: &PassReport) -> bool {
 }
 
 /// Waits up to `limit` for the rollouts this pass started, then returns
-/// the engine's view.
+/// the engine's view. `swarm`: the engine rolls updates out after the
+/// pass (see [`SWARM_START`]).
 pub async fn wait_for_rollouts<S: DeploymentStrategy + ?Sized>(
     strategy: &S,
     pass: &PassReport,
     limit: Duration,
+    swarm: bool,
 ) -> Result<Vec<ActualAsset>, String> {
+    let started = tokio::time::Instant::now();
+    let updated: BTreeSet<&AssetName> = pass
+        .outcomes
+        .iter()
+        .filter(|o| swarm && o.error.is_none() && o.kind == ActionKind::Update)
+        .map(|o| &o.name)
+        .collect();
+    let mut seen_rolling: BTreeSet<AssetName> = BTreeSet::new();
     let deployed: Vec<&AssetName> = pass
         .outcomes
         .iter()
@@ -58,14 +73,27 @@ pub async fn wait_for_rollouts<S: DeploymentStrategy + ?Sized>(
             .list_managed()
             .await
             .map_err(|e| format!("cannot list the engine after the pass: {e}"))?;
+        seen_rolling.extend(
+            actual
+                .iter()
+                .filter(|a| {
+                    let wanted = pass.desired.assets.get(&a.name).map(|d| &d.hash);
+                    a.replicas.rolling || a.failed_rollout(wanted).is_some()
+                })
+                .map(|a| a.name.clone()),
+        );
+        let starting = started.elapsed() < SWARM_START;
         let pending: Vec<&AssetName> = deployed
             .iter()
             .copied()
             .filter(|name| {
-                actual
-                    .iter()
-                    .find(|a| &a.name == *name)
-                    .is_some_and(|a| !ended(a, pass))
+                let not_started =
+                    starting && updated.contains(name) && !seen_rolling.contains(*name);
+                not_started
+                    || actual
+                        .iter()
+                        .find(|a| &a.name == *name)
+                        .is_some_and(|a| !ended(a, pass))
             })
             .collect();
         if pending.is_empty() {

@@ -216,29 +216,38 @@ async fn service_image(docker: &Docker) -> Option<String> {
     spec.task_template?.container_spec?.image
 }
 
-fn others(alive: &[usize], but: usize) -> Vec<usize> {
-    alive.iter().copied().filter(|&i| i != but).collect()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_dies() {
+/// The nodes' clients and an empty test root `name` (mode 0755), with
+/// what an earlier run of the suite left of the instance removed: its
+/// service and its lease.
+async fn fresh(name: &str) -> (Vec<String>, Vec<Docker>, PathBuf) {
     let hosts = node_hosts();
     let dockers: Vec<Docker> = hosts
         .iter()
         .map(|h| Docker::connect_with_host(h).expect("node client"))
         .collect();
-    let root = std::env::temp_dir().join(format!("assetd-mn-{}", std::process::id()));
+    let root = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let manifests = root.join("manifests");
-    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
     set_mode(&root, 0o755);
-    set_mode(&manifests, 0o755);
     for d in &dockers {
         for s in our_services(d).await {
             let _ = d.delete_service(s.id.as_deref().unwrap()).await;
         }
         let _ = d.delete_config(&format!("assetd-lease-{INSTANCE}")).await;
     }
+    (hosts, dockers, root)
+}
+
+fn others(alive: &[usize], but: usize) -> Vec<usize> {
+    alive.iter().copied().filter(|&i| i != but).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_dies() {
+    let (hosts, dockers, root) = fresh("assetd-mn").await;
+    let manifests = root.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    set_mode(&manifests, 0o755);
 
     write(&manifests, &manifest(IMAGE_1));
     let global = manifests.join("global.yaml");
@@ -571,23 +580,10 @@ fn commit(repo: &Path, image: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_writer_with_a_lagging_copy_rolls_nothing_back_and_applies_once_it_catches_up() {
-    let hosts = node_hosts();
-    let dockers: Vec<Docker> = hosts
-        .iter()
-        .map(|h| Docker::connect_with_host(h).expect("node client"))
-        .collect();
-    let root = std::env::temp_dir().join(format!("assetd-mn-rev-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let (hosts, dockers, root) = fresh("assetd-mn-rev").await;
     let origin = root.join("origin");
     std::fs::create_dir_all(&origin).unwrap();
-    set_mode(&root, 0o755);
     set_mode(&origin, 0o755);
-    for d in &dockers {
-        for s in our_services(d).await {
-            let _ = d.delete_service(s.id.as_deref().unwrap()).await;
-        }
-        let _ = d.delete_config(&format!("assetd-lease-{INSTANCE}")).await;
-    }
     git(&origin, &["init", "-q"]);
     let first = commit(&origin, IMAGE_1);
     let second = commit(&origin, IMAGE_2);
