@@ -238,6 +238,17 @@ async fn fresh(name: &str) -> (Vec<String>, Vec<Docker>, PathBuf) {
     (hosts, dockers, root)
 }
 
+/// Waits up to `secs` until the asset's service runs `image`.
+async fn wait_image(docker: &Docker, image: &str, what: &str, secs: u64) {
+    eventually(what, Duration::from_secs(secs), || async {
+        service_image(docker)
+            .await?
+            .starts_with(image)
+            .then_some(())
+    })
+    .await;
+}
+
 fn others(alive: &[usize], but: usize) -> Vec<usize> {
     alive.iter().copied().filter(|&i| i != but).collect()
 }
@@ -369,32 +380,18 @@ async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_di
     let third = holder(&daemons, &survivors, Duration::from_secs(30)).await;
     eprintln!("kill -9 → another holder in {:?}", killed.elapsed());
     write(&manifests, &manifest(IMAGE_2));
-    eventually(
-        "the new image on the service",
-        Duration::from_secs(60),
-        || async {
-            service_image(&dockers[third])
-                .await?
-                .starts_with(IMAGE_2)
-                .then_some(())
-        },
-    )
-    .await;
+    wait_image(&dockers[third], IMAGE_2, "the new image on the service", 60).await;
     for s in our_services(&dockers[third]).await {
         dockers[third]
             .delete_service(s.id.as_deref().unwrap())
             .await
             .unwrap();
     }
-    eventually(
+    wait_image(
+        &dockers[third],
+        IMAGE_2,
         "the service removed by hand back",
-        Duration::from_secs(60),
-        || async {
-            service_image(&dockers[third])
-                .await?
-                .starts_with(IMAGE_2)
-                .then_some(())
-        },
+        60,
     )
     .await;
     assert_no_writes(
@@ -441,15 +438,11 @@ async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_di
     .await;
     assert!(why.contains(&dead_host), "{why} names {dead_host}");
     write(&manifests, &manifest(IMAGE_1));
-    eventually(
+    wait_image(
+        &dockers[fourth],
+        IMAGE_1,
         "the change applied after the engine died",
-        Duration::from_secs(90),
-        || async {
-            service_image(&dockers[fourth])
-                .await?
-                .starts_with(IMAGE_1)
-                .then_some(())
-        },
+        90,
     )
     .await;
 
@@ -506,15 +499,21 @@ async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_di
     .await;
     let managers = others(&alive, holder_now);
     let after = holder(&daemons, &managers, Duration::from_secs(60)).await;
-    let demoted = assetd::api::fetch_status(&daemons[holder_now].socket)
-        .await
-        .unwrap();
-    assert_eq!(demoted.role.as_deref(), Some("standby"), "{demoted:?}");
-    let error = demoted.lease.and_then(|l| l.error).unwrap_or_default();
-    assert!(
-        error.contains("not a swarm manager"),
-        "the engine's words: {error}"
-    );
+    // While the node steps down, its engine answers with passing errors
+    // (the control socket going away); then it says what it is now.
+    let error = eventually(
+        "the demoted node to say so",
+        Duration::from_secs(20),
+        || async {
+            let demoted = assetd::api::fetch_status(&daemons[holder_now].socket)
+                .await
+                .ok()?;
+            assert_eq!(demoted.role.as_deref(), Some("standby"), "{demoted:?}");
+            let error = demoted.lease?.error?;
+            error.contains("not a swarm manager").then_some(error)
+        },
+    )
+    .await;
     eprintln!("demoted node {holder_now}: node {after} holds the lease; it says: {error}");
     set_role(
         &dockers[after],
@@ -606,17 +605,7 @@ async fn a_writer_with_a_lagging_copy_rolls_nothing_back_and_applies_once_it_cat
     let (ahead, behind) = (copy(0, &second), copy(1, &first));
     let mut daemons = vec![start_daemon(&hosts[0], &ahead, root.join("state-0"))];
     assert_eq!(holder(&daemons, &[0], Duration::from_secs(30)).await, 0);
-    eventually(
-        "the service at the newer image",
-        Duration::from_secs(60),
-        || async {
-            service_image(&dockers[0])
-                .await?
-                .starts_with(IMAGE_2)
-                .then_some(())
-        },
-    )
-    .await;
+    wait_image(&dockers[0], IMAGE_2, "the service at the newer image", 60).await;
     daemons.push(start_daemon(&hosts[1], &behind, root.join("state-1")));
     assert_eq!(holder(&daemons, &[0, 1], Duration::from_secs(30)).await, 0);
 

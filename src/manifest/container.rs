@@ -92,7 +92,7 @@ impl Decoder<'_> {
     /// (sorted by key).
     pub(super) fn env(&mut self, node: &Node) -> Vec<String> {
         match &node.kind {
-            Kind::Seq(items) => self.env_list(items),
+            Kind::Seq(items) => self.env_list(items, ENV),
             Kind::Map(entries) => self.env_map(entries),
             _ => {
                 self.wrong_type(node, ENV, "a list of KEY=VALUE strings or a mapping");
@@ -101,12 +101,14 @@ impl Decoder<'_> {
         }
     }
 
-    fn env_list(&mut self, items: &[Node]) -> Vec<String> {
+    /// `KEY=VALUE` strings at field path `at`, in order; a value keeps
+    /// every `=` after the first. Native `env` and app files' `environment`.
+    pub(super) fn env_list(&mut self, items: &[Node], at: &str) -> Vec<String> {
         // name → line of its first definition, for duplicate messages.
         let mut seen: BTreeMap<String, u64> = BTreeMap::new();
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            let path = format!("{ENV}[{i}]");
+            let path = format!("{at}[{i}]");
             if matches!(item.kind, Kind::Map(_) | Kind::Seq(_) | Kind::Null) {
                 self.wrong_type(item, &path, "a `KEY=VALUE` string");
                 continue;

@@ -208,33 +208,12 @@ impl Decoder<'_> {
         }
     }
 
-    /// `environment: [KEY=VALUE, ...]`, in order; a value keeps every `=`
-    /// after the first.
+    /// `environment: [KEY=VALUE, ...]`, read as native `env` lists are.
     fn app_environment(&mut self, node: &Node, path: &str) -> Vec<String> {
-        let mut seen = BTreeMap::new();
-        let mut out = Vec::new();
-        let Some(items) = self.list(node, path) else {
-            return out;
-        };
-        for (i, item) in items.iter().enumerate() {
-            let path = format!("{path}[{i}]");
-            if matches!(item.kind, Kind::Map(_) | Kind::Seq(_) | Kind::Null) {
-                self.wrong_type(item, &path, "a `KEY=VALUE` string");
-                continue;
-            }
-            let Some(entry) = self.string(item, &path) else {
-                continue;
-            };
-            let Some((key, _)) = entry.split_once('=') else {
-                let message = format!("`{entry}` must have the form KEY=VALUE");
-                self.error(item, &path, message);
-                continue;
-            };
-            if self.env_key(key, item, &path, &mut seen) {
-                out.push(entry);
-            }
+        match self.list(node, path) {
+            Some(items) => self.env_list(items, path),
+            None => Vec::new(),
         }
-        out
     }
 }
 
