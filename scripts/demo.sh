@@ -26,12 +26,8 @@ if [ "${1:-}" = "--clean" ]; then
     exit 0
 fi
 
-# The examples attach to factory-net; an attachable overlay serves both
-# containers (local strategy) and services (Swarm).
-if ! docker network inspect factory-net >/dev/null 2>&1; then
-    docker network create --driver overlay --attachable factory-net >/dev/null
-fi
-
+# factory-net, which the examples attach to, is declared in
+# manifests/networks.yaml: assetd creates it before the assets.
 "$assetd" validate manifests
 "$assetd" plan "${common[@]}" || [ $? -eq 2 ]   # 2: changes pending
 "$assetd" apply --once "${common[@]}"

@@ -23,7 +23,7 @@
 //!   others could write are refused like sshd's `StrictModes`: manifests
 //!   start containers, so they are root-equivalent.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::{self, ManifestError, ParsedAsset, Policy, SourcePos};
 use crate::spec::{AssetName, DeploySpec, SpecHash};
+use crate::stack::{ParsedResource, ResourceKind};
 
 /// How to read the manifests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,7 +46,7 @@ pub struct LoadOptions {
 }
 
 /// What one file parsed to, valid assets or its errors.
-type FileResult = Result<Vec<ParsedAsset>, Vec<ManifestError>>;
+type FileResult = Result<manifest::ParsedFile, Vec<ManifestError>>;
 
 /// Parse results of files, kept from one pass to the next. Every pass
 /// looks at every file (level-triggered), but most find nothing changed,
@@ -172,6 +173,8 @@ pub struct DesiredAsset {
     /// set by `reconcile::observe`: labelled on the objects it deploys and
     /// kept in their history.
     pub revision: Option<String>,
+    /// The networks, volumes, secrets and configs it names.
+    pub references: Vec<manifest::Reference>,
 }
 
 /// What the manifests directory itself looked like. Anything but
@@ -209,6 +212,12 @@ pub struct Desired {
     pub held: BTreeMap<AssetName, Conflicts>,
     /// The errors behind `held`, one per declaration involved.
     pub conflicts: Vec<ManifestError>,
+    /// Networks, volumes, secrets and configs to create before the
+    /// assets.
+    pub resources: crate::stack::DesiredResources,
+    /// Declared objects that cannot be used this pass (declared twice, a
+    /// secret's file missing): none of their versions is removed.
+    pub held_resources: BTreeSet<(ResourceKind, String)>,
 }
 
 /// Why a name is held although its file is valid: one entry per
@@ -228,6 +237,9 @@ pub enum ConflictKind {
     DuplicateName,
     /// A host port another asset publishes too.
     PortConflict,
+    /// A network, volume, secret or config it names is neither declared
+    /// nor on the engine, or is declared but unusable.
+    Reference,
     /// `spec.dependsOn` names an undeclared asset, or is part of a cycle.
     Dependency,
 }
@@ -293,6 +305,50 @@ impl Desired {
     }
 }
 
+impl Desired {
+    /// Holds every asset that names a network, volume, secret or config
+    /// that is neither declared nor in `present` (the engine's names),
+    /// with an error at the name: it could only fail at deploy time, and
+    /// the version that runs must keep running.
+    pub fn hold_missing_references(&mut self, present: &BTreeSet<(ResourceKind, String)>) {
+        let mut missing: Vec<(AssetName, ManifestError)> = Vec::new();
+        for (name, asset) in &self.assets {
+            for r in &asset.references {
+                let key = (r.kind, r.name.clone());
+                // A mount with its own driver (an OpenFactory NFS share)
+                // is created by the engine from the mount itself.
+                let self_defined = r.kind == ResourceKind::Volume
+                    && asset.spec.mounts.iter().any(|m| {
+                        m.source.as_deref() == Some(r.name.as_str()) && m.volume_driver.is_some()
+                    });
+                if self_defined
+                    || self.resources.contains_key(&key)
+                    || self.held_resources.contains(&key)
+                    || present.contains(&key)
+                {
+                    continue;
+                }
+                let message = format!(
+                    "{} `{}` is neither declared (kind: {}) nor present on the engine",
+                    r.kind,
+                    r.name,
+                    r.kind.manifest_kind()
+                );
+                missing.push((name.clone(), ManifestError::at(&r.pos, &r.field, message)));
+            }
+        }
+        for (name, error) in missing {
+            self.assets.remove(&name);
+            self.held.entry(name).or_default().0.push(Conflict {
+                kind: ConflictKind::Reference,
+                error: error.clone(),
+            });
+            self.conflicts.push(error);
+        }
+        self.conflicts.sort();
+    }
+}
+
 /// Where `${VAR}` values come from (the daemon passes `std::env::var`).
 pub type Env = dyn Fn(&str) -> Option<String> + Sync;
 
@@ -312,7 +368,7 @@ pub fn load_dir_cached(
     env: &Env,
     cache: Option<&ParseCache>,
 ) -> Desired {
-    let mut loader = Loader::new(opts, env);
+    let mut loader = Loader::new(opts, env, dir);
     loader.cache = cache;
     let meta = match fs::metadata(dir) {
         Ok(meta) => meta,
@@ -349,7 +405,7 @@ pub fn load_dir_cached(
 /// Files are read whatever their name; directories as by [`load_dir`].
 /// Sources are the paths as given (`manifests/cell3.yaml`).
 pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions, env: &Env) -> Desired {
-    let mut loader = Loader::new(opts, env);
+    let mut loader = Loader::new(opts, env, Path::new("."));
     for path in paths {
         let shown = path.display().to_string();
         match fs::metadata(path) {
@@ -386,6 +442,8 @@ const PARALLEL_THRESHOLD: usize = 256;
 
 struct Loader<'a> {
     opts: &'a LoadOptions,
+    /// What sources are relative to (secrets' and configs' files too).
+    root: &'a Path,
     env: &'a Env,
     cache: Option<&'a ParseCache>,
     /// Manifest files found, valid or not.
@@ -396,9 +454,10 @@ struct Loader<'a> {
 }
 
 impl<'a> Loader<'a> {
-    fn new(opts: &'a LoadOptions, env: &'a Env) -> Self {
+    fn new(opts: &'a LoadOptions, env: &'a Env, root: &'a Path) -> Self {
         Loader {
             opts,
+            root,
             env,
             cache: None,
             files: 0,
@@ -522,7 +581,8 @@ impl<'a> Loader<'a> {
 
     /// Reads and parses every queued file, on several threads when there
     /// are many; the result does not depend on how the work was split.
-    fn parse_pending(&mut self) -> Vec<(String, ParsedAsset)> {
+    #[allow(clippy::type_complexity)]
+    fn parse_pending(&mut self) -> (Vec<(String, ParsedAsset)>, Vec<(String, ParsedResource)>) {
         let pending = std::mem::take(&mut self.pending);
         let (opts, env, cache) = (self.opts, self.env, self.cache);
         if let Some(cache) = cache {
@@ -563,21 +623,32 @@ impl<'a> Loader<'a> {
             })
         };
         let mut parsed = Vec::new();
+        let mut resources = Vec::new();
         for ((_, source), result) in pending.into_iter().zip(results) {
             match result {
-                Ok(assets) => parsed.extend(assets.into_iter().map(|a| (source.clone(), a))),
+                Ok(file) => {
+                    parsed.extend(file.assets.into_iter().map(|a| (source.clone(), a)));
+                    resources.extend(file.resources.into_iter().map(|r| (source.clone(), r)));
+                }
                 Err(errors) => self.invalid_files.entry(source).or_default().extend(errors),
             }
         }
-        parsed
+        (parsed, resources)
     }
 
     /// Parses what was found and resolves duplicates and port conflicts
     /// into `held`.
     fn finish(mut self, dir: DirState) -> Desired {
-        let parsed = self.parse_pending();
+        let (mut parsed, resources) = self.parse_pending();
         let invalid_files = self.invalid_files;
+        let declared = crate::stack::declared::declare(resources, self.root, self.env);
         let mut holds = Holds::default();
+        holds.conflicts.extend(declared.errors.iter().cloned());
+        for (_, asset) in parsed.iter_mut() {
+            if let Err(error) = declared.complete(asset) {
+                holds.hold(&asset.spec.name.clone(), ConflictKind::Reference, error);
+            }
+        }
         holds.duplicate_names(&parsed);
         holds.port_conflicts(&parsed);
         holds.dependencies(&parsed);
@@ -596,6 +667,7 @@ impl<'a> Loader<'a> {
                     pos: asset.pos,
                     depends_on: asset.depends_on.into_iter().map(|(n, _)| n).collect(),
                     revision: None,
+                    references: asset.references,
                 },
             );
         }
@@ -605,6 +677,8 @@ impl<'a> Loader<'a> {
             invalid_files,
             held: holds.held,
             conflicts: holds.conflicts,
+            held_resources: declared.held.into_keys().collect(),
+            resources: declared.resources,
         }
     }
 }

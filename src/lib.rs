@@ -46,6 +46,7 @@ pub mod rollout_result;
 pub mod scheduler;
 pub mod schema;
 pub mod spec;
+pub mod stack;
 pub mod status;
 pub mod store;
 pub mod strategy;

@@ -162,6 +162,30 @@ enum Command {
         #[command(flatten)]
         daemon: DaemonSocket,
     },
+    /// Delete a volume assetd created, and its data: the only way assetd
+    /// ever deletes a volume. Refused while a container or service uses it.
+    DeleteVolume {
+        name: String,
+        /// Required: say that the volume's data may be deleted.
+        #[arg(long)]
+        confirm: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Remove a network or volume assetd created whose spec changed (the
+    /// engine cannot change it in place), so that the next pass creates it
+    /// from the manifest. Refused while it is in use. A volume's data is
+    /// deleted with it.
+    Recreate {
+        #[arg(value_enum)]
+        kind: RecreateKind,
+        name: String,
+        /// Required: say that the object may be removed and created again.
+        #[arg(long)]
+        confirm: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// The running daemon's phase and health changes (applied, degraded,
     /// healed, rolled back, held, failed, suspended, ...).
     Events {
@@ -197,6 +221,12 @@ enum SchemaKind {
     Asset,
     /// OpenFactory app files (a top-level `apps:`).
     Openfactory,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum RecreateKind {
+    Network,
+    Volume,
 }
 
 /// The assets a control command acts on.
@@ -568,12 +598,69 @@ async fn dispatch(command: Command) -> u8 {
                 }
             }
         }
+        Command::DeleteVolume {
+            name,
+            confirm,
+            common,
+        } => {
+            if !confirm {
+                eprintln!(
+                    "assetd delete-volume: pass --confirm to delete volume {name} and its data"
+                );
+                return EXIT_USAGE;
+            }
+            remove_stack_object(&common, assetd::stack::ResourceKind::Volume, &name).await
+        }
+        Command::Recreate {
+            kind,
+            name,
+            confirm,
+            common,
+        } => {
+            if !confirm {
+                eprintln!("assetd recreate: pass --confirm to remove {name} so that the next pass creates it from its manifest");
+                return EXIT_USAGE;
+            }
+            let kind = match kind {
+                RecreateKind::Network => assetd::stack::ResourceKind::Network,
+                RecreateKind::Volume => assetd::stack::ResourceKind::Volume,
+            };
+            remove_stack_object(&common, kind, &name).await
+        }
         Command::Prune { confirm, daemon } => {
             if !confirm {
                 eprintln!("assetd prune: pass --confirm to let the held removals go ahead");
                 return EXIT_USAGE;
             }
             prune_confirm(daemon.path()).await
+        }
+    }
+}
+
+/// `delete-volume` and `recreate`: removes one of our unused networks or
+/// volumes at the operator's word.
+async fn remove_stack_object(
+    common: &CommonArgs,
+    kind: assetd::stack::ResourceKind,
+    name: &str,
+) -> u8 {
+    use assetd::strategy::DeploymentStrategy as _;
+    let strategy = match strategy_for(common).await {
+        Ok(strategy) => strategy,
+        Err(code) => return code,
+    };
+    let Some(stack) = strategy.stack() else {
+        eprintln!("assetd: this engine has no {kind}s");
+        return EXIT_FAILED;
+    };
+    match stack.remove_confirmed(kind, name).await {
+        Ok(()) => {
+            println!("removed {kind} {name}");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("assetd: {e}");
+            EXIT_FAILED
         }
     }
 }
@@ -660,7 +747,11 @@ async fn strategy_for(common: &CommonArgs) -> Result<assetd::strategy::AnyStrate
     let auth = assetd::registry_auth::RegistryAuth::new(common.registry_config.clone());
     engine::choose(&docker, common.strategy, &common.instance)
         .await
-        .map(|strategy| strategy.with_registry_auth(auth))
+        .map(|strategy| {
+            strategy
+                .with_registry_auth(auth)
+                .with_stack_dir(common.state_dir.join("stack"))
+        })
         .map_err(|e| {
             eprintln!("assetd: {e}");
             EXIT_FAILED

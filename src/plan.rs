@@ -94,12 +94,16 @@ pub struct Plan {
     /// Assets pinned to an earlier revision (`assetd rollback`), and how
     /// that differs from their manifests.
     pub pinned: BTreeMap<AssetName, crate::history::PinView>,
+    /// Networks, volumes, secrets and configs: created before the assets'
+    /// actions, removed after them (see [`crate::stack`]).
+    pub stack: Vec<crate::stack::plan::StackAction>,
 }
 
 impl Plan {
     /// Whether anything would be written to Docker.
     pub fn has_changes(&self) -> bool {
         self.actions.iter().any(|a| a.kind() != ActionKind::Hold)
+            || self.stack.iter().any(|a| a.writes())
     }
 }
 
@@ -370,6 +374,7 @@ fn previous_version(record: &AppliedRecord, want: &DesiredAsset) -> Option<Desir
         pos: want.pos.clone(),
         depends_on: want.depends_on.clone(),
         revision: want.revision.clone(),
+        references: want.references.clone(),
     })
 }
 
@@ -467,6 +472,8 @@ mod tests {
             user: None,
             ulimits: vec![],
             pull_policy: None,
+            secrets: Vec::new(),
+            configs: Vec::new(),
         }
     }
 
@@ -483,6 +490,7 @@ mod tests {
             },
             depends_on: vec![],
             revision: None,
+            references: vec![],
         }
     }
 
@@ -496,6 +504,8 @@ mod tests {
             invalid_files: BTreeMap::new(),
             held: BTreeMap::new(),
             conflicts: vec![],
+            resources: Default::default(),
+            held_resources: Default::default(),
         }
     }
 

@@ -20,6 +20,8 @@ use crate::desired::{self, Desired, LoadOptions, ParseCache};
 use crate::plan::{plan, Action, ActionKind, Op, Plan, PlanConfig};
 use crate::scheduler::backoff;
 use crate::spec::AssetName;
+use crate::stack::engine::{StackActual, StackEngine};
+use crate::stack::plan::{Removals, StackAction, StackOp};
 use crate::store::{now_ms, ActionResult, AppliedRecord, RolledBack, Store};
 use crate::strategy::{ActualAsset, DeploymentStrategy, Ownership, StrategyError};
 
@@ -52,6 +54,8 @@ pub enum PassError {
 pub struct PassReport {
     pub plan: Plan,
     pub outcomes: Vec<Outcome>,
+    /// The networks, volumes, secrets and configs created or removed.
+    pub stack: Vec<StackOutcome>,
     /// Actions left for later because their asset is backing off.
     pub deferred: Vec<AssetName>,
     #[serde(skip)]
@@ -62,6 +66,7 @@ pub struct PassReport {
 impl PassReport {
     pub fn failed(&self) -> usize {
         self.outcomes.iter().filter(|o| o.error.is_some()).count()
+            + self.stack.iter().filter(|o| o.error.is_some()).count()
     }
 
     /// Actions held (left as it runs, or a removal waiting).
@@ -80,6 +85,73 @@ pub struct Outcome {
     pub reason: String,
     pub error: Option<String>,
     pub warnings: Vec<String>,
+}
+
+/// One create or removal of a network, volume, secret or config.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackOutcome {
+    pub action: StackAction,
+    pub error: Option<String>,
+}
+
+/// Whether this pass may remove networks, secrets and configs: not while
+/// a manifest is unreadable or invalid (it may declare them), nor while
+/// the asset plan holds removals of its own.
+fn stack_removals(desired: &Desired, plan: &Plan, config: &PlanConfig) -> Removals {
+    let files = match desired.dir {
+        crate::desired::DirState::Present { files } => files,
+        _ => {
+            return Removals::Held("the manifests directory is missing or unreadable".into());
+        }
+    };
+    if files == 0 && !config.allow_mass_prune {
+        return Removals::Held(
+            "the manifests directory is empty (--allow-mass-prune removes all)".into(),
+        );
+    }
+    if let Some((file, _)) = desired.invalid_files.iter().next() {
+        return Removals::Held(format!("removals wait while {file} is invalid"));
+    }
+    let guarded = plan
+        .actions
+        .iter()
+        .any(|a| matches!(a.hold(), Some(crate::plan::HoldReason::Removal { .. })));
+    if guarded {
+        return Removals::Held("asset removals are held by a guard; these wait with them".into());
+    }
+    Removals::Allowed
+}
+
+/// Carries out the stack plan's writes of one phase (`removals` false:
+/// the creates, before the assets; true: the removals, after them).
+pub async fn apply_stack(
+    stack: &StackEngine,
+    observation: (&Desired, &StackActual, &[StackAction]),
+    removals: bool,
+) -> Vec<StackOutcome> {
+    let (desired, actual, actions) = observation;
+    let mut outcomes = Vec::new();
+    for action in actions.iter().filter(|a| a.writes()) {
+        if (action.op == StackOp::Remove) != removals {
+            continue;
+        }
+        let result = stack
+            .apply(action, &desired.resources, actual, &desired.assets)
+            .await;
+        if let Err(e) = &result {
+            tracing::warn!(%action, error = %e, "stack object not converged");
+        }
+        outcomes.push(StackOutcome {
+            action: action.clone(),
+            error: result.err().map(|e| e.to_string()),
+        });
+    }
+    if !removals {
+        for (name, error) in stack.ensure_files(&desired.resources, &desired.assets) {
+            tracing::warn!(name = %name, error = %error, "secret or config files not written");
+        }
+    }
+    outcomes
 }
 
 /// Reads the manifests directory off the async runtime: it is plain
@@ -108,6 +180,9 @@ pub struct Observation {
     pub ended_pins: Vec<AssetName>,
     /// The revision of the manifests copy read.
     pub revision: crate::revision::Revision,
+    /// The networks, volumes, secrets and configs found (none for an
+    /// engine without them).
+    pub stack: Option<StackActual>,
 }
 
 /// Passes until nothing waits for a dependency that may still come up
@@ -123,14 +198,18 @@ pub async fn run_passes_in_order<S: DeploymentStrategy>(
     let deadline = Instant::now() + limit;
     let mut report = run_pass(config, strategy, store).await?;
     let mut earlier = Vec::new();
+    let mut earlier_stack = Vec::new();
     while waits_for_dependency(&report.plan) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let done = std::mem::take(&mut report.outcomes);
         earlier.extend(done.into_iter().filter(|o| o.kind != ActionKind::Hold));
+        earlier_stack.append(&mut report.stack);
         report = run_pass(config, strategy, store).await?;
     }
     earlier.append(&mut report.outcomes);
     report.outcomes = earlier;
+    earlier_stack.append(&mut report.stack);
+    report.stack = earlier_stack;
     Ok(report)
 }
 
@@ -149,10 +228,22 @@ pub async fn observe<S: DeploymentStrategy>(
     strategy: &S,
     store: &dyn Store,
 ) -> Result<Observation, PassError> {
-    let (desired, actual) = tokio::join!(load_desired(config), strategy.list_managed());
+    let stack_engine = strategy.stack();
+    let observe_stack = async {
+        match &stack_engine {
+            Some(engine) => engine.observe().await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (desired, actual, stack) =
+        tokio::join!(load_desired(config), strategy.list_managed(), observe_stack);
     let actual = actual?;
+    let stack = stack?;
     let applied = with_adopted(store.all(), &actual);
     let mut desired = desired;
+    if let Some(stack) = &stack {
+        desired.hold_missing_references(&stack.present);
+    }
     let revision = crate::revision::Revision::of(&config.manifests, &desired);
     for want in desired.assets.values_mut() {
         want.revision = Some(revision.short());
@@ -163,7 +254,17 @@ pub async fn observe<S: DeploymentStrategy>(
     plan.pinned = pinned;
     crate::plan::dependencies::order(&mut plan, &desired, &applied, &actual);
     crate::suspend::hold_suspended(&mut plan, &crate::suspend::Suspensions::load(store));
+    if let Some(stack) = &stack {
+        let removals = stack_removals(&desired, &plan, &config.plan);
+        plan.stack = crate::stack::plan::plan(
+            &desired.resources,
+            &desired.held_resources,
+            &stack.objects,
+            &removals,
+        );
+    }
     Ok(Observation {
+        stack,
         revision,
         ended_pins,
         desired,
@@ -285,8 +386,13 @@ pub async fn run_pass<S: DeploymentStrategy>(
         desired,
         applied,
         plan,
+        stack,
         ..
     } = observe(config, strategy, store.as_ref()).await?;
+    let mut stack_outcomes = Vec::new();
+    if let (Some(engine), Some(found)) = (strategy.stack(), &stack) {
+        stack_outcomes = apply_stack(&engine, (&desired, found, &plan.stack), false).await;
+    }
     persist_adopted(store.as_ref(), &applied);
     persist_moves(store.as_ref(), &desired, &applied);
     persist_resolved(store.as_ref(), &plan, &applied);
@@ -316,9 +422,24 @@ pub async fn run_pass<S: DeploymentStrategy>(
     if let Err(e) = store.flush() {
         tracing::warn!(error = %e, "could not flush the state store");
     }
+    // Removals after the assets': what the pass removed frees networks
+    // and old versions, so the stack is looked at again.
+    if let Some(engine) = strategy.stack() {
+        if let Ok(found) = engine.observe().await {
+            let removals = stack_removals(&desired, &plan, &config.plan);
+            let again = crate::stack::plan::plan(
+                &desired.resources,
+                &desired.held_resources,
+                &found.objects,
+                &removals,
+            );
+            stack_outcomes.extend(apply_stack(&engine, (&desired, &found, &again), true).await);
+        }
+    }
     Ok(PassReport {
         plan,
         outcomes,
+        stack: stack_outcomes,
         deferred,
         desired,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -494,6 +615,7 @@ mod tests {
                     },
                     depends_on: vec![],
                     revision: None,
+                    references: vec![],
                 },
                 changes: vec![],
                 unknown: "",

@@ -227,6 +227,11 @@ pub fn plan_text(
     for text in render_errors(&desired.errors(), root) {
         let _ = writeln!(out, "{text}");
     }
+    // Networks, volumes, secrets and configs first: they are created
+    // before the assets that use them.
+    for action in &plan.stack {
+        let _ = writeln!(out, "{} {action}", if action.writes() { "~" } else { "=" });
+    }
     for action in &plan.actions {
         let kind = action.kind();
         let head = format!("{} {kind} {}", symbol(kind), action.name);
@@ -247,8 +252,9 @@ pub fn plan_text(
         .actions
         .iter()
         .filter(|a| a.kind() != ActionKind::Hold)
-        .count();
-    let held = plan.actions.len() - pending;
+        .count()
+        + plan.stack.iter().filter(|a| a.writes()).count();
+    let held = plan.actions.len() + plan.stack.len() - pending;
     let _ = writeln!(
         out,
         "{pending} change(s), {held} held, {} unchanged",
@@ -266,6 +272,9 @@ pub struct PlanDocument<'a> {
     /// Assets held at an earlier revision by `assetd rollback`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub pinned: &'a BTreeMap<AssetName, crate::history::PinView>,
+    /// Networks, volumes, secrets and configs to create, remove or hold.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub stack: &'a [crate::stack::plan::StackAction],
     pub errors: Vec<String>,
     pub changes_pending: bool,
 }
@@ -279,6 +288,7 @@ pub fn plan_document<'a>(
         strategy,
         actions: &plan.actions,
         pinned: &plan.pinned,
+        stack: &plan.stack,
         unchanged: &plan.unchanged,
         errors: error_lines(desired),
         changes_pending: plan.has_changes(),
@@ -308,6 +318,19 @@ pub fn pass_text(pass: &PassReport, root: &std::path::Path) -> String {
             let _ = writeln!(out, "    warning: {w}");
         }
     }
+    for held in pass.plan.stack.iter().filter(|a| !a.writes()) {
+        let _ = writeln!(out, "{held}");
+    }
+    for done in &pass.stack {
+        match &done.error {
+            None => {
+                let _ = writeln!(out, "{}", done.action);
+            }
+            Some(err) => {
+                let _ = writeln!(out, "{} FAILED: {err}", done.action);
+            }
+        }
+    }
     for name in &pass.deferred {
         let _ = writeln!(out, "deferred {name}: backing off after failures");
     }
@@ -327,6 +350,8 @@ pub fn pass_text(pass: &PassReport, root: &std::path::Path) -> String {
 pub struct PassDocument<'a> {
     pub strategy: StrategyKind,
     pub outcomes: &'a [Outcome],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub stack: &'a [crate::reconcile::StackOutcome],
     pub deferred: &'a [AssetName],
     pub unchanged: &'a [AssetName],
     pub errors: Vec<String>,
@@ -338,6 +363,7 @@ pub fn pass_document(pass: &PassReport, strategy: StrategyKind) -> PassDocument<
     PassDocument {
         strategy,
         outcomes: &pass.outcomes,
+        stack: &pass.stack,
         deferred: &pass.deferred,
         unchanged: &pass.plan.unchanged,
         errors: error_lines(&pass.desired),

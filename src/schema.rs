@@ -34,11 +34,13 @@ pub fn schema() -> Value {
     );
     root.insert(
         "title".into(),
-        json!(format!("assetd {KIND} manifest ({API_VERSION})")),
+        json!(format!("assetd manifest ({API_VERSION})")),
     );
-    if let Value::Object(body) = object(&TOP, Spelling::Friendly) {
-        root.extend(body);
-    }
+    // One branch per kind; `kind` is a constant in each, so exactly one
+    // matches a valid document.
+    let mut kinds = vec![object(&TOP, Spelling::Friendly)];
+    kinds.extend(crate::stack::ResourceKind::ALL.map(stack::document));
+    root.insert("oneOf".into(), Value::Array(kinds));
     Value::Object(root)
 }
 
@@ -50,7 +52,7 @@ pub fn schema_json() -> String {
 // -- objects, from the tables -----------------------------------------------
 
 /// One spelling of an object: its keys and nothing else.
-fn object(shape: &Shape, spelling: Spelling) -> Value {
+pub(crate) fn object(shape: &Shape, spelling: Spelling) -> Value {
     let mut properties = Map::new();
     let mut required = Vec::new();
     for field in shape.fields {
@@ -97,7 +99,7 @@ fn or_null(mut value: Value) -> Value {
 const VARIABLE: &str = "\\$\\{";
 
 /// `pattern` (anchored), or any string with a `${` in it.
-fn or_variable(pattern: &str) -> String {
+pub(crate) fn or_variable(pattern: &str) -> String {
     format!("{pattern}|{VARIABLE}")
 }
 
@@ -387,6 +389,7 @@ pub(crate) fn ulimit_value(_: Spelling) -> Value {
 }
 
 pub mod openfactory;
+pub(crate) mod stack;
 
 #[cfg(test)]
 mod tests;

@@ -77,7 +77,8 @@ fn parse_bounded(what: &str, bytes: Vec<u8>, limit: Duration) -> Parsed {
         .name(format!("parse {what}"))
         .stack_size(PARSE_STACK)
         .spawn(move || {
-            let result = manifest::parse_bytes("fuzz.yaml", &bytes, &env, &policy());
+            let result =
+                manifest::parse_bytes("fuzz.yaml", &bytes, &env, &policy()).map(|f| f.assets);
             let _ = tx.send(result);
         })
         .expect("a parser thread starts");

@@ -77,6 +77,8 @@ fn sample() -> DeploySpec {
         user: None,
         ulimits: vec![],
         pull_policy: None,
+        secrets: vec![],
+        configs: vec![],
     }
 }
 

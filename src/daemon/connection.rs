@@ -82,7 +82,8 @@ impl Connection {
         let strategy = engine::choose(&docker, choice, instance)
             .await?
             .with_writer(writer.clone())
-            .with_registry_auth(config.registry.clone());
+            .with_registry_auth(config.registry.clone())
+            .with_stack_dir(config.state_dir.join("stack"));
         let swarm_node = match strategy {
             AnyStrategy::Swarm(_) => engine::swarm_node_id(&docker).await.ok(),
             AnyStrategy::Local(_) => None,

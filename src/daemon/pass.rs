@@ -102,12 +102,35 @@ impl Daemon {
         if !standing.standby {
             persist_settled(self.store.as_ref(), &obs, &busy);
             end_pins(&self.shared, &obs.ended_pins);
+            self.converge_stack(&obs, &strategy).await;
             wake_in = self.dispatch(&obs, &strategy, observed).await;
             self.verify_changed_in_place(&obs, &strategy);
         }
         standing.revision = Some(revision.short());
         self.publish(&obs, &standing, &strategy, swarm, started);
         Ok(wake_in)
+    }
+
+    /// Networks, volumes, secrets and configs, before the assets are
+    /// offered to the scheduler: what they need exists when they start.
+    /// Removals are of objects already unused when the pass looked; those
+    /// an asset removal of this pass frees go at the next pass.
+    async fn converge_stack(&self, obs: &Observation, strategy: &AnyStrategy) {
+        use crate::strategy::DeploymentStrategy as _;
+        let (Some(engine), Some(found)) = (strategy.stack(), &obs.stack) else {
+            return;
+        };
+        let view = (&obs.desired, found, obs.plan.stack.as_slice());
+        let mut done = reconcile::apply_stack(&engine, view, false).await;
+        done.extend(reconcile::apply_stack(&engine, view, true).await);
+        for outcome in done {
+            match outcome.error {
+                None => tracing::info!(action = %outcome.action, "stack object converged"),
+                Some(error) => {
+                    tracing::warn!(action = %outcome.action, %error, "stack object failed")
+                }
+            }
+        }
     }
 
     /// The pass configuration with what the loop keeps between passes:

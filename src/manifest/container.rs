@@ -351,6 +351,7 @@ impl Decoder<'_> {
             } else if out.contains(&name) {
                 self.error(item, &path, format!("network `{name}` is listed twice"));
             } else {
+                self.refer(crate::stack::ResourceKind::Network, &name, item, &path);
                 out.push(name);
             }
         }

@@ -32,6 +32,11 @@ pub(super) struct Decoder<'a> {
     /// An expansion budget ran out in the current document (and was
     /// reported).
     pub(super) expansion_exhausted: bool,
+    /// The valid Network, Volume, Secret and Config documents so far.
+    pub(super) resources: Vec<crate::stack::ParsedResource>,
+    /// What the current asset refers to by name (see
+    /// [`super::Reference`]).
+    pub(super) references: Vec<super::Reference>,
 }
 
 /// `path.key`, or `key` at the top.
@@ -60,6 +65,8 @@ impl<'a> Decoder<'a> {
             expanded_bytes: 0,
             expanded_file_bytes: 0,
             expansion_exhausted: false,
+            resources: Vec::new(),
+            references: Vec::new(),
         }
     }
 

@@ -8,6 +8,7 @@ use super::shape::{METADATA, SPEC, TOP};
 use super::yaml::{Kind, Node};
 use super::{ParsedAsset, SourcePos, API_VERSION, KIND, RESERVED_LABEL_PREFIX};
 use crate::spec::{AssetName, DeploySpec, Protocol};
+use crate::stack::ResourceKind;
 
 impl Decoder<'_> {
     /// Decodes one `---` document: an OpenFactory app file (a top-level
@@ -27,6 +28,7 @@ impl Decoder<'_> {
         let errors_before = self.errors.len();
         self.expanded_bytes = 0;
         self.expansion_exhausted = false;
+        self.references.clear();
         self.tags(root, "");
         if !matches!(root.kind, Kind::Map(_)) {
             self.error(
@@ -46,6 +48,7 @@ impl Decoder<'_> {
         let api_version = self.required(&top, "apiVersion", root, "");
         let kind = self.required(&top, "kind", root, "");
         let mut foreign = false;
+        let mut stack_kind = None;
         if let Some(node) = api_version {
             let value = self.string(node, "apiVersion");
             if value.as_deref().is_some_and(|v| v != API_VERSION) {
@@ -60,9 +63,17 @@ impl Decoder<'_> {
         }
         if let Some(node) = kind {
             let value = self.string(node, "kind");
-            if value.as_deref().is_some_and(|v| v != KIND) {
+            stack_kind = value.as_deref().and_then(ResourceKind::from_manifest_kind);
+            if value.as_deref().is_some_and(|v| v != KIND) && stack_kind.is_none() {
                 let value = value.unwrap_or_default();
-                self.error(node, "kind", format!("must be `{KIND}`, found `{value}`"));
+                let kinds = ResourceKind::ALL
+                    .map(ResourceKind::manifest_kind)
+                    .join("`, `");
+                self.error(
+                    node,
+                    "kind",
+                    format!("must be one of `{KIND}`, `{kinds}`; found `{value}`"),
+                );
                 foreign = true;
             }
         }
@@ -72,6 +83,10 @@ impl Decoder<'_> {
 
         let metadata = self.required(&top, "metadata", root, "");
         let spec_node = self.required(&top, "spec", root, "");
+        if let Some(kind) = stack_kind {
+            self.resource_document(kind, metadata, spec_node);
+            return None;
+        }
         let (name, name_pos, labels) = match metadata {
             Some(node) => self.metadata(node),
             None => (None, None, BTreeMap::new()),
@@ -91,6 +106,7 @@ impl Decoder<'_> {
             pos,
             ports_pos,
             depends_on,
+            references: std::mem::take(&mut self.references),
         })
     }
 
@@ -216,6 +232,14 @@ impl Decoder<'_> {
             .map(|n| self.depends_on(n))
             .unwrap_or_default();
         let pull_policy = fields.get("pullPolicy").and_then(|n| self.pull_policy(n));
+        let secrets = fields
+            .get("secrets")
+            .map(|n| self.file_refs(n, ResourceKind::Secret))
+            .unwrap_or_default();
+        let configs = fields
+            .get("configs")
+            .map(|n| self.file_refs(n, ResourceKind::Config))
+            .unwrap_or_default();
         let spec = DeploySpec {
             // Replaced by the caller; a spec is only returned when the
             // whole document is valid, so this never escapes.
@@ -235,6 +259,8 @@ impl Decoder<'_> {
             user,
             ulimits,
             pull_policy,
+            secrets,
+            configs,
         };
         Some((spec, ports_pos, depends_on))
     }

@@ -72,6 +72,7 @@ mod process;
 mod resources;
 mod rollout;
 pub(crate) mod shape;
+pub mod stack;
 mod yaml;
 
 #[cfg(test)]
@@ -203,6 +204,26 @@ pub struct ParsedAsset {
     pub ports_pos: Vec<(u16, Protocol, SourcePos)>,
     /// `spec.dependsOn`, each name with its position.
     pub depends_on: Vec<(crate::spec::AssetName, SourcePos)>,
+    /// The networks, volumes, secrets and configs it names, each where.
+    pub references: Vec<Reference>,
+}
+
+/// A network, volume, secret or config an asset names: it must be
+/// declared or present on the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    pub kind: crate::stack::ResourceKind,
+    pub name: String,
+    pub pos: SourcePos,
+    /// `spec.networks[0]`, `spec.mounts[1].source`, ...
+    pub field: String,
+}
+
+/// Everything one file declares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParsedFile {
+    pub assets: Vec<ParsedAsset>,
+    pub resources: Vec<crate::stack::ParsedResource>,
 }
 
 /// Parses every `---` document of `text`.
@@ -218,6 +239,17 @@ pub fn parse_file(
     env: &dyn Fn(&str) -> Option<String>,
     policy: &Policy,
 ) -> Result<Vec<ParsedAsset>, Vec<ManifestError>> {
+    parse_documents(file, text, env, policy).map(|parsed| parsed.assets)
+}
+
+/// Like [`parse_file`], with the Network, Volume, Secret and Config
+/// documents as well.
+pub fn parse_documents(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    policy: &Policy,
+) -> Result<ParsedFile, Vec<ManifestError>> {
     if text.len() > MAX_FILE_BYTES {
         return Err(vec![ManifestError::whole_file(
             file,
@@ -255,7 +287,10 @@ pub fn parse_file(
         }
     }
     if decoder.errors.is_empty() {
-        Ok(assets)
+        Ok(ParsedFile {
+            assets,
+            resources: decoder.resources,
+        })
     } else {
         let mut errors = decoder.errors;
         // Stable: problems at one position keep the order they were found.
@@ -271,9 +306,9 @@ pub fn parse_bytes(
     bytes: &[u8],
     env: &dyn Fn(&str) -> Option<String>,
     policy: &Policy,
-) -> Result<Vec<ParsedAsset>, Vec<ManifestError>> {
+) -> Result<ParsedFile, Vec<ManifestError>> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => parse_file(file, text, env, policy),
+        Ok(text) => parse_documents(file, text, env, policy),
         Err(err) => {
             let good = &bytes[..err.valid_up_to()];
             let line = 1 + good.iter().filter(|&&b| b == b'\n').count();

@@ -185,6 +185,7 @@ impl Decoder<'_> {
             );
             None
         } else {
+            self.refer(crate::stack::ResourceKind::Volume, &text, value, path);
             Some(text)
         }
     }

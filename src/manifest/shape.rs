@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::yaml::{Kind, Node};
 use crate::schema as s;
+use crate::schema::stack as ss;
 
 /// Which spelling an object is written in; decided per object by its
 /// first known key.
@@ -121,6 +122,63 @@ pub static SPEC: Shape = Shape {
         field("ulimits", s::ulimits),
         field("dependsOn", s::depends_on),
         field("pullPolicy", s::pull_policy),
+        field("secrets", ss::secret_refs),
+        field("configs", ss::config_refs),
+    ],
+};
+
+/// An entry of an asset's `secrets:` or `configs:`.
+pub static FILE_REF: Shape = Shape {
+    name: "fileRef",
+    engine_name: None,
+    fields: &[
+        required("source", ss::object_name),
+        field("target", ss::file_target),
+        field("uid", ss::numeric_id),
+        field("gid", ss::numeric_id),
+        field("mode", ss::file_mode),
+    ],
+};
+
+pub static NETWORK_SPEC: Shape = Shape {
+    name: "networkSpec",
+    engine_name: None,
+    fields: &[
+        field("driver", ss::object_name),
+        field("attachable", s::boolean),
+        field("internal", s::boolean),
+        field("subnets", ss::cidrs),
+        field("gateway", ss::ip),
+        field("ipRange", ss::cidr),
+        field("options", ss::string_map),
+    ],
+};
+
+pub static VOLUME_SPEC: Shape = Shape {
+    name: "volumeSpec",
+    engine_name: None,
+    fields: &[
+        field("driver", ss::object_name),
+        field("driverOpts", ss::string_map),
+    ],
+};
+
+pub static SECRET_SPEC: Shape = Shape {
+    name: "secretSpec",
+    engine_name: None,
+    fields: &[
+        field("file", ss::content_file),
+        field("fromEnv", ss::from_env),
+    ],
+};
+
+pub static CONFIG_SPEC: Shape = Shape {
+    name: "configSpec",
+    engine_name: None,
+    fields: &[
+        field("file", ss::content_file),
+        field("fromEnv", ss::from_env),
+        field("data", ss::inline_data),
     ],
 };
 

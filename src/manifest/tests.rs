@@ -71,7 +71,7 @@ fn with_spec(spec: &str) -> String {
 
 fn parse_data(kind: &str, name: &str) -> Result<Vec<ParsedAsset>, Vec<ManifestError>> {
     let bytes = std::fs::read(data_dir(kind).join(name)).unwrap();
-    parse_bytes(name, &bytes, &test_env, &test_policy())
+    parse_bytes(name, &bytes, &test_env, &test_policy()).map(|file| file.assets)
 }
 
 /// Each `bad/NAME.yaml` has a `bad/NAME.expect`: one line per error,

@@ -153,7 +153,7 @@ fn schema_and_decoder_agree_on_every_fixture() {
 
 #[test]
 fn schema_objects_list_the_keys_the_decoder_accepts() {
-    let s = schema();
+    let s = schema()["oneOf"][0].clone();
     let keys = |v: &Value| -> Vec<String> {
         v["properties"]
             .as_object()

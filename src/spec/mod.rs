@@ -117,6 +117,44 @@ pub struct DeploySpec {
     /// of the canonical form so specs written before it keep their hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<PullPolicy>,
+    /// `spec.secrets`: `kind: Secret` objects delivered as files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileRef>,
+    /// `spec.configs`: `kind: Config` objects delivered as files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileRef>,
+}
+
+/// One `secrets:` or `configs:` entry of an asset: which object, where
+/// its file appears in the container, and as whom.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileRef {
+    /// The `metadata.name` of the Secret or Config.
+    pub source: String,
+    /// Absolute path in the container (a relative secret target has been
+    /// put under `/run/secrets/` already).
+    pub target: String,
+    pub uid: String,
+    pub gid: String,
+    /// File mode, e.g. 0o400.
+    pub mode: u32,
+    /// The content's version (the first 12 hex digits of its sha256),
+    /// filled in once every file is read: a rotation changes the asset's
+    /// hash, so the asset is updated to the new version. Never the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl FileRef {
+    /// The engine's name of the version this reference uses:
+    /// `kafka-creds-3f2a91c04b1e` (Swarm objects are immutable, so each
+    /// content gets its own name).
+    pub fn versioned_name(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}-{v}", self.source),
+            None => self.source.clone(),
+        }
+    }
 }
 
 /// When the image is pulled before a create or an update.
@@ -559,6 +597,8 @@ pub(crate) mod tests {
             user: None,
             ulimits: vec![],
             pull_policy: None,
+            secrets: Vec::new(),
+            configs: Vec::new(),
         }
     }
 

@@ -49,6 +49,8 @@ pub struct LocalDocker {
     failed_lately: ailing::FailedLately,
     /// Credentials for private registries, sent on pulls.
     registry: crate::registry_auth::RegistryAuth,
+    /// `<state-dir>/stack`: secrets' and configs' files, bind-mounted.
+    stack_dir: Option<std::path::PathBuf>,
 }
 
 impl LocalDocker {
@@ -60,6 +62,7 @@ impl LocalDocker {
             writer: None,
             failed_lately: Default::default(),
             registry: Default::default(),
+            stack_dir: None,
         }
     }
 
@@ -71,6 +74,21 @@ impl LocalDocker {
     pub fn with_registry_auth(mut self, auth: crate::registry_auth::RegistryAuth) -> Self {
         self.registry = auth;
         self
+    }
+
+    /// Where secrets and configs are kept as files.
+    pub fn with_stack_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.stack_dir = Some(dir);
+        self
+    }
+
+    pub fn stack(&self) -> Option<crate::stack::engine::StackEngine> {
+        Some(crate::stack::engine::StackEngine::new(
+            self.docker.clone(),
+            false,
+            &self.instance,
+            self.stack_dir.clone(),
+        ))
     }
 
     fn was_listed(&self, name: &AssetName) -> bool {
@@ -154,7 +172,13 @@ impl LocalDocker {
         container_name: &str,
         replica: u64,
     ) -> Result<String, StrategyError> {
-        let body = container_body(spec, owner, &self.instance, replica);
+        let body = container_body(
+            spec,
+            owner,
+            &self.instance,
+            replica,
+            self.stack_dir.as_deref(),
+        );
         self.create_and_start_body(body, spec, container_name).await
     }
 
@@ -406,6 +430,12 @@ impl DeploymentStrategy for LocalDocker {
         owner: &Ownership,
     ) -> Result<Deployed, StrategyError> {
         let wanted = Self::container_names(spec);
+        let has_files = !spec.secrets.is_empty() || !spec.configs.is_empty();
+        if has_files && self.stack_dir.is_none() {
+            return Err(StrategyError::Refused(
+                "spec.secrets/spec.configs: on a local engine they are files under the state dir, and this run has none".into(),
+            ));
+        }
         if wanted.len() > 1 && !spec.ports.is_empty() {
             return Err(StrategyError::Refused(format!(
                 "spec.ports: {} replicas cannot share host ports on one engine; use replicas: 1 (or the Swarm strategy, whose ingress shares them)",
@@ -777,12 +807,37 @@ fn container_host_config(spec: &DeploySpec) -> HostConfig {
     }
 }
 
+/// Secrets and configs: each version's file for the reference's owner
+/// and mode, read-only at its target (`crate::stack::engine` writes them).
+fn file_mounts<'a>(
+    spec: &'a DeploySpec,
+    stack_dir: Option<&'a std::path::Path>,
+) -> impl Iterator<Item = DockerMount> + 'a {
+    use crate::stack::ResourceKind;
+    let secrets = spec.secrets.iter().map(|r| (ResourceKind::Secret, r));
+    let configs = spec.configs.iter().map(|r| (ResourceKind::Config, r));
+    secrets.chain(configs).filter_map(move |(kind, file_ref)| {
+        Some(DockerMount {
+            target: Some(file_ref.target.clone()),
+            source: Some(
+                crate::stack::engine::local_file(stack_dir?, kind, file_ref)
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        })
+    })
+}
+
 /// The create body: every seed parameter mapped onto the Engine API.
 fn container_body(
     spec: &DeploySpec,
     owner: &Ownership,
     instance: &str,
     replica: u64,
+    stack_dir: Option<&std::path::Path>,
 ) -> ContainerCreateBody {
     let mut labels = labels::object_labels(spec, owner, instance);
     labels.insert(REPLICAS.into(), spec.local_replicas().to_string());
@@ -820,6 +875,7 @@ fn container_body(
             volume_options: super::volume_options(m),
             ..Default::default()
         })
+        .chain(file_mounts(spec, stack_dir))
         .collect();
 
     let networking_config = spec.networks.first().map(|first| NetworkingConfig {

@@ -268,6 +268,12 @@ pub trait DeploymentStrategy: Send + Sync {
     /// Every asset with our ownership label, from one listing call (two on
     /// Swarm: services and their tasks).
     fn list_managed(&self) -> impl Future<Output = Result<Vec<ActualAsset>, StrategyError>> + Send;
+
+    /// The networks, volumes, secrets and configs of this engine; `None`
+    /// for an engine without them (the tests' engine in memory).
+    fn stack(&self) -> Option<crate::stack::engine::StackEngine> {
+        None
+    }
 }
 
 /// Which strategy a pass runs with.
@@ -301,6 +307,15 @@ impl AnyStrategy {
         match self {
             AnyStrategy::Local(s) => AnyStrategy::Local(s.with_writer(writer)),
             AnyStrategy::Swarm(s) => AnyStrategy::Swarm(s.with_writer(writer)),
+        }
+    }
+
+    /// Where secrets and configs are kept as files on a local engine
+    /// (`<state-dir>/stack`).
+    pub fn with_stack_dir(self, dir: std::path::PathBuf) -> Self {
+        match self {
+            AnyStrategy::Local(s) => AnyStrategy::Local(s.with_stack_dir(dir)),
+            AnyStrategy::Swarm(s) => AnyStrategy::Swarm(s),
         }
     }
 
@@ -343,6 +358,13 @@ impl DeploymentStrategy for AnyStrategy {
         match self {
             AnyStrategy::Local(s) => s.list_managed().await,
             AnyStrategy::Swarm(s) => s.list_managed().await,
+        }
+    }
+
+    fn stack(&self) -> Option<crate::stack::engine::StackEngine> {
+        match self {
+            AnyStrategy::Local(s) => s.stack(),
+            AnyStrategy::Swarm(s) => s.stack(),
         }
     }
 }

@@ -90,6 +90,111 @@ impl Swarm {
         self
     }
 
+    pub fn stack(&self) -> Option<crate::stack::engine::StackEngine> {
+        Some(crate::stack::engine::StackEngine::new(
+            self.docker.clone(),
+            true,
+            &self.instance,
+            None,
+        ))
+    }
+
+    /// The service's secrets and configs, by the IDs of the versions its
+    /// references name (Swarm takes both ID and name).
+    async fn file_refs(
+        &self,
+        spec: &DeploySpec,
+    ) -> Result<
+        (
+            Vec<bollard::models::TaskSpecContainerSpecSecrets>,
+            Vec<bollard::models::TaskSpecContainerSpecConfigs>,
+        ),
+        StrategyError,
+    > {
+        use bollard::models::{
+            TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1,
+            TaskSpecContainerSpecSecrets,
+        };
+        let mut secrets = Vec::new();
+        let mut configs = Vec::new();
+        if spec.secrets.is_empty() && spec.configs.is_empty() {
+            return Ok((secrets, configs));
+        }
+        let by_name = |names: Vec<(Option<String>, Option<String>)>| -> HashMap<String, String> {
+            names
+                .into_iter()
+                .filter_map(|(name, id)| Some((name?, id?)))
+                .collect()
+        };
+        let secret_ids = if spec.secrets.is_empty() {
+            HashMap::new()
+        } else {
+            let listed = self
+                .docker
+                .list_secrets(None::<bollard::query_parameters::ListSecretsOptions>)
+                .await
+                .map_err(|e| StrategyError::docker("list secrets for", spec.name.as_str(), e))?;
+            by_name(
+                listed
+                    .into_iter()
+                    .map(|s| (s.spec.and_then(|s| s.name), s.id))
+                    .collect(),
+            )
+        };
+        let config_ids = if spec.configs.is_empty() {
+            HashMap::new()
+        } else {
+            let listed = self
+                .docker
+                .list_configs(None::<bollard::query_parameters::ListConfigsOptions>)
+                .await
+                .map_err(|e| StrategyError::docker("list configs for", spec.name.as_str(), e))?;
+            by_name(
+                listed
+                    .into_iter()
+                    .map(|c| (c.spec.and_then(|s| s.name), c.id))
+                    .collect(),
+            )
+        };
+        let missing = |kind: &str, name: &str| {
+            StrategyError::Refused(format!("{kind} `{name}` is not on the Swarm"))
+        };
+        for r in &spec.secrets {
+            let name = r.versioned_name();
+            let id = secret_ids
+                .get(&name)
+                .ok_or_else(|| missing("secret", &name))?;
+            secrets.push(TaskSpecContainerSpecSecrets {
+                file: Some(TaskSpecContainerSpecFile {
+                    name: Some(r.target.clone()),
+                    uid: Some(r.uid.clone()),
+                    gid: Some(r.gid.clone()),
+                    mode: Some(r.mode),
+                }),
+                secret_id: Some(id.clone()),
+                secret_name: Some(name),
+            });
+        }
+        for r in &spec.configs {
+            let name = r.versioned_name();
+            let id = config_ids
+                .get(&name)
+                .ok_or_else(|| missing("config", &name))?;
+            configs.push(TaskSpecContainerSpecConfigs {
+                file: Some(TaskSpecContainerSpecFile1 {
+                    name: Some(r.target.clone()),
+                    uid: Some(r.uid.clone()),
+                    gid: Some(r.gid.clone()),
+                    mode: Some(r.mode),
+                }),
+                config_id: Some(id.clone()),
+                config_name: Some(name),
+                ..Default::default()
+            });
+        }
+        Ok((secrets, configs))
+    }
+
     /// The credentials of `image`'s registry, for a service write.
     fn credentials(
         &self,
@@ -210,7 +315,18 @@ impl DeploymentStrategy for Swarm {
             pull::pull_image(&self.docker, &spec.image, &self.registry).await?;
         }
         let networks = self.network_targets(&spec.networks).await;
+        let (secrets, configs) = self.file_refs(spec).await?;
         let mut desired = service_spec(spec, owner, &self.instance, &networks);
+        if let Some(container) = desired
+            .task_template
+            .as_mut()
+            .and_then(|t| t.container_spec.as_mut())
+        {
+            // Not in the fingerprint: a rotation changes the spec hash
+            // label, which is.
+            container.secrets = (!secrets.is_empty()).then_some(secrets);
+            container.configs = (!configs.is_empty()).then_some(configs);
+        }
         if let Some(labels) = desired.labels.as_mut() {
             labels::stamp(labels, self.writer.as_ref());
         }
@@ -779,6 +895,8 @@ fn merged(mut current: ServiceSpec, desired: &ServiceSpec) -> ServiceSpec {
     container.mounts = want_container.mounts;
     container.user = want_container.user;
     container.ulimits = want_container.ulimits;
+    container.secrets = want_container.secrets;
+    container.configs = want_container.configs;
     // Never read back (see `managed_fields`): always the manifest's.
     container.health_check = want_container.health_check;
     let want_resources = want.resources.unwrap_or_default();
@@ -1038,6 +1156,8 @@ mod tests {
             user: None,
             ulimits: vec![],
             pull_policy: None,
+            secrets: vec![],
+            configs: vec![],
         };
         let owner = Ownership {
             hash: spec.hash(),

@@ -69,6 +69,8 @@ impl AppDeploy {
                 .into_iter()
                 .collect(),
             pull_policy: None,
+            secrets: Vec::new(),
+            configs: Vec::new(),
         }
     }
 }

@@ -62,6 +62,7 @@ impl Decoder<'_> {
     fn app(&mut self, key: &Node, node: &Node) -> Option<ParsedAsset> {
         let path = join(APPS_KEY, &self.key_text(key));
         let errors_before = self.errors.len();
+        self.references.clear();
         let fields = self.object(node, &path, &APP)?;
         let at = |key: &str| join(&path, key);
         let uuid_node = self.required(&fields, "uuid", node, &path);
@@ -108,6 +109,7 @@ impl Decoder<'_> {
             ports_pos: vec![],
             // OpenFactory apps have no ordering of their own.
             depends_on: vec![],
+            references: std::mem::take(&mut self.references),
         })
     }
 

@@ -165,7 +165,13 @@ impl LocalDocker {
         owner: &Ownership,
         r: &Replacement,
     ) -> Result<String, StrategyError> {
-        let mut body = super::container_body(spec, owner, &self.instance, r.replica);
+        let mut body = super::container_body(
+            spec,
+            owner,
+            &self.instance,
+            r.replica,
+            self.stack_dir.as_deref(),
+        );
         if let Some(host) = body.host_config.as_mut() {
             host.restart_policy = None;
         }
