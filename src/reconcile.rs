@@ -95,19 +95,13 @@ pub struct StackOutcome {
 }
 
 /// Whether this pass may remove networks, secrets and configs: not while
-/// a manifest is unreadable or invalid (it may declare them), nor while
-/// the asset plan holds removals of its own.
-fn stack_removals(desired: &Desired, plan: &Plan, config: &PlanConfig) -> Removals {
-    let files = match desired.dir {
-        crate::desired::DirState::Present { files } => files,
-        _ => {
-            return Removals::Held("the manifests directory is missing or unreadable".into());
-        }
-    };
-    if files == 0 && !config.allow_mass_prune {
-        return Removals::Held(
-            "the manifests directory is empty (--allow-mass-prune removes all)".into(),
-        );
+/// the directory or a manifest is unreadable or invalid (it may declare
+/// them), nor while the asset plan holds removals of its own.
+fn stack_removals(desired: &Desired, plan: &Plan) -> Removals {
+    // An empty directory is no reason of its own: what is removed is
+    // unused, and a volume is never removed.
+    if !matches!(desired.dir, crate::desired::DirState::Present { .. }) {
+        return Removals::Held("the manifests directory is missing or unreadable".into());
     }
     if let Some((file, _)) = desired.invalid_files.iter().next() {
         return Removals::Held(format!("removals wait while {file} is invalid"));
@@ -255,7 +249,7 @@ pub async fn observe<S: DeploymentStrategy>(
     crate::plan::dependencies::order(&mut plan, &desired, &applied, &actual);
     crate::suspend::hold_suspended(&mut plan, &crate::suspend::Suspensions::load(store));
     if let Some(stack) = &stack {
-        let removals = stack_removals(&desired, &plan, &config.plan);
+        let removals = stack_removals(&desired, &plan);
         plan.stack = crate::stack::plan::plan(
             &desired.resources,
             &desired.held_resources,
@@ -426,7 +420,7 @@ pub async fn run_pass<S: DeploymentStrategy>(
     // and old versions, so the stack is looked at again.
     if let Some(engine) = strategy.stack() {
         if let Ok(found) = engine.observe().await {
-            let removals = stack_removals(&desired, &plan, &config.plan);
+            let removals = stack_removals(&desired, &plan);
             let again = crate::stack::plan::plan(
                 &desired.resources,
                 &desired.held_resources,

@@ -227,8 +227,12 @@ impl StackEngine {
                 .and_then(|n| n.first())
                 .map(|n| n.trim_start_matches('/').to_string())
                 .unwrap_or_default();
+            // A stopped container holds no endpoint: it does not keep a
+            // network (it does keep its volumes and files).
+            let running =
+                container.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
             let networks = container.network_settings.and_then(|s| s.networks);
-            for network in networks.unwrap_or_default().into_keys() {
+            for network in networks.unwrap_or_default().into_keys().filter(|_| running) {
                 add(ResourceKind::Network, network, &name);
             }
             for mount in container.mounts.unwrap_or_default() {

@@ -138,6 +138,7 @@ impl TestEnv {
 
     pub fn local(&self) -> AnyStrategy {
         AnyStrategy::Local(LocalDocker::new(self.docker.clone(), &self.prefix))
+            .with_stack_dir(self.state.join("stack"))
     }
 
     pub fn swarm(&self) -> AnyStrategy {
@@ -192,10 +193,58 @@ pub async fn cleanup(docker: &Docker, prefix: &str) {
     ] {
         cleanup_labelled(docker, label).await;
     }
+    cleanup_stack(docker, &format!("io.assetd.instance={prefix}")).await;
     // The instance's Swarm writer lease (a config), when it ran on Swarm.
     let _ = docker
         .delete_config(&format!("assetd-lease-{prefix}"))
         .await;
+}
+
+/// Networks, volumes, secrets and configs the instance made (after its
+/// containers and services, which use them).
+async fn cleanup_stack(docker: &Docker, label: &str) {
+    let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+    let networks = bollard::query_parameters::ListNetworksOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    for n in docker
+        .list_networks(Some(networks))
+        .await
+        .unwrap_or_default()
+    {
+        if let Some(id) = n.id {
+            let _ = docker.remove_network(&id).await;
+        }
+    }
+    let volumes = bollard::query_parameters::ListVolumesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    if let Ok(list) = docker.list_volumes(Some(volumes)).await {
+        for v in list.volumes.unwrap_or_default() {
+            let _ = docker
+                .remove_volume(
+                    &v.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await;
+        }
+    }
+    let secrets = bollard::query_parameters::ListSecretsOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    for s in docker.list_secrets(Some(secrets)).await.unwrap_or_default() {
+        if let Some(id) = s.id {
+            let _ = docker.delete_secret(&id).await;
+        }
+    }
+    let configs = bollard::query_parameters::ListConfigsOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    for c in docker.list_configs(Some(configs)).await.unwrap_or_default() {
+        if let Some(id) = c.id {
+            let _ = docker.delete_config(&id).await;
+        }
+    }
 }
 
 async fn cleanup_labelled(docker: &Docker, label: String) {
