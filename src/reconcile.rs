@@ -222,17 +222,12 @@ pub async fn observe<S: DeploymentStrategy>(
     strategy: &S,
     store: &dyn Store,
 ) -> Result<Observation, PassError> {
-    let stack_engine = strategy.stack();
-    let observe_stack = async {
-        match &stack_engine {
-            Some(engine) => engine.observe().await.map(Some),
-            None => Ok(None),
-        }
-    };
-    let (desired, actual, stack) =
-        tokio::join!(load_desired(config), strategy.list_managed(), observe_stack);
+    let (desired, actual) = tokio::join!(load_desired(config), strategy.list_managed());
     let actual = actual?;
-    let stack = stack?;
+    let stack = match strategy.stack() {
+        Some(engine) if engine.worth_a_look(&desired) => Some(engine.observe().await?),
+        _ => None,
+    };
     let applied = with_adopted(store.all(), &actual);
     let mut desired = desired;
     if let Some(stack) = &stack {
@@ -418,7 +413,13 @@ pub async fn run_pass<S: DeploymentStrategy>(
     }
     // Removals after the assets': what the pass removed frees networks
     // and old versions, so the stack is looked at again.
-    if let Some(engine) = strategy.stack() {
+    let ours_before = stack
+        .as_ref()
+        .is_some_and(|s| s.objects.iter().any(|a| a.owned));
+    if let Some(engine) = strategy
+        .stack()
+        .filter(|_| ours_before || !stack_outcomes.is_empty())
+    {
         if let Ok(found) = engine.observe().await {
             let removals = stack_removals(&desired, &plan);
             let again = crate::stack::plan::plan(

@@ -154,7 +154,11 @@ async fn apply_exits_1_when_an_asset_fails_and_still_converges_the_rest() {
     let env = TestEnv::new("cli-fail").await;
     env.write(
         "a.yaml",
-        &env.asset("a", IMAGE_1, "  networks: [ no-such-net-cli ]\n"),
+        &env.asset(
+            "a",
+            "assetd-test/no-such-image-cli:1",
+            "  pullPolicy: Never\n",
+        ),
     );
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
     let out = run(&["apply", "--once"], &env, &[]);
@@ -162,8 +166,8 @@ async fn apply_exits_1_when_an_asset_fails_and_still_converges_the_rest() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("FAILED"), "{stdout}");
     assert!(
-        format!("{stdout}{stderr}").contains("no-such-net-cli"),
-        "Docker's reason, naming the network: {stdout}{stderr}"
+        format!("{stdout}{stderr}").contains("no-such-image-cli"),
+        "the reason, naming the image: {stdout}{stderr}"
     );
     assert!(env
         .inspect(&env.name("b"))

@@ -240,7 +240,7 @@ async fn remove_networks(env: &TestEnv) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_missing_network_is_a_clear_failure_and_others_converge() {
+async fn a_missing_network_is_held_at_plan_time_and_others_converge() {
     let env = TestEnv::new("lc-nonet").await;
     env.write(
         "a.yaml",
@@ -248,10 +248,20 @@ async fn a_missing_network_is_a_clear_failure_and_others_converge() {
     );
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
     let pass = env.apply().await;
-    let failed: Vec<_> = pass.outcomes.iter().filter(|o| o.error.is_some()).collect();
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].name.as_str(), env.name("a"));
-    assert!(failed[0].error.as_ref().unwrap().contains("no-such-net-lc"));
+    assert_no_failures(&pass);
+    let held = pass
+        .plan
+        .actions
+        .iter()
+        .find(|a| a.name.as_str() == env.name("a"))
+        .expect("a is held");
+    let reason = held.op.to_string();
+    assert!(
+        reason.contains(
+            "a.yaml:9:15: spec.networks[0]: network `no-such-net-lc` is neither declared"
+        ),
+        "{reason}"
+    );
     assert!(env
         .inspect(&env.name("b"))
         .await
@@ -259,13 +269,7 @@ async fn a_missing_network_is_a_clear_failure_and_others_converge() {
         .unwrap()
         .running
         .unwrap());
-    let record = env
-        .store
-        .get(&AssetName::new(&env.name("a")).unwrap())
-        .unwrap();
-    assert_eq!(record.attempts, 1);
-    assert!(record.next_retry_ms.is_some());
-    assert!(record.last_error.unwrap().contains("no-such-net-lc"));
+    assert_eq!(env.containers().await.len(), 1, "nothing was created for a");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -383,6 +387,12 @@ async fn bind_volume_and_tmpfs_mounts_are_set() {
     std::fs::write(host_dir.join("agent.cfg"), "x").unwrap();
     env.allow_bind = vec![env.root.clone()];
     let volume = env.name("data");
+    env.write(
+        "volume.yaml",
+        &format!(
+            "apiVersion: assetd/v1\nkind: Volume\nmetadata: {{ name: {volume} }}\nspec: {{}}\n"
+        ),
+    );
     env.write(
         "a.yaml",
         &env.asset(

@@ -695,6 +695,12 @@ async fn bind_volume_and_tmpfs_mounts_are_set() {
     env.allow_bind = vec![env.root.clone()];
     let volume = env.name("data");
     env.write(
+        "volume.yaml",
+        &format!(
+            "apiVersion: assetd/v1\nkind: Volume\nmetadata: {{ name: {volume} }}\nspec: {{}}\n"
+        ),
+    );
+    env.write(
         "a.yaml",
         &env.asset(
             "a",
@@ -725,11 +731,17 @@ async fn bind_volume_and_tmpfs_mounts_are_set() {
         .unwrap();
     let converged = env.apply_with(&env.swarm()).await;
     common::cleanup(&env.docker, &env.prefix).await;
+    // The cleanup removes the instance's volume once its task is gone.
     common::eventually("the volume to be free and removed", CONVERGE, || async {
-        env.docker
+        let _ = env
+            .docker
             .remove_volume(&volume, None::<RemoveVolumeOptions>)
+            .await;
+        env.docker
+            .inspect_volume(&volume)
             .await
-            .ok()
+            .is_err()
+            .then_some(())
     })
     .await;
 
@@ -1006,7 +1018,7 @@ async fn an_asset_named_like_another_services_id_prefix_gets_its_own_service() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_missing_network_fails_with_swarms_reason_and_others_converge() {
+async fn a_missing_network_is_held_at_plan_time_and_others_converge() {
     let env = TestEnv::new("sw-nonet").await;
     env.write(
         "a.yaml",
@@ -1014,18 +1026,20 @@ async fn a_missing_network_fails_with_swarms_reason_and_others_converge() {
     );
     env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
     let pass = env.apply_with(&env.swarm()).await;
-    let failed: Vec<_> = pass.outcomes.iter().filter(|o| o.error.is_some()).collect();
-    assert_eq!(failed.len(), 1, "{:?}", pass.outcomes);
-    assert_eq!(failed[0].name.as_str(), env.name("a"));
-    let error = failed[0].error.as_ref().unwrap();
+    assert_no_failures(&pass);
+    let held = pass
+        .plan
+        .actions
+        .iter()
+        .find(|a| a.name.as_str() == env.name("a"))
+        .expect("a is held");
+    let reason = held.op.to_string();
     assert!(
-        error.contains("network no-such-net-sw not found"),
-        "{error}"
+        reason.contains(
+            "a.yaml:9:15: spec.networks[0]: network `no-such-net-sw` is neither declared"
+        ),
+        "{reason}"
     );
-    let record = env.store.get(&asset_name(&env, "a")).unwrap();
-    assert_eq!(record.attempts, 1);
-    assert!(record.next_retry_ms.is_some());
-    assert!(record.last_error.unwrap().contains("no-such-net-sw"));
     assert_eq!(services(&env).await.len(), 1, "nothing was created for a");
     wait_running(&env, "b", 1, IMAGE_1).await;
 }

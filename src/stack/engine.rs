@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use bollard::models::{
@@ -46,16 +48,47 @@ pub struct StackEngine {
     instance: String,
     /// `<state-dir>/stack`: secrets and configs on a plain engine.
     files: Option<PathBuf>,
+    /// Whether the last look found objects of ours (true until a first
+    /// look): shared by the strategy's clones.
+    seen_ours: SeenOurs,
+}
+
+/// Whether a strategy's last look at the stack found objects of ours.
+/// Starts true, so that the first pass of a process looks.
+#[derive(Clone, Debug)]
+pub struct SeenOurs(Arc<AtomicBool>);
+
+impl Default for SeenOurs {
+    fn default() -> Self {
+        SeenOurs(Arc::new(AtomicBool::new(true)))
+    }
 }
 
 impl StackEngine {
-    pub fn new(docker: Docker, swarm: bool, instance: &str, files: Option<PathBuf>) -> Self {
+    pub fn new(
+        docker: Docker,
+        swarm: bool,
+        instance: &str,
+        files: Option<PathBuf>,
+        seen_ours: SeenOurs,
+    ) -> Self {
         StackEngine {
             docker,
             swarm,
             instance: instance.to_string(),
             files,
+            seen_ours,
         }
+    }
+
+    /// Whether a pass must look at the stack: something is declared or
+    /// referred to, or objects of ours were there last time (to remove
+    /// them). A fleet without any keeps its two-call listing.
+    pub fn worth_a_look(&self, desired: &crate::desired::Desired) -> bool {
+        !desired.resources.is_empty()
+            || !desired.held_resources.is_empty()
+            || desired.assets.values().any(|a| !a.references.is_empty())
+            || self.seen_ours.0.load(Ordering::Relaxed)
     }
 
     /// One look: networks and volumes (two calls), secrets and configs
@@ -169,6 +202,8 @@ impl StackEngine {
                 }
             }
         }
+        let ours = actual.objects.iter().any(|a| a.owned);
+        self.seen_ours.0.store(ours, Ordering::Relaxed);
         Ok(actual)
     }
 

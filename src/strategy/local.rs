@@ -51,6 +51,7 @@ pub struct LocalDocker {
     registry: crate::registry_auth::RegistryAuth,
     /// `<state-dir>/stack`: secrets' and configs' files, bind-mounted.
     stack_dir: Option<std::path::PathBuf>,
+    stack_seen: crate::stack::engine::SeenOurs,
 }
 
 impl LocalDocker {
@@ -63,6 +64,7 @@ impl LocalDocker {
             failed_lately: Default::default(),
             registry: Default::default(),
             stack_dir: None,
+            stack_seen: Default::default(),
         }
     }
 
@@ -88,6 +90,7 @@ impl LocalDocker {
             false,
             &self.instance,
             self.stack_dir.clone(),
+            self.stack_seen.clone(),
         ))
     }
 

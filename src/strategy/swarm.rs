@@ -68,6 +68,7 @@ pub struct Swarm {
     /// Credentials for private registries, sent with every service
     /// write so each node can pull (as `--with-registry-auth` does).
     registry: crate::registry_auth::RegistryAuth,
+    stack_seen: crate::stack::engine::SeenOurs,
 }
 
 impl Swarm {
@@ -77,6 +78,7 @@ impl Swarm {
             instance: instance.to_string(),
             writer: None,
             registry: Default::default(),
+            stack_seen: Default::default(),
         }
     }
 
@@ -96,6 +98,7 @@ impl Swarm {
             true,
             &self.instance,
             None,
+            self.stack_seen.clone(),
         ))
     }
 
