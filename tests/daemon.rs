@@ -1250,7 +1250,7 @@ impl Drop for TestNetwork {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_missing_network_created_later_is_retried_at_once_not_after_the_backoff() {
+async fn a_missing_network_holds_its_asset_until_it_is_created_and_then_it_runs_at_once() {
     let _engine = shared().await;
     let env = TestEnv::new("dm-retry").await;
     let net = env.name("net");
@@ -1260,15 +1260,24 @@ async fn a_missing_network_created_later_is_retried_at_once_not_after_the_backof
         &env.asset("a", IMAGE_1, &format!("  networks: [ {net} ]\n")),
     );
     let daemon = start_daemon(&env);
-    let retry_at = eventually("the backoff to grow to 8 s", CONVERGE, || async {
+    // Held at plan time, with the position and the name: never tried.
+    eventually("a held for its missing network", CONVERGE, || async {
         let report = daemon.status().await?;
         let asset = report.assets.iter().find(|s| s.name.as_str() == a)?;
-        (asset.phase == Phase::Failed && asset.attempts >= 4)
-            .then_some(asset.next_retry_ms)
-            .flatten()
+        let said = format!("{:?} {:?}", asset.next_action, asset.last_error);
+        (asset.phase != Phase::Running
+            && said.contains(&format!(
+                "a.yaml:9:15: spec.networks[0]: network `{net}` is neither declared"
+            )))
+        .then_some(())
     })
     .await;
+    assert!(
+        env.containers().await.is_empty(),
+        "nothing was created for a"
+    );
 
+    let created = std::time::Instant::now();
     env.docker
         .create_network(bollard::models::NetworkCreateRequest {
             name: net.clone(),
@@ -1288,12 +1297,12 @@ async fn a_missing_network_created_later_is_retried_at_once_not_after_the_backof
         .wait_phase(std::slice::from_ref(&a), Phase::Running)
         .await;
     assert!(
-        assetd::store::now_ms() < retry_at,
-        "running before the backoff expired: the network's create event retried it"
+        created.elapsed() < Duration::from_secs(60),
+        "running long before the 300 s resync: the network's create event started a pass"
     );
     let asset = report.assets.iter().find(|s| s.name.as_str() == a).unwrap();
-    assert_eq!(asset.last_error, None, "a resolved error is cleared");
-    assert_eq!(asset.attempts, 0);
+    assert_eq!(asset.last_error, None);
+    assert_eq!(asset.attempts, 0, "it was never tried while held");
     drop(daemon);
     common::cleanup(&env.docker, &env.prefix).await;
 }
