@@ -149,6 +149,9 @@ struct Daemon {
     watchers: CancellationToken,
     scheduler: Scheduler<AssetName, Finished>,
     prunes: Prunes,
+    /// When the registries were last asked about moved tags: once per
+    /// resync interval, not at every event.
+    tags_checked: Option<Instant>,
     /// `None` while Docker is unreachable (or after SIGHUP).
     connection: Option<Connection>,
     reconnect: Reconnect,
@@ -225,6 +228,7 @@ impl Daemon {
             watchers,
             scheduler,
             prunes,
+            tags_checked: None,
             connection: None,
             reconnect: Reconnect::new(),
             next_pass: Instant::now(),

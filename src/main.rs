@@ -457,6 +457,7 @@ impl CommonArgs {
             concurrency: self.concurrency as usize,
             respect_backoff,
             parse_cache: None,
+            check_moved_tags: true,
         }
     }
 }

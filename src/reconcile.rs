@@ -40,6 +40,10 @@ pub struct PassConfig {
     /// process (and by clones of this config): the daemon's. A single
     /// pass (`apply --once`, `plan`) has nothing to reuse.
     pub parse_cache: Option<Arc<ParseCache>>,
+    /// Ask the registries whether the tags of `pullPolicy: Always` assets
+    /// moved (a resync, `apply --once`, `plan`): a moved tag is drift, and
+    /// the asset is rolled out to the new digest.
+    pub check_moved_tags: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +227,10 @@ pub async fn observe<S: DeploymentStrategy>(
     store: &dyn Store,
 ) -> Result<Observation, PassError> {
     let (desired, actual) = tokio::join!(load_desired(config), strategy.list_managed());
-    let actual = actual?;
+    let mut actual = actual?;
+    if config.check_moved_tags {
+        note_moved_tags(strategy, &desired, &mut actual).await;
+    }
     let stack = match strategy.stack() {
         Some(engine) if engine.worth_a_look(&desired) => Some(engine.observe().await?),
         _ => None,
@@ -261,6 +268,39 @@ pub async fn observe<S: DeploymentStrategy>(
         applied,
         plan,
     })
+}
+
+/// Asks the registries about the tags of `pullPolicy: Always` assets that
+/// run their manifest's spec; a tag that moved becomes drift, which the
+/// plan repairs by deploying the same spec (the strategy pulls and rolls
+/// the new digest out). An unreachable registry is no drift: what runs
+/// stays.
+async fn note_moved_tags<S: DeploymentStrategy>(
+    strategy: &S,
+    desired: &Desired,
+    actual: &mut [ActualAsset],
+) {
+    let mut checks = Vec::new();
+    for (i, have) in actual.iter().enumerate() {
+        let Some(want) = desired.assets.get(&have.name) else {
+            continue;
+        };
+        let runs_it = have.spec_hash.as_ref() == Some(&want.hash) && have.drift.is_empty();
+        if runs_it && want.spec.pull_policy() == crate::spec::PullPolicy::Always {
+            checks.push((i, want.spec.clone(), have.clone()));
+        }
+    }
+    let found: Vec<(usize, Option<String>)> = futures_util::stream::iter(checks)
+        .map(|(i, spec, have)| async move { (i, strategy.moved_image(&spec, &have).await) })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    for (i, moved) in found {
+        if let Some(moved) = moved {
+            tracing::info!(asset = %actual[i].name, %moved, "image tag moved");
+            actual[i].drift.push(moved);
+        }
+    }
 }
 
 /// Records for managed objects the store does not know (a lost or new
@@ -693,6 +733,7 @@ mod pass_tests {
             concurrency: 4,
             respect_backoff: true,
             parse_cache: None,
+            check_moved_tags: false,
         }
     }
 

@@ -211,3 +211,130 @@ fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// Pushes `local` (a local image) as `image` and drops the local tag.
+fn push_as(local: &str, image: &str) {
+    docker_cli(&["tag", local, image]);
+    docker_cli(&["push", "-q", image]);
+    docker_cli(&["rmi", image]);
+}
+
+async fn image_id(docker: &Docker, image: &str) -> String {
+    docker.inspect_image(image).await.unwrap().id.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_moved_in_the_registry_is_noticed_and_rolled_out_with_pull_policy_always() {
+    let _engine = shared().await;
+    let env = TestEnv::new("reg-moved").await;
+    let (first, second) = (
+        image_id(&env.docker, IMAGE_1).await,
+        image_id(&env.docker, common::IMAGE_2).await,
+    );
+    let local_tag = format!("{}/assetd-test/reg-moved-local:live", registry());
+    let swarm_tag = format!("{}/assetd-test/reg-moved-swarm:live", registry());
+    push_as(IMAGE_1, &local_tag);
+    push_as(IMAGE_1, &swarm_tag);
+    let always = "  command: sleep 3600\n  pullPolicy: Always\n";
+    env.write("a.yaml", &env.asset("a", &local_tag, always));
+    let local = with_config(&env, "local", &client_config());
+    let out = local.output(&["apply", "--once"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let a = env.name("a");
+    let container = env.inspect(&a).await;
+    assert_eq!(container.image.as_deref(), Some(first.as_str()));
+
+    // Nothing moved: a pass writes nothing.
+    let out = local.output(&["apply", "--once"], &[]);
+    assert!(text(&out).contains("0 action(s)"), "{}", text(&out));
+
+    // The tag moves to another image: the next pass rolls it out.
+    push_as(common::IMAGE_2, &local_tag);
+    let out = local.output(&["plan"], &[]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "image tag {local_tag} moved in its registry to sha256:"
+        )),
+        "{said}"
+    );
+    let out = local.output(&["apply", "--once"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let container = env.inspect(&a).await;
+    assert_eq!(
+        container.image.as_deref(),
+        Some(second.as_str()),
+        "runs the moved tag's image"
+    );
+    assert!(container.state.unwrap().running.unwrap());
+
+    // Swarm: pinned to the digest; a moved tag updates the same service.
+    env.write("a.yaml", "");
+    env.remove("a.yaml");
+    env.write("b.yaml", &env.asset("b", &swarm_tag, always));
+    let swarm = with_config(&env, "swarm", &client_config());
+    let out = swarm.output(&["apply", "--once"], &["--allow-mass-prune"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let pinned = |service: bollard::models::Service| {
+        service
+            .spec
+            .unwrap()
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap()
+            .image
+            .unwrap()
+    };
+    let b = env.name("b");
+    let service = env.docker.inspect_service(&b, None).await.unwrap();
+    let id = service.id.clone().unwrap();
+    let before = pinned(service);
+    assert!(
+        before.starts_with(&format!("{swarm_tag}@sha256:")),
+        "{before}"
+    );
+    push_as(common::IMAGE_2, &swarm_tag);
+    let out = swarm.output(&["apply", "--once"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let service = env.docker.inspect_service(&b, None).await.unwrap();
+    assert_eq!(
+        service.id.clone().unwrap(),
+        id,
+        "the same service, updated in place"
+    );
+    let after = pinned(service);
+    assert!(
+        after.starts_with(&format!("{swarm_tag}@sha256:")) && after != before,
+        "{before} → {after}"
+    );
+    // Swarm's task runs the new image.
+    eventually(
+        "a task of the moved tag running",
+        Duration::from_secs(60),
+        || async {
+            let filters = std::collections::HashMap::from([
+                (
+                    "label".to_string(),
+                    vec![format!("com.docker.swarm.service.name={b}")],
+                ),
+                ("status".to_string(), vec!["running".to_string()]),
+            ]);
+            let listed = env
+                .docker
+                .list_containers(Some(
+                    bollard::query_parameters::ListContainersOptionsBuilder::default()
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+                .ok()?;
+            listed
+                .iter()
+                .any(|c| c.image_id.as_deref() == Some(second.as_str()))
+                .then_some(())
+        },
+    )
+    .await;
+}

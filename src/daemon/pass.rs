@@ -140,6 +140,13 @@ impl Daemon {
         config.plan.recent = self.prunes.window.recent(Instant::now());
         config.plan.confirmed = self.shared.confirmed_removals();
         config.plan.retry = self.shared.retries.lock().expect("retry lock").clone();
+        let due = self
+            .tags_checked
+            .is_none_or(|at| at.elapsed() >= self.config.resync);
+        config.check_moved_tags = due;
+        if due {
+            self.tags_checked = Some(Instant::now());
+        }
         config
     }
 

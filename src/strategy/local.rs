@@ -84,6 +84,30 @@ impl LocalDocker {
         self
     }
 
+    /// See [`DeploymentStrategy::moved_image`]: the running containers'
+    /// images against the digest the registry gives for the tag.
+    pub async fn moved_image(&self, spec: &DeploySpec, have: &ActualAsset) -> Option<String> {
+        let digest = match pull::registry_digest(&self.docker, &spec.image, &self.registry).await {
+            Ok(digest) => digest,
+            Err(e) => {
+                tracing::debug!(image = %spec.image, error = %e, "cannot ask the registry about the tag");
+                return None;
+            }
+        };
+        for id in &have.object_ids {
+            let container = self
+                .docker
+                .inspect_container(id, None::<InspectContainerOptions>)
+                .await
+                .ok()?;
+            let image = self.docker.inspect_image(&container.image?).await.ok()?;
+            if !pull::has_digest(&image.repo_digests.unwrap_or_default(), &digest) {
+                return Some(pull::moved_message(&spec.image, &digest));
+            }
+        }
+        None
+    }
+
     pub fn stack(&self) -> Option<crate::stack::engine::StackEngine> {
         Some(crate::stack::engine::StackEngine::new(
             self.docker.clone(),
@@ -468,11 +492,22 @@ impl DeploymentStrategy for LocalDocker {
             }
         }
 
-        let existing = self.list_asset(&spec.name).await?;
+        let mut existing = self.list_asset(&spec.name).await?;
         // The image first: a tag that cannot be pulled must leave what
         // runs running, not remove it and then fail to create.
         if !pulled {
             self.ensure_image(spec).await?;
+        } else if let Ok(pulled) = self.docker.inspect_image(&spec.image).await {
+            // The tag moved: containers of the old image are a previous
+            // version, replaced through the same gate as any update.
+            for container in existing.iter_mut() {
+                if pulled.id.is_some() && container.image_id != pulled.id {
+                    if let Some(labels) = container.labels.as_mut() {
+                        labels.remove(labels::SPEC_HASH);
+                        labels.remove(labels::TEMPLATE_HASH);
+                    }
+                }
+            }
         }
         let mut wrote = false;
         let (usable, mut previous) = self.sort(spec, owner, &existing, &mut wrote).await?;

@@ -269,6 +269,18 @@ pub trait DeploymentStrategy: Send + Sync {
     /// Swarm: services and their tasks).
     fn list_managed(&self) -> impl Future<Output = Result<Vec<ActualAsset>, StrategyError>> + Send;
 
+    /// With `pullPolicy: Always`: whether `spec.image`'s tag now names
+    /// another digest in its registry than the one `have` runs, said as
+    /// drift. `None` when it does not, or the registry cannot be asked.
+    fn moved_image(
+        &self,
+        spec: &DeploySpec,
+        have: &ActualAsset,
+    ) -> impl Future<Output = Option<String>> + Send {
+        let _ = (spec, have);
+        std::future::ready(None)
+    }
+
     /// The networks, volumes, secrets and configs of this engine; `None`
     /// for an engine without them (the tests' engine in memory).
     fn stack(&self) -> Option<crate::stack::engine::StackEngine> {
@@ -358,6 +370,13 @@ impl DeploymentStrategy for AnyStrategy {
         match self {
             AnyStrategy::Local(s) => s.list_managed().await,
             AnyStrategy::Swarm(s) => s.list_managed().await,
+        }
+    }
+
+    async fn moved_image(&self, spec: &DeploySpec, have: &ActualAsset) -> Option<String> {
+        match self {
+            AnyStrategy::Local(s) => s.moved_image(spec, have).await,
+            AnyStrategy::Swarm(s) => s.moved_image(spec, have).await,
         }
     }
 

@@ -66,6 +66,39 @@ pub async fn pull_image(
     Ok(())
 }
 
+/// The digest `image`'s tag names in its registry now (`sha256:…`), asked
+/// of the registry through the engine (no pull).
+pub async fn registry_digest(
+    docker: &Docker,
+    image: &str,
+    auth: &RegistryAuth,
+) -> Result<String, StrategyError> {
+    let credentials = auth
+        .for_image(image)
+        .map_err(StrategyError::Refused)?
+        .map(|found| found.credentials);
+    let inspect = docker
+        .inspect_registry_image(image, credentials)
+        .await
+        .map_err(|e| StrategyError::docker("ask the registry about", image, e))?;
+    inspect
+        .descriptor
+        .digest
+        .ok_or_else(|| StrategyError::Refused(format!("the registry gave no digest for {image}")))
+}
+
+/// Whether one of an image's repo digests (`repo@sha256:…`) is `digest`.
+pub fn has_digest(repo_digests: &[String], digest: &str) -> bool {
+    repo_digests
+        .iter()
+        .any(|d| d.rsplit_once('@').is_some_and(|(_, d)| d == digest))
+}
+
+/// The drift text of a moved tag.
+pub fn moved_message(image: &str, digest: &str) -> String {
+    format!("image tag {image} moved in its registry to {digest}; the running containers have another digest (pullPolicy: Always)")
+}
+
 /// A registry's refusal says which registry and which credentials.
 fn pull_error(image: &str, e: bollard::errors::Error, source: Option<String>) -> StrategyError {
     let text = e.to_string();

@@ -92,6 +92,33 @@ impl Swarm {
         self
     }
 
+    /// See [`DeploymentStrategy::moved_image`]: the digest the service is
+    /// pinned to (or, unpinned, the manager's copy) against the
+    /// registry's.
+    pub async fn moved_image(&self, spec: &DeploySpec, have: &ActualAsset) -> Option<String> {
+        let digest = match pull::registry_digest(&self.docker, &spec.image, &self.registry).await {
+            Ok(digest) => digest,
+            Err(e) => {
+                tracing::debug!(image = %spec.image, error = %e, "cannot ask the registry about the tag");
+                return None;
+            }
+        };
+        let service = self
+            .docker
+            .inspect_service(have.object_ids.first()?, None::<InspectServiceOptions>)
+            .await
+            .ok()?;
+        let image = service.spec?.task_template?.container_spec?.image?;
+        let runs = match image.split_once('@') {
+            Some((_, pinned)) => pinned == digest,
+            None => {
+                let local = self.docker.inspect_image(&image).await.ok()?;
+                pull::has_digest(&local.repo_digests.unwrap_or_default(), &digest)
+            }
+        };
+        (!runs).then(|| pull::moved_message(&spec.image, &digest))
+    }
+
     pub fn stack(&self) -> Option<crate::stack::engine::StackEngine> {
         Some(crate::stack::engine::StackEngine::new(
             self.docker.clone(),
@@ -314,9 +341,21 @@ impl DeploymentStrategy for Swarm {
         // Always, the manager pulls first, so an unpullable tag fails here
         // and the running service is not touched. IfNotPresent and Never
         // send the service as it is (see README, "pullPolicy").
+        // Always also pins the service to the digest the tag names now,
+        // as `docker service create` does: a moved tag is then a change
+        // of the service, rolled out by Swarm's update protocol.
+        let mut pinned = None;
         if pull::pull_step(spec.pull_policy(), None) == pull::PullStep::Pull {
             pull::pull_image(&self.docker, &spec.image, &self.registry).await?;
+            if let Ok(digest) =
+                pull::registry_digest(&self.docker, &spec.image, &self.registry).await
+            {
+                let mut with_digest = spec.clone();
+                with_digest.image = format!("{}@{digest}", spec.image);
+                pinned = Some(with_digest);
+            }
         }
+        let spec = pinned.as_ref().unwrap_or(spec);
         let networks = self.network_targets(&spec.networks).await;
         let (secrets, configs) = self.file_refs(spec).await?;
         let mut desired = service_spec(spec, owner, &self.instance, &networks);
@@ -341,9 +380,13 @@ impl DeploymentStrategy for Swarm {
             let id = service.id.clone().unwrap_or_default();
             let version = service.version.as_ref().and_then(|v| v.index);
             let now = service.spec.unwrap_or_default();
+            // The fingerprint leaves digests out (a pin of the CLI's is no
+            // drift); our own pin (Always) is compared whole.
+            let same_pin = pinned.is_none() || image_of(&now) == image_of(&desired);
             if labels::without_stamp(now.labels.as_ref())
                 == labels::without_stamp(desired.labels.as_ref())
                 && fingerprint(&now) == fingerprint(&desired)
+                && same_pin
             {
                 return Ok(Deployed {
                     object_ids: vec![id],
@@ -598,7 +641,7 @@ fn is_out_of_sequence(e: &bollard::errors::Error) -> bool {
         && e.to_string().contains("out of sequence")
 }
 
-/// The image a service spec runs.
+/// The image a service spec runs, as written (with its digest, if any).
 fn image_of(spec: &ServiceSpec) -> &str {
     let container = spec
         .task_template

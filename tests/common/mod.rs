@@ -133,6 +133,7 @@ impl TestEnv {
             concurrency: 4,
             respect_backoff: false,
             parse_cache: None,
+            check_moved_tags: true,
         }
     }
 
