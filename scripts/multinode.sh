@@ -120,15 +120,23 @@ start_node() {
     # Own daemon.json: isolates the node from /etc/docker/daemon.json and
     # gives it its own trust key, hence its own engine ID (the default
     # /etc/docker/key.json would be shared by all engines on this machine).
-    printf '{\n  "deprecated-key-path": "%s"\n}\n' "$DATA_BASE/n$n/key.json" >"$DATA_BASE/n$n/daemon.json"
+    # insecure-registries: the test registry's bridge address (plain HTTP,
+    # like loopback; see registry_up below).
+    printf '{\n  "deprecated-key-path": "%s",\n  "insecure-registries": ["%s"]\n}\n' \
+        "$DATA_BASE/n$n/key.json" "$NODE_REGISTRY" >"$DATA_BASE/n$n/daemon.json"
     log "starting dockerd n$n (log: $(logf "$n"))"
     printf '\n===== %s multinode.sh starting dockerd n%s =====\n' "$(date -Is)" "$n" >>"$(logf "$n")"
     # nsenter --net: join the node's namespace but keep the host's mounts.
     # unshare --uts + hostname: a distinct node hostname in `docker node ls`.
     # --cgroup-parent: per-node cgroup, so each node's containers can be told apart.
-    # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1: tasks do not try a registry pull first.
+    # The proxy variables: each task start pulls first (as on a real
+    # fleet, so a task on any node pulls from the private registry with the
+    # login its service carries), and a pull from anywhere but the test
+    # registry fails at once (nothing listens on the namespace's loopback;
+    # without it a public pull would wait 20 s for DNS), so the local test
+    # images are used.
     # shellcheck disable=SC2016  # $0/$@ are for the inner sh
-    DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 \
+    HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY="${NODE_REGISTRY%:*}" \
     setsid nohup nsenter --net="/var/run/netns/$(ns "$n")" \
         unshare --uts \
         sh -c 'hostname "$0" && exec "$@"' "assetd-n$n" \
@@ -319,6 +327,35 @@ images_up() {
     done
 }
 
+# --- the private registry, for the nodes -----------------------------------
+# The test registry (scripts/testenv.sh, 127.0.0.1:5599) serves loopback
+# only; the nodes reach the host at the bridge address, so a second server
+# of the same storage and htpasswd listens there (and nowhere else). Tests
+# push through loopback and the nodes pull through the bridge.
+NODE_REGISTRY=${BRIDGE_ADDR%/*}:5598
+REGISTRY_DIR=/var/lib/assetd-test/registry
+NODE_REGISTRY_CONFIG=$REGISTRY_DIR/config-nodes.yml
+
+node_registry_answers() {
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$NODE_REGISTRY/v2/")" = 401 ]
+}
+
+node_registry_up() {
+    node_registry_answers && return 0
+    [ -f "$REGISTRY_DIR/config.yml" ] || die "no $REGISTRY_DIR/config.yml: scripts/testenv.sh starts the test registry"
+    sed "s|^  addr: .*|  addr: $NODE_REGISTRY|" "$REGISTRY_DIR/config.yml" >"$NODE_REGISTRY_CONFIG"
+    log "serving the test registry to the nodes on $NODE_REGISTRY"
+    nohup /usr/bin/docker-registry serve "$NODE_REGISTRY_CONFIG" \
+        >>/var/log/assetd-test-registry-nodes.log 2>&1 9>&- &
+    local i
+    for i in $(seq 1 50); do node_registry_answers && return 0; sleep 0.2; done
+    die "the nodes' registry did not come up on $NODE_REGISTRY (see /var/log/assetd-test-registry-nodes.log)"
+}
+
+node_registry_down() {
+    pkill -f "docker-registry serve $NODE_REGISTRY_CONFIG" 2>/dev/null || true
+}
+
 # --- commands --------------------------------------------------------------
 hosts_csv() { local n out=""; for n in $NODES; do out="$out${out:+,}$(host "$n")"; done; echo "$out"; }
 addrs_csv() { local n out=""; for n in $NODES; do out="$out${out:+,}$(addr "$n")"; done; echo "$out"; }
@@ -330,15 +367,18 @@ cmd_up() {
     # Main engine first: it installs docker and holds the images to copy.
     "$SCRIPT_DIR/testenv.sh" >/dev/null
     net_up
+    node_registry_up
     nodes_up
     swarm_up
     images_up
     echo "export ASSETD_MN_HOSTS=$(hosts_csv)"
     echo "export ASSETD_MN_ADDRS=$(addrs_csv)"
+    echo "export ASSETD_MN_REGISTRY=$NODE_REGISTRY"
 }
 
 cmd_down() {
     stop_nodes
+    node_registry_down
     unmount_all
     cgroups_down
     net_down

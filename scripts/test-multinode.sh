@@ -9,5 +9,5 @@ cd "$(dirname "$0")/.."
 load_env scripts/testenv.sh
 trap 'scripts/multinode.sh down >&2 || true' EXIT
 load_env scripts/multinode.sh up
-export ASSETD_MN_HOSTS
+export ASSETD_MN_HOSTS ASSETD_MN_REGISTRY ASSETD_TEST_REGISTRY ASSETD_TEST_DOCKER_CONFIG
 cargo test --locked --features multinode --test multinode -- --test-threads=1 --nocapture

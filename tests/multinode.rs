@@ -660,3 +660,141 @@ async fn a_writer_with_a_lagging_copy_rolls_nothing_back_and_applies_once_it_cat
     drop(daemons);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The login of the test registry (`scripts/testenv.sh`), from its client
+/// config: the same for its bridge address, which serves the same users.
+fn test_registry_auth() -> String {
+    let dir = std::env::var("ASSETD_TEST_DOCKER_CONFIG")
+        .expect("ASSETD_TEST_DOCKER_CONFIG is set by scripts/testenv.sh");
+    let text = std::fs::read_to_string(Path::new(&dir).join("config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let registry = std::env::var("ASSETD_TEST_REGISTRY").unwrap();
+    config["auths"][registry.as_str()]["auth"]
+        .as_str()
+        .expect("the test login")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_on_another_manager_pulls_from_the_private_registry_with_the_forwarded_login() {
+    let (hosts, dockers, root) = fresh("assetd-mn-registry").await;
+    let node_registry = std::env::var("ASSETD_MN_REGISTRY")
+        .expect("ASSETD_MN_REGISTRY is set by `scripts/multinode.sh up`");
+    // A tag no engine has: only the registry, so the task must pull it.
+    let tag = format!("mn-forwarded-{}", std::process::id());
+    let pushed = format!(
+        "{}/assetd-test/{tag}:1",
+        std::env::var("ASSETD_TEST_REGISTRY").unwrap()
+    );
+    let client = std::env::var("ASSETD_TEST_DOCKER_CONFIG").unwrap();
+    for args in [
+        vec!["tag", IMAGE_1, pushed.as_str()],
+        vec!["push", "-q", pushed.as_str()],
+        vec!["rmi", pushed.as_str()],
+    ] {
+        let out = Command::new("docker")
+            .arg("--config")
+            .arg(&client)
+            .args(["-H", &common::docker_host()])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let image = format!("{node_registry}/assetd-test/{tag}:1");
+
+    // assetd runs on n1; the task is placed on a manager that is neither
+    // n1 nor the leader. Node nX carries zone=nX and is hosts[X-1].
+    let nodes = dockers[0].list_nodes(None).await.unwrap();
+    let target = nodes
+        .iter()
+        .find(|n| {
+            let zone = n
+                .spec
+                .as_ref()
+                .and_then(|s| s.labels.as_ref())
+                .and_then(|l| l.get("zone"));
+            let leader = n.manager_status.as_ref().and_then(|m| m.leader) == Some(true);
+            zone.is_some_and(|z| z != "n1") && !leader
+        })
+        .expect("a manager other than n1 and the leader");
+    let zone = target.spec.as_ref().unwrap().labels.as_ref().unwrap()["zone"].clone();
+    let target_docker = &dockers[zone[1..].parse::<usize>().unwrap() - 1];
+    assert!(
+        target_docker.inspect_image(&image).await.is_err(),
+        "the target node has the image already"
+    );
+
+    let config_dir = root.join("docker-config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(
+        config_dir.join("config.json"),
+        format!(
+            "{{\"auths\": {{\"{node_registry}\": {{\"auth\": \"{}\"}}}}}}",
+            test_registry_auth()
+        ),
+    )
+    .unwrap();
+    let manifests = root.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    set_mode(&manifests, 0o755);
+    write(
+        &manifests,
+        &format!(
+            "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: {ASSET}\nspec:\n  image: {image}\n  command: sleep 3600\n  constraints: [ \"node.labels.zone == {zone}\" ]\n"
+        ),
+    );
+    let mut assetd = assetd_on(&hosts[0], &manifests, root.join("state"));
+    assetd
+        .env
+        .push(("DOCKER_CONFIG", config_dir.display().to_string()));
+    let out = assetd.output(&["apply", "--once"], &["--wait", "90s"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{said}");
+
+    // The task runs on the other node, which pulled the image itself with
+    // the login the service write carried.
+    eventually(
+        "the task running on the other manager",
+        Duration::from_secs(90),
+        || async {
+            let filters = HashMap::from([
+                ("service".to_string(), vec![ASSET.to_string()]),
+                ("desired-state".to_string(), vec!["running".to_string()]),
+            ]);
+            let tasks = dockers[0]
+                .list_tasks(Some(
+                    ListTasksOptionsBuilder::default().filters(&filters).build(),
+                ))
+                .await
+                .ok()?;
+            tasks
+                .iter()
+                .any(|t| {
+                    t.node_id == target.id
+                        && t.status.as_ref().and_then(|s| s.state)
+                            == Some(bollard::models::TaskState::RUNNING)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        target_docker.inspect_image(&image).await.is_ok(),
+        "pulled on the target node"
+    );
+    for s in our_services(&dockers[0]).await {
+        let _ = dockers[0].delete_service(s.id.as_deref().unwrap()).await;
+    }
+    let _ = dockers[0]
+        .delete_config(&format!("assetd-lease-{INSTANCE}"))
+        .await;
+}
