@@ -519,3 +519,127 @@ async fn swarm_secret_rotation_keeps_the_service_and_leaves_one_version() {
     assert!(volume_exists(&env, &vol).await, "the volume is kept");
     assert!(versions().await.is_empty(), "no secret version left");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_network_whose_spec_changed_is_held_until_the_operator_recreates_it() {
+    let env = TestEnv::new("st-change").await;
+    let net = env.name("net");
+    let network = |internal: bool| {
+        format!("apiVersion: assetd/v1\nkind: Network\nmetadata: {{ name: {net} }}\nspec: {{ internal: {internal} }}\n")
+    };
+    env.write("net.yaml", &network(false));
+    env.write(
+        "keep.yaml",
+        &env.asset("keep", IMAGE_1, "  command: sleep 3600\n"),
+    );
+    assert_no_failures(&env.apply().await);
+    let first = env
+        .docker
+        .inspect_network(
+            &net,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.internal, Some(false));
+
+    // The engine cannot change a network in place: held, said, untouched.
+    env.write("net.yaml", &network(true));
+    let pass = env.apply().await;
+    let held: Vec<String> = pass.plan.stack.iter().map(|a| a.to_string()).collect();
+    assert!(
+        held.iter()
+            .any(|h| h.contains(&format!("assetd recreate network {net} --confirm"))),
+        "{held:?}"
+    );
+    let same = env
+        .docker
+        .inspect_network(
+            &net,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap();
+    assert_eq!(same.id, first.id, "left as it is");
+
+    // The operator's word: removed now, created from the manifest next pass.
+    let out = assetd(&env, &["recreate", "network", &net, "--confirm"], "local");
+    assert_eq!(out.status.code(), Some(0), "{}", all_text(&out));
+    assert_no_failures(&env.apply().await);
+    let second = env
+        .docker
+        .inspect_network(
+            &net,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap();
+    assert_ne!(second.id, first.id);
+    assert_eq!(second.internal, Some(true));
+    assert!(env.apply().await.plan.stack.is_empty(), "converged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_creates_the_stack_first_and_rotates_a_secret_when_its_file_changes() {
+    let _engine = common::harness::shared().await;
+    let env = TestEnv::new("st-daemon").await;
+    let (net, vol) = (env.name("net"), env.name("data"));
+    write_secret(&env, SECRET_VALUE);
+    env.write("stack.yaml", &stack(&env, &net, &vol));
+    env.write("app.yaml", &user(&env, &net, &vol));
+    let assetd = common::harness::Assetd::new(&env, "local");
+    let daemon = assetd.spawn(&["run"], &["--resync", "300s"]);
+    let app = env.name("app");
+    let read = |expected: &'static str| {
+        let app = app.clone();
+        async move {
+            let out = Command::new("docker")
+                .args([
+                    "-H",
+                    &common::docker_host(),
+                    "exec",
+                    &app,
+                    "cat",
+                    "/run/secrets/kafka",
+                ])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .contains(expected)
+                .then_some(())
+        }
+    };
+    eventually(
+        "the asset running with its secret",
+        common::CONVERGE,
+        || read(SECRET_VALUE),
+    )
+    .await;
+    assert!(network_exists(&env, &net).await && volume_exists(&env, &vol).await);
+
+    // Only the secret's file changes (not its manifest): the daemon sees
+    // it, creates the new version and updates the asset.
+    write_secret(&env, ROTATED_VALUE);
+    eventually(
+        "the rotated secret in the container",
+        common::CONVERGE,
+        || read(ROTATED_VALUE),
+    )
+    .await;
+    let files = assetd.state.join("stack/secret");
+    eventually(
+        "the old version removed once unused",
+        common::CONVERGE,
+        || async { (std::fs::read_dir(&files).ok()?.count() == 1).then_some(()) },
+    )
+    .await;
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.contains("stack object converged"),
+        "the daemon's log was read"
+    );
+    assert!(
+        !log.contains(SECRET_VALUE) && !log.contains(ROTATED_VALUE),
+        "the value in the log"
+    );
+}
