@@ -1012,6 +1012,93 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_read_per_pass_and_their_users_carry_the_version() {
+        let dir = TempDir::new("stack");
+        let doc = |kind: &str, name: &str, spec: &str| {
+            format!("apiVersion: assetd/v1\nkind: {kind}\nmetadata: {{ name: {name} }}\nspec: {spec}\n---\n")
+        };
+        dir.write(
+            "stack.yaml",
+            &format!(
+                "{}{}",
+                doc("Secret", "creds", "{ file: secrets/creds }"),
+                doc("Network", "net", "{}")
+            ),
+        );
+        dir.write("secrets/creds", "v1");
+        dir.write(
+            "a.yaml",
+            "apiVersion: assetd/v1\nkind: Asset\nmetadata: { name: a }\nspec: { image: i, networks: [net], secrets: [creds] }\n",
+        );
+        let first = load(&dir.0);
+        assert!(first.errors().is_empty(), "{:?}", first.errors());
+        let a = &first.assets[&name("a")];
+        let version = a.spec.secrets[0].version.clone().unwrap();
+        assert_eq!(
+            version,
+            first.resources[&(ResourceKind::Secret, "creds".into())].hash
+        );
+
+        // The file changes, the manifest does not: a new version, a new hash.
+        dir.write("secrets/creds", "v2");
+        let second = load(&dir.0);
+        let b = &second.assets[&name("a")];
+        assert_ne!(b.spec.secrets[0].version.as_ref(), Some(&version));
+        assert_ne!(b.hash, a.hash, "a rotation updates the asset");
+
+        // The file is gone: the asset is held at the reference, the
+        // secret's versions kept.
+        std::fs::remove_file(dir.0.join("secrets/creds")).unwrap();
+        let third = load(&dir.0);
+        assert!(third.assets.is_empty());
+        let errors: Vec<String> = third.errors().iter().map(|e| e.to_string()).collect();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e
+                    .starts_with("stack.yaml:4:15: spec.file: file `secrets/creds`: no such file")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e
+                    .starts_with("a.yaml:4:46: spec.secrets[0]: secret `creds` cannot be used")),
+            "{errors:?}"
+        );
+        assert!(third
+            .held_resources
+            .contains(&(ResourceKind::Secret, "creds".into())));
+    }
+
+    #[test]
+    fn a_name_declared_twice_per_kind_is_an_error_at_both_and_other_kinds_may_share_it() {
+        let dir = TempDir::new("stack-dup");
+        let doc = |kind: &str| {
+            format!(
+                "apiVersion: assetd/v1\nkind: {kind}\nmetadata: {{ name: shared }}\nspec: {{}}\n"
+            )
+        };
+        dir.write("one.yaml", &doc("Network"));
+        dir.write("two.yaml", &doc("Network"));
+        dir.write("three.yaml", &doc("Volume"));
+        let desired = load(&dir.0);
+        let errors: Vec<String> = desired.errors().iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0]
+                .starts_with("one.yaml:3:19: metadata.name: network `shared` is declared 2 times"),
+            "{errors:?}"
+        );
+        assert!(desired
+            .resources
+            .contains_key(&(ResourceKind::Volume, "shared".into())));
+        assert!(desired
+            .held_resources
+            .contains(&(ResourceKind::Network, "shared".into())));
+    }
+
+    #[test]
     fn an_openfactory_app_file_is_read_beside_manifests_and_its_names_count_too() {
         let t = TempDir::new("ofapp");
         t.write("a.yaml", &asset("mill", ""));

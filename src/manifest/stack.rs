@@ -225,11 +225,12 @@ impl Decoder<'_> {
             .iter()
             .filter_map(|k| fields.get(k).map(|n| (*k, n)))
             .collect();
-        let wanted = keys
-            .iter()
-            .map(|k| format!("`{k}`"))
-            .collect::<Vec<_>>()
-            .join(" or ");
+        let quoted: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+        let wanted = match quoted.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
         let [(key, value)] = given.as_slice() else {
             let at = given.get(1).map_or(node, |(_, n)| n);
             self.error(at, "spec", format!("give exactly one of {wanted}"));
@@ -388,5 +389,89 @@ fn default_mode(kind: ResourceKind) -> u32 {
     match kind {
         ResourceKind::Secret => 0o400,
         _ => 0o444,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::{parse_documents, ParsedFile, Policy};
+    use crate::stack::{ContentSource, ResourceKind, ResourceSpec};
+
+    fn parse(text: &str) -> Result<ParsedFile, Vec<String>> {
+        parse_documents("s.yaml", text, &|_| None, &Policy::default())
+            .map_err(|errors| errors.iter().map(|e| e.to_string()).collect())
+    }
+
+    const HEAD: &str = "apiVersion: assetd/v1\n";
+
+    #[test]
+    fn each_kind_is_read_with_its_spec() {
+        let text = format!(
+            "{HEAD}kind: Network\nmetadata: {{ name: factory-net, labels: {{ site: a }} }}\nspec: {{ driver: overlay, attachable: true, subnets: [10.20.0.0/16], gateway: 10.20.0.1 }}\n---\n\
+             {HEAD}kind: Volume\nmetadata: {{ name: historian-data }}\nspec: {{ driverOpts: {{ type: nfs, o: \"addr=nfs.example\" }} }}\n---\n\
+             {HEAD}kind: Secret\nmetadata: {{ name: kafka-creds }}\nspec: {{ fromEnv: KAFKA_CREDS }}\n---\n\
+             {HEAD}kind: Config\nmetadata: {{ name: agent-cfg }}\nspec: {{ data: \"a=1\" }}\n"
+        );
+        let parsed = parse(&text).unwrap();
+        let kinds: Vec<ResourceKind> = parsed.resources.iter().map(|r| r.kind()).collect();
+        assert_eq!(kinds, ResourceKind::ALL);
+        let ResourceSpec::Network(net) = &parsed.resources[0].spec else {
+            panic!()
+        };
+        assert_eq!(net.driver.as_deref(), Some("overlay"));
+        assert_eq!(net.gateway.as_deref(), Some("10.20.0.1"));
+        assert_eq!(parsed.resources[0].labels["site"], "a");
+        let ResourceSpec::Secret(ContentSource::FromEnv { var, pos }) = &parsed.resources[2].spec
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (var.as_str(), pos.line, pos.column),
+            ("KAFKA_CREDS", 14, 18)
+        );
+    }
+
+    #[test]
+    fn mistakes_are_reported_where_they_are() {
+        let cases = [
+            // A secret in a manifest would be in git.
+            ("kind: Secret\nmetadata: { name: s }\nspec: { data: x }\n", "s.yaml:4:9: spec.data: unknown field `data`"),
+            ("kind: Config\nmetadata: { name: c }\nspec: { file: a, data: b }\n", "s.yaml:4:24: spec: give exactly one of `file`, `fromEnv` or `data`"),
+            ("kind: Network\nmetadata: { name: n }\nspec: { gateway: 10.0.0.1 }\n", "s.yaml:4:18: spec.gateway: needs exactly one entry in spec.subnets"),
+            ("kind: Network\nmetadata: { name: n }\nspec: { subnets: [10.0.0.0/33] }\n", "s.yaml:4:19: spec.subnets[0]: `10.0.0.0/33` is not an address range such as 10.20.0.0/16"),
+            ("kind: Volume\nmetadata: { name: /data }\nspec: {}\n", "s.yaml:3:19: metadata.name: name `/data` may contain only letters"),
+        ];
+        for (doc, expected) in cases {
+            let errors = parse(&format!("{HEAD}{doc}")).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.starts_with(expected)),
+                "{doc}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_assets_secrets_take_defaults_and_octal_modes() {
+        let text = format!(
+            "{HEAD}kind: Asset\nmetadata: {{ name: a }}\nspec:\n  image: i\n  secrets: [ kafka-creds, {{ source: tls, target: /etc/tls.pem, uid: 1000, mode: 0440 }} ]\n  configs: [ {{ source: cfg, target: agent.cfg }} ]\n"
+        );
+        let errors = parse(&text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("spec.configs[0].target: target `agent.cfg`"),
+            "{errors:?}"
+        );
+        let ok = parse(&text.replace("target: agent.cfg", "target: /etc/agent.cfg")).unwrap();
+        let spec = &ok.assets[0].spec;
+        assert_eq!(spec.secrets[0].target, "/run/secrets/kafka-creds");
+        assert_eq!((spec.secrets[0].mode, spec.secrets[1].mode), (0o400, 0o440));
+        assert_eq!(spec.secrets[1].uid, "1000");
+        assert_eq!(spec.configs[0].mode, 0o444);
+        let names: Vec<String> = ok.assets[0]
+            .references
+            .iter()
+            .map(|r| format!("{} {}", r.kind, r.name))
+            .collect();
+        assert_eq!(names, ["secret kafka-creds", "secret tls", "config cfg"]);
     }
 }
