@@ -725,8 +725,12 @@ fn validate(paths: Vec<PathBuf>, allow_bind: Vec<PathBuf>, output: Output) -> u8
             for text in report::render_errors(&errors, std::path::Path::new("")) {
                 eprintln!("{text}");
             }
+            let others = match desired.resources.len() {
+                0 => String::new(),
+                n => format!(" and {n} network(s), volume(s), secret(s) or config(s)"),
+            };
             println!(
-                "{} asset(s) valid, {} problem(s)",
+                "{} asset(s){others} valid, {} problem(s)",
                 desired.assets.len(),
                 errors.len()
             );
@@ -957,6 +961,12 @@ async fn engine_status(common: &CommonArgs) -> Option<assetd::status::StatusRepo
             &Default::default(),
             false,
         ),
+        stack: plan
+            .stack
+            .iter()
+            .filter(|a| !a.writes())
+            .map(ToString::to_string)
+            .collect(),
         ..Default::default()
     })
 }

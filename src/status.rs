@@ -104,6 +104,12 @@ pub struct StatusReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision_hold: Option<String>,
     pub assets: Vec<AssetStatus>,
+    /// Networks, volumes, secrets and configs left as they are, with why
+    /// (an undeclared volume kept, a changed network waiting for `assetd
+    /// recreate`, one still in use), and what the last pass did not get
+    /// done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack: Vec<String>,
 }
 
 /// The phases after a pass.
@@ -375,6 +381,9 @@ fn header_lines(report: &StatusReport) -> String {
     );
     if let Some(e) = &report.engine_error {
         let _ = writeln!(out, "engine: {e}");
+    }
+    for line in &report.stack {
+        let _ = writeln!(out, "{line}");
     }
     if let Some(c) = &report.writer_conflict {
         let _ = writeln!(out, "writer: {c}");

@@ -329,6 +329,13 @@ impl Daemon {
             revision: standing.revision.clone(),
             revision_hold: standing.revision_hold.clone(),
             assets,
+            stack: obs
+                .plan
+                .stack
+                .iter()
+                .filter(|a| !a.writes())
+                .map(ToString::to_string)
+                .collect(),
         };
         tracing::debug!(
             actions = obs.plan.actions.len(),
