@@ -725,15 +725,15 @@ fn validate(paths: Vec<PathBuf>, allow_bind: Vec<PathBuf>, output: Output) -> u8
             for text in report::render_errors(&errors, std::path::Path::new("")) {
                 eprintln!("{text}");
             }
-            let others = match desired.resources.len() {
-                0 => String::new(),
-                n => format!(" and {n} network(s), volume(s), secret(s) or config(s)"),
-            };
-            println!(
-                "{} asset(s){others} valid, {} problem(s)",
-                desired.assets.len(),
-                errors.len()
-            );
+            // `6 asset(s), 1 network(s), 2 secret(s) valid, 0 problem(s)`.
+            let mut counts = vec![format!("{} asset(s)", desired.assets.len())];
+            for kind in assetd::stack::ResourceKind::ALL {
+                let n = desired.resources.keys().filter(|(k, _)| *k == kind).count();
+                if n > 0 {
+                    counts.push(format!("{n} {kind}(s)"));
+                }
+            }
+            println!("{} valid, {} problem(s)", counts.join(", "), errors.len());
         }
     }
     if errors.is_empty() {

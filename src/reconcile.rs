@@ -120,6 +120,15 @@ fn stack_removals(desired: &Desired, plan: &Plan) -> Removals {
     Removals::Allowed
 }
 
+/// The assets' `--max-prune` and `--allow-mass-prune`, for the stack.
+fn mass_guard(config: &PlanConfig) -> crate::stack::plan::MassGuard {
+    crate::stack::plan::MassGuard {
+        allow: config.allow_mass_prune,
+        max_fraction: config.max_prune_fraction,
+        always_allowed: config.always_allowed_removals,
+    }
+}
+
 /// Carries out the stack plan's writes of one phase (`removals` false:
 /// the creates, before the assets; true: the removals, after them).
 pub async fn apply_stack(
@@ -257,6 +266,7 @@ pub async fn observe<S: DeploymentStrategy>(
             &desired.held_resources,
             &stack.objects,
             &removals,
+            mass_guard(&config.plan),
         );
     }
     Ok(Observation {
@@ -467,6 +477,7 @@ pub async fn run_pass<S: DeploymentStrategy>(
                 &desired.held_resources,
                 &found.objects,
                 &removals,
+                mass_guard(&config.plan),
             );
             stack_outcomes.extend(apply_stack(&engine, (&desired, &found, &again), true).await);
         }

@@ -286,7 +286,9 @@ fn example_manifests_are_valid() {
     let out = assetd(&["validate", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     assert!(
-        text(&out).0.contains("6 asset(s) valid, 0 problem(s)"),
+        text(&out)
+            .0
+            .contains("6 asset(s), 1 network(s) valid, 0 problem(s)"),
         "{:?}",
         text(&out)
     );

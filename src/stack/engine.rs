@@ -151,7 +151,8 @@ impl StackEngine {
                 let (Some(name), Some(id)) = (spec.name, secret.id) else {
                     continue;
                 };
-                let using = users.get(&(ResourceKind::Secret, name.clone())).cloned();
+                let using =
+                    with_any_version(&users, ResourceKind::Secret, &name, spec.labels.as_ref());
                 self.found(
                     &mut actual,
                     ResourceKind::Secret,
@@ -171,7 +172,8 @@ impl StackEngine {
                 let (Some(name), Some(id)) = (spec.name, config.id) else {
                     continue;
                 };
-                let using = users.get(&(ResourceKind::Config, name.clone())).cloned();
+                let using =
+                    with_any_version(&users, ResourceKind::Config, &name, spec.labels.as_ref());
                 self.found(
                     &mut actual,
                     ResourceKind::Config,
@@ -297,7 +299,11 @@ impl StackEngine {
             .list_services(Some(ListServicesOptionsBuilder::default().build()))
             .await
             .map_err(|e| StrategyError::docker("list services", "all", e))?;
-        for spec in services.into_iter().filter_map(|s| s.spec) {
+        for service in services {
+            let unfinished = update_unfinished(&service);
+            let Some(spec) = service.spec else {
+                continue;
+            };
             let name = spec.name.unwrap_or_default();
             let task = spec.task_template.unwrap_or_default();
             for network in task.networks.unwrap_or_default() {
@@ -306,15 +312,19 @@ impl StackEngine {
                 }
             }
             let container = task.container_spec.unwrap_or_default();
-            for secret in container.secrets.unwrap_or_default() {
-                if let Some(secret) = secret.secret_name {
-                    add(ResourceKind::Secret, secret, &name);
+            let secrets = container.secrets.unwrap_or_default().into_iter();
+            let configs = container.configs.unwrap_or_default().into_iter();
+            let files = secrets
+                .filter_map(|s| s.secret_name.map(|n| (ResourceKind::Secret, n)))
+                .chain(configs.filter_map(|c| c.config_name.map(|n| (ResourceKind::Config, n))));
+            for (kind, file) in files {
+                // While an update is not finished, Swarm may roll back to
+                // the previous spec: every version of the object is kept.
+                if let (true, Some((declared, _))) = (unfinished, file.rsplit_once('-')) {
+                    let waiting = format!("{name} (its update has not finished)");
+                    add(kind, format!("{ANY_VERSION}{declared}"), &waiting);
                 }
-            }
-            for config in container.configs.unwrap_or_default() {
-                if let Some(config) = config.config_name {
-                    add(ResourceKind::Config, config, &name);
-                }
+                add(kind, file, &name);
             }
             for mount in container.mounts.unwrap_or_default() {
                 if let Some(source) = mount.source {
@@ -592,6 +602,43 @@ impl StackEngine {
             })
             .collect()
     }
+}
+
+/// The key under which services mid-update hold every version of a
+/// declared secret or config.
+const ANY_VERSION: &str = "any version of ";
+
+/// The users of one secret or config version: its own, and the services
+/// mid-update that hold every version of its declared name.
+fn with_any_version(
+    users: &BTreeMap<(ResourceKind, String), BTreeSet<String>>,
+    kind: ResourceKind,
+    name: &str,
+    object_labels: Option<&HashMap<String, String>>,
+) -> Option<BTreeSet<String>> {
+    let own = users.get(&(kind, name.to_string())).cloned();
+    let declared = object_labels.and_then(|l| l.get(RESOURCE));
+    let held = declared.and_then(|d| users.get(&(kind, format!("{ANY_VERSION}{d}"))));
+    match (own, held) {
+        (None, None) => None,
+        (own, held) => Some(
+            own.into_iter()
+                .flatten()
+                .chain(held.into_iter().flatten().cloned())
+                .collect(),
+        ),
+    }
+}
+
+/// Whether a service's last update is still under way or stopped half
+/// way (Swarm could still roll it back).
+fn update_unfinished(service: &bollard::models::Service) -> bool {
+    use bollard::models::ServiceUpdateStatusStateEnum as State;
+    let state = service.update_status.as_ref().and_then(|s| s.state);
+    !matches!(
+        state,
+        None | Some(State::COMPLETED | State::ROLLBACK_COMPLETED | State::EMPTY)
+    )
 }
 
 /// Where a reference's file is on the host (local engine).

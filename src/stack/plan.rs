@@ -74,6 +74,27 @@ pub enum Removals {
 }
 
 /// `desired` against `actual`.
+/// The mass-prune guard, for the objects that are no longer declared at
+/// all (old versions of declared secrets are not counted): more than
+/// `always_allowed` of them at once, and more than `max_fraction` of ours,
+/// wait for `--allow-mass-prune`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MassGuard {
+    pub allow: bool,
+    pub max_fraction: f64,
+    pub always_allowed: usize,
+}
+
+impl Default for MassGuard {
+    fn default() -> Self {
+        MassGuard {
+            allow: false,
+            max_fraction: 0.5,
+            always_allowed: 5,
+        }
+    }
+}
+
 /// `held`: declared names that cannot be read this pass (a secret's file
 /// is missing): none of their versions is removed.
 pub fn plan(
@@ -81,6 +102,7 @@ pub fn plan(
     held: &BTreeSet<(ResourceKind, String)>,
     actual: &[ActualResource],
     removals: &Removals,
+    guard: MassGuard,
 ) -> Vec<StackAction> {
     let mut actions = Vec::new();
     let by_name: BTreeMap<(ResourceKind, &str), &ActualResource> = actual
@@ -140,7 +162,41 @@ pub fn plan(
             actions.push(action(StackOp::Remove));
         }
     }
+    mass_prune_guard(&mut actions, desired, actual, guard);
     actions
+}
+
+/// Holds the removals of undeclared objects when there are too many at
+/// once (a manifests directory emptied by a bad sync).
+fn mass_prune_guard(
+    actions: &mut [StackAction],
+    desired: &DesiredResources,
+    actual: &[ActualResource],
+    guard: MassGuard,
+) {
+    let undeclared = |a: &StackAction| {
+        let declared = actual
+            .iter()
+            .find(|o| o.kind == a.kind && o.engine_name == a.name)
+            .and_then(|o| o.declared.clone());
+        !declared.is_some_and(|d| desired.contains_key(&(a.kind, d)))
+    };
+    let removing = actions
+        .iter()
+        .filter(|a| a.op == StackOp::Remove && undeclared(a))
+        .count();
+    let ours = actual.iter().filter(|a| a.owned).count().max(1);
+    let share = removing as f64 / ours as f64;
+    if guard.allow || removing <= guard.always_allowed || share <= guard.max_fraction {
+        return;
+    }
+    for action in actions.iter_mut() {
+        if action.op == StackOp::Remove && undeclared(action) {
+            action.op = StackOp::Hold(format!(
+                "no longer declared; {removing} of assetd's {ours} networks, secrets and configs would go at once, more than --max-prune: pass --allow-mass-prune if that is meant"
+            ));
+        }
+    }
 }
 
 /// Networks and volumes keep their name; a secret's or config's engine
@@ -229,6 +285,7 @@ mod tests {
             &BTreeSet::new(),
             &actual,
             &Removals::Allowed,
+            MassGuard::default(),
         ));
         assert_eq!(got, ["create network net-a"]);
     }
@@ -245,6 +302,7 @@ mod tests {
             &BTreeSet::new(),
             &actual,
             &Removals::Allowed,
+            MassGuard::default(),
         ));
         assert_eq!(
             got[0],
@@ -262,10 +320,57 @@ mod tests {
             &BTreeSet::new(),
             &actual[1..2],
             &held,
+            MassGuard::default(),
         ));
         assert_eq!(
             got,
             ["hold network unused: no longer declared; a manifest is invalid"]
+        );
+    }
+
+    #[test]
+    fn many_undeclared_at_once_wait_for_allow_mass_prune() {
+        let actual: Vec<ActualResource> = (0..8)
+            .map(|i| present(ResourceKind::Network, &format!("n{i}"), "h", &[]))
+            .collect();
+        let none = DesiredResources::new();
+        let got = ops(&plan(
+            &none,
+            &BTreeSet::new(),
+            &actual,
+            &Removals::Allowed,
+            MassGuard::default(),
+        ));
+        assert!(
+            got.iter().all(|h| h.contains("more than --max-prune")),
+            "{got:?}"
+        );
+        let allow = MassGuard {
+            allow: true,
+            ..MassGuard::default()
+        };
+        let got = ops(&plan(
+            &none,
+            &BTreeSet::new(),
+            &actual,
+            &Removals::Allowed,
+            allow,
+        ));
+        assert!(
+            got.iter().all(|h| h.starts_with("remove network")),
+            "{got:?}"
+        );
+        // A few at a time always go.
+        let got = ops(&plan(
+            &none,
+            &BTreeSet::new(),
+            &actual[..5],
+            &Removals::Allowed,
+            MassGuard::default(),
+        ));
+        assert!(
+            got.iter().all(|h| h.starts_with("remove network")),
+            "{got:?}"
         );
     }
 
@@ -289,6 +394,7 @@ mod tests {
             &BTreeSet::new(),
             &actual,
             &Removals::Allowed,
+            MassGuard::default(),
         ));
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(

@@ -87,13 +87,7 @@ impl LocalDocker {
     /// See [`DeploymentStrategy::moved_image`]: the running containers'
     /// images against the digest the registry gives for the tag.
     pub async fn moved_image(&self, spec: &DeploySpec, have: &ActualAsset) -> Option<String> {
-        let digest = match pull::registry_digest(&self.docker, &spec.image, &self.registry).await {
-            Ok(digest) => digest,
-            Err(e) => {
-                tracing::debug!(image = %spec.image, error = %e, "cannot ask the registry about the tag");
-                return None;
-            }
-        };
+        let digest = pull::digest_if_known(&self.docker, &spec.image, &self.registry).await?;
         for id in &have.object_ids {
             let container = self
                 .docker

@@ -87,6 +87,18 @@ pub async fn registry_digest(
         .ok_or_else(|| StrategyError::Refused(format!("the registry gave no digest for {image}")))
 }
 
+/// [`registry_digest`] for a moved-tag check: a registry that cannot be
+/// asked is no drift (logged at debug level).
+pub async fn digest_if_known(docker: &Docker, image: &str, auth: &RegistryAuth) -> Option<String> {
+    match registry_digest(docker, image, auth).await {
+        Ok(digest) => Some(digest),
+        Err(e) => {
+            tracing::debug!(image, error = %e, "cannot ask the registry about the tag");
+            None
+        }
+    }
+}
+
 /// Whether one of an image's repo digests (`repo@sha256:…`) is `digest`.
 pub fn has_digest(repo_digests: &[String], digest: &str) -> bool {
     repo_digests

@@ -96,13 +96,7 @@ impl Swarm {
     /// pinned to (or, unpinned, the manager's copy) against the
     /// registry's.
     pub async fn moved_image(&self, spec: &DeploySpec, have: &ActualAsset) -> Option<String> {
-        let digest = match pull::registry_digest(&self.docker, &spec.image, &self.registry).await {
-            Ok(digest) => digest,
-            Err(e) => {
-                tracing::debug!(image = %spec.image, error = %e, "cannot ask the registry about the tag");
-                return None;
-            }
-        };
+        let digest = pull::digest_if_known(&self.docker, &spec.image, &self.registry).await?;
         let service = self
             .docker
             .inspect_service(have.object_ids.first()?, None::<InspectServiceOptions>)
