@@ -129,14 +129,19 @@ start_node() {
     # nsenter --net: join the node's namespace but keep the host's mounts.
     # unshare --uts + hostname: a distinct node hostname in `docker node ls`.
     # --cgroup-parent: per-node cgroup, so each node's containers can be told apart.
-    # The proxy variables: each task start pulls first (as on a real
-    # fleet, so a task on any node pulls from the private registry with the
-    # login its service carries), and a pull from anywhere but the test
-    # registry fails at once (nothing listens on the namespace's loopback;
-    # without it a public pull would wait 20 s for DNS), so the local test
-    # images are used.
+    # How tasks get their image. n1, n2: DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1,
+    # the local copy, no registry. n3 (PULLING_NODE) pulls at every task
+    # start, as a real fleet does, so a task there pulls from the private
+    # registry with the login its service carries; a pull from anywhere
+    # but the test registry fails at once through a dead proxy (nothing
+    # listens on the namespace's loopback; without it a public pull waits
+    # 20 s for DNS), and the local test images are used.
+    local pulls=(DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1)
+    if [ "$n" = "$PULLING_NODE" ]; then
+        pulls=(HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY="${NODE_REGISTRY%:*}")
+    fi
     # shellcheck disable=SC2016  # $0/$@ are for the inner sh
-    HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY="${NODE_REGISTRY%:*}" \
+    env "${pulls[@]}" \
     setsid nohup nsenter --net="/var/run/netns/$(ns "$n")" \
         unshare --uts \
         sh -c 'hostname "$0" && exec "$@"' "assetd-n$n" \
@@ -148,7 +153,7 @@ start_node() {
             --config-file "$DATA_BASE/n$n/daemon.json" \
             --cgroup-parent "/assetd-mn-n$n" \
         </dev/null >>"$(logf "$n")" 2>&1 9>&- &
-    # setsid/nohup/nsenter/unshare/sh all exec in place: $! is the dockerd.
+    # env/setsid/nohup/nsenter/unshare/sh all exec in place: $! is the dockerd.
     STARTED_PID[$n]=$!
 }
 
@@ -333,6 +338,8 @@ images_up() {
 # of the same storage and htpasswd listens there (and nowhere else). Tests
 # push through loopback and the nodes pull through the bridge.
 NODE_REGISTRY=${BRIDGE_ADDR%/*}:5598
+# The node whose tasks pull (see start_node).
+PULLING_NODE=3
 REGISTRY_DIR=/var/lib/assetd-test/registry
 NODE_REGISTRY_CONFIG=$REGISTRY_DIR/config-nodes.yml
 

@@ -707,23 +707,27 @@ async fn a_task_on_another_manager_pulls_from_the_private_registry_with_the_forw
     }
     let image = format!("{node_registry}/assetd-test/{tag}:1");
 
-    // assetd runs on n1; the task is placed on a manager that is neither
-    // n1 nor the leader. Node nX carries zone=nX and is hosts[X-1].
+    // assetd runs on n1; the task is placed on n3, the node whose tasks
+    // pull (scripts/multinode.sh), which is neither n1 nor the leader (this
+    // test runs first, before any other moves the leadership).
     let nodes = dockers[0].list_nodes(None).await.unwrap();
+    let zone_of = |n: &bollard::models::Node| {
+        n.spec
+            .as_ref()
+            .and_then(|s| s.labels.as_ref())
+            .and_then(|l| l.get("zone").cloned())
+    };
     let target = nodes
         .iter()
-        .find(|n| {
-            let zone = n
-                .spec
-                .as_ref()
-                .and_then(|s| s.labels.as_ref())
-                .and_then(|l| l.get("zone"));
-            let leader = n.manager_status.as_ref().and_then(|m| m.leader) == Some(true);
-            zone.is_some_and(|z| z != "n1") && !leader
-        })
-        .expect("a manager other than n1 and the leader");
-    let zone = target.spec.as_ref().unwrap().labels.as_ref().unwrap()["zone"].clone();
-    let target_docker = &dockers[zone[1..].parse::<usize>().unwrap() - 1];
+        .find(|n| zone_of(n).as_deref() == Some("n3"))
+        .expect("node n3");
+    assert_ne!(
+        target.manager_status.as_ref().and_then(|m| m.leader),
+        Some(true),
+        "n3 leads the Swarm"
+    );
+    let zone = "n3";
+    let target_docker = &dockers[2];
     assert!(
         target_docker.inspect_image(&image).await.is_err(),
         "the target node has the image already"
