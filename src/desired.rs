@@ -895,9 +895,11 @@ fn read_manifest(path: &Path, opts: &LoadOptions) -> Result<(Vec<u8>, Metadata),
 /// `*.yaml` / `*.yml`, not hidden, not an editor's temp, backup or lock
 /// file.
 fn is_manifest_name(name: &str) -> bool {
-    let has_extension = name.ends_with(".yaml") || name.ends_with(".yml");
-    let stem_len = name.len() - if name.ends_with(".yaml") { 5 } else { 4 };
-    has_extension && stem_len > 0 && !name.starts_with('.') && !is_editor_temp(name)
+    // A name shorter than its extension (a secret's file `k`) is not one.
+    let stem = name
+        .strip_suffix(".yaml")
+        .or_else(|| name.strip_suffix(".yml"));
+    stem.is_some_and(|stem| !stem.is_empty()) && !name.starts_with('.') && !is_editor_temp(name)
 }
 
 /// Names editors and merge tools leave next to real files. Most cannot end
@@ -1009,6 +1011,16 @@ mod tests {
 
     fn name(n: &str) -> AssetName {
         AssetName::new(n).unwrap()
+    }
+
+    #[test]
+    fn names_shorter_than_an_extension_are_not_manifests() {
+        for name in ["k", "ab", "yml", ".yml", "x.yml~"] {
+            assert!(!is_manifest_name(name), "{name}");
+        }
+        for name in ["a.yml", "a.yaml", "cell3.yaml"] {
+            assert!(is_manifest_name(name), "{name}");
+        }
     }
 
     #[test]

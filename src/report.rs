@@ -230,7 +230,12 @@ pub fn plan_text(
     // Networks, volumes, secrets and configs first: they are created
     // before the assets that use them.
     for action in &plan.stack {
-        let _ = writeln!(out, "{} {action}", if action.writes() { "~" } else { "=" });
+        let mark = match action.op {
+            crate::stack::plan::StackOp::Create => "+",
+            crate::stack::plan::StackOp::Remove => "-",
+            crate::stack::plan::StackOp::Hold(_) => "=",
+        };
+        let _ = writeln!(out, "{mark} {action}");
     }
     for action in &plan.actions {
         let kind = action.kind();

@@ -136,13 +136,28 @@ pub struct FileRef {
     pub target: String,
     pub uid: String,
     pub gid: String,
-    /// File mode, e.g. 0o400.
+    /// File mode, e.g. 0o400; written `"0400"` in plans and the store.
+    #[serde(with = "octal_mode")]
     pub mode: u32,
     /// The content's version (the first 12 hex digits of its sha256),
     /// filled in once every file is read: a rotation changes the asset's
     /// hash, so the asset is updated to the new version. Never the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+}
+
+/// A file mode as people write it: `"0440"` rather than 288.
+mod octal_mode {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{mode:04o}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let text = String::deserialize(d)?;
+        u32::from_str_radix(&text, 8).map_err(serde::de::Error::custom)
+    }
 }
 
 impl FileRef {
@@ -600,6 +615,27 @@ pub(crate) mod tests {
             secrets: Vec::new(),
             configs: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_file_mode_reads_as_octal_and_no_secrets_keep_older_hashes() {
+        let mut spec = sample();
+        let before = spec.hash();
+        assert!(!serde_json::to_string(&spec).unwrap().contains("secrets"));
+        spec.secrets.push(FileRef {
+            source: "creds".into(),
+            target: "/run/secrets/creds".into(),
+            uid: "0".into(),
+            gid: "0".into(),
+            mode: 0o440,
+            version: Some("3f2a91c04b1e".into()),
+        });
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(json.contains(r#""mode":"0440""#), "{json}");
+        let back: DeploySpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, spec);
+        assert_ne!(spec.hash(), before);
+        assert_eq!(spec.secrets[0].versioned_name(), "creds-3f2a91c04b1e");
     }
 
     #[test]
