@@ -269,6 +269,17 @@ mod tests {
         }
     }
 
+    /// The plan with nothing held, removals allowed, the default guard.
+    fn plan_of(desired: &DesiredResources, actual: &[ActualResource]) -> Vec<StackAction> {
+        plan(
+            desired,
+            &BTreeSet::new(),
+            actual,
+            &Removals::Allowed,
+            MassGuard::default(),
+        )
+    }
+
     fn ops(actions: &[StackAction]) -> Vec<String> {
         actions.iter().map(|a| a.to_string()).collect()
     }
@@ -280,13 +291,7 @@ mod tests {
             declared(ResourceKind::Network, "net-b", "h2"),
         ]);
         let actual = [present(ResourceKind::Network, "net-b", "h2", &[])];
-        let got = ops(&plan(
-            &desired,
-            &BTreeSet::new(),
-            &actual,
-            &Removals::Allowed,
-            MassGuard::default(),
-        ));
+        let got = ops(&plan_of(&desired, &actual));
         assert_eq!(got, ["create network net-a"]);
     }
 
@@ -297,13 +302,7 @@ mod tests {
             present(ResourceKind::Network, "unused", "h", &[]),
             present(ResourceKind::Volume, "data", "h", &[]),
         ];
-        let got = ops(&plan(
-            &DesiredResources::new(),
-            &BTreeSet::new(),
-            &actual,
-            &Removals::Allowed,
-            MassGuard::default(),
-        ));
+        let got = ops(&plan_of(&DesiredResources::new(), &actual));
         assert_eq!(
             got[0],
             "hold network used: no longer declared, still used by cnc-agent"
@@ -334,13 +333,7 @@ mod tests {
             .map(|i| present(ResourceKind::Network, &format!("n{i}"), "h", &[]))
             .collect();
         let none = DesiredResources::new();
-        let got = ops(&plan(
-            &none,
-            &BTreeSet::new(),
-            &actual,
-            &Removals::Allowed,
-            MassGuard::default(),
-        ));
+        let got = ops(&plan_of(&none, &actual));
         assert!(
             got.iter().all(|h| h.contains("more than --max-prune")),
             "{got:?}"
@@ -361,13 +354,7 @@ mod tests {
             "{got:?}"
         );
         // A few at a time always go.
-        let got = ops(&plan(
-            &none,
-            &BTreeSet::new(),
-            &actual[..5],
-            &Removals::Allowed,
-            MassGuard::default(),
-        ));
+        let got = ops(&plan_of(&none, &actual[..5]));
         assert!(
             got.iter().all(|h| h.starts_with("remove network")),
             "{got:?}"
@@ -389,13 +376,7 @@ mod tests {
             foreign,
             stranger,
         ];
-        let got = ops(&plan(
-            &desired,
-            &BTreeSet::new(),
-            &actual,
-            &Removals::Allowed,
-            MassGuard::default(),
-        ));
+        let got = ops(&plan_of(&desired, &actual));
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(
             got[0].contains("assetd recreate network net --confirm"),
