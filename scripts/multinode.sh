@@ -302,7 +302,14 @@ swarm_up() {
     done
     # Node labels zone=nX (the node ID comes from the node's own engine).
     for n in $NODES; do
-        dn "$mgr" node update --label-add "zone=n$n" "$(dn "$n" info --format '{{.Swarm.NodeID}}')" >/dev/null
+        # A node update is a read-modify-write: retry when it lost a
+        # version race ("update out of sequence").
+        id=$(dn "$n" info --format '{{.Swarm.NodeID}}')
+        for try in 1 2 3 4 5 6 7 8 9 10; do
+            if err=$(dn "$mgr" node update --label-add "zone=n$n" "$id" 2>&1 >/dev/null); then break; fi
+            case "$err" in *"out of sequence"*) [ "$try" -lt 10 ] && { sleep 0.2; continue; } ;; esac
+            die "labelling n$n: $err"
+        done
     done
     wait_ready "$mgr"
 }

@@ -369,16 +369,22 @@ pub async fn fetch_events(socket: &Path, after: u64) -> Result<Vec<crate::events
 }
 
 /// An asset's kept revisions, from the running daemon.
+/// `None`: the daemon answered that it knows no such asset.
 pub async fn fetch_history(
     socket: &Path,
     name: &AssetName,
-) -> Result<Vec<crate::history::Revision>, String> {
+) -> Result<Option<Vec<crate::history::Revision>>, String> {
     let (status, body) =
         request_status(socket, hyper::Method::GET, &format!("/v1/history/{name}")).await?;
+    if status == hyper::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
     if !status.is_success() {
         return Err(String::from_utf8_lossy(&body).into_owned());
     }
-    serde_json::from_slice(&body).map_err(|e| format!("bad history answer: {e}"))
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| format!("bad history answer: {e}"))
 }
 
 /// Asks the running daemon to pin `name` to an earlier revision.

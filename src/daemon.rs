@@ -174,6 +174,9 @@ struct Daemon {
     guard: Option<(String, crate::revision::Revision)>,
     /// The guard's last reason, logged once.
     last_revision_hold: Option<String>,
+    /// The invalid manifest files as last logged (file → its errors): a
+    /// file is logged once per change, not at every pass.
+    logged_invalid: BTreeMap<String, Vec<String>>,
     /// Stops the lease task, which then hands the lease over: after the
     /// drain, when nothing writes any more.
     lease_stop: CancellationToken,
@@ -237,6 +240,7 @@ impl Daemon {
             watchdog: watchdog.is_some(),
             api,
             notifier,
+            logged_invalid: BTreeMap::new(),
             lease: None,
             lease_task: None,
             guard: None,

@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::{self, ManifestError, ParsedAsset, Policy, SourcePos};
 use crate::spec::{AssetName, DeploySpec, SpecHash};
-use crate::stack::{ParsedResource, ResourceKind};
+use crate::stack::{ContentSource, ParsedResource, ResourceKind, ResourceSpec};
 
 /// How to read the manifests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -218,6 +218,10 @@ pub struct Desired {
     /// Declared objects that cannot be used this pass (declared twice, a
     /// secret's file missing): none of their versions is removed.
     pub held_resources: BTreeSet<(ResourceKind, String)>,
+    /// Named volumes that assets mount but that are neither declared nor
+    /// on the engine: the engine creates them on first use, so they hold
+    /// nothing; `plan` says so (volume name → the assets that mount it).
+    pub implicit_volumes: BTreeMap<String, Vec<AssetName>>,
 }
 
 /// Why a name is held although its file is valid: one entry per
@@ -306,11 +310,15 @@ impl Desired {
 }
 
 impl Desired {
-    /// Holds every asset that names a network, volume, secret or config
-    /// that is neither declared nor in `present` (the engine's names),
-    /// with an error at the name: it could only fail at deploy time, and
-    /// the version that runs must keep running.
+    /// Holds every asset that names a network, secret or config that is
+    /// neither declared nor in `present` (the engine's names), with an
+    /// error at the name: it could only fail at deploy time, and the
+    /// version that runs must keep running. A named volume is not held:
+    /// the engine creates it on first use (`docker run -v name:/x`, and a
+    /// Swarm mount on each node, where the manager cannot even list a
+    /// worker's volumes); it is noted in `implicit_volumes` instead.
     pub fn hold_missing_references(&mut self, present: &BTreeSet<(ResourceKind, String)>) {
+        self.implicit_volumes.clear();
         let mut missing: Vec<(AssetName, ManifestError)> = Vec::new();
         for (name, asset) in &self.assets {
             for r in &asset.references {
@@ -326,6 +334,13 @@ impl Desired {
                     || self.held_resources.contains(&key)
                     || present.contains(&key)
                 {
+                    continue;
+                }
+                if r.kind == ResourceKind::Volume {
+                    let users = self.implicit_volumes.entry(r.name.clone()).or_default();
+                    if !users.contains(name) {
+                        users.push(name.clone());
+                    }
                     continue;
                 }
                 let message = format!(
@@ -639,8 +654,16 @@ impl<'a> Loader<'a> {
     /// Parses what was found and resolves duplicates and port conflicts
     /// into `held`.
     fn finish(mut self, dir: DirState) -> Desired {
-        let (mut parsed, resources) = self.parse_pending();
-        let invalid_files = self.invalid_files;
+        let (mut parsed, mut resources) = self.parse_pending();
+        // A file a Secret or Config reads is data, never a manifest, even
+        // with a YAML name (`secrets/db-creds.yaml`): what its parse found
+        // or said (its lines, the value among them) is dropped unseen.
+        let data = data_files(&resources);
+        let mut invalid_files = self.invalid_files;
+        let is_data = |source: &str| data.contains(&lexical(Path::new(source)));
+        invalid_files.retain(|source, _| !is_data(source));
+        parsed.retain(|(source, _)| !is_data(source));
+        resources.retain(|(source, _)| !is_data(source));
         let declared = crate::stack::declared::declare(resources, self.root, self.env);
         let mut holds = Holds::default();
         holds.conflicts.extend(declared.errors.iter().cloned());
@@ -679,8 +702,48 @@ impl<'a> Loader<'a> {
             conflicts: holds.conflicts,
             held_resources: declared.held.into_keys().collect(),
             resources: declared.resources,
+            implicit_volumes: BTreeMap::new(),
         }
     }
+}
+
+/// The files that Secrets and Configs read their content from, as
+/// [`lexical`] spells their sources.
+fn data_files(resources: &[(String, ParsedResource)]) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    for (source, resource) in resources {
+        let (ResourceSpec::Secret(ContentSource::File { path, .. })
+        | ResourceSpec::Config(ContentSource::File { path, .. })) = &resource.spec
+        else {
+            continue;
+        };
+        let base = Path::new(source).parent().unwrap_or(Path::new(""));
+        files.insert(lexical(&base.join(path)));
+    }
+    files
+}
+
+/// `path` with `.` and `..` resolved by its spelling alone (a source is
+/// relative to the manifests directory, or, for `validate DIR`, spelled
+/// from DIR), so that two spellings of one file compare equal.
+fn lexical(path: &Path) -> String {
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    let mut root = "";
+    for part in path.components() {
+        match part {
+            std::path::Component::Normal(p) => parts.push(p),
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::RootDir => root = "/",
+            std::path::Component::CurDir | std::path::Component::Prefix(_) => {}
+        }
+    }
+    let joined: Vec<String> = parts
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    format!("{root}{}", joined.join("/"))
 }
 
 /// Assets left as they run because their declarations conflict, and the

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use assetd::desired::{self, LoadOptions};
 use assetd::engine::{self, StrategyChoice};
@@ -247,7 +247,8 @@ struct DaemonSocket {
     #[arg(
         long = "state-dir",
         env = "ASSETD_STATE_DIR",
-        default_value = "/var/lib/assetd"
+        default_value = "/var/lib/assetd",
+        value_parser = absolute_path
     )]
     state_dir: PathBuf,
     /// The daemon's socket (default: assetd.sock in the state dir).
@@ -276,7 +277,8 @@ struct CommonArgs {
     #[arg(
         long = "state-dir",
         env = "ASSETD_STATE_DIR",
-        default_value = "/var/lib/assetd"
+        default_value = "/var/lib/assetd",
+        value_parser = absolute_path
     )]
     state_dir: PathBuf,
     #[arg(long, value_enum, env = "ASSETD_STRATEGY", default_value = "auto")]
@@ -388,6 +390,14 @@ enum LogFormat {
     Json,
 }
 
+/// A path made absolute once, at start: a relative `--state-dir` would
+/// otherwise reach the engine as a relative bind source (a local
+/// secret's file), which it refuses, and would change meaning with the
+/// working directory.
+fn absolute_path(s: &str) -> Result<PathBuf, String> {
+    std::path::absolute(s).map_err(|e| format!("{s}: {e}"))
+}
+
 fn parse_instance(s: &str) -> Result<String, String> {
     assetd::spec::AssetName::new(s)
         .map(|n| n.to_string())
@@ -463,8 +473,11 @@ impl CommonArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let code = match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
@@ -487,7 +500,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let code = runtime.block_on(dispatch(cli.command));
+    let given = Given::from_matches(&matches);
+    let code = runtime.block_on(dispatch(cli.command, given));
     ExitCode::from(code)
 }
 
@@ -503,7 +517,26 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn dispatch(command: Command) -> u8 {
+/// What the operator said on the command line (or in the environment),
+/// as opposed to a default: some commands act differently on it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Given {
+    /// `plan --manifests DIR` (or `ASSETD_MANIFESTS`): plan that directory,
+    /// even while a daemon of another directory answers.
+    plan_manifests: bool,
+}
+
+impl Given {
+    fn from_matches(matches: &clap::ArgMatches) -> Self {
+        let plan_manifests = matches
+            .subcommand_matches("plan")
+            .and_then(|plan| plan.value_source("manifests"))
+            .is_some_and(|source| source != clap::parser::ValueSource::DefaultValue);
+        Given { plan_manifests }
+    }
+}
+
+async fn dispatch(command: Command, given: Given) -> u8 {
     match command {
         Command::Validate {
             paths,
@@ -535,7 +568,7 @@ async fn dispatch(command: Command) -> u8 {
             common,
             socket,
             output,
-        } => plan(common, socket, output).await,
+        } => plan(common, socket, output, given.plan_manifests).await,
         Command::Suspend {
             targets,
             reason,
@@ -768,6 +801,10 @@ async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
+    if let Some(daemon) = running_daemon(&common.state_dir).await {
+        eprintln!("{daemon}");
+        return EXIT_NOT_WRITER;
+    }
     let store: Arc<dyn Store> = match SledStore::open_async(&common.state_dir).await {
         Ok((store, _)) => Arc::new(store),
         Err(e) => {
@@ -808,6 +845,20 @@ async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
             EXIT_FAILED
         }
     }
+}
+
+/// What to tell an operator who runs `apply --once` on the state dir of
+/// a running daemon: that daemon holds the store and applies the
+/// manifests itself; its held removals are confirmed through it.
+async fn running_daemon(state_dir: &std::path::Path) -> Option<String> {
+    let socket = state_dir.join("assetd.sock");
+    let status = assetd::api::fetch_status(&socket).await.ok()?;
+    let role = status.role.as_deref().unwrap_or("running");
+    Some(format!(
+        "assetd: a daemon ({role}) runs on --state-dir {dir} and holds its store; it applies the manifests itself, so nothing was written. \
+         See what it does with `assetd status --state-dir {dir}`; confirm the removals it holds with `assetd prune --confirm --state-dir {dir}`.",
+        dir = state_dir.display()
+    ))
 }
 
 /// The writer lease `apply --once` holds on Swarm, renewed while it runs.

@@ -105,6 +105,13 @@ impl Plan {
         self.actions.iter().any(|a| a.kind() != ActionKind::Hold)
             || self.stack.iter().any(|a| a.writes())
     }
+
+    /// Whether a change is held until the operator acts: removals the
+    /// mass-prune guard holds, a network changed in a way only `assetd
+    /// recreate` applies. The engine does not match the manifests.
+    pub fn awaits_operator(&self) -> bool {
+        !self.confirmable.is_empty() || self.stack.iter().any(|a| a.awaits_operator)
+    }
 }
 
 pub fn plan(
@@ -506,6 +513,7 @@ mod tests {
             conflicts: vec![],
             resources: Default::default(),
             held_resources: Default::default(),
+            implicit_volumes: Default::default(),
         }
     }
 

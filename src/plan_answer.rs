@@ -67,7 +67,7 @@ pub async fn plan_answer(
     };
     let outcome = if !desired.errors().is_empty() || dir_problem.is_some() {
         PlanOutcome::Invalid
-    } else if plan.has_changes() {
+    } else if plan.has_changes() || plan.awaits_operator() {
         PlanOutcome::Pending
     } else {
         PlanOutcome::InSync

@@ -74,11 +74,15 @@ impl PassReport {
     }
 
     /// Actions held (left as it runs, or a removal waiting).
+    /// Assets held, and networks, secrets and configs held until the
+    /// operator acts.
     pub fn held(&self) -> usize {
-        self.outcomes
+        let assets = self
+            .outcomes
             .iter()
             .filter(|o| o.kind == ActionKind::Hold)
-            .count()
+            .count();
+        assets + self.plan.stack.iter().filter(|a| a.awaits_operator).count()
     }
 }
 

@@ -237,6 +237,9 @@ pub fn plan_text(
         };
         let _ = writeln!(out, "{mark} {action}");
     }
+    for note in implicit_volume_notes(desired) {
+        let _ = writeln!(out, "  note: {note}");
+    }
     for action in &plan.actions {
         let kind = action.kind();
         let head = format!("{} {kind} {}", symbol(kind), action.name);
@@ -268,6 +271,21 @@ pub fn plan_text(
     out
 }
 
+/// One line per undeclared named volume the engine will create itself.
+fn implicit_volume_notes(desired: &Desired) -> Vec<String> {
+    desired
+        .implicit_volumes
+        .iter()
+        .map(|(volume, users)| {
+            let users: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+            format!(
+                "volume `{volume}` is not declared: the engine creates it on first use (mounted by {})",
+                users.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// `assetd plan -o json|yaml`.
 #[derive(Debug, Serialize)]
 pub struct PlanDocument<'a> {
@@ -280,6 +298,9 @@ pub struct PlanDocument<'a> {
     /// Networks, volumes, secrets and configs to create, remove or hold.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub stack: &'a [crate::stack::plan::StackAction],
+    /// Undeclared named volumes the engine creates on first use.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub errors: Vec<String>,
     pub changes_pending: bool,
 }
@@ -295,6 +316,7 @@ pub fn plan_document<'a>(
         pinned: &plan.pinned,
         stack: &plan.stack,
         unchanged: &plan.unchanged,
+        notes: implicit_volume_notes(desired),
         errors: error_lines(desired),
         changes_pending: plan.has_changes(),
     }

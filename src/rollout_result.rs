@@ -67,6 +67,26 @@ pub async fn wait_for_rollouts<S: DeploymentStrategy + ?Sized>(
         })
         .map(|o| &o.name)
         .collect();
+    // A first deploy is watched for its monitor window too: a container
+    // that dies after a few seconds has not come up (the strategies'
+    // update gates cover updates; nothing covers a create).
+    let created_until: BTreeMap<&AssetName, tokio::time::Instant> = pass
+        .outcomes
+        .iter()
+        .filter(|o| o.error.is_none() && o.kind == ActionKind::Create)
+        .filter_map(|o| {
+            let spec = &pass.desired.assets.get(&o.name)?.spec;
+            let default = match swarm {
+                true => crate::strategy::swarm::ROLLOUT_MONITOR,
+                false => crate::strategy::local::DEFAULT_MONITOR,
+            };
+            let monitor = spec
+                .update
+                .as_ref()
+                .map_or(default, |policy| policy.monitor_or(default));
+            Some((&o.name, started + monitor))
+        })
+        .collect();
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let actual = strategy
@@ -89,7 +109,11 @@ pub async fn wait_for_rollouts<S: DeploymentStrategy + ?Sized>(
             .filter(|name| {
                 let not_started =
                     starting && updated.contains(name) && !seen_rolling.contains(*name);
+                let monitored = created_until
+                    .get(*name)
+                    .is_some_and(|until| tokio::time::Instant::now() < *until);
                 not_started
+                    || monitored
                     || actual
                         .iter()
                         .find(|a| &a.name == *name)

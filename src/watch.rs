@@ -349,6 +349,18 @@ fn container_event_urgency(action: &str) -> Option<Trigger> {
     }
 }
 
+/// How long after a `pause` or `stop` a second pass looks again.
+const SECOND_LOOK: Duration = Duration::from_secs(1);
+
+/// The engine announces a container's `pause` (and may announce its
+/// `stop`) before the state its listings read is saved, so the pass the
+/// event starts can still see it running: one more look a moment later
+/// makes sure the change is seen, rather than at the next resync.
+fn needs_a_second_look(event: &bollard::models::EventMessage) -> bool {
+    event.typ == Some(bollard::models::EventMessageTypeEnum::CONTAINER)
+        && matches!(event.action.as_deref(), Some("pause" | "stop"))
+}
+
 /// Follows Docker's event stream; reconnects with backoff when it ends
 /// (dockerd restarted) and asks for a full pass after every reconnect,
 /// since events were missed meanwhile.
@@ -394,6 +406,13 @@ pub async fn watch_docker(
                     if let Some(trigger) = relevance(&event, &instance) {
                         counters.docker_events.fetch_add(1, Ordering::Relaxed);
                         let _ = triggers.try_send(trigger);
+                        if needs_a_second_look(&event) {
+                            let triggers = triggers.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(SECOND_LOOK).await;
+                                let _ = triggers.try_send(Trigger::Now);
+                            });
+                        }
                     }
                 }
                 Some(Err(e)) => {

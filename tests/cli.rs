@@ -564,3 +564,24 @@ async fn apply_once_on_swarm_waits_for_the_rollout_and_reports_its_rollback() {
         "{stdout}{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_deploy_that_dies_within_its_monitor_window_fails_apply() {
+    let env = TestEnv::new("cli-createmon").await;
+    // Runs a few seconds, then dies: a first deploy that never came up.
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            "  command: [sh, -c, \"sleep 3; exit 3\"]\n  update: { monitor: 8s }\n",
+        ),
+    );
+    let out = run(&["apply", "--once"], &env, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("failed: {}", env.name("a"))),
+        "{stdout}{stderr}"
+    );
+}

@@ -1341,6 +1341,41 @@ async fn a_paused_container_is_unpaused_not_recreated() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn every_pause_is_noticed_from_its_event_not_at_the_resync() {
+    // Alone on the engine: a loaded engine drops events for a lagging
+    // subscriber, and this test is about what one event does.
+    let _engine = exclusive().await;
+    let env = TestEnv::new("dm-pause3").await;
+    let a = env.name("a");
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    let daemon = start_daemon_with(
+        &env,
+        Options {
+            resync: "300s",
+            ..Options::default()
+        },
+    );
+    daemon
+        .wait_phase(std::slice::from_ref(&a), Phase::Running)
+        .await;
+    // The engine announces a pause before its listings show it: some
+    // passes it starts still see the container running.
+    for round in 0..3 {
+        wait_running(&env.docker, &a, IMAGE_1).await;
+        env.docker.pause_container(&a).await.unwrap();
+        eventually(
+            &format!("round {round}: unpaused long before the resync"),
+            CONVERGE,
+            || async {
+                let state = env.docker.inspect_container(&a, None).await.ok()?.state?;
+                (state.paused == Some(false) && state.running == Some(true)).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_multi_document_file_rewritten_slowly_in_place_removes_nothing() {
     let _engine = shared().await;
     let env = TestEnv::new("dm-slowwrite").await;
@@ -1621,16 +1656,15 @@ async fn on_swarm_status_is_pending_while_no_node_fits_and_an_image_changed_by_h
         Some((image, version))
     };
     let (_, deployed) = service_image(env.docker.clone(), a.clone()).await.unwrap();
-    let by_hand = Command::new("docker")
-        .args(["-H", &common::docker_host(), "service", "update"])
-        .args(["--detach", "--no-resolve-image", "--image", IMAGE_2, &a])
-        .output()
-        .expect("run docker");
-    assert!(
-        by_hand.status.success(),
-        "{}",
-        String::from_utf8_lossy(&by_hand.stderr)
-    );
+    common::docker_cli(&[
+        "service",
+        "update",
+        "--detach",
+        "--no-resolve-image",
+        "--image",
+        IMAGE_2,
+        &a,
+    ]);
     let (image, hand) = service_image(env.docker.clone(), a.clone()).await.unwrap();
     assert!(
         image.starts_with(IMAGE_2) && hand > deployed,

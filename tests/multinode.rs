@@ -175,16 +175,27 @@ fn global_manifest() -> String {
     )
 }
 
-/// Sets `node`'s Swarm role (`manager` or `worker`) through `via`.
+/// Sets `node`'s Swarm role (`manager` or `worker`) through `via`: a
+/// read-modify-write of the node's spec, read again and retried when it
+/// lost a version race ("update out of sequence").
 async fn set_role(via: &Docker, node: &str, role: bollard::models::NodeSpecRoleEnum) {
-    let current = via.inspect_node(node).await.unwrap();
-    let mut spec = current.spec.unwrap();
-    spec.role = Some(role);
-    let version = current.version.and_then(|v| v.index).unwrap() as i64;
-    let options = bollard::query_parameters::UpdateNodeOptionsBuilder::default()
-        .version(version)
-        .build();
-    via.update_node(node, spec, options).await.unwrap();
+    for _ in 0..20 {
+        let current = via.inspect_node(node).await.unwrap();
+        let mut spec = current.spec.unwrap();
+        spec.role = Some(role);
+        let version = current.version.and_then(|v| v.index).unwrap() as i64;
+        let options = bollard::query_parameters::UpdateNodeOptionsBuilder::default()
+            .version(version)
+            .build();
+        match via.update_node(node, spec, options).await {
+            Ok(()) => return,
+            Err(e) if common::out_of_sequence(&e.to_string()) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("setting {node}'s role: {e}"),
+        }
+    }
+    panic!("setting {node}'s role: still out of sequence after 20 tries");
 }
 
 /// The health and reason of `asset` in a daemon's status.

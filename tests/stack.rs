@@ -369,9 +369,17 @@ async fn a_reference_to_nothing_is_a_plan_time_error_and_what_runs_keeps_running
         )),
         "{text}"
     );
+    // The engine creates a named volume on first use: never a hold.
+    assert!(
+        !text.contains(&format!(
+            "volume `{}-novol` is neither declared",
+            env.prefix
+        )),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
-            "a.yaml:12:37: spec.mounts[0].source: volume `{}-novol` is neither declared",
+            "note: volume `{}-novol` is not declared: the engine creates it on first use (mounted by {a})",
             env.prefix
         )),
         "{text}"
@@ -632,4 +640,47 @@ async fn the_daemon_creates_the_stack_first_and_rotates_a_secret_when_its_file_c
         !log.contains(SECRET_VALUE) && !log.contains(ROTATED_VALUE),
         "the value in the log"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn holds_that_wait_for_the_operator_make_plan_pending_and_apply_exit_3() {
+    let env = TestEnv::new("st-exit3").await;
+    let net = env.name("net");
+    let network = |subnet: &str| {
+        format!("apiVersion: assetd/v1\nkind: Network\nmetadata: {{ name: {net} }}\nspec: {{ subnets: [\"{subnet}\"] }}\n")
+    };
+    env.write("net.yaml", &network("10.231.7.0/24"));
+    let configs: Vec<String> = (0..7).map(|i| env.name(&format!("cfg{i}"))).collect();
+    for c in &configs {
+        env.write(
+            &format!("{c}.yaml"),
+            &format!("apiVersion: assetd/v1\nkind: Config\nmetadata: {{ name: {c} }}\nspec: {{ data: \"{c}\" }}\n"),
+        );
+    }
+    let first = assetd(&env, &["apply", "--once"], "local");
+    assert_eq!(first.status.code(), Some(0), "{}", all_text(&first));
+
+    // A subnet the engine cannot change in place: waits for `assetd
+    // recreate`, so the engine does not match the manifests.
+    env.write("net.yaml", &network("10.231.8.0/24"));
+    let plan = assetd(&env, &["plan"], "local");
+    assert_eq!(plan.status.code(), Some(2), "{}", all_text(&plan));
+    let held = assetd(&env, &["apply", "--once"], "local");
+    let text = all_text(&held);
+    assert_eq!(held.status.code(), Some(3), "{text}");
+    assert!(text.contains("assetd recreate network"), "{text}");
+    env.write("net.yaml", &network("10.231.7.0/24"));
+
+    // The stack's own mass-prune guard: 7 of 8 objects at once.
+    for c in &configs {
+        env.remove(&format!("{c}.yaml"));
+    }
+    let plan = assetd(&env, &["plan"], "local");
+    assert_eq!(plan.status.code(), Some(2), "{}", all_text(&plan));
+    let held = assetd(&env, &["apply", "--once"], "local");
+    let text = all_text(&held);
+    assert_eq!(held.status.code(), Some(3), "{text}");
+    assert!(text.contains("--allow-mass-prune"), "{text}");
+    let allowed = assetd(&env, &["apply", "--once", "--allow-mass-prune"], "local");
+    assert_eq!(allowed.status.code(), Some(0), "{}", all_text(&allowed));
 }

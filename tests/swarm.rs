@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use assetd::plan::ActionKind;
@@ -23,7 +22,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use common::proxy::Proxy;
-use common::{TestEnv, IMAGE_1, IMAGE_2, TEST_LABEL};
+use common::{docker_cli, TestEnv, IMAGE_1, IMAGE_2, TEST_LABEL};
 
 /// Long enough for a task to be scheduled, started and, on an update,
 /// stopped and replaced (stop-first) on a loaded test machine.
@@ -148,21 +147,6 @@ async fn wait_running(env: &TestEnv, suffix: &str, n: usize, image: &str) -> Vec
 }
 
 /// Runs the docker CLI against the test engine, as an operator would.
-fn docker_cli(args: &[&str]) -> String {
-    let out = Command::new("/usr/bin/docker")
-        .arg("-H")
-        .arg(common::docker_host())
-        .args(args)
-        .output()
-        .expect("the docker CLI runs");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 fn swarm_of(strategy: &AnyStrategy) -> &Swarm {
     match strategy {
         AnyStrategy::Swarm(swarm) => swarm,

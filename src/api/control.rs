@@ -105,6 +105,9 @@ pub(super) async fn handle_suspend(
         .as_deref()
         .map(|r| format!(" ({r})"))
         .unwrap_or_default();
+    if let Some(refused) = refuse_unknown(&shared, &request) {
+        return refused;
+    }
     record_control(&shared, &request, peer, &format!("suspended{why}"));
     change(&shared, &request, peer, "suspend", |all, name| match name {
         None => all.all = Some(suspension.clone()),
@@ -119,6 +122,9 @@ pub(super) async fn handle_resume(
     ConnectInfo(peer): ConnectInfo<PeerUid>,
     Json(request): Json<SuspendRequest>,
 ) -> Response {
+    if let Some(refused) = refuse_unknown(&shared, &request) {
+        return refused;
+    }
     if let Err(e) = unpin(&shared, &request) {
         return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     }
@@ -141,9 +147,6 @@ fn change(
     verb: &str,
     mut edit: impl FnMut(&mut Suspensions, Option<&AssetName>),
 ) -> Response {
-    if let Some(unknown) = request.names.iter().find(|n| !shared.knows(n)) {
-        return (StatusCode::NOT_FOUND, format!("no asset `{unknown}`")).into_response();
-    }
     let _serial = shared.control_lock.lock().expect("control lock");
     let store = shared.store.as_ref();
     let mut suspensions = Suspensions::load(store);
@@ -166,6 +169,13 @@ fn change(
     );
     shared.wake.notify_one();
     Json(suspensions).into_response()
+}
+
+/// A request naming an asset the daemon does not know is refused before
+/// anything is written, its history included.
+fn refuse_unknown(shared: &Shared, request: &SuspendRequest) -> Option<Response> {
+    let unknown = request.names.iter().find(|n| !shared.knows(n))?;
+    Some((StatusCode::NOT_FOUND, format!("no asset `{unknown}`")).into_response())
 }
 
 /// Resuming also ends a rollback's pin.
@@ -208,7 +218,13 @@ pub(super) async fn handle_history(
     Path(name): Path<String>,
 ) -> Response {
     match AssetName::new(&name) {
-        Ok(name) => Json(history::load(shared.store.as_ref(), &name)).into_response(),
+        Ok(name) => {
+            let revisions = history::load(shared.store.as_ref(), &name);
+            if revisions.is_empty() && !shared.knows(&name) {
+                return (StatusCode::NOT_FOUND, format!("no asset `{name}`")).into_response();
+            }
+            Json(revisions).into_response()
+        }
         Err(e) => (StatusCode::BAD_REQUEST, format!("asset {e}")).into_response(),
     }
 }

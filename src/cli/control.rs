@@ -17,7 +17,17 @@ use super::{
 /// `assetd plan`: the daemon's own plan when it runs (it holds the store,
 /// so it shows changes field by field), else one computed here from the
 /// store or, when it is locked, from the labels alone — saying so.
-pub(super) async fn plan(common: CommonArgs, socket: Option<PathBuf>, output: Output) -> u8 {
+///
+/// `manifests_given`: the operator named a directory. When the daemon
+/// works from another one (a CI gate planning a branch's copy), that
+/// directory is planned here: the daemon's answer would be about the
+/// wrong files.
+pub(super) async fn plan(
+    common: CommonArgs,
+    socket: Option<PathBuf>,
+    output: Output,
+    manifests_given: bool,
+) -> u8 {
     let socket = socket.unwrap_or_else(|| common.state_dir.join("assetd.sock"));
     let format = match output {
         Output::Json | Output::Yaml => PlanFormat::Json,
@@ -25,18 +35,31 @@ pub(super) async fn plan(common: CommonArgs, socket: Option<PathBuf>, output: Ou
             color: std::io::stdout().is_terminal(),
         },
     };
-    let answer = match api::fetch_plan(&socket, format).await {
+    let mut other_dir_said = false;
+    let from_daemon = match api::fetch_plan(&socket, format).await {
+        Ok(answer) if manifests_given && !same_dir(&answer.manifests, &common.manifests) => {
+            other_dir_said = true;
+            eprintln!(
+                "assetd: the running daemon works from {}; planning --manifests {} here, from the labels (no field-level changes)",
+                answer.manifests.display(),
+                common.manifests.display()
+            );
+            None
+        }
         Ok(answer) => {
             if !same_dir(&answer.manifests, &common.manifests) {
                 eprintln!(
-                    "assetd: planned by the running daemon from its manifests {} (not --manifests {})",
-                    answer.manifests.display(),
-                    common.manifests.display()
+                    "assetd: planned by the running daemon from its manifests {}",
+                    answer.manifests.display()
                 );
             }
-            answer
+            Some(answer)
         }
-        Err(_) => match offline_plan(&common, format).await {
+        Err(_) => None,
+    };
+    let answer = match from_daemon {
+        Some(answer) => answer,
+        None => match offline_plan(&common, format, other_dir_said).await {
             Ok(answer) => answer,
             Err(code) => return code,
         },
@@ -53,12 +76,16 @@ pub(super) async fn plan(common: CommonArgs, socket: Option<PathBuf>, output: Ou
 }
 
 /// The plan computed by this process, with no daemon to ask.
-async fn offline_plan(common: &CommonArgs, format: PlanFormat) -> Result<PlanAnswer, u8> {
+async fn offline_plan(
+    common: &CommonArgs,
+    format: PlanFormat,
+    quiet_when_locked: bool,
+) -> Result<PlanAnswer, u8> {
     let strategy = strategy_for(common).await?;
     let store: Box<dyn Store> = match SledStore::open_nowait(&common.state_dir) {
         Some(store) => Box::new(store),
         None => {
-            if common.state_dir.join("db").exists() {
+            if common.state_dir.join("db").exists() && !quiet_when_locked {
                 eprintln!(
                     "assetd: the store in {} is locked and no daemon answers on its socket: planning from the labels alone (no field-level changes)",
                     common.state_dir.display()
@@ -196,14 +223,23 @@ pub(super) async fn history(name: &str, daemon: super::DaemonSocket, output: Out
     };
     let socket = daemon.path();
     let revisions = match api::fetch_history(&socket, &name).await {
-        Ok(revisions) => revisions,
+        Ok(Some(revisions)) => revisions,
+        Ok(None) => {
+            eprintln!("assetd history: no asset `{name}`");
+            return EXIT_FAILED;
+        }
         Err(daemon_error) => match SledStore::open_nowait(&daemon.state_dir) {
             Some(store) => {
                 eprintln!(
                     "assetd: no daemon answers on {} ({daemon_error}); reading the store",
                     socket.display()
                 );
-                assetd::history::load(&store, &name)
+                let revisions = assetd::history::load(&store, &name);
+                if revisions.is_empty() {
+                    eprintln!("assetd history: no asset `{name}` in the store");
+                    return EXIT_FAILED;
+                }
+                revisions
             }
             None => {
                 eprintln!("assetd history: {daemon_error} (daemon socket {}), and the store cannot be opened", socket.display());

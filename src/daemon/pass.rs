@@ -67,6 +67,7 @@ impl Daemon {
         let follower = self.lease_standby(swarm);
         let config = self.pass_config();
         let obs = reconcile::observe(&config, &strategy, self.store.as_ref()).await?;
+        self.log_invalid_files(&obs.desired);
         *self.shared.planner.write().expect("planner lock") = Some(crate::api::Planner {
             config,
             strategy: strategy.clone(),
@@ -109,6 +110,29 @@ impl Daemon {
         standing.revision = Some(revision.short());
         self.publish(&obs, &standing, &strategy, swarm, started);
         Ok(wake_in)
+    }
+
+    /// One WARN per invalid manifest file and per change of its errors,
+    /// each naming the position; one INFO when it is valid again.
+    fn log_invalid_files(&mut self, desired: &crate::desired::Desired) {
+        let now: BTreeMap<String, Vec<String>> = desired
+            .invalid_files
+            .iter()
+            .map(|(file, errors)| (file.clone(), errors.iter().map(|e| e.to_string()).collect()))
+            .collect();
+        for (file, errors) in &now {
+            if self.logged_invalid.get(file) != Some(errors) {
+                tracing::warn!(
+                    file = %file,
+                    errors = %errors.join("; "),
+                    "invalid manifest: what it declared is left as it runs, and nothing is removed until it is fixed"
+                );
+            }
+        }
+        for file in self.logged_invalid.keys().filter(|f| !now.contains_key(*f)) {
+            tracing::info!(file = %file, "manifest valid again (or gone)");
+        }
+        self.logged_invalid = now;
     }
 
     /// Networks, volumes, secrets and configs, before the assets are

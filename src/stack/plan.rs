@@ -45,6 +45,11 @@ pub struct StackAction {
     /// The engine's name of the object.
     pub name: String,
     pub op: StackOp,
+    /// A hold that lasts until the operator acts (`assetd recreate`,
+    /// `--allow-mass-prune`): the engine does not match the manifests,
+    /// so `plan` says changes are pending and `apply --once` exits 3.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub awaits_operator: bool,
 }
 
 impl StackAction {
@@ -117,6 +122,7 @@ pub fn plan(
             kind: *kind,
             name: engine_name.clone(),
             op,
+            awaits_operator: false,
         };
         match by_name.get(&(*kind, engine_name.as_str())) {
             None => actions.push(action(StackOp::Create)),
@@ -124,7 +130,10 @@ pub fn plan(
                 "a {kind} `{engine_name}` exists and is not managed by this assetd instance; it is used as it is and never changed"
             )))),
             Some(found) if found.hash.as_deref() != Some(want.hash.as_str()) => {
-                actions.push(action(StackOp::Hold(changed(*kind, &engine_name, found))))
+                actions.push(StackAction {
+                    awaits_operator: true,
+                    ..action(StackOp::Hold(changed(*kind, &engine_name, found)))
+                })
             }
             Some(_) => {}
         }
@@ -141,6 +150,7 @@ pub fn plan(
             kind: found.kind,
             name: found.engine_name.clone(),
             op,
+            awaits_operator: false,
         };
         if found.kind == ResourceKind::Volume {
             actions.push(action(StackOp::Hold(format!(
@@ -195,6 +205,7 @@ fn mass_prune_guard(
             action.op = StackOp::Hold(format!(
                 "no longer declared; {removing} of assetd's {ours} networks, secrets and configs would go at once, more than --max-prune: pass --allow-mass-prune if that is meant"
             ));
+            action.awaits_operator = true;
         }
     }
 }

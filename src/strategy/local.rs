@@ -31,6 +31,10 @@ use crate::writer::Writer;
 
 mod ailing;
 mod rollout;
+
+/// How long a new container must run (and be healthy) to count, unless
+/// `spec.update.monitor` says otherwise.
+pub const DEFAULT_MONITOR: std::time::Duration = rollout::MONITOR;
 use ailing::Ailment;
 use rollout::Previous;
 

@@ -56,7 +56,9 @@ const UPDATE_RETRIES: usize = 10;
 
 /// How long Swarm watches a new task before its update counts as done: a
 /// task that fails within it rolls the service back.
-const ROLLOUT_MONITOR: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long new tasks must run to count, unless `spec.update.monitor`
+/// says otherwise (Swarm's UpdateConfig.Monitor).
+pub const ROLLOUT_MONITOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Swarm {

@@ -46,6 +46,35 @@ pub fn docker_host() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///run/assetd-test/docker.sock".into())
 }
 
+/// Whether a Swarm write lost a race on the object's version index (the
+/// engine answers 500 "update out of sequence"): read it again and retry,
+/// as DESIGN.md says.
+pub fn out_of_sequence(message: &str) -> bool {
+    message.contains("out of sequence")
+}
+
+/// Runs the docker CLI against the test engine and returns its stdout,
+/// failing the test when it fails. A Swarm write that lost a version race
+/// (`docker service update` reads the spec and writes it back) is run
+/// again: each run reads the current version.
+pub fn docker_cli(args: &[&str]) -> String {
+    for _ in 0..20 {
+        let out = std::process::Command::new("/usr/bin/docker")
+            .arg("-H")
+            .arg(docker_host())
+            .args(args)
+            .output()
+            .expect("the docker CLI runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        assert!(out_of_sequence(&stderr), "docker {args:?}: {stderr}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("docker {args:?}: still out of sequence after 20 tries");
+}
+
 pub async fn docker() -> Docker {
     let host = docker_host();
     let docker = Docker::connect_with_host(&host).expect("a Docker client for DOCKER_HOST");

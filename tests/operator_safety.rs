@@ -1,0 +1,255 @@
+//! What a new operator runs into first, against the real engine and the
+//! real binary: a secret's YAML data file, a relative state dir, `plan`
+//! of another directory beside a daemon, and control verbs the daemon
+//! refuses (each a regression of issue 23).
+
+mod common;
+
+use std::process::Output;
+
+use assetd::status::Phase;
+use common::harness::{shared, Assetd};
+use common::{eventually, set_mode, TestEnv, CONVERGE, IMAGE_1};
+
+/// A value nobody may ever see outside the engine.
+const VALUE: &str = "hunter2-9f3a-do-not-print";
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn write_data(env: &TestEnv, file: &str, content: &str) {
+    let path = env.manifests.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, content).unwrap();
+    set_mode(&path, 0o600);
+}
+
+/// `assetd ARGS --state-dir STATE` (a control command: no manifests).
+fn control(state: &std::path::Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_assetd"))
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .expect("assetd runs")
+}
+
+async fn running(env: &TestEnv, name: &str) -> bool {
+    let Ok(c) = env.docker.inspect_container(name, None).await else {
+        return false;
+    };
+    c.state.and_then(|s| s.running) == Some(true)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secrets_yaml_data_file_is_never_parsed_shown_or_blocking_removals() {
+    let _engine = shared().await;
+    let env = TestEnv::new("os-yamlsecret").await;
+    let assetd = Assetd::new(&env, "local");
+    let creds = env.name("creds");
+    // Credentials kept as YAML, and not even valid YAML: were it parsed
+    // as a manifest, the error would quote this line, value and all.
+    write_data(
+        &env,
+        "secrets/db-creds.yaml",
+        &format!("user: historian\npassword: [{VALUE}\n"),
+    );
+    env.write(
+        "creds.yaml",
+        &format!(
+            "apiVersion: assetd/v1\nkind: Secret\nmetadata: {{ name: {creds} }}\nspec: {{ file: secrets/db-creds.yaml }}\n"
+        ),
+    );
+    env.write(
+        "app.yaml",
+        &env.asset(
+            "app",
+            IMAGE_1,
+            &format!("  secrets: [ {{ source: {creds}, target: db }} ]\n"),
+        ),
+    );
+    env.write("other.yaml", &env.asset("other", IMAGE_1, ""));
+
+    let validate = std::process::Command::new(env!("CARGO_BIN_EXE_assetd"))
+        .current_dir(&env.root)
+        .args(["validate", "manifests"])
+        .output()
+        .unwrap();
+    assert_eq!(validate.status.code(), Some(0), "{}", text(&validate));
+    let plan = assetd.output(&["plan"], &[]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let apply = assetd.output(&["apply", "--once"], &[]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    for out in [&validate, &plan, &apply] {
+        let shown = text(out);
+        assert!(!shown.contains(VALUE), "the value was printed:\n{shown}");
+        assert!(!shown.contains("db-creds.yaml:"), "{shown}");
+    }
+    assert!(running(&env, &env.name("app")).await);
+
+    // The data file is no invalid manifest: a removal goes ahead.
+    env.remove("other.yaml");
+    let apply = assetd.output(&["apply", "--once"], &[]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    assert!(
+        env.docker
+            .inspect_container(&env.name("other"), None)
+            .await
+            .is_err(),
+        "other is removed: {}",
+        text(&apply)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relative_state_dir_still_delivers_a_local_secret() {
+    let _engine = shared().await;
+    let env = TestEnv::new("os-relstate").await;
+    let creds = env.name("creds");
+    write_data(&env, "secrets/token", VALUE);
+    env.write(
+        "creds.yaml",
+        &format!(
+            "apiVersion: assetd/v1\nkind: Secret\nmetadata: {{ name: {creds} }}\nspec: {{ file: secrets/token }}\n"
+        ),
+    );
+    env.write(
+        "app.yaml",
+        &env.asset(
+            "app",
+            IMAGE_1,
+            &format!("  secrets: [ {{ source: {creds}, target: token }} ]\n"),
+        ),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_assetd"))
+        .current_dir(&env.root)
+        .args(["apply", "--once", "--strategy", "local"])
+        .args(["--instance", &env.prefix])
+        .args(["--manifests", "manifests", "--state-dir", "relative-state"])
+        .env("DOCKER_HOST", common::docker_host())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let app = env.name("app");
+    assert!(running(&env, &app).await, "{}", text(&out));
+    let inspect = env.docker.inspect_container(&app, None).await.unwrap();
+    let sources: Vec<String> = inspect
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.source)
+        .collect();
+    assert!(
+        sources
+            .iter()
+            .any(|s| s.starts_with(&env.root.join("relative-state").display().to_string())),
+        "the secret is bound from the absolute state dir: {sources:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_of_another_directory_beside_a_daemon_plans_that_directory() {
+    let _engine = shared().await;
+    let env = TestEnv::new("os-planother").await;
+    let assetd = Assetd::new(&env, "local");
+    let a = env.name("a");
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    let daemon = assetd.daemon(&["--resync", "300s"]);
+    daemon.wait_cli_phase(&a, Phase::Running).await;
+
+    // A branch's copy with one more asset: a CI gate must see it pending.
+    let branch = env.root.join("branch");
+    std::fs::create_dir_all(&branch).unwrap();
+    set_mode(&branch, 0o755);
+    for (file, text) in [
+        ("a.yaml", env.asset("a", IMAGE_1, "")),
+        ("b.yaml", env.asset("b", IMAGE_1, "")),
+    ] {
+        std::fs::write(branch.join(file), text).unwrap();
+        set_mode(&branch.join(file), 0o644);
+    }
+    let mut on_branch = assetd.clone();
+    on_branch.manifests = branch;
+    let out = on_branch.output(&["plan"], &[]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}\n{}", daemon.log());
+    assert!(
+        shown.contains(&format!("+ create {}", env.name("b"))),
+        "{shown}"
+    );
+
+    // Without --manifests the daemon's own directory is planned.
+    let own = control(&assetd.state, &["plan"]);
+    assert_eq!(own.status.code(), Some(0), "{}", text(&own));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_refuses_unknown_names_and_apply_once_beside_it_names_it() {
+    let _engine = shared().await;
+    let env = TestEnv::new("os-refuse").await;
+    let assetd = Assetd::new(&env, "local");
+    let a = env.name("a");
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    let daemon = assetd.daemon(&["--resync", "300s"]);
+    daemon.wait_cli_phase(&a, Phase::Running).await;
+    let typo = env.name("typo");
+
+    // A name the daemon does not know: refused, and nothing recorded.
+    for verb in ["suspend", "resume"] {
+        let out = control(&assetd.state, &[verb, &typo]);
+        assert_eq!(out.status.code(), Some(1), "{verb}: {}", text(&out));
+    }
+    let history = control(&assetd.state, &["history", &typo]);
+    let shown = text(&history);
+    assert_eq!(history.status.code(), Some(1), "{shown}");
+    assert!(shown.contains(&format!("no asset `{typo}`")), "{shown}");
+    let known = control(&assetd.state, &["history", &a]);
+    assert_eq!(known.status.code(), Some(0), "{}", text(&known));
+
+    // `apply --once` on the daemon's state dir: it names the daemon and
+    // the verb that confirms removals through it, at once.
+    let out = assetd.output(&["apply", "--once"], &[]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{shown}");
+    assert!(
+        shown.contains("runs on --state-dir") && shown.contains("assetd prune --confirm"),
+        "{shown}"
+    );
+    eventually("a still running", CONVERGE, || async {
+        running(&env, &a).await.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_invalid_manifest_is_logged_once_with_its_position() {
+    let _engine = shared().await;
+    let env = TestEnv::new("os-logbad").await;
+    let assetd = Assetd::new(&env, "local");
+    let a = env.name("a");
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    let daemon = assetd.daemon(&["--resync", "300s"]);
+    daemon.wait_cli_phase(&a, Phase::Running).await;
+
+    let warned = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("invalid manifest") && l.contains("bad.yaml:9:3"))
+            .count()
+    };
+    env.write("bad.yaml", &env.asset("bad", IMAGE_1, "  bogus: 1\n"));
+    eventually("a WARN naming bad.yaml:9:3", CONVERGE, || async {
+        (warned(&daemon.log()) == 1).then_some(())
+    })
+    .await;
+    // More passes (another asset comes and runs): not logged again.
+    let b = env.name("b");
+    env.write("b.yaml", &env.asset("b", IMAGE_1, ""));
+    daemon.wait_cli_phase(&b, Phase::Running).await;
+    let log = daemon.log();
+    assert_eq!(warned(&log), 1, "{log}");
+}
