@@ -31,7 +31,7 @@ fi
 "$assetd" validate manifests
 "$assetd" plan "${common[@]}" || [ $? -eq 2 ]   # 2: changes pending
 "$assetd" apply --once "${common[@]}"
-"$assetd" status --state-dir "$state"
+"$assetd" status "${common[@]}"
 
 if [ "${1:-}" = "--daemon" ]; then
     exec "$assetd" run "${common[@]}" --listen 127.0.0.1:9464

@@ -31,6 +31,10 @@ const RENEWALS: &str = "io.assetd.lease.renewals";
 const INSTANCE: &str = "io.assetd.lease.instance";
 /// The manifests revision the holder applied (`crate::revision`).
 const REVISION: &str = "io.assetd.lease.revision";
+/// Who applied that revision: the holder that recorded it. It stays
+/// after a hand-over, so a daemon restarted on the same host and state
+/// dir knows the revision on record is its own copy's.
+const APPLIED_BY: &str = "io.assetd.lease.applied-by";
 /// Config data may not be empty; nothing reads it.
 const DATA: &str = "YXNzZXRkIHdyaXRlciBsZWFzZQ=="; // "assetd writer lease"
 
@@ -244,12 +248,26 @@ impl Lease {
                 false => None,
             };
             let recorded = labels.get(REVISION).cloned();
-            let taken = self.write(&config, version, since, recorded.clone()).await;
+            let recorded_by = labels.get(APPLIED_BY).cloned();
+            let taken = self
+                .write(
+                    &config,
+                    version,
+                    since,
+                    recorded.clone(),
+                    recorded_by.clone(),
+                )
+                .await;
             if !mine && taken.is_ok() {
                 tracing::warn!(previous = %holder, "took the writer lease");
                 let mut state = self.state.lock().expect("lease lock");
-                // This daemon's previous process applied its own copy.
-                if !self.previous_me(&holder) {
+                // This daemon's previous process applied its own copy,
+                // whether it crashed holding the lease or handed it over.
+                let own_copy = self.previous_me(&holder)
+                    || recorded_by
+                        .as_deref()
+                        .is_some_and(|by| self.previous_me(by));
+                if !own_copy {
                     state.takeover = Some(Takeover {
                         from: holder.clone(),
                         revision: recorded,
@@ -347,7 +365,7 @@ impl Lease {
     async fn create(&self) -> Result<(Instant, u64), String> {
         let sent = Instant::now();
         let since = now_ms();
-        let spec = self.spec(since, 0, None);
+        let spec = self.spec(since, 0, None, None);
         let call = self.docker.create_config(spec);
         match tokio::time::timeout(self.timings.request_timeout(), call).await {
             Ok(Ok(_)) => Ok((sent, since)),
@@ -364,6 +382,7 @@ impl Lease {
         version: u64,
         since: Option<String>,
         recorded: Option<String>,
+        recorded_by: Option<String>,
     ) -> Result<(Instant, u64), String> {
         let sent = Instant::now();
         let since = since.and_then(|s| s.parse().ok()).unwrap_or_else(now_ms);
@@ -371,7 +390,7 @@ impl Lease {
             .get(RENEWALS)
             .and_then(|r| r.parse::<u64>().ok())
             .unwrap_or(0);
-        let spec = self.spec(since, renewals + 1, recorded);
+        let spec = self.spec(since, renewals + 1, recorded, recorded_by);
         let id = config.id.clone().unwrap_or_else(|| self.name.clone());
         let options = UpdateConfigOptionsBuilder::default()
             .version(version as i64)
@@ -386,9 +405,29 @@ impl Lease {
 
     /// The lease's labels with this daemon as holder; the revision: what
     /// this daemon applied, else what was recorded before.
-    fn spec(&self, since_ms: u64, renewals: u64, recorded: Option<String>) -> ConfigSpec {
+    fn spec(
+        &self,
+        since_ms: u64,
+        renewals: u64,
+        recorded: Option<String>,
+        recorded_by: Option<String>,
+    ) -> ConfigSpec {
+        let revision = self.revision_on_record(recorded, recorded_by);
+        self.spec_for(&self.me, since_ms, renewals, revision)
+    }
+
+    /// What this daemon applied (and that it did), else what was on
+    /// record before (and by whom).
+    fn revision_on_record(
+        &self,
+        recorded: Option<String>,
+        recorded_by: Option<String>,
+    ) -> Option<(String, Option<String>)> {
         let applied = self.state.lock().expect("lease lock").applied.clone();
-        self.spec_for(&self.me, since_ms, renewals, applied.or(recorded))
+        match applied {
+            Some(applied) => Some((applied, Some(self.me.clone()))),
+            None => recorded.map(|r| (r, recorded_by)),
+        }
     }
 
     fn spec_for(
@@ -396,7 +435,7 @@ impl Lease {
         holder: &str,
         since_ms: u64,
         renewals: u64,
-        revision: Option<String>,
+        revision: Option<(String, Option<String>)>,
     ) -> ConfigSpec {
         let mut labels = HashMap::from([
             (HOLDER.to_string(), holder.to_string()),
@@ -404,8 +443,11 @@ impl Lease {
             (RENEWALS.to_string(), renewals.to_string()),
             (INSTANCE.to_string(), self.instance.clone()),
         ]);
-        if let Some(revision) = revision {
+        if let Some((revision, by)) = revision {
             labels.insert(REVISION.to_string(), revision);
+            if let Some(by) = by {
+                labels.insert(APPLIED_BY.to_string(), by);
+            }
         }
         ConfigSpec {
             name: Some(self.name.clone()),
@@ -433,10 +475,14 @@ impl Lease {
         let options = UpdateConfigOptionsBuilder::default()
             .version(version as i64)
             .build();
-        // The applied revision stays on record for the next writer.
-        let recorded = labels_of(&config).get(REVISION).cloned();
-        let applied = self.state.lock().expect("lease lock").applied.clone();
-        let spec = self.spec_for("", 0, 0, applied.or(recorded));
+        // The applied revision, and who applied it, stay on record for
+        // the next writer.
+        let labels = labels_of(&config);
+        let revision = self.revision_on_record(
+            labels.get(REVISION).cloned(),
+            labels.get(APPLIED_BY).cloned(),
+        );
+        let spec = self.spec_for("", 0, 0, revision);
         match self.docker.update_config(&id, spec, options).await {
             Ok(()) => tracing::info!("handed the writer lease over"),
             Err(e) => {

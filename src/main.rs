@@ -834,6 +834,20 @@ async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
             }
             let swarm = strategy.kind() == assetd::strategy::StrategyKind::Swarm;
             let ending = rollout_result::wait_for_rollouts(&strategy, &pass, wait, swarm).await;
+            // The versions a rollout replaced are unused once it ended.
+            if pass.plan.stack.iter().any(|a| !a.writes()) {
+                let swept =
+                    reconcile::remove_unused_stack(&config, &strategy, &pass.desired, &pass.plan)
+                        .await;
+                if matches!(output, Output::Text) {
+                    for done in &swept {
+                        match &done.error {
+                            None => println!("{}", done.action),
+                            Some(err) => println!("{} FAILED: {err}", done.action),
+                        }
+                    }
+                }
+            }
             if let Some(lease) = lease {
                 lease.stop.cancel();
                 let _ = lease.task.await;

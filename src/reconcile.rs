@@ -261,7 +261,8 @@ pub async fn observe<S: DeploymentStrategy>(
         crate::history::apply_pins(&mut desired, &crate::history::load_pins(store));
     let mut plan = plan(&desired, &applied, &actual, &config.plan);
     plan.pinned = pinned;
-    crate::plan::dependencies::order(&mut plan, &desired, &applied, &actual);
+    let monitor = strategy.default_monitor();
+    crate::plan::dependencies::order(&mut plan, &desired, &applied, &actual, monitor);
     crate::suspend::hold_suspended(&mut plan, &crate::suspend::Suspensions::load(store));
     if let Some(stack) = &stack {
         let removals = stack_removals(&desired, &plan);
@@ -470,21 +471,8 @@ pub async fn run_pass<S: DeploymentStrategy>(
     let ours_before = stack
         .as_ref()
         .is_some_and(|s| s.objects.iter().any(|a| a.owned));
-    if let Some(engine) = strategy
-        .stack()
-        .filter(|_| ours_before || !stack_outcomes.is_empty())
-    {
-        if let Ok(found) = engine.observe().await {
-            let removals = stack_removals(&desired, &plan);
-            let again = crate::stack::plan::plan(
-                &desired.resources,
-                &desired.held_resources,
-                &found.objects,
-                &removals,
-                mass_guard(&config.plan),
-            );
-            stack_outcomes.extend(apply_stack(&engine, (&desired, &found, &again), true).await);
-        }
+    if ours_before || !stack_outcomes.is_empty() {
+        stack_outcomes.extend(remove_unused_stack(config, strategy, &desired, &plan).await);
     }
     Ok(PassReport {
         plan,
@@ -494,6 +482,32 @@ pub async fn run_pass<S: DeploymentStrategy>(
         desired,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Looks at the stack again and removes what is no longer declared or
+/// used (within the pass's guards): what the assets' actions freed, and,
+/// once a rollout has ended (`apply --once` waits for it), the secret and
+/// config versions it replaced.
+pub async fn remove_unused_stack<S: DeploymentStrategy>(
+    config: &PassConfig,
+    strategy: &S,
+    desired: &Desired,
+    plan: &Plan,
+) -> Vec<StackOutcome> {
+    let Some(engine) = strategy.stack() else {
+        return vec![];
+    };
+    let Ok(found) = engine.observe().await else {
+        return vec![];
+    };
+    let again = crate::stack::plan::plan(
+        &desired.resources,
+        &desired.held_resources,
+        &found.objects,
+        &stack_removals(desired, plan),
+        mass_guard(&config.plan),
+    );
+    apply_stack(&engine, (desired, &found, &again), true).await
 }
 
 /// Carries out one action and records its result at once.

@@ -76,10 +76,7 @@ pub async fn wait_for_rollouts<S: DeploymentStrategy + ?Sized>(
         .filter(|o| o.error.is_none() && o.kind == ActionKind::Create)
         .filter_map(|o| {
             let spec = &pass.desired.assets.get(&o.name)?.spec;
-            let default = match swarm {
-                true => crate::strategy::swarm::ROLLOUT_MONITOR,
-                false => crate::strategy::local::DEFAULT_MONITOR,
-            };
+            let default = strategy.default_monitor();
             let monitor = spec
                 .update
                 .as_ref()

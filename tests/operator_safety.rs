@@ -9,7 +9,7 @@ use std::process::Output;
 
 use assetd::status::Phase;
 use common::harness::{shared, Assetd};
-use common::{eventually, set_mode, TestEnv, CONVERGE, IMAGE_1};
+use common::{eventually, set_mode, TestEnv, CONVERGE, IMAGE_1, IMAGE_2};
 
 /// A value nobody may ever see outside the engine.
 const VALUE: &str = "hunter2-9f3a-do-not-print";
@@ -252,4 +252,88 @@ async fn a_new_invalid_manifest_is_logged_once_with_its_position() {
     daemon.wait_cli_phase(&b, Phase::Running).await;
     let log = daemon.log();
     assert_eq!(warned(&log), 1, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_restart_on_swarm_applies_an_edit_of_a_plain_directory() {
+    let _engine = shared().await;
+    let env = TestEnv::new("os-restart").await;
+    let assetd = Assetd::new(&env, "swarm");
+    let a = env.name("a");
+    env.write("a.yaml", &env.asset("a", IMAGE_1, ""));
+    let mut first = assetd.daemon(&["--resync", "300s"]);
+    first.wait_cli_phase(&a, Phase::Running).await;
+    // `systemctl restart`: SIGTERM hands the lease over; meanwhile one
+    // file is edited (the directory is no git work tree: a digest).
+    first.signal("TERM");
+    let (status, _) = first.wait_exit(CONVERGE);
+    assert!(status.success(), "{}", first.log());
+    env.write("a.yaml", &env.asset("a", IMAGE_2, ""));
+
+    let second = assetd.daemon(&["--resync", "300s"]);
+    let image = |docker: bollard::Docker, name: String| async move {
+        let spec = docker.inspect_service(&name, None).await.ok()?.spec?;
+        spec.task_template?.container_spec?.image
+    };
+    eventually("the edit applied after the restart", CONVERGE, || async {
+        let now = image(env.docker.clone(), a.clone()).await?;
+        now.starts_with(IMAGE_2).then_some(())
+    })
+    .await;
+    let report = second.cli_status().expect("the daemon answers");
+    assert_eq!(report.revision_hold, None, "{}", second.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dependency_that_dies_within_its_monitor_window_never_lets_its_consumer_start() {
+    let _engine = shared().await;
+    let env = TestEnv::new("os-depmon").await;
+    let assetd = Assetd::new(&env, "local");
+    let broker = env.name("broker");
+    // No healthcheck; up two seconds, then a crash loop.
+    env.write(
+        "broker.yaml",
+        &env.asset(
+            "broker",
+            IMAGE_1,
+            "  command: [sh, -c, \"sleep 2; exit 3\"]\n  update: { monitor: 10s }\n",
+        ),
+    );
+    env.write(
+        "consumer.yaml",
+        &env.asset("consumer", IMAGE_1, &format!("  dependsOn: [ {broker} ]\n")),
+    );
+    let out = assetd.output(&["apply", "--once"], &["--wait", "60s"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        env.docker
+            .inspect_container(&env.name("consumer"), None)
+            .await
+            .is_err(),
+        "the consumer was started beside a broker that then crashed:\n{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_swarm_crash_loop_stays_failed_between_restarts() {
+    let _engine = shared().await;
+    let env = TestEnv::new("os-swloop").await;
+    let assetd = Assetd::new(&env, "swarm");
+    let a = env.name("a");
+    // Each task runs four seconds, then dies; Swarm restarts it after 5 s.
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  command: [sh, -c, \"sleep 4; exit 3\"]\n"),
+    );
+    let daemon = assetd.daemon(&["--resync", "300s"]);
+    daemon.wait_cli_phase(&a, Phase::Failed).await;
+    // Two restarts' worth: never Running again, whenever it is looked at.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < until {
+        let report = daemon.status().await.expect("the daemon answers");
+        let now = report.assets.iter().find(|s| s.name.as_str() == a).unwrap();
+        assert_ne!(now.phase, Phase::Running, "{now:?}\n{}", daemon.log());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }

@@ -684,3 +684,51 @@ async fn holds_that_wait_for_the_operator_make_plan_pending_and_apply_exit_3() {
     let allowed = assetd(&env, &["apply", "--once", "--allow-mass-prune"], "local");
     assert_eq!(allowed.status.code(), Some(0), "{}", all_text(&allowed));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_once_on_swarm_leaves_one_secret_version_after_a_rotation() {
+    let env = TestEnv::new("st-once-rot").await;
+    write_secret(&env, SECRET_VALUE);
+    let creds = env.name("creds");
+    env.write(
+        "creds.yaml",
+        &format!("apiVersion: assetd/v1\nkind: Secret\nmetadata: {{ name: {creds} }}\nspec: {{ file: secrets/kafka.env }}\n"),
+    );
+    env.write(
+        "app.yaml",
+        &env.asset(
+            "app",
+            IMAGE_1,
+            &format!(
+                "  command: sleep 3600\n  secrets: [ {{ source: {creds}, target: kafka }} ]\n"
+            ),
+        ),
+    );
+    let first = assetd(&env, &["apply", "--once"], "swarm");
+    assert_eq!(first.status.code(), Some(0), "{}", all_text(&first));
+    write_secret(&env, ROTATED_VALUE);
+    let rotated = assetd(&env, &["apply", "--once"], "swarm");
+    let text = all_text(&rotated);
+    assert_eq!(rotated.status.code(), Some(0), "{text}");
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![format!("io.assetd.instance={}", env.prefix)],
+    )]);
+    let versions: Vec<String> = env
+        .docker
+        .list_secrets(Some(
+            ListSecretsOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|s| s.spec.and_then(|s| s.name))
+        .collect();
+    assert_eq!(
+        versions.len(),
+        1,
+        "the replaced version is gone in the same run: {versions:?}\n{text}"
+    );
+}

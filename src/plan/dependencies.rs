@@ -15,12 +15,16 @@ use crate::store::AppliedRecord;
 use crate::strategy::ActualAsset;
 
 /// Holds the actions that must wait for a dependency, or for a dependent
-/// to go first.
+/// to go first. `default_monitor`: the strategy's monitor window, for a
+/// dependency whose `spec.update.monitor` is not set: a dependency is
+/// ready once it ran that long without dying (a broker that crash-loops
+/// a few seconds after its start is not ready).
 pub fn order(
     plan: &mut Plan,
     desired: &Desired,
     applied: &BTreeMap<AssetName, AppliedRecord>,
     actual: &[ActualAsset],
+    default_monitor: std::time::Duration,
 ) {
     let actual: BTreeMap<&AssetName, &ActualAsset> = actual.iter().map(|a| (&a.name, a)).collect();
     let changing: BTreeSet<AssetName> = plan
@@ -39,9 +43,14 @@ pub fn order(
         let wait = match action.kind() {
             ActionKind::Create | ActionKind::Update | ActionKind::Repair => {
                 desired.assets.get(&action.name).and_then(|want| {
-                    want.depends_on
-                        .iter()
-                        .find_map(|dep| not_ready(dep, &actual, &changing))
+                    want.depends_on.iter().find_map(|dep| {
+                        let monitor = desired
+                            .assets
+                            .get(dep)
+                            .and_then(|d| d.spec.update.as_ref())
+                            .map_or(default_monitor, |u| u.monitor_or(default_monitor));
+                        not_ready(dep, &actual, &changing, monitor)
+                    })
                 })
             }
             ActionKind::Remove => dependents
@@ -99,6 +108,7 @@ fn not_ready(
     dep: &AssetName,
     actual: &BTreeMap<&AssetName, &ActualAsset>,
     changing: &BTreeSet<AssetName>,
+    monitor: std::time::Duration,
 ) -> Option<(AssetName, String, bool)> {
     let mut stuck = false;
     let state = match actual.get(dep) {
@@ -113,7 +123,13 @@ fn not_ready(
             let (health, why) = health::assess(&evidence);
             stuck = health == Health::Degraded;
             match (health, why) {
-                (Health::Healthy, _) => return None,
+                (Health::Healthy, _) => match have.replicas.up_secs {
+                    Some(up) if up < monitor.as_secs() => format!(
+                        "Progressing (up {up}s of its {}s monitor window)",
+                        monitor.as_secs()
+                    ),
+                    _ => return None,
+                },
                 (health, Some(why)) => format!("{health} ({why})"),
                 (health, None) => health.to_string(),
             }

@@ -733,11 +733,26 @@ fn asset_of(
             // A local rollout is over when its deploy call returns.
             rolling: false,
             missing_nodes: None,
+            up_secs: up_secs(containers),
         },
         writer: writer_stamp(containers),
         template_hash: template,
         rollout: None,
     }
+}
+
+/// How long the youngest running container has existed (a restart is
+/// told by its restart count, see `ailing`).
+fn up_secs(containers: &[ContainerSummary]) -> Option<u64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    containers
+        .iter()
+        .filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING))
+        .filter_map(|c| c.created)
+        .map(|created| (now - created).max(0) as u64)
+        .min()
 }
 
 /// The value of `key` when every container has the same one.

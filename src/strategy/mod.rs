@@ -141,6 +141,10 @@ pub struct ReplicaCounts {
     /// leaves out of its count): the asset is Degraded, naming them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_nodes: Option<String>,
+    /// Seconds the youngest running replica has been up: a dependency is
+    /// ready for what depends on it only once it ran its monitor window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +290,12 @@ pub trait DeploymentStrategy: Send + Sync {
     fn stack(&self) -> Option<crate::stack::engine::StackEngine> {
         None
     }
+
+    /// How long a new version must run to count when its manifest sets
+    /// no `spec.update.monitor`.
+    fn default_monitor(&self) -> std::time::Duration {
+        local::DEFAULT_MONITOR
+    }
 }
 
 /// Which strategy a pass runs with.
@@ -384,6 +394,13 @@ impl DeploymentStrategy for AnyStrategy {
         match self {
             AnyStrategy::Local(s) => s.stack(),
             AnyStrategy::Swarm(s) => s.stack(),
+        }
+    }
+
+    fn default_monitor(&self) -> std::time::Duration {
+        match self {
+            AnyStrategy::Local(s) => s.default_monitor(),
+            AnyStrategy::Swarm(s) => s.default_monitor(),
         }
     }
 }

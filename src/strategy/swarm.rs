@@ -557,6 +557,10 @@ impl DeploymentStrategy for Swarm {
         }
         Ok(assets.into_values().collect())
     }
+
+    fn default_monitor(&self) -> std::time::Duration {
+        ROLLOUT_MONITOR
+    }
 }
 
 impl Swarm {
@@ -663,14 +667,41 @@ fn replica_counts(
         .iter()
         .filter(|t| t.desired_state == Some(TaskState::RUNNING))
         .collect();
+    let now = time::OffsetDateTime::now_utc();
     let is_running =
         |t: &&&Task| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING);
-    let running = tasks.iter().filter(is_running).count() as u64;
+    // A task started lately, after a task of this version failed, is one
+    // turn of a crash loop (Swarm's restart policy at work), as a local
+    // container restarted lately is: it does not count as running until
+    // it has stayed up, so the asset does not flip between Failed and
+    // Running with every restart.
+    let last_failed = last_failed_task(all_tasks, since).and_then(task_time);
+    let between_crashes = |t: &&&Task| {
+        let started = task_time(t);
+        match (last_failed, started) {
+            (Some(failed), Some(started)) => {
+                started >= failed && (now - started).whole_seconds() < CRASH_SETTLE_SECS
+            }
+            _ => false,
+        }
+    };
+    let running = tasks
+        .iter()
+        .filter(is_running)
+        .filter(|t| !between_crashes(t))
+        .count() as u64;
+    // How long the youngest running task has run: what depends on this
+    // asset waits for its monitor window.
+    let up_secs = tasks
+        .iter()
+        .filter(is_running)
+        .filter_map(|t| task_time(t))
+        .map(|started| (now - started).whole_seconds().max(0) as u64)
+        .min();
     let desired = match spec.mode.as_ref().and_then(|m| m.replicated.as_ref()) {
         Some(replicated) => replicated.replicas.unwrap_or(1).max(0) as u64,
         None => tasks.len() as u64,
     };
-    let now = time::OffsetDateTime::now_utc();
     let waiting: Vec<&&Task> = tasks.iter().filter(|t| !is_running(t)).collect();
     let pending_secs = waiting
         .iter()
@@ -698,7 +729,34 @@ fn replica_counts(
         unhealthy: None,
         rolling: false,
         missing_nodes: None,
+        up_secs,
     }
+}
+
+/// A task up for less than this since a task of its version failed may
+/// be between two crashes of a loop.
+const CRASH_SETTLE_SECS: i64 = 10;
+
+/// When the task reached its current state, as Swarm recorded it.
+fn task_time(task: &Task) -> Option<time::OffsetDateTime> {
+    task.status.as_ref()?.timestamp
+}
+
+/// The newest failed or rejected task since the service's last update.
+fn last_failed_task(tasks: &[Task], since: Option<time::OffsetDateTime>) -> Option<&Task> {
+    tasks
+        .iter()
+        .filter(|t| match (since, t.created_at) {
+            (Some(since), Some(created)) => created >= since,
+            _ => true,
+        })
+        .filter(|t| {
+            matches!(
+                t.status.as_ref().and_then(|s| s.state),
+                Some(TaskState::FAILED | TaskState::REJECTED)
+            )
+        })
+        .max_by_key(|t| t.updated_at.or(t.created_at))
 }
 
 /// Swarm is replacing tasks (an update or its rollback is under way):
@@ -716,19 +774,7 @@ fn rolling(service: &Service) -> bool {
 /// The newest failed or rejected task, in Swarm's words with its exit
 /// code: why the service does not run.
 fn last_failure(tasks: &[Task], since: Option<time::OffsetDateTime>) -> Option<String> {
-    let failed = tasks
-        .iter()
-        .filter(|t| match (since, t.created_at) {
-            (Some(since), Some(created)) => created >= since,
-            _ => true,
-        })
-        .filter(|t| {
-            matches!(
-                t.status.as_ref().and_then(|s| s.state),
-                Some(TaskState::FAILED | TaskState::REJECTED)
-            )
-        })
-        .max_by_key(|t| t.updated_at.or(t.created_at))?;
+    let failed = last_failed_task(tasks, since)?;
     let status = failed.status.as_ref()?;
     let state = status.state.map(|s| s.to_string()).unwrap_or_default();
     let err = status
