@@ -106,6 +106,15 @@ impl Plan {
             || self.stack.iter().any(|a| a.writes())
     }
 
+    /// Whether an action waits for a dependency that is coming up (not
+    /// one that is stuck): ready by time passing (its monitor window) or
+    /// by an engine event.
+    pub fn waits_for_a_dependency(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a.hold(), Some(HoldReason::Waiting { stuck: false, .. })))
+    }
+
     /// Whether a change is held until the operator acts: removals the
     /// mass-prune guard holds, a network changed in a way only `assetd
     /// recreate` applies. The engine does not match the manifests.

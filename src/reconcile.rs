@@ -210,7 +210,7 @@ pub async fn run_passes_in_order<S: DeploymentStrategy>(
     let mut report = run_pass(config, strategy, store).await?;
     let mut earlier = Vec::new();
     let mut earlier_stack = Vec::new();
-    while waits_for_dependency(&report.plan) && Instant::now() < deadline {
+    while report.plan.waits_for_a_dependency() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let done = std::mem::take(&mut report.outcomes);
         earlier.extend(done.into_iter().filter(|o| o.kind != ActionKind::Hold));
@@ -222,15 +222,6 @@ pub async fn run_passes_in_order<S: DeploymentStrategy>(
     earlier_stack.append(&mut report.stack);
     report.stack = earlier_stack;
     Ok(report)
-}
-
-fn waits_for_dependency(plan: &Plan) -> bool {
-    plan.actions.iter().any(|a| {
-        matches!(
-            a.hold(),
-            Some(crate::plan::HoldReason::Waiting { stuck: false, .. })
-        )
-    })
 }
 
 /// Desired, actual and applied, and the plan between them: no writes.

@@ -337,3 +337,31 @@ async fn a_swarm_crash_loop_stays_failed_between_restarts() {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_starts_a_consumer_once_its_broker_ran_its_monitor_window() {
+    let _engine = shared().await;
+    let env = TestEnv::new("os-depdaemon").await;
+    let assetd = Assetd::new(&env, "local");
+    let (broker, consumer) = (env.name("broker"), env.name("consumer"));
+    env.write(
+        "broker.yaml",
+        &env.asset("broker", IMAGE_1, "  update: { monitor: 4s }\n"),
+    );
+    env.write(
+        "consumer.yaml",
+        &env.asset("consumer", IMAGE_1, &format!("  dependsOn: [ {broker} ]\n")),
+    );
+    // No resync within the test: time passing, not an event, makes the
+    // broker ready.
+    let daemon = assetd.daemon(&["--resync", "300s"]);
+    daemon.wait_cli_phase(&consumer, Phase::Running).await;
+    let b = env.docker.inspect_container(&broker, None).await.unwrap();
+    let c = env.docker.inspect_container(&consumer, None).await.unwrap();
+    let (b, c) = (b.created.unwrap(), c.created.unwrap());
+    assert!(
+        (c - b).whole_milliseconds() >= 4000,
+        "the consumer was created {} ms after its broker, within the broker's 4 s monitor window",
+        (c - b).whole_milliseconds()
+    );
+}

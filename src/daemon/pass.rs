@@ -106,6 +106,11 @@ impl Daemon {
             self.converge_stack(&obs, &strategy).await;
             wake_in = self.dispatch(&obs, &strategy, observed).await;
             self.verify_changed_in_place(&obs, &strategy);
+            // A dependency still coming up becomes ready by time passing
+            // (its monitor window), which no engine event announces.
+            if obs.plan.waits_for_a_dependency() {
+                wake_in = wake_in.min(DEPENDENCY_LOOK);
+            }
         }
         standing.revision = Some(revision.short());
         self.publish(&obs, &standing, &strategy, swarm, started);
@@ -437,6 +442,10 @@ impl Daemon {
         self.notifier.offer(&events);
     }
 }
+
+/// How often a pass looks again while an asset waits for a dependency
+/// that is still coming up.
+const DEPENDENCY_LOOK: Duration = Duration::from_secs(1);
 
 /// The scheduler of the daemon's actions. A finished action asks for a
 /// pass: the last of a batch at once (status, follow-ups); while others

@@ -741,8 +741,9 @@ fn asset_of(
     }
 }
 
-/// How long the youngest running container has existed (a restart is
-/// told by its restart count, see `ailing`).
+/// How long the youngest running container has existed, never more
+/// than it has (the listing's creation time is in whole seconds); a
+/// restart is told by its restart count, see `ailing`.
 fn up_secs(containers: &[ContainerSummary]) -> Option<u64> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -751,7 +752,7 @@ fn up_secs(containers: &[ContainerSummary]) -> Option<u64> {
         .iter()
         .filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING))
         .filter_map(|c| c.created)
-        .map(|created| (now - created).max(0) as u64)
+        .map(|created| (now - created - 1).max(0) as u64)
         .min()
 }
 
