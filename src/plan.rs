@@ -270,6 +270,26 @@ fn decide(known: &Known, desired: &Desired, config: &PlanConfig) -> Option<Op> {
                 message: rollout.message.clone(),
             }))
         }
+        // Swarm is rolling out (or back): never write the service then.
+        Some(have)
+            if have.replicas.rolling && (!runs_spec(want, have) || !have.drift.is_empty()) =>
+        {
+            let then = match runs_spec(want, have) {
+                false => changed(known, want, have),
+                true => repair(want, have.drift.join("; ")),
+            };
+            let state = have
+                .rollout
+                .as_ref()
+                .map_or("updating".to_string(), |r| r.state.clone());
+            Some(Op::Hold(HoldReason::EngineRolling {
+                state,
+                then: Box::new(Action {
+                    name: name.clone(),
+                    op: then,
+                }),
+            }))
+        }
         Some(have) if !runs_spec(want, have) => Some(changed(known, want, have)),
         Some(have) if !have.drift.is_empty() => Some(repair(want, have.drift.join("; "))),
         // Swarm's version index is not compared: Swarm bumps it itself
@@ -312,8 +332,22 @@ fn changed(known: &Known, want: &DesiredAsset, have: &ActualAsset) -> Op {
         .and_then(|r| r.spec.as_ref())
         .filter(|old| old.hash() == *have.spec_hash.as_ref().unwrap_or(&want.hash))
         .map(|old| diff(old, &want.spec))
-        .unwrap_or_default();
+        .unwrap_or_else(|| replica_change(want, have).into_iter().collect());
     update(want, changes, "spec hash differs from the running objects")
+}
+
+/// Without the spec last applied (a store rebuilt from labels, a plan from
+/// the labels alone), the engine's own count still names a scale
+/// (`spec.mode.replicated.replicas: 0 → 2`).
+fn replica_change(want: &DesiredAsset, have: &ActualAsset) -> Option<FieldChange> {
+    let Mode::Replicated { replicas } = want.spec.mode else {
+        return None;
+    };
+    (have.replicas.desired != replicas).then(|| FieldChange {
+        path: "spec.mode.replicated.replicas".into(),
+        before: have.replicas.desired.to_string(),
+        after: replicas.to_string(),
+    })
 }
 
 /// `want`'s version failed its rollout gate here: the previous version
@@ -534,7 +568,11 @@ mod tests {
             object_ids: vec![format!("id-{n}")],
             version: None,
             drift: vec![],
-            replicas: Default::default(),
+            replicas: crate::strategy::ReplicaCounts {
+                desired: 1,
+                running: 1,
+                ..Default::default()
+            },
             writer: None,
             template_hash: None,
             rollout: None,
@@ -776,6 +814,28 @@ mod tests {
         confirmed.confirmed.insert(name("r"));
         let pruned = plan(&desired(keep), &BTreeMap::new(), &have, &confirmed);
         assert_eq!(kinds(&pruned), vec![("r".into(), ActionKind::Remove)]);
+    }
+
+    #[test]
+    fn a_scale_is_named_from_the_engine_count_without_a_recorded_spec() {
+        let mut scaled = want("a", "i:1", "a.yaml");
+        scaled.spec.mode = Mode::Replicated { replicas: 2 };
+        scaled.hash = scaled.spec.hash();
+        // A service scaled to zero, known from its labels only.
+        let mut have = running("a", "i:1", "a.yaml");
+        have.replicas.desired = 0;
+        have.replicas.running = 0;
+        let plan = plan(
+            &desired(vec![scaled]),
+            &BTreeMap::new(),
+            &[have],
+            &PlanConfig::default(),
+        );
+        assert_eq!(kinds(&plan), vec![("a".into(), ActionKind::Update)]);
+        assert_eq!(
+            plan.actions[0].reason(),
+            "spec.mode.replicated.replicas: 0 → 2"
+        );
     }
 
     #[test]

@@ -233,7 +233,15 @@ pub async fn observe<S: DeploymentStrategy>(
     let (desired, actual) = tokio::join!(load_desired(config), strategy.list_managed());
     let mut actual = actual?;
     if config.check_moved_tags {
-        note_moved_tags(strategy, &desired, &mut actual).await;
+        let records = store.all();
+        note_moved_tags(
+            strategy,
+            &desired,
+            &records,
+            &config.plan.retry,
+            &mut actual,
+        )
+        .await;
     }
     let stack = match strategy.stack() {
         Some(engine) if engine.worth_a_look(&desired) => Some(engine.observe().await?),
@@ -281,9 +289,16 @@ pub async fn observe<S: DeploymentStrategy>(
 /// plan repairs by deploying the same spec (the strategy pulls and rolls
 /// the new digest out). An unreachable registry is no drift: what runs
 /// stays.
+///
+/// A version whose rollout failed here is not looked at again: the tag
+/// still names (or names again) what failed, and deploying it would stop
+/// what runs once more per resync. It waits, like any failed version, for
+/// a new manifest or `assetd retry`.
 async fn note_moved_tags<S: DeploymentStrategy>(
     strategy: &S,
     desired: &Desired,
+    records: &BTreeMap<AssetName, AppliedRecord>,
+    retry: &std::collections::BTreeSet<AssetName>,
     actual: &mut [ActualAsset],
 ) {
     let mut checks = Vec::new();
@@ -291,6 +306,17 @@ async fn note_moved_tags<S: DeploymentStrategy>(
         let Some(want) = desired.assets.get(&have.name) else {
             continue;
         };
+        let failed_here = records
+            .get(&have.name)
+            .and_then(|r| r.rolled_back.as_ref())
+            .is_some_and(|r| r.hash == want.hash);
+        // Swarm rolled the service back (or is rolling it): the digest
+        // the tag moved to is what failed.
+        let engine_rolled_back =
+            have.replicas.rolling || have.rollout.as_ref().is_some_and(|r| r.rolled_back);
+        if (failed_here || engine_rolled_back) && !retry.contains(&have.name) {
+            continue;
+        }
         let runs_it = have.spec_hash.as_ref() == Some(&want.hash) && have.drift.is_empty();
         if runs_it && want.spec.pull_policy() == crate::spec::PullPolicy::Always {
             checks.push((i, want.spec.clone(), have.clone()));

@@ -30,8 +30,10 @@ fn ended(asset: &ActualAsset, pass: &PassReport) -> bool {
         .pending_reason
         .as_deref()
         .is_some_and(|why| why.starts_with("no suitable node"));
-    // A rollback under way is waited for too: the answer is how it ends.
+    // A rollback under way is waited for too: the answer is how it ends;
+    // so is a replica back up after a crash (a loop, or a recovery).
     !r.rolling
+        && !r.settling
         && (asset.failed_rollout(wanted).is_some()
             || r.failing.is_some()
             || r.running >= r.desired

@@ -12,12 +12,12 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use assetd::desired::{load_dir, LoadOptions};
 use assetd::stack::ResourceKind;
 use assetd::status::{Phase, StatusReport};
-use common::{eventually, set_mode, TestEnv, CONVERGE};
+use common::{all_text, eventually, set_mode, TestEnv, CONVERGE};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
 
@@ -162,25 +162,7 @@ fn replace_word(text: &str, word: &str, with: &str) -> String {
 }
 
 fn assetd(env: &TestEnv, strategy: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_assetd"))
-        .args(args)
-        .args(["--manifests", &env.manifests.display().to_string()])
-        .args([
-            "--state-dir",
-            &env.root.join("cli-state").display().to_string(),
-        ])
-        .args(["--strategy", strategy, "--instance", &env.prefix])
-        .env("DOCKER_HOST", common::docker_host())
-        .output()
-        .unwrap()
-}
-
-fn all_text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::assetd_cli(env, args, strategy)
 }
 
 /// The engine made the volume on first use, without our labels, so the

@@ -15,11 +15,7 @@ use common::{eventually, set_mode, TestEnv, CONVERGE, IMAGE_1, IMAGE_2};
 const VALUE: &str = "hunter2-9f3a-do-not-print";
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::all_text(out)
 }
 
 fn write_data(env: &TestEnv, file: &str, content: &str) {
@@ -364,4 +360,139 @@ async fn the_daemon_starts_a_consumer_once_its_broker_ran_its_monitor_window() {
         "the consumer was created {} ms after its broker, within the broker's 4 s monitor window",
         (c - b).whole_milliseconds()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_names_a_scale_from_zero_even_without_the_spec_on_record() {
+    let _engine = shared().await;
+    let env = TestEnv::new("os-scale0").await;
+    let assetd = Assetd::new(&env, "swarm");
+    let scaled = |n: u32| {
+        env.asset(
+            "a",
+            IMAGE_1,
+            &format!("  mode: {{ replicated: {{ replicas: {n} }} }}\n"),
+        )
+    };
+    env.write("a.yaml", &scaled(0));
+    let out = assetd.output(&["apply", "--once"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    env.write("a.yaml", &scaled(2));
+    // The store is lost (or locked): the plan has the labels and the
+    // engine's own count.
+    std::fs::remove_dir_all(assetd.state.join("db")).unwrap();
+    let plan = assetd.output(&["plan"], &[]);
+    let shown = text(&plan);
+    assert_eq!(plan.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains("spec.mode.replicated.replicas: 0 → 2"),
+        "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_to_a_revision_whose_secret_was_rotated_away_is_refused() {
+    let _engine = shared().await;
+    let env = TestEnv::new("os-rbsecret").await;
+    let assetd = Assetd::new(&env, "local");
+    let (app, creds) = (env.name("app"), env.name("creds"));
+    write_data(&env, "secrets/token", "first-value-11");
+    env.write(
+        "creds.yaml",
+        &format!("apiVersion: assetd/v1\nkind: Secret\nmetadata: {{ name: {creds} }}\nspec: {{ file: secrets/token }}\n"),
+    );
+    env.write(
+        "app.yaml",
+        &env.asset(
+            "app",
+            IMAGE_1,
+            &format!("  secrets: [ {{ source: {creds}, target: token }} ]\n"),
+        ),
+    );
+    let daemon = assetd.daemon(&["--resync", "300s"]);
+    daemon.wait_cli_phase(&app, Phase::Running).await;
+    let first = env.docker.inspect_container(&app, None).await.unwrap().id;
+    write_data(&env, "secrets/token", "second-value-22");
+    eventually("the app on the rotated value", CONVERGE, || async {
+        let now = env.docker.inspect_container(&app, None).await.ok()?;
+        let running = now.state?.running == Some(true);
+        (running && now.id != first).then_some(())
+    })
+    .await;
+    daemon.wait_cli_phase(&app, Phase::Running).await;
+    let versions = assetd.state.join("stack").join("secret");
+    eventually("the first value's version removed", CONVERGE, || async {
+        let left = std::fs::read_dir(&versions).ok()?.count();
+        (left == 1).then_some(())
+    })
+    .await;
+
+    // Revision 1 used the first value, which no longer exists anywhere.
+    let out = control(&assetd.state, &["rollback", &app, "--to", "1"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("was rotated away"), "{shown}");
+    let status = daemon.cli_status().unwrap();
+    let now = status
+        .assets
+        .iter()
+        .find(|a| a.name.as_str() == app)
+        .unwrap();
+    assert!(now.pinned.is_none(), "{now:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_swarm_rollback_is_never_fought_and_stays_failed() {
+    let _engine = shared().await;
+    let env = TestEnv::new("os-swrollback").await;
+    let assetd = Assetd::new(&env, "swarm");
+    let a = env.name("a");
+    env.write(
+        "a.yaml",
+        &env.asset("a", IMAGE_1, "  update: { order: start-first }\n"),
+    );
+    // A short resync: every pass is a chance to re-send the update.
+    let daemon = assetd.daemon(&["--resync", "2s"]);
+    daemon.wait_cli_phase(&a, Phase::Running).await;
+    env.write(
+        "a.yaml",
+        &env.asset(
+            "a",
+            IMAGE_1,
+            "  update: { order: start-first }\n  command: [sh, -c, \"exit 3\"]\n",
+        ),
+    );
+    let service = |docker: bollard::Docker, name: String| async move {
+        let s = docker.inspect_service(&name, None).await.ok()?;
+        let state = s
+            .update_status
+            .and_then(|u| u.state)
+            .map(|st| st.to_string());
+        Some((state, s.version?.index?))
+    };
+    let (_, settled) = eventually("Swarm's rollback completed", CONVERGE, || async {
+        let (state, version) = service(env.docker.clone(), a.clone()).await?;
+        (state.as_deref() == Some("rollback_completed")).then_some(((), version))
+    })
+    .await;
+    daemon.wait_cli_phase(&a, Phase::Failed).await;
+    // Several resyncs later: the service was not written again, and the
+    // asset still reads Failed.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let (state, version) = service(env.docker.clone(), a.clone()).await.unwrap();
+    assert_eq!(
+        state.as_deref(),
+        Some("rollback_completed"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(
+        version,
+        settled,
+        "the service was written after its rollback:\n{}",
+        daemon.log()
+    );
+    let report = daemon.cli_status().unwrap();
+    let now = report.assets.iter().find(|s| s.name.as_str() == a).unwrap();
+    assert_eq!(now.phase, Phase::Failed, "{now:?}");
 }

@@ -338,3 +338,67 @@ async fn a_tag_moved_in_the_registry_is_noticed_and_rolled_out_with_pull_policy_
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_moved_to_a_broken_image_is_rolled_back_once_not_at_every_resync() {
+    let _engine = shared().await;
+    let env = TestEnv::new("reg-broken").await;
+    let tag = format!("{}/assetd-test/reg-broken:live", registry());
+    push_as(IMAGE_1, &tag);
+    // A host port: the update is stop-first, so every retry would take
+    // the port down.
+    let always = "  pullPolicy: Always\n  ports: { 18651: 80 }\n";
+    env.write("a.yaml", &env.asset("a", &tag, always));
+    let mut local = with_config(&env, "local", &client_config());
+    local.env.push(("ASSETD_LOG", "info".into()));
+    let daemon = local.daemon(&["--resync", "2s"]);
+    let a = env.name("a");
+    daemon
+        .wait_cli_phase(&a, assetd::status::Phase::Running)
+        .await;
+
+    // The tag moves to an image that exits at once.
+    let builder = env.name("broken-src");
+    docker_cli(&[
+        "create",
+        "--name",
+        &builder,
+        "--label",
+        &format!("assetd.test={}", env.prefix),
+        IMAGE_1,
+    ]);
+    let broken = format!("assetd-test/{}:broken", env.prefix);
+    docker_cli(&[
+        "commit",
+        "--change",
+        "CMD [\"sh\", \"-c\", \"exit 3\"]",
+        &builder,
+        &broken,
+    ]);
+    push_as(&broken, &tag);
+    docker_cli(&["rmi", &broken]);
+
+    daemon
+        .wait_cli_phase(&a, assetd::status::Phase::Failed)
+        .await;
+    let started = |docker: Docker, name: String| async move {
+        let state = docker.inspect_container(&name, None).await.ok()?.state?;
+        (state.running == Some(true)).then_some(state.started_at?)
+    };
+    let before = eventually(
+        "the previous version running again",
+        common::CONVERGE,
+        || started(env.docker.clone(), a.clone()),
+    )
+    .await;
+    // Several resyncs: the failed digest is not tried again, so what runs
+    // is never stopped again.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = started(env.docker.clone(), a.clone()).await;
+    assert_eq!(
+        after.as_deref(),
+        Some(before.as_str()),
+        "restarted:\n{}",
+        daemon.log()
+    );
+}

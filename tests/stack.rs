@@ -12,10 +12,8 @@ use std::time::Duration;
 
 use assetd::reconcile::PassReport;
 use assetd::strategy::AnyStrategy;
-use bollard::query_parameters::{
-    InspectServiceOptions, ListSecretsOptionsBuilder, ListTasksOptionsBuilder,
-};
-use common::{eventually, TestEnv, IMAGE_1};
+use bollard::query_parameters::{InspectServiceOptions, ListTasksOptionsBuilder};
+use common::{all_text, eventually, TestEnv, IMAGE_1};
 
 /// A value no output may contain.
 const SECRET_VALUE: &str = "broker-password-7e1d0c";
@@ -108,25 +106,7 @@ async fn exec(env: &TestEnv, container: &str, cmd: &str) -> String {
 }
 
 fn assetd(env: &TestEnv, args: &[&str], strategy: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_assetd"))
-        .args(args)
-        .args(["--manifests", &env.manifests.display().to_string()])
-        .args([
-            "--state-dir",
-            &env.root.join("cli-state").display().to_string(),
-        ])
-        .args(["--strategy", strategy, "--instance", &env.prefix])
-        .env("DOCKER_HOST", common::docker_host())
-        .output()
-        .unwrap()
-}
-
-fn all_text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::assetd_cli(env, args, strategy)
 }
 
 /// Every file below `dir`, as bytes (the sled store).
@@ -405,25 +385,7 @@ async fn swarm_secret_rotation_keeps_the_service_and_leaves_one_version() {
     let driver = inspect_network(&env, &net).await.driver;
     assert_eq!(driver.as_deref(), Some("overlay"));
 
-    let versions = || async {
-        let filters = std::collections::HashMap::from([(
-            "label".to_string(),
-            vec![format!("io.assetd.instance={}", env.prefix)],
-        )]);
-        let listed = env
-            .docker
-            .list_secrets(Some(
-                ListSecretsOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .unwrap();
-        listed
-            .into_iter()
-            .filter_map(|s| s.spec.and_then(|s| s.name))
-            .collect::<Vec<_>>()
-    };
+    let versions = || common::secret_versions(&env);
     let first = versions().await;
     assert_eq!(first.len(), 1, "{first:?}");
 
@@ -710,22 +672,7 @@ async fn apply_once_on_swarm_leaves_one_secret_version_after_a_rotation() {
     let rotated = assetd(&env, &["apply", "--once"], "swarm");
     let text = all_text(&rotated);
     assert_eq!(rotated.status.code(), Some(0), "{text}");
-    let filters = std::collections::HashMap::from([(
-        "label".to_string(),
-        vec![format!("io.assetd.instance={}", env.prefix)],
-    )]);
-    let versions: Vec<String> = env
-        .docker
-        .list_secrets(Some(
-            ListSecretsOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|s| s.spec.and_then(|s| s.name))
-        .collect();
+    let versions = common::secret_versions(&env).await;
     assert_eq!(
         versions.len(),
         1,

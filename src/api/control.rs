@@ -255,6 +255,55 @@ pub(super) async fn handle_rollback(
     }
 }
 
+/// The secret and config versions `spec` uses that exist nowhere any
+/// more (rotated away: the engine keeps only the versions in use and the
+/// declared one), so a rollback to it could never be deployed.
+async fn gone_versions(
+    strategy: &crate::strategy::AnyStrategy,
+    spec: &crate::spec::DeploySpec,
+    want: &crate::desired::DesiredAsset,
+) -> Option<String> {
+    use crate::strategy::DeploymentStrategy as _;
+    let uses: Vec<(crate::stack::ResourceKind, &crate::spec::FileRef)> = spec
+        .secrets
+        .iter()
+        .map(|r| (crate::stack::ResourceKind::Secret, r))
+        .chain(
+            spec.configs
+                .iter()
+                .map(|r| (crate::stack::ResourceKind::Config, r)),
+        )
+        .filter(|(_, r)| r.version.is_some())
+        .collect();
+    if uses.is_empty() {
+        return None;
+    }
+    // The versions the manifest declares now are created by a pass.
+    let declared: Vec<String> = want
+        .spec
+        .secrets
+        .iter()
+        .chain(&want.spec.configs)
+        .map(|r| r.versioned_name())
+        .collect();
+    let found = strategy.stack()?.observe().await.ok()?;
+    let gone: Vec<String> = uses
+        .iter()
+        .filter(|(kind, r)| {
+            let engine = r.versioned_name();
+            !declared.contains(&engine) && !found.present.contains(&(*kind, engine))
+        })
+        .map(|(kind, r)| {
+            format!(
+                "{kind} `{}` version {} was rotated away",
+                r.source,
+                r.version.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    (!gone.is_empty()).then(|| gone.join(", "))
+}
+
 /// Pins `name` to revision `to` (or the previous good one) against the
 /// manifest as it is now.
 async fn pin(
@@ -281,6 +330,17 @@ async fn pin(
     let revisions = history::load(store, name);
     let target = history::target(&revisions, to)
         .map_err(|e| (StatusCode::NOT_FOUND, format!("{name}: {e}")))?;
+    let spec = target
+        .spec
+        .as_ref()
+        .expect("a deploy's revision has its spec");
+    if let Some(why) = gone_versions(&planner.strategy, spec, want).await {
+        let why = format!(
+            "{name}: revision {} can no longer be deployed: {why}; roll back to a revision that uses the values declared now",
+            target.n
+        );
+        return Err((StatusCode::CONFLICT, why));
+    }
     let pin = history::Pin {
         revision: target.n,
         spec: target

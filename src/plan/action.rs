@@ -94,6 +94,10 @@ pub enum HoldReason {
         state: String,
         message: String,
     },
+    /// Swarm is rolling an update or a rollback of the service out: a
+    /// write now would restart it (and fight Swarm's own rollback). The
+    /// end of the rollout (a service event) starts the next pass.
+    EngineRolling { state: String, then: Box<Action> },
     /// A removal that a guard holds.
     Removal {
         guard: RemovalGuard,
@@ -130,6 +134,12 @@ impl std::fmt::Display for HoldReason {
             HoldReason::RolledBackByEngine { name, state, message } => write!(
                 f,
                 "rolled back by the engine ({state}: {message}); the previous version runs; not deployed again until the manifest changes or `assetd retry {name}`"
+            ),
+            HoldReason::EngineRolling { state, then } => write!(
+                f,
+                "the engine's rollout is under way ({state}): nothing is written to the service until it ends; then {}: {}",
+                then.kind(),
+                then.op
             ),
             HoldReason::Removal { guard, would_remove } => {
                 write!(f, "{guard} (would remove: {would_remove})")
@@ -302,6 +312,7 @@ impl Action {
             Op::Update { changes, .. } => changes,
             Op::Hold(HoldReason::Suspended { on_resume, .. }) => on_resume.changes(),
             Op::Hold(HoldReason::Waiting { then, .. }) => then.changes(),
+            Op::Hold(HoldReason::EngineRolling { then, .. }) => then.changes(),
             _ => &[],
         }
     }

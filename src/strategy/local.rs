@@ -734,6 +734,9 @@ fn asset_of(
             rolling: false,
             missing_nodes: None,
             up_secs: up_secs(containers),
+            // A container restarted lately is judged by its restart count
+            // (`ailing`), at once.
+            settling: false,
         },
         writer: writer_stamp(containers),
         template_hash: template,

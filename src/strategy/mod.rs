@@ -145,6 +145,11 @@ pub struct ReplicaCounts {
     /// ready for what depends on it only once it ran its monitor window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub up_secs: Option<u64>,
+    /// A replica came back lately after a crash of its version and runs:
+    /// not counted yet (one turn of a crash loop, or a recovery); the
+    /// verdict comes when it dies again or stays up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settling: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -690,6 +690,7 @@ fn replica_counts(
         .filter(is_running)
         .filter(|t| !between_crashes(t))
         .count() as u64;
+    let settling = tasks.iter().filter(is_running).any(|t| between_crashes(&t));
     // How long the youngest running task has run: what depends on this
     // asset waits for its monitor window.
     let up_secs = tasks
@@ -730,6 +731,7 @@ fn replica_counts(
         rolling: false,
         missing_nodes: None,
         up_secs,
+        settling,
     }
 }
 

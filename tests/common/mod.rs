@@ -75,6 +75,50 @@ pub fn docker_cli(args: &[&str]) -> String {
     panic!("docker {args:?}: still out of sequence after 20 tries");
 }
 
+/// `assetd ARGS` as an operator runs it on `env`'s manifests, with a
+/// state dir of its own (`cli-state`), `--strategy` and the test's
+/// `--instance`.
+pub fn assetd_cli(env: &TestEnv, args: &[&str], strategy: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_assetd"))
+        .args(args)
+        .args(["--manifests", &env.manifests.display().to_string()])
+        .args([
+            "--state-dir",
+            &env.root.join("cli-state").display().to_string(),
+        ])
+        .args(["--strategy", strategy, "--instance", &env.prefix])
+        .env("DOCKER_HOST", docker_host())
+        .output()
+        .unwrap()
+}
+
+/// What a command printed, stdout then stderr.
+pub fn all_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The names of the Swarm secrets the test's instance owns.
+pub async fn secret_versions(env: &TestEnv) -> Vec<String> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("io.assetd.instance={}", env.prefix)],
+    )]);
+    let options = bollard::query_parameters::ListSecretsOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    env.docker
+        .list_secrets(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|s| s.spec.and_then(|s| s.name))
+        .collect()
+}
+
 pub async fn docker() -> Docker {
     let host = docker_host();
     let docker = Docker::connect_with_host(&host).expect("a Docker client for DOCKER_HOST");
