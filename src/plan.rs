@@ -270,10 +270,10 @@ fn decide(known: &Known, desired: &Desired, config: &PlanConfig) -> Option<Op> {
                 message: rollout.message.clone(),
             }))
         }
-        // Swarm is rolling out (or back): never write the service then.
-        Some(have)
-            if have.replicas.rolling && (!runs_spec(want, have) || !have.drift.is_empty()) =>
-        {
+        // Swarm is rolling the service back: a write now would restart
+        // the rollout Swarm is undoing, for ever. (An update under way
+        // may be superseded: Swarm starts over from the new spec.)
+        Some(have) if rolling_back(have) && (!runs_spec(want, have) || !have.drift.is_empty()) => {
             let then = match runs_spec(want, have) {
                 false => changed(known, want, have),
                 true => repair(want, have.drift.join("; ")),
@@ -334,6 +334,11 @@ fn changed(known: &Known, want: &DesiredAsset, have: &ActualAsset) -> Op {
         .map(|old| diff(old, &want.spec))
         .unwrap_or_else(|| replica_change(want, have).into_iter().collect());
     update(want, changes, "spec hash differs from the running objects")
+}
+
+/// Swarm is rolling the service back right now.
+fn rolling_back(have: &ActualAsset) -> bool {
+    have.replicas.rolling && have.rollout.as_ref().is_some_and(|r| r.rolled_back)
 }
 
 /// Without the spec last applied (a store rebuilt from labels, a plan from

@@ -94,9 +94,9 @@ pub enum HoldReason {
         state: String,
         message: String,
     },
-    /// Swarm is rolling an update or a rollback of the service out: a
-    /// write now would restart it (and fight Swarm's own rollback). The
-    /// end of the rollout (a service event) starts the next pass.
+    /// Swarm is rolling the service back: a write now would fight its
+    /// rollback. The rollback's end (a service event) starts the next
+    /// pass.
     EngineRolling { state: String, then: Box<Action> },
     /// A removal that a guard holds.
     Removal {
@@ -137,7 +137,7 @@ impl std::fmt::Display for HoldReason {
             ),
             HoldReason::EngineRolling { state, then } => write!(
                 f,
-                "the engine's rollout is under way ({state}): nothing is written to the service until it ends; then {}: {}",
+                "the engine is rolling the service back ({state}): nothing is written to it until that ends; then {}: {}",
                 then.kind(),
                 then.op
             ),

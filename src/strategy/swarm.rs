@@ -510,6 +510,13 @@ impl DeploymentStrategy for Swarm {
             true => self.unavailable_nodes().await,
             false => HashMap::new(),
         };
+        let unhealthy = match services
+            .iter()
+            .any(|s| s.spec.as_ref().is_some_and(has_healthcheck))
+        {
+            true => self.unhealthy_task_containers().await,
+            false => HashMap::new(),
+        };
         let mut assets = BTreeMap::new();
         for service in services {
             let Some(spec) = service.spec.as_ref() else {
@@ -521,6 +528,7 @@ impl DeploymentStrategy for Swarm {
             };
             let id = service.id.clone().unwrap_or_default();
             let tasks = tasks_by_service.remove(&id).unwrap_or_default();
+            let unhealthy_here = unhealthy.get(&id).cloned();
             assets.insert(
                 name.clone(),
                 ActualAsset {
@@ -533,6 +541,7 @@ impl DeploymentStrategy for Swarm {
                     replicas: with_missing_nodes(
                         ReplicaCounts {
                             rolling: rolling(&service),
+                            unhealthy: unhealthy_here,
                             ..replica_counts(spec, &tasks, service.updated_at)
                         },
                         spec,
@@ -564,6 +573,42 @@ impl DeploymentStrategy for Swarm {
 }
 
 impl Swarm {
+    /// The task containers on this engine whose healthcheck fails, by
+    /// service ID, in the engine's words. Swarm itself says so only once
+    /// it replaces the task; the container's health is known at once
+    /// (its `health_status` event starts the pass that reads this). Tasks
+    /// on other nodes are seen when Swarm replaces them.
+    async fn unhealthy_task_containers(&self) -> HashMap<String, String> {
+        let mut filters = labels::managed_filter(&self.instance);
+        filters.insert("health".to_string(), vec!["unhealthy".to_string()]);
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let Ok(containers) = self.docker.list_containers(Some(options)).await else {
+            return HashMap::new();
+        };
+        let mut out = HashMap::new();
+        for c in containers {
+            let Some(service) = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("com.docker.swarm.service.id"))
+            else {
+                continue;
+            };
+            let name = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            let status = c.status.clone().unwrap_or_default();
+            out.entry(service.clone())
+                .or_insert_with(|| format!("task container {name}: {status}"));
+        }
+        out
+    }
+
     /// Nodes that are down or drained, by ID, with how to name them.
     async fn unavailable_nodes(&self) -> HashMap<String, String> {
         let Ok(nodes) = self.docker.list_nodes(None).await else {
@@ -650,6 +695,17 @@ fn image_of(spec: &ServiceSpec) -> &str {
     container
         .and_then(|c| c.image.as_deref())
         .unwrap_or_default()
+}
+
+/// Whether the service's tasks run a healthcheck of their own.
+fn has_healthcheck(spec: &ServiceSpec) -> bool {
+    let check = spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.health_check.as_ref())
+        .and_then(|h| h.test.as_ref());
+    check.is_some_and(|test| test.first().is_some_and(|t| t != "NONE"))
 }
 
 fn is_global(spec: &ServiceSpec) -> bool {
