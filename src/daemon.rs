@@ -385,6 +385,10 @@ impl Daemon {
                 triggers: self.triggers_tx.clone(),
                 counters: self.counters.clone(),
                 shared: self.shared.clone(),
+                crashes: match &connection.strategy {
+                    crate::strategy::AnyStrategy::Local(local) => Some(local.crash_notes()),
+                    crate::strategy::AnyStrategy::Swarm(_) => None,
+                },
             },
             connection.watch.clone(),
         ));

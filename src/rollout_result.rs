@@ -78,12 +78,10 @@ pub async fn wait_for_rollouts<S: DeploymentStrategy + ?Sized>(
         .filter(|o| o.error.is_none() && o.kind == ActionKind::Create)
         .filter_map(|o| {
             let spec = &pass.desired.assets.get(&o.name)?.spec;
-            let default = strategy.default_monitor();
-            let monitor = spec
-                .update
-                .as_ref()
-                .map_or(default, |policy| policy.monitor_or(default));
-            Some((&o.name, started + monitor))
+            Some((
+                &o.name,
+                started + spec.monitor_or(strategy.default_monitor()),
+            ))
         })
         .collect();
     let deadline = tokio::time::Instant::now() + limit;

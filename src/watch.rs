@@ -349,6 +349,23 @@ fn container_event_urgency(action: &str) -> Option<Trigger> {
     }
 }
 
+/// A managed container's `die` with a non-zero exit code: its ID and
+/// the code.
+fn crash_of(event: &bollard::models::EventMessage, instance: &str) -> Option<(String, i64)> {
+    use crate::strategy::labels::{INSTANCE, MANAGED};
+    if event.typ != Some(bollard::models::EventMessageTypeEnum::CONTAINER)
+        || event.action.as_deref() != Some("die")
+    {
+        return None;
+    }
+    let actor = event.actor.as_ref()?;
+    let attrs = actor.attributes.as_ref()?;
+    let ours = attrs.get(MANAGED).map(String::as_str) == Some("true")
+        && attrs.get(INSTANCE).map(String::as_str) == Some(instance);
+    let code: i64 = attrs.get("exitCode")?.parse().ok()?;
+    (ours && code != 0).then(|| (actor.id.clone().unwrap_or_default(), code))
+}
+
 /// How long after a `pause` or `stop` a second pass looks again.
 const SECOND_LOOK: Duration = Duration::from_secs(1);
 
@@ -374,6 +391,7 @@ pub async fn watch_docker(
         triggers,
         counters,
         shared,
+        crashes,
     } = sinks;
     // Events resume quickly after a dockerd restart; a long outage is
     // retried every 15 s (the daemon's own reconnect says it is down).
@@ -402,6 +420,11 @@ pub async fn watch_docker(
                     }
                     if let Some(asset) = updated_in_place(&event, &instance) {
                         shared.verify(asset);
+                    }
+                    if let (Some(crashes), Some((id, code))) =
+                        (&crashes, crash_of(&event, &instance))
+                    {
+                        crashes.note(&id, code);
                     }
                     if let Some(trigger) = relevance(&event, &instance) {
                         counters.docker_events.fetch_add(1, Ordering::Relaxed);
@@ -442,6 +465,8 @@ pub struct DockerSinks {
     /// Its `retry_failed` is set when something an asset may have failed
     /// for appears.
     pub shared: Arc<crate::api::Shared>,
+    /// Local engine: where the exit codes of crashes are noted.
+    pub crashes: Option<crate::strategy::local::CrashNotes>,
 }
 
 /// A network, volume or image that appeared may be what a failed asset
@@ -516,6 +541,26 @@ fn relevance(event: &bollard::models::EventMessage, instance: &str) -> Option<Tr
 mod tests {
     use super::*;
     use notify::event::{DataChange, RemoveKind, RenameMode};
+
+    #[test]
+    fn a_managed_containers_crash_is_noted_with_its_exit_code() {
+        let die = |instance: &str, code: &str| bollard::models::EventMessage {
+            typ: Some(bollard::models::EventMessageTypeEnum::CONTAINER),
+            action: Some("die".into()),
+            actor: Some(bollard::models::EventActor {
+                id: Some("c1".into()),
+                attributes: Some(std::collections::HashMap::from([
+                    ("io.assetd.managed".to_string(), "true".to_string()),
+                    ("io.assetd.instance".to_string(), instance.to_string()),
+                    ("exitCode".to_string(), code.to_string()),
+                ])),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(crash_of(&die("a", "3"), "a"), Some(("c1".into(), 3)));
+        assert_eq!(crash_of(&die("a", "0"), "a"), None, "a clean exit");
+        assert_eq!(crash_of(&die("b", "3"), "a"), None, "another instance's");
+    }
 
     #[test]
     fn reads_and_opens_never_trigger_a_pass() {

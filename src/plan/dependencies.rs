@@ -47,8 +47,7 @@ pub fn order(
                         let monitor = desired
                             .assets
                             .get(dep)
-                            .and_then(|d| d.spec.update.as_ref())
-                            .map_or(default_monitor, |u| u.monitor_or(default_monitor));
+                            .map_or(default_monitor, |d| d.spec.monitor_or(default_monitor));
                         not_ready(dep, &actual, &changing, monitor)
                     })
                 })

@@ -515,6 +515,14 @@ impl DeploySpec {
     }
 
     /// How many containers or tasks this spec asks for on one engine.
+    /// How long a new version must run to count: `spec.update.monitor`,
+    /// else the strategy's `default`.
+    pub fn monitor_or(&self, default: std::time::Duration) -> std::time::Duration {
+        self.update
+            .as_ref()
+            .map_or(default, |policy| policy.monitor_or(default))
+    }
+
     pub fn local_replicas(&self) -> u64 {
         match self.mode {
             Mode::Replicated { replicas } => replicas,

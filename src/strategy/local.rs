@@ -32,6 +32,18 @@ use crate::writer::Writer;
 mod ailing;
 mod rollout;
 
+/// Where the daemon's Docker watcher notes the crashes it sees (`die`
+/// events with their exit codes), so a crash loop's reason carries its
+/// exit code even when the next listing finds the container up again.
+#[derive(Clone)]
+pub struct CrashNotes(ailing::FailedLately);
+
+impl CrashNotes {
+    pub fn note(&self, container_id: &str, exit_code: i64) {
+        self.0.note_exit(container_id, exit_code);
+    }
+}
+
 /// How long a new container must run (and be healthy) to count, unless
 /// `spec.update.monitor` says otherwise.
 pub const DEFAULT_MONITOR: std::time::Duration = rollout::MONITOR;
@@ -104,6 +116,11 @@ impl LocalDocker {
             }
         }
         None
+    }
+
+    /// The handle the Docker watcher notes crashes through.
+    pub fn crash_notes(&self) -> CrashNotes {
+        CrashNotes(self.failed_lately.clone())
     }
 
     pub fn stack(&self) -> Option<crate::stack::engine::StackEngine> {

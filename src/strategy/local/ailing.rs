@@ -51,6 +51,14 @@ impl FailedLately {
         self.0.lock().expect("failures lock").get(id)?.1
     }
 
+    /// A crash the engine announced (`die` with a non-zero exit code):
+    /// the container's code is known even when the listing next sees it
+    /// running again, between two crashes of a loop.
+    pub(super) fn note_exit(&self, id: &str, code: i64) {
+        let mut seen = self.0.lock().expect("failures lock");
+        seen.insert(id.to_string(), (Instant::now(), Some(code)));
+    }
+
     fn remember(&self, ailments: &HashMap<String, (Ailment, Option<i64>)>) {
         let mut seen = self.0.lock().expect("failures lock");
         seen.retain(|_, (at, _)| at.elapsed() < REMEMBERED);
