@@ -258,12 +258,7 @@ impl StackEngine {
             .await
             .map_err(|e| StrategyError::docker("list containers", "all", e))?;
         for container in containers {
-            let name = container
-                .names
-                .as_ref()
-                .and_then(|n| n.first())
-                .map(|n| n.trim_start_matches('/').to_string())
-                .unwrap_or_default();
+            let name = crate::strategy::local::container_name(&container);
             // A stopped container holds no endpoint: it does not keep a
             // network (it does keep its volumes and files).
             let running =

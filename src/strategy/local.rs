@@ -849,7 +849,8 @@ fn writer_stamp(containers: &[ContainerSummary]) -> Option<crate::writer::Writer
 /// The label the engine puts on a Swarm task's container.
 const SWARM_TASK: &str = "com.docker.swarm.task.id";
 
-fn container_name(container: &ContainerSummary) -> String {
+/// A container's name as the engine lists it, without the leading `/`.
+pub(crate) fn container_name(container: &ContainerSummary) -> String {
     container
         .names
         .as_ref()

@@ -596,12 +596,7 @@ impl Swarm {
             else {
                 continue;
             };
-            let name = c
-                .names
-                .as_ref()
-                .and_then(|n| n.first())
-                .map(|n| n.trim_start_matches('/').to_string())
-                .unwrap_or_default();
+            let name = super::local::container_name(&c);
             let status = c.status.clone().unwrap_or_default();
             out.entry(service.clone())
                 .or_insert_with(|| format!("task container {name}: {status}"));
