@@ -69,6 +69,8 @@ ensure_packages() {
     # suite makes git copies.
     command -v git >/dev/null 2>&1 || missing="$missing git"
     command -v curl >/dev/null 2>&1 || missing="$missing curl"
+    # tests/age_secrets.rs encrypts with the reference tool.
+    command -v age >/dev/null 2>&1 || missing="$missing age"
     # A dynamically linked busybox (package "busybox") would not run inside
     # the libc-less test image; we need the static one.
     # (The status captured first: `cmd | grep -q` under pipefail fails

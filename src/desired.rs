@@ -43,6 +43,8 @@ pub struct LoadOptions {
     /// Refuse directories and files writable by group or others, or owned
     /// by a user other than root or the one assetd runs as.
     pub check_permissions: bool,
+    /// The identities that open `decrypt: age` files.
+    pub age: crate::stack::encrypted::AgeKeys,
 }
 
 /// What one file parsed to, valid assets or its errors.
@@ -664,7 +666,8 @@ impl<'a> Loader<'a> {
         invalid_files.retain(|source, _| !is_data(source));
         parsed.retain(|(source, _)| !is_data(source));
         resources.retain(|(source, _)| !is_data(source));
-        let declared = crate::stack::declared::declare(resources, self.root, self.env);
+        let declared =
+            crate::stack::declared::declare(resources, self.root, self.env, &self.opts.age);
         let mut holds = Holds::default();
         holds.conflicts.extend(declared.errors.iter().cloned());
         for (_, asset) in parsed.iter_mut() {
@@ -1004,7 +1007,7 @@ fn fix_hint(meta: &Metadata, path: &str) -> String {
 
 /// The user assetd runs as, from `/proc/self/status` (std has no
 /// `geteuid`, and a libc dependency for one call is not worth it).
-fn effective_uid() -> Option<u32> {
+pub(crate) fn effective_uid() -> Option<u32> {
     static EUID: OnceLock<Option<u32>> = OnceLock::new();
     *EUID.get_or_init(|| {
         let status = fs::read_to_string("/proc/self/status").ok()?;

@@ -16,12 +16,11 @@ use assetd::plan::PlanConfig;
 use assetd::reconcile::{self, PassConfig};
 use assetd::report;
 use assetd::rollout_result;
+use assetd::stack::encrypted::AgeKeys;
 use assetd::store::{MemoryStore, SledStore, Store};
 
-/// The commands that talk to the running daemon.
-#[path = "cli/control.rs"]
-mod control;
-use control::plan;
+mod cli;
+use cli::control::{self, plan};
 
 /// Exit codes of the CLI contract.
 const EXIT_OK: u8 = 0;
@@ -203,6 +202,10 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(long = "allow-bind", value_name = "PREFIX")]
         allow_bind: Vec<PathBuf>,
+        /// Decrypt `decrypt: age` files with this identity (repeatable);
+        /// without one, only their age header is checked.
+        #[arg(long = "age-identity", value_name = "FILE")]
+        age_identity: Vec<PathBuf>,
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
         output: Output,
     },
@@ -212,6 +215,20 @@ enum Command {
         #[arg(long, value_enum, default_value = "asset")]
         kind: SchemaKind,
     },
+    /// age files for `decrypt: age` secrets and configs.
+    Secret {
+        #[command(subcommand)]
+        command: cli::secret::SecretCommand,
+    },
+    /// Print the completion script for a shell (bash, zsh, fish, ...).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (assetd.1, assetd-COMMAND.1) into DIR: for the
+    /// package build.
+    #[command(hide = true)]
+    GenerateMan { dir: PathBuf },
 }
 
 /// Which format `assetd schema` describes.
@@ -312,6 +329,12 @@ struct CommonArgs {
         env = "ASSETD_REGISTRY_CONFIG"
     )]
     registry_config: Option<PathBuf>,
+    /// An age identity file that opens `decrypt: age` secrets and configs
+    /// (repeatable: old and new key while rotating). Default:
+    /// /etc/assetd/age.key when it exists. Must be mode 0600 (or 0400),
+    /// owned by root or the daemon's user.
+    #[arg(long = "age-identity", value_name = "FILE", value_parser = absolute_path)]
+    age_identity: Vec<PathBuf>,
     /// Swarm writer lease: how often its holder renews it.
     #[arg(long = "lease-renew", default_value = "2s", value_parser = parse_duration)]
     lease_renew: Duration,
@@ -441,6 +464,27 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl CommonArgs {
+    /// Reads the age identities once at start: a key file that is open to
+    /// others, unreadable or not a key is bad configuration. With keys in
+    /// memory, the process is made undumpable so no core file holds them
+    /// or a plaintext.
+    fn check_age_identities(&self, command: &str) -> Result<(), u8> {
+        match AgeKeys::given(self.age_identity.clone()).load() {
+            Ok(keys) => {
+                if !keys.is_empty() {
+                    // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers
+                    // and touches no memory of ours.
+                    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+                }
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("assetd {command}: {e}");
+                Err(EXIT_USAGE)
+            }
+        }
+    }
+
     /// The lease timings, or why they cannot keep one writer.
     fn lease(&self) -> Result<assetd::lease::Timings, String> {
         let timings = assetd::lease::Timings {
@@ -458,6 +502,7 @@ impl CommonArgs {
                     allow_bind: self.allow_bind.clone(),
                 },
                 check_permissions: !self.insecure_permissions,
+                age: AgeKeys::given(self.age_identity.clone()),
             },
             plan: PlanConfig {
                 allow_mass_prune: self.allow_mass_prune,
@@ -541,8 +586,12 @@ async fn dispatch(command: Command, given: Given) -> u8 {
         Command::Validate {
             paths,
             allow_bind,
+            age_identity,
             output,
-        } => validate(paths, allow_bind, output),
+        } => validate(paths, allow_bind, age_identity, output),
+        Command::Secret { command } => cli::secret::run(command),
+        Command::Completions { shell } => cli::docs::completions(shell),
+        Command::GenerateMan { dir } => cli::docs::man_pages(&dir),
         Command::Schema { kind } => {
             match kind {
                 SchemaKind::Asset => println!("{}", assetd::schema::schema_json()),
@@ -722,10 +771,16 @@ async fn prune_confirm(socket: PathBuf) -> u8 {
     }
 }
 
-fn validate(paths: Vec<PathBuf>, allow_bind: Vec<PathBuf>, output: Output) -> u8 {
+fn validate(
+    paths: Vec<PathBuf>,
+    allow_bind: Vec<PathBuf>,
+    age_identity: Vec<PathBuf>,
+    output: Output,
+) -> u8 {
     let options = LoadOptions {
         policy: Policy { allow_bind },
         check_permissions: false,
+        age: AgeKeys::given(age_identity).header_only_without_keys(),
     };
     let env = |k: &str| std::env::var(k).ok();
     let desired = desired::load_paths(&paths, &options, &env);
@@ -797,6 +852,9 @@ async fn strategy_for(common: &CommonArgs) -> Result<assetd::strategy::AnyStrate
 }
 
 async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
+    if let Err(code) = common.check_age_identities("apply") {
+        return code;
+    }
     let strategy = match strategy_for(&common).await {
         Ok(s) => s,
         Err(code) => return code,
@@ -1056,6 +1114,9 @@ async fn run(args: RunArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    if let Err(code) = args.common.check_age_identities("run") {
+        return code;
+    }
     let config = DaemonConfig {
         pass: PassConfig {
             parse_cache: Some(Default::default()),

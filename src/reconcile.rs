@@ -774,6 +774,7 @@ mod pass_tests {
             load: LoadOptions {
                 policy: Default::default(),
                 check_permissions: false,
+                age: Default::default(),
             },
             plan: PlanConfig::default(),
             concurrency: 4,

@@ -298,6 +298,7 @@ fn desired_state(manifests: &Path) -> BTreeMap<String, (String, Vec<String>, u64
         &LoadOptions {
             policy: Policy::default(),
             check_permissions: true,
+            age: Default::default(),
         },
         &|k| std::env::var(k).ok(),
     );

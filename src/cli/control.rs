@@ -9,7 +9,7 @@ use assetd::plan_answer::{self, PlanAnswer, PlanFormat, PlanOutcome};
 use assetd::spec::AssetName;
 use assetd::store::{MemoryStore, SledStore, Store};
 
-use super::{
+use crate::{
     print_structured, strategy_for, CommonArgs, Output, Targets, EXIT_FAILED, EXIT_OK,
     EXIT_PENDING, EXIT_USAGE,
 };
@@ -22,7 +22,7 @@ use super::{
 /// works from another one (a CI gate planning a branch's copy), that
 /// directory is planned here: the daemon's answer would be about the
 /// wrong files.
-pub(super) async fn plan(
+pub(crate) async fn plan(
     common: CommonArgs,
     socket: Option<PathBuf>,
     output: Output,
@@ -120,7 +120,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 }
 
 /// `assetd suspend|resume NAME...|--all`.
-pub(super) async fn suspend_or_resume(
+pub(crate) async fn suspend_or_resume(
     verb: &str,
     targets: Targets,
     reason: Option<String>,
@@ -164,7 +164,7 @@ pub(super) async fn suspend_or_resume(
 
 /// `assetd events [-f]`: the daemon's kept events, then (`-f`) new ones
 /// as they come, one line (or one JSON document) each.
-pub(super) async fn events(follow: bool, socket: PathBuf, output: Output) -> u8 {
+pub(crate) async fn events(follow: bool, socket: PathBuf, output: Output) -> u8 {
     let mut seen = 0;
     loop {
         let events = match api::fetch_events(&socket, seen).await {
@@ -216,7 +216,7 @@ fn asset_name(verb: &str, name: &str) -> Result<AssetName, u8> {
 }
 
 /// `assetd history NAME`: from the running daemon, else from the store.
-pub(super) async fn history(name: &str, daemon: super::DaemonSocket, output: Output) -> u8 {
+pub(crate) async fn history(name: &str, daemon: crate::DaemonSocket, output: Output) -> u8 {
     let name = match asset_name("history", name) {
         Ok(name) => name,
         Err(code) => return code,
@@ -276,7 +276,7 @@ fn history_table(revisions: &[assetd::history::Revision]) -> String {
 }
 
 /// `assetd rollback NAME [--to N]`, through the running daemon.
-pub(super) async fn rollback(name: &str, to: Option<u64>, socket: PathBuf) -> u8 {
+pub(crate) async fn rollback(name: &str, to: Option<u64>, socket: PathBuf) -> u8 {
     let name = match asset_name("rollback", name) {
         Ok(name) => name,
         Err(code) => return code,

@@ -169,6 +169,7 @@ pub static SECRET_SPEC: Shape = Shape {
     fields: &[
         field("file", ss::content_file),
         field("fromEnv", ss::from_env),
+        field("decrypt", ss::decrypt),
     ],
 };
 
@@ -179,6 +180,7 @@ pub static CONFIG_SPEC: Shape = Shape {
         field("file", ss::content_file),
         field("fromEnv", ss::from_env),
         field("data", ss::inline_data),
+        field("decrypt", ss::decrypt),
     ],
 };
 

@@ -10,7 +10,7 @@ use super::{Reference, SourcePos};
 use crate::spec::values::DockerName;
 use crate::spec::FileRef;
 use crate::stack::{
-    ContentSource, NetworkSpec, ParsedResource, ResourceKind, ResourceSpec, VolumeSpec,
+    ContentSource, Decrypt, NetworkSpec, ParsedResource, ResourceKind, ResourceSpec, VolumeSpec,
 };
 
 /// Where a relative secret target lands, as Swarm and compose put it.
@@ -236,6 +236,10 @@ impl Decoder<'_> {
             self.error(at, "spec", format!("give exactly one of {wanted}"));
             return None;
         };
+        let decrypt = match fields.get("decrypt") {
+            Some(node) => Some(self.decrypt(node, key)?),
+            None => None,
+        };
         let path = join("spec", key);
         let text = self.string(value, &path)?;
         let pos = self.pos(value);
@@ -244,7 +248,19 @@ impl Decoder<'_> {
                 self.error(value, &path, "file name must not be empty");
                 None
             }
-            "file" => Some(ContentSource::File { path: text, pos }),
+            "file" if decrypt.is_none() && text.ends_with(".age") => {
+                self.error(
+                    value,
+                    &path,
+                    format!("`{text}` looks like an age file: say `decrypt: age` (or `decrypt: none` to use its bytes as they are)"),
+                );
+                None
+            }
+            "file" => Some(ContentSource::File {
+                path: text,
+                pos,
+                decrypt: decrypt.unwrap_or_default(),
+            }),
             "fromEnv" if text.is_empty() => {
                 self.error(value, &path, "variable name must not be empty");
                 None
@@ -252,6 +268,28 @@ impl Decoder<'_> {
             "fromEnv" => Some(ContentSource::FromEnv { var: text, pos }),
             _ => Some(ContentSource::Inline(text)),
         }
+    }
+
+    /// `spec.decrypt`: only beside `file`.
+    fn decrypt(&mut self, node: &Node, source: &str) -> Option<Decrypt> {
+        let text = self.string(node, "spec.decrypt")?;
+        let decrypt = match text.as_str() {
+            "age" => Decrypt::Age,
+            "none" => Decrypt::None,
+            _ => {
+                self.error(
+                    node,
+                    "spec.decrypt",
+                    format!("`{text}` is not a way to decrypt: `age` or `none`"),
+                );
+                return None;
+            }
+        };
+        if source != "file" {
+            self.error(node, "spec.decrypt", "decrypts a `file` only");
+            return None;
+        }
+        Some(decrypt)
     }
 
     /// `spec.secrets` or `spec.configs` of an asset.

@@ -93,6 +93,10 @@ pub(crate) fn content_file(_: Spelling) -> Value {
     json!({ "description": "relative to this manifest, inside the manifests directory", "type": "string", "minLength": 1 })
 }
 
+pub(crate) fn decrypt(_: Spelling) -> Value {
+    json!({ "description": "`age`: `file` is an age file (binary or armored), decrypted in memory with the daemon's --age-identity", "enum": ["age", "none"] })
+}
+
 pub(crate) fn from_env(_: Spelling) -> Value {
     json!({ "description": "an environment variable of the daemon", "type": "string", "minLength": 1 })
 }

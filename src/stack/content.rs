@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::ContentSource;
+use super::encrypted::AgeKeys;
+use super::{ContentSource, Decrypt};
 
 /// Swarm's limit for secrets and configs.
 pub const MAX_CONTENT_BYTES: usize = 500 * 1024;
@@ -54,6 +55,7 @@ pub fn read(
     manifests: &Path,
     manifest: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    keys: &AgeKeys,
 ) -> Result<Content, String> {
     let bytes = match source {
         ContentSource::Inline(text) => text.clone().into_bytes(),
@@ -65,7 +67,13 @@ pub fn read(
                 ))
             }
         },
-        ContentSource::File { path, .. } => read_file(&resolve(path, manifests, manifest)?, path)?,
+        ContentSource::File { path, decrypt, .. } => {
+            let bytes = read_file(&resolve(path, manifests, manifest)?, path)?;
+            match decrypt {
+                Decrypt::None => bytes,
+                Decrypt::Age => super::encrypted::decrypt(&bytes, keys, path)?,
+            }
+        }
     };
     if bytes.len() > MAX_CONTENT_BYTES {
         return Err(format!(
@@ -115,7 +123,7 @@ fn read_file(found: &Path, shown: &str) -> Result<Vec<u8>, String> {
     std::fs::read(found).map_err(|e| format!("file `{shown}`: {}", io_reason(&e)))
 }
 
-fn io_reason(err: &std::io::Error) -> String {
+pub(super) fn io_reason(err: &std::io::Error) -> String {
     match err.kind() {
         std::io::ErrorKind::NotFound => "no such file".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
@@ -144,6 +152,13 @@ mod tests {
         std::fs::write(dir.join("outside"), "x").unwrap();
         std::fs::write(manifests.join("secrets/k.env"), "v").unwrap();
         let env = |_: &str| None;
+        let keys = AgeKeys::default();
+        let read_ = |source: &ContentSource,
+                     manifests: &Path,
+                     manifest: &str,
+                     env: &dyn Fn(&str) -> Option<String>| {
+            read(source, manifests, manifest, env, &keys)
+        };
         let file = |path: &str| ContentSource::File {
             path: path.into(),
             pos: crate::manifest::SourcePos {
@@ -151,14 +166,15 @@ mod tests {
                 line: 1,
                 column: 1,
             },
+            decrypt: Decrypt::None,
         };
-        let err = read(&file("../outside"), &manifests, "a.yaml", &env).unwrap_err();
+        let err = read_(&file("../outside"), &manifests, "a.yaml", &env).unwrap_err();
         assert!(err.contains("outside the manifests directory"), "{err}");
-        let err = read(&file("/etc/passwd"), &manifests, "a.yaml", &env).unwrap_err();
+        let err = read_(&file("/etc/passwd"), &manifests, "a.yaml", &env).unwrap_err();
         assert!(err.contains("must be relative"), "{err}");
-        let err = read(&file("secrets/none"), &manifests, "a.yaml", &env).unwrap_err();
+        let err = read_(&file("secrets/none"), &manifests, "a.yaml", &env).unwrap_err();
         assert!(err.contains("no such file"), "{err}");
-        let ok = read(&file("secrets/k.env"), &manifests, "a.yaml", &env).unwrap();
+        let ok = read_(&file("secrets/k.env"), &manifests, "a.yaml", &env).unwrap();
         assert_eq!(ok.expose(), b"v");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -28,6 +28,7 @@ pub fn declare(
     parsed: Vec<(String, ParsedResource)>,
     manifests: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    keys: &super::encrypted::AgeKeys,
 ) -> Declared {
     let mut declared = Declared::default();
     let mut seen: BTreeMap<(ResourceKind, String), Vec<(String, ParsedResource)>> = BTreeMap::new();
@@ -59,7 +60,7 @@ pub fn declare(
         let (source, resource) = all.pop().expect("one declaration");
         let content = match &resource.spec {
             ResourceSpec::Secret(from) | ResourceSpec::Config(from) => {
-                match content::read(from, manifests, &source, env) {
+                match content::read(from, manifests, &source, env, keys) {
                     Ok(content) => Some(content),
                     Err(message) => {
                         let (pos, field) = match from {

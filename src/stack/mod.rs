@@ -11,6 +11,7 @@
 
 pub mod content;
 pub mod declared;
+pub mod encrypted;
 pub mod engine;
 pub mod plan;
 
@@ -106,6 +107,8 @@ pub enum ContentSource {
         path: String,
         #[serde(skip)]
         pos: SourcePos,
+        /// `decrypt: age`: the file is an age file, decrypted in memory.
+        decrypt: Decrypt,
     },
     /// An environment variable of the daemon.
     FromEnv {
@@ -115,6 +118,15 @@ pub enum ContentSource {
     },
     /// `data:` (Config only: a secret in a manifest would be in git).
     Inline(String),
+}
+
+/// What a content file is: the value itself, or an age file of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decrypt {
+    #[default]
+    None,
+    Age,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

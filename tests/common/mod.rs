@@ -201,6 +201,7 @@ impl TestEnv {
                     allow_bind: self.allow_bind.clone(),
                 },
                 check_permissions: true,
+                age: Default::default(),
             },
             plan: PlanConfig::default(),
             concurrency: 4,

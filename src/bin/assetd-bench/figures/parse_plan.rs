@@ -82,6 +82,7 @@ fn time_parse_plan(dir: PathBuf, n: usize) -> Result<f64> {
     let options = assetd::desired::LoadOptions {
         policy: Default::default(),
         check_permissions: true,
+        age: Default::default(),
     };
     let started = Instant::now();
     let desired = assetd::desired::load_dir(&dir, &options, &|k| std::env::var(k).ok());
