@@ -17,6 +17,8 @@
 # (`assetd generate-man`, `assetd completions`, `assetd schema`), so they
 # cannot drift from it. Needs: dpkg-dev (dpkg-shlibdeps), binutils (strip).
 set -euo pipefail
+# A binary named relative to where the caller stands.
+if [ -n "${ASSETD_BINARY:-}" ]; then ASSETD_BINARY=$(realpath "$ASSETD_BINARY"); fi
 cd "$(dirname "$0")/.."
 
 die() { echo "package.sh: FAIL: $*" >&2; exit 1; }
@@ -80,7 +82,7 @@ install -d -m 0700 "$stage/var/lib/assetd"
 # Man pages, one per command.
 pages=$(mktemp -d)
 trap 'rm -rf "$pages"' EXIT
-"$assetd" generate-man "$pages" || die "assetd generate-man failed"
+"$assetd" generate-man "$pages" >/dev/null || die "assetd generate-man failed"
 [ -f "$pages/assetd.1" ] || die "assetd generate-man wrote no assetd.1"
 install -d -m 0755 "$stage/usr/share/man/man1"
 for page in "$pages"/*.1; do

@@ -25,6 +25,8 @@
 # where assetd is installed (or /etc/assetd, /var/lib/assetd exist).
 # Everything it starts is stopped on exit, also on failure.
 set -euo pipefail
+# A binary named relative to where the caller stands.
+if [ -n "${ASSETD_BINARY:-}" ]; then ASSETD_BINARY=$(realpath "$ASSETD_BINARY"); export ASSETD_BINARY; fi
 cd "$(dirname "$0")/.."
 
 # Debian's packages this stage runs; installed when missing.
@@ -47,11 +49,24 @@ ensure_packages() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
+# dpkg ARGS... > LOG: as dpkg, waiting (up to a minute) while another
+# dpkg or apt holds the lock rather than failing on it.
+dpkg_waiting() {
+    local out i
+    for i in $(seq 1 60); do
+        if out=$(dpkg "$@" 2>&1); then printf '%s\n' "$out"; return 0; fi
+        grep -qi 'lock' <<<"$out" || { printf '%s\n' "$out"; return 1; }
+        sleep 1
+    done
+    printf '%s\n' "$out"
+    return 1
+}
+
 [ "$(id -u)" = 0 ] || fail "must run as root (dpkg -i, the test engine)"
-if [[ "$(dpkg-query -W -f='${Status}' assetd 2>/dev/null || true)" != "" && \
-      "$(dpkg-query -W -f='${Status}' assetd 2>/dev/null)" != *"not-installed"* ]]; then
-    fail "the package assetd is installed here; this stage installs and purges it (remove it first: dpkg -P assetd)"
-fi
+case "$(dpkg-query -W -f='${Status}' assetd 2>/dev/null || true)" in
+    "" | *not-installed) ;;
+    *) fail "the package assetd is installed here; this stage installs and purges it (remove it first: dpkg -P assetd)" ;;
+esac
 for path in /etc/assetd /var/lib/assetd /usr/bin/assetd; do
     [ ! -e "$path" ] || fail "$path exists; this stage installs and purges the package and would touch it"
 done
@@ -78,8 +93,10 @@ cleanup() {
     ids=$(docker ps -aq --filter "label=io.assetd.instance=$instance" 2>/dev/null)
     # shellcheck disable=SC2086
     [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1
-    if [ "$installed" = 1 ]; then
-        dpkg -P assetd >/dev/null 2>&1
+    if [ "$installed" = 1 ] && ! dpkg_waiting -P assetd >"$work/cleanup-dpkg"; then
+        log "cleanup: dpkg -P assetd failed; remove the package by hand:"
+        cat "$work/cleanup-dpkg" >&2
+        status=1
     fi
     if [ -n "$made_manifest" ]; then
         rm -f "$made_manifest"
@@ -104,8 +121,17 @@ deb=$(scripts/package.sh) || fail "scripts/package.sh"
 [ -f "$deb" ] || fail "scripts/package.sh did not make $deb"
 binary=${ASSETD_BINARY:-target/release/assetd}
 
-# One page per command (the visible subcommands of --help, `help` aside).
-commands=$("$binary" --help | sed -n '/^Commands:/,/^$/p' | awk 'NR > 1 && NF && $1 != "help" { print $1 }')
+# One page per command: the visible subcommands that --help lists, nested
+# ones too (`assetd secret encrypt`: assetd-secret-encrypt.1), `help` aside.
+subcommands() { # WORDS...: the subcommands of `assetd WORDS...`, as page names
+    local sub prefix
+    prefix=$(IFS=-; echo "$*")
+    for sub in $("$binary" "$@" --help | sed -n '/^Commands:/,/^$/p' | awk 'NR > 1 && NF && $1 != "help" { print $1 }'); do
+        echo "$prefix${prefix:+-}$sub"
+        subcommands "$@" "$sub"
+    done
+}
+commands=$(subcommands)
 [ -n "$commands" ] || fail "no commands in \`$binary --help\`"
 {
     cat <<'EOF'
@@ -173,7 +199,7 @@ fi
 # --- 3. install, run what was installed ------------------------------------
 log "dpkg -i"
 installed=1
-dpkg -i "$deb" >"$work/dpkg-i" 2>&1 || { cat "$work/dpkg-i" >&2; fail "dpkg -i $deb"; }
+dpkg_waiting -i "$deb" >"$work/dpkg-i" || { cat "$work/dpkg-i" >&2; fail "dpkg -i $deb"; }
 version=$(dpkg-deb -f "$deb" Version)
 [ "$(/usr/bin/assetd --version)" = "assetd ${version//\~/-}" ] \
     || fail "assetd --version says '$(/usr/bin/assetd --version)', the package is $version"
@@ -353,12 +379,12 @@ log "dpkg -r, dpkg -P"
 echo "state of an earlier run" >/var/lib/assetd/kept
 made_manifest=/etc/assetd/manifests/kept.yaml
 printf 'apiVersion: assetd/v1\nkind: Asset\nmetadata: { name: kept }\nspec: { image: x }\n' >"$made_manifest"
-dpkg -r assetd >"$work/dpkg-r" 2>&1 || { cat "$work/dpkg-r" >&2; fail "dpkg -r assetd"; }
+dpkg_waiting -r assetd >"$work/dpkg-r" || { cat "$work/dpkg-r" >&2; fail "dpkg -r assetd"; }
 [ ! -e /usr/bin/assetd ] || fail "dpkg -r left /usr/bin/assetd"
 [ -f /var/lib/assetd/kept ] || fail "dpkg -r removed the state in /var/lib/assetd"
 [ -f "$made_manifest" ] || fail "dpkg -r removed the manifests in /etc/assetd/manifests"
 [ -f /etc/assetd/assetd.env ] || fail "dpkg -r removed the conffile /etc/assetd/assetd.env"
-dpkg -P assetd >"$work/dpkg-p" 2>&1 || { cat "$work/dpkg-p" >&2; fail "dpkg -P assetd"; }
+dpkg_waiting -P assetd >"$work/dpkg-p" || { cat "$work/dpkg-p" >&2; fail "dpkg -P assetd"; }
 installed=0
 [ ! -e /var/lib/assetd ] || fail "dpkg -P left /var/lib/assetd"
 [ ! -e /etc/assetd/assetd.env ] || fail "dpkg -P left /etc/assetd/assetd.env"

@@ -71,6 +71,11 @@ ensure_packages() {
     command -v curl >/dev/null 2>&1 || missing="$missing curl"
     # tests/age_secrets.rs encrypts with the reference tool.
     command -v age >/dev/null 2>&1 || missing="$missing age"
+    # tests/dashboard.rs drives the web page in a real browser, and
+    # injects axe-core from the npm registry.
+    [ -x /usr/bin/chromium ] || missing="$missing chromium"
+    [ -x /usr/bin/chromedriver ] || missing="$missing chromium-driver"
+    command -v npm >/dev/null 2>&1 || missing="$missing npm"
     # A dynamically linked busybox (package "busybox") would not run inside
     # the libc-less test image; we need the static one.
     # (The status captured first: `cmd | grep -q` under pipefail fails
@@ -341,18 +346,34 @@ CONF
     done
 }
 
+# --- axe-core ----------------------------------------------------------------
+# The accessibility checker tests/dashboard.rs injects into the page.
+AXE_DIR=/var/lib/assetd-test/axe
+AXE=$AXE_DIR/node_modules/axe-core/axe.min.js
+ensure_axe() {
+    [ -s "$AXE" ] && return 0
+    log "installing axe-core from the npm registry"
+    mkdir -p "$AXE_DIR"
+    npm install --prefix "$AXE_DIR" --no-audit --no-fund --loglevel=error axe-core@4 >&2 \
+        || die "npm install axe-core failed"
+    [ -s "$AXE" ] || die "axe-core installed, but $AXE is missing"
+}
+
 # --- main ------------------------------------------------------------------
 # Serialise concurrent callers (e.g. parallel test binaries); fd 9 is closed
 # for dockerd above so the daemon does not keep holding the lock.
 mkdir -p "$(dirname "$SOCK")"
 exec 9>"$(dirname "$SOCK")/testenv.lock"
 flock 9
+ensure_packages
 ensure_ip_vs
 ensure_test_user
 ensure_engine
 ensure_swarm
 ensure_images
 ensure_registry
+ensure_axe
 echo "export DOCKER_HOST=$HOST"
 echo "export ASSETD_TEST_REGISTRY=$REGISTRY"
 echo "export ASSETD_TEST_DOCKER_CONFIG=$CLIENT_CONFIG"
+echo "export ASSETD_TEST_AXE=$AXE"

@@ -1,5 +1,6 @@
 //! The daemon's API: status on a unix socket (for `assetd status`), and an
-//! opt-in loopback HTTP listener for `/metrics`, `/healthz`, `/readyz`.
+//! opt-in loopback HTTP listener for `/metrics`, `/healthz`, `/readyz`
+//! and the dashboard (`crate::web`).
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -133,8 +134,12 @@ pub enum ApiError {
     Listen { addr: String, message: String },
 }
 
+/// The HTTP listener: read-only, and the dashboard.
 fn router(shared: Arc<Shared>) -> Router {
-    read_only_routes().with_state(shared)
+    read_only_routes()
+        .merge(crate::web::routes())
+        .layer(axum::middleware::map_response(crate::web::secure_headers))
+        .with_state(shared)
 }
 
 /// The socket also takes commands: only its owner and group reach it
@@ -219,6 +224,11 @@ fn read_only_routes() -> Router<Arc<Shared>> {
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    axum::Json(current_status(&shared))
+}
+
+/// The last published status, with the role as the lease says now.
+pub(crate) fn current_status(shared: &Shared) -> StatusReport {
     let mut report = shared.status.read().expect("status lock").clone();
     let lease = shared.lease.read().expect("lease lock").clone();
     if let Some(lease) = lease {
@@ -228,7 +238,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         }
         report.lease = Some(view);
     }
-    axum::Json(report)
+    report
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -122,9 +122,20 @@ fn rolled_back(status: &AssetStatus) -> bool {
 }
 
 /// The events the daemon keeps for `assetd events` (the last [`KEPT`]).
-#[derive(Default)]
 pub struct EventLog {
     inner: Mutex<(u64, VecDeque<Event>)>,
+    /// The last event's `seq`, for those who wait for the next (the
+    /// dashboard's live updates).
+    last: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        EventLog {
+            inner: Mutex::default(),
+            last: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl EventLog {
@@ -165,7 +176,15 @@ impl EventLog {
         while inner.1.len() > KEPT {
             inner.1.pop_front();
         }
+        if !recorded.is_empty() {
+            self.last.send_replace(inner.0);
+        }
         recorded
+    }
+
+    /// Wakes on every new event; reads the `seq` of the last one.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.last.subscribe()
     }
 
     /// The kept events after `seq`.
@@ -193,6 +212,7 @@ mod tests {
             health,
             health_reason: None,
             source: None,
+            image: None,
             last_action: None,
             next_action: None,
             last_error: None,

@@ -52,4 +52,5 @@ pub mod store;
 pub mod strategy;
 pub mod suspend;
 pub mod watch;
+pub mod web;
 pub mod writer;

@@ -54,6 +54,9 @@ pub struct AssetStatus {
     pub health_reason: Option<String>,
     /// `file:line` of the declaration, when declared.
     pub source: Option<String>,
+    /// The image last deployed, else the one declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     pub last_action: Option<String>,
     /// What the next pass will do and why (`repair: container x is
     /// exited`), when it has anything to do.
@@ -212,6 +215,10 @@ impl PassView<'_> {
                 .get(name)
                 .map(|d| format!("{}:{}", d.source, d.pos.line))
                 .or_else(|| record.and_then(|r| r.source.clone())),
+            image: record
+                .and_then(|r| r.spec.as_ref())
+                .or_else(|| self.desired.assets.get(name).map(|d| &d.spec))
+                .map(|spec| spec.image.clone()),
             last_action: record.and_then(|r| r.last_action.clone()),
             next_action: action
                 .filter(|a| a.kind() != ActionKind::Hold)
@@ -313,6 +320,7 @@ pub fn from_store(applied: &BTreeMap<AssetName, AppliedRecord>) -> Vec<AssetStat
                 _ => Phase::Running,
             },
             source: r.source.clone(),
+            image: r.spec.as_ref().map(|spec| spec.image.clone()),
             last_action: r.last_action.clone(),
             next_action: None,
             last_error: r.last_error.clone(),
