@@ -214,7 +214,12 @@ impl Daemon {
             watchers.clone(),
         ));
         let scheduler = new_scheduler(config.pass.concurrency, &triggers_tx, &shutdown);
-        let notifier = crate::notify::Notifier::start(&config.notify, &config.instance, &api.stop);
+        let notifier = crate::notify::Notifier::start(
+            &config.notify,
+            &config.instance,
+            shared.metrics.notifications.clone(),
+            &api.stop,
+        );
         let prunes = Prunes {
             window: PruneWindow::new(config.prune_window),
             removing: BTreeMap::new(),
@@ -340,6 +345,8 @@ impl Daemon {
             Ok(wake_in) => {
                 self.next_pass = Instant::now() + wake_in.min(self.config.resync);
                 self.reconnect.succeeded();
+                self.shared.metrics.engine_up.set(1);
+                self.shared.metrics.ready.set(1);
                 if !self.shared.ready.swap(true, Ordering::Relaxed) {
                     tracing::info!("first full pass done; ready");
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -437,6 +444,7 @@ impl Daemon {
         } else {
             tracing::warn!(%error, retry_in_ms, "{what}");
         }
+        self.shared.metrics.engine_up.set(0);
         let lease = self.lease.as_ref().map(|l| l.view());
         let mut status = self.shared.status.write().expect("status lock");
         status.engine_error = Some(error);

@@ -99,6 +99,13 @@ pub struct LeaseView {
     /// The manifests revision the holder last applied, as recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// Times this daemon took the lease from another holder.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub takeovers: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Whom this daemon took the lease from, and what that writer applied.
@@ -122,6 +129,8 @@ struct State {
     /// Set when this daemon took the lease from another writer; taken by
     /// the daemon's next pass (the revision guard).
     takeover: Option<Takeover>,
+    /// How many times that happened.
+    takeovers: u64,
 }
 
 /// This daemon's handle on the lease.
@@ -196,6 +205,7 @@ impl Lease {
     pub fn view(&self) -> LeaseView {
         let state = self.state.lock().expect("lease lock");
         let mut view = state.view.clone();
+        view.takeovers = state.takeovers;
         view.mine = state
             .write_until
             .is_some_and(|until| Instant::now() < until);
@@ -261,6 +271,9 @@ impl Lease {
             if !mine && taken.is_ok() {
                 tracing::warn!(previous = %holder, "took the writer lease");
                 let mut state = self.state.lock().expect("lease lock");
+                if !holder.is_empty() {
+                    state.takeovers += 1;
+                }
                 // This daemon's previous process applied its own copy,
                 // whether it crashed holding the lease or handed it over.
                 let own_copy = self.previous_me(&holder)

@@ -31,6 +31,15 @@ pub struct HealthLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+/// `--notify` deliveries, by result: `delivered`, `failed` (given up
+/// after its retries) or `dropped` (the receiver's queue was full).
+pub type NotificationCounters = Family<ResultLabels, Counter>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
     pub source: String,
 }
@@ -52,6 +61,17 @@ pub struct Metrics {
     /// Seconds without a live lease holder, as this daemon observed
     /// (0 while one renews): alert when it passes the expiry.
     pub lease_holder_missing: Gauge,
+    /// Times this daemon took the lease from another holder.
+    pub lease_takeovers: Counter,
+    /// 1 once the first full pass is done (`/readyz`).
+    pub ready: Gauge,
+    /// 1 while the last pass read the engine, 0 while it cannot.
+    pub engine_up: Gauge,
+    /// Rollouts that ended rolled back (by assetd or by Swarm).
+    pub rollbacks: Counter,
+    /// Removals the prune guard holds for `assetd prune --confirm`.
+    pub removals_held: Gauge,
+    pub notifications: NotificationCounters,
 }
 
 impl Metrics {
@@ -108,10 +128,64 @@ impl Metrics {
             "Seconds without a live holder of the Swarm writer lease, as this daemon observed",
             lease_holder_missing.clone(),
         );
+        let lease_takeovers = Counter::default();
+        registry.register(
+            "lease_takeovers",
+            "Times this daemon took the Swarm writer lease from another holder",
+            lease_takeovers.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 once the daemon finished its first full pass",
+            ready.clone(),
+        );
+        let engine_up = Gauge::default();
+        registry.register(
+            "engine_up",
+            "1 while the daemon reads the Docker engine, 0 while it cannot",
+            engine_up.clone(),
+        );
+        let rollbacks = Counter::default();
+        registry.register(
+            "rollbacks",
+            "Rollouts that ended rolled back, by assetd or by Swarm",
+            rollbacks.clone(),
+        );
+        let removals_held = Gauge::default();
+        registry.register(
+            "removals_held",
+            "Removals the mass-prune guard holds until `assetd prune --confirm`",
+            removals_held.clone(),
+        );
+        let notifications = NotificationCounters::default();
+        registry.register(
+            "notifications",
+            "--notify deliveries by result: delivered, failed (after retries), dropped (queue full)",
+            notifications.clone(),
+        );
+        // Every series from the start, so that increase() sees the first.
+        for result in ["delivered", "failed", "dropped"] {
+            let _ = notifications.get_or_create(&ResultLabels {
+                result: result.into(),
+            });
+        }
+        for kind in ["create", "update", "remove", "repair"] {
+            let _ = actions.get_or_create(&ActionLabels {
+                kind: kind.into(),
+                result: "failed".into(),
+            });
+        }
         Self {
             registry,
             lease_held,
             lease_holder_missing,
+            lease_takeovers,
+            ready,
+            engine_up,
+            rollbacks,
+            removals_held,
+            notifications,
             passes,
             pass_seconds,
             actions,

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Event;
+use crate::metrics::{NotificationCounters, ResultLabels};
 
 /// Events waiting per URL before new ones are dropped.
 const QUEUE: usize = 256;
@@ -65,11 +66,17 @@ pub struct Notifier {
     queues: Vec<mpsc::Sender<Arc<Event>>>,
     /// Events dropped because a queue was full.
     pub dropped: Arc<AtomicU64>,
+    counters: NotificationCounters,
 }
 
 impl Notifier {
     /// One delivery task per target, until `stop`.
-    pub fn start(targets: &[Target], instance: &str, stop: &CancellationToken) -> Self {
+    pub fn start(
+        targets: &[Target],
+        instance: &str,
+        counters: NotificationCounters,
+        stop: &CancellationToken,
+    ) -> Self {
         let started = crate::store::now_ms();
         let queues = targets
             .iter()
@@ -79,6 +86,7 @@ impl Notifier {
                     target: target.clone(),
                     instance: instance.to_string(),
                     started,
+                    counters: counters.clone(),
                 };
                 tokio::spawn(sender.run(rx, stop.clone()));
                 tx
@@ -87,6 +95,7 @@ impl Notifier {
         Self {
             queues,
             dropped: Default::default(),
+            counters,
         }
     }
 
@@ -96,6 +105,7 @@ impl Notifier {
             let event = Arc::new(event.clone());
             for queue in &self.queues {
                 if queue.try_send(event.clone()).is_err() {
+                    count(&self.counters, "dropped");
                     let before = self.dropped.fetch_add(1, Ordering::Relaxed);
                     if before.is_power_of_two() || before == 0 {
                         tracing::warn!(
@@ -115,6 +125,15 @@ struct Sender {
     instance: String,
     /// This process's start: with the event's seq, a unique id.
     started: u64,
+    counters: NotificationCounters,
+}
+
+fn count(counters: &NotificationCounters, result: &str) {
+    counters
+        .get_or_create(&ResultLabels {
+            result: result.into(),
+        })
+        .inc();
 }
 
 impl Sender {
@@ -142,8 +161,12 @@ impl Sender {
         let mut wait = Duration::from_millis(500);
         for attempt in 1..=TRIES {
             match post(&self.target.0, body.clone()).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    count(&self.counters, "delivered");
+                    return;
+                }
                 Err(e) if attempt == TRIES => {
+                    count(&self.counters, "failed");
                     tracing::error!(url = %self.target, error = %e, event = payload.id, "notification not delivered; giving up on it");
                 }
                 Err(e) => {

@@ -416,6 +416,10 @@ impl Daemon {
         let view = self.lease.as_ref()?.view();
         let metrics = &self.shared.metrics;
         metrics.lease_held.set(i64::from(view.mine));
+        let counted = metrics.lease_takeovers.get();
+        if view.takeovers > counted {
+            metrics.lease_takeovers.inc_by(view.takeovers - counted);
+        }
         metrics
             .lease_holder_missing
             .set(view.missing_secs.unwrap_or(0) as i64);
@@ -438,6 +442,9 @@ impl Daemon {
         drop(before);
         for event in &events {
             tracing::info!(asset = %event.asset, event = ?event.event, reason = event.reason.as_deref().unwrap_or_default(), "event");
+            if event.event == crate::events::EventKind::RolledBack {
+                self.shared.metrics.rollbacks.inc();
+            }
         }
         self.notifier.offer(&events);
     }
