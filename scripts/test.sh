@@ -28,6 +28,12 @@ cargo clippy --all-targets --locked --features multinode,bench -- -D warnings
 cargo test --locked --all-targets --features bench -- --test-threads="${ASSETD_TEST_THREADS:-6}"
 
 if [ "$quick" = 0 ]; then
+    # The package, man pages, completions, alert rules and Grafana queries
+    # (a real Prometheus scraping a real daemon). It packages the debug
+    # build the tests just used: a release build would add minutes and
+    # test the same packaging; scripts/package.sh alone builds the
+    # release .deb that operators install.
+    ASSETD_BINARY=target/debug/assetd scripts/test-package.sh
     scripts/test-reliability.sh
     scripts/test-multinode.sh
     # The benchmark once, small, on the debug build: its figures mean

@@ -93,7 +93,9 @@ impl Shared {
     /// no longer planned (its file came back) is forgotten.
     pub fn set_confirmable(&self, plan: &Plan) {
         *self.prunes.held.lock().expect("prune lock") = plan.confirmable.clone();
-        self.metrics.removals_held.set(plan.confirmable.len() as i64);
+        self.metrics
+            .removals_held
+            .set(plan.confirmable.len() as i64);
         let planned: BTreeSet<&AssetName> = plan.actions.iter().map(|a| &a.name).collect();
         self.prunes
             .confirmed

@@ -45,6 +45,9 @@ pub struct LoadOptions {
     pub check_permissions: bool,
     /// The identities that open `decrypt: age` files.
     pub age: crate::stack::encrypted::AgeKeys,
+    /// The key of secret and config versions, from the engine (the pass
+    /// sets it); none: a key of this process (nothing is deployed).
+    pub version_key: Option<crate::stack::version_key::VersionKey>,
 }
 
 /// What one file parsed to, valid assets or its errors.
@@ -666,8 +669,18 @@ impl<'a> Loader<'a> {
         invalid_files.retain(|source, _| !is_data(source));
         parsed.retain(|(source, _)| !is_data(source));
         resources.retain(|(source, _)| !is_data(source));
-        let declared =
-            crate::stack::declared::declare(resources, self.root, self.env, &self.opts.age);
+        let version_key = self
+            .opts
+            .version_key
+            .clone()
+            .unwrap_or_else(crate::stack::version_key::VersionKey::ephemeral);
+        let declared = crate::stack::declared::declare(
+            resources,
+            self.root,
+            self.env,
+            &self.opts.age,
+            &version_key,
+        );
         let mut holds = Holds::default();
         holds.conflicts.extend(declared.errors.iter().cloned());
         for (_, asset) in parsed.iter_mut() {

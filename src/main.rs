@@ -503,6 +503,7 @@ impl CommonArgs {
                 },
                 check_permissions: !self.insecure_permissions,
                 age: AgeKeys::given(self.age_identity.clone()),
+                version_key: None,
             },
             plan: PlanConfig {
                 allow_mass_prune: self.allow_mass_prune,
@@ -781,6 +782,7 @@ fn validate(
         policy: Policy { allow_bind },
         check_permissions: false,
         age: AgeKeys::given(age_identity).header_only_without_keys(),
+        version_key: None,
     };
     let env = |k: &str| std::env::var(k).ok();
     let desired = desired::load_paths(&paths, &options, &env);

@@ -168,8 +168,11 @@ pub async fn apply_stack(
 /// Reads the manifests directory off the async runtime: it is plain
 /// blocking file IO.
 pub async fn load_desired(config: &PassConfig) -> Desired {
+    load_desired_with(config, config.load.clone()).await
+}
+
+async fn load_desired_with(config: &PassConfig, load: LoadOptions) -> Desired {
     let dir = config.manifests.clone();
-    let load = config.load.clone();
     let cache = config.parse_cache.clone();
     tokio::task::spawn_blocking(move || {
         desired::load_dir_cached(&dir, &load, &|k| std::env::var(k).ok(), cache.as_deref())
@@ -230,7 +233,11 @@ pub async fn observe<S: DeploymentStrategy>(
     strategy: &S,
     store: &dyn Store,
 ) -> Result<Observation, PassError> {
-    let (desired, actual) = tokio::join!(load_desired(config), strategy.list_managed());
+    let mut load = config.load.clone();
+    if let Some(engine) = strategy.stack() {
+        load.version_key = Some(engine.version_key().await?);
+    }
+    let (desired, actual) = tokio::join!(load_desired_with(config, load), strategy.list_managed());
     let mut actual = actual?;
     if config.check_moved_tags {
         let records = store.all();
@@ -775,6 +782,7 @@ mod pass_tests {
                 policy: Default::default(),
                 check_permissions: false,
                 age: Default::default(),
+                version_key: None,
             },
             plan: PlanConfig::default(),
             concurrency: 4,

@@ -195,13 +195,58 @@ fn store_bytes(env: &TestEnv) -> Vec<u8> {
     out
 }
 
+/// The first 12 hex digits of a value's plain sha256: what a version
+/// was before it was keyed, and what would let anyone who can list the
+/// engine's secrets test guesses of a short value.
+fn unkeyed_version(value: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(value.as_bytes());
+    digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..12]
+        .to_string()
+}
+
 fn assert_hidden(what: &str, haystack: &[u8]) {
     for value in [FIRST, SECOND, CONFIG] {
         assert!(
             !haystack.windows(value.len()).any(|w| w == value.as_bytes()),
             "{what} shows a plaintext"
         );
+        let unkeyed = unkeyed_version(value);
+        assert!(
+            !haystack.windows(12).any(|w| w == unkeyed.as_bytes()),
+            "{what} shows the unkeyed hash of a plaintext"
+        );
     }
+}
+
+/// Versions are keyed: the engine's secret names (Swarm) or the local
+/// version directories carry a version that is not the value's plain
+/// hash; the local key file is the owner's alone.
+async fn assert_versions_keyed(env: &TestEnv, strategy: &str) {
+    let names: Vec<String> = if strategy == "swarm" {
+        common::secret_versions(env).await
+    } else {
+        let stack = env.root.join("cli-state/stack");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(stack.join("version.key"))
+                .expect("the local version key")
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "the version key's mode");
+        let mut names = Vec::new();
+        for kind in ["secret", "config"] {
+            // One directory per version: `<name>-<version>`.
+            for entry in std::fs::read_dir(stack.join(kind)).unwrap().flatten() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names
+    };
+    assert!(!names.is_empty(), "no secret versions on the engine");
+    assert_hidden("the engine's secret versions", names.join(" ").as_bytes());
 }
 
 async fn the_whole_age_workflow(prefix: &str, strategy: &str) {
@@ -222,6 +267,7 @@ async fn the_whole_age_workflow(prefix: &str, strategy: &str) {
     reads(&env, strategy, "/run/secrets/plc", FIRST).await;
     reads(&env, strategy, "/etc/agent.cfg", CONFIG).await;
     let first = running_version(&env, strategy).await;
+    assert_versions_keyed(&env, strategy).await;
 
     // An identity file open to others is refused, saying how to fix it;
     // nothing is touched.

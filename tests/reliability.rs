@@ -299,6 +299,7 @@ fn desired_state(manifests: &Path) -> BTreeMap<String, (String, Vec<String>, u64
             policy: Policy::default(),
             check_permissions: true,
             age: Default::default(),
+            version_key: None,
         },
         &|k| std::env::var(k).ok(),
     );

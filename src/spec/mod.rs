@@ -139,7 +139,7 @@ pub struct FileRef {
     /// File mode, e.g. 0o400; written `"0400"` in plans and the store.
     #[serde(with = "octal_mode")]
     pub mode: u32,
-    /// The content's version (the first 12 hex digits of its sha256),
+    /// The content's version (keyed: `stack::version_key`),
     /// filled in once every file is read: a rotation changes the asset's
     /// hash, so the asset is updated to the new version. Never the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]

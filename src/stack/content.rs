@@ -1,15 +1,14 @@
 //! A Secret's or Config's content: read every pass (the file may change
 //! without its manifest changing), shown to nothing but the engine. Its
-//! version, the first 12 hex digits of its sha256, is what logs, plan,
-//! status, labels and the store see.
+//! version, keyed so that it gives nothing away (`super::version_key`),
+//! is what logs, plan, status, labels and the store see.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use super::encrypted::AgeKeys;
+use super::version_key::VersionKey;
 use super::{ContentSource, Decrypt};
 
 /// Swarm's limit for secrets and configs.
@@ -33,8 +32,8 @@ impl fmt::Debug for Content {
 }
 
 impl Content {
-    pub fn new(bytes: Vec<u8>) -> Self {
-        let version = super::hex(&Sha256::digest(&bytes))[..12].to_string();
+    pub fn new(bytes: Vec<u8>, key: &VersionKey) -> Self {
+        let version = key.version_of(&bytes);
         Content {
             version,
             bytes: Arc::new(bytes),
@@ -56,6 +55,7 @@ pub fn read(
     manifest: &str,
     env: &dyn Fn(&str) -> Option<String>,
     keys: &AgeKeys,
+    version_key: &VersionKey,
 ) -> Result<Content, String> {
     let bytes = match source {
         ContentSource::Inline(text) => text.clone().into_bytes(),
@@ -81,7 +81,7 @@ pub fn read(
             bytes.len()
         ));
     }
-    Ok(Content::new(bytes))
+    Ok(Content::new(bytes, version_key))
 }
 
 /// The file `path` (relative to the manifest's directory) must resolve,
@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn debug_shows_the_version_and_never_the_value() {
-        let content = Content::new(b"password=hunter2".to_vec());
+        let content = Content::new(b"password=hunter2".to_vec(), &VersionKey::ephemeral());
         let shown = format!("{content:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains(&content.version), "{shown}");
@@ -157,7 +157,14 @@ mod tests {
                      manifests: &Path,
                      manifest: &str,
                      env: &dyn Fn(&str) -> Option<String>| {
-            read(source, manifests, manifest, env, &keys)
+            read(
+                source,
+                manifests,
+                manifest,
+                env,
+                &keys,
+                &VersionKey::ephemeral(),
+            )
         };
         let file = |path: &str| ContentSource::File {
             path: path.into(),

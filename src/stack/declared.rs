@@ -29,6 +29,7 @@ pub fn declare(
     manifests: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     keys: &super::encrypted::AgeKeys,
+    version_key: &super::version_key::VersionKey,
 ) -> Declared {
     let mut declared = Declared::default();
     let mut seen: BTreeMap<(ResourceKind, String), Vec<(String, ParsedResource)>> = BTreeMap::new();
@@ -60,7 +61,7 @@ pub fn declare(
         let (source, resource) = all.pop().expect("one declaration");
         let content = match &resource.spec {
             ResourceSpec::Secret(from) | ResourceSpec::Config(from) => {
-                match content::read(from, manifests, &source, env, keys) {
+                match content::read(from, manifests, &source, env, keys, version_key) {
                     Ok(content) => Some(content),
                     Err(message) => {
                         let (pos, field) = match from {

@@ -21,6 +21,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 
 use super::plan::{ActualResource, StackAction, StackOp};
+use super::version_key::VersionKey;
 use super::{DesiredResource, DesiredResources, ResourceKind, ResourceSpec};
 use crate::desired::DesiredAsset;
 use crate::spec::{AssetName, FileRef};
@@ -53,14 +54,15 @@ pub struct StackEngine {
     seen_ours: SeenOurs,
 }
 
-/// Whether a strategy's last look at the stack found objects of ours.
-/// Starts true, so that the first pass of a process looks.
+/// What a strategy's stack engines remember between passes: whether the
+/// last look found objects of ours (starts true, so that the first pass
+/// of a process looks), and the version key once read.
 #[derive(Clone, Debug)]
-pub struct SeenOurs(Arc<AtomicBool>);
+pub struct SeenOurs(Arc<AtomicBool>, Arc<tokio::sync::OnceCell<VersionKey>>);
 
 impl Default for SeenOurs {
     fn default() -> Self {
-        SeenOurs(Arc::new(AtomicBool::new(true)))
+        SeenOurs(Arc::new(AtomicBool::new(true)), Default::default())
     }
 }
 
@@ -79,6 +81,23 @@ impl StackEngine {
             files,
             seen_ours,
         }
+    }
+
+    /// The key of secret and config versions (`super::version_key`), read
+    /// or made once per process.
+    pub async fn version_key(&self) -> Result<VersionKey, StrategyError> {
+        self.seen_ours
+            .1
+            .get_or_try_init(|| async {
+                match (&self.files, self.swarm) {
+                    (_, true) => super::version_key::on_swarm(&self.docker, &self.instance).await,
+                    (Some(dir), false) => super::version_key::in_dir(dir),
+                    // No state dir: no secret can be written here anyway.
+                    (None, false) => Ok(VersionKey::ephemeral()),
+                }
+            })
+            .await
+            .cloned()
     }
 
     /// Whether a pass must look at the stack: something is declared or

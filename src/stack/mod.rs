@@ -14,6 +14,7 @@ pub mod declared;
 pub mod encrypted;
 pub mod engine;
 pub mod plan;
+pub mod version_key;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -202,6 +202,7 @@ impl TestEnv {
                 },
                 check_permissions: true,
                 age: Default::default(),
+                version_key: None,
             },
             plan: PlanConfig::default(),
             concurrency: 4,

@@ -83,6 +83,7 @@ fn time_parse_plan(dir: PathBuf, n: usize) -> Result<f64> {
         policy: Default::default(),
         check_permissions: true,
         age: Default::default(),
+        version_key: None,
     };
     let started = Instant::now();
     let desired = assetd::desired::load_dir(&dir, &options, &|k| std::env::var(k).ok());
