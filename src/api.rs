@@ -49,6 +49,9 @@ pub struct Shared {
     /// `assetd retry NAME`: deploy once more a version the engine rolled
     /// back. Used up when the deploy is dispatched.
     pub retries: Mutex<BTreeSet<AssetName>>,
+    /// `assetd sync NAME`: let the asset's change through its sync
+    /// windows once. Used up when the change is dispatched.
+    pub syncs: Mutex<BTreeSet<AssetName>>,
     /// The daemon's store: the operator's suspensions are kept there.
     pub store: Arc<dyn Store>,
     /// Serializes the operator's changes to the control entries.
@@ -63,6 +66,9 @@ pub struct Shared {
     /// The Swarm writer lease, read when status is asked: a role from
     /// the present, not from the last pass.
     pub lease: RwLock<Option<crate::lease::Lease>>,
+    /// Who this daemon is, for another daemon of the same host that
+    /// finds its stamps (`crate::writer`).
+    pub identity: crate::writer::LiveWriter,
 }
 
 /// `assetd prune --confirm`: the removals the last pass held for the
@@ -151,6 +157,7 @@ fn socket_router(shared: Arc<Shared>) -> Router {
     read_only_routes()
         .route("/v1/prune/confirm", post(handle_prune_confirm))
         .route("/v1/retry/{name}", post(handle_retry))
+        .route("/v1/sync/{name}", post(handle_sync))
         .route("/v1/plan", get(control::handle_plan))
         .route("/v1/suspend", post(control::handle_suspend))
         .route("/v1/resume", post(control::handle_resume))
@@ -158,7 +165,18 @@ fn socket_router(shared: Arc<Shared>) -> Router {
         .route("/v1/takeover/confirm", post(handle_takeover_confirm))
         .route("/v1/history/{name}", get(control::handle_history))
         .route("/v1/rollback/{name}", post(control::handle_rollback))
+        .route("/v1/writer", get(handle_writer))
         .with_state(shared)
+}
+
+async fn handle_writer(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    axum::Json(shared.identity.clone())
+}
+
+/// Who the daemon on `socket` is.
+pub async fn fetch_writer(socket: &Path) -> Result<crate::writer::LiveWriter, String> {
+    let body = request(socket, hyper::Method::GET, "/v1/writer").await?;
+    serde_json::from_slice(&body).map_err(|e| format!("bad writer answer: {e}"))
 }
 
 async fn handle_prune_confirm(
@@ -215,6 +233,44 @@ async fn handle_retry(
             (StatusCode::OK, String::new())
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("asset {e}")),
+    }
+}
+
+async fn handle_sync(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<PeerUid>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> impl IntoResponse {
+    match AssetName::new(&name) {
+        Ok(name) if !shared.knows(&name) => (StatusCode::NOT_FOUND, format!("no asset `{name}`")),
+        Ok(name) => {
+            tracing::warn!(asset = %name, uid = peer.0, "the operator asked to sync through the sync windows once");
+            let by = peer
+                .0
+                .map(|uid| format!(" by uid {uid}"))
+                .unwrap_or_default();
+            let entry = crate::history::control(
+                format!("sync asked{by}: its change goes through its sync windows once"),
+                peer.0,
+            );
+            let _ = crate::history::append(shared.store.as_ref(), &name, entry);
+            shared.syncs.lock().expect("sync lock").insert(name);
+            shared.wake.notify_one();
+            (StatusCode::OK, String::new())
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("asset {e}")),
+    }
+}
+
+/// Asks a running daemon to let `name`'s change through its sync
+/// windows once.
+pub async fn sync(socket: &Path, name: &AssetName) -> Result<(), String> {
+    let (status, body) =
+        request_status(socket, hyper::Method::POST, &format!("/v1/sync/{name}")).await?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&body).into_owned())
     }
 }
 

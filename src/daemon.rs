@@ -203,7 +203,16 @@ impl Daemon {
             .unwrap_or(config.resync)
             .min(config.resync);
         let stall = (heartbeat + PASS_TIMEOUT + CONNECT_TIMEOUT) * 3;
-        let shared = new_shared(stall, Metrics::new(counters.clone()), store.clone());
+        let identity = crate::writer::LiveWriter {
+            instance: config.instance.clone(),
+            writer: config.writer.clone(),
+        };
+        let shared = new_shared(
+            stall,
+            Metrics::new(counters.clone()),
+            store.clone(),
+            identity,
+        );
         let api = Api::serve(&config, &shared).await?;
         let (triggers_tx, triggers) = mpsc::channel::<Trigger>(256);
         let watchers = CancellationToken::new();
@@ -499,7 +508,12 @@ impl Daemon {
     }
 }
 
-fn new_shared(stall: Duration, metrics: Metrics, store: Arc<dyn Store>) -> Arc<Shared> {
+fn new_shared(
+    stall: Duration,
+    metrics: Metrics,
+    store: Arc<dyn Store>,
+    identity: crate::writer::LiveWriter,
+) -> Arc<Shared> {
     Arc::new(Shared {
         status: RwLock::new(StatusReport {
             source: "daemon".into(),
@@ -514,12 +528,14 @@ fn new_shared(stall: Duration, metrics: Metrics, store: Arc<dyn Store>) -> Arc<S
         retry_failed: Default::default(),
         to_verify: Default::default(),
         retries: Default::default(),
+        syncs: Default::default(),
         store,
         control_lock: Default::default(),
         planner: Default::default(),
         events: Default::default(),
         takeover_confirmed: Default::default(),
         lease: Default::default(),
+        identity,
     })
 }
 

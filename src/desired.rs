@@ -227,6 +227,8 @@ pub struct Desired {
     /// on the engine: the engine creates them on first use, so they hold
     /// nothing; `plan` says so (volume name → the assets that mount it).
     pub implicit_volumes: BTreeMap<String, Vec<AssetName>>,
+    /// `kind: SyncWindow`: when changes may go (`crate::window`).
+    pub windows: Vec<crate::window::SyncWindow>,
 }
 
 /// Why a name is held although its file is valid: one entry per
@@ -602,7 +604,7 @@ impl<'a> Loader<'a> {
     /// Reads and parses every queued file, on several threads when there
     /// are many; the result does not depend on how the work was split.
     #[allow(clippy::type_complexity)]
-    fn parse_pending(&mut self) -> (Vec<(String, ParsedAsset)>, Vec<(String, ParsedResource)>) {
+    fn parse_pending(&mut self) -> Parsed {
         let pending = std::mem::take(&mut self.pending);
         let (opts, env, cache) = (self.opts, self.env, self.cache);
         if let Some(cache) = cache {
@@ -644,22 +646,24 @@ impl<'a> Loader<'a> {
         };
         let mut parsed = Vec::new();
         let mut resources = Vec::new();
+        let mut windows = Vec::new();
         for ((_, source), result) in pending.into_iter().zip(results) {
             match result {
                 Ok(file) => {
                     parsed.extend(file.assets.into_iter().map(|a| (source.clone(), a)));
                     resources.extend(file.resources.into_iter().map(|r| (source.clone(), r)));
+                    windows.extend(file.windows.into_iter().map(|w| (source.clone(), w)));
                 }
                 Err(errors) => self.invalid_files.entry(source).or_default().extend(errors),
             }
         }
-        (parsed, resources)
+        (parsed, resources, windows)
     }
 
     /// Parses what was found and resolves duplicates and port conflicts
     /// into `held`.
     fn finish(mut self, dir: DirState) -> Desired {
-        let (mut parsed, mut resources) = self.parse_pending();
+        let (mut parsed, mut resources, mut windows) = self.parse_pending();
         // A file a Secret or Config reads is data, never a manifest, even
         // with a YAML name (`secrets/db-creds.yaml`): what its parse found
         // or said (its lines, the value among them) is dropped unseen.
@@ -669,6 +673,7 @@ impl<'a> Loader<'a> {
         invalid_files.retain(|source, _| !is_data(source));
         parsed.retain(|(source, _)| !is_data(source));
         resources.retain(|(source, _)| !is_data(source));
+        windows.retain(|(source, _)| !is_data(source));
         let version_key = self
             .opts
             .version_key
@@ -691,6 +696,7 @@ impl<'a> Loader<'a> {
         holds.duplicate_names(&parsed);
         holds.port_conflicts(&parsed);
         holds.dependencies(&parsed);
+        holds.duplicate_windows(&windows);
         holds.conflicts.sort();
         let mut assets = BTreeMap::new();
         for (source, asset) in parsed {
@@ -719,9 +725,19 @@ impl<'a> Loader<'a> {
             held_resources: declared.held.into_keys().collect(),
             resources: declared.resources,
             implicit_volumes: BTreeMap::new(),
+            // Every window counts, a duplicate's too: dropping one could
+            // let through a change a deny window holds.
+            windows: windows.into_iter().map(|(_, w)| w.window).collect(),
         }
     }
 }
+
+/// What the pending files declare, each with its file.
+type Parsed = (
+    Vec<(String, ParsedAsset)>,
+    Vec<(String, ParsedResource)>,
+    Vec<(String, manifest::ParsedWindow)>,
+);
 
 /// The files that Secrets and Configs read their content from, as
 /// [`lexical`] spells their sources.
@@ -801,6 +817,30 @@ impl Holds {
                     ),
                 );
                 self.hold(name, ConflictKind::DuplicateName, error);
+            }
+        }
+    }
+
+    /// Sync windows declared more than once: an error at each (all of
+    /// them still count).
+    fn duplicate_windows(&mut self, windows: &[(String, manifest::ParsedWindow)]) {
+        for (i, (_, parsed)) in windows.iter().enumerate() {
+            let name = &parsed.window.name;
+            let others: Vec<String> = windows
+                .iter()
+                .enumerate()
+                .filter(|(j, (_, w))| *j != i && w.window.name == *name)
+                .map(|(_, (_, w))| w.pos.to_string())
+                .collect();
+            if !others.is_empty() {
+                self.conflicts.push(ManifestError::at(
+                    &parsed.pos,
+                    "metadata.name",
+                    format!(
+                        "sync window `{name}` is also declared at {}; names must be unique across the directory",
+                        others.join(", ")
+                    ),
+                ));
             }
         }
     }

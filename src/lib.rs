@@ -53,4 +53,5 @@ pub mod strategy;
 pub mod suspend;
 pub mod watch;
 pub mod web;
+pub mod window;
 pub mod writer;

@@ -4,7 +4,6 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -15,7 +14,6 @@ use assetd::manifest::Policy;
 use assetd::plan::PlanConfig;
 use assetd::reconcile::{self, PassConfig};
 use assetd::report;
-use assetd::rollout_result;
 use assetd::stack::encrypted::AgeKeys;
 use assetd::store::{MemoryStore, SledStore, Store};
 
@@ -68,6 +66,10 @@ enum Command {
         /// `0s` returns as soon as the engine took every change.
         #[arg(long, default_value = "3m", value_parser = parse_wait)]
         wait: Duration,
+        /// Apply also the changes sync windows hold now, this once; each
+        /// is recorded in the asset's history with your uid.
+        #[arg(long)]
+        override_window: bool,
         #[command(flatten)]
         common: CommonArgs,
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
@@ -118,6 +120,14 @@ enum Command {
     /// running daemon); a changed manifest needs no retry.
     Retry {
         name: String,
+        #[command(flatten)]
+        daemon: DaemonSocket,
+    },
+    /// Let these assets' changes through their sync windows once (through
+    /// the running daemon); recorded in their history with your uid.
+    Sync {
+        #[arg(required = true)]
+        names: Vec<String>,
         #[command(flatten)]
         daemon: DaemonSocket,
     },
@@ -607,13 +617,15 @@ async fn dispatch(command: Command, given: Given) -> u8 {
             common,
             output,
             wait,
+            override_window,
         } => {
             if !once {
                 eprintln!("assetd apply: pass --once (the long-running daemon is `assetd run`)");
                 return EXIT_USAGE;
             }
-            apply_once(common, output, wait).await
+            cli::apply::apply_once(common, output, wait, override_window).await
         }
+        Command::Sync { names, daemon } => cli::apply::sync(&names, &daemon.path()).await,
         Command::Plan {
             common,
             socket,
@@ -853,158 +865,6 @@ async fn strategy_for(common: &CommonArgs) -> Result<assetd::strategy::AnyStrate
         })
 }
 
-async fn apply_once(common: CommonArgs, output: Output, wait: Duration) -> u8 {
-    if let Err(code) = common.check_age_identities("apply") {
-        return code;
-    }
-    let strategy = match strategy_for(&common).await {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    if let Some(daemon) = running_daemon(&common.state_dir).await {
-        eprintln!("{daemon}");
-        return EXIT_NOT_WRITER;
-    }
-    let store: Arc<dyn Store> = match SledStore::open_async(&common.state_dir).await {
-        Ok((store, _)) => Arc::new(store),
-        Err(e) => {
-            eprintln!("assetd: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    eprintln!("assetd: strategy {}", strategy.kind());
-    let lease = match take_lease(&common, &strategy).await {
-        Ok(lease) => lease,
-        Err(code) => return code,
-    };
-    let config = common.pass_config(false);
-    match reconcile::run_passes_in_order(&config, &strategy, &store, wait).await {
-        Ok(pass) => {
-            let dir_problem = report::dir_problem(&pass.desired, &config.manifests);
-            if let Some(problem) = &dir_problem {
-                eprintln!("error: {problem}");
-            }
-            match output {
-                Output::Json | Output::Yaml => print_structured(
-                    &report::pass_document(&pass, strategy.kind()),
-                    output,
-                    serde_json::to_string,
-                ),
-                Output::Text => print!("{}", report::pass_text(&pass, &config.manifests)),
-            }
-            let swarm = strategy.kind() == assetd::strategy::StrategyKind::Swarm;
-            let ending = rollout_result::wait_for_rollouts(&strategy, &pass, wait, swarm).await;
-            // The versions a rollout replaced are unused once it ended.
-            if pass.plan.stack.iter().any(|a| !a.writes()) {
-                let swept =
-                    reconcile::remove_unused_stack(&config, &strategy, &pass.desired, &pass.plan)
-                        .await;
-                if matches!(output, Output::Text) {
-                    for done in &swept {
-                        match &done.error {
-                            None => println!("{}", done.action),
-                            Some(err) => println!("{} FAILED: {err}", done.action),
-                        }
-                    }
-                }
-            }
-            if let Some(lease) = lease {
-                lease.stop.cancel();
-                let _ = lease.task.await;
-            }
-            apply_exit_code(&pass, ending, store.as_ref(), dir_problem.is_some())
-        }
-        Err(e) => {
-            eprintln!("assetd: {e}");
-            EXIT_FAILED
-        }
-    }
-}
-
-/// What to tell an operator who runs `apply --once` on the state dir of
-/// a running daemon: that daemon holds the store and applies the
-/// manifests itself; its held removals are confirmed through it.
-async fn running_daemon(state_dir: &std::path::Path) -> Option<String> {
-    let socket = state_dir.join("assetd.sock");
-    let status = assetd::api::fetch_status(&socket).await.ok()?;
-    let role = status.role.as_deref().unwrap_or("running");
-    Some(format!(
-        "assetd: a daemon ({role}) runs on --state-dir {dir} and holds its store; it applies the manifests itself, so nothing was written. \
-         See what it does with `assetd status --state-dir {dir}`; confirm the removals it holds with `assetd prune --confirm --state-dir {dir}`.",
-        dir = state_dir.display()
-    ))
-}
-
-/// The writer lease `apply --once` holds on Swarm, renewed while it runs.
-struct HeldLease {
-    stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// On Swarm, takes the writer lease for the pass (waiting out one that
-/// has stopped being renewed), or refuses while a daemon holds it.
-async fn take_lease(
-    common: &CommonArgs,
-    strategy: &assetd::strategy::AnyStrategy,
-) -> Result<Option<HeldLease>, u8> {
-    let assetd::strategy::AnyStrategy::Swarm(_) = strategy else {
-        return Ok(None);
-    };
-    let timings = common.lease().map_err(|e| {
-        eprintln!("assetd apply: {e}");
-        EXIT_USAGE
-    })?;
-    let docker = engine::connect().map_err(|e| {
-        eprintln!("assetd: {e}");
-        EXIT_USAGE
-    })?;
-    let writer = assetd::writer::Writer::this_process(&common.state_dir, assetd::store::now_ms());
-    let me = format!("{}#{}", writer.id, writer.started_ms);
-    let lease = assetd::lease::Lease::new(docker, &common.instance, me, timings);
-    if let Err(holder) = lease.acquire().await {
-        eprintln!("assetd apply: {holder}: another assetd writes this instance; nothing was written (exit {EXIT_NOT_WRITER})");
-        return Err(EXIT_NOT_WRITER);
-    }
-    let stop = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(lease.run(stop.clone()));
-    Ok(Some(HeldLease { stop, task }))
-}
-
-/// The exit code of `apply --once`, from what the engine says once the
-/// rollouts ended: an asset that crash-loops, is unhealthy or was rolled
-/// back did not deploy, whatever the API calls answered. An invalid
-/// manifest is a failed asset too: it was not applied.
-fn apply_exit_code(
-    pass: &reconcile::PassReport,
-    ending: Result<Vec<assetd::strategy::ActualAsset>, String>,
-    store: &dyn Store,
-    dir_problem: bool,
-) -> u8 {
-    let actual = match ending {
-        Ok(actual) => actual,
-        Err(e) => {
-            eprintln!("assetd: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    let failing = rollout_result::failures(&actual, pass, store);
-    for (name, why) in &failing {
-        eprintln!("failed: {name}: {why}");
-    }
-    if pass.failed() > 0 || !failing.is_empty() || !pass.desired.errors().is_empty() || dir_problem
-    {
-        EXIT_FAILED
-    } else if pass.held() > 0 {
-        eprintln!(
-            "assetd: {} action(s) held: the engine does not match the manifests (exit {EXIT_HELD})",
-            pass.held()
-        );
-        EXIT_HELD
-    } else {
-        EXIT_OK
-    }
-}
-
 async fn status(common: CommonArgs, socket: Option<PathBuf>, output: Output) -> u8 {
     let socket = socket.unwrap_or_else(|| common.state_dir.join("assetd.sock"));
     // The daemon holds the database lock, so ask it; read the store
@@ -1092,6 +952,7 @@ async fn engine_status(common: &CommonArgs) -> Option<assetd::status::StatusRepo
             .filter(|a| !a.writes())
             .map(ToString::to_string)
             .collect(),
+        windows: plan.windows.clone(),
         ..Default::default()
     })
 }

@@ -25,6 +25,13 @@ pub struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabels {
+    pub window: String,
+    /// `allow` or `deny`.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HealthLabels {
     pub asset: String,
     pub health: String,
@@ -71,6 +78,8 @@ pub struct Metrics {
     pub rollbacks: Counter,
     /// Removals the prune guard holds for `assetd prune --confirm`.
     pub removals_held: Gauge,
+    /// 1 while a sync window is in force.
+    windows: Family<WindowLabels, Gauge>,
     pub notifications: NotificationCounters,
 }
 
@@ -158,6 +167,12 @@ impl Metrics {
             "Removals the mass-prune guard holds until `assetd prune --confirm`",
             removals_held.clone(),
         );
+        let windows = Family::<WindowLabels, Gauge>::default();
+        registry.register(
+            "sync_window_in_force",
+            "1 while a sync window is in force (deny: changes wait; allow: changes go)",
+            windows.clone(),
+        );
         let notifications = NotificationCounters::default();
         registry.register(
             "notifications",
@@ -185,6 +200,7 @@ impl Metrics {
             engine_up,
             rollbacks,
             removals_held,
+            windows,
             notifications,
             passes,
             pass_seconds,
@@ -194,6 +210,18 @@ impl Metrics {
             docker_errors,
             watch_events,
             watch,
+        }
+    }
+
+    pub fn set_windows(&self, views: &[crate::window::WindowView]) {
+        self.windows.clear();
+        for w in views {
+            self.windows
+                .get_or_create(&WindowLabels {
+                    window: w.name.clone(),
+                    kind: w.kind.clone(),
+                })
+                .set(i64::from(w.in_force));
         }
     }
 

@@ -26,6 +26,7 @@ use serde::Serialize;
 
 mod action;
 pub mod dependencies;
+pub mod windows;
 
 pub use self::action::{Action, ActionKind, HoldReason, Op, RemovalGuard, RemoveReason};
 use crate::desired::{Desired, DesiredAsset, DirState};
@@ -57,6 +58,8 @@ pub struct PlanConfig {
     /// Assets the operator asked to deploy once more although the engine
     /// rolled their version back (`assetd retry NAME`).
     pub retry: BTreeSet<AssetName>,
+    /// Changes let through although a sync window holds them, once.
+    pub override_windows: crate::window::Overrides,
 }
 
 /// Removals since the prune window opened, and the fleet size then.
@@ -77,6 +80,7 @@ impl Default for PlanConfig {
             recent: RecentRemovals::default(),
             confirmed: BTreeSet::new(),
             retry: BTreeSet::new(),
+            override_windows: Default::default(),
         }
     }
 }
@@ -97,6 +101,16 @@ pub struct Plan {
     /// Networks, volumes, secrets and configs: created before the assets'
     /// actions, removed after them (see [`crate::stack`]).
     pub stack: Vec<crate::stack::plan::StackAction>,
+    /// The sync windows at planning time (`crate::window`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::window::WindowView>,
+    /// When a window next opens or closes: the daemon looks again then.
+    #[serde(skip)]
+    pub next_window_change: Option<chrono::DateTime<chrono::Utc>>,
+    /// Changes a window would hold that an override let through, with
+    /// the window's words: each goes into the asset's history.
+    #[serde(skip)]
+    pub window_overrides: Vec<(AssetName, String)>,
 }
 
 impl Plan {
@@ -118,6 +132,12 @@ impl Plan {
     /// Whether a change is held until the operator acts: removals the
     /// mass-prune guard holds, a network changed in a way only `assetd
     /// recreate` applies. The engine does not match the manifests.
+    pub fn held_by_a_window(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a.hold(), Some(HoldReason::Window { .. })))
+    }
+
     pub fn awaits_operator(&self) -> bool {
         !self.confirmable.is_empty() || self.stack.iter().any(|a| a.awaits_operator)
     }
@@ -499,7 +519,7 @@ fn mass_prune_guard(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::desired::DesiredAsset;
     use crate::manifest::SourcePos;
@@ -532,7 +552,7 @@ mod tests {
         }
     }
 
-    fn want(n: &str, image: &str, file: &str) -> DesiredAsset {
+    pub(crate) fn want(n: &str, image: &str, file: &str) -> DesiredAsset {
         let spec = spec(n, image);
         DesiredAsset {
             hash: spec.hash(),
@@ -549,7 +569,7 @@ mod tests {
         }
     }
 
-    fn desired(assets: Vec<DesiredAsset>) -> Desired {
+    pub(crate) fn desired(assets: Vec<DesiredAsset>) -> Desired {
         Desired {
             dir: DirState::Present { files: 1 },
             assets: assets
@@ -562,6 +582,7 @@ mod tests {
             resources: Default::default(),
             held_resources: Default::default(),
             implicit_volumes: Default::default(),
+            windows: vec![],
         }
     }
 

@@ -67,7 +67,7 @@ pub async fn plan_answer(
     };
     let outcome = if !desired.errors().is_empty() || dir_problem.is_some() {
         PlanOutcome::Invalid
-    } else if plan.has_changes() || plan.awaits_operator() {
+    } else if plan.has_changes() || plan.awaits_operator() || plan.held_by_a_window() {
         PlanOutcome::Pending
     } else {
         PlanOutcome::InSync

@@ -270,6 +270,17 @@ pub async fn observe<S: DeploymentStrategy>(
     let monitor = strategy.default_monitor();
     crate::plan::dependencies::order(&mut plan, &desired, &applied, &actual, monitor);
     crate::suspend::hold_suspended(&mut plan, &crate::suspend::Suspensions::load(store));
+    let now = chrono::Utc::now();
+    let windows = &desired.windows;
+    plan.window_overrides = crate::plan::windows::hold_closed(
+        &mut plan,
+        windows,
+        &desired,
+        now,
+        &config.plan.override_windows,
+    );
+    plan.windows = crate::window::views(windows, now);
+    plan.next_window_change = crate::window::next_change(windows, now);
     if let Some(stack) = &stack {
         let removals = stack_removals(&desired, &plan);
         plan.stack = crate::stack::plan::plan(
@@ -289,6 +300,16 @@ pub async fn observe<S: DeploymentStrategy>(
         applied,
         plan,
     })
+}
+
+/// Writes into the history of `name` that an override let its change
+/// through a sync window (`why`: the window's words).
+pub fn record_window_override(store: &dyn Store, name: &AssetName, why: &str, by_uid: Option<u32>) {
+    let by = by_uid.map(|u| format!(" by uid {u}")).unwrap_or_default();
+    let entry = crate::history::control(format!("sync window overridden{by}: {why}"), by_uid);
+    if let Err(e) = crate::history::append(store, name, entry) {
+        tracing::warn!(asset = %name, error = %e, "could not record the window override");
+    }
 }
 
 /// Asks the registries about the tags of `pullPolicy: Always` assets that
@@ -457,6 +478,14 @@ pub async fn run_pass<S: DeploymentStrategy>(
         stack,
         ..
     } = observe(config, strategy, store.as_ref()).await?;
+    for (name, why) in &plan.window_overrides {
+        record_window_override(
+            store.as_ref(),
+            name,
+            why,
+            config.plan.override_windows.by_uid,
+        );
+    }
     let mut stack_outcomes = Vec::new();
     if let (Some(engine), Some(found)) = (strategy.stack(), &stack) {
         stack_outcomes = apply_stack(&engine, (&desired, found, &plan.stack), false).await;

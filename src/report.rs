@@ -240,6 +240,9 @@ pub fn plan_text(
     for note in implicit_volume_notes(desired) {
         let _ = writeln!(out, "  note: {note}");
     }
+    for window in &plan.windows {
+        let _ = writeln!(out, "  window: {window}");
+    }
     for action in &plan.actions {
         let kind = action.kind();
         let head = format!("{} {kind} {}", symbol(kind), action.name);
@@ -298,6 +301,8 @@ pub struct PlanDocument<'a> {
     /// Networks, volumes, secrets and configs to create, remove or hold.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub stack: &'a [crate::stack::plan::StackAction],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub windows: &'a [crate::window::WindowView],
     /// Undeclared named volumes the engine creates on first use.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -317,6 +322,7 @@ pub fn plan_document<'a>(
         stack: &plan.stack,
         unchanged: &plan.unchanged,
         notes: implicit_volume_notes(desired),
+        windows: &plan.windows,
         errors: error_lines(desired),
         changes_pending: plan.has_changes(),
     }

@@ -40,6 +40,7 @@ pub fn schema() -> Value {
     // matches a valid document.
     let mut kinds = vec![object(&TOP, Spelling::Friendly)];
     kinds.extend(crate::stack::ResourceKind::ALL.map(stack::document));
+    kinds.push(window::document());
     root.insert("oneOf".into(), Value::Array(kinds));
     Value::Object(root)
 }
@@ -390,6 +391,7 @@ pub(crate) fn ulimit_value(_: Spelling) -> Value {
 
 pub mod openfactory;
 pub(crate) mod stack;
+pub(crate) mod window;
 
 #[cfg(test)]
 mod tests;

@@ -113,6 +113,9 @@ pub struct StatusReport {
     /// done.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stack: Vec<String>,
+    /// The sync windows: in force or not, and until when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::window::WindowView>,
 }
 
 /// The phases after a pass.
@@ -410,6 +413,9 @@ fn header_lines(report: &StatusReport) -> String {
             out,
             "writer: also seen writing this instance (it gives way): {w}"
         );
+    }
+    for w in &report.windows {
+        let _ = writeln!(out, "window: {w}");
     }
     for e in &report.manifest_errors {
         let _ = writeln!(out, "error: {e}");

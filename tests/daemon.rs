@@ -1159,23 +1159,54 @@ async fn removals_one_by_one_add_up_in_the_prune_window_and_prune_confirm_lets_t
     assert_eq!(running_count(&left), 4);
 }
 
+/// Creates of `name` the engine announced since `since` (unix seconds).
+fn creates_since(name: &str, since: u64) -> usize {
+    let until = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let out = Command::new("docker")
+        .args(["-H", &common::docker_host(), "events"])
+        .args(["--since", &since.to_string(), "--until", &until.to_string()])
+        .args(["--filter", &format!("container={name}")])
+        .args(["--filter", "event=create", "--format", "{{.Action}}"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::all_text(&out));
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Two daemons of one instance, each declaring something the other does
+/// not: the younger stands by before its first write (it removes none of
+/// the elder's assets and creates none of its own), and takes over when
+/// the elder stops.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_daemon_of_the_same_instance_gives_way_instead_of_fighting() {
     let _engine = shared().await;
     let env = TestEnv::new("dm-writers").await;
-    let (x, y) = (env.name("x"), env.name("y"));
+    let (x, y, z) = (env.name("x"), env.name("y"), env.name("z"));
     env.write("x.yaml", &env.asset("x", IMAGE_1, ""));
     env.write("y.yaml", &env.asset("y", IMAGE_1, ""));
-    let elder = start_daemon(&env);
+    let mut elder = start_daemon(&env);
     elder
         .wait_phase(&[x.clone(), y.clone()], Phase::Running)
         .await;
+    let x_id = wait_running(&env.docker, &x, IMAGE_1).await;
+    let y_id = wait_running(&env.docker, &y, IMAGE_1).await;
+    // Past the elder's last write, so that only asking it shows it lives.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
 
     // Another copy of the manifests that disagrees: x on another image,
-    // no y at all.
+    // no y, and a z of its own.
     let other = env.root.join("other-manifests");
     mkdir(&other);
     plain_write(&other.join("x.yaml"), &env.asset("x", IMAGE_2, ""));
+    plain_write(&other.join("z.yaml"), &env.asset("z", IMAGE_1, ""));
     let younger = start_daemon_with(
         &env,
         Options {
@@ -1189,8 +1220,10 @@ async fn a_second_daemon_of_the_same_instance_gives_way_instead_of_fighting() {
     })
     .await;
     assert!(
-        conflict.contains("daemon-state") && conflict.contains("--instance"),
-        "names the other writer's state dir and the fix: {conflict}"
+        conflict.contains("daemon-state")
+            && conflict.contains("answers on its socket")
+            && conflict.contains("--instance"),
+        "names the other writer's state dir, that it runs, and the fix: {conflict}"
     );
     let report = younger.status().await.unwrap();
     assert_eq!(report.role.as_deref(), Some("standby"));
@@ -1211,9 +1244,8 @@ async fn a_second_daemon_of_the_same_instance_gives_way_instead_of_fighting() {
         "{standby:?}"
     );
 
-    // The elder's manifests win and then nothing moves any more.
-    let x_id = wait_running(&env.docker, &x, IMAGE_1).await;
-    let y_id = wait_running(&env.docker, &y, IMAGE_1).await;
+    // Nothing moves: the elder's x and y are the very containers they
+    // were, and the younger's z was never created.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         wait_running(&env.docker, &x, IMAGE_1).await,
@@ -1223,12 +1255,24 @@ async fn a_second_daemon_of_the_same_instance_gives_way_instead_of_fighting() {
     assert_eq!(
         wait_running(&env.docker, &y, IMAGE_1).await,
         y_id,
-        "y left alone"
+        "y, which only the elder declares, was never removed"
     );
+    assert_eq!(creates_since(&z, since), 0, "z was never created");
     assert!(
         younger.log().contains("giving way to another writer"),
         "says so loudly in its log"
     );
+
+    // The elder stops: the younger no longer gets an answer and writes.
+    assert!(elder.process.terminate(Duration::from_secs(30)).success());
+    wait_running(&env.docker, &z, IMAGE_1).await;
+    wait_running(&env.docker, &x, IMAGE_2).await;
+    let report = eventually("the younger to write", CONVERGE, || async {
+        let report = younger.status().await?;
+        (report.role.as_deref() == Some("local")).then_some(report)
+    })
+    .await;
+    assert!(report.writer_conflict.is_none(), "{report:?}");
 }
 
 /// A network the test creates; removed on drop, also when the test fails.

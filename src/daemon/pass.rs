@@ -75,7 +75,7 @@ impl Daemon {
         self.shared.metrics.passes.inc();
         let observed = Instant::now();
         let revision = obs.revision.clone();
-        let mut standing = self.standing(follower, &strategy, &obs.actual);
+        let mut standing = self.standing(follower, &strategy, &obs.actual).await;
         if !follower {
             standing.revision_hold = self.revision_guard(&revision);
             standing.standby |= standing.revision_hold.is_some();
@@ -111,6 +111,15 @@ impl Daemon {
             if obs.plan.waits_for_a_dependency() {
                 wake_in = wake_in.min(DEPENDENCY_LOOK);
             }
+        } else if standing.writer_conflict.is_some() {
+            // The elder's stop sends no engine event: ask it again soon,
+            // as a lease follower would.
+            wake_in = wake_in.min(WRITER_LOOK);
+        }
+        // A window opening or closing sends no engine event.
+        if let Some(at) = obs.plan.next_window_change {
+            let until = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+            wake_in = wake_in.min(until + WINDOW_MARGIN);
         }
         standing.revision = Some(revision.short());
         self.publish(&obs, &standing, &strategy, swarm, started);
@@ -169,6 +178,7 @@ impl Daemon {
         config.plan.recent = self.prunes.window.recent(Instant::now());
         config.plan.confirmed = self.shared.confirmed_removals();
         config.plan.retry = self.shared.retries.lock().expect("retry lock").clone();
+        config.plan.override_windows.names = self.shared.syncs.lock().expect("sync lock").clone();
         let due = self
             .tags_checked
             .is_none_or(|at| at.elapsed() >= self.config.resync);
@@ -196,9 +206,17 @@ impl Daemon {
     /// Whether this daemon writes. On Swarm the leader rule already makes
     /// one writer, and a rollback or a failover rewrites stamps without a
     /// fight: only the local engine needs the writers' rule.
-    fn standing(&self, follower: bool, strategy: &AnyStrategy, actual: &[ActualAsset]) -> Standing {
+    async fn standing(
+        &self,
+        follower: bool,
+        strategy: &AnyStrategy,
+        actual: &[ActualAsset],
+    ) -> Standing {
         let (writer_conflict, other_writers) = match strategy.kind() {
-            StrategyKind::Local => writers(&self.config.writer, actual, &self.shared),
+            StrategyKind::Local => {
+                let live = live_writers(&self.config.instance, &self.config.writer, actual).await;
+                writers(&self.config.writer, actual, &live, &self.shared)
+            }
             StrategyKind::Swarm => (None, vec![]),
         };
         Standing {
@@ -251,9 +269,23 @@ impl Daemon {
                 let counted = (!confirmed).then_some(fleet);
                 self.prunes.removing.insert(action.name.clone(), counted);
             }
-            // A retry asked for is used up by the deploy it causes.
+            // A retry or a sync asked for is used up by the deploy it
+            // causes.
             let retries = &self.shared.retries;
             retries.lock().expect("retry lock").remove(&action.name);
+            self.shared
+                .syncs
+                .lock()
+                .expect("sync lock")
+                .remove(&action.name);
+            if let Some((_, why)) = obs
+                .plan
+                .window_overrides
+                .iter()
+                .find(|(n, _)| *n == action.name)
+            {
+                reconcile::record_window_override(self.store.as_ref(), &action.name, why, None);
+            }
             self.run_action(action.clone(), record, strategy);
         }
         wake_in
@@ -330,6 +362,7 @@ impl Daemon {
         );
         let metrics = &self.shared.metrics;
         metrics.set_phases(&assets);
+        metrics.set_windows(&obs.plan.windows);
         metrics
             .pass_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -365,6 +398,7 @@ impl Daemon {
                 .filter(|a| !a.writes())
                 .map(ToString::to_string)
                 .collect(),
+            windows: obs.plan.windows.clone(),
         };
         tracing::debug!(
             actions = obs.plan.actions.len(),
@@ -454,6 +488,13 @@ impl Daemon {
 /// that is still coming up.
 const DEPENDENCY_LOOK: Duration = Duration::from_secs(1);
 
+/// After a window's change: its minute has begun on every clock.
+const WINDOW_MARGIN: Duration = Duration::from_millis(200);
+
+/// How often a daemon that gives way to another writer asks whether it
+/// still runs: the lease's renewal period.
+const WRITER_LOOK: Duration = Duration::from_secs(2);
+
 /// The scheduler of the daemon's actions. A finished action asks for a
 /// pass: the last of a batch at once (status, follow-ups); while others
 /// are still queued a pass could not dispatch them anyway, so finishing
@@ -504,12 +545,21 @@ fn persist_settled(store: &dyn Store, obs: &Observation, busy: &BTreeSet<AssetNa
 /// way (and why, for status), and the younger ones seen writing. Logged
 /// when it changes: an operator must give the daemons their own
 /// `--instance`.
-fn writers(me: &Writer, actual: &[ActualAsset], shared: &Shared) -> (Option<String>, Vec<String>) {
-    let conflict = writer::elder_writer(actual, me).map(|(name, stamp)| {
+fn writers(
+    me: &Writer,
+    actual: &[ActualAsset],
+    live: &writer::Live,
+    shared: &Shared,
+) -> (Option<String>, Vec<String>) {
+    let conflict = writer::elder_writer(actual, me, live).map(|(name, stamp, started_ms)| {
+        let answers = match live.contains_key(&stamp.writer.id) {
+            true => "; it runs and answers on its socket",
+            false => "",
+        };
         format!(
-            "another assetd writes instance objects ({}, started {} ms before this one; it last wrote {name}): this one stands by and writes nothing; give each daemon its own --instance",
+            "another assetd writes instance objects ({}, started {} ms before this one{answers}; it wrote {name}): this one stands by and writes nothing; give each daemon its own --instance",
             stamp.writer.id,
-            me.started_ms - stamp.writer.started_ms
+            me.started_ms.saturating_sub(started_ms)
         )
     });
     let younger: Vec<String> = writer::younger_writers(actual, me)
@@ -527,6 +577,28 @@ fn writers(me: &Writer, actual: &[ActualAsset], shared: &Shared) -> (Option<Stri
         tracing::warn!(writers = ?younger, "another assetd started later wrote objects of this instance; it will stand by");
     }
     (conflict, younger)
+}
+
+/// Asks each other writer of this host whose stamp is on an object of
+/// the instance whether it still runs, on its state dir's socket. One
+/// that does not answer in time (stopped, moved, or on another
+/// `--socket`) is not counted as live.
+async fn live_writers(instance: &str, me: &Writer, actual: &[ActualAsset]) -> writer::Live {
+    let mut live = writer::Live::new();
+    for other in writer::others_here(actual, me) {
+        let Some(dir) = other.state_dir_here() else {
+            continue;
+        };
+        let socket = dir.join("assetd.sock");
+        let asked =
+            tokio::time::timeout(Duration::from_secs(1), crate::api::fetch_writer(&socket)).await;
+        if let Ok(Ok(answer)) = asked {
+            if answer.instance == instance && answer.writer.id == other.id {
+                live.insert(other.id.clone(), answer.writer.started_ms);
+            }
+        }
+    }
+    live
 }
 
 /// Forgets the rollback pins whose manifest changed since: the next

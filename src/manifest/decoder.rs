@@ -34,6 +34,8 @@ pub(super) struct Decoder<'a> {
     pub(super) expansion_exhausted: bool,
     /// The valid Network, Volume, Secret and Config documents so far.
     pub(super) resources: Vec<crate::stack::ParsedResource>,
+    /// The valid SyncWindow documents so far.
+    pub(super) windows: Vec<super::window::ParsedWindow>,
     /// What the current asset refers to by name (see
     /// [`super::Reference`]).
     pub(super) references: Vec<super::Reference>,
@@ -66,6 +68,7 @@ impl<'a> Decoder<'a> {
             expanded_file_bytes: 0,
             expansion_exhausted: false,
             resources: Vec::new(),
+            windows: Vec::new(),
             references: Vec::new(),
         }
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::decoder::{join, Decoder};
 use super::shape::{METADATA, SPEC, TOP};
 use super::yaml::{Kind, Node};
-use super::{ParsedAsset, SourcePos, API_VERSION, KIND, RESERVED_LABEL_PREFIX};
+use super::{ParsedAsset, SourcePos, API_VERSION, KIND, RESERVED_LABEL_PREFIX, WINDOW_KIND};
 use crate::spec::{AssetName, DeploySpec, Protocol};
 use crate::stack::ResourceKind;
 
@@ -49,6 +49,7 @@ impl Decoder<'_> {
         let kind = self.required(&top, "kind", root, "");
         let mut foreign = false;
         let mut stack_kind = None;
+        let mut window = false;
         if let Some(node) = api_version {
             let value = self.string(node, "apiVersion");
             if value.as_deref().is_some_and(|v| v != API_VERSION) {
@@ -64,7 +65,8 @@ impl Decoder<'_> {
         if let Some(node) = kind {
             let value = self.string(node, "kind");
             stack_kind = value.as_deref().and_then(ResourceKind::from_manifest_kind);
-            if value.as_deref().is_some_and(|v| v != KIND) && stack_kind.is_none() {
+            window = value.as_deref() == Some(WINDOW_KIND);
+            if value.as_deref().is_some_and(|v| v != KIND) && stack_kind.is_none() && !window {
                 let value = value.unwrap_or_default();
                 let kinds = ResourceKind::ALL
                     .map(ResourceKind::manifest_kind)
@@ -72,7 +74,7 @@ impl Decoder<'_> {
                 self.error(
                     node,
                     "kind",
-                    format!("must be one of `{KIND}`, `{kinds}`; found `{value}`"),
+                    format!("must be one of `{KIND}`, `{kinds}`, `{WINDOW_KIND}`; found `{value}`"),
                 );
                 foreign = true;
             }
@@ -85,6 +87,10 @@ impl Decoder<'_> {
         let spec_node = self.required(&top, "spec", root, "");
         if let Some(kind) = stack_kind {
             self.resource_document(kind, metadata, spec_node);
+            return None;
+        }
+        if window {
+            self.window_document(metadata, spec_node);
             return None;
         }
         let (name, name_pos, labels) = match metadata {

@@ -73,6 +73,9 @@ mod resources;
 mod rollout;
 pub(crate) mod shape;
 pub mod stack;
+mod window;
+
+pub use window::ParsedWindow;
 mod yaml;
 
 #[cfg(test)]
@@ -87,6 +90,8 @@ pub use crate::spec::values::{MAX_IMAGE_BYTES, MIN_MEMORY_BYTES};
 pub const API_VERSION: &str = "assetd/v1";
 /// The only `kind` this build understands.
 pub const KIND: &str = "Asset";
+/// The kind of a sync window document (`crate::window`).
+pub const WINDOW_KIND: &str = "SyncWindow";
 /// Files larger than this are refused before parsing. A manifest is a few
 /// hundred bytes per asset; this leaves room for tens of thousands.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
@@ -224,6 +229,7 @@ pub struct Reference {
 pub struct ParsedFile {
     pub assets: Vec<ParsedAsset>,
     pub resources: Vec<crate::stack::ParsedResource>,
+    pub windows: Vec<ParsedWindow>,
 }
 
 /// Parses every `---` document of `text`.
@@ -290,6 +296,7 @@ pub fn parse_documents(
         Ok(ParsedFile {
             assets,
             resources: decoder.resources,
+            windows: decoder.windows,
         })
     } else {
         let mut errors = decoder.errors;

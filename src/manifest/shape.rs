@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::yaml::{Kind, Node};
 use crate::schema as s;
 use crate::schema::stack as ss;
+use crate::schema::window as sw;
 
 /// Which spelling an object is written in; decided per object by its
 /// first known key.
@@ -170,6 +171,20 @@ pub static SECRET_SPEC: Shape = Shape {
         field("file", ss::content_file),
         field("fromEnv", ss::from_env),
         field("decrypt", ss::decrypt),
+    ],
+};
+
+pub static WINDOW_SPEC: Shape = Shape {
+    name: "syncWindowSpec",
+    engine_name: None,
+    fields: &[
+        required("kind", sw::effect),
+        required("schedule", sw::schedule),
+        required("duration", s::duration),
+        field("timeZone", sw::time_zone),
+        field("assets", sw::name_globs),
+        field("selector", s::labels),
+        field("repairs", sw::repairs),
     ],
 };
 

@@ -54,7 +54,7 @@ impl Decoder<'_> {
     }
 
     /// `metadata` of a resource: its name is a Docker object name.
-    fn resource_metadata(
+    pub(super) fn resource_metadata(
         &mut self,
         node: &Node,
     ) -> (Option<String>, Option<SourcePos>, BTreeMap<String, String>) {

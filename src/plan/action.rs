@@ -118,6 +118,12 @@ pub enum HoldReason {
         suspension: crate::suspend::Suspension,
         on_resume: Box<Action>,
     },
+    /// A sync window closes the asset (or a dependency of it) now;
+    /// `then` goes when it opens.
+    Window {
+        closed: crate::window::Closed,
+        then: Box<Action>,
+    },
 }
 
 impl std::fmt::Display for HoldReason {
@@ -161,6 +167,9 @@ impl std::fmt::Display for HoldReason {
                 on_resume.kind(),
                 on_resume.op
             ),
+            HoldReason::Window { closed, then } => {
+                write!(f, "{closed}; then {}: {}", then.kind(), then.op)
+            }
         }
     }
 }
