@@ -1,6 +1,6 @@
 //! The daemon's API: status on a unix socket (for `assetd status`), and an
 //! opt-in loopback HTTP listener for `/metrics`, `/healthz`, `/readyz`
-//! and the dashboard (`crate::web`).
+//! and the dashboard (`web`).
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -24,6 +24,7 @@ use crate::store::{now_ms, Store};
 use crate::suspend::Suspensions;
 
 mod control;
+pub mod web;
 
 pub use control::{PeerUid, Planner, RollbackRequest, SuspendRequest};
 
@@ -40,12 +41,9 @@ pub struct Shared {
     pub prunes: PruneConfirmation,
     /// Asks the loop for a pass now (a command from the socket).
     pub wake: tokio::sync::Notify,
-    /// The next pass retries failed assets without waiting out their
-    /// backoff (SIGHUP; a network, volume or image appeared).
-    pub retry_failed: AtomicBool,
-    /// Assets changed in place by hand (`docker update`): the next pass
-    /// deploys them again, which compares what no listing shows.
-    pub to_verify: Mutex<BTreeSet<AssetName>>,
+    /// From the watcher (and SIGHUP): retry failed assets now, assets
+    /// changed in place.
+    pub hints: Arc<crate::watch::Hints>,
     /// `assetd retry NAME`: deploy once more a version the engine rolled
     /// back. Used up when the deploy is dispatched.
     pub retries: Mutex<BTreeSet<AssetName>>,
@@ -67,8 +65,8 @@ pub struct Shared {
     /// the present, not from the last pass.
     pub lease: RwLock<Option<crate::lease::Lease>>,
     /// Who this daemon is, for another daemon of the same host that
-    /// finds its stamps (`crate::writer`).
-    pub identity: crate::writer::LiveWriter,
+    /// finds its stamps (`crate::strategy::writer`).
+    pub identity: crate::strategy::writer::LiveWriter,
 }
 
 /// `assetd prune --confirm`: the removals the last pass held for the
@@ -85,14 +83,6 @@ impl Shared {
     pub fn knows(&self, name: &AssetName) -> bool {
         let status = self.status.read().expect("status lock");
         status.assets.iter().any(|a| &a.name == name)
-    }
-
-    pub fn verify(&self, name: AssetName) {
-        self.to_verify.lock().expect("verify lock").insert(name);
-    }
-
-    pub fn take_verify(&self) -> BTreeSet<AssetName> {
-        std::mem::take(&mut *self.to_verify.lock().expect("verify lock"))
     }
 
     /// Records what this pass held for confirmation; a confirmed removal
@@ -146,8 +136,8 @@ pub enum ApiError {
 /// The HTTP listener: read-only, and the dashboard.
 fn router(shared: Arc<Shared>) -> Router {
     read_only_routes()
-        .merge(crate::web::routes())
-        .layer(axum::middleware::map_response(crate::web::secure_headers))
+        .merge(web::routes())
+        .layer(axum::middleware::map_response(web::secure_headers))
         .with_state(shared)
 }
 
@@ -174,7 +164,7 @@ async fn handle_writer(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 /// Who the daemon on `socket` is.
-pub async fn fetch_writer(socket: &Path) -> Result<crate::writer::LiveWriter, String> {
+pub async fn fetch_writer(socket: &Path) -> Result<crate::strategy::writer::LiveWriter, String> {
     let body = request(socket, hyper::Method::GET, "/v1/writer").await?;
     serde_json::from_slice(&body).map_err(|e| format!("bad writer answer: {e}"))
 }

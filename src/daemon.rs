@@ -25,14 +25,15 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, Shared};
 use crate::engine::{self, StrategyChoice};
 use crate::metrics::Metrics;
+use crate::metrics::WatchCounters;
 use crate::prune::PruneWindow;
 use crate::reconcile::PassConfig;
 use crate::scheduler::Scheduler;
 use crate::spec::AssetName;
 use crate::status::{self, StatusReport};
 use crate::store::{now_ms, SledStore, Store};
-use crate::watch::{self, Trigger, WatchCounters};
-use crate::writer::Writer;
+use crate::strategy::writer::Writer;
+use crate::watch::{self, Trigger};
 
 mod connection;
 mod pass;
@@ -57,7 +58,7 @@ pub struct DaemonConfig {
     /// `--prune-window`: the mass-prune guard counts removals over this
     /// long, not per pass.
     pub prune_window: Duration,
-    /// This daemon's stamp on what it writes (see [`crate::writer`]).
+    /// This daemon's stamp on what it writes (see [`crate::strategy::writer`]).
     pub writer: Writer,
     /// `--notify`: where events are posted.
     pub notify: Vec<crate::notify::Target>,
@@ -203,7 +204,7 @@ impl Daemon {
             .unwrap_or(config.resync)
             .min(config.resync);
         let stall = (heartbeat + PASS_TIMEOUT + CONNECT_TIMEOUT) * 3;
-        let identity = crate::writer::LiveWriter {
+        let identity = crate::strategy::writer::LiveWriter {
             instance: config.instance.clone(),
             writer: config.writer.clone(),
         };
@@ -315,7 +316,7 @@ impl Daemon {
             old.watch.cancel();
         }
         self.reconnect = Reconnect::new();
-        self.shared.retry_failed.store(true, Ordering::Relaxed);
+        self.shared.hints.retry_failed();
         self.pending = Some(Trigger::Now);
     }
 
@@ -400,7 +401,7 @@ impl Daemon {
             watch::DockerSinks {
                 triggers: self.triggers_tx.clone(),
                 counters: self.counters.clone(),
-                shared: self.shared.clone(),
+                hints: self.shared.hints.clone(),
                 crashes: match &connection.strategy {
                     crate::strategy::AnyStrategy::Local(local) => Some(local.crash_notes()),
                     crate::strategy::AnyStrategy::Swarm(_) => None,
@@ -512,7 +513,7 @@ fn new_shared(
     stall: Duration,
     metrics: Metrics,
     store: Arc<dyn Store>,
-    identity: crate::writer::LiveWriter,
+    identity: crate::strategy::writer::LiveWriter,
 ) -> Arc<Shared> {
     Arc::new(Shared {
         status: RwLock::new(StatusReport {
@@ -525,8 +526,7 @@ fn new_shared(
         metrics,
         prunes: Default::default(),
         wake: Default::default(),
-        retry_failed: Default::default(),
-        to_verify: Default::default(),
+        hints: Default::default(),
         retries: Default::default(),
         syncs: Default::default(),
         store,

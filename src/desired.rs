@@ -23,6 +23,9 @@
 //!   others could write are refused like sshd's `StrictModes`: manifests
 //!   start containers, so they are root-equivalent.
 
+/// The declared networks, volumes, secrets and configs, completed.
+pub mod declared;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
@@ -679,7 +682,7 @@ impl<'a> Loader<'a> {
             .version_key
             .clone()
             .unwrap_or_else(crate::stack::version_key::VersionKey::ephemeral);
-        let declared = crate::stack::declared::declare(
+        let declared = crate::desired::declared::declare(
             resources,
             self.root,
             self.env,

@@ -1,6 +1,6 @@
 //! Prometheus metrics served on `/metrics`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,7 +11,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::status::AssetStatus;
-use crate::watch::WatchCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
@@ -49,6 +48,17 @@ pub type NotificationCounters = Family<ResultLabels, Counter>;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
     pub source: String,
+}
+
+/// Counts what the watchers saw, for `/metrics`.
+#[derive(Default)]
+pub struct WatchCounters {
+    pub file_events: AtomicU64,
+    /// inotify queue overflows: file events were lost (also counted in
+    /// `file_events`).
+    pub file_overflows: AtomicU64,
+    pub docker_events: AtomicU64,
+    pub docker_reconnects: AtomicU64,
 }
 
 pub struct Metrics {

@@ -26,6 +26,7 @@ use serde::Serialize;
 
 mod action;
 pub mod dependencies;
+pub mod suspended;
 pub mod windows;
 
 pub use self::action::{Action, ActionKind, HoldReason, Op, RemovalGuard, RemoveReason};

@@ -20,9 +20,9 @@ use crate::desired::{self, Desired, LoadOptions, ParseCache};
 use crate::plan::{plan, Action, ActionKind, Op, Plan, PlanConfig};
 use crate::scheduler::backoff;
 use crate::spec::AssetName;
-use crate::stack::engine::{StackActual, StackEngine};
 use crate::stack::plan::{Removals, StackAction, StackOp};
 use crate::store::{now_ms, ActionResult, AppliedRecord, RolledBack, Store};
+use crate::strategy::stack_engine::{StackActual, StackEngine};
 use crate::strategy::{ActualAsset, DeploymentStrategy, Ownership, StrategyError};
 
 /// Everything a pass needs to know, fixed before the runtime starts.
@@ -269,7 +269,7 @@ pub async fn observe<S: DeploymentStrategy>(
     plan.pinned = pinned;
     let monitor = strategy.default_monitor();
     crate::plan::dependencies::order(&mut plan, &desired, &applied, &actual, monitor);
-    crate::suspend::hold_suspended(&mut plan, &crate::suspend::Suspensions::load(store));
+    crate::plan::suspended::hold_suspended(&mut plan, &crate::suspend::Suspensions::load(store));
     let now = chrono::Utc::now();
     let windows = &desired.windows;
     plan.window_overrides = crate::plan::windows::hold_closed(

@@ -91,7 +91,7 @@ pub struct StatusReport {
     pub last_pass_ms: Option<u64>,
     pub manifest_errors: Vec<String>,
     /// Another daemon writes this instance, and this one gives way to it
-    /// (who, where, and what it wrote): see `assetd::writer`.
+    /// (who, where, and what it wrote): see `assetd::strategy::writer`.
     #[serde(default)]
     pub writer_conflict: Option<String>,
     /// Younger daemons seen writing this instance (they give way to us).

@@ -1,6 +1,7 @@
 //! `assetd suspend` / `assetd resume`: the operator takes the wheel. A
 //! suspended asset is left exactly as it runs — not created, updated,
-//! repaired or removed — while `plan` still shows what resuming would do.
+//! repaired or removed — while `plan` still shows what resuming would do
+//! (`crate::plan::suspended` makes its actions holds).
 //!
 //! Suspensions live in the store's control entries, apart from the
 //! records the actions rewrite, so they survive restarts and no action
@@ -10,7 +11,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Action, HoldReason, Op, Plan};
 use crate::spec::AssetName;
 use crate::store::{Store, StoreError};
 
@@ -81,39 +81,6 @@ impl Suspensions {
     }
 }
 
-/// Turns every action on a suspended asset into a hold that says what
-/// resuming would do, and records which assets are suspended.
-pub fn hold_suspended(plan: &mut Plan, suspensions: &Suspensions) {
-    if suspensions.is_empty() {
-        return;
-    }
-    for action in &mut plan.actions {
-        let Some(suspension) = suspensions.of(&action.name) else {
-            continue;
-        };
-        if matches!(action.hold(), Some(HoldReason::Suspended { .. })) {
-            continue;
-        }
-        let placeholder = Op::Remove(crate::plan::RemoveReason { was_in: None });
-        let would = std::mem::replace(&mut action.op, placeholder);
-        action.op = Op::Hold(HoldReason::Suspended {
-            suspension: suspension.clone(),
-            on_resume: Box::new(Action {
-                name: action.name.clone(),
-                op: would,
-            }),
-        });
-    }
-    let named = plan
-        .actions
-        .iter()
-        .map(|a| &a.name)
-        .chain(plan.unchanged.iter());
-    plan.suspended = named
-        .filter_map(|name| Some((name.clone(), suspensions.of(name)?.clone())))
-        .collect();
-}
-
 /// `2026-12-02T14:10:00Z`.
 pub fn rfc3339(ms: u64) -> String {
     let at = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
@@ -123,50 +90,19 @@ pub fn rfc3339(ms: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::plan::RemoveReason;
 
     fn name(n: &str) -> AssetName {
         AssetName::new(n).unwrap()
     }
 
-    fn by_ops() -> Suspension {
+    pub(crate) fn by_ops() -> Suspension {
         Suspension {
             by_uid: Some(1000),
             reason: Some("spindle maintenance".into()),
             since_ms: 1_764_684_600_000,
         }
-    }
-
-    fn removal(n: &str) -> Action {
-        Action {
-            name: name(n),
-            op: Op::Remove(RemoveReason {
-                was_in: Some("mill.yaml".into()),
-            }),
-        }
-    }
-
-    #[test]
-    fn a_suspended_asset_is_held_and_says_what_resume_would_do() {
-        let mut plan = Plan {
-            actions: vec![removal("mill"), removal("lathe")],
-            unchanged: vec![name("press")],
-            ..Default::default()
-        };
-        let suspensions = Suspensions {
-            assets: [(name("mill"), by_ops()), (name("press"), by_ops())].into(),
-            ..Default::default()
-        };
-        hold_suspended(&mut plan, &suspensions);
-        assert_eq!(
-            plan.actions[0].reason(),
-            "suspended by uid 1000 since 2025-12-02T14:10:00Z (spindle maintenance); on resume: remove: no manifest declares it any more (was in mill.yaml)"
-        );
-        assert!(plan.actions[1].hold().is_none(), "lathe is not suspended");
-        let suspended: Vec<&str> = plan.suspended.keys().map(AssetName::as_str).collect();
-        assert_eq!(suspended, ["mill", "press"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::WatchCounters;
 
 /// How soon a pass should follow a trigger; a more urgent trigger that
 /// arrives while waiting cuts the wait short.
@@ -47,17 +49,6 @@ impl Trigger {
             Trigger::Now => Duration::ZERO,
         }
     }
-}
-
-/// Counts what the watchers saw, for `/metrics`.
-#[derive(Default)]
-pub struct WatchCounters {
-    pub file_events: AtomicU64,
-    /// inotify queue overflows: file events were lost (also counted in
-    /// `file_events`).
-    pub file_overflows: AtomicU64,
-    pub docker_events: AtomicU64,
-    pub docker_reconnects: AtomicU64,
 }
 
 /// How often the directory's existence and identity are checked, on top of
@@ -390,7 +381,7 @@ pub async fn watch_docker(
     let DockerSinks {
         triggers,
         counters,
-        shared,
+        hints,
         crashes,
     } = sinks;
     // Events resume quickly after a dockerd restart; a long outage is
@@ -416,10 +407,10 @@ pub async fn watch_docker(
                 Some(Ok(event)) => {
                     delay.succeeded();
                     if brings_a_dependency(&event) {
-                        shared.retry_failed.store(true, Ordering::Relaxed);
+                        hints.retry_failed();
                     }
                     if let Some(asset) = updated_in_place(&event, &instance) {
-                        shared.verify(asset);
+                        hints.verify(asset);
                     }
                     if let (Some(crashes), Some((id, code))) =
                         (&crashes, crash_of(&event, &instance))
@@ -458,13 +449,43 @@ pub async fn watch_docker(
     }
 }
 
+/// What the watcher tells the loop besides "look again": written here,
+/// read and reset by the loop (and set by SIGHUP too).
+#[derive(Default)]
+pub struct Hints {
+    /// Something an asset may have failed for appeared (a network, a
+    /// volume, an image): its retry must not wait out its backoff.
+    retry_failed: std::sync::atomic::AtomicBool,
+    /// Assets changed in place by hand (`docker update`): the next pass
+    /// deploys them again, which compares what no listing shows.
+    to_verify: std::sync::Mutex<std::collections::BTreeSet<crate::spec::AssetName>>,
+}
+
+impl Hints {
+    pub fn retry_failed(&self) {
+        self.retry_failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether failed assets are to be retried now; resets it.
+    pub fn take_retry_failed(&self) -> bool {
+        self.retry_failed.swap(false, Ordering::Relaxed)
+    }
+
+    pub fn verify(&self, name: crate::spec::AssetName) {
+        self.to_verify.lock().expect("verify lock").insert(name);
+    }
+
+    pub fn take_verify(&self) -> std::collections::BTreeSet<crate::spec::AssetName> {
+        std::mem::take(&mut *self.to_verify.lock().expect("verify lock"))
+    }
+}
+
 /// Where the Docker watcher reports.
 pub struct DockerSinks {
     pub triggers: mpsc::Sender<Trigger>,
     pub counters: Arc<WatchCounters>,
-    /// Its `retry_failed` is set when something an asset may have failed
-    /// for appears.
-    pub shared: Arc<crate::api::Shared>,
+    /// What the loop learns besides "look again".
+    pub hints: Arc<Hints>,
     /// Local engine: where the exit codes of crashes are noted.
     pub crashes: Option<crate::strategy::local::CrashNotes>,
 }

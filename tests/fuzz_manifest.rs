@@ -54,7 +54,8 @@ fn env(name: &str) -> Option<String> {
 fn schema_validator() -> &'static jsonschema::Validator {
     static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
     VALIDATOR.get_or_init(|| {
-        jsonschema::draft7::new(&assetd::schema::schema()).expect("a valid Draft-7 schema")
+        jsonschema::draft7::new(&assetd::manifest::schema::schema())
+            .expect("a valid Draft-7 schema")
     })
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use assetd::store::{SledStore, Store};
 use assetd::{reconcile, report, rollout_result};
 
-use crate::{
+use super::{
     engine, print_structured, strategy_for, CommonArgs, Output, EXIT_FAILED, EXIT_HELD,
     EXIT_NOT_WRITER, EXIT_OK, EXIT_USAGE,
 };
@@ -147,7 +147,8 @@ async fn take_lease(
         eprintln!("assetd: {e}");
         EXIT_USAGE
     })?;
-    let writer = assetd::writer::Writer::this_process(&common.state_dir, assetd::store::now_ms());
+    let writer =
+        assetd::strategy::writer::Writer::this_process(&common.state_dir, assetd::store::now_ms());
     let me = format!("{}#{}", writer.id, writer.started_ms);
     let lease = assetd::lease::Lease::new(docker, &common.instance, me, timings);
     if let Err(holder) = lease.acquire().await {

@@ -9,7 +9,7 @@ use assetd::plan_answer::{self, PlanAnswer, PlanFormat, PlanOutcome};
 use assetd::spec::AssetName;
 use assetd::store::{MemoryStore, SledStore, Store};
 
-use crate::{
+use super::{
     print_structured, strategy_for, CommonArgs, Output, Targets, EXIT_FAILED, EXIT_OK,
     EXIT_PENDING, EXIT_USAGE,
 };
@@ -216,7 +216,7 @@ fn asset_name(verb: &str, name: &str) -> Result<AssetName, u8> {
 }
 
 /// `assetd history NAME`: from the running daemon, else from the store.
-pub(crate) async fn history(name: &str, daemon: crate::DaemonSocket, output: Output) -> u8 {
+pub(crate) async fn history(name: &str, daemon: super::DaemonSocket, output: Output) -> u8 {
     let name = match asset_name("history", name) {
         Ok(name) => name,
         Err(code) => return code,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clap::CommandFactory;
 
-use crate::{Cli, EXIT_FAILED, EXIT_OK};
+use super::{Cli, EXIT_FAILED, EXIT_OK};
 
 /// Prints the completion script for `shell` on stdout.
 pub(crate) fn completions(shell: clap_complete::Shell) -> u8 {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use assetd::stack::encrypted::{self, AgeKeys};
 
-use crate::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum SecretCommand {

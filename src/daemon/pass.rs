@@ -21,9 +21,9 @@ use crate::scheduler::{Admission, Scheduler, SchedulerConfig};
 use crate::spec::AssetName;
 use crate::status::{self, StatusReport};
 use crate::store::{now_ms, AppliedRecord, Store};
+use crate::strategy::writer::{self, Writer};
 use crate::strategy::{ActualAsset, AnyStrategy, StrategyKind};
 use crate::watch::Trigger;
-use crate::writer::{self, Writer};
 
 /// An action the scheduler ran to its end.
 pub(super) struct Finished {
@@ -238,7 +238,7 @@ impl Daemon {
     ) -> Duration {
         // SIGHUP, or an engine event that may have brought a missing
         // dependency (a network, volume or image created): retry now.
-        let retry_now = self.shared.retry_failed.swap(false, Ordering::Relaxed);
+        let retry_now = self.shared.hints.take_retry_failed();
         let fleet = obs.actual.len().max(obs.applied.len());
         let now = now_ms();
         let mut wake_in = self.config.resync;
@@ -322,7 +322,7 @@ impl Daemon {
     /// (limits).
     fn verify_changed_in_place(&mut self, obs: &Observation, strategy: &AnyStrategy) {
         let planned: BTreeSet<&AssetName> = obs.plan.actions.iter().map(|a| &a.name).collect();
-        for name in self.shared.take_verify() {
+        for name in self.shared.hints.take_verify() {
             let Some(want) = obs.desired.assets.get(&name) else {
                 continue;
             };

@@ -60,6 +60,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+pub use crate::spec::SourcePos;
 use crate::spec::{DeploySpec, Protocol, SpecHash};
 
 mod container;
@@ -71,6 +72,7 @@ pub mod openfactory;
 mod process;
 mod resources;
 mod rollout;
+pub mod schema;
 pub(crate) mod shape;
 pub mod stack;
 mod window;
@@ -107,24 +109,6 @@ pub struct Policy {
     /// Bind mount sources must be under one of these prefixes (whole path
     /// components). Empty refuses every bind mount; `/` allows all.
     pub allow_bind: Vec<PathBuf>,
-}
-
-/// Where an asset or a problem is in the manifests.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SourcePos {
-    /// The file as given to the parser (relative to the manifests
-    /// directory when loaded by `desired`).
-    pub file: String,
-    /// 1-based.
-    pub line: usize,
-    /// 1-based, in characters.
-    pub column: usize,
-}
-
-impl fmt::Display for SourcePos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
-    }
 }
 
 /// One problem in a manifest: `file:line:column: field: message`.

@@ -7,9 +7,9 @@
 use serde_json::Value;
 
 use super::yaml::{Kind, Node};
-use crate::schema as s;
-use crate::schema::stack as ss;
-use crate::schema::window as sw;
+use crate::manifest::schema as s;
+use crate::manifest::schema::stack as ss;
+use crate::manifest::schema::window as sw;
 
 /// Which spelling an object is written in; decided per object by its
 /// first known key.

@@ -598,6 +598,24 @@ fn render(value: &serde_json::Value) -> String {
     }
 }
 
+/// Where an asset or a problem is in the manifests.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourcePos {
+    /// The file as given to the parser (relative to the manifests
+    /// directory when loaded by `desired`).
+    pub file: String,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+}
+
+impl std::fmt::Display for SourcePos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -10,9 +10,7 @@
 //!   files for secrets and configs on a plain engine).
 
 pub mod content;
-pub mod declared;
 pub mod encrypted;
-pub mod engine;
 pub mod plan;
 pub mod version_key;
 
@@ -22,7 +20,7 @@ use std::fmt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::manifest::SourcePos;
+use crate::spec::SourcePos;
 
 /// The four kinds of object assets refer to by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::spec::{AssetName, DeploySpec, SpecHash};
-use crate::writer::{Writer, WriterStamp};
+use crate::strategy::writer::{Writer, WriterStamp};
 
 use super::Ownership;
 
@@ -27,7 +27,7 @@ pub const TEMPLATE_HASH: &str = "io.assetd.template-hash";
 pub const REPLICA: &str = "io.assetd.replica";
 
 /// Which daemon last created or updated the object (`host:state-dir`),
-/// and when that daemon started: see [`crate::writer`]. Never part of a
+/// and when that daemon started: see [`crate::strategy::writer`]. Never part of a
 /// spec comparison: a restarted daemon must not rewrite everything.
 pub const WRITER: &str = "io.assetd.writer";
 pub const WRITER_STARTED: &str = "io.assetd.writer-started";

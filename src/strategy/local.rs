@@ -27,7 +27,7 @@ use super::{
     ReplicaCounts, StrategyError,
 };
 use crate::spec::{AssetName, DeploySpec, Mode, MountKind, PullPolicy, SpecHash};
-use crate::writer::Writer;
+use crate::strategy::writer::Writer;
 
 mod ailing;
 mod rollout;
@@ -59,7 +59,7 @@ pub struct LocalDocker {
     /// if a container with its name turns up after all (a conflict), the
     /// deploy falls back to listing and reconciling its containers.
     listed: Arc<Mutex<HashSet<AssetName>>>,
-    /// Stamped on every container created (see [`crate::writer`]).
+    /// Stamped on every container created (see [`crate::strategy::writer`]).
     writer: Option<Writer>,
     /// Containers seen crash-looping lately (see `ailing`).
     failed_lately: ailing::FailedLately,
@@ -67,7 +67,7 @@ pub struct LocalDocker {
     registry: crate::registry_auth::RegistryAuth,
     /// `<state-dir>/stack`: secrets' and configs' files, bind-mounted.
     stack_dir: Option<std::path::PathBuf>,
-    stack_seen: crate::stack::engine::SeenOurs,
+    stack_seen: crate::strategy::stack_engine::SeenOurs,
 }
 
 impl LocalDocker {
@@ -123,8 +123,8 @@ impl LocalDocker {
         CrashNotes(self.failed_lately.clone())
     }
 
-    pub fn stack(&self) -> Option<crate::stack::engine::StackEngine> {
-        Some(crate::stack::engine::StackEngine::new(
+    pub fn stack(&self) -> Option<crate::strategy::stack_engine::StackEngine> {
+        Some(crate::strategy::stack_engine::StackEngine::new(
             self.docker.clone(),
             false,
             &self.instance,
@@ -836,7 +836,7 @@ fn unhealthy_reason(
 }
 
 /// The newest writer's stamp on the containers.
-fn writer_stamp(containers: &[ContainerSummary]) -> Option<crate::writer::WriterStamp> {
+fn writer_stamp(containers: &[ContainerSummary]) -> Option<crate::strategy::writer::WriterStamp> {
     containers
         .iter()
         .filter_map(|c| {
@@ -881,7 +881,7 @@ fn container_host_config(spec: &DeploySpec) -> HostConfig {
 }
 
 /// Secrets and configs: each version's file for the reference's owner
-/// and mode, read-only at its target (`crate::stack::engine` writes them).
+/// and mode, read-only at its target (`crate::strategy::stack_engine` writes them).
 fn file_mounts<'a>(
     spec: &'a DeploySpec,
     stack_dir: Option<&'a std::path::Path>,
@@ -893,7 +893,7 @@ fn file_mounts<'a>(
         Some(DockerMount {
             target: Some(file_ref.target.clone()),
             source: Some(
-                crate::stack::engine::local_file(stack_dir?, kind, file_ref)
+                crate::strategy::stack_engine::local_file(stack_dir?, kind, file_ref)
                     .to_string_lossy()
                     .into_owned(),
             ),

@@ -12,14 +12,17 @@ pub mod fake;
 pub mod labels;
 pub mod local;
 pub mod pull;
+pub mod stack_engine;
 pub mod swarm;
+pub mod version_key;
+pub mod writer;
 
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{AssetName, DeploySpec, SpecHash};
-use crate::writer::{Writer, WriterStamp};
+use crate::strategy::writer::{Writer, WriterStamp};
 
 pub use local::LocalDocker;
 pub use swarm::Swarm;
@@ -292,7 +295,7 @@ pub trait DeploymentStrategy: Send + Sync {
 
     /// The networks, volumes, secrets and configs of this engine; `None`
     /// for an engine without them (the tests' engine in memory).
-    fn stack(&self) -> Option<crate::stack::engine::StackEngine> {
+    fn stack(&self) -> Option<crate::strategy::stack_engine::StackEngine> {
         None
     }
 
@@ -395,7 +398,7 @@ impl DeploymentStrategy for AnyStrategy {
         }
     }
 
-    fn stack(&self) -> Option<crate::stack::engine::StackEngine> {
+    fn stack(&self) -> Option<crate::strategy::stack_engine::StackEngine> {
         match self {
             AnyStrategy::Local(s) => s.stack(),
             AnyStrategy::Swarm(s) => s.stack(),

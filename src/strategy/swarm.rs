@@ -42,7 +42,7 @@ use super::{
 use crate::spec::{
     AssetName, DeploySpec, FailureAction, Mode, MountKind, Protocol, UpdateOrder, UpdatePolicy,
 };
-use crate::writer::Writer;
+use crate::strategy::writer::Writer;
 
 /// Service label holding the per-field fingerprint of the fields we set
 /// (`image=<12 hex>,command=…`).
@@ -70,7 +70,7 @@ pub struct Swarm {
     /// Credentials for private registries, sent with every service
     /// write so each node can pull (as `--with-registry-auth` does).
     registry: crate::registry_auth::RegistryAuth,
-    stack_seen: crate::stack::engine::SeenOurs,
+    stack_seen: crate::strategy::stack_engine::SeenOurs,
 }
 
 impl Swarm {
@@ -115,8 +115,8 @@ impl Swarm {
         (!runs).then(|| pull::moved_message(&spec.image, &digest))
     }
 
-    pub fn stack(&self) -> Option<crate::stack::engine::StackEngine> {
-        Some(crate::stack::engine::StackEngine::new(
+    pub fn stack(&self) -> Option<crate::strategy::stack_engine::StackEngine> {
+        Some(crate::strategy::stack_engine::StackEngine::new(
             self.docker.clone(),
             true,
             &self.instance,

@@ -3,8 +3,8 @@
 //! not list, as OpenFactory's `extra="forbid"` does. The app-file schema
 //! (`schema::openfactory`) is generated from these tables.
 
+use crate::manifest::schema::openfactory as s;
 use crate::manifest::shape::{field, required, Shape};
-use crate::schema::openfactory as s;
 
 pub static APP_FILE: Shape = Shape {
     name: "appFile",

@@ -20,13 +20,13 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 
-use super::plan::{ActualResource, StackAction, StackOp};
-use super::version_key::VersionKey;
-use super::{DesiredResource, DesiredResources, ResourceKind, ResourceSpec};
+use super::labels::{self, INSTANCE, MANAGED, SOURCE, SPEC_HASH};
+use super::StrategyError;
 use crate::desired::DesiredAsset;
 use crate::spec::{AssetName, FileRef};
-use crate::strategy::labels::{self, INSTANCE, MANAGED, SOURCE, SPEC_HASH};
-use crate::strategy::StrategyError;
+use crate::stack::plan::{ActualResource, StackAction, StackOp};
+use crate::stack::version_key::VersionKey;
+use crate::stack::{DesiredResource, DesiredResources, ResourceKind, ResourceSpec};
 
 /// The declared name an object was created for.
 pub const RESOURCE: &str = "io.assetd.resource";
@@ -83,7 +83,7 @@ impl StackEngine {
         }
     }
 
-    /// The key of secret and config versions (`super::version_key`), read
+    /// The key of secret and config versions (`crate::stack::version_key`), read
     /// or made once per process.
     pub async fn version_key(&self) -> Result<VersionKey, StrategyError> {
         self.seen_ours
@@ -277,7 +277,7 @@ impl StackEngine {
             .await
             .map_err(|e| StrategyError::docker("list containers", "all", e))?;
         for container in containers {
-            let name = crate::strategy::local::container_name(&container);
+            let name = super::local::container_name(&container);
             // A stopped container holds no endpoint: it does not keep a
             // network (it does keep its volumes and files).
             let running =
@@ -363,7 +363,9 @@ impl StackEngine {
             StackOp::Create => {
                 let want = desired
                     .values()
-                    .find(|w| w.kind == action.kind && super::plan::engine_name(w) == action.name)
+                    .find(|w| {
+                        w.kind == action.kind && crate::stack::plan::engine_name(w) == action.name
+                    })
                     .ok_or_else(|| StrategyError::Refused(format!("{action}: not declared")))?;
                 self.create(want, assets).await
             }
@@ -393,7 +395,7 @@ impl StackEngine {
         want: &DesiredResource,
         assets: &BTreeMap<AssetName, DesiredAsset>,
     ) -> Result<(), StrategyError> {
-        let name = super::plan::engine_name(want);
+        let name = crate::stack::plan::engine_name(want);
         let labels = Some(self.labels_of(want));
         match &want.spec {
             ResourceSpec::Network(spec) => {
@@ -566,7 +568,7 @@ impl StackEngine {
         };
         let dir = root
             .join(want.kind.as_str())
-            .join(super::plan::engine_name(want));
+            .join(crate::stack::plan::engine_name(want));
         let refused = |e: std::io::Error| {
             StrategyError::Refused(format!(
                 "{} {}: cannot write its files: {e}",

@@ -23,8 +23,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::ActualAsset;
 use crate::spec::AssetName;
-use crate::strategy::ActualAsset;
 
 /// The writer's identity and start, as stamped on objects.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

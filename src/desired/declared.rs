@@ -7,11 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::{
-    content, DesiredResource, DesiredResources, ParsedResource, ResourceKind, ResourceSpec,
-};
 use crate::manifest::{ManifestError, ParsedAsset};
 use crate::spec::VolumeDriver;
+use crate::stack::{
+    content, DesiredResource, DesiredResources, ParsedResource, ResourceKind, ResourceSpec,
+};
 
 /// The declared objects, and those that cannot be used this pass.
 #[derive(Debug, Default)]
@@ -28,8 +28,8 @@ pub fn declare(
     parsed: Vec<(String, ParsedResource)>,
     manifests: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-    keys: &super::encrypted::AgeKeys,
-    version_key: &super::version_key::VersionKey,
+    keys: &crate::stack::encrypted::AgeKeys,
+    version_key: &crate::stack::version_key::VersionKey,
 ) -> Declared {
     let mut declared = Declared::default();
     let mut seen: BTreeMap<(ResourceKind, String), Vec<(String, ParsedResource)>> = BTreeMap::new();
@@ -65,11 +65,15 @@ pub fn declare(
                     Ok(content) => Some(content),
                     Err(message) => {
                         let (pos, field) = match from {
-                            super::ContentSource::File { pos, .. } => (pos.clone(), "spec.file"),
-                            super::ContentSource::FromEnv { pos, .. } => {
+                            crate::stack::ContentSource::File { pos, .. } => {
+                                (pos.clone(), "spec.file")
+                            }
+                            crate::stack::ContentSource::FromEnv { pos, .. } => {
                                 (pos.clone(), "spec.fromEnv")
                             }
-                            super::ContentSource::Inline(_) => (resource.pos.clone(), "spec.data"),
+                            crate::stack::ContentSource::Inline(_) => {
+                                (resource.pos.clone(), "spec.data")
+                            }
                         };
                         let error = ManifestError::at(&pos, field, message);
                         declared.errors.push(error.clone());
