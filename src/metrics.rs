@@ -93,134 +93,105 @@ pub struct Metrics {
     pub notifications: NotificationCounters,
 }
 
+/// Registers `metric` under `name` and hands it back (a metric is a
+/// handle: the registry and the field share it).
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub fn new(watch: Arc<WatchCounters>) -> Self {
-        let mut registry = Registry::with_prefix("assetd");
-        let passes = Counter::default();
-        registry.register("passes", "Reconcile passes run", passes.clone());
-        let pass_seconds =
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]);
-        registry.register(
-            "pass_duration_seconds",
-            "Time to observe and plan one pass",
-            pass_seconds.clone(),
-        );
-        let actions = Family::<ActionLabels, Counter>::default();
-        registry.register(
-            "actions",
-            "Actions executed, by kind and result",
-            actions.clone(),
-        );
-        let assets = Family::<PhaseLabels, Gauge>::default();
-        registry.register(
-            "assets",
-            "Assets by phase after the last pass",
-            assets.clone(),
-        );
-        let health = Family::<HealthLabels, Gauge>::default();
-        registry.register(
-            "asset_health",
-            "Health of each asset after the last pass (Healthy, Progressing, Degraded, Unknown)",
-            health.clone(),
-        );
-        let docker_errors = Counter::default();
-        registry.register(
-            "docker_errors",
-            "Docker API calls that failed",
-            docker_errors.clone(),
-        );
-        let watch_events = Family::<SourceLabels, Gauge>::default();
-        registry.register(
-            "watch_events",
-            "Events seen by the watchers (cumulative); file_overflow counts inotify queue overflows, which lose file events",
-            watch_events.clone(),
-        );
-        let lease_held = Gauge::default();
-        registry.register(
-            "lease_held",
-            "1 while this daemon holds the Swarm writer lease",
-            lease_held.clone(),
-        );
-        let lease_holder_missing = Gauge::default();
-        registry.register(
-            "lease_holder_missing_seconds",
-            "Seconds without a live holder of the Swarm writer lease, as this daemon observed",
-            lease_holder_missing.clone(),
-        );
-        let lease_takeovers = Counter::default();
-        registry.register(
-            "lease_takeovers",
-            "Times this daemon took the Swarm writer lease from another holder",
-            lease_takeovers.clone(),
-        );
-        let ready = Gauge::default();
-        registry.register(
-            "ready",
-            "1 once the daemon finished its first full pass",
-            ready.clone(),
-        );
-        let engine_up = Gauge::default();
-        registry.register(
-            "engine_up",
-            "1 while the daemon reads the Docker engine, 0 while it cannot",
-            engine_up.clone(),
-        );
-        let rollbacks = Counter::default();
-        registry.register(
-            "rollbacks",
-            "Rollouts that ended rolled back, by assetd or by Swarm",
-            rollbacks.clone(),
-        );
-        let removals_held = Gauge::default();
-        registry.register(
-            "removals_held",
-            "Removals the mass-prune guard holds until `assetd prune --confirm`",
-            removals_held.clone(),
-        );
-        let windows = Family::<WindowLabels, Gauge>::default();
-        registry.register(
-            "sync_window_in_force",
-            "1 while a sync window is in force (deny: changes wait; allow: changes go)",
-            windows.clone(),
-        );
-        let notifications = NotificationCounters::default();
-        registry.register(
-            "notifications",
-            "--notify deliveries by result: delivered, failed (after retries), dropped (queue full)",
-            notifications.clone(),
-        );
+        let mut r = Registry::with_prefix("assetd");
+        let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+        let metrics = Self {
+            passes: registered(&mut r, "passes", "Reconcile passes run", Counter::default()),
+            pass_seconds: registered(
+                &mut r,
+                "pass_duration_seconds",
+                "Time to observe and plan one pass",
+                Histogram::new(buckets),
+            ),
+            actions: registered(&mut r, "actions", "Actions executed, by kind and result", Family::default()),
+            assets: registered(&mut r, "assets", "Assets by phase after the last pass", Family::default()),
+            health: registered(
+                &mut r,
+                "asset_health",
+                "Health of each asset after the last pass (Healthy, Progressing, Degraded, Unknown)",
+                Family::default(),
+            ),
+            docker_errors: registered(&mut r, "docker_errors", "Docker API calls that failed", Counter::default()),
+            watch_events: registered(
+                &mut r,
+                "watch_events",
+                "Events seen by the watchers (cumulative); file_overflow counts inotify queue overflows, which lose file events",
+                Family::default(),
+            ),
+            lease_held: registered(&mut r, "lease_held", "1 while this daemon holds the Swarm writer lease", Gauge::default()),
+            lease_holder_missing: registered(
+                &mut r,
+                "lease_holder_missing_seconds",
+                "Seconds without a live holder of the Swarm writer lease, as this daemon observed",
+                Gauge::default(),
+            ),
+            lease_takeovers: registered(
+                &mut r,
+                "lease_takeovers",
+                "Times this daemon took the Swarm writer lease from another holder",
+                Counter::default(),
+            ),
+            ready: registered(&mut r, "ready", "1 once the daemon finished its first full pass", Gauge::default()),
+            engine_up: registered(
+                &mut r,
+                "engine_up",
+                "1 while the daemon reads the Docker engine, 0 while it cannot",
+                Gauge::default(),
+            ),
+            rollbacks: registered(
+                &mut r,
+                "rollbacks",
+                "Rollouts that ended rolled back, by assetd or by Swarm",
+                Counter::default(),
+            ),
+            removals_held: registered(
+                &mut r,
+                "removals_held",
+                "Removals the mass-prune guard holds until `assetd prune --confirm`",
+                Gauge::default(),
+            ),
+            windows: registered(
+                &mut r,
+                "sync_window_in_force",
+                "1 while a sync window is in force (deny: changes wait; allow: changes go)",
+                Family::default(),
+            ),
+            notifications: registered(
+                &mut r,
+                "notifications",
+                "--notify deliveries by result: delivered, failed (after retries), dropped (queue full)",
+                NotificationCounters::default(),
+            ),
+            watch,
+            registry: r,
+        };
         // Every series from the start, so that increase() sees the first.
         for result in ["delivered", "failed", "dropped"] {
-            let _ = notifications.get_or_create(&ResultLabels {
+            let _ = metrics.notifications.get_or_create(&ResultLabels {
                 result: result.into(),
             });
         }
         for kind in ["create", "update", "remove", "repair"] {
-            let _ = actions.get_or_create(&ActionLabels {
+            let _ = metrics.actions.get_or_create(&ActionLabels {
                 kind: kind.into(),
                 result: "failed".into(),
             });
         }
-        Self {
-            registry,
-            lease_held,
-            lease_holder_missing,
-            lease_takeovers,
-            ready,
-            engine_up,
-            rollbacks,
-            removals_held,
-            windows,
-            notifications,
-            passes,
-            pass_seconds,
-            actions,
-            assets,
-            health,
-            docker_errors,
-            watch_events,
-            watch,
-        }
+        metrics
     }
 
     pub fn set_windows(&self, views: &[crate::window::WindowView]) {

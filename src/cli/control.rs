@@ -295,3 +295,40 @@ pub(crate) async fn rollback(name: &str, to: Option<u64>, socket: PathBuf) -> u8
         }
     }
 }
+
+/// `assetd retry NAME`: deploy once more a version the engine rolled back.
+pub(crate) async fn retry(name: &str, socket: &Path) -> u8 {
+    let Ok(name) = AssetName::new(name) else {
+        eprintln!("assetd retry: `{name}` is not an asset name");
+        return EXIT_USAGE;
+    };
+    match api::retry(socket, &name).await {
+        Ok(()) => {
+            println!("{name}: deploying once more");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("assetd retry: {e} (daemon socket {})", socket.display());
+            EXIT_FAILED
+        }
+    }
+}
+
+/// `assetd takeover --confirm`: apply this daemon's copy of the manifests
+/// although it cannot be ordered against the last writer's.
+pub(crate) async fn takeover(confirm: bool, socket: &Path) -> u8 {
+    if !confirm {
+        eprintln!("assetd takeover: pass --confirm to apply this daemon's copy of the manifests");
+        return EXIT_USAGE;
+    }
+    match api::confirm_takeover(socket).await {
+        Ok(()) => {
+            println!("confirmed: the daemon applies its copy of the manifests");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("assetd takeover: {e} (daemon socket {})", socket.display());
+            EXIT_FAILED
+        }
+    }
+}

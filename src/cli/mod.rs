@@ -56,28 +56,20 @@ pub(crate) async fn dispatch(command: Command, given: Given) -> u8 {
         Command::Secret { command } => secret::run(command),
         Command::Completions { shell } => docs::completions(shell),
         Command::GenerateMan { dir } => docs::man_pages(&dir),
-        Command::Schema { kind } => {
-            match kind {
-                SchemaKind::Asset => println!("{}", assetd::manifest::schema::schema_json()),
-                SchemaKind::Openfactory => {
-                    println!("{}", assetd::manifest::schema::openfactory::schema_json())
-                }
-            }
-            EXIT_OK
-        }
+        Command::Schema { kind } => print_schema(kind),
         Command::Apply {
             once,
             common,
             output,
             wait,
             override_window,
-        } => {
-            if !once {
+        } => match once {
+            true => apply::apply_once(common, output, wait, override_window).await,
+            false => {
                 eprintln!("assetd apply: pass --once (the long-running daemon is `assetd run`)");
-                return EXIT_USAGE;
+                EXIT_USAGE
             }
-            apply::apply_once(common, output, wait, override_window).await
-        }
+        },
         Command::Sync { names, daemon } => apply::sync(&names, &daemon.path()).await,
         Command::Plan {
             common,
@@ -109,54 +101,17 @@ pub(crate) async fn dispatch(command: Command, given: Given) -> u8 {
             output,
         } => status(common, socket, output).await,
         Command::Run(args) => run(args).await,
-        Command::Retry { name, daemon } => {
-            let Ok(name) = assetd::spec::AssetName::new(&name) else {
-                eprintln!("assetd retry: `{name}` is not an asset name");
-                return EXIT_USAGE;
-            };
-            let socket = daemon.path();
-            match assetd::api::retry(&socket, &name).await {
-                Ok(()) => {
-                    println!("{name}: deploying once more");
-                    EXIT_OK
-                }
-                Err(e) => {
-                    eprintln!("assetd retry: {e} (daemon socket {})", socket.display());
-                    EXIT_FAILED
-                }
-            }
-        }
-        Command::Takeover { confirm, daemon } => {
-            if !confirm {
-                eprintln!(
-                    "assetd takeover: pass --confirm to apply this daemon's copy of the manifests"
-                );
-                return EXIT_USAGE;
-            }
-            match assetd::api::confirm_takeover(&daemon.path()).await {
-                Ok(()) => {
-                    println!("confirmed: the daemon applies its copy of the manifests");
-                    EXIT_OK
-                }
-                Err(e) => {
-                    eprintln!(
-                        "assetd takeover: {e} (daemon socket {})",
-                        daemon.path().display()
-                    );
-                    EXIT_FAILED
-                }
-            }
-        }
+        Command::Retry { name, daemon } => control::retry(&name, &daemon.path()).await,
+        Command::Takeover { confirm, daemon } => control::takeover(confirm, &daemon.path()).await,
         Command::DeleteVolume {
             name,
             confirm,
             common,
         } => {
-            if !confirm {
-                eprintln!(
-                    "assetd delete-volume: pass --confirm to delete volume {name} and its data"
-                );
-                return EXIT_USAGE;
+            let refusal =
+                format!("delete-volume: pass --confirm to delete volume {name} and its data");
+            if let Some(code) = unconfirmed(confirm, &refusal) {
+                return code;
             }
             remove_stack_object(&common, assetd::stack::ResourceKind::Volume, &name).await
         }
@@ -166,9 +121,9 @@ pub(crate) async fn dispatch(command: Command, given: Given) -> u8 {
             confirm,
             common,
         } => {
-            if !confirm {
-                eprintln!("assetd recreate: pass --confirm to remove {name} so that the next pass creates it from its manifest");
-                return EXIT_USAGE;
+            let refusal = format!("recreate: pass --confirm to remove {name} so that the next pass creates it from its manifest");
+            if let Some(code) = unconfirmed(confirm, &refusal) {
+                return code;
             }
             let kind = match kind {
                 RecreateKind::Network => assetd::stack::ResourceKind::Network,
@@ -177,13 +132,31 @@ pub(crate) async fn dispatch(command: Command, given: Given) -> u8 {
             remove_stack_object(&common, kind, &name).await
         }
         Command::Prune { confirm, daemon } => {
-            if !confirm {
-                eprintln!("assetd prune: pass --confirm to let the held removals go ahead");
-                return EXIT_USAGE;
+            let refusal = "prune: pass --confirm to let the held removals go ahead";
+            if let Some(code) = unconfirmed(confirm, refusal) {
+                return code;
             }
             prune_confirm(daemon.path()).await
         }
     }
+}
+
+/// `assetd schema`.
+fn print_schema(kind: SchemaKind) -> u8 {
+    let schema = match kind {
+        SchemaKind::Asset => assetd::manifest::schema::schema_json(),
+        SchemaKind::Openfactory => assetd::manifest::schema::openfactory::schema_json(),
+    };
+    println!("{schema}");
+    EXIT_OK
+}
+
+/// A command that acts only on `--confirm`: without it, says so (exit 64).
+fn unconfirmed(confirm: bool, refusal: &str) -> Option<u8> {
+    (!confirm).then(|| {
+        eprintln!("assetd {refusal}");
+        EXIT_USAGE
+    })
 }
 
 /// `delete-volume` and `recreate`: removes one of our unused networks or
