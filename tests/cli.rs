@@ -369,14 +369,14 @@ async fn a_crash_looping_asset_fails_apply_and_status_with_its_exit_code() {
     let deadline = std::time::Instant::now() + common::CONVERGE;
     loop {
         let out = run(&["status"], &env, &["-o", "json"]);
-        let report: assetd::status::StatusReport =
+        let report: assetd::report::status::StatusReport =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
         let a = report
             .assets
             .iter()
             .find(|a| a.name.as_str() == env.name("a"))
             .unwrap();
-        assert_eq!(a.phase, assetd::status::Phase::Failed, "{a:?}");
+        assert_eq!(a.phase, assetd::report::status::Phase::Failed, "{a:?}");
         if a.last_error.as_deref().unwrap_or_default().contains("(3)") {
             break;
         }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use assetd::status::Phase;
+use assetd::report::status::Phase;
 use bollard::query_parameters::RemoveContainerOptionsBuilder;
 use bollard::Docker;
 use common::harness::{shared, Assetd, Daemon};

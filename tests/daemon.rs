@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use assetd::status::{Phase, StatusReport};
+use assetd::report::status::{Phase, StatusReport};
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
@@ -2151,7 +2151,7 @@ async fn a_container_turning_unhealthy_or_crash_looping_is_degraded_within_secon
     };
     eventually("a Healthy", CONVERGE, || async {
         let report = daemon.status().await?;
-        (health_of(&report, &a)?.0 == assetd::health::Health::Healthy).then_some(())
+        (health_of(&report, &a)?.0 == assetd::core::health::Health::Healthy).then_some(())
     })
     .await;
 
@@ -2173,7 +2173,7 @@ async fn a_container_turning_unhealthy_or_crash_looping_is_degraded_within_secon
         let report = daemon.status().await?;
         let (health, why) = health_of(&report, &a)?;
         let phase = report.assets.iter().find(|x| x.name.as_str() == a)?.phase;
-        (health == assetd::health::Health::Degraded).then_some((phase, why))
+        (health == assetd::core::health::Health::Degraded).then_some((phase, why))
     })
     .await;
     eprintln!("unhealthy → Degraded in {:?}", removed.elapsed());
@@ -2189,7 +2189,7 @@ async fn a_container_turning_unhealthy_or_crash_looping_is_degraded_within_secon
         // Caught between two crashes it reads `crash-looping, N restarts`
         // (a running container has no exit code yet); the code follows.
         let named = why.contains("restarts") && why.contains("exited 3");
-        (health == assetd::health::Health::Degraded && named).then_some(why)
+        (health == assetd::core::health::Health::Degraded && named).then_some(why)
     })
     .await;
     assert!(why.contains("exited 3"), "{why}");
@@ -2243,7 +2243,7 @@ async fn a_rolled_back_version_is_not_deployed_again_by_the_daemon_on_either_str
         .await;
         assert_eq!(
             failed.health,
-            assetd::health::Health::Degraded,
+            assetd::core::health::Health::Degraded,
             "{failed:?}"
         );
         let mark = proxy.mark();

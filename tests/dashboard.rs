@@ -345,7 +345,10 @@ async fn http_changes_nothing() {
     daemon.wait_ready().await;
     let app = env.name("app");
     daemon
-        .wait_phase(std::slice::from_ref(&app), assetd::status::Phase::Running)
+        .wait_phase(
+            std::slice::from_ref(&app),
+            assetd::report::status::Phase::Running,
+        )
         .await;
     let routes = [
         "/".to_string(),
@@ -377,7 +380,7 @@ async fn http_changes_nothing() {
         }
     }
     let after = daemon.status().await.expect("status");
-    let app_of = |r: &assetd::status::StatusReport| {
+    let app_of = |r: &assetd::report::status::StatusReport| {
         r.assets
             .iter()
             .find(|a| a.name.as_str() == app)
@@ -386,7 +389,7 @@ async fn http_changes_nothing() {
     assert_eq!(app_of(&before), app_of(&after));
     assert_eq!(
         app_of(&after).map(|(phase, ..)| phase),
-        Some(assetd::status::Phase::Running)
+        Some(assetd::report::status::Phase::Running)
     );
     let out = Command::new(env!("CARGO_BIN_EXE_assetd"))
         .args(["history", &app, "-o", "json", "--state-dir"])

@@ -14,9 +14,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Output;
 
-use assetd::desired::{load_dir, LoadOptions};
-use assetd::stack::ResourceKind;
-use assetd::status::{Phase, StatusReport};
+use assetd::input::desired::{load_dir, LoadOptions};
+use assetd::input::stack::ResourceKind;
+use assetd::report::status::{Phase, StatusReport};
 use common::{all_text, eventually, set_mode, TestEnv, CONVERGE};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");

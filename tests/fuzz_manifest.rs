@@ -20,8 +20,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use assetd::desired::{self, LoadOptions};
-use assetd::manifest::{self, ManifestError, ParsedAsset, Policy, MAX_FILE_BYTES};
+use assetd::input::desired::{self, LoadOptions};
+use assetd::input::manifest::{self, ManifestError, ParsedAsset, Policy, MAX_FILE_BYTES};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 
@@ -54,7 +54,7 @@ fn env(name: &str) -> Option<String> {
 fn schema_validator() -> &'static jsonschema::Validator {
     static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
     VALIDATOR.get_or_init(|| {
-        jsonschema::draft7::new(&assetd::manifest::schema::schema())
+        jsonschema::draft7::new(&assetd::input::manifest::schema::schema())
             .expect("a valid Draft-7 schema")
     })
 }

@@ -22,6 +22,10 @@ const MAX_TOP_LEVEL_CYCLES: usize = 0;
 // Target (issue 24): 0. Counted too, so that merging two cycles into one
 // bigger one does not read as progress.
 const MAX_MODULES_IN_TOP_LEVEL_CYCLES: usize = 0;
+// Target (issue 24): 0 imports that point up `LAYERS`.
+const MAX_UPWARD_IMPORTS: usize = 0;
+// Target (issue 24): 0 files of a pure folder (`PURE`) that name an edge crate.
+const MAX_EDGE_CRATES_IN_PURE_FOLDERS: usize = 0;
 // Target (issue 24): 0 cycles between files of different top-level modules.
 const MAX_FILE_LEVEL_CYCLES: usize = 0;
 // Target (issue 24): src/main.rs at most 100 lines.
@@ -30,6 +34,21 @@ const MAX_MAIN_RS_LINES: usize = 100;
 const MAX_FILES_OVER_1000: usize = 0;
 // Target (issue 24): no function over 100 lines.
 const MAX_FUNCTIONS_OVER_100: usize = 4;
+
+/// The library's folders, lowest first (DESIGN.md, "Layout"): a folder
+/// may import only from the folders before it.
+const LAYERS: [&str; 8] = [
+    "model",
+    "input",
+    "core",
+    "store",
+    "engine",
+    "reconcile",
+    "report",
+    "daemon",
+];
+/// The folders that may name no edge crate.
+const PURE: [&str; 3] = ["model", "input", "core"];
 
 /// Crates for the edges (engine, store, API, CLI), not the pure modules.
 const EDGE_CRATES: [&str; 4] = ["bollard", "sled", "axum", "clap"];
@@ -120,6 +139,8 @@ impl Measure {
 
 fn measure(sources: &[Source]) -> Vec<Measure> {
     let (tops, files) = graphs(sources);
+    let upward = upward_imports(&tops);
+    let impure = edge_crates_in_pure_folders(sources);
     let (tops, files) = (cycles(&tops), cycles(&files));
     let in_cycles = tops.iter().map(|c| c.matches(", ").count() + 1).sum();
     let main = sources.iter().find(|s| s.rel == "src/main.rs");
@@ -138,6 +159,8 @@ fn measure(sources: &[Source]) -> Vec<Measure> {
     vec![
         measure!(MAX_TOP_LEVEL_CYCLES, tops.len(), tops.clone()),
         measure!(MAX_MODULES_IN_TOP_LEVEL_CYCLES, in_cycles, tops),
+        measure!(MAX_UPWARD_IMPORTS, upward.len(), upward),
+        measure!(MAX_EDGE_CRATES_IN_PURE_FOLDERS, impure.len(), impure),
         measure!(MAX_FILE_LEVEL_CYCLES, files.len(), files),
         measure!(MAX_MAIN_RS_LINES, main_lines, vec![]),
         measure!(MAX_FILES_OVER_1000, big_files.len(), big_files),
@@ -162,6 +185,38 @@ fn graphs(sources: &[Source]) -> (Graph, Graph) {
         }
     }
     (tops, files)
+}
+
+/// Edges from a folder to one after it in `LAYERS` (a folder outside
+/// `LAYERS`, or the binary, may import anything).
+fn upward_imports(tops: &Graph) -> Vec<String> {
+    let layer = |m: &str| LAYERS.iter().position(|l| *l == m);
+    let mut up = Vec::new();
+    for (from, tos) in tops {
+        for to in tos {
+            if let (Some(a), Some(b)) = (layer(from), layer(to)) {
+                if b > a {
+                    up.push(format!("{from} -> {to}"));
+                }
+            }
+        }
+    }
+    up
+}
+
+/// Files of the pure folders that name an edge crate.
+fn edge_crates_in_pure_folders(sources: &[Source]) -> Vec<String> {
+    let mut found = Vec::new();
+    for s in sources.iter().filter(|s| s.krate == Crate::Lib) {
+        let folder = top(&key(s.krate, &s.module));
+        if !PURE.contains(&folder.as_str()) {
+            continue;
+        }
+        for name in EDGE_CRATES.iter().filter(|c| names(&s.toks, c)) {
+            found.push(format!("{}: {name}", s.rel));
+        }
+    }
+    found
 }
 
 /// How many files of each top-level module name each edge crate.
@@ -591,4 +646,14 @@ fn cycles_are_the_components_of_more_than_one_node() {
         g.entry(a.into()).or_default().insert(b.into());
     }
     assert_eq!(cycles(&g), ["{a, b}", "{c, d, e}"]);
+}
+
+#[test]
+fn imports_may_point_only_down_the_layers() {
+    let mut g = Graph::new();
+    for edge in ["core model", "model core", "daemon core", "cli daemon"] {
+        let (a, b) = edge.split_once(' ').unwrap();
+        g.entry(a.into()).or_default().insert(b.into());
+    }
+    assert_eq!(upward_imports(&g), ["model -> core"]);
 }

@@ -6,9 +6,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use assetd::plan::ActionKind;
-use assetd::spec::AssetName;
-use assetd::strategy::{DeploymentStrategy, Removed};
+use assetd::core::plan::ActionKind;
+use assetd::engine::strategy::{DeploymentStrategy, Removed};
+use assetd::model::spec::AssetName;
 use bollard::models::{ContainerCreateBody, MountType, NetworkCreateRequest};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, ListNetworksOptionsBuilder};
 use common::{TestEnv, IMAGE_1, IMAGE_2, TEST_LABEL};
@@ -658,7 +658,7 @@ async fn a_foreign_container_with_our_name_is_never_touched() {
 async fn removing_an_absent_asset_is_success() {
     let env = TestEnv::new("lc-absent").await;
     let removed = match env.local() {
-        assetd::strategy::AnyStrategy::Local(local) => local
+        assetd::engine::strategy::AnyStrategy::Local(local) => local
             .remove(&AssetName::new(&env.name("nothing")).unwrap())
             .await
             .unwrap(),

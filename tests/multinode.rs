@@ -80,7 +80,12 @@ async fn holder(daemons: &[Daemon], alive: &[usize], within: Duration) -> usize 
         || async {
             let mut statuses = Vec::new();
             for &i in alive {
-                statuses.push((i, assetd::api::fetch_status(&daemons[i].socket).await.ok()?));
+                statuses.push((
+                    i,
+                    assetd::daemon::api::fetch_status(&daemons[i].socket)
+                        .await
+                        .ok()?,
+                ));
             }
             let holders: Vec<usize> = statuses
                 .iter()
@@ -199,8 +204,10 @@ async fn set_role(via: &Docker, node: &str, role: bollard::models::NodeSpecRoleE
 }
 
 /// The health and reason of `asset` in a daemon's status.
-async fn health_of(daemon: &Daemon, asset: &str) -> Option<(assetd::health::Health, String)> {
-    let status = assetd::api::fetch_status(&daemon.socket).await.ok()?;
+async fn health_of(daemon: &Daemon, asset: &str) -> Option<(assetd::core::health::Health, String)> {
+    let status = assetd::daemon::api::fetch_status(&daemon.socket)
+        .await
+        .ok()?;
     let a = status
         .assets
         .into_iter()
@@ -422,7 +429,7 @@ async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_di
         Duration::from_secs(60),
         || async {
             let (health, _) = health_of(&daemons[third], GLOBAL).await?;
-            (health == assetd::health::Health::Healthy).then_some(())
+            (health == assetd::core::health::Health::Healthy).then_some(())
         },
     )
     .await;
@@ -443,7 +450,7 @@ async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_di
         Duration::from_secs(90),
         || async {
             let (health, why) = health_of(&daemons[fourth], GLOBAL).await?;
-            (health == assetd::health::Health::Degraded).then_some(why)
+            (health == assetd::core::health::Health::Degraded).then_some(why)
         },
     )
     .await;
@@ -473,7 +480,7 @@ async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_di
         "the restored node's assetd to follow",
         Duration::from_secs(90),
         || async {
-            let status = assetd::api::fetch_status(&daemons[third].socket)
+            let status = assetd::daemon::api::fetch_status(&daemons[third].socket)
                 .await
                 .ok()?;
             (status.engine_error.is_none() && status.role.as_deref() == Some("standby"))
@@ -516,7 +523,7 @@ async fn only_the_lease_holder_writes_and_another_takes_over_when_it_stops_or_di
         "the demoted node to say so",
         Duration::from_secs(20),
         || async {
-            let demoted = assetd::api::fetch_status(&daemons[holder_now].socket)
+            let demoted = assetd::daemon::api::fetch_status(&daemons[holder_now].socket)
                 .await
                 .ok()?;
             assert_eq!(demoted.role.as_deref(), Some("standby"), "{demoted:?}");
@@ -627,7 +634,9 @@ async fn a_writer_with_a_lagging_copy_rolls_nothing_back_and_applies_once_it_cat
         "the new writer to hold",
         Duration::from_secs(30),
         || async {
-            let status = assetd::api::fetch_status(&daemons[1].socket).await.ok()?;
+            let status = assetd::daemon::api::fetch_status(&daemons[1].socket)
+                .await
+                .ok()?;
             (status.role.as_deref() == Some("standby")).then_some(())?;
             status.revision_hold
         },
@@ -654,7 +663,9 @@ async fn a_writer_with_a_lagging_copy_rolls_nothing_back_and_applies_once_it_cat
         "the caught-up copy applied",
         Duration::from_secs(60),
         || async {
-            let status = assetd::api::fetch_status(&daemons[1].socket).await.ok()?;
+            let status = assetd::daemon::api::fetch_status(&daemons[1].socket)
+                .await
+                .ok()?;
             let synced = status.revision.as_deref() == Some(&third[..7]);
             let image = service_image(&dockers[1]).await?;
             (synced && status.revision_hold.is_none() && image.starts_with(IMAGE_1)).then_some(())

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Once;
 
-use assetd::status::Phase;
+use assetd::report::status::Phase;
 use bollard::models::{Service, TaskState};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,

@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Output;
 
-use assetd::status::Phase;
+use assetd::report::status::Phase;
 use common::harness::{shared, Assetd};
 use common::{eventually, set_mode, TestEnv, CONVERGE, IMAGE_1, IMAGE_2};
 

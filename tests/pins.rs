@@ -13,11 +13,11 @@
 
 use std::collections::BTreeMap;
 
-use assetd::spec::{
+use assetd::engine::strategy::swarm::{service_spec, FINGERPRINT};
+use assetd::engine::strategy::Ownership;
+use assetd::model::spec::{
     AssetName, DeploySpec, Mode, Mount, MountKind, PortMapping, Protocol, ResourceSet, Resources,
 };
-use assetd::strategy::swarm::{service_spec, FINGERPRINT};
-use assetd::strategy::Ownership;
 
 /// One spec with every seed parameter set.
 fn sample() -> DeploySpec {

@@ -354,7 +354,7 @@ async fn a_tag_moved_to_a_broken_image_is_rolled_back_once_not_at_every_resync()
     let daemon = local.daemon(&["--resync", "2s"]);
     let a = env.name("a");
     daemon
-        .wait_cli_phase(&a, assetd::status::Phase::Running)
+        .wait_cli_phase(&a, assetd::report::status::Phase::Running)
         .await;
 
     // The tag moves to an image that exits at once.
@@ -379,7 +379,7 @@ async fn a_tag_moved_to_a_broken_image_is_rolled_back_once_not_at_every_resync()
     docker_cli(&["rmi", &broken]);
 
     daemon
-        .wait_cli_phase(&a, assetd::status::Phase::Failed)
+        .wait_cli_phase(&a, assetd::report::status::Phase::Failed)
         .await;
     let started = |docker: Docker, name: String| async move {
         let state = docker.inspect_container(&name, None).await.ok()?.state?;

@@ -28,10 +28,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use assetd::desired::{self, LoadOptions};
-use assetd::manifest::Policy;
-use assetd::status::Phase;
-use assetd::strategy::LocalDocker;
+use assetd::engine::strategy::LocalDocker;
+use assetd::input::desired::{self, LoadOptions};
+use assetd::input::manifest::Policy;
+use assetd::report::status::Phase;
 use bollard::models::{
     ContainerCreateBody, ContainerSummaryStateEnum, EventMessage, EventMessageTypeEnum,
     ServiceSpec, TaskSpec, TaskSpecContainerSpec,

@@ -10,8 +10,8 @@ mod common;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use assetd::engine::strategy::AnyStrategy;
 use assetd::reconcile::PassReport;
-use assetd::strategy::AnyStrategy;
 use bollard::query_parameters::{InspectServiceOptions, ListTasksOptionsBuilder};
 use common::{all_text, eventually, TestEnv, IMAGE_1};
 

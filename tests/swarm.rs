@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use assetd::plan::ActionKind;
+use assetd::core::plan::ActionKind;
+use assetd::engine::strategy::{AnyStrategy, DeploymentStrategy, Ownership, Removed, Swarm};
+use assetd::model::spec::AssetName;
 use assetd::reconcile::PassReport;
-use assetd::spec::AssetName;
-use assetd::strategy::{AnyStrategy, DeploymentStrategy, Ownership, Removed, Swarm};
 use bollard::models::{
     MountType, NetworkCreateRequest, Service, ServiceSpec, Task, TaskSpecContainerSpec, TaskState,
 };
@@ -108,7 +108,7 @@ async fn wait_rollout(
     swarm: &AnyStrategy,
     name: &AssetName,
     state: &str,
-) -> assetd::strategy::Rollout {
+) -> assetd::engine::strategy::Rollout {
     common::eventually(
         &format!("Swarm to report the rollout {state}"),
         Duration::from_secs(120),

@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Output;
 
-use assetd::status::{Phase, StatusReport};
+use assetd::report::status::{Phase, StatusReport};
 use chrono::{Duration, Timelike, Utc};
 use common::harness::{shared, Assetd};
 use common::{all_text, assetd_cli, eventually, TestEnv, CONVERGE, IMAGE_1, IMAGE_2};

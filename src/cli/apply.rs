@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use assetd::reconcile::{self, rollout_result};
+use assetd::report;
 use assetd::store::{SledStore, Store};
-use assetd::{reconcile, report, rollout_result};
 
 use super::{
     engine, print_structured, strategy_for, CommonArgs, Output, EXIT_FAILED, EXIT_HELD,
@@ -17,11 +18,11 @@ use super::{
 pub(crate) async fn sync(names: &[String], socket: &std::path::Path) -> u8 {
     let mut code = EXIT_OK;
     for name in names {
-        let Ok(name) = assetd::spec::AssetName::new(name) else {
+        let Ok(name) = assetd::model::spec::AssetName::new(name) else {
             eprintln!("assetd sync: `{name}` is not an asset name");
             return EXIT_USAGE;
         };
-        match assetd::api::sync(socket, &name).await {
+        match assetd::daemon::api::sync(socket, &name).await {
             Ok(()) => println!("{name}: its change goes through its sync windows once"),
             Err(e) => {
                 eprintln!("assetd sync: {e} (daemon socket {})", socket.display());
@@ -81,7 +82,7 @@ pub(crate) async fn apply_once(
                 ),
                 Output::Text => print!("{}", report::pass_text(&pass, &config.manifests)),
             }
-            let swarm = strategy.kind() == assetd::strategy::StrategyKind::Swarm;
+            let swarm = strategy.kind() == assetd::engine::strategy::StrategyKind::Swarm;
             let ending = rollout_result::wait_for_rollouts(&strategy, &pass, wait, swarm).await;
             // The versions a rollout replaced are unused once it ended.
             if pass.plan.stack.iter().any(|a| !a.writes()) {
@@ -115,7 +116,7 @@ pub(crate) async fn apply_once(
 /// manifests itself; its held removals are confirmed through it.
 async fn running_daemon(state_dir: &std::path::Path) -> Option<String> {
     let socket = state_dir.join("assetd.sock");
-    let status = assetd::api::fetch_status(&socket).await.ok()?;
+    let status = assetd::daemon::api::fetch_status(&socket).await.ok()?;
     let role = status.role.as_deref().unwrap_or("running");
     Some(format!(
         "assetd: a daemon ({role}) runs on --state-dir {dir} and holds its store; it applies the manifests itself, so nothing was written. \
@@ -134,9 +135,9 @@ struct HeldLease {
 /// has stopped being renewed), or refuses while a daemon holds it.
 async fn take_lease(
     common: &CommonArgs,
-    strategy: &assetd::strategy::AnyStrategy,
+    strategy: &assetd::engine::strategy::AnyStrategy,
 ) -> Result<Option<HeldLease>, u8> {
-    let assetd::strategy::AnyStrategy::Swarm(_) = strategy else {
+    let assetd::engine::strategy::AnyStrategy::Swarm(_) = strategy else {
         return Ok(None);
     };
     let timings = common.lease().map_err(|e| {
@@ -147,10 +148,12 @@ async fn take_lease(
         eprintln!("assetd: {e}");
         EXIT_USAGE
     })?;
-    let writer =
-        assetd::strategy::writer::Writer::this_process(&common.state_dir, assetd::store::now_ms());
+    let writer = assetd::engine::strategy::writer::Writer::this_process(
+        &common.state_dir,
+        assetd::store::now_ms(),
+    );
     let me = format!("{}#{}", writer.id, writer.started_ms);
-    let lease = assetd::lease::Lease::new(docker, &common.instance, me, timings);
+    let lease = assetd::engine::lease::Lease::new(docker, &common.instance, me, timings);
     if let Err(holder) = lease.acquire().await {
         eprintln!("assetd apply: {holder}: another assetd writes this instance; nothing was written (exit {EXIT_NOT_WRITER})");
         return Err(EXIT_NOT_WRITER);
@@ -166,7 +169,7 @@ async fn take_lease(
 /// manifest is a failed asset too: it was not applied.
 fn apply_exit_code(
     pass: &reconcile::PassReport,
-    ending: Result<Vec<assetd::strategy::ActualAsset>, String>,
+    ending: Result<Vec<assetd::engine::strategy::ActualAsset>, String>,
     store: &dyn Store,
     dir_problem: bool,
 ) -> u8 {

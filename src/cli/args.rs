@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use assetd::desired::LoadOptions;
+use assetd::core::plan::PlanConfig;
 use assetd::engine::StrategyChoice;
-use assetd::manifest::Policy;
-use assetd::plan::PlanConfig;
+use assetd::input::desired::LoadOptions;
+use assetd::input::manifest::Policy;
+use assetd::input::stack::encrypted::AgeKeys;
 use assetd::reconcile::PassConfig;
-use assetd::stack::encrypted::AgeKeys;
 
 /// Exit codes of the CLI contract.
 pub(crate) const EXIT_OK: u8 = 0;
@@ -372,7 +372,7 @@ pub(crate) struct RunArgs {
     /// POST each phase or health change as JSON to this http:// URL
     /// (repeatable); see README, "Notifications".
     #[arg(long = "notify", value_name = "URL")]
-    pub(crate) notify: Vec<assetd::notify::Target>,
+    pub(crate) notify: Vec<assetd::daemon::notify::Target>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -425,7 +425,7 @@ pub(crate) fn absolute_path(s: &str) -> Result<PathBuf, String> {
 }
 
 pub(crate) fn parse_instance(s: &str) -> Result<String, String> {
-    assetd::spec::AssetName::new(s)
+    assetd::model::spec::AssetName::new(s)
         .map(|n| n.to_string())
         .map_err(|e| format!("instance {e}"))
 }
@@ -489,8 +489,8 @@ impl CommonArgs {
     }
 
     /// The lease timings, or why they cannot keep one writer.
-    pub(crate) fn lease(&self) -> Result<assetd::lease::Timings, String> {
-        let timings = assetd::lease::Timings {
+    pub(crate) fn lease(&self) -> Result<assetd::engine::lease::Timings, String> {
+        let timings = assetd::engine::lease::Timings {
             renew: self.lease_renew,
             expiry: self.lease_expiry,
         };

@@ -4,9 +4,9 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use assetd::api::{self, SuspendRequest};
-use assetd::plan_answer::{self, PlanAnswer, PlanFormat, PlanOutcome};
-use assetd::spec::AssetName;
+use assetd::daemon::api::{self, SuspendRequest};
+use assetd::model::spec::AssetName;
+use assetd::report::plan_answer::{self, PlanAnswer, PlanFormat, PlanOutcome};
 use assetd::store::{MemoryStore, SledStore, Store};
 
 use super::{
@@ -188,14 +188,14 @@ pub(crate) async fn events(follow: bool, socket: PathBuf, output: Output) -> u8 
     }
 }
 
-fn event_line(e: &assetd::events::Event) -> String {
-    let state = |s: &Option<assetd::events::State>| match s {
+fn event_line(e: &assetd::daemon::events::Event) -> String {
+    let state = |s: &Option<assetd::daemon::events::State>| match s {
         Some(s) => format!("{}/{}", s.phase, s.health),
         None => "-".into(),
     };
     let mut line = format!(
         "{}  {}  {}  {} → {}",
-        assetd::suspend::rfc3339(e.at_ms),
+        assetd::store::suspend::rfc3339(e.at_ms),
         e.asset,
         e.event,
         state(&e.before),
@@ -234,7 +234,7 @@ pub(crate) async fn history(name: &str, daemon: super::DaemonSocket, output: Out
                     "assetd: no daemon answers on {} ({daemon_error}); reading the store",
                     socket.display()
                 );
-                let revisions = assetd::history::load(&store, &name);
+                let revisions = assetd::store::history::load(&store, &name);
                 if revisions.is_empty() {
                     eprintln!("assetd history: no asset `{name}` in the store");
                     return EXIT_FAILED;
@@ -254,7 +254,7 @@ pub(crate) async fn history(name: &str, daemon: super::DaemonSocket, output: Out
     EXIT_OK
 }
 
-fn history_table(revisions: &[assetd::history::Revision]) -> String {
+fn history_table(revisions: &[assetd::store::history::Revision]) -> String {
     let mut out = String::from("REV  WHEN                  RESULT       REVISION  IMAGE  ACTION\n");
     for r in revisions {
         let image = r
@@ -268,7 +268,7 @@ fn history_table(revisions: &[assetd::history::Revision]) -> String {
         out.push_str(&format!(
             "{:<4} {}  {outcome:<11}  {revision:<8}  {image}  {}\n",
             r.n,
-            assetd::suspend::rfc3339(r.at_ms),
+            assetd::store::suspend::rfc3339(r.at_ms),
             r.action
         ));
     }

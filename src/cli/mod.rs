@@ -15,12 +15,12 @@ pub mod secret;
 
 use std::path::PathBuf;
 
-use assetd::desired::{self, LoadOptions};
 use assetd::engine;
-use assetd::manifest::Policy;
+use assetd::input::desired::{self, LoadOptions};
+use assetd::input::manifest::Policy;
+use assetd::input::stack::encrypted::AgeKeys;
 use assetd::reconcile::{self, PassConfig};
 use assetd::report;
-use assetd::stack::encrypted::AgeKeys;
 use assetd::store::{MemoryStore, SledStore, Store};
 
 pub(crate) use args::*;
@@ -113,7 +113,7 @@ pub(crate) async fn dispatch(command: Command, given: Given) -> u8 {
             if let Some(code) = unconfirmed(confirm, &refusal) {
                 return code;
             }
-            remove_stack_object(&common, assetd::stack::ResourceKind::Volume, &name).await
+            remove_stack_object(&common, assetd::input::stack::ResourceKind::Volume, &name).await
         }
         Command::Recreate {
             kind,
@@ -126,8 +126,8 @@ pub(crate) async fn dispatch(command: Command, given: Given) -> u8 {
                 return code;
             }
             let kind = match kind {
-                RecreateKind::Network => assetd::stack::ResourceKind::Network,
-                RecreateKind::Volume => assetd::stack::ResourceKind::Volume,
+                RecreateKind::Network => assetd::input::stack::ResourceKind::Network,
+                RecreateKind::Volume => assetd::input::stack::ResourceKind::Volume,
             };
             remove_stack_object(&common, kind, &name).await
         }
@@ -144,8 +144,8 @@ pub(crate) async fn dispatch(command: Command, given: Given) -> u8 {
 /// `assetd schema`.
 fn print_schema(kind: SchemaKind) -> u8 {
     let schema = match kind {
-        SchemaKind::Asset => assetd::manifest::schema::schema_json(),
-        SchemaKind::Openfactory => assetd::manifest::schema::openfactory::schema_json(),
+        SchemaKind::Asset => assetd::input::manifest::schema::schema_json(),
+        SchemaKind::Openfactory => assetd::input::manifest::schema::openfactory::schema_json(),
     };
     println!("{schema}");
     EXIT_OK
@@ -163,10 +163,10 @@ fn unconfirmed(confirm: bool, refusal: &str) -> Option<u8> {
 /// volumes at the operator's word.
 async fn remove_stack_object(
     common: &CommonArgs,
-    kind: assetd::stack::ResourceKind,
+    kind: assetd::input::stack::ResourceKind,
     name: &str,
 ) -> u8 {
-    use assetd::strategy::DeploymentStrategy as _;
+    use assetd::engine::strategy::DeploymentStrategy as _;
     let strategy = match strategy_for(common).await {
         Ok(strategy) => strategy,
         Err(code) => return code,
@@ -188,7 +188,7 @@ async fn remove_stack_object(
 }
 
 async fn prune_confirm(socket: PathBuf) -> u8 {
-    match assetd::api::confirm_prune(&socket).await {
+    match assetd::daemon::api::confirm_prune(&socket).await {
         Ok(names) if names.is_empty() => {
             println!("nothing is held for confirmation");
             EXIT_OK
@@ -255,7 +255,7 @@ fn validate(
             }
             // `6 asset(s), 1 network(s), 2 secret(s) valid, 0 problem(s)`.
             let mut counts = vec![format!("{} asset(s)", desired.assets.len())];
-            for kind in assetd::stack::ResourceKind::ALL {
+            for kind in assetd::input::stack::ResourceKind::ALL {
                 let n = desired.resources.keys().filter(|(k, _)| *k == kind).count();
                 if n > 0 {
                     counts.push(format!("{n} {kind}(s)"));
@@ -272,12 +272,14 @@ fn validate(
 }
 
 /// Connects and resolves `--strategy`; the error is already printed.
-pub(crate) async fn strategy_for(common: &CommonArgs) -> Result<assetd::strategy::AnyStrategy, u8> {
+pub(crate) async fn strategy_for(
+    common: &CommonArgs,
+) -> Result<assetd::engine::strategy::AnyStrategy, u8> {
     let docker = engine::connect().map_err(|e| {
         eprintln!("assetd: {e}");
         EXIT_USAGE
     })?;
-    let auth = assetd::registry_auth::RegistryAuth::new(common.registry_config.clone());
+    let auth = assetd::engine::registry_auth::RegistryAuth::new(common.registry_config.clone());
     engine::choose(&docker, common.strategy, &common.instance)
         .await
         .map(|strategy| {
@@ -295,7 +297,7 @@ async fn status(common: CommonArgs, socket: Option<PathBuf>, output: Output) -> 
     let socket = socket.unwrap_or_else(|| common.state_dir.join("assetd.sock"));
     // The daemon holds the database lock, so ask it; read the store
     // directly only when no daemon answers.
-    let report = match assetd::api::fetch_status(&socket).await {
+    let report = match assetd::daemon::api::fetch_status(&socket).await {
         Ok(report) => report,
         Err(daemon_error) => match engine_status(&common).await {
             // No daemon: what the engine shows now beats what the store
@@ -326,12 +328,12 @@ async fn status(common: CommonArgs, socket: Option<PathBuf>, output: Output) -> 
         Output::Json | Output::Yaml => {
             print_structured(&report, output, serde_json::to_string_pretty)
         }
-        Output::Text => print!("{}", assetd::status::render_table(&report)),
+        Output::Text => print!("{}", assetd::report::status::render_table(&report)),
     }
     let failing = report
         .assets
         .iter()
-        .any(|a| a.phase == assetd::status::Phase::Failed);
+        .any(|a| a.phase == assetd::report::status::Phase::Failed);
     if failing {
         EXIT_FAILED
     } else {
@@ -342,7 +344,7 @@ async fn status(common: CommonArgs, socket: Option<PathBuf>, output: Output) -> 
 /// Status computed from a read-only look at the engine, the manifests
 /// and the store, as a pass would see it; `None` when the engine cannot
 /// be read.
-async fn engine_status(common: &CommonArgs) -> Option<assetd::status::StatusReport> {
+async fn engine_status(common: &CommonArgs) -> Option<assetd::report::status::StatusReport> {
     let strategy = strategy_for(common).await.ok()?;
     let store: Box<dyn Store> = match SledStore::open_nowait(&common.state_dir) {
         Some(store) => Box::new(store),
@@ -358,13 +360,13 @@ async fn engine_status(common: &CommonArgs) -> Option<assetd::status::StatusRepo
     } = reconcile::observe(&config, &strategy, store.as_ref())
         .await
         .ok()?;
-    Some(assetd::status::StatusReport {
+    Some(assetd::report::status::StatusReport {
         source: "engine".into(),
         strategy: Some(strategy.kind().to_string()),
         ready: false,
         last_pass_ms: Some(assetd::store::now_ms()),
         manifest_errors: desired.errors().iter().map(ToString::to_string).collect(),
-        assets: assetd::status::from_pass(
+        assets: assetd::report::status::from_pass(
             &desired,
             &actual,
             &applied,
@@ -423,13 +425,15 @@ async fn run(args: RunArgs) -> u8 {
         listen_public: args.listen_public,
         grace: args.grace,
         prune_window: args.prune_window,
-        writer: assetd::strategy::writer::Writer::this_process(
+        writer: assetd::engine::strategy::writer::Writer::this_process(
             &args.common.state_dir,
             assetd::store::now_ms(),
         ),
         notify: args.notify.clone(),
         lease,
-        registry: assetd::registry_auth::RegistryAuth::new(args.common.registry_config.clone()),
+        registry: assetd::engine::registry_auth::RegistryAuth::new(
+            args.common.registry_config.clone(),
+        ),
     };
     let mut signals = match signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use assetd::stack::encrypted::{self, AgeKeys};
+use assetd::input::stack::encrypted::{self, AgeKeys};
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 

@@ -6,9 +6,9 @@ use bollard::Docker;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::daemon::scheduler::Doubling;
 use crate::engine;
-use crate::scheduler::Doubling;
-use crate::strategy::AnyStrategy;
+use crate::engine::strategy::AnyStrategy;
 
 /// Reconnect delays while Docker is unreachable: short at first (an engine
 /// restart takes seconds), capped so a long outage is noticed soon after

@@ -11,19 +11,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Daemon, FILE_QUIET, PRUNE_SETTLE};
-use crate::api::Shared;
-use crate::metrics::{ActionLabels, Metrics};
-use crate::plan::{Action, ActionKind, Op};
-use crate::prune::PruneWindow;
+use crate::core::plan::{Action, ActionKind, Op};
+use crate::daemon::api::Shared;
+use crate::daemon::metrics::{ActionLabels, Metrics};
+use crate::daemon::prune::PruneWindow;
+use crate::daemon::scheduler::{Admission, Scheduler, SchedulerConfig};
+use crate::daemon::watch::Trigger;
+use crate::engine::strategy::writer::{self, Writer};
+use crate::engine::strategy::{ActualAsset, AnyStrategy, StrategyKind};
+use crate::input::revision::{Order, Revision};
+use crate::model::spec::AssetName;
 use crate::reconcile::{self, Observation, PassConfig};
-use crate::revision::{Order, Revision};
-use crate::scheduler::{Admission, Scheduler, SchedulerConfig};
-use crate::spec::AssetName;
-use crate::status::{self, StatusReport};
+use crate::report::status::{self, StatusReport};
 use crate::store::{now_ms, AppliedRecord, Store};
-use crate::strategy::writer::{self, Writer};
-use crate::strategy::{ActualAsset, AnyStrategy, StrategyKind};
-use crate::watch::Trigger;
 
 /// An action the scheduler ran to its end.
 pub(super) struct Finished {
@@ -68,7 +68,7 @@ impl Daemon {
         let config = self.pass_config();
         let obs = reconcile::observe(&config, &strategy, self.store.as_ref()).await?;
         self.log_invalid_files(&obs.desired);
-        *self.shared.planner.write().expect("planner lock") = Some(crate::api::Planner {
+        *self.shared.planner.write().expect("planner lock") = Some(crate::daemon::api::Planner {
             config,
             strategy: strategy.clone(),
         });
@@ -128,7 +128,7 @@ impl Daemon {
 
     /// One WARN per invalid manifest file and per change of its errors,
     /// each naming the position; one INFO when it is valid again.
-    fn log_invalid_files(&mut self, desired: &crate::desired::Desired) {
+    fn log_invalid_files(&mut self, desired: &crate::input::desired::Desired) {
         let now: BTreeMap<String, Vec<String>> = desired
             .invalid_files
             .iter()
@@ -154,7 +154,7 @@ impl Daemon {
     /// Removals are of objects already unused when the pass looked; those
     /// an asset removal of this pass frees go at the next pass.
     async fn converge_stack(&self, obs: &Observation, strategy: &AnyStrategy) {
-        use crate::strategy::DeploymentStrategy as _;
+        use crate::engine::strategy::DeploymentStrategy as _;
         let (Some(engine), Some(found)) = (strategy.stack(), &obs.stack) else {
             return;
         };
@@ -446,7 +446,7 @@ impl Daemon {
     }
 
     /// The lease as this daemon sees it, also as metrics.
-    fn lease_view(&self) -> Option<crate::lease::LeaseView> {
+    fn lease_view(&self) -> Option<crate::engine::lease::LeaseView> {
         let view = self.lease.as_ref()?.view();
         let metrics = &self.shared.metrics;
         metrics.lease_held.set(i64::from(view.mine));
@@ -476,7 +476,7 @@ impl Daemon {
         drop(before);
         for event in &events {
             tracing::info!(asset = %event.asset, event = ?event.event, reason = event.reason.as_deref().unwrap_or_default(), "event");
-            if event.event == crate::events::EventKind::RolledBack {
+            if event.event == crate::daemon::events::EventKind::RolledBack {
                 self.shared.metrics.rollbacks.inc();
             }
         }
@@ -528,7 +528,7 @@ fn persist_settled(store: &dyn Store, obs: &Observation, busy: &BTreeSet<AssetNa
         .collect();
     reconcile::persist_adopted(store, &settled);
     reconcile::persist_moves(store, &obs.desired, &obs.applied);
-    let settled_plan = crate::plan::Plan {
+    let settled_plan = crate::core::plan::Plan {
         unchanged: obs
             .plan
             .unchanged
@@ -590,8 +590,11 @@ async fn live_writers(instance: &str, me: &Writer, actual: &[ActualAsset]) -> wr
             continue;
         };
         let socket = dir.join("assetd.sock");
-        let asked =
-            tokio::time::timeout(Duration::from_secs(1), crate::api::fetch_writer(&socket)).await;
+        let asked = tokio::time::timeout(
+            Duration::from_secs(1),
+            crate::daemon::api::fetch_writer(&socket),
+        )
+        .await;
         if let Ok(Ok(answer)) = asked {
             if answer.instance == instance && answer.writer.id == other.id {
                 live.insert(other.id.clone(), answer.writer.started_ms);
@@ -609,10 +612,10 @@ fn end_pins(shared: &Shared, ended: &[AssetName]) {
     }
     let _serial = shared.control_lock.lock().expect("control lock");
     let store = shared.store.as_ref();
-    let mut pins = crate::history::load_pins(store);
+    let mut pins = crate::store::history::load_pins(store);
     pins.retain(|name, _| !ended.contains(name));
     tracing::info!(assets = ?ended, "the manifest changed: rollback pins end");
-    if let Err(e) = crate::history::save_pins(store, &pins) {
+    if let Err(e) = crate::store::history::save_pins(store, &pins) {
         tracing::warn!(error = %e, "could not end the rollback pins");
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use assetd::status::{AssetStatus, Phase, StatusReport};
+use assetd::report::status::{AssetStatus, Phase, StatusReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -404,7 +404,7 @@ impl Daemon {
 
     /// The daemon's status over its socket, as `assetd status` gets it.
     pub async fn status(&self) -> Option<StatusReport> {
-        assetd::api::fetch_status(&self.socket()).await.ok()
+        assetd::daemon::api::fetch_status(&self.socket()).await.ok()
     }
 }
 

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use assetd::desired::LoadOptions;
-use assetd::manifest::Policy;
-use assetd::plan::PlanConfig;
+use assetd::core::plan::PlanConfig;
+use assetd::engine::strategy::{AnyStrategy, LocalDocker, Swarm};
+use assetd::input::desired::LoadOptions;
+use assetd::input::manifest::Policy;
 use assetd::reconcile::{self, PassConfig, PassReport};
 use assetd::store::{SledStore, Store};
-use assetd::strategy::{AnyStrategy, LocalDocker, Swarm};
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptionsBuilder, ListServicesOptionsBuilder,

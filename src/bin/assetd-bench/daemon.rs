@@ -97,7 +97,7 @@ impl Daemon {
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(report) = assetd::api::fetch_status(&self.socket).await {
+            if let Ok(report) = assetd::daemon::api::fetch_status(&self.socket).await {
                 if report.ready {
                     return Ok(());
                 }

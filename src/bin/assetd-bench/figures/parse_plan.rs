@@ -79,19 +79,19 @@ fn write_parse_manifests(dir: &Path, n: usize) -> Result<()> {
 /// Seconds to load `dir` and plan it from nothing; an error unless all
 /// `n` manifests loaded and each got an action.
 fn time_parse_plan(dir: PathBuf, n: usize) -> Result<f64> {
-    let options = assetd::desired::LoadOptions {
+    let options = assetd::input::desired::LoadOptions {
         policy: Default::default(),
         check_permissions: true,
         age: Default::default(),
         version_key: None,
     };
     let started = Instant::now();
-    let desired = assetd::desired::load_dir(&dir, &options, &|k| std::env::var(k).ok());
-    let plan = assetd::plan::plan(
+    let desired = assetd::input::desired::load_dir(&dir, &options, &|k| std::env::var(k).ok());
+    let plan = assetd::core::plan::plan(
         &desired,
         &BTreeMap::new(),
         &[],
-        &assetd::plan::PlanConfig::default(),
+        &assetd::core::plan::PlanConfig::default(),
     );
     let elapsed = started.elapsed().as_secs_f64();
     if desired.assets.len() != n || plan.actions.len() != n {

@@ -1,0 +1,9 @@
+//! Pure decisions, no IO, no async: the plan (with dependsOn,
+//! suspensions, windows), sync windows, health. Knows nothing of Docker,
+//! sled or the clock (time is an argument); imports only `model` and
+//! `input`.
+
+pub mod backoff;
+pub mod health;
+pub mod plan;
+pub mod window;

@@ -1,0 +1,138 @@
+//! `dependsOn`: the broker before its producers. After the per-asset
+//! decisions, a create, update or repair whose dependencies do not all run
+//! healthy waits (a hold that says for what), and a removal waits while
+//! an asset that depends on it still runs. Waiting is not failing: the
+//! asset is Held, and the pass that sees its dependency healthy (an
+//! engine event triggers it) lets it go.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Action, ActionKind, HoldReason, Op, Plan};
+use crate::core::health::{self, Health};
+use crate::input::desired::Desired;
+use crate::model::actual::ActualAsset;
+use crate::model::applied::AppliedRecord;
+use crate::model::spec::AssetName;
+
+/// Holds the actions that must wait for a dependency, or for a dependent
+/// to go first. `default_monitor`: the strategy's monitor window, for a
+/// dependency whose `spec.update.monitor` is not set: a dependency is
+/// ready once it ran that long without dying (a broker that crash-loops
+/// a few seconds after its start is not ready).
+pub fn order(
+    plan: &mut Plan,
+    desired: &Desired,
+    applied: &BTreeMap<AssetName, AppliedRecord>,
+    actual: &[ActualAsset],
+    default_monitor: std::time::Duration,
+) {
+    let actual: BTreeMap<&AssetName, &ActualAsset> = actual.iter().map(|a| (&a.name, a)).collect();
+    let changing: BTreeSet<AssetName> = plan
+        .actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.kind(),
+                ActionKind::Create | ActionKind::Update | ActionKind::Repair
+            )
+        })
+        .map(|a| a.name.clone())
+        .collect();
+    let dependents = dependents(desired, applied);
+    for action in &mut plan.actions {
+        let wait = match action.kind() {
+            ActionKind::Create | ActionKind::Update | ActionKind::Repair => {
+                desired.assets.get(&action.name).and_then(|want| {
+                    want.depends_on.iter().find_map(|dep| {
+                        let monitor = desired
+                            .assets
+                            .get(dep)
+                            .map_or(default_monitor, |d| d.spec.monitor_or(default_monitor));
+                        not_ready(dep, &actual, &changing, monitor)
+                    })
+                })
+            }
+            ActionKind::Remove => dependents
+                .get(&action.name)
+                .and_then(|users| users.iter().find(|u| actual.contains_key(u)))
+                .map(|user| {
+                    (
+                        user.clone(),
+                        "still runs; removed after it".to_string(),
+                        false,
+                    )
+                }),
+            ActionKind::Hold => None,
+        };
+        if let Some((on, state, stuck)) = wait {
+            let placeholder = Op::Remove(super::RemoveReason { was_in: None });
+            let then = std::mem::replace(&mut action.op, placeholder);
+            action.op = Op::Hold(HoldReason::Waiting {
+                on,
+                state,
+                stuck,
+                then: Box::new(Action {
+                    name: action.name.clone(),
+                    op: then,
+                }),
+            });
+        }
+    }
+}
+
+/// Who depends on whom: from the manifests, and for assets no longer
+/// declared, from what was recorded when they were deployed.
+fn dependents(
+    desired: &Desired,
+    applied: &BTreeMap<AssetName, AppliedRecord>,
+) -> BTreeMap<AssetName, BTreeSet<AssetName>> {
+    let declared = desired.assets.iter().map(|(n, a)| (n, &a.depends_on));
+    let recorded = applied
+        .iter()
+        .filter(|(n, _)| !desired.assets.contains_key(*n))
+        .map(|(n, r)| (n, &r.depends_on));
+    let mut out: BTreeMap<AssetName, BTreeSet<AssetName>> = BTreeMap::new();
+    for (user, deps) in declared.chain(recorded) {
+        for dep in deps {
+            out.entry(dep.clone()).or_default().insert(user.clone());
+        }
+    }
+    out
+}
+
+/// Why `dep` is not ready for its dependents, if it is not: missing,
+/// being deployed this pass, or not running healthy (in the engine's
+/// words).
+fn not_ready(
+    dep: &AssetName,
+    actual: &BTreeMap<&AssetName, &ActualAsset>,
+    changing: &BTreeSet<AssetName>,
+    monitor: std::time::Duration,
+) -> Option<(AssetName, String, bool)> {
+    let mut stuck = false;
+    let state = match actual.get(dep) {
+        None => "not running yet".to_string(),
+        Some(_) if changing.contains(dep) => "being deployed".to_string(),
+        Some(have) => {
+            let evidence = health::Evidence {
+                replicas: Some(&have.replicas),
+                stopped_rollout: None,
+                changing: false,
+            };
+            let (health, why) = health::assess(&evidence);
+            stuck = health == Health::Degraded;
+            match (health, why) {
+                (Health::Healthy, _) => match have.replicas.up_secs {
+                    Some(up) if up < monitor.as_secs() => format!(
+                        "Progressing (up {up}s of its {}s monitor window)",
+                        monitor.as_secs()
+                    ),
+                    _ => return None,
+                },
+                (health, Some(why)) => format!("{health} ({why})"),
+                (health, None) => health.to_string(),
+            }
+        }
+    };
+    Some((dep.clone(), state, stuck))
+}
