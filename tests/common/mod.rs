@@ -24,6 +24,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 
+pub mod dockerd;
 pub mod harness;
 /// The bench's counting proxy: one for the bench and the tests.
 #[path = "../../src/bin/assetd-bench/proxy.rs"]
