@@ -26,6 +26,7 @@ use serde::Serialize;
 
 mod action;
 pub mod dependencies;
+pub mod pass;
 pub mod suspended;
 pub mod windows;
 
@@ -587,7 +588,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn running(n: &str, image: &str, file: &str) -> ActualAsset {
+    pub(crate) fn running(n: &str, image: &str, file: &str) -> ActualAsset {
         ActualAsset {
             name: name(n),
             spec_hash: Some(spec(n, image).hash()),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::{AssetName, FieldChange};
+use super::spec::{AssetName, DeploySpec, FieldChange, SpecHash};
 
 /// Who suspended what, why and since when.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,4 +86,17 @@ impl std::fmt::Display for PinView {
         }
         Ok(())
     }
+}
+
+/// An asset held at an earlier revision by `assetd rollback`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    pub revision: u64,
+    pub spec: DeploySpec,
+    pub hash: SpecHash,
+    /// The manifest's spec hash when pinned: a manifest changed since
+    /// ends the pin.
+    pub manifest_hash: SpecHash,
+    pub by_uid: Option<u32>,
+    pub since_ms: u64,
 }

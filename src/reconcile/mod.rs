@@ -20,12 +20,12 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::core::backoff::backoff;
-use crate::core::plan::{plan, Action, ActionKind, Op, Plan, PlanConfig};
+use crate::core::plan::{Action, ActionKind, Op, Plan, PlanConfig};
 use crate::engine::strategy::stack_engine::{StackActual, StackEngine};
 use crate::engine::strategy::{ActualAsset, DeploymentStrategy, Ownership, StrategyError};
 use crate::input::desired::DesiredAsset;
 use crate::input::desired::{self, Desired, LoadOptions, ParseCache};
-use crate::input::stack::plan::{Removals, StackAction, StackOp};
+use crate::input::stack::plan::{StackAction, StackOp};
 use crate::model::spec::AssetName;
 use crate::store::{now_ms, ActionResult, AppliedRecord, RolledBack, Store};
 
@@ -104,39 +104,6 @@ pub struct Outcome {
 pub struct StackOutcome {
     pub action: StackAction,
     pub error: Option<String>,
-}
-
-/// Whether this pass may remove networks, secrets and configs: not while
-/// the directory or a manifest is unreadable or invalid (it may declare
-/// them), nor while the asset plan holds removals of its own.
-fn stack_removals(desired: &Desired, plan: &Plan) -> Removals {
-    // An empty directory is no reason of its own: what is removed is
-    // unused, and a volume is never removed.
-    if !matches!(desired.dir, crate::input::desired::DirState::Present { .. }) {
-        return Removals::Held("the manifests directory is missing or unreadable".into());
-    }
-    if let Some((file, _)) = desired.invalid_files.iter().next() {
-        return Removals::Held(format!("removals wait while {file} is invalid"));
-    }
-    let guarded = plan.actions.iter().any(|a| {
-        matches!(
-            a.hold(),
-            Some(crate::core::plan::HoldReason::Removal { .. })
-        )
-    });
-    if guarded {
-        return Removals::Held("asset removals are held by a guard; these wait with them".into());
-    }
-    Removals::Allowed
-}
-
-/// The assets' `--max-prune` and `--allow-mass-prune`, for the stack.
-fn mass_guard(config: &PlanConfig) -> crate::input::stack::plan::MassGuard {
-    crate::input::stack::plan::MassGuard {
-        allow: config.allow_mass_prune,
-        max_fraction: config.max_prune_fraction,
-        always_allowed: config.always_allowed_removals,
-    }
 }
 
 /// Carries out the stack plan's writes of one phase (`removals` false:
@@ -261,45 +228,25 @@ pub async fn observe<S: DeploymentStrategy>(
         _ => None,
     };
     let applied = with_adopted(store.all(), &actual);
-    let mut desired = desired;
-    if let Some(stack) = &stack {
-        desired.hold_missing_references(&stack.present);
-    }
     let revision = crate::input::revision::Revision::of(&config.manifests, &desired);
-    for want in desired.assets.values_mut() {
-        want.revision = Some(revision.short());
-    }
-    let (pinned, ended_pins) =
-        crate::store::history::apply_pins(&mut desired, &crate::store::history::load_pins(store));
-    let mut plan = plan(&desired, &applied, &actual, &config.plan);
-    plan.pinned = pinned;
-    let monitor = strategy.default_monitor();
-    crate::core::plan::dependencies::order(&mut plan, &desired, &applied, &actual, monitor);
-    crate::core::plan::suspended::hold_suspended(
-        &mut plan,
-        &crate::store::suspend::Suspensions::load(store),
-    );
-    let now = chrono::Utc::now();
-    let windows = &desired.windows;
-    plan.window_overrides = crate::core::plan::windows::hold_closed(
-        &mut plan,
-        windows,
-        &desired,
-        now,
-        &config.plan.override_windows,
-    );
-    plan.windows = crate::core::window::views(windows, now);
-    plan.next_window_change = crate::core::window::next_change(windows, now);
-    if let Some(stack) = &stack {
-        let removals = stack_removals(&desired, &plan);
-        plan.stack = crate::input::stack::plan::plan(
-            &desired.resources,
-            &desired.held_resources,
-            &stack.objects,
-            &removals,
-            mass_guard(&config.plan),
-        );
-    }
+    let pins = crate::store::history::load_pins(store);
+    let suspensions = crate::store::suspend::Suspensions::load(store);
+    let crate::core::plan::pass::PassPlan {
+        desired,
+        plan,
+        ended_pins,
+    } = crate::core::plan::pass::plan_pass(crate::core::plan::pass::PassInputs {
+        desired,
+        revision: revision.short(),
+        applied: &applied,
+        actual: &actual,
+        stack: stack.as_ref().map(|s| (&s.present, s.objects.as_slice())),
+        pins: &pins,
+        suspensions: &suspensions,
+        config: &config.plan,
+        default_monitor: strategy.default_monitor(),
+        now: chrono::Utc::now(),
+    });
     Ok(Observation {
         stack,
         revision,
@@ -567,8 +514,8 @@ pub async fn remove_unused_stack<S: DeploymentStrategy>(
         &desired.resources,
         &desired.held_resources,
         &found.objects,
-        &stack_removals(desired, plan),
-        mass_guard(&config.plan),
+        &crate::core::plan::pass::stack_removals(desired, plan),
+        crate::core::plan::pass::mass_guard(&config.plan),
     );
     apply_stack(&engine, (desired, &found, &again), true).await
 }

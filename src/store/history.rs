@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::input::desired::Desired;
-pub use crate::model::control::PinView;
-use crate::model::spec::{diff, AssetName, DeploySpec, SpecHash};
+pub use crate::model::control::{Pin, PinView};
+use crate::model::spec::{AssetName, DeploySpec, SpecHash};
 use crate::store::{now_ms, Store, StoreError};
 
 /// Revisions kept per asset.
@@ -109,19 +108,6 @@ pub fn control(action: String, by_uid: Option<u32>) -> Revision {
     }
 }
 
-/// An asset held at an earlier revision by `assetd rollback`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pin {
-    pub revision: u64,
-    pub spec: DeploySpec,
-    pub hash: SpecHash,
-    /// The manifest's spec hash when pinned: a manifest changed since
-    /// ends the pin.
-    pub manifest_hash: SpecHash,
-    pub by_uid: Option<u32>,
-    pub since_ms: u64,
-}
-
 pub fn load_pins(store: &dyn Store) -> BTreeMap<AssetName, Pin> {
     store
         .control(PINS)
@@ -133,40 +119,6 @@ pub fn save_pins(store: &dyn Store, pins: &BTreeMap<AssetName, Pin>) -> Result<(
     let bytes = serde_json::to_vec(pins).map_err(|e| StoreError::Io(e.to_string()))?;
     store.set_control(PINS, (!pins.is_empty()).then_some(bytes.as_slice()))?;
     store.flush()
-}
-
-/// Puts each pinned asset's pinned spec in place of its manifest's, as
-/// long as the manifest is the one it was pinned against; returns how
-/// each differs from its manifest. Pins whose manifest changed are
-/// returned apart: they have ended.
-pub fn apply_pins(
-    desired: &mut Desired,
-    pins: &BTreeMap<AssetName, Pin>,
-) -> (BTreeMap<AssetName, PinView>, Vec<AssetName>) {
-    let mut views = BTreeMap::new();
-    let mut ended = Vec::new();
-    for (name, pin) in pins {
-        let Some(want) = desired.assets.get_mut(name) else {
-            continue;
-        };
-        if want.hash != pin.manifest_hash {
-            ended.push(name.clone());
-            continue;
-        }
-        let differs = diff(&want.spec, &pin.spec);
-        want.spec = pin.spec.clone();
-        want.hash = pin.hash.clone();
-        views.insert(
-            name.clone(),
-            PinView {
-                revision: pin.revision,
-                by_uid: pin.by_uid,
-                since_ms: pin.since_ms,
-                differs,
-            },
-        );
-    }
-    (views, ended)
 }
 
 /// The revision `rollback` goes to: `to`, or the newest successful one
