@@ -740,7 +740,7 @@ async fn status_shows_running_assets_live_and_from_the_store_after_a_stop() {
     }
     let json = assetd_cli(&["status", "--state-dir", &state, "-o", "json"]);
     let report: StatusReport = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(report.source, "daemon");
+    assert_eq!(report.source, assetd::report::status::Source::Daemon);
     assert!(report.ready);
     assert_eq!(report.assets.len(), 2);
     assert!(
@@ -818,7 +818,7 @@ async fn status_shows_running_assets_live_and_from_the_store_after_a_stop() {
     let stderr = String::from_utf8_lossy(&json.stderr);
     assert!(stderr.contains("last recorded in the store"), "{stderr}");
     let report: StatusReport = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(report.source, "store");
+    assert_eq!(report.source, assetd::report::status::Source::Store);
     assert_eq!(report.assets.len(), 2);
 }
 

@@ -580,7 +580,7 @@ async fn daemon_settled(assetd: &Assetd, daemon: &mut Process) {
         if let Some(report) = assetd.status() {
             let reported: BTreeSet<String> =
                 report.assets.iter().map(|a| a.name.to_string()).collect();
-            if report.source == "daemon"
+            if report.source == assetd::report::status::Source::Daemon
                 && report.ready
                 && report.engine_error.is_none()
                 && reported == names
@@ -1104,7 +1104,12 @@ async fn an_engine_absent_at_start_is_reported_and_converged_on_when_it_appears(
     // Nothing listens: it must keep running and say so.
     let report = converge("engine error reported", Duration::from_secs(30), || async {
         match assetd.status() {
-            Some(r) if r.source == "daemon" && r.engine_error.is_some() => Ok(r),
+            Some(r)
+                if r.source == assetd::report::status::Source::Daemon
+                    && r.engine_error.is_some() =>
+            {
+                Ok(r)
+            }
             other => Err(format!("{:?}", other.map(|r| r.engine_error))),
         }
     })

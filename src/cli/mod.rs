@@ -360,28 +360,18 @@ async fn engine_status(common: &CommonArgs) -> Option<assetd::report::status::St
     } = reconcile::observe(&config, &strategy, store.as_ref())
         .await
         .ok()?;
-    Some(assetd::report::status::StatusReport {
-        source: "engine".into(),
-        strategy: Some(strategy.kind().to_string()),
+    let assets = assetd::report::status::from_pass(
+        &desired,
+        &actual,
+        &applied,
+        &plan,
+        &Default::default(),
+        false,
+    );
+    use assetd::report::status::{Source, StatusReport};
+    Some(StatusReport {
         ready: false,
-        last_pass_ms: Some(assetd::store::now_ms()),
-        manifest_errors: desired.errors().iter().map(ToString::to_string).collect(),
-        assets: assetd::report::status::from_pass(
-            &desired,
-            &actual,
-            &applied,
-            &plan,
-            &Default::default(),
-            false,
-        ),
-        stack: plan
-            .stack
-            .iter()
-            .filter(|a| !a.writes())
-            .map(ToString::to_string)
-            .collect(),
-        windows: plan.windows.clone(),
-        ..Default::default()
+        ..StatusReport::of_pass(Source::Engine, strategy.kind(), &desired, &plan, assets)
     })
 }
 

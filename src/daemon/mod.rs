@@ -43,7 +43,7 @@ use crate::engine::strategy::writer::Writer;
 use crate::engine::{self, StrategyChoice};
 use crate::model::spec::AssetName;
 use crate::reconcile::PassConfig;
-use crate::report::status::{self, StatusReport};
+use crate::report::status::StatusReport;
 use crate::store::{now_ms, SledStore, Store};
 
 mod connection;
@@ -532,7 +532,7 @@ fn new_shared(
 ) -> Arc<Shared> {
     Arc::new(Shared {
         status: RwLock::new(StatusReport {
-            source: "daemon".into(),
+            source: crate::report::status::Source::Daemon,
             ..Default::default()
         }),
         ready: Default::default(),
@@ -576,9 +576,5 @@ pub fn offline_status(state_dir: &std::path::Path) -> Result<StatusReport, Strin
         )
     })?;
     let applied: BTreeMap<AssetName, _> = store.all();
-    Ok(StatusReport {
-        source: "store".into(),
-        assets: status::from_store(&applied),
-        ..Default::default()
-    })
+    Ok(StatusReport::of_store(&applied))
 }

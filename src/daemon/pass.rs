@@ -372,33 +372,22 @@ impl Daemon {
             (false, false) => "local",
             (true, false) => "leader",
         };
+        let seen = StatusReport::of_pass(
+            crate::report::status::Source::Daemon,
+            strategy.kind(),
+            &obs.desired,
+            &obs.plan,
+            assets,
+        );
         *self.shared.status.write().expect("status lock") = StatusReport {
-            source: "daemon".into(),
-            strategy: Some(strategy.kind().to_string()),
             role: Some(role.into()),
             ready: true,
-            engine_error: None,
-            last_pass_ms: Some(now_ms()),
-            manifest_errors: obs
-                .desired
-                .errors()
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
             writer_conflict: standing.writer_conflict.clone(),
             other_writers: standing.other_writers.clone(),
             lease: self.lease_view(),
             revision: standing.revision.clone(),
             revision_hold: standing.revision_hold.clone(),
-            assets,
-            stack: obs
-                .plan
-                .stack
-                .iter()
-                .filter(|a| !a.writes())
-                .map(ToString::to_string)
-                .collect(),
-            windows: obs.plan.windows.clone(),
+            ..seen
         };
         tracing::debug!(
             actions = obs.plan.actions.len(),

@@ -78,11 +78,34 @@ pub struct AssetStatus {
     pub pinned: Option<crate::model::control::PinView>,
 }
 
+/// Where a status document comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The running daemon, from its last pass.
+    #[default]
+    Daemon,
+    /// No daemon: a read-only look at the engine, as a pass would see it.
+    Engine,
+    /// No daemon and no engine: the store's last results.
+    Store,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Daemon => "daemon",
+            Source::Engine => "engine",
+            Source::Store => "store",
+        })
+    }
+}
+
 /// What `assetd status` prints.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
-    /// Who answered: `daemon` or `store` (no daemon running).
-    pub source: String,
+    /// Who answered.
+    pub source: Source,
     pub strategy: Option<String>,
     /// `leader`, `standby` or `local`.
     pub role: Option<String>,
@@ -116,6 +139,44 @@ pub struct StatusReport {
     /// The sync windows: in force or not, and until when.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<crate::core::window::WindowView>,
+}
+
+impl StatusReport {
+    /// What a pass saw (`source`: the daemon's pass, or a read-only one
+    /// without a daemon): the phases, the manifests' errors, the stack's
+    /// holds and the sync windows. The daemon adds its role and writers.
+    pub fn of_pass(
+        source: Source,
+        strategy: crate::engine::strategy::StrategyKind,
+        desired: &Desired,
+        plan: &Plan,
+        assets: Vec<AssetStatus>,
+    ) -> Self {
+        StatusReport {
+            source,
+            strategy: Some(strategy.to_string()),
+            last_pass_ms: Some(now_ms()),
+            manifest_errors: desired.errors().iter().map(ToString::to_string).collect(),
+            assets,
+            stack: plan
+                .stack
+                .iter()
+                .filter(|a| !a.writes())
+                .map(ToString::to_string)
+                .collect(),
+            windows: plan.windows.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The store's last results, when no daemon and no engine answer.
+    pub fn of_store(applied: &BTreeMap<AssetName, AppliedRecord>) -> Self {
+        StatusReport {
+            source: Source::Store,
+            assets: from_store(applied),
+            ..Default::default()
+        }
+    }
 }
 
 /// The phases after a pass.

@@ -355,7 +355,7 @@ impl Daemon {
             .expect("assetd runs");
         // (It exits 1 while an asset is Failed.)
         let report: StatusReport = serde_json::from_slice(&out.stdout).ok()?;
-        (report.source == "daemon").then_some(report)
+        (report.source == assetd::report::status::Source::Daemon).then_some(report)
     }
 
     /// Waits until `assetd status -o json` shows asset `name` in `phase`.
