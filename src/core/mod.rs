@@ -6,4 +6,5 @@
 pub mod backoff;
 pub mod health;
 pub mod plan;
+pub mod standing;
 pub mod window;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Daemon, FILE_QUIET, PRUNE_SETTLE};
 use crate::core::plan::{Action, ActionKind, Op};
+use crate::core::standing::{decide, Facts, Role, Why};
 use crate::daemon::api::Shared;
 use crate::daemon::metrics::{ActionLabels, Metrics};
 use crate::daemon::prune::PruneWindow;
@@ -42,7 +43,7 @@ pub(super) struct Prunes {
 
 /// Whether this daemon writes, and who else does.
 struct Standing {
-    standby: bool,
+    role: Role,
     writer_conflict: Option<String>,
     other_writers: Vec<String>,
     /// Why this lease holder does not apply its copy of the manifests.
@@ -75,19 +76,31 @@ impl Daemon {
         self.shared.metrics.passes.inc();
         let observed = Instant::now();
         let revision = obs.revision.clone();
-        let mut standing = self.standing(follower, &strategy, &obs.actual).await;
+        let mut standing = self.standing(&strategy, &obs.actual).await;
+        let mut facts = Facts {
+            swarm,
+            lease_mine: !follower,
+            elder_writer: standing.writer_conflict.clone(),
+            revision_hold: None,
+            lease_recorded: true,
+        };
         if !follower {
             standing.revision_hold = self.revision_guard(&revision);
-            standing.standby |= standing.revision_hold.is_some();
+            facts.revision_hold = standing.revision_hold.clone();
         }
-        if !standing.standby {
+        standing.role = decide(&facts);
+        // The lease takes this pass's revision only from a daemon that
+        // would write (IO, so asked here and fed back).
+        if standing.role.writes() {
             if let Some(lease) = &self.lease {
-                standing.standby = !lease.record(revision.label()).await;
+                facts.lease_recorded = lease.record(revision.label()).await;
+                standing.role = decide(&facts);
             }
         }
+        let standby = !standing.role.writes();
         // A removal settles while this daemon writes: one that a change
         // of writer causes waits its settle time from the takeover.
-        let removals = match standing.standby {
+        let removals = match standby {
             true => BTreeSet::new(),
             false => obs
                 .plan
@@ -100,7 +113,7 @@ impl Daemon {
         self.scheduler.plan_settling(removals, observed);
         self.shared.set_confirmable(&obs.plan);
         let mut wake_in = self.config.resync;
-        if !standing.standby {
+        if !standby {
             persist_settled(self.store.as_ref(), &obs, &busy);
             end_pins(&self.shared, &obs.ended_pins);
             self.converge_stack(&obs, &strategy).await;
@@ -122,7 +135,7 @@ impl Daemon {
             wake_in = wake_in.min(until + WINDOW_MARGIN);
         }
         standing.revision = Some(revision.short());
-        self.publish(&obs, &standing, &strategy, swarm, started);
+        self.publish(&obs, &standing, &strategy, started);
         Ok(wake_in)
     }
 
@@ -203,15 +216,10 @@ impl Daemon {
         }
     }
 
-    /// Whether this daemon writes. On Swarm the leader rule already makes
-    /// one writer, and a rollback or a failover rewrites stamps without a
-    /// fight: only the local engine needs the writers' rule.
-    async fn standing(
-        &self,
-        follower: bool,
-        strategy: &AnyStrategy,
-        actual: &[ActualAsset],
-    ) -> Standing {
+    /// Who else writes this instance. On Swarm the leader rule already
+    /// makes one writer, and a rollback or a failover rewrites stamps
+    /// without a fight: only the local engine needs the writers' rule.
+    async fn standing(&self, strategy: &AnyStrategy, actual: &[ActualAsset]) -> Standing {
         let (writer_conflict, other_writers) = match strategy.kind() {
             StrategyKind::Local => {
                 let live = live_writers(&self.config.instance, &self.config.writer, actual).await;
@@ -220,7 +228,8 @@ impl Daemon {
             StrategyKind::Swarm => (None, vec![]),
         };
         Standing {
-            standby: follower || writer_conflict.is_some(),
+            // Decided once every fact is in (`core::standing::decide`).
+            role: Role::Standby(Why::Follower),
             writer_conflict,
             other_writers,
             revision_hold: None,
@@ -347,7 +356,6 @@ impl Daemon {
         obs: &Observation,
         standing: &Standing,
         strategy: &AnyStrategy,
-        swarm: bool,
         started: std::time::Instant,
     ) {
         let in_flight = self.scheduler.in_flight();
@@ -358,7 +366,7 @@ impl Daemon {
             &applied,
             &obs.plan,
             &in_flight,
-            standing.standby,
+            !standing.role.writes(),
         );
         let metrics = &self.shared.metrics;
         metrics.set_phases(&assets);
@@ -366,12 +374,8 @@ impl Daemon {
         metrics
             .pass_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.announce(&assets, standing.standby);
-        let role = match (swarm, standing.standby) {
-            (_, true) => "standby",
-            (false, false) => "local",
-            (true, false) => "leader",
-        };
+        self.announce(&assets, !standing.role.writes());
+        let role = standing.role.as_str();
         let seen = StatusReport::of_pass(
             crate::report::status::Source::Daemon,
             strategy.kind(),
