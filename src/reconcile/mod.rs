@@ -8,26 +8,28 @@
 //! store as soon as it is known, and one failing asset never stops the
 //! others: its failure becomes a backoff timer on its own record.
 
+mod execute;
+mod observe;
+mod record;
 pub mod rollout_result;
 
-use std::collections::BTreeMap;
+pub use execute::*;
+pub use observe::*;
+pub use record::*;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::Serialize;
-use tracing::Instrument;
 
-use crate::core::backoff::backoff;
-use crate::core::plan::{Action, ActionKind, Op, Plan, PlanConfig};
-use crate::engine::strategy::stack_engine::{StackActual, StackEngine};
-use crate::engine::strategy::{ActualAsset, DeploymentStrategy, Ownership, StrategyError};
-use crate::input::desired::DesiredAsset;
-use crate::input::desired::{self, Desired, LoadOptions, ParseCache};
-use crate::input::stack::plan::{StackAction, StackOp};
+use crate::core::plan::{ActionKind, Plan, PlanConfig};
+use crate::engine::strategy::{DeploymentStrategy, StrategyError};
+use crate::input::desired::{Desired, LoadOptions, ParseCache};
+use crate::input::stack::plan::StackAction;
 use crate::model::spec::AssetName;
-use crate::store::{now_ms, ActionResult, AppliedRecord, RolledBack, Store};
+use crate::store::{now_ms, Store};
 
 /// Everything a pass needs to know, fixed before the runtime starts.
 #[derive(Clone, Debug)]
@@ -106,72 +108,6 @@ pub struct StackOutcome {
     pub error: Option<String>,
 }
 
-/// Carries out the stack plan's writes of one phase (`removals` false:
-/// the creates, before the assets; true: the removals, after them).
-pub async fn apply_stack(
-    stack: &StackEngine,
-    observation: (&Desired, &StackActual, &[StackAction]),
-    removals: bool,
-) -> Vec<StackOutcome> {
-    let (desired, actual, actions) = observation;
-    let mut outcomes = Vec::new();
-    for action in actions.iter().filter(|a| a.writes()) {
-        if (action.op == StackOp::Remove) != removals {
-            continue;
-        }
-        let result = stack
-            .apply(action, &desired.resources, actual, &desired.assets)
-            .await;
-        if let Err(e) = &result {
-            tracing::warn!(%action, error = %e, "stack object not converged");
-        }
-        outcomes.push(StackOutcome {
-            action: action.clone(),
-            error: result.err().map(|e| e.to_string()),
-        });
-    }
-    if !removals {
-        for (name, error) in stack.ensure_files(&desired.resources, &desired.assets) {
-            tracing::warn!(name = %name, error = %error, "secret or config files not written");
-        }
-    }
-    outcomes
-}
-
-/// Reads the manifests directory off the async runtime: it is plain
-/// blocking file IO.
-pub async fn load_desired(config: &PassConfig) -> Desired {
-    load_desired_with(config, config.load.clone()).await
-}
-
-async fn load_desired_with(config: &PassConfig, load: LoadOptions) -> Desired {
-    let dir = config.manifests.clone();
-    let cache = config.parse_cache.clone();
-    tokio::task::spawn_blocking(move || {
-        desired::load_dir_cached(&dir, &load, &|k| std::env::var(k).ok(), cache.as_deref())
-    })
-    .await
-    .expect("loading manifests does not panic")
-}
-
-/// What one look at the world found, and the plan between its parts.
-#[derive(Debug)]
-pub struct Observation {
-    pub desired: Desired,
-    pub actual: Vec<ActualAsset>,
-    /// The store's records, with those rebuilt from labels for managed
-    /// objects it does not know.
-    pub applied: BTreeMap<AssetName, AppliedRecord>,
-    pub plan: Plan,
-    /// Rollback pins whose manifest changed since: they have ended.
-    pub ended_pins: Vec<AssetName>,
-    /// The revision of the manifests copy read.
-    pub revision: crate::input::revision::Revision,
-    /// The networks, volumes, secrets and configs found (none for an
-    /// engine without them).
-    pub stack: Option<StackActual>,
-}
-
 /// Passes until nothing waits for a dependency that may still come up
 /// (`dependsOn`), or `limit` is over: `apply --once` on an empty engine
 /// creates the broker, then its producers once it runs healthy. The
@@ -198,227 +134,6 @@ pub async fn run_passes_in_order<S: DeploymentStrategy>(
     earlier_stack.append(&mut report.stack);
     report.stack = earlier_stack;
     Ok(report)
-}
-
-/// Desired, actual and applied, and the plan between them: no writes.
-pub async fn observe<S: DeploymentStrategy>(
-    config: &PassConfig,
-    strategy: &S,
-    store: &dyn Store,
-) -> Result<Observation, PassError> {
-    let mut load = config.load.clone();
-    if let Some(engine) = strategy.stack() {
-        load.version_key = Some(engine.version_key().await?);
-    }
-    let (desired, actual) = tokio::join!(load_desired_with(config, load), strategy.list_managed());
-    let mut actual = actual?;
-    if config.check_moved_tags {
-        let records = store.all();
-        note_moved_tags(
-            strategy,
-            &desired,
-            &records,
-            &config.plan.retry,
-            &mut actual,
-        )
-        .await;
-    }
-    let stack = match strategy.stack() {
-        Some(engine) if engine.worth_a_look(&desired) => Some(engine.observe().await?),
-        _ => None,
-    };
-    let applied = with_adopted(store.all(), &actual);
-    let revision = crate::input::revision::Revision::of(&config.manifests, &desired);
-    let pins = crate::store::history::load_pins(store);
-    let suspensions = crate::store::suspend::Suspensions::load(store);
-    let crate::core::plan::pass::PassPlan {
-        desired,
-        plan,
-        ended_pins,
-    } = crate::core::plan::pass::plan_pass(crate::core::plan::pass::PassInputs {
-        desired,
-        revision: revision.short(),
-        applied: &applied,
-        actual: &actual,
-        stack: stack.as_ref().map(|s| (&s.present, s.objects.as_slice())),
-        pins: &pins,
-        suspensions: &suspensions,
-        config: &config.plan,
-        default_monitor: strategy.default_monitor(),
-        now: chrono::Utc::now(),
-    });
-    Ok(Observation {
-        stack,
-        revision,
-        ended_pins,
-        desired,
-        actual,
-        applied,
-        plan,
-    })
-}
-
-/// Writes into the history of `name` that an override let its change
-/// through a sync window (`why`: the window's words).
-pub fn record_window_override(store: &dyn Store, name: &AssetName, why: &str, by_uid: Option<u32>) {
-    let by = by_uid.map(|u| format!(" by uid {u}")).unwrap_or_default();
-    let entry =
-        crate::store::history::control(format!("sync window overridden{by}: {why}"), by_uid);
-    if let Err(e) = crate::store::history::append(store, name, entry) {
-        tracing::warn!(asset = %name, error = %e, "could not record the window override");
-    }
-}
-
-/// Asks the registries about the tags of `pullPolicy: Always` assets that
-/// run their manifest's spec; a tag that moved becomes drift, which the
-/// plan repairs by deploying the same spec (the strategy pulls and rolls
-/// the new digest out). An unreachable registry is no drift: what runs
-/// stays.
-///
-/// A version whose rollout failed here is not looked at again: the tag
-/// still names (or names again) what failed, and deploying it would stop
-/// what runs once more per resync. It waits, like any failed version, for
-/// a new manifest or `assetd retry`.
-async fn note_moved_tags<S: DeploymentStrategy>(
-    strategy: &S,
-    desired: &Desired,
-    records: &BTreeMap<AssetName, AppliedRecord>,
-    retry: &std::collections::BTreeSet<AssetName>,
-    actual: &mut [ActualAsset],
-) {
-    let mut checks = Vec::new();
-    for (i, have) in actual.iter().enumerate() {
-        let Some(want) = desired.assets.get(&have.name) else {
-            continue;
-        };
-        let failed_here = records
-            .get(&have.name)
-            .and_then(|r| r.rolled_back.as_ref())
-            .is_some_and(|r| r.hash == want.hash);
-        // Swarm rolled the service back (or is rolling it): the digest
-        // the tag moved to is what failed.
-        let engine_rolled_back =
-            have.replicas.rolling || have.rollout.as_ref().is_some_and(|r| r.rolled_back);
-        if (failed_here || engine_rolled_back) && !retry.contains(&have.name) {
-            continue;
-        }
-        let runs_it = have.spec_hash.as_ref() == Some(&want.hash) && have.drift.is_empty();
-        if runs_it && want.spec.pull_policy() == crate::model::spec::PullPolicy::Always {
-            checks.push((i, want.spec.clone(), have.clone()));
-        }
-    }
-    let found: Vec<(usize, Option<String>)> = futures_util::stream::iter(checks)
-        .map(|(i, spec, have)| async move { (i, strategy.moved_image(&spec, &have).await) })
-        .buffer_unordered(4)
-        .collect()
-        .await;
-    for (i, moved) in found {
-        if let Some(moved) = moved {
-            tracing::info!(asset = %actual[i].name, %moved, "image tag moved");
-            actual[i].drift.push(moved);
-        }
-    }
-}
-
-/// Records for managed objects the store does not know (a lost or new
-/// store), rebuilt from their labels so nothing is redeployed for it.
-fn with_adopted(
-    mut applied: BTreeMap<AssetName, AppliedRecord>,
-    actual: &[ActualAsset],
-) -> BTreeMap<AssetName, AppliedRecord> {
-    for asset in actual {
-        applied
-            .entry(asset.name.clone())
-            .or_insert_with(|| AppliedRecord {
-                hash: asset.spec_hash.clone(),
-                source: asset.source.clone(),
-                object_ids: asset.object_ids.clone(),
-                version: asset.version,
-                applied_ms: Some(now_ms()),
-                updated_ms: now_ms(),
-                ..Default::default()
-            });
-    }
-    applied
-}
-
-/// Writes the records rebuilt from labels, so a lost store is whole again
-/// after one pass.
-pub fn persist_adopted(store: &dyn Store, applied: &BTreeMap<AssetName, AppliedRecord>) {
-    for (name, record) in applied {
-        if !store.contains(name) {
-            tracing::info!(asset = %name, "adopting managed object into the store from its labels");
-            let _ = store.put(name, record);
-        }
-    }
-}
-
-/// Records the new file of assets whose manifest moved without changing
-/// what it declares (a no-op for Docker): a later error in the moved file
-/// must be linked to the assets it declares.
-pub fn persist_moves(
-    store: &dyn Store,
-    desired: &Desired,
-    applied: &BTreeMap<AssetName, AppliedRecord>,
-) {
-    for (name, want) in &desired.assets {
-        let Some(record) = applied.get(name) else {
-            continue;
-        };
-        if record.hash.as_ref() == Some(&want.hash)
-            && record.source.as_deref() != Some(want.source.as_str())
-        {
-            let Some(mut current) = store.get(name) else {
-                continue;
-            };
-            tracing::info!(asset = %name, from = ?current.source, to = %want.source, "manifest moved; recording its new file");
-            current.source = Some(want.source.clone());
-            let _ = store.put(name, &current);
-        }
-    }
-}
-
-/// Whether `action` must wait for its asset's backoff: only a retry of
-/// the very spec that failed does. A changed manifest is a new attempt.
-pub fn backing_off(action: &Action, record: &AppliedRecord, now: u64) -> Option<Duration> {
-    if action.kind() == ActionKind::Hold {
-        return None;
-    }
-    let retry_at = record.next_retry_ms.filter(|at| *at > now)?;
-    let same_spec = match (action.desired(), &record.failed_hash) {
-        (Some(want), Some(failed)) => &want.hash == failed,
-        // A removal, or a failure recorded before hashes were: wait.
-        _ => true,
-    };
-    same_spec.then(|| Duration::from_millis(retry_at - now))
-}
-
-/// Clears the error of assets that converged since it was recorded (a
-/// monitor alerting on `last_error` must see it go away).
-pub fn persist_resolved(
-    store: &dyn Store,
-    plan: &Plan,
-    applied: &BTreeMap<AssetName, AppliedRecord>,
-) {
-    for name in &plan.unchanged {
-        let Some(record) = applied.get(name) else {
-            continue;
-        };
-        if record.last_error.is_none() && record.last_result != Some(ActionResult::Failed) {
-            continue;
-        }
-        let Some(mut current) = store.get(name) else {
-            continue;
-        };
-        tracing::info!(asset = %name, "converged; clearing the recorded error");
-        current.last_error = None;
-        current.last_result = Some(ActionResult::Ok);
-        current.attempts = 0;
-        current.next_retry_ms = None;
-        current.failed_hash = None;
-        current.updated_ms = now_ms();
-        let _ = store.put(name, &current);
-    }
 }
 
 /// One full pass, waiting for every action (`apply --once`).
@@ -494,182 +209,12 @@ pub async fn run_pass<S: DeploymentStrategy>(
     })
 }
 
-/// Looks at the stack again and removes what is no longer declared or
-/// used (within the pass's guards): what the assets' actions freed, and,
-/// once a rollout has ended (`apply --once` waits for it), the secret and
-/// config versions it replaced.
-pub async fn remove_unused_stack<S: DeploymentStrategy>(
-    config: &PassConfig,
-    strategy: &S,
-    desired: &Desired,
-    plan: &Plan,
-) -> Vec<StackOutcome> {
-    let Some(engine) = strategy.stack() else {
-        return vec![];
-    };
-    let Ok(found) = engine.observe().await else {
-        return vec![];
-    };
-    let again = crate::input::stack::plan::plan(
-        &desired.resources,
-        &desired.held_resources,
-        &found.objects,
-        &crate::core::plan::pass::stack_removals(desired, plan),
-        crate::core::plan::pass::mass_guard(&config.plan),
-    );
-    apply_stack(&engine, (desired, &found, &again), true).await
-}
-
-/// Carries out one action and records its result at once.
-pub async fn execute<S: DeploymentStrategy>(
-    action: Action,
-    mut record: AppliedRecord,
-    strategy: &S,
-    store: &dyn Store,
-) -> Outcome {
-    let kind = action.kind();
-    let reason = action.reason();
-    let span =
-        tracing::info_span!("reconcile", asset = %action.name, action = %kind, reason = %reason);
-    async move {
-        let mut outcome = Outcome {
-            name: action.name.clone(),
-            kind,
-            reason: reason.clone(),
-            error: None,
-            warnings: vec![],
-        };
-        record.updated_ms = now_ms();
-        record.last_action = Some(format!("{kind}: {reason}"));
-        let result = match &action.op {
-            Op::Hold(_) => {
-                tracing::warn!("held");
-                record.last_result = Some(ActionResult::Held);
-                record.last_error = Some(reason.clone());
-                Ok(())
-            }
-            Op::Remove(_) => match strategy.remove(&action.name).await {
-                Ok(removed) => {
-                    tracing::info!(?removed, "removed");
-                    if let Err(e) = store.delete(&action.name) {
-                        tracing::warn!(error = %e, "could not delete the record");
-                    }
-                    return outcome;
-                }
-                Err(e) => Err(e),
-            },
-            Op::Create(want)
-            | Op::Update { desired: want, .. }
-            | Op::Repair { desired: want, .. } => deploy(strategy, want, &mut record)
-                .await
-                .map(|warnings| outcome.warnings = warnings),
-        };
-        if let Err(e) = result {
-            outcome.error = Some(record_failure(&mut record, action.desired(), e));
-        }
-        if let Some(want) = action.desired() {
-            record_revision(store, want, &record, format!("{kind}: {reason}"));
-        }
-        // Durable at once: a kill -9 must not lose a recorded result.
-        if let Err(e) = store
-            .put(&action.name, &record)
-            .and_then(|()| store.flush())
-        {
-            tracing::warn!(error = %e, "could not record the result");
-        }
-        outcome
-    }
-    .instrument(span)
-    .await
-}
-
-/// Deploys `want` and records it as applied; returns the strategy's
-/// warnings.
-async fn deploy<S: DeploymentStrategy>(
-    strategy: &S,
-    want: &DesiredAsset,
-    record: &mut AppliedRecord,
-) -> Result<Vec<String>, StrategyError> {
-    let owner = Ownership {
-        hash: want.hash.clone(),
-        source: want.source.clone(),
-        revision: want.revision.clone(),
-    };
-    let deployed = strategy.deploy(&want.spec, &owner).await?;
-    tracing::info!(objects = ?deployed.object_ids, "deployed");
-    record.spec = Some(want.spec.clone());
-    record.hash = Some(want.hash.clone());
-    record.source = Some(want.source.clone());
-    record.depends_on = want.depends_on.clone();
-    record.object_ids = deployed.object_ids;
-    record.version = deployed.version;
-    record.applied_ms = Some(now_ms());
-    record.last_result = Some(ActionResult::Ok);
-    record.last_error = None;
-    record.attempts = 0;
-    record.next_retry_ms = None;
-    record.failed_hash = None;
-    // Repairing with the version that ran before a rollback keeps the
-    // rollback on record.
-    record.rolled_back = record.rolled_back.take().filter(|r| r.hash != want.hash);
-    record.warnings = deployed.warnings.clone();
-    Ok(deployed.warnings)
-}
-
-/// Adds the deploy to the asset's history.
-fn record_revision(store: &dyn Store, want: &DesiredAsset, record: &AppliedRecord, action: String) {
-    use crate::store::history::{self, Outcome};
-    let outcome = match record.last_result {
-        Some(ActionResult::Ok) => Outcome::Ok,
-        _ if record
-            .rolled_back
-            .as_ref()
-            .is_some_and(|r| r.hash == want.hash) =>
-        {
-            Outcome::RolledBack
-        }
-        _ => Outcome::Failed,
-    };
-    let mut entry = history::deployed(&want.spec, &want.hash, outcome, action);
-    entry.revision.clone_from(&want.revision);
-    if let Err(e) = history::append(store, &want.spec.name, entry) {
-        tracing::warn!(error = %e, "could not record the revision");
-    }
-}
-
-/// Records a failed action: a rolled-back version for the planner to
-/// hold, anything else as a backoff timer. Returns the error text.
-fn record_failure(
-    record: &mut AppliedRecord,
-    want: Option<&DesiredAsset>,
-    error: StrategyError,
-) -> String {
-    record.last_result = Some(ActionResult::Failed);
-    if let StrategyError::RolledBack(why) = &error {
-        // Nothing to retry: the same version would fail the same way.
-        // The planner holds it until the manifest changes.
-        tracing::warn!(reason = %why, "rolled back");
-        record.rolled_back = want.map(|d| RolledBack {
-            hash: d.hash.clone(),
-            reason: why.clone(),
-        });
-        record.next_retry_ms = None;
-        record.last_error = Some(format!("rolled back: {why}"));
-    } else {
-        record.failed_hash = want.map(|d| d.hash.clone());
-        record.attempts = record.attempts.saturating_add(1);
-        let delay = backoff(record.attempts);
-        record.next_retry_ms = Some(now_ms() + delay.as_millis() as u64);
-        record.last_error = Some(error.to_string());
-        // Retried on its own: a warning, not yet an operator's problem.
-        tracing::warn!(%error, attempts = record.attempts, retry_in_s = delay.as_secs(), "failed");
-    }
-    record.last_error.clone().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::plan::{Action, Op};
+    use crate::input::desired::DesiredAsset;
+    use crate::model::applied::AppliedRecord;
 
     fn action(hash: &str) -> Action {
         use crate::model::spec::SpecHash;
