@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod health;
+pub mod phase;
 pub mod plan;
 pub mod standing;
 pub mod window;

@@ -7,40 +7,14 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::core::health::{self, Health};
+use crate::core::phase::{self, Held};
 use crate::core::plan::{Action, ActionKind, HoldReason, Plan};
 use crate::input::desired::Desired;
 use crate::model::actual::{ActualAsset, ReplicaCounts};
 use crate::model::spec::AssetName;
 use crate::store::{now_ms, ActionResult, AppliedRecord};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Phase {
-    /// Deployed as declared and running.
-    Running,
-    /// Declared, not (all) running yet: about to be deployed, or tasks
-    /// waiting to start.
-    Pending,
-    /// A deploy or removal is queued (waiting for a `--concurrency`
-    /// slot) or in progress.
-    Updating,
-    /// The last deploy failed; retried with backoff.
-    Failed,
-    /// Left as it runs on purpose (duplicate name, mass-prune guard).
-    Held,
-    /// Left as it runs because its manifest is invalid.
-    Invalid,
-    /// This assetd is not the Swarm leader's; it only watches.
-    Standby,
-    /// The operator suspended it (`assetd suspend`): left as it runs,
-    /// not updated, repaired or removed until `assetd resume`.
-    Suspended,
-}
-
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self, f)
-    }
-}
+pub use crate::core::phase::Phase;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AssetStatus {
@@ -299,31 +273,24 @@ impl PassView<'_> {
     }
 
     fn phase(&self, name: &AssetName, j: &Judged) -> Phase {
-        if self.standby {
-            Phase::Standby
-        } else if self.in_flight.contains(name) {
-            Phase::Updating
-        } else if self.suspended.contains_key(name) {
-            Phase::Suspended
-        } else if j.stopped {
-            Phase::Failed
-        } else if let Some(hold) = j.action.and_then(|a| a.hold()) {
-            match hold {
-                HoldReason::InvalidManifest { .. } => Phase::Invalid,
-                _ => Phase::Held,
-            }
-        } else if j.failing
-            || (j.action.is_some()
-                && j.record.and_then(|r| r.last_result) == Some(ActionResult::Failed))
-        {
+        let held = match j.action.and_then(|a| a.hold()) {
+            None => Held::No,
+            Some(HoldReason::InvalidManifest { .. }) => Held::InvalidManifest,
+            Some(_) => Held::Other,
+        };
+        let last_failed = j.record.and_then(|r| r.last_result) == Some(ActionResult::Failed);
+        phase::decide(&phase::Facts {
+            standby: self.standby,
+            in_flight: self.in_flight.contains(name),
+            suspended: self.suspended.contains_key(name),
+            rollout_stopped: j.stopped,
+            held,
             // A failure counts while work is pending; an asset that
             // converged since (nothing to do) is not failed any more.
-            Phase::Failed
-        } else if j.action.is_some() || j.replicas.is_some_and(|r| r.running < r.desired) {
-            Phase::Pending
-        } else {
-            Phase::Running
-        }
+            failing: j.failing || (j.action.is_some() && last_failed),
+            work_left: j.action.is_some(),
+            replicas_short: j.replicas.is_some_and(|r| r.running < r.desired),
+        })
     }
 }
 
