@@ -4,6 +4,17 @@
 //! an asset that depends on it still runs. Waiting is not failing: the
 //! asset is Held, and the pass that sees its dependency healthy (an
 //! engine event triggers it) lets it go.
+//!
+//! Whether a dependency is ready (`not_ready`), rows tried in order:
+//!
+//! | row | the dependency                                        | its dependent            |
+//! |-----|-------------------------------------------------------|--------------------------|
+//! | 1   | is not listed on the engine                           | waits: not running yet   |
+//! | 2   | is being created, updated or repaired this pass       | waits: being deployed    |
+//! | 3   | is Degraded (crash loop, unhealthy, missing nodes)    | waits, stuck, with why   |
+//! | 4   | is Progressing or Unknown (replicas short, rolling)   | waits, with why          |
+//! | 5   | is Healthy but up for less than its monitor window    | waits: Progressing (up Ns of its Ms) |
+//! | 6   | is Healthy and ran its monitor window                 | goes                     |
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -135,4 +146,80 @@ fn not_ready(
         }
     };
     Some((dep.clone(), state, stuck))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::plan::tests::running;
+    use crate::model::actual::ReplicaCounts;
+
+    const MONITOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn ask(have: Option<ReplicaCounts>, changing: bool) -> Option<(String, bool)> {
+        let dep = AssetName::new("broker").unwrap();
+        let listed = have.map(|replicas| ActualAsset {
+            replicas,
+            ..running("broker", "img:1", "b.yaml")
+        });
+        let actual: BTreeMap<&AssetName, &ActualAsset> = listed.iter().map(|a| (&dep, a)).collect();
+        let changing: BTreeSet<AssetName> = changing.then(|| dep.clone()).into_iter().collect();
+        not_ready(&dep, &actual, &changing, MONITOR).map(|(_, state, stuck)| (state, stuck))
+    }
+
+    fn up(secs: u64) -> ReplicaCounts {
+        ReplicaCounts {
+            desired: 1,
+            running: 1,
+            up_secs: Some(secs),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn row_1_not_listed() {
+        assert_eq!(ask(None, false), Some(("not running yet".into(), false)));
+    }
+
+    #[test]
+    fn row_2_being_deployed() {
+        assert_eq!(
+            ask(Some(up(60)), true),
+            Some(("being deployed".into(), false))
+        );
+    }
+
+    #[test]
+    fn row_3_degraded_is_stuck_with_the_engines_reason() {
+        let crash = ReplicaCounts {
+            failing: Some("crash-looping, exited 3".into()),
+            ..up(60)
+        };
+        let (state, stuck) = ask(Some(crash), false).unwrap();
+        assert!(stuck);
+        assert!(state.contains("exited 3"), "{state}");
+    }
+
+    #[test]
+    fn row_4_progressing_waits_not_stuck() {
+        let short = ReplicaCounts {
+            running: 0,
+            ..up(60)
+        };
+        let (state, stuck) = ask(Some(short), false).unwrap();
+        assert!(!stuck);
+        assert!(state.contains("0/1 running"), "{state}");
+    }
+
+    #[test]
+    fn row_5_healthy_within_its_monitor_window_waits() {
+        let (state, stuck) = ask(Some(up(2)), false).unwrap();
+        assert!(!stuck);
+        assert_eq!(state, "Progressing (up 2s of its 5s monitor window)");
+    }
+
+    #[test]
+    fn row_6_healthy_past_its_monitor_window_is_ready() {
+        assert_eq!(ask(Some(up(5)), false), None);
+    }
 }
