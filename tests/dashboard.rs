@@ -366,7 +366,9 @@ async fn http_changes_nothing() {
         "/v1/resume".into(),
         "/v1/prune/confirm".into(),
         format!("/v1/retry/{app}"),
+        format!("/v1/sync/{app}"),
         format!("/v1/rollback/{app}"),
+        "/v1/writer".into(),
         "/v1/takeover/confirm".into(),
     ];
     let before = daemon.status().await.expect("status");
