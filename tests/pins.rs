@@ -63,6 +63,7 @@ fn sample() -> DeploySpec {
                 target: "/etc/cfg".into(),
                 read_only: true,
                 volume_driver: None,
+                volume_labels: Default::default(),
             },
             Mount {
                 kind: MountKind::Volume,
@@ -70,6 +71,7 @@ fn sample() -> DeploySpec {
                 target: "/data".into(),
                 read_only: false,
                 volume_driver: None,
+                volume_labels: Default::default(),
             },
         ],
         healthcheck: None,
@@ -79,6 +81,7 @@ fn sample() -> DeploySpec {
         pull_policy: None,
         secrets: vec![],
         configs: vec![],
+        runtime: Default::default(),
     }
 }
 

@@ -241,6 +241,8 @@ pub(crate) enum SchemaKind {
     Asset,
     /// OpenFactory app files (a top-level `apps:`).
     Openfactory,
+    /// A Compose file, as assetd reads it.
+    Compose,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

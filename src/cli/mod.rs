@@ -146,6 +146,7 @@ fn print_schema(kind: SchemaKind) -> u8 {
     let schema = match kind {
         SchemaKind::Asset => assetd::input::manifest::schema::schema_json(),
         SchemaKind::Openfactory => assetd::input::manifest::schema::openfactory::schema_json(),
+        SchemaKind::Compose => assetd::input::manifest::schema::compose::schema_json(),
     };
     println!("{schema}");
     EXIT_OK

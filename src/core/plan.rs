@@ -551,6 +551,7 @@ pub(crate) mod tests {
             pull_policy: None,
             secrets: Vec::new(),
             configs: Vec::new(),
+            runtime: Default::default(),
         }
     }
 

@@ -92,7 +92,27 @@ pub fn object_labels(
     owner: &Ownership,
     instance: &str,
 ) -> HashMap<String, String> {
-    let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+    with_ownership(&spec.labels, spec, owner, instance)
+}
+
+/// The Swarm service's labels: Compose's `deploy.labels` when the spec
+/// has them apart, else the same as the containers'.
+pub fn service_labels(
+    spec: &DeploySpec,
+    owner: &Ownership,
+    instance: &str,
+) -> HashMap<String, String> {
+    let base = spec.runtime.service_labels.as_ref().unwrap_or(&spec.labels);
+    with_ownership(base, spec, owner, instance)
+}
+
+fn with_ownership(
+    base: &std::collections::BTreeMap<String, String>,
+    spec: &DeploySpec,
+    owner: &Ownership,
+    instance: &str,
+) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = base.clone().into_iter().collect();
     labels.insert(MANAGED.into(), "true".into());
     labels.insert(INSTANCE.into(), instance.into());
     labels.insert(ASSET.into(), spec.name.to_string());

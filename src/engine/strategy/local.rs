@@ -272,7 +272,7 @@ impl LocalDocker {
         for network in spec.networks.iter().skip(1) {
             let request = NetworkConnectRequest {
                 container: created.id.clone(),
-                endpoint_config: Some(EndpointSettings::default()),
+                endpoint_config: Some(endpoint_settings(spec, network)),
             };
             if let Err(e) = self.docker.connect_network(network, request).await {
                 let _ = self.remove_container(&created.id).await;
@@ -882,6 +882,14 @@ fn container_host_config(spec: &DeploySpec) -> HostConfig {
     }
 }
 
+/// The asset's endpoint on `network`: its aliases there, if any.
+fn endpoint_settings(spec: &DeploySpec, network: &str) -> EndpointSettings {
+    EndpointSettings {
+        aliases: spec.runtime.aliases.get(network).cloned(),
+        ..Default::default()
+    }
+}
+
 /// Secrets and configs: each version's file for the reference's owner
 /// and mode, read-only at its target (`crate::engine::strategy::stack_engine` writes them).
 fn file_mounts<'a>(
@@ -919,6 +927,7 @@ fn container_body(
     labels.insert(labels::TEMPLATE_HASH.into(), spec.template_hash().0);
     labels.insert(REPLICA.into(), replica.to_string());
 
+    let runtime = &spec.runtime;
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     let mut exposed = Vec::new();
     for port in &spec.ports {
@@ -956,7 +965,7 @@ fn container_body(
     let networking_config = spec.networks.first().map(|first| NetworkingConfig {
         endpoints_config: Some(HashMap::from([(
             first.clone(),
-            EndpointSettings::default(),
+            endpoint_settings(spec, first),
         )])),
     });
 
@@ -965,6 +974,14 @@ fn container_body(
         env: Some(spec.env.clone()),
         healthcheck: spec.healthcheck.as_ref().map(super::health_config),
         cmd: spec.command.clone(),
+        entrypoint: runtime.entrypoint.clone(),
+        working_dir: runtime.working_dir.clone(),
+        hostname: runtime.hostname.clone(),
+        stop_signal: runtime.stop_signal.clone(),
+        // Docker takes whole seconds here; Compose's `10s` is exact.
+        stop_timeout: runtime
+            .stop_grace_period_ns
+            .map(|ns| (ns + 999_999_999) / 1_000_000_000),
         user: spec.user.clone(),
         labels: Some(labels),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
@@ -973,6 +990,11 @@ fn container_body(
             mounts: (!mounts.is_empty()).then_some(mounts),
             network_mode: spec.networks.first().cloned(),
             ulimits: super::ulimits(spec),
+            init: runtime.init,
+            readonly_rootfs: runtime.read_only.then_some(true),
+            cap_add: (!runtime.cap_add.is_empty()).then(|| runtime.cap_add.clone()),
+            cap_drop: (!runtime.cap_drop.is_empty()).then(|| runtime.cap_drop.clone()),
+            extra_hosts: (!runtime.extra_hosts.is_empty()).then(|| runtime.extra_hosts.clone()),
             ..container_host_config(spec)
         }),
         networking_config,

@@ -150,12 +150,18 @@ pub fn ulimits(
 pub fn volume_options(
     mount: &crate::model::spec::Mount,
 ) -> Option<bollard::models::MountVolumeOptions> {
-    let driver = mount.volume_driver.as_ref()?;
+    if mount.volume_driver.is_none() && mount.volume_labels.is_empty() {
+        return None;
+    }
     Some(bollard::models::MountVolumeOptions {
-        driver_config: Some(bollard::models::MountVolumeOptionsDriverConfig {
-            name: Some(driver.name.clone()),
-            options: Some(driver.options.clone().into_iter().collect()),
+        driver_config: mount.volume_driver.as_ref().map(|driver| {
+            bollard::models::MountVolumeOptionsDriverConfig {
+                name: Some(driver.name.clone()),
+                options: Some(driver.options.clone().into_iter().collect()),
+            }
         }),
+        labels: (!mount.volume_labels.is_empty())
+            .then(|| mount.volume_labels.clone().into_iter().collect()),
         ..Default::default()
     })
 }

@@ -32,6 +32,7 @@ use crate::engine::strategy::writer::Writer;
 use crate::model::spec::{AssetName, DeploySpec};
 
 mod fingerprint;
+mod rollout;
 mod spec;
 mod tasks;
 
@@ -662,6 +663,7 @@ mod tests {
             pull_policy: None,
             secrets: vec![],
             configs: vec![],
+            runtime: Default::default(),
         };
         let owner = Ownership {
             hash: spec.hash(),

@@ -35,6 +35,35 @@ pub(super) struct CacheEntry {
     pub(super) stamp: Option<FileStamp>,
     pub(super) digest: ContentDigest,
     pub(super) result: FileResult,
+    /// Files read beside this one (a Compose file's `.env`, `env_file:`):
+    /// the result holds while each is as it was.
+    pub(super) side: Vec<SideFile>,
+}
+
+/// A file read beside a manifest, and its stat when read (`None`: it did
+/// not exist).
+#[derive(Debug)]
+pub(super) struct SideFile {
+    path: PathBuf,
+    stamp: Option<FileStamp>,
+}
+
+impl SideFile {
+    pub(super) fn of(path: PathBuf) -> Self {
+        let stamp = fs_stamp(&path);
+        SideFile { path, stamp }
+    }
+
+    /// Whether the file is as it was. A file changed within the last
+    /// moments cannot be told apart by its stat, so it counts as changed.
+    fn unchanged(&self) -> bool {
+        let now = fs_stamp(&self.path);
+        now == self.stamp && now.is_none_or(|s| s.settled())
+    }
+}
+
+fn fs_stamp(path: &std::path::Path) -> Option<FileStamp> {
+    std::fs::metadata(path).ok().map(|m| FileStamp::of(&m))
 }
 
 pub(super) type ContentDigest = [u8; 32];
@@ -83,7 +112,8 @@ impl ParseCache {
     pub(super) fn by_stamp(&self, source: &str, stamp: &FileStamp) -> Option<FileResult> {
         let entries = self.entries.lock().expect("parse cache lock");
         let entry = entries.get(source)?;
-        (entry.stamp.as_ref() == Some(stamp)).then(|| entry.result.clone())
+        (entry.stamp.as_ref() == Some(stamp) && entry.side.iter().all(SideFile::unchanged))
+            .then(|| entry.result.clone())
     }
 
     /// The result of the same bytes, parsed before; records the stamp.
@@ -94,7 +124,9 @@ impl ParseCache {
         stamp: Option<FileStamp>,
     ) -> Option<FileResult> {
         let mut entries = self.entries.lock().expect("parse cache lock");
-        let entry = entries.get_mut(source).filter(|e| &e.digest == digest)?;
+        let entry = entries
+            .get_mut(source)
+            .filter(|e| &e.digest == digest && e.side.iter().all(SideFile::unchanged))?;
         entry.stamp = stamp;
         Some(entry.result.clone())
     }

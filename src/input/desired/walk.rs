@@ -352,9 +352,13 @@ pub(super) fn parse_one(
     env: &Env,
     cache: Option<&ParseCache>,
 ) -> FileResult {
+    // The directory a Compose file reads `.env` and `env_file:` in.
+    let dir = path.parent().and_then(|d| std::path::absolute(d).ok());
+    let parse =
+        |bytes: &[u8]| manifest::parse_bytes_in(source, bytes, env, &opts.policy, dir.as_deref());
     let Some(cache) = cache else {
         return match read_manifest(path, opts) {
-            Ok((bytes, _)) => manifest::parse_bytes(source, &bytes, env, &opts.policy),
+            Ok((bytes, _)) => parse(&bytes).0,
             Err(message) => Err(vec![ManifestError::whole_file(source, message)]),
         };
     };
@@ -373,13 +377,14 @@ pub(super) fn parse_one(
     if let Some(result) = cache.by_digest(source, &digest, stamp) {
         return result;
     }
-    let result = manifest::parse_bytes(source, &bytes, env, &opts.policy);
+    let (result, side_files) = parse(&bytes);
     cache.put(
         source,
         CacheEntry {
             stamp,
             digest,
             result: result.clone(),
+            side: side_files.into_iter().map(SideFile::of).collect(),
         },
     );
     result

@@ -39,6 +39,15 @@ pub(super) struct Decoder<'a> {
     /// What the current asset refers to by name (see
     /// [`super::Reference`]).
     pub(super) references: Vec<super::Reference>,
+    /// Inside a Compose file: `${…}` follows Compose's rules, and these
+    /// are the variables of the `.env` file beside it.
+    pub(super) compose: Option<std::collections::BTreeMap<String, String>>,
+    /// The directory the file is in, for the files a Compose file reads
+    /// beside it (`.env`, `env_file`); `None` when parsing text alone.
+    pub(super) dir: Option<&'a std::path::Path>,
+    /// The files read beside this one, so a change to them is a change
+    /// of this file.
+    pub(super) side_files: Vec<std::path::PathBuf>,
 }
 
 /// `path.key`, or `key` at the top.
@@ -70,6 +79,9 @@ impl<'a> Decoder<'a> {
             resources: Vec::new(),
             windows: Vec::new(),
             references: Vec::new(),
+            compose: None,
+            dir: None,
+            side_files: Vec::new(),
         }
     }
 
@@ -165,8 +177,19 @@ impl<'a> Decoder<'a> {
                         names[i]
                     ),
                 );
+            } else if self.compose.is_some() && key_text.starts_with("x-") {
+                // Compose's extension fields hold anchors; never applied.
             } else {
-                let message = unknown_field_message(&key_text, &names);
+                let message = match self
+                    .compose
+                    .as_ref()
+                    .and_then(|_| super::compose::refused(shape, &key_text))
+                {
+                    Some(why) => {
+                        format!("the Compose key `{key_text}` is not applied by assetd: {why}")
+                    }
+                    None => unknown_field_message(&key_text, &names),
+                };
                 self.error(key, &join(path, &key_text), message);
             }
         }

@@ -14,6 +14,12 @@ impl Decoder<'_> {
     /// Decodes one `---` document: an OpenFactory app file (a top-level
     /// `apps:`, see [`super::openfactory`]) or an assetd manifest.
     pub(super) fn root(&mut self, root: &Node) -> Vec<ParsedAsset> {
+        if self.is_compose_file(root) {
+            self.expanded_bytes = 0;
+            self.expansion_exhausted = false;
+            self.tags(root, "");
+            return self.compose_file(root);
+        }
         if !self.is_app_file(root) {
             return self.document(root).into_iter().collect();
         }
@@ -132,7 +138,7 @@ impl Decoder<'_> {
         if let Some(value) = self.required(&fields, "name", node, "metadata") {
             name_pos = Some(self.pos(value));
             if let Some(text) = self.string(value, "metadata.name") {
-                match AssetName::new(&text) {
+                match AssetName::dns_label(&text) {
                     Ok(n) => name = Some(n),
                     Err(message) => self.error(value, "metadata.name", message),
                 }
@@ -267,6 +273,7 @@ impl Decoder<'_> {
             pull_policy,
             secrets,
             configs,
+            runtime: Default::default(),
         };
         Some((spec, ports_pos, depends_on))
     }

@@ -26,9 +26,14 @@ impl Decoder<'_> {
         while let Some(i) = rest.find('$') {
             out.push_str(&rest[..i]);
             let after = &rest[i + 1..];
+            let bare = self.compose.is_some().then(|| bare_name(after)).flatten();
             if let Some(tail) = after.strip_prefix('$') {
                 out.push('$');
                 rest = tail;
+            } else if let Some(name) = bare {
+                // Compose reads `$VAR` as `${VAR}`.
+                out.push_str(&self.reference(name, node, path)?);
+                rest = &after[name.len()..];
             } else if let Some(body) = after.strip_prefix('{') {
                 let Some(end) = body.find('}') else {
                     self.error(
@@ -48,6 +53,13 @@ impl Decoder<'_> {
                 if !self.within_expansion_limits(grown, node, path) {
                     return None;
                 }
+            } else if self.compose.is_some() {
+                self.error(
+                    node,
+                    path,
+                    format!("invalid interpolation in `{s}`: `$` must start $VAR or ${{VAR}}; write `$$` for a literal `$`"),
+                );
+                return None;
             } else {
                 out.push('$');
                 rest = after;
@@ -66,6 +78,9 @@ impl Decoder<'_> {
     /// The value of one `${inner}`: the variable, or its default when it
     /// is unset (or empty, with `:-`). Reports a malformed or unset one.
     fn reference(&mut self, inner: &str, node: &Node, path: &str) -> Option<String> {
+        if self.compose.is_some() {
+            return self.compose_reference(inner, node, path);
+        }
         let (name, default) = match inner.find(":-") {
             Some(j) => (&inner[..j], Some(&inner[j + 2..])),
             None => (inner, None),
@@ -100,6 +115,89 @@ impl Decoder<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// One `${inner}` as Compose reads it: `VAR`, `VAR:-default` (also
+    /// when empty), `VAR-default` (only when unset), `VAR:?message` (an
+    /// error when unset or empty), `VAR?message` (when unset). An unset
+    /// plain `${VAR}` is empty, as in Compose. Values come from assetd's
+    /// environment, then from the `.env` file beside the Compose file.
+    fn compose_reference(&mut self, inner: &str, node: &Node, path: &str) -> Option<String> {
+        let split = inner.find([':', '-', '?']);
+        let (name, op) = match split {
+            Some(j) => (&inner[..j], &inner[j..]),
+            None => (inner, ""),
+        };
+        if !is_env_name(name) {
+            self.error(
+                node,
+                path,
+                format!("`${{{inner}}}` is not a variable reference; Compose takes ${{VAR}}, ${{VAR:-default}}, ${{VAR-default}}, ${{VAR:?message}} or ${{VAR?message}}, and `$$` for a literal `$`"),
+            );
+            return None;
+        }
+        if op.contains("${") {
+            self.error(
+                node,
+                path,
+                format!("nested `${{…}}` is not supported in `${{{inner}}}`; the default or message must be plain text"),
+            );
+            return None;
+        }
+        let value = (self.env)(name).or_else(|| {
+            self.compose
+                .as_ref()
+                .and_then(|dotenv| dotenv.get(name).cloned())
+        });
+        let empty = value.as_deref().is_none_or(str::is_empty);
+        let required = |message: &str| {
+            let why = if message.is_empty() {
+                "is required".to_string()
+            } else {
+                message.to_string()
+            };
+            format!(
+                "variable `{name}` {}: {why}",
+                if value.is_none() {
+                    "is not set"
+                } else {
+                    "is empty"
+                }
+            )
+        };
+        let (result, problem) = if let Some(default) = op.strip_prefix(":-") {
+            (
+                if empty {
+                    default.to_string()
+                } else {
+                    value.clone().unwrap_or_default()
+                },
+                None,
+            )
+        } else if let Some(default) = op.strip_prefix('-') {
+            (value.clone().unwrap_or_else(|| default.to_string()), None)
+        } else if let Some(message) = op.strip_prefix(":?") {
+            (
+                value.clone().unwrap_or_default(),
+                empty.then(|| required(message)),
+            )
+        } else if let Some(message) = op.strip_prefix('?') {
+            (
+                value.clone().unwrap_or_default(),
+                value.is_none().then(|| required(message)),
+            )
+        } else if op.is_empty() {
+            (value.clone().unwrap_or_default(), None)
+        } else {
+            (String::new(), Some(format!("`${{{inner}}}` is not a variable reference; Compose takes ${{VAR}}, ${{VAR:-default}}, ${{VAR-default}}, ${{VAR:?message}} or ${{VAR?message}}")))
+        };
+        match problem {
+            Some(message) => {
+                self.error(node, path, message);
+                None
+            }
+            None => Some(result),
         }
     }
 
@@ -143,4 +241,14 @@ fn is_env_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The variable name of an unbraced `$VAR` (Compose only), if `after`
+/// (the text after the `$`) starts with one.
+fn bare_name(after: &str) -> Option<&str> {
+    let end = after
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(after.len());
+    let name = &after[..end];
+    is_env_name(name).then_some(name)
 }

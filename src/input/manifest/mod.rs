@@ -63,6 +63,7 @@ use std::path::PathBuf;
 pub use crate::model::spec::SourcePos;
 use crate::model::spec::{DeploySpec, Protocol, SpecHash};
 
+pub mod compose;
 mod container;
 mod decoder;
 mod document;
@@ -240,20 +241,32 @@ pub fn parse_documents(
     env: &dyn Fn(&str) -> Option<String>,
     policy: &Policy,
 ) -> Result<ParsedFile, Vec<ManifestError>> {
+    parse_documents_in(file, text, env, policy, None).0
+}
+
+/// [`parse_documents`] of a file in `dir` on disk, which a Compose file
+/// reads `.env` and `env_file:` beside. Also returns the files it read
+/// there (or looked for), so that a change to one is a change to it.
+pub fn parse_documents_in(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    policy: &Policy,
+    dir: Option<&std::path::Path>,
+) -> (Result<ParsedFile, Vec<ManifestError>>, Vec<PathBuf>) {
     if text.len() > MAX_FILE_BYTES {
-        return Err(vec![ManifestError::whole_file(
-            file,
-            format!(
-                "file is {} bytes; manifest files are limited to {} bytes",
-                text.len(),
-                MAX_FILE_BYTES
-            ),
-        )]);
+        let message = format!(
+            "file is {} bytes; manifest files are limited to {} bytes",
+            text.len(),
+            MAX_FILE_BYTES
+        );
+        return (Err(vec![ManifestError::whole_file(file, message)]), vec![]);
     }
     // The parser would transcode a byte order mark away and shift every
     // offset by it; dropping it here keeps offsets into `text` exact.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut decoder = Decoder::new(file, text, env, policy);
+    decoder.dir = dir;
     let mut assets = Vec::new();
     // The fast path parses the whole text at once. If that fails (or the
     // file is larger than the per-document budget allows in total), the
@@ -276,7 +289,8 @@ pub fn parse_documents(
             }
         }
     }
-    if decoder.errors.is_empty() {
+    let side_files = std::mem::take(&mut decoder.side_files);
+    let result = if decoder.errors.is_empty() {
         Ok(ParsedFile {
             assets,
             resources: decoder.resources,
@@ -287,7 +301,8 @@ pub fn parse_documents(
         // Stable: problems at one position keep the order they were found.
         errors.sort_by_key(|e| (e.line, e.column));
         Err(errors)
-    }
+    };
+    (result, side_files)
 }
 
 /// Like [`parse_file`], for raw file contents: invalid UTF-8 is reported
@@ -298,24 +313,38 @@ pub fn parse_bytes(
     env: &dyn Fn(&str) -> Option<String>,
     policy: &Policy,
 ) -> Result<ParsedFile, Vec<ManifestError>> {
+    parse_bytes_in(file, bytes, env, policy, None).0
+}
+
+/// [`parse_bytes`] of a file in `dir` (see [`parse_documents_in`]).
+pub fn parse_bytes_in(
+    file: &str,
+    bytes: &[u8],
+    env: &dyn Fn(&str) -> Option<String>,
+    policy: &Policy,
+    dir: Option<&std::path::Path>,
+) -> (Result<ParsedFile, Vec<ManifestError>>, Vec<PathBuf>) {
     match std::str::from_utf8(bytes) {
-        Ok(text) => parse_documents(file, text, env, policy),
+        Ok(text) => parse_documents_in(file, text, env, policy, dir),
         Err(err) => {
             let good = &bytes[..err.valid_up_to()];
             let line = 1 + good.iter().filter(|&&b| b == b'\n').count();
             let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             // The prefix is valid UTF-8, so columns count characters.
             let column = 1 + String::from_utf8_lossy(&good[line_start..]).chars().count();
-            Err(vec![ManifestError {
-                file: file.to_string(),
-                line,
-                column,
-                field: String::new(),
-                message: format!(
-                    "invalid UTF-8 (byte 0x{:02x}); manifests must be UTF-8 text",
-                    bytes[err.valid_up_to()]
-                ),
-            }])
+            (
+                Err(vec![ManifestError {
+                    file: file.to_string(),
+                    line,
+                    column,
+                    field: String::new(),
+                    message: format!(
+                        "invalid UTF-8 (byte 0x{:02x}); manifests must be UTF-8 text",
+                        bytes[err.valid_up_to()]
+                    ),
+                }]),
+                vec![],
+            )
         }
     }
 }

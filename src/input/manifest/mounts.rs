@@ -69,6 +69,7 @@ impl Decoder<'_> {
             target: target?,
             read_only,
             volume_driver: None,
+            volume_labels: Default::default(),
         })
     }
 
@@ -195,7 +196,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn bind_allowed(&self, source: &str) -> bool {
+    pub(super) fn bind_allowed(&self, source: &str) -> bool {
         let source = Path::new(source);
         self.policy
             .allow_bind

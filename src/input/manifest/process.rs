@@ -25,21 +25,26 @@ impl Decoder<'_> {
     /// `ulimits: { nofile: { soft: 1024, hard: 65536 }, nproc: 512 }`: a
     /// number sets both limits. Sorted by name.
     pub(super) fn ulimits(&mut self, node: &Node) -> Vec<Ulimit> {
-        const P: &str = "spec.ulimits";
+        self.ulimits_at(node, "spec.ulimits")
+    }
+
+    /// [`Self::ulimits`] at another field path (a Compose service's).
+    pub(super) fn ulimits_at(&mut self, node: &Node, path: &str) -> Vec<Ulimit> {
+        let p = path;
         let Kind::Map(entries) = &node.kind else {
             self.wrong_type(
                 node,
-                P,
+                p,
                 "a mapping such as { nofile: { soft: 1024, hard: 65536 } }",
             );
             return vec![];
         };
         let mut out = Vec::new();
         for (key, value) in entries {
-            let Some(name) = self.map_key(key, P) else {
+            let Some(name) = self.map_key(key, p) else {
                 continue;
             };
-            let path = join(P, &name);
+            let path = join(p, &name);
             if !Ulimit::NAMES.contains(&name.as_str()) {
                 let names = Ulimit::NAMES.join(", ");
                 self.error(key, &path, format!("ulimit `{name}` is not one of {names}"));

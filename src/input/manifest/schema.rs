@@ -393,6 +393,7 @@ pub(crate) fn ulimit_value(_: Spelling) -> Value {
     whole_number(-1, i64::MAX)
 }
 
+pub mod compose;
 pub mod openfactory;
 pub(crate) mod stack;
 pub(crate) mod window;

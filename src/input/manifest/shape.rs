@@ -347,6 +347,18 @@ impl<'n> Fields<'n> {
         self.raw(key).filter(|n| !matches!(n.kind, Kind::Null))
     }
 
+    /// The value as written, or `None` when the table has no `key`
+    /// (objects that share code but not every key).
+    pub(super) fn raw_if_known(&self, key: &str) -> Option<&'n Node> {
+        let index = self.shape.fields.iter().position(|f| f.key == key)?;
+        self.values[index]
+    }
+
+    /// Any value of the object, for a position when no key is at fault.
+    pub(super) fn any_node(&self) -> Option<&'n Node> {
+        self.values.iter().flatten().next().copied()
+    }
+
     /// The key as this object spells it.
     pub(super) fn name(&self, key: &str) -> &'static str {
         self.field(key).spelled(self.spelling)

@@ -384,7 +384,7 @@ impl Decoder<'_> {
 
     /// `0400`, `0o400` or `"0400"`: octal, as `chmod` and compose read it
     /// (YAML 1.2 would read a bare `0400` as four hundred).
-    fn file_mode(&mut self, node: &Node, path: &str) -> Option<u32> {
+    pub(super) fn file_mode(&mut self, node: &Node, path: &str) -> Option<u32> {
         let text = match &node.kind {
             Kind::Str(s) => s.clone(),
             _ => self.scalar_text(node)?.to_string(),

@@ -309,6 +309,7 @@ fn friendly_and_engine_spellings_give_the_same_spec() {
                 target: "/etc/cfg".into(),
                 read_only: true,
                 volume_driver: None,
+                volume_labels: Default::default(),
             },
             Mount {
                 kind: MountKind::Volume,
@@ -316,6 +317,7 @@ fn friendly_and_engine_spellings_give_the_same_spec() {
                 target: "/data".into(),
                 read_only: false,
                 volume_driver: None,
+                volume_labels: Default::default(),
             },
             Mount {
                 kind: MountKind::Tmpfs,
@@ -323,6 +325,7 @@ fn friendly_and_engine_spellings_give_the_same_spec() {
                 target: "/run/cache".into(),
                 read_only: false,
                 volume_driver: None,
+                volume_labels: Default::default(),
             },
         ]
     );

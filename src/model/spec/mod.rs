@@ -13,11 +13,17 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod runtime;
 pub mod values;
 
-/// A validated asset name: a DNS label (lower-case letters, digits, `-`,
-/// 1..=63 characters, starting with a letter and not ending with `-`), so
-/// that it is a valid container name, service name and DNS name at once.
+pub use runtime::{RestartPolicy, RolloutConfig, Runtime};
+
+/// A validated asset name: lower-case letters, digits, `-` and `_`,
+/// 1..=63 characters, starting with a letter and ending with a letter or
+/// digit, so that it is a valid container name and service name at once.
+/// Native manifests and app files name assets with DNS labels (no `_`,
+/// see [`AssetName::dns_label`]); `_` is what `docker stack deploy` puts
+/// between a Compose project and its service (`line1_broker`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct AssetName(String);
@@ -26,14 +32,14 @@ impl AssetName {
     /// Longest name accepted. Replicas get a `-N` suffix on the local
     /// engine, which still fits Docker's limits.
     pub const MAX_LEN: usize = 63;
-    /// The rule of [`AssetName::new`] as a regular expression (for the
-    /// schema).
+    /// The rule of [`AssetName::dns_label`] as a regular expression (for
+    /// the schema).
     pub const PATTERN: &'static str = "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
 
     pub fn new(name: &str) -> Result<Self, String> {
         let valid_chars = name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if name.is_empty() {
             Err("name is empty".into())
         } else if name.len() > Self::MAX_LEN {
@@ -48,11 +54,25 @@ impl AssetName {
             ))
         } else if !name.as_bytes()[0].is_ascii_lowercase() {
             Err(format!("name `{name}` must start with a lower-case letter"))
-        } else if name.ends_with('-') {
-            Err(format!("name `{name}` must not end with `-`"))
+        } else if name.ends_with('-') || name.ends_with('_') {
+            Err(format!(
+                "name `{name}` must not end with `{}`",
+                &name[name.len() - 1..]
+            ))
         } else {
             Ok(Self(name.to_string()))
         }
+    }
+
+    /// A name that is also a DNS label (no `_`): what a manifest's
+    /// `metadata.name` must be.
+    pub fn dns_label(name: &str) -> Result<Self, String> {
+        if name.contains('_') {
+            return Err(format!(
+                "name `{name}` may contain only lower-case letters, digits and `-`"
+            ));
+        }
+        Self::new(name)
     }
 
     pub fn as_str(&self) -> &str {
@@ -123,6 +143,11 @@ pub struct DeploySpec {
     /// `spec.configs`: `kind: Config` objects delivered as files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<FileRef>,
+    /// Process and service settings beyond the seed's (Compose's
+    /// `entrypoint`, `working_dir`, restart policy, ...), flattened so
+    /// their fields read as `spec.entrypoint` in plans.
+    #[serde(flatten)]
+    pub runtime: Runtime,
 }
 
 /// One `secrets:` or `configs:` entry of an asset: which object, where
@@ -473,6 +498,10 @@ pub struct Mount {
     /// Left out when unset, so older specs keep their hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_driver: Option<VolumeDriver>,
+    /// Labels the engine gives a named volume it creates on first use
+    /// (a Compose project's); left out when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volume_labels: BTreeMap<String, String>,
 }
 
 /// A volume driver and its options, as `docker volume create --driver
@@ -640,6 +669,7 @@ pub(crate) mod tests {
             pull_policy: None,
             secrets: Vec::new(),
             configs: Vec::new(),
+            runtime: Default::default(),
         }
     }
 
@@ -682,7 +712,9 @@ pub(crate) mod tests {
         assert!(AssetName::new("Upper").is_err());
         assert!(AssetName::new("1abc").is_err());
         assert!(AssetName::new("abc-").is_err());
-        assert!(AssetName::new("a_b").is_err());
+        assert!(AssetName::dns_label("a_b").is_err());
+        assert!(AssetName::new("a_b").is_ok());
+        assert!(AssetName::new("a_").is_err());
         assert!(AssetName::new(&"a".repeat(64)).is_err());
         assert!(AssetName::new(&"a".repeat(63)).is_ok());
     }

@@ -10,10 +10,11 @@ use bollard::models::{
     ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigOrderEnum,
     ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
     ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
-    TaskSpecResources,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
 use super::labels;
+use super::rollout;
 use super::Ownership;
 use crate::model::spec::{
     DeploySpec, FailureAction, Mode, MountKind, Protocol, UpdateOrder, UpdatePolicy,
@@ -29,11 +30,12 @@ pub fn service_spec(
     instance: &str,
     networks: &[String],
 ) -> ServiceSpec {
-    let object_labels = labels::object_labels(spec, owner, instance);
+    let object_labels = labels::service_labels(spec, owner, instance);
     // The revision goes on the service only: a new commit must not
     // restart tasks whose spec did not change.
-    let mut container_labels = object_labels.clone();
+    let mut container_labels = labels::object_labels(spec, owner, instance);
     container_labels.remove(labels::REVISION);
+    let runtime = &spec.runtime;
     let policy = spec.update.clone().unwrap_or_default();
     let container_spec = TaskSpecContainerSpec {
         image: Some(spec.image.clone()),
@@ -41,6 +43,16 @@ pub fn service_spec(
         // `command` replaces the image's CMD and keeps its ENTRYPOINT, as
         // on the local engine: Swarm calls that `Args`.
         args: spec.command.clone(),
+        command: runtime.entrypoint.clone(),
+        dir: runtime.working_dir.clone(),
+        hostname: runtime.hostname.clone(),
+        stop_grace_period: runtime.stop_grace_period_ns,
+        stop_signal: runtime.stop_signal.clone(),
+        init: runtime.init,
+        read_only: runtime.read_only.then_some(true),
+        capability_add: (!runtime.cap_add.is_empty()).then(|| runtime.cap_add.clone()),
+        capability_drop: (!runtime.cap_drop.is_empty()).then(|| runtime.cap_drop.clone()),
+        hosts: (!runtime.extra_hosts.is_empty()).then(|| swarm_hosts(&runtime.extra_hosts)),
         env: Some(spec.env.clone()),
         mounts: Some(spec.mounts.iter().map(docker_mount).collect()),
         health_check: spec
@@ -74,12 +86,15 @@ pub fn service_spec(
         networks: Some(
             networks
                 .iter()
-                .map(|n| NetworkAttachmentConfig {
-                    target: Some(n.clone()),
+                .zip(&spec.networks)
+                .map(|(target, name)| NetworkAttachmentConfig {
+                    target: Some(target.clone()),
+                    aliases: runtime.aliases.get(name).cloned(),
                     ..Default::default()
                 })
                 .collect(),
         ),
+        restart_policy: runtime.restart.as_ref().map(restart_policy),
         ..Default::default()
     };
     let mut service = ServiceSpec {
@@ -87,8 +102,14 @@ pub fn service_spec(
         labels: Some(object_labels),
         task_template: Some(task_template),
         mode: Some(service_mode(spec.mode)),
-        update_config: Some(update_config(&policy)),
-        rollback_config: Some(rollback_config(&policy)),
+        update_config: Some(match &runtime.swarm_update {
+            Some(config) => rollout::update_config(config),
+            None => update_config(&policy),
+        }),
+        rollback_config: Some(match &runtime.swarm_rollback {
+            Some(config) => rollout::rollback_config(config),
+            None => rollback_config(&policy),
+        }),
         endpoint_spec: Some(EndpointSpec {
             ports: Some(published_ports(spec)),
             ..Default::default()
@@ -200,6 +221,16 @@ pub(super) fn merged(mut current: ServiceSpec, desired: &ServiceSpec) -> Service
     container.configs = want_container.configs;
     // Never read back (see `managed_fields`): always the manifest's.
     container.health_check = want_container.health_check;
+    container.dir = want_container.dir;
+    container.hostname = want_container.hostname;
+    container.stop_grace_period = want_container.stop_grace_period;
+    container.stop_signal = want_container.stop_signal;
+    container.init = want_container.init;
+    container.read_only = want_container.read_only;
+    container.capability_add = want_container.capability_add;
+    container.capability_drop = want_container.capability_drop;
+    container.hosts = want_container.hosts;
+    task.restart_policy = want.restart_policy;
     let want_resources = want.resources.unwrap_or_default();
     let resources = task.resources.get_or_insert_with(Default::default);
     resources.limits = want_resources.limits;
@@ -225,5 +256,27 @@ pub(super) fn docker_mount(m: &crate::model::spec::Mount) -> DockerMount {
         tmpfs_options: (m.kind == MountKind::Tmpfs).then(MountTmpfsOptions::default),
         volume_options: crate::engine::strategy::volume_options(m),
         ..Default::default()
+    }
+}
+
+/// Compose's `HOST:IP` as Swarm writes /etc/hosts lines: `IP HOST`.
+fn swarm_hosts(extra_hosts: &[String]) -> Vec<String> {
+    extra_hosts
+        .iter()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(host, ip)| format!("{ip} {host}"))
+        .collect()
+}
+
+fn restart_policy(policy: &crate::model::spec::RestartPolicy) -> TaskSpecRestartPolicy {
+    TaskSpecRestartPolicy {
+        condition: policy.condition.as_deref().map(|c| match c {
+            "none" => TaskSpecRestartPolicyConditionEnum::NONE,
+            "on-failure" => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
+            _ => TaskSpecRestartPolicyConditionEnum::ANY,
+        }),
+        delay: policy.delay_ns,
+        max_attempts: policy.max_attempts.map(|n| n as i64),
+        window: policy.window_ns,
     }
 }

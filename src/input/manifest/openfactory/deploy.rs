@@ -71,6 +71,7 @@ impl AppDeploy {
             pull_policy: None,
             secrets: Vec::new(),
             configs: Vec::new(),
+            runtime: Default::default(),
         }
     }
 }

@@ -148,7 +148,7 @@ impl Decoder<'_> {
     fn app_name(&mut self, node: &Node, path: &str) -> Option<(String, AssetName)> {
         let uuid = self.string(node, path)?;
         let uuid = uuid.trim().to_string();
-        match AssetName::new(&uuid.to_lowercase()) {
+        match AssetName::dns_label(&uuid.to_lowercase()) {
             Ok(name) => Some((uuid, name)),
             Err(why) => {
                 self.error(

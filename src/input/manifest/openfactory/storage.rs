@@ -92,6 +92,7 @@ impl Decoder<'_> {
             target,
             read_only: false,
             volume_driver: None,
+            volume_labels: Default::default(),
         };
         Some((mount, described))
     }
@@ -127,6 +128,7 @@ impl Decoder<'_> {
             target,
             read_only: false,
             volume_driver: Some(nfs_driver(&server, &remote, &options)),
+            volume_labels: Default::default(),
         };
         Some((mount, described))
     }

@@ -103,6 +103,7 @@ fn the_scheduler_app_maps_field_by_field() {
             target: "/cache".into(),
             read_only: false,
             volume_driver: None,
+            volume_labels: Default::default(),
         }]
     );
     assert_eq!(spec.mode, Mode::Replicated { replicas: 2 });
@@ -194,6 +195,7 @@ fn nfs_storage_is_a_local_driver_volume_with_openfactorys_options() {
                     ("type".into(), "nfs".into()),
                 ]),
             }),
+            volume_labels: Default::default(),
         }]
     );
 }
