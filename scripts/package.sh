@@ -106,6 +106,7 @@ share=$stage/usr/share/assetd
 install -d -m 0755 "$share"
 "$assetd" schema >"$share/assetd.schema.json"
 "$assetd" schema --kind openfactory >"$share/openfactory.schema.json"
+"$assetd" schema --kind compose >"$share/compose.schema.json"
 chmod 0644 "$share"/*.schema.json
 install -D -m 0644 grafana/assetd.json "$share/grafana/assetd.json"
 install -D -m 0644 prometheus/assetd-alerts.yml "$share/prometheus/assetd-alerts.yml"

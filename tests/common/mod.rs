@@ -277,6 +277,33 @@ pub async fn cleanup(docker: &Docker, prefix: &str) {
         .await;
 }
 
+/// Everything of a Compose project (`docker stack deploy`'s or assetd's),
+/// by the project's namespace label: services, networks, secrets,
+/// configs and the volumes the engine made for it.
+pub async fn cleanup_namespace(docker: &Docker, project: &str) {
+    let label = format!("com.docker.stack.namespace={project}");
+    cleanup_labelled(docker, label.clone()).await;
+    // Tasks take a moment to go after their service; their networks and
+    // volumes cannot be removed before.
+    for _ in 0..20 {
+        let filters = HashMap::from([("label".to_string(), vec![label.clone()])]);
+        let tasks = docker
+            .list_containers(Some(
+                bollard::query_parameters::ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .unwrap_or_default();
+        if tasks.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    cleanup_stack(docker, &label).await;
+}
+
 /// Networks, volumes, secrets and configs the instance made (after its
 /// containers and services, which use them).
 async fn cleanup_stack(docker: &Docker, label: &str) {

@@ -184,9 +184,16 @@ impl Swarm {
             let id = secret_ids
                 .get(&name)
                 .ok_or_else(|| missing("secret", &name))?;
+            // Under /run/secrets a secret goes by its file name, as
+            // `docker stack deploy` sends it (Swarm puts it there).
+            let target = r
+                .target
+                .strip_prefix("/run/secrets/")
+                .filter(|rest| !rest.contains('/'))
+                .unwrap_or(&r.target);
             secrets.push(TaskSpecContainerSpecSecrets {
                 file: Some(TaskSpecContainerSpecFile {
-                    name: Some(r.target.clone()),
+                    name: Some(target.to_string()),
                     uid: Some(r.uid.clone()),
                     gid: Some(r.gid.clone()),
                     mode: Some(r.mode),

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
-    EndpointSpec, Limit, Mount as DockerMount, MountTmpfsOptions, MountType,
-    NetworkAttachmentConfig, ResourceObject, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigOrderEnum,
-    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
-    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    EndpointSpec, Limit, Mount as DockerMount, MountType, NetworkAttachmentConfig, ResourceObject,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
 };
 
 use super::labels;
@@ -31,45 +31,17 @@ pub fn service_spec(
     networks: &[String],
 ) -> ServiceSpec {
     let object_labels = labels::service_labels(spec, owner, instance);
-    // The revision goes on the service only: a new commit must not
-    // restart tasks whose spec did not change.
-    let mut container_labels = labels::object_labels(spec, owner, instance);
-    container_labels.remove(labels::REVISION);
-    let runtime = &spec.runtime;
+    let container_spec = container_spec(spec, owner, instance);
     let policy = spec.update.clone().unwrap_or_default();
-    let container_spec = TaskSpecContainerSpec {
-        image: Some(spec.image.clone()),
-        labels: Some(container_labels),
-        // `command` replaces the image's CMD and keeps its ENTRYPOINT, as
-        // on the local engine: Swarm calls that `Args`.
-        args: spec.command.clone(),
-        command: runtime.entrypoint.clone(),
-        dir: runtime.working_dir.clone(),
-        hostname: runtime.hostname.clone(),
-        stop_grace_period: runtime.stop_grace_period_ns,
-        stop_signal: runtime.stop_signal.clone(),
-        init: runtime.init,
-        read_only: runtime.read_only.then_some(true),
-        capability_add: (!runtime.cap_add.is_empty()).then(|| runtime.cap_add.clone()),
-        capability_drop: (!runtime.cap_drop.is_empty()).then(|| runtime.cap_drop.clone()),
-        hosts: (!runtime.extra_hosts.is_empty()).then(|| swarm_hosts(&runtime.extra_hosts)),
-        env: Some(spec.env.clone()),
-        mounts: Some(spec.mounts.iter().map(docker_mount).collect()),
-        health_check: spec
-            .healthcheck
-            .as_ref()
-            .map(crate::engine::strategy::health_config),
-        user: spec.user.clone(),
-        ulimits: crate::engine::strategy::ulimits(spec),
-        ..Default::default()
-    };
+    let runtime = &spec.runtime;
+    // Empty sets are left out, as stack deploy leaves them.
     let resources = TaskSpecResources {
-        limits: Some(Limit {
+        limits: (!spec.resources.limits.is_empty()).then_some(Limit {
             nano_cpus: spec.resources.limits.nano_cpus,
             memory_bytes: spec.resources.limits.memory_bytes,
             pids: None,
         }),
-        reservations: Some(ResourceObject {
+        reservations: (!spec.resources.reservations.is_empty()).then_some(ResourceObject {
             nano_cpus: spec.resources.reservations.nano_cpus,
             memory_bytes: spec.resources.reservations.memory_bytes,
             generic_resources: None,
@@ -121,6 +93,43 @@ pub fn service_spec(
         labels.insert(FINGERPRINT.into(), print);
     }
     service
+}
+
+/// The task's container: the process and its files.
+fn container_spec(spec: &DeploySpec, owner: &Ownership, instance: &str) -> TaskSpecContainerSpec {
+    // The revision goes on the service only: a new commit must not
+    // restart tasks whose spec did not change.
+    let mut container_labels = labels::object_labels(spec, owner, instance);
+    container_labels.remove(labels::REVISION);
+    let runtime = &spec.runtime;
+    TaskSpecContainerSpec {
+        image: Some(spec.image.clone()),
+        labels: Some(container_labels),
+        // `command` replaces the image's CMD and keeps its ENTRYPOINT, as
+        // on the local engine: Swarm calls that `Args`.
+        args: spec.command.clone(),
+        command: runtime.entrypoint.clone(),
+        dir: runtime.working_dir.clone(),
+        hostname: runtime.hostname.clone(),
+        stop_grace_period: runtime.stop_grace_period_ns,
+        stop_signal: runtime.stop_signal.clone(),
+        init: runtime.init,
+        read_only: runtime.read_only.then_some(true),
+        capability_add: (!runtime.cap_add.is_empty()).then(|| runtime.cap_add.clone()),
+        capability_drop: (!runtime.cap_drop.is_empty()).then(|| runtime.cap_drop.clone()),
+        hosts: (!runtime.extra_hosts.is_empty()).then(|| swarm_hosts(&runtime.extra_hosts)),
+        // As stack deploy sends it: present, empty.
+        privileges: Some(Default::default()),
+        env: Some(spec.env.clone()),
+        mounts: Some(spec.mounts.iter().map(docker_mount).collect()),
+        health_check: spec
+            .healthcheck
+            .as_ref()
+            .map(crate::engine::strategy::health_config),
+        user: spec.user.clone(),
+        ulimits: crate::engine::strategy::ulimits(spec),
+        ..Default::default()
+    }
 }
 
 pub(super) fn service_mode(mode: Mode) -> ServiceSpecMode {
@@ -253,7 +262,6 @@ pub(super) fn docker_mount(m: &crate::model::spec::Mount) -> DockerMount {
             MountKind::Tmpfs => MountType::TMPFS,
         }),
         read_only: Some(m.read_only),
-        tmpfs_options: (m.kind == MountKind::Tmpfs).then(MountTmpfsOptions::default),
         volume_options: crate::engine::strategy::volume_options(m),
         ..Default::default()
     }

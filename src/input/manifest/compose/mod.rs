@@ -18,9 +18,15 @@
 //! secrets and configs).
 
 mod deploy;
+mod environment;
+mod mounts;
 mod objects;
+mod ports;
+mod references;
 mod service;
 pub(crate) mod shape;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 

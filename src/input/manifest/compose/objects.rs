@@ -81,31 +81,22 @@ impl Decoder<'_> {
             Some(n) => self.compose_labels(n, &at("labels")),
             None => BTreeMap::new(),
         };
-        let driver = match fields.get("driver") {
+        let driver = match fields
+            .raw_if_known("driver")
+            .filter(|n| !matches!(n.kind, Kind::Null))
+        {
             Some(n) => Some(self.string(n, &at("driver"))?),
             None => None,
         };
-        let driver_opts = match fields.get("driver_opts") {
+        let driver_opts = match fields
+            .raw_if_known("driver_opts")
+            .filter(|n| !matches!(n.kind, Kind::Null))
+        {
             Some(n) => self.compose_labels(n, &at("driver_opts")),
             None => BTreeMap::new(),
         };
         if external {
-            for owned in [
-                "driver",
-                "driver_opts",
-                "labels",
-                "file",
-                "environment",
-                "content",
-            ] {
-                if let Some(n) = fields.raw_if_known(owned) {
-                    self.error(
-                        n,
-                        &at(owned),
-                        format!("an `external: true` {} is not created by the project, so `{owned}` cannot apply", singular(kind)),
-                    );
-                }
-            }
+            self.nothing_to_create(&fields, kind, path);
             return Some(Declared {
                 name,
                 external,
@@ -115,21 +106,11 @@ impl Decoder<'_> {
         labels.extend(project.namespace_labels());
         let pos = self.pos(key_node);
         let spec = match kind {
-            "networks" => {
-                let boolean = |this: &mut Self, k: &str| -> bool {
-                    fields
-                        .get(k)
-                        .and_then(|n| this.boolean(n, &at(k)))
-                        .unwrap_or(false)
-                };
-                ResourceSpec::Network(NetworkSpec {
-                    driver: driver.clone(),
-                    attachable: boolean(self, "attachable"),
-                    internal: boolean(self, "internal"),
-                    options: driver_opts.clone(),
-                    ..Default::default()
-                })
-            }
+            "networks" => ResourceSpec::Network(NetworkSpec {
+                driver: driver.clone(),
+                options: driver_opts.clone(),
+                ..self.compose_network_flags(&fields, path)
+            }),
             "volumes" => {
                 return Some(Declared {
                     name,
@@ -158,6 +139,43 @@ impl Decoder<'_> {
             external,
             ..Default::default()
         })
+    }
+
+    /// An `external: true` object is not the project's, so nothing that
+    /// would create it applies.
+    fn nothing_to_create(&mut self, fields: &Fields<'_>, kind: &str, path: &str) {
+        let at = |k: &str| join(path, k);
+        for owned in [
+            "driver",
+            "driver_opts",
+            "labels",
+            "file",
+            "environment",
+            "content",
+        ] {
+            if let Some(n) = fields.raw_if_known(owned) {
+                self.error(
+                n,
+                &at(owned),
+                format!("an `external: true` {} is not created by the project, so `{owned}` cannot apply", singular(kind)),
+                );
+            }
+        }
+    }
+
+    /// A network's `attachable` and `internal`.
+    fn compose_network_flags(&mut self, fields: &Fields<'_>, path: &str) -> NetworkSpec {
+        let mut flag = |k: &str| {
+            fields
+                .get(k)
+                .and_then(|n| self.boolean(n, &join(path, k)))
+                .unwrap_or(false)
+        };
+        NetworkSpec {
+            attachable: flag("attachable"),
+            internal: flag("internal"),
+            ..Default::default()
+        }
     }
 
     /// Where a secret's or config's content comes from: `file` (relative to
@@ -196,7 +214,10 @@ impl Decoder<'_> {
         };
         let text = self.string(node, &at(source))?;
         let pos = self.pos(node);
-        let decrypt = match fields.get("decrypt") {
+        let decrypt = match fields
+            .raw_if_known("decrypt")
+            .filter(|n| !matches!(n.kind, Kind::Null))
+        {
             Some(n) => match self.string(n, &at("decrypt"))?.as_str() {
                 "age" => Decrypt::Age,
                 "none" => Decrypt::None,
