@@ -150,6 +150,7 @@ drwxr-xr-x root/root ./usr/bin/
 drwxr-xr-x root/root ./usr/share/
 drwxr-xr-x root/root ./usr/share/assetd/
 -rw-r--r-- root/root ./usr/share/assetd/assetd.schema.json
+-rw-r--r-- root/root ./usr/share/assetd/compose.schema.json
 drwxr-xr-x root/root ./usr/share/assetd/grafana/
 -rw-r--r-- root/root ./usr/share/assetd/grafana/assetd.json
 -rw-r--r-- root/root ./usr/share/assetd/openfactory.schema.json
