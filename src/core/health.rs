@@ -101,8 +101,12 @@ pub fn stopped_rollout(
 ) -> Option<String> {
     let rolled_back_here = record
         .and_then(|r| r.rolled_back.as_ref())
-        .filter(|r| Some(&r.hash) == wanted)
-        .map(|r| format!("rolled back: {}", r.reason));
+        // A hook's hold stops nothing that runs: the plan's hold says it.
+        .filter(|r| Some(&r.hash) == wanted && !r.held)
+        .map(|r| {
+            let how = if r.held { "held" } else { "rolled back" };
+            format!("{how}: {}", r.reason)
+        });
     have.and_then(|h| h.failed_rollout(wanted))
         .or(rolled_back_here)
 }

@@ -386,6 +386,9 @@ fn after_rollback(known: &Known, want: &DesiredAsset) -> Op {
         .and_then(|r| r.rolled_back.as_ref())
         .map(|r| r.reason.clone())
         .unwrap_or_default();
+    let held_by_hook = record
+        .and_then(|r| r.rolled_back.as_ref())
+        .is_some_and(|r| r.held);
     let previous = record.and_then(|r| previous_version(r, want));
     let intact = known
         .have
@@ -400,6 +403,10 @@ fn after_rollback(known: &Known, want: &DesiredAsset) -> Op {
                 reason: format!("{drift} (repaired with the version that ran before the rollback)"),
             }
         }
+        _ if held_by_hook => Op::Hold(HoldReason::HookHeld {
+            name: known.name.clone(),
+            why,
+        }),
         _ => Op::Hold(HoldReason::RolledBack {
             name: known.name.clone(),
             why,
@@ -438,7 +445,10 @@ fn first_error(errors: &[ManifestError]) -> String {
 fn rolled_back_here(want: &DesiredAsset, record: Option<&AppliedRecord>) -> bool {
     record
         .and_then(|r| r.rolled_back.as_ref())
-        .is_some_and(|r| r.hash == want.hash)
+        .is_some_and(|r| {
+            // A version a hook held is tried again once the hooks change.
+            r.hash == want.hash && r.hooks.as_ref().is_none_or(|d| *d == want.hooks.digest())
+        })
 }
 
 /// The version that ran before a rollback, as a deployable asset (the
@@ -452,6 +462,8 @@ fn previous_version(record: &AppliedRecord, want: &DesiredAsset) -> Option<Desir
         depends_on: want.depends_on.clone(),
         revision: want.revision.clone(),
         references: want.references.clone(),
+        hooks: want.hooks.clone(),
+        redactions: want.redactions.clone(),
     })
 }
 
@@ -569,6 +581,8 @@ pub(crate) mod tests {
             depends_on: vec![],
             revision: None,
             references: vec![],
+            hooks: Default::default(),
+            redactions: Default::default(),
         }
     }
 
@@ -950,6 +964,8 @@ pub(crate) mod tests {
             rolled_back: Some(crate::model::applied::RolledBack {
                 hash: new.hash.clone(),
                 reason: "exited 3".into(),
+                held: false,
+                hooks: None,
             }),
             ..Default::default()
         };

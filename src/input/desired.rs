@@ -78,6 +78,10 @@ pub struct DesiredAsset {
     pub revision: Option<String>,
     /// The networks, volumes, secrets and configs it names.
     pub references: Vec<manifest::Reference>,
+    /// `spec.hooks`: jobs run around its creates and updates.
+    pub hooks: crate::model::hooks::Hooks,
+    /// Its secrets' values, taken out of its hooks' output.
+    pub redactions: crate::model::hooks::Redactions,
 }
 
 /// What the manifests directory itself looked like. Anything but

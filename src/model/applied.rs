@@ -49,6 +49,15 @@ pub struct AppliedRecord {
 pub struct RolledBack {
     pub hash: SpecHash,
     pub reason: String,
+    /// Held by a hook rather than rolled back: what runs may be the new
+    /// version (`postDeploy` with `failureAction: pause`) or the old one
+    /// (`preDeploy`, which deploys nothing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+    /// When a hook failed: the digest of the hooks it ran with, so that a
+    /// fixed hook is a new attempt ([`crate::model::hooks::Hooks::digest`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 pub mod actual;
 pub mod applied;
 pub mod control;
+pub mod hooks;
 pub mod spec;
 pub mod window;
 pub mod writer;

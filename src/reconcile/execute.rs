@@ -108,9 +108,13 @@ pub async fn execute<S: DeploymentStrategy>(
                 }
                 Err(e) => Err(e),
             },
-            Op::Create(want)
-            | Op::Update { desired: want, .. }
-            | Op::Repair { desired: want, .. } => deploy(strategy, want, &mut record)
+            Op::Create(want) | Op::Update { desired: want, .. } => {
+                super::hooks::deploy_with_hooks(strategy, want, &mut record, store)
+                    .await
+                    .map(|warnings| outcome.warnings = warnings)
+            }
+            // A repair brings back the version that ran: no hook.
+            Op::Repair { desired: want, .. } => deploy(strategy, want, &mut record)
                 .await
                 .map(|warnings| outcome.warnings = warnings),
         };

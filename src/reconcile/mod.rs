@@ -9,6 +9,7 @@
 //! others: its failure becomes a backoff timer on its own record.
 
 mod execute;
+mod hooks;
 mod observe;
 mod record;
 pub mod rollout_result;
@@ -235,6 +236,8 @@ mod tests {
                     depends_on: vec![],
                     revision: None,
                     references: vec![],
+                    hooks: Default::default(),
+                    redactions: Default::default(),
                 },
                 changes: vec![],
                 unknown: "",

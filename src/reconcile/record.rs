@@ -136,16 +136,19 @@ pub(super) fn record_failure(
     error: StrategyError,
 ) -> String {
     record.last_result = Some(ActionResult::Failed);
-    if let StrategyError::RolledBack(why) = &error {
+    if let StrategyError::RolledBack(why) | StrategyError::HookHeld(why) = &error {
         // Nothing to retry: the same version would fail the same way.
         // The planner holds it until the manifest changes.
-        tracing::warn!(reason = %why, "rolled back");
+        let held = matches!(error, StrategyError::HookHeld(_));
+        tracing::warn!(reason = %why, held, "rolled back or held");
         record.rolled_back = want.map(|d| RolledBack {
             hash: d.hash.clone(),
             reason: why.clone(),
+            held,
+            hooks: (!d.hooks.is_empty()).then(|| d.hooks.digest()),
         });
         record.next_retry_ms = None;
-        record.last_error = Some(format!("rolled back: {why}"));
+        record.last_error = Some(error.to_string());
     } else {
         record.failed_hash = want.map(|d| d.hash.clone());
         record.attempts = record.attempts.saturating_add(1);

@@ -88,6 +88,8 @@ pub enum HoldReason {
     Conflicts(Conflicts),
     /// This version failed its rollout gate here (`why`).
     RolledBack { name: AssetName, why: String },
+    /// A hook of this version failed (`why`); what runs stays.
+    HookHeld { name: AssetName, why: String },
     /// The engine rolled this version back (Swarm's state and message).
     RolledBackByEngine {
         name: AssetName,
@@ -136,6 +138,10 @@ impl std::fmt::Display for HoldReason {
             HoldReason::RolledBack { name, why } => write!(
                 f,
                 "rolled back: {why}; not deployed again until the manifest changes or `assetd retry {name}`"
+            ),
+            HoldReason::HookHeld { name, why } => write!(
+                f,
+                "held: {why}; not tried again until the manifest or its hooks change or `assetd retry {name}`"
             ),
             HoldReason::RolledBackByEngine { name, state, message } => write!(
                 f,

@@ -14,6 +14,9 @@ pub const MANAGED: &str = "io.assetd.managed";
 /// manifests, and never touch each other's objects.
 pub const INSTANCE: &str = "io.assetd.instance";
 pub const ASSET: &str = "io.assetd.asset";
+/// On a hook's one-shot container or job service (never `managed`: it is
+/// no asset): which hook it runs.
+pub const HOOK: &str = "io.assetd.hook";
 pub const SPEC_HASH: &str = "io.assetd.spec-hash";
 pub const SOURCE: &str = "io.assetd.source";
 /// Local engine only: how many containers the asset has, so drift (a
@@ -146,4 +149,29 @@ pub fn owner_of(
     let hash = labels.get(SPEC_HASH).map(|h| SpecHash(h.clone()));
     let source = labels.get(SOURCE).cloned();
     Some((name, hash, source))
+}
+
+/// The filter of the hook objects of one asset of this instance.
+pub fn hook_filter(instance: &str, asset: &AssetName) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![
+            HOOK.to_string(),
+            format!("{INSTANCE}={instance}"),
+            format!("{ASSET}={asset}"),
+        ],
+    )])
+}
+
+/// A hook object's labels: the instance, the asset, the hook.
+pub fn hook_labels(
+    instance: &str,
+    asset: &AssetName,
+    kind: crate::model::hooks::HookKind,
+) -> HashMap<String, String> {
+    HashMap::from([
+        (INSTANCE.to_string(), instance.to_string()),
+        (ASSET.to_string(), asset.to_string()),
+        (HOOK.to_string(), kind.as_str().to_string()),
+    ])
 }

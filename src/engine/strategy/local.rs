@@ -30,6 +30,7 @@ use crate::engine::strategy::writer::Writer;
 use crate::model::spec::{AssetName, DeploySpec, Mode, MountKind, PullPolicy, SpecHash};
 
 mod ailing;
+mod hook;
 mod rollout;
 
 /// Where the daemon's Docker watcher notes the crashes it sees (`die`
@@ -600,6 +601,19 @@ impl DeploymentStrategy for LocalDocker {
         *self.listed.lock().expect("listing lock") =
             assets.iter().map(|a| a.name.clone()).collect();
         Ok(assets)
+    }
+
+    async fn run_hook(
+        &self,
+        spec: &DeploySpec,
+        kind: crate::model::hooks::HookKind,
+        hook: &crate::model::hooks::Hook,
+    ) -> crate::model::hooks::HookRun {
+        self.run_hook_container(spec, kind, hook).await
+    }
+
+    async fn sweep_hooks(&self, name: &AssetName) {
+        self.sweep_hook_containers(name).await;
     }
 }
 

@@ -9,6 +9,7 @@
 
 #[cfg(test)]
 pub mod fake;
+pub mod hook_job;
 pub mod labels;
 pub mod local;
 pub mod pull;
@@ -80,6 +81,10 @@ pub enum StrategyError {
     /// version is not deployed again until its manifest changes.
     #[error("rolled back: {0}")]
     RolledBack(String),
+    /// A hook failed: the change is held (what runs stays) until the
+    /// manifest changes or the operator retries.
+    #[error("held: {0}")]
+    HookHeld(String),
     /// An object with our name exists but is not ours: we never touch it.
     #[error("{kind} `{name}` exists and is not managed by this assetd instance ({}); it is left alone: rename the asset or remove that {kind} by hand", owner_text(.owner))]
     Foreign {
@@ -222,6 +227,42 @@ pub trait DeploymentStrategy: Send + Sync {
     fn default_monitor(&self) -> std::time::Duration {
         local::DEFAULT_MONITOR
     }
+
+    /// Runs one hook of the asset `spec` as a one-shot job (a container
+    /// locally, a `replicated-job` service on Swarm), owned by label,
+    /// killed at its timeout and removed after.
+    fn run_hook(
+        &self,
+        spec: &DeploySpec,
+        kind: crate::model::hooks::HookKind,
+        hook: &crate::model::hooks::Hook,
+    ) -> impl Future<Output = crate::model::hooks::HookRun> + Send {
+        let _ = (spec, hook);
+        std::future::ready(hook_job::failed_to_run(
+            kind,
+            std::time::Instant::now(),
+            "this engine runs no hooks".into(),
+        ))
+    }
+
+    /// Removes the hook objects of asset `name` a crash left behind (the
+    /// other assets' hooks may be running in the same pass).
+    fn sweep_hooks(&self, name: &AssetName) -> impl Future<Output = ()> + Send {
+        let _ = name;
+        std::future::ready(())
+    }
+
+    /// Waits, up to `limit`, until the rollout of `name` that the last
+    /// deploy started has ended (Swarm rolls after the call returns; a
+    /// local deploy returns after its gate). `Err` says why it failed.
+    fn rollout_ended(
+        &self,
+        name: &AssetName,
+        limit: std::time::Duration,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        let _ = (name, limit);
+        std::future::ready(Ok(()))
+    }
 }
 
 /// Which strategy a pass runs with.
@@ -320,6 +361,36 @@ impl DeploymentStrategy for AnyStrategy {
         match self {
             AnyStrategy::Local(s) => s.stack(),
             AnyStrategy::Swarm(s) => s.stack(),
+        }
+    }
+
+    async fn run_hook(
+        &self,
+        spec: &DeploySpec,
+        kind: crate::model::hooks::HookKind,
+        hook: &crate::model::hooks::Hook,
+    ) -> crate::model::hooks::HookRun {
+        match self {
+            AnyStrategy::Local(s) => s.run_hook(spec, kind, hook).await,
+            AnyStrategy::Swarm(s) => s.run_hook(spec, kind, hook).await,
+        }
+    }
+
+    async fn sweep_hooks(&self, name: &AssetName) {
+        match self {
+            AnyStrategy::Local(s) => s.sweep_hooks(name).await,
+            AnyStrategy::Swarm(s) => s.sweep_hooks(name).await,
+        }
+    }
+
+    async fn rollout_ended(
+        &self,
+        name: &AssetName,
+        limit: std::time::Duration,
+    ) -> Result<(), String> {
+        match self {
+            AnyStrategy::Local(s) => s.rollout_ended(name, limit).await,
+            AnyStrategy::Swarm(s) => s.rollout_ended(name, limit).await,
         }
     }
 

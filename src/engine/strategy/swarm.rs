@@ -32,6 +32,7 @@ use crate::engine::strategy::writer::Writer;
 use crate::model::spec::{AssetName, DeploySpec};
 
 mod fingerprint;
+mod hook;
 mod rollout;
 mod spec;
 mod tasks;
@@ -570,6 +571,27 @@ impl DeploymentStrategy for Swarm {
 
     fn default_monitor(&self) -> std::time::Duration {
         ROLLOUT_MONITOR
+    }
+
+    async fn run_hook(
+        &self,
+        spec: &DeploySpec,
+        kind: crate::model::hooks::HookKind,
+        hook: &crate::model::hooks::Hook,
+    ) -> crate::model::hooks::HookRun {
+        self.run_hook_job(spec, kind, hook).await
+    }
+
+    async fn sweep_hooks(&self, name: &AssetName) {
+        self.sweep_hook_services(name).await;
+    }
+
+    async fn rollout_ended(
+        &self,
+        name: &AssetName,
+        limit: std::time::Duration,
+    ) -> Result<(), String> {
+        self.wait_rolled_out(name, limit).await
     }
 }
 

@@ -122,6 +122,7 @@ impl Declared {
             }
         }
         let mut changed = false;
+        let mut values = Vec::new();
         for (kind, refs) in [
             (ResourceKind::Secret, &mut asset.spec.secrets),
             (ResourceKind::Config, &mut asset.spec.configs),
@@ -130,8 +131,14 @@ impl Declared {
                 if let Some(want) = self.resources.get(&(kind, file_ref.source.clone())) {
                     file_ref.version = Some(want.hash.clone());
                     changed = true;
+                    if kind == ResourceKind::Secret {
+                        values.extend(want.content.as_ref().map(|c| c.expose().to_vec()));
+                    }
                 }
             }
+        }
+        if !values.is_empty() {
+            asset.redactions = crate::model::hooks::Redactions::new(values);
         }
         for mount in asset.spec.mounts.iter_mut() {
             let Some(source) = &mount.source else {

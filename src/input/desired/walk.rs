@@ -279,6 +279,8 @@ impl<'a> Loader<'a> {
                     depends_on: asset.depends_on.into_iter().map(|(n, _)| n).collect(),
                     revision: None,
                     references: asset.references,
+                    hooks: asset.hooks,
+                    redactions: asset.redactions,
                 },
             );
         }

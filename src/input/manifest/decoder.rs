@@ -48,6 +48,8 @@ pub(super) struct Decoder<'a> {
     /// The files read beside this one, so a change to them is a change
     /// of this file.
     pub(super) side_files: Vec<std::path::PathBuf>,
+    /// The current asset's `spec.hooks`.
+    pub(super) hooks: crate::model::hooks::Hooks,
 }
 
 /// `path.key`, or `key` at the top.
@@ -82,6 +84,7 @@ impl<'a> Decoder<'a> {
             compose: None,
             dir: None,
             side_files: Vec::new(),
+            hooks: Default::default(),
         }
     }
 

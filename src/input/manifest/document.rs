@@ -35,6 +35,7 @@ impl Decoder<'_> {
         self.expanded_bytes = 0;
         self.expansion_exhausted = false;
         self.references.clear();
+        self.hooks = Default::default();
         self.tags(root, "");
         if !matches!(root.kind, Kind::Map(_)) {
             self.error(
@@ -119,6 +120,8 @@ impl Decoder<'_> {
             ports_pos,
             depends_on,
             references: std::mem::take(&mut self.references),
+            hooks: std::mem::take(&mut self.hooks),
+            redactions: Default::default(),
         })
     }
 
@@ -206,6 +209,10 @@ impl Decoder<'_> {
     )> {
         const P: &str = "spec";
         let fields = self.object(node, P, &SPEC)?;
+        self.hooks = fields
+            .get("hooks")
+            .map(|n| self.hooks(n))
+            .unwrap_or_default();
         let image = self
             .required(&fields, "image", node, P)
             .and_then(|n| self.image(n));

@@ -68,6 +68,7 @@ mod container;
 mod decoder;
 mod document;
 mod expand;
+mod hooks;
 mod mounts;
 pub mod openfactory;
 mod process;
@@ -196,6 +197,11 @@ pub struct ParsedAsset {
     pub depends_on: Vec<(crate::model::spec::AssetName, SourcePos)>,
     /// The networks, volumes, secrets and configs it names, each where.
     pub references: Vec<Reference>,
+    /// `spec.hooks` (not part of the spec's hash).
+    pub hooks: crate::model::hooks::Hooks,
+    /// Its secrets' values, for its hooks' output (filled in with the
+    /// secrets' versions).
+    pub redactions: crate::model::hooks::Redactions,
 }
 
 /// A network, volume, secret or config an asset names: it must be

@@ -312,6 +312,21 @@ pub(crate) fn boolean(_: Spelling) -> Value {
     json!({ "type": ["boolean", "string"], "pattern": or_variable("^(true|false)$") })
 }
 
+pub(crate) fn hooks(_: Spelling) -> Value {
+    object(&super::shape::HOOKS, Spelling::Friendly)
+}
+
+pub(crate) fn hook(_: Spelling) -> Value {
+    let mut hook = object(&super::shape::HOOK, Spelling::Friendly);
+    if let Value::Object(map) = &mut hook {
+        map.insert(
+            "description".into(),
+            json!("A one-shot job with the asset's networks, env, secrets and configs; the asset's image unless `image` is given; killed and failed after `timeout` (2m when unset)"),
+        );
+    }
+    hook
+}
+
 pub(crate) fn healthcheck(_: Spelling) -> Value {
     spelled(&HEALTHCHECK)
 }

@@ -125,6 +125,29 @@ pub static SPEC: Shape = Shape {
         field("pullPolicy", s::pull_policy),
         field("secrets", ss::secret_refs),
         field("configs", ss::config_refs),
+        field("hooks", s::hooks),
+    ],
+};
+
+/// `spec.hooks`.
+pub static HOOKS: Shape = Shape {
+    name: "hooks",
+    engine_name: None,
+    fields: &[
+        field("preDeploy", s::hook),
+        field("postDeploy", s::hook),
+        field("onFailure", s::hook),
+    ],
+};
+
+/// One hook of `spec.hooks`.
+pub static HOOK: Shape = Shape {
+    name: "hook",
+    engine_name: None,
+    fields: &[
+        field("image", s::image),
+        field("command", s::command),
+        field("timeout", s::duration),
     ],
 };
 

@@ -113,6 +113,8 @@ impl Decoder<'_> {
             ports_pos,
             depends_on,
             references: std::mem::take(&mut self.references),
+            hooks: Default::default(),
+            redactions: Default::default(),
         })
     }
 

@@ -110,6 +110,8 @@ impl Decoder<'_> {
             // OpenFactory apps have no ordering of their own.
             depends_on: vec![],
             references: std::mem::take(&mut self.references),
+            hooks: Default::default(),
+            redactions: Default::default(),
         })
     }
 

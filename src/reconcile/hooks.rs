@@ -1,0 +1,122 @@
+//! A create or update with `spec.hooks`: `preDeploy` before it (a failure
+//! holds the change and what runs stays), `postDeploy` once the new
+//! version passed its gate (a failure is a failed rollout: back to the
+//! version that ran, unless `failureAction: pause`), `onFailure` after
+//! either failure or a failed rollout (its own result changes nothing).
+//! Every run goes to the asset's history with its exit code and the tail
+//! of its output, secret values taken out.
+
+use crate::engine::strategy::{DeploymentStrategy, Ownership, StrategyError};
+use crate::input::desired::DesiredAsset;
+use crate::model::hooks::{HookKind, HookRun};
+use crate::model::spec::FailureAction;
+use crate::store::{AppliedRecord, Store};
+
+use super::execute::deploy;
+
+/// How long a `postDeploy` waits for Swarm to finish a rollout, beyond
+/// the asset's monitor window.
+const ROLLOUT_WAIT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// [`deploy`] with the asset's hooks around it.
+pub(super) async fn deploy_with_hooks<S: DeploymentStrategy>(
+    strategy: &S,
+    want: &DesiredAsset,
+    record: &mut AppliedRecord,
+    store: &dyn Store,
+) -> Result<Vec<String>, StrategyError> {
+    if want.hooks.is_empty() {
+        return deploy(strategy, want, record).await;
+    }
+    // Hooks that a crash left behind are removed before any new one runs.
+    strategy.sweep_hooks(&want.spec.name).await;
+    let previous = record.spec.clone().zip(record.hash.clone());
+    if let Some(run) = run(strategy, want, HookKind::PreDeploy, store).await {
+        if !run.succeeded() {
+            run_on_failure(strategy, want, store).await;
+            return Err(StrategyError::HookHeld(run.summary()));
+        }
+    }
+    let warnings = match deploy(strategy, want, record).await {
+        Ok(warnings) => warnings,
+        Err(e) => {
+            run_on_failure(strategy, want, store).await;
+            return Err(e);
+        }
+    };
+    if want.hooks.post_deploy.is_none() {
+        return Ok(warnings);
+    }
+    let limit = want.spec.monitor_or(strategy.default_monitor()) + ROLLOUT_WAIT;
+    if let Err(why) = strategy.rollout_ended(&want.spec.name, limit).await {
+        run_on_failure(strategy, want, store).await;
+        return Err(StrategyError::RolledBack(why));
+    }
+    let Some(run) = run(strategy, want, HookKind::PostDeploy, store).await else {
+        return Ok(warnings);
+    };
+    if run.succeeded() {
+        return Ok(warnings);
+    }
+    let summary = run.summary();
+    let pause = want.spec.update.as_ref().map(|u| u.failure_action()) == Some(FailureAction::Pause);
+    let result = match previous {
+        Some((spec, hash)) if !pause => {
+            let owner = Ownership {
+                hash: hash.clone(),
+                source: want.source.clone(),
+                revision: want.revision.clone(),
+            };
+            match strategy.deploy(&spec, &owner).await {
+                Ok(_) => {
+                    // The version that runs is the previous one again.
+                    record.spec = Some(spec);
+                    record.hash = Some(hash);
+                    Err(StrategyError::RolledBack(summary))
+                }
+                Err(e) => Err(StrategyError::Refused(format!(
+                    "{summary}; going back to the previous version failed: {e}"
+                ))),
+            }
+        }
+        // Paused, or a first deploy (nothing to go back to): the new
+        // version stays, held until the manifest changes or a retry.
+        _ => Err(StrategyError::HookHeld(summary)),
+    };
+    run_on_failure(strategy, want, store).await;
+    result
+}
+
+/// Runs the asset's `kind` hook, if it has one, and records the run.
+async fn run<S: DeploymentStrategy>(
+    strategy: &S,
+    want: &DesiredAsset,
+    kind: HookKind,
+    store: &dyn Store,
+) -> Option<HookRun> {
+    let hook = want.hooks.get(kind)?;
+    let mut run = strategy.run_hook(&want.spec, kind, hook).await;
+    run.output_tail = want.redactions.apply(&run.output_tail);
+    if let Some(error) = run.error.take() {
+        run.error = Some(want.redactions.apply(&error));
+    }
+    let summary = run.summary();
+    if run.succeeded() {
+        tracing::info!(hook = %kind, "{summary}");
+    } else {
+        tracing::warn!(hook = %kind, "{summary}");
+    }
+    let entry = crate::store::history::control(format!("hook {summary}"), None);
+    if let Err(e) = crate::store::history::append(store, &want.spec.name, entry) {
+        tracing::warn!(error = %e, "could not record the hook's run");
+    }
+    Some(run)
+}
+
+async fn run_on_failure<S: DeploymentStrategy>(
+    strategy: &S,
+    want: &DesiredAsset,
+    store: &dyn Store,
+) {
+    let _ = run(strategy, want, HookKind::OnFailure, store).await;
+}
