@@ -74,6 +74,64 @@ async fn running_image(env: &TestEnv, strategy: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// What identifies the running version: the container's ID locally, the
+/// service's version index on Swarm.
+fn running_version(env: &TestEnv, strategy: &str) -> String {
+    let name = env.name("app");
+    let (what, format) = if strategy == "local" {
+        ("container", "{{.Id}}")
+    } else {
+        ("service", "{{.Version.Index}}")
+    };
+    let out = Command::new("docker")
+        .args([
+            "-H",
+            &common::docker_host(),
+            what,
+            "inspect",
+            &name,
+            "--format",
+            format,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// When the asset's (first) container started, in Unix seconds.
+fn started_at(env: &TestEnv, strategy: &str) -> i64 {
+    let name = env.name("app");
+    let container = if strategy == "local" {
+        name
+    } else {
+        let out = Command::new("docker")
+            .args(["-H", &common::docker_host(), "ps", "-q", "--filter"])
+            .arg(format!("label=com.docker.swarm.service.name={name}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let out = Command::new("docker")
+        .args([
+            "-H",
+            &common::docker_host(),
+            "inspect",
+            &container,
+            "--format",
+            "{{.State.StartedAt}}",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    chrono::DateTime::parse_from_rfc3339(&text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .timestamp()
+}
+
 /// This instance's hook containers and services.
 async fn hook_objects(env: &TestEnv) -> usize {
     let filters = HashMap::from([(
@@ -108,8 +166,13 @@ async fn hook_objects(env: &TestEnv) -> usize {
 async fn hooks_gate_rollouts(prefix: &str, strategy: &str) {
     let env = TestEnv::new(prefix).await;
     env.write("token.txt", TOKEN);
-    let ok =
-        hook("preDeploy", "echo pre-ok $STAGE", "30s") + &hook("postDeploy", "echo post-ok", "30s");
+    // The hook says when it ran, then takes a second: the new version
+    // must start after it ended.
+    let ok = hook(
+        "preDeploy",
+        "echo pre-ok $STAGE at $(date +%s); sleep 1",
+        "30s",
+    ) + &hook("postDeploy", "echo post-ok", "30s");
     env.write("app.yaml", &manifest(&env, IMAGE_1, "line7", &ok));
     let out = apply(&env, strategy);
     assert_eq!(out.status.code(), Some(0), "{}", all_text(&out));
@@ -120,6 +183,22 @@ async fn hooks_gate_rollouts(prefix: &str, strategy: &str) {
     );
     assert!(text.contains("postDeploy hook exited 0"), "{text}");
     assert_eq!(running_image(&env, strategy).await, IMAGE_1);
+    let hook_ran: i64 = text
+        .split("pre-ok line7 at ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|t| {
+            t.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no time in {text}"));
+    let started = started_at(&env, strategy);
+    assert!(
+        started > hook_ran,
+        "the new version started at {started}, the hook ran at {hook_ran}"
+    );
+    let version = running_version(&env, strategy);
 
     // A failing preDeploy holds the update: what runs stays. Its output
     // is kept with the secret's value taken out; onFailure runs.
@@ -140,6 +219,11 @@ async fn hooks_gate_rollouts(prefix: &str, strategy: &str) {
         running_image(&env, strategy).await,
         IMAGE_1,
         "what runs stays"
+    );
+    assert_eq!(
+        running_version(&env, strategy),
+        version,
+        "the same container, the same service version"
     );
     let text = history(&env, strategy);
     assert!(

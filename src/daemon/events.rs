@@ -34,6 +34,9 @@ pub enum EventKind {
     Resumed,
     /// No longer managed: removed.
     Removed,
+    /// One of its hooks ran (the reason says which, how it ended, and
+    /// the tail of its output).
+    Hook,
 }
 
 impl std::fmt::Display for EventKind {
@@ -182,6 +185,28 @@ impl EventLog {
         recorded
     }
 
+    /// Records an event that is no change of status (a hook's run).
+    pub fn note(&self, asset: &AssetName, event: EventKind, reason: String, at_ms: u64) -> Event {
+        let mut inner = self.inner.lock().expect("event log lock");
+        inner.0 += 1;
+        let recorded = Event {
+            seq: inner.0,
+            at_ms,
+            asset: asset.clone(),
+            event,
+            before: None,
+            after: None,
+            reason: Some(reason),
+            revision: None,
+        };
+        inner.1.push_back(recorded.clone());
+        while inner.1.len() > KEPT {
+            inner.1.pop_front();
+        }
+        self.last.send_replace(inner.0);
+        recorded
+    }
+
     /// Wakes on every new event; reads the `seq` of the last one.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.last.subscribe()
@@ -276,5 +301,18 @@ mod tests {
         let seqs: Vec<u64> = log.after(0).iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [1, 2]);
         assert_eq!(log.after(1).len(), 1);
+    }
+
+    #[test]
+    fn a_hook_run_is_an_event_of_its_own() {
+        let log = EventLog::default();
+        let name = AssetName::new("mes").unwrap();
+        let why = "preDeploy hook exited 3 after 0.2 s: refused";
+        let noted = log.note(&name, EventKind::Hook, why.into(), 5);
+        assert_eq!(noted.seq, 1);
+        let kept = log.after(0);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].event.to_string(), "hook");
+        assert_eq!(kept[0].reason.as_deref(), Some(why));
     }
 }

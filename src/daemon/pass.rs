@@ -316,8 +316,21 @@ impl Daemon {
         let kind = action.kind();
         let strategy = strategy.clone();
         let store = self.store.clone();
+        let shared = self.shared.clone();
+        let notifier = self.notifier.clone();
         let work = async move {
             let outcome = reconcile::execute(action, record, &strategy, store.as_ref()).await;
+            let events: Vec<_> = outcome
+                .hooks
+                .iter()
+                .map(|run| {
+                    let kind = crate::daemon::events::EventKind::Hook;
+                    shared
+                        .events
+                        .note(&outcome.name, kind, run.clone(), now_ms())
+                })
+                .collect();
+            notifier.offer(&events);
             Finished {
                 kind,
                 ok: outcome.error.is_none(),

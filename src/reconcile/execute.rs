@@ -88,6 +88,7 @@ pub async fn execute<S: DeploymentStrategy>(
             reason: reason.clone(),
             error: None,
             warnings: vec![],
+            hooks: vec![],
         };
         record.updated_ms = now_ms();
         record.last_action = Some(format!("{kind}: {reason}"));
@@ -108,11 +109,15 @@ pub async fn execute<S: DeploymentStrategy>(
                 }
                 Err(e) => Err(e),
             },
-            Op::Create(want) | Op::Update { desired: want, .. } => {
-                super::hooks::deploy_with_hooks(strategy, want, &mut record, store)
-                    .await
-                    .map(|warnings| outcome.warnings = warnings)
-            }
+            Op::Create(want) | Op::Update { desired: want, .. } => super::hooks::deploy_with_hooks(
+                strategy,
+                want,
+                &mut record,
+                store,
+                &mut outcome.hooks,
+            )
+            .await
+            .map(|warnings| outcome.warnings = warnings),
             // A repair brings back the version that ran: no hook.
             Op::Repair { desired: want, .. } => deploy(strategy, want, &mut record)
                 .await

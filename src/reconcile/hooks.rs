@@ -24,6 +24,7 @@ pub(super) async fn deploy_with_hooks<S: DeploymentStrategy>(
     want: &DesiredAsset,
     record: &mut AppliedRecord,
     store: &dyn Store,
+    runs: &mut Vec<String>,
 ) -> Result<Vec<String>, StrategyError> {
     if want.hooks.is_empty() {
         return deploy(strategy, want, record).await;
@@ -31,16 +32,16 @@ pub(super) async fn deploy_with_hooks<S: DeploymentStrategy>(
     // Hooks that a crash left behind are removed before any new one runs.
     strategy.sweep_hooks(&want.spec.name).await;
     let previous = record.spec.clone().zip(record.hash.clone());
-    if let Some(run) = run(strategy, want, HookKind::PreDeploy, store).await {
+    if let Some(run) = run(strategy, want, HookKind::PreDeploy, store, runs).await {
         if !run.succeeded() {
-            run_on_failure(strategy, want, store).await;
+            run_on_failure(strategy, want, store, runs).await;
             return Err(StrategyError::HookHeld(run.summary()));
         }
     }
     let warnings = match deploy(strategy, want, record).await {
         Ok(warnings) => warnings,
         Err(e) => {
-            run_on_failure(strategy, want, store).await;
+            run_on_failure(strategy, want, store, runs).await;
             return Err(e);
         }
     };
@@ -49,10 +50,10 @@ pub(super) async fn deploy_with_hooks<S: DeploymentStrategy>(
     }
     let limit = want.spec.monitor_or(strategy.default_monitor()) + ROLLOUT_WAIT;
     if let Err(why) = strategy.rollout_ended(&want.spec.name, limit).await {
-        run_on_failure(strategy, want, store).await;
+        run_on_failure(strategy, want, store, runs).await;
         return Err(StrategyError::RolledBack(why));
     }
-    let Some(run) = run(strategy, want, HookKind::PostDeploy, store).await else {
+    let Some(run) = run(strategy, want, HookKind::PostDeploy, store, runs).await else {
         return Ok(warnings);
     };
     if run.succeeded() {
@@ -83,7 +84,7 @@ pub(super) async fn deploy_with_hooks<S: DeploymentStrategy>(
         // version stays, held until the manifest changes or a retry.
         _ => Err(StrategyError::HookHeld(summary)),
     };
-    run_on_failure(strategy, want, store).await;
+    run_on_failure(strategy, want, store, runs).await;
     result
 }
 
@@ -93,6 +94,7 @@ async fn run<S: DeploymentStrategy>(
     want: &DesiredAsset,
     kind: HookKind,
     store: &dyn Store,
+    runs: &mut Vec<String>,
 ) -> Option<HookRun> {
     let hook = want.hooks.get(kind)?;
     let mut run = strategy.run_hook(&want.spec, kind, hook).await;
@@ -101,6 +103,7 @@ async fn run<S: DeploymentStrategy>(
         run.error = Some(want.redactions.apply(&error));
     }
     let summary = run.summary();
+    runs.push(summary.clone());
     if run.succeeded() {
         tracing::info!(hook = %kind, "{summary}");
     } else {
@@ -117,6 +120,7 @@ async fn run_on_failure<S: DeploymentStrategy>(
     strategy: &S,
     want: &DesiredAsset,
     store: &dyn Store,
+    runs: &mut Vec<String>,
 ) {
-    let _ = run(strategy, want, HookKind::OnFailure, store).await;
+    let _ = run(strategy, want, HookKind::OnFailure, store, runs).await;
 }

@@ -100,6 +100,9 @@ pub struct Outcome {
     pub reason: String,
     pub error: Option<String>,
     pub warnings: Vec<String>,
+    /// The hooks it ran, each as `preDeploy hook exited 0 after 1.2 s:
+    /// <tail>` (secret values redacted), for the event log.
+    pub hooks: Vec<String>,
 }
 
 /// One create or removal of a network, volume, secret or config.
