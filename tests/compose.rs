@@ -507,3 +507,128 @@ async fn a_compose_file_runs_on_the_local_engine() {
         all_text(&out)
     );
 }
+
+fn migration_project(project: &str, job_exit: &str, app_env: &str) -> String {
+    format!(
+        "name: {project}\nservices:\n  migrate:\n    image: assetd-test/busybox:1\n    command: [\"sh\", \"-c\", \"echo migrated > /data/done; echo schema v7; exit {job_exit}\"]\n    volumes: [ \"data:/data\" ]\n  app:\n    image: assetd-test/busybox:1\n    command: [\"sh\", \"-c\", \"cat /data/done; sleep 3600\"]\n    environment: [ \"RUN={app_env}\" ]\n    volumes: [ \"data:/data\" ]\n    depends_on:\n      migrate: {{ condition: service_completed_successfully }}\nvolumes:\n  data:\n"
+    )
+}
+
+/// The status line of `name` in `assetd status`.
+fn status_line(env: &TestEnv, strategy: &str, name: &str) -> String {
+    let out = common::assetd_cli(env, &["status"], strategy);
+    all_text(&out)
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `service_completed_successfully`: the job runs to completion before
+/// what waits for it starts, once per version; a failing version holds
+/// its dependents and what runs stays.
+async fn a_migration_job_goes_first(prefix: &str, strategy: &str) {
+    let env = TestEnv::new(prefix).await;
+    let project = format!("{prefix}a").replace('-', "");
+    let _cleanup = Projects(vec![project.clone()]);
+    common::cleanup_namespace(&env.docker, &project).await;
+    env.write("migration.yaml", &migration_project(&project, "0", "1"));
+    let out = common::assetd_cli(&env, &["apply", "--once", "--wait", "2m"], strategy);
+    assert_eq!(out.status.code(), Some(0), "{}", all_text(&out));
+    let (job, app) = (format!("{project}_migrate"), format!("{project}_app"));
+    assert!(
+        status_line(&env, strategy, &job).contains("Completed"),
+        "{}",
+        status_line(&env, strategy, &job)
+    );
+    assert!(
+        status_line(&env, strategy, &app).contains("Running"),
+        "{}",
+        status_line(&env, strategy, &app)
+    );
+    // The app found what the job wrote: the job ran first.
+    let container = if strategy == "local" {
+        app.clone()
+    } else {
+        let out = docker_cli()
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.swarm.service.name={app}"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    eventually("the app's log", Duration::from_secs(30), || async {
+        let out = docker_cli().args(["logs", &container]).output().ok()?;
+        all_text(&out).contains("migrated").then_some(())
+    })
+    .await;
+    let history = |name: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_assetd"))
+            .args(["history", name, "--state-dir"])
+            .arg(env.root.join("cli-state"))
+            .output()
+            .unwrap();
+        all_text(&out)
+    };
+    assert!(
+        history(&job).contains("job exited 0") && history(&job).contains("schema v7"),
+        "{}",
+        history(&job)
+    );
+    // Once per version: a second pass plans nothing.
+    let out = common::assetd_cli(&env, &["plan"], strategy);
+    assert_eq!(out.status.code(), Some(0), "{}", all_text(&out));
+
+    // A new version of the job that fails holds the app's update; the app
+    // runs on.
+    env.write("migration.yaml", &migration_project(&project, "3", "2"));
+    let out = common::assetd_cli(&env, &["apply", "--once", "--wait", "1m"], strategy);
+    let text = all_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("job exited 3"), "{text}");
+    let line = status_line(&env, strategy, &app);
+    assert!(
+        line.contains("Held") && line.contains(&format!("waiting for {job}")),
+        "{line}"
+    );
+    assert!(
+        status_line(&env, strategy, &job).contains("held: job exited 3"),
+        "{}",
+        status_line(&env, strategy, &job)
+    );
+    let out = docker_cli()
+        .args([
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            "label=io.assetd.hook",
+            "--filter",
+            &format!("label=io.assetd.instance={}", env.prefix),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "",
+        "no job container is left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migration_job_goes_first_on_the_local_engine() {
+    a_migration_job_goes_first("cmp-jobl", "local").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migration_job_goes_first_on_swarm() {
+    a_migration_job_goes_first("cmp-jobs", "swarm").await;
+}

@@ -9,8 +9,9 @@
 //! | 5   | held: its manifest is invalid                       | Invalid   |
 //! | 6   | held for any other reason                           | Held      |
 //! | 7   | the engine shows it failing, or it last failed with work left | Failed |
-//! | 8   | work left, or fewer replicas run than wanted        | Pending   |
-//! | 9   | none of the above                                   | Running   |
+//! | 8   | a job whose version ran to completion               | Completed |
+//! | 9   | work left, or fewer replicas run than wanted        | Pending   |
+//! | 10  | none of the above                                   | Running   |
 //!
 //! The rows are tried in order: the first that matches decides. So a
 //! crash loop is never `Running`, a held change never `Failed`, and a
@@ -39,6 +40,8 @@ pub enum Phase {
     /// The operator suspended it (`assetd suspend`): left as it runs,
     /// not updated, repaired or removed until `assetd resume`.
     Suspended,
+    /// A job (`Mode::Job`) whose version ran to completion (exit 0).
+    Completed,
 }
 
 impl std::fmt::Display for Phase {
@@ -67,6 +70,7 @@ pub struct Facts {
     pub failing: bool,
     pub work_left: bool,
     pub replicas_short: bool,
+    pub job_completed: bool,
 }
 
 pub fn decide(f: &Facts) -> Phase {
@@ -90,6 +94,10 @@ pub fn decide(f: &Facts) -> Phase {
             held: Held::Other, ..
         } => Phase::Held,
         Facts { failing: true, .. } => Phase::Failed,
+        Facts {
+            job_completed: true,
+            ..
+        } => Phase::Completed,
         Facts {
             work_left: true, ..
         }
@@ -116,6 +124,7 @@ mod tests {
             failing: true,
             work_left: true,
             replicas_short: true,
+            job_completed: true,
         }
     }
 
@@ -185,7 +194,19 @@ mod tests {
     }
 
     #[test]
-    fn row_8_pending() {
+    fn row_8_a_job_that_ran_is_completed_not_pending() {
+        let f = Facts {
+            job_completed: true,
+            replicas_short: true,
+            ..Facts::default()
+        };
+        assert_eq!(decide(&f), Phase::Completed);
+        let failed = Facts { failing: true, ..f };
+        assert_eq!(decide(&failed), Phase::Failed);
+    }
+
+    #[test]
+    fn row_9_pending() {
         assert_eq!(
             decide(&Facts {
                 work_left: true,
@@ -203,7 +224,7 @@ mod tests {
     }
 
     #[test]
-    fn row_9_running() {
+    fn row_10_running() {
         assert_eq!(decide(&Facts::default()), Phase::Running);
     }
 }

@@ -249,6 +249,9 @@ fn decide(known: &Known, desired: &Desired, config: &PlanConfig) -> Option<Op> {
         // previous one runs on, and the upgrade waits for a new manifest
         // or the operator (`assetd retry`).
         _ if rolled_back_here(want, record) && !retry => Some(after_rollback(known, want)),
+        // A job that ran to completion for this version: nothing runs,
+        // and nothing is to be done until its manifest changes.
+        None if want.spec.is_job() && known.applied_hash() == Some(&want.hash) => None,
         // Scaled to zero and applied: no objects is exactly what is wanted
         // (the local engine lists nothing for it).
         None if want.spec.mode == (Mode::Replicated { replicas: 0 })
@@ -394,7 +397,8 @@ fn after_rollback(known: &Known, want: &DesiredAsset) -> Op {
         .have
         .is_some_and(|h| h.drift.is_empty() && previous.as_ref().is_some_and(|p| runs_spec(p, h)));
     match previous {
-        Some(previous) if !intact => {
+        // A job runs nothing to repair: the version before it completed.
+        Some(previous) if !intact && !want.spec.is_job() => {
             let drift = known
                 .have
                 .map_or("nothing runs".into(), |h| h.drift.join("; "));

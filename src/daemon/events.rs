@@ -109,7 +109,7 @@ fn transition(old: Option<&AssetStatus>, new: &AssetStatus) -> Option<EventKind>
         Phase::Running if new.health == Health::Healthy && (was_degraded || was(Phase::Failed)) => {
             EventKind::Healed
         }
-        Phase::Running
+        Phase::Running | Phase::Completed
             if new.health == Health::Healthy
                 && old.is_none_or(|o| matches!(o.phase, Phase::Pending | Phase::Updating)) =>
         {

@@ -25,6 +25,9 @@ pub enum HookKind {
     /// After a failed rollout or hook; its result changes nothing.
     #[serde(rename = "onFailure")]
     OnFailure,
+    /// Not a hook: the run of a job asset itself ([`crate::model::spec::Mode::Job`]).
+    #[serde(rename = "job")]
+    Job,
 }
 
 impl HookKind {
@@ -39,6 +42,7 @@ impl HookKind {
             HookKind::PreDeploy => "preDeploy",
             HookKind::PostDeploy => "postDeploy",
             HookKind::OnFailure => "onFailure",
+            HookKind::Job => "job",
         }
     }
 
@@ -48,6 +52,7 @@ impl HookKind {
             HookKind::PreDeploy => "predeploy",
             HookKind::PostDeploy => "postdeploy",
             HookKind::OnFailure => "onfailure",
+            HookKind::Job => "job",
         }
     }
 }
@@ -82,6 +87,7 @@ impl Hooks {
             HookKind::PreDeploy => self.pre_deploy.as_ref(),
             HookKind::PostDeploy => self.post_deploy.as_ref(),
             HookKind::OnFailure => self.on_failure.as_ref(),
+            HookKind::Job => None,
         }
     }
 
@@ -138,11 +144,15 @@ impl HookRun {
                 self.elapsed.as_secs_f64()
             )
         };
+        let what = match self.kind {
+            HookKind::Job => "job".to_string(),
+            kind => format!("{kind} hook"),
+        };
         let tail = self.output_tail.trim();
         if tail.is_empty() {
-            format!("{} hook {how}", self.kind)
+            format!("{what} {how}")
         } else {
-            format!("{} hook {how}: {tail}", self.kind)
+            format!("{what} {how}: {tail}")
         }
     }
 }

@@ -109,6 +109,16 @@ pub async fn execute<S: DeploymentStrategy>(
                 }
                 Err(e) => Err(e),
             },
+            // A job asset runs to completion instead.
+            Op::Create(want)
+            | Op::Update { desired: want, .. }
+            | Op::Repair { desired: want, .. }
+                if want.spec.is_job() =>
+            {
+                super::hooks::run_job(strategy, want, &mut record, store, &mut outcome.hooks)
+                    .await
+                    .map(|warnings| outcome.warnings = warnings)
+            }
             Op::Create(want) | Op::Update { desired: want, .. } => super::hooks::deploy_with_hooks(
                 strategy,
                 want,

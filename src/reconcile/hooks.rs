@@ -8,7 +8,7 @@
 
 use crate::engine::strategy::{DeploymentStrategy, Ownership, StrategyError};
 use crate::input::desired::DesiredAsset;
-use crate::model::hooks::{HookKind, HookRun};
+use crate::model::hooks::{Hook, HookKind, HookRun};
 use crate::model::spec::FailureAction;
 use crate::store::{AppliedRecord, Store};
 
@@ -17,6 +17,46 @@ use super::execute::deploy;
 /// How long a `postDeploy` waits for Swarm to finish a rollout, beyond
 /// the asset's monitor window.
 const ROLLOUT_WAIT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// The longest a job asset may run before it is killed and counts as
+/// failed.
+pub const JOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1800);
+
+/// A job asset's deploy: it runs to completion, as a hook does. Exit 0
+/// records the version as applied (its dependents may go); anything else
+/// holds it, not run again until its manifest changes or a retry.
+pub(super) async fn run_job<S: DeploymentStrategy>(
+    strategy: &S,
+    want: &DesiredAsset,
+    record: &mut AppliedRecord,
+    store: &dyn Store,
+    runs: &mut Vec<String>,
+) -> Result<Vec<String>, StrategyError> {
+    strategy.sweep_hooks(&want.spec.name).await;
+    let job = Hook {
+        image: None,
+        command: want.spec.command.clone(),
+        timeout: JOB_TIMEOUT,
+    };
+    let run = run_one(strategy, want, HookKind::Job, &job, store, runs).await;
+    if !run.succeeded() {
+        return Err(StrategyError::HookHeld(run.summary()));
+    }
+    record.spec = Some(want.spec.clone());
+    record.hash = Some(want.hash.clone());
+    record.source = Some(want.source.clone());
+    record.depends_on = want.depends_on.clone();
+    record.object_ids = vec![];
+    record.version = None;
+    record.applied_ms = Some(crate::store::now_ms());
+    record.last_result = Some(crate::store::ActionResult::Ok);
+    record.last_error = None;
+    record.attempts = 0;
+    record.next_retry_ms = None;
+    record.failed_hash = None;
+    record.rolled_back = None;
+    Ok(vec![])
+}
 
 /// [`deploy`] with the asset's hooks around it.
 pub(super) async fn deploy_with_hooks<S: DeploymentStrategy>(
@@ -97,6 +137,18 @@ async fn run<S: DeploymentStrategy>(
     runs: &mut Vec<String>,
 ) -> Option<HookRun> {
     let hook = want.hooks.get(kind)?;
+    Some(run_one(strategy, want, kind, hook, store, runs).await)
+}
+
+/// Runs `hook` of the asset and records the run.
+async fn run_one<S: DeploymentStrategy>(
+    strategy: &S,
+    want: &DesiredAsset,
+    kind: HookKind,
+    hook: &Hook,
+    store: &dyn Store,
+    runs: &mut Vec<String>,
+) -> HookRun {
     let mut run = strategy.run_hook(&want.spec, kind, hook).await;
     run.output_tail = want.redactions.apply(&run.output_tail);
     if let Some(error) = run.error.take() {
@@ -109,11 +161,11 @@ async fn run<S: DeploymentStrategy>(
     } else {
         tracing::warn!(hook = %kind, "{summary}");
     }
-    let entry = crate::store::history::control(format!("hook {summary}"), None);
+    let entry = crate::store::history::control(summary, None);
     if let Err(e) = crate::store::history::append(store, &want.spec.name, entry) {
         tracing::warn!(error = %e, "could not record the hook's run");
     }
-    Some(run)
+    run
 }
 
 async fn run_on_failure<S: DeploymentStrategy>(

@@ -77,7 +77,13 @@ pub async fn wait_for_rollouts<S: DeploymentStrategy + ?Sized>(
         .iter()
         .filter(|o| o.error.is_none() && o.kind == ActionKind::Create)
         .filter_map(|o| {
-            let spec = &pass.desired.assets.get(&o.name)?.spec;
+            // A job ran to its end within the pass.
+            let spec = &pass
+                .desired
+                .assets
+                .get(&o.name)
+                .filter(|d| !d.spec.is_job())?
+                .spec;
             Some((
                 &o.name,
                 started + spec.monitor_or(strategy.default_monitor()),

@@ -236,6 +236,13 @@ impl PassView<'_> {
                 .as_deref(),
             changing,
         });
+        // A job that ran to completion has nothing running: that is its
+        // health.
+        let (health, health_reason) = if phase == Phase::Completed {
+            (Health::Healthy, None)
+        } else {
+            (health, health_reason)
+        };
         let last_error = match action {
             Some(a) if a.kind() == ActionKind::Hold => Some(a.reason()),
             _ => stopped
@@ -290,7 +297,19 @@ impl PassView<'_> {
             failing: j.failing || (j.action.is_some() && last_failed),
             work_left: j.action.is_some(),
             replicas_short: j.replicas.is_some_and(|r| r.running < r.desired),
+            job_completed: self.job_completed(name, j),
         })
+    }
+
+    /// A job whose version ran to completion (exit 0), nothing left to do.
+    fn job_completed(&self, name: &AssetName, j: &Judged) -> bool {
+        let Some(want) = self.desired.assets.get(name).filter(|d| d.spec.is_job()) else {
+            return false;
+        };
+        j.action.is_none()
+            && j.record.is_some_and(|r| {
+                r.hash.as_ref() == Some(&want.hash) && r.last_result == Some(ActionResult::Ok)
+            })
     }
 }
 

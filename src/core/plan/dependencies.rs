@@ -15,6 +15,10 @@
 //! | 4   | is Progressing or Unknown (replicas short, rolling)   | waits, with why          |
 //! | 5   | is Healthy but up for less than its monitor window    | waits: Progressing (up Ns of its Ms) |
 //! | 6   | is Healthy and ran its monitor window                 | goes                     |
+//!
+//! A job (`Mode::Job`) is ready once its version ran to completion
+//! (exit 0); while it runs its dependents wait, and its failure leaves
+//! them waiting, stuck, with its exit code and output.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,9 +59,11 @@ pub fn order(
             ActionKind::Create | ActionKind::Update | ActionKind::Repair => {
                 desired.assets.get(&action.name).and_then(|want| {
                     want.depends_on.iter().find_map(|dep| {
-                        let monitor = desired
-                            .assets
-                            .get(dep)
+                        let dependency = desired.assets.get(dep);
+                        if let Some(job) = dependency.filter(|d| d.spec.is_job()) {
+                            return job_not_done(dep, job, applied.get(dep), &changing);
+                        }
+                        let monitor = dependency
                             .map_or(default_monitor, |d| d.spec.monitor_or(default_monitor));
                         not_ready(dep, &actual, &changing, monitor)
                     })
@@ -109,6 +115,32 @@ fn dependents(
         }
     }
     out
+}
+
+/// Why the job `dep` has not done its work for its dependents, if it
+/// has not: it goes once its version ran to completion (exit 0).
+fn job_not_done(
+    dep: &AssetName,
+    job: &crate::input::desired::DesiredAsset,
+    record: Option<&AppliedRecord>,
+    changing: &BTreeSet<AssetName>,
+) -> Option<(AssetName, String, bool)> {
+    let done = record.is_some_and(|r| {
+        r.hash.as_ref() == Some(&job.hash)
+            && r.last_result == Some(crate::model::applied::ActionResult::Ok)
+    });
+    if done {
+        return None;
+    }
+    let failed = record
+        .and_then(|r| r.rolled_back.as_ref())
+        .filter(|r| r.hash == job.hash);
+    let (state, stuck) = match failed {
+        Some(failed) => (format!("Failed ({})", failed.reason), true),
+        None if changing.contains(dep) => ("running to completion".to_string(), false),
+        None => ("not completed yet".to_string(), false),
+    };
+    Some((dep.clone(), state, stuck))
 }
 
 /// Why `dep` is not ready for its dependents, if it is not: missing,

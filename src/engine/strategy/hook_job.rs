@@ -6,15 +6,18 @@ use crate::model::spec::{DeploySpec, Mode};
 
 /// The asset's spec as a one-shot job: its networks, environment, user,
 /// secrets and configs; the hook's image and command; no ports (the
-/// asset holds them), no mounts, no healthcheck, one replica.
-pub fn job_spec(spec: &DeploySpec, hook: &Hook) -> DeploySpec {
+/// asset holds them), no healthcheck, one replica. A hook gets no mounts;
+/// a job asset ([`HookKind::Job`]) keeps its own.
+pub fn job_spec(spec: &DeploySpec, kind: HookKind, hook: &Hook) -> DeploySpec {
     let mut job = spec.clone();
     if let Some(image) = &hook.image {
         job.image = image.clone();
     }
     job.command = hook.command.clone();
     job.ports.clear();
-    job.mounts.clear();
+    if kind != HookKind::Job {
+        job.mounts.clear();
+    }
     job.healthcheck = None;
     job.mode = Mode::Replicated { replicas: 1 };
     job.runtime.restart = None;

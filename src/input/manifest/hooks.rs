@@ -26,6 +26,8 @@ impl Decoder<'_> {
                 HookKind::PreDeploy => hooks.pre_deploy = hook,
                 HookKind::PostDeploy => hooks.post_deploy = hook,
                 HookKind::OnFailure => hooks.on_failure = hook,
+                // Not a key of `hooks` (`HookKind::ALL` leaves it out).
+                HookKind::Job => {}
             }
         }
         hooks

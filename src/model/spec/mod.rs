@@ -446,8 +446,14 @@ impl ResourceSet {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    Replicated { replicas: u64 },
+    Replicated {
+        replicas: u64,
+    },
     Global,
+    /// Runs to completion once per version, as a one-shot job (a Compose
+    /// service others wait for with `service_completed_successfully`):
+    /// nothing keeps running, and what depends on it goes once it exited 0.
+    Job,
 }
 
 impl Default for Mode {
@@ -555,8 +561,13 @@ impl DeploySpec {
     pub fn local_replicas(&self) -> u64 {
         match self.mode {
             Mode::Replicated { replicas } => replicas,
-            Mode::Global => 1,
+            Mode::Global | Mode::Job => 1,
         }
+    }
+
+    /// Whether it runs to completion rather than on (see [`Mode::Job`]).
+    pub fn is_job(&self) -> bool {
+        self.mode == Mode::Job
     }
 }
 

@@ -19,8 +19,9 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// The phases in the order they stack (the worst on top), with the
 /// colour each is drawn in.
-pub const PHASES: [(Phase, &str); 8] = [
+pub const PHASES: [(Phase, &str); 9] = [
     (Phase::Running, "#2e7d32"),
+    (Phase::Completed, "#5a8f5c"),
     (Phase::Pending, "#6d8fb3"),
     (Phase::Updating, "#1565c0"),
     (Phase::Standby, "#8d8d8d"),

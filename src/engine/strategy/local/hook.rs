@@ -26,7 +26,7 @@ impl LocalDocker {
         hook: &Hook,
     ) -> HookRun {
         let started = Instant::now();
-        let job = hook_job::job_spec(spec, hook);
+        let job = hook_job::job_spec(spec, kind, hook);
         let name = hook_job::job_name(spec, kind);
         self.remove_hook_container(&name).await;
         if let Err(e) = self.ensure_image(&job).await {

@@ -34,7 +34,7 @@ impl Swarm {
         hook: &Hook,
     ) -> HookRun {
         let started = Instant::now();
-        let job = hook_job::job_spec(spec, hook);
+        let job = hook_job::job_spec(spec, kind, hook);
         let name = hook_job::job_name(spec, kind);
         let _ = self.docker.delete_service(&name).await;
         let owner = Ownership {

@@ -144,6 +144,15 @@ pub(super) fn service_mode(mode: Mode) -> ServiceSpecMode {
             global: Some(HashMap::new()),
             ..Default::default()
         },
+        // A job asset runs as a hook job does; never as a service of its
+        // own, but this is what it would be.
+        Mode::Job => ServiceSpecMode {
+            replicated_job: Some(bollard::models::ServiceSpecModeReplicatedJob {
+                max_concurrent: Some(1),
+                total_completions: Some(1),
+            }),
+            ..Default::default()
+        },
     }
 }
 

@@ -81,6 +81,9 @@ pub(super) struct Project {
     /// Whether some service joins `default` (then `PROJECT_default` is
     /// created).
     pub uses_default_network: bool,
+    /// Services others wait for with `service_completed_successfully`:
+    /// one-shot jobs (`Mode::Job`).
+    pub jobs: std::collections::BTreeSet<String>,
 }
 
 impl Project {
@@ -148,13 +151,21 @@ impl Decoder<'_> {
                 .map(|(k, _)| self.key_text(k).into_owned())
                 .collect(),
             uses_default_network: false,
+            jobs: Default::default(),
         };
         self.compose_objects(&top, &mut project);
         let active = self.active_profiles();
-        let assets: Vec<ParsedAsset> = entries
+        let mut assets: Vec<ParsedAsset> = entries
             .iter()
             .filter_map(|(key, service)| self.compose_service(key, service, &mut project, &active))
             .collect();
+        for asset in &mut assets {
+            let key = asset.name_field.trim_start_matches("services.");
+            if project.jobs.contains(key) {
+                asset.spec.mode = crate::model::spec::Mode::Job;
+                asset.hash = asset.spec.hash();
+            }
+        }
         if project.uses_default_network && !project.networks.contains_key("default") {
             self.default_network(&project, root);
         }

@@ -170,7 +170,7 @@ impl Decoder<'_> {
         &mut self,
         node: &Node,
         path: &str,
-        project: &Project,
+        project: &mut Project,
     ) -> Vec<(AssetName, SourcePos)> {
         let mut keys: Vec<(String, &Node)> = Vec::new();
         match &node.kind {
@@ -189,9 +189,10 @@ impl Decoder<'_> {
                         if let Some(c) = f.get("condition") {
                             match self.string(c, &join(&at, "condition")).as_deref() {
                                 Some("service_started" | "service_healthy") => {}
+                                // The dependency is a one-shot job: it runs
+                                // to completion once per version.
                                 Some("service_completed_successfully") => {
-                                    self.error(c, &join(&at, "condition"), "`service_completed_successfully` (one-shot jobs) is not applied by assetd yet; use service_started or service_healthy");
-                                    continue;
+                                    project.jobs.insert(key.clone());
                                 }
                                 Some(other) => {
                                     self.error(c, &join(&at, "condition"), format!("condition `{other}` is not service_started, service_healthy or service_completed_successfully"));

@@ -241,3 +241,25 @@ fn a_file_at_the_top_needs_a_project_name() {
     .unwrap();
     assert_eq!(file.assets[0].spec.name.as_str(), "line-2_a");
 }
+
+#[test]
+fn a_service_others_wait_to_complete_is_a_job() {
+    let file = parse(concat!(
+        "services:\n  migrate:\n    image: busybox:1\n    command: [sh, -c, 'echo ok']\n",
+        "  app:\n    image: busybox:1\n    depends_on:\n      migrate: { condition: service_completed_successfully }\n",
+    ));
+    let migrate = file
+        .assets
+        .iter()
+        .find(|a| a.spec.name.as_str() == "line1_migrate")
+        .unwrap();
+    let app = file
+        .assets
+        .iter()
+        .find(|a| a.spec.name.as_str() == "line1_app")
+        .unwrap();
+    assert!(migrate.spec.is_job());
+    assert_eq!(migrate.hash, migrate.spec.hash(), "the hash is the job's");
+    assert!(!app.spec.is_job());
+    assert_eq!(app.depends_on[0].0.as_str(), "line1_migrate");
+}

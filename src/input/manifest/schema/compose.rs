@@ -149,7 +149,7 @@ pub(crate) fn depends_on(_: Spelling) -> Value {
     ] })
 }
 pub(crate) fn condition(_: Spelling) -> Value {
-    json!({ "enum": ["service_started", "service_healthy"] })
+    json!({ "enum": ["service_started", "service_healthy", "service_completed_successfully"] })
 }
 pub(crate) fn deploy(_: Spelling) -> Value {
     open(&DEPLOY)
