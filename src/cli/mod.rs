@@ -254,6 +254,9 @@ fn validate(
             for text in report::render_errors(&errors, std::path::Path::new("")) {
                 eprintln!("{text}");
             }
+            for note in &desired.notes {
+                eprintln!("note: {note}");
+            }
             // `6 asset(s), 1 network(s), 2 secret(s) valid, 0 problem(s)`.
             let mut counts = vec![format!("{} asset(s)", desired.assets.len())];
             for kind in assetd::input::stack::ResourceKind::ALL {

@@ -62,6 +62,10 @@ pub struct PlanConfig {
     pub retry: BTreeSet<AssetName>,
     /// Changes let through although a sync window holds them, once.
     pub override_windows: crate::core::window::Overrides,
+    /// Assets whose containers were changed in place by hand (`docker
+    /// update`: limits no listing shows). One that has no other action is
+    /// repaired: the deploy compares what the listing cannot.
+    pub changed_in_place: BTreeSet<AssetName>,
 }
 
 /// Removals since the prune window opened, and the fleet size then.
@@ -83,6 +87,7 @@ impl Default for PlanConfig {
             confirmed: BTreeSet::new(),
             retry: BTreeSet::new(),
             override_windows: Default::default(),
+            changed_in_place: BTreeSet::new(),
         }
     }
 }
@@ -317,6 +322,10 @@ fn decide(known: &Known, desired: &Desired, config: &PlanConfig) -> Option<Op> {
         }
         Some(have) if !runs_spec(want, have) => Some(changed(known, want, have)),
         Some(have) if !have.drift.is_empty() => Some(repair(want, have.drift.join("; "))),
+        Some(_) if config.changed_in_place.contains(name) => Some(repair(
+            want,
+            "a container was changed in place (docker update)".into(),
+        )),
         // Swarm's version index is not compared: Swarm bumps it itself
         // (update status, task bookkeeping); strategies report changes
         // made by hand as drift from a fingerprint of the fields we set.
@@ -604,6 +613,7 @@ pub(crate) mod tests {
             held_resources: Default::default(),
             implicit_volumes: Default::default(),
             windows: vec![],
+            notes: vec![],
         }
     }
 
@@ -910,6 +920,33 @@ pub(crate) mod tests {
             "{}",
             plan.actions[0].reason()
         );
+    }
+
+    #[test]
+    fn a_converged_asset_changed_in_place_is_repaired_with_its_spec() {
+        let w = want("a", "i:1", "a.yaml");
+        let have = running("a", "i:1", "a.yaml");
+        let record = AppliedRecord {
+            hash: Some(w.hash.clone()),
+            spec: Some(w.spec.clone()),
+            applied_ms: Some(1),
+            ..Default::default()
+        };
+        let applied = BTreeMap::from([(name("a"), record)]);
+        let quiet = plan(
+            &desired(vec![w.clone()]),
+            &applied,
+            std::slice::from_ref(&have),
+            &PlanConfig::default(),
+        );
+        assert!(quiet.actions.is_empty(), "{:?}", kinds(&quiet));
+        let config = PlanConfig {
+            changed_in_place: BTreeSet::from([name("a")]),
+            ..Default::default()
+        };
+        let repaired = plan(&desired(vec![w]), &applied, &[have], &config);
+        assert_eq!(kinds(&repaired), vec![("a".into(), ActionKind::Repair)]);
+        assert!(repaired.actions[0].reason().contains("changed in place"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Daemon, FILE_QUIET, PRUNE_SETTLE};
-use crate::core::plan::{Action, ActionKind, Op};
+use crate::core::plan::{Action, ActionKind};
 use crate::core::standing::{decide, Facts, Role, Why};
 use crate::daemon::api::Shared;
 use crate::daemon::metrics::{ActionLabels, Metrics};
@@ -118,7 +118,6 @@ impl Daemon {
             end_pins(&self.shared, &obs.ended_pins);
             self.converge_stack(&obs, &strategy).await;
             wake_in = self.dispatch(&obs, &strategy, observed).await;
-            self.verify_changed_in_place(&obs, &strategy);
             // A dependency still coming up becomes ready by time passing
             // (its monitor window), which no engine event announces.
             if obs.plan.waits_for_a_dependency() {
@@ -192,6 +191,7 @@ impl Daemon {
         config.plan.confirmed = self.shared.confirmed_removals();
         config.plan.retry = self.shared.retries.lock().expect("retry lock").clone();
         config.plan.override_windows.names = self.shared.syncs.lock().expect("sync lock").clone();
+        config.plan.changed_in_place = self.shared.hints.take_verify();
         let due = self
             .tags_checked
             .is_none_or(|at| at.elapsed() >= self.config.resync);
@@ -337,30 +337,6 @@ impl Daemon {
             }
         };
         self.scheduler.dispatch(name, work);
-    }
-
-    /// Deploys again the assets changed in place by hand that this pass
-    /// has no action for: the deploy compares what no listing shows
-    /// (limits).
-    fn verify_changed_in_place(&mut self, obs: &Observation, strategy: &AnyStrategy) {
-        let planned: BTreeSet<&AssetName> = obs.plan.actions.iter().map(|a| &a.name).collect();
-        for name in self.shared.hints.take_verify() {
-            let Some(want) = obs.desired.assets.get(&name) else {
-                continue;
-            };
-            if planned.contains(&name) || obs.plan.suspended.contains_key(&name) {
-                continue;
-            }
-            let action = Action {
-                name: name.clone(),
-                op: Op::Repair {
-                    desired: want.clone(),
-                    reason: "a container was changed in place (docker update)".into(),
-                },
-            };
-            let record = self.store.get(&name).unwrap_or_default();
-            self.run_action(action, record, strategy);
-        }
     }
 
     /// The status the API serves after this pass, and its metrics.

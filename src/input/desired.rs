@@ -131,6 +131,8 @@ pub struct Desired {
     pub implicit_volumes: BTreeMap<String, Vec<AssetName>>,
     /// `kind: SyncWindow`: when changes may go (`crate::core::window`).
     pub windows: Vec<crate::model::window::SyncWindow>,
+    /// Keys accepted without effect, where they are (`validate` says so).
+    pub notes: Vec<ManifestError>,
 }
 
 /// Why a name is held although its file is valid: one entry per

@@ -466,6 +466,40 @@ impl LocalDocker {
     }
 }
 
+impl LocalDocker {
+    /// What this strategy cannot deploy, whatever the engine says.
+    fn deployable_here(&self, spec: &DeploySpec, replicas: usize) -> Result<(), StrategyError> {
+        let has_files = !spec.secrets.is_empty() || !spec.configs.is_empty();
+        if has_files && self.stack_dir.is_none() {
+            return Err(StrategyError::Refused(
+                "spec.secrets/spec.configs: on a local engine they are files under the state dir, and this run has none".into(),
+            ));
+        }
+        if replicas > 1 && !spec.ports.is_empty() {
+            return Err(StrategyError::Refused(format!(
+                "spec.ports: {replicas} replicas cannot share host ports on one engine; use replicas: 1 (or the Swarm strategy, whose ingress shares them)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// After a pull: when the tag moved, containers of the old image are a
+    /// previous version, replaced through the same gate as any update.
+    async fn forget_moved_tag(&self, spec: &DeploySpec, existing: &mut [ContainerSummary]) {
+        let Ok(pulled) = self.docker.inspect_image(&spec.image).await else {
+            return;
+        };
+        for container in existing.iter_mut() {
+            if pulled.id.is_some() && container.image_id != pulled.id {
+                if let Some(labels) = container.labels.as_mut() {
+                    labels.remove(labels::SPEC_HASH);
+                    labels.remove(labels::TEMPLATE_HASH);
+                }
+            }
+        }
+    }
+}
+
 impl DeploymentStrategy for LocalDocker {
     async fn deploy(
         &self,
@@ -473,18 +507,7 @@ impl DeploymentStrategy for LocalDocker {
         owner: &Ownership,
     ) -> Result<Deployed, StrategyError> {
         let wanted = Self::container_names(spec);
-        let has_files = !spec.secrets.is_empty() || !spec.configs.is_empty();
-        if has_files && self.stack_dir.is_none() {
-            return Err(StrategyError::Refused(
-                "spec.secrets/spec.configs: on a local engine they are files under the state dir, and this run has none".into(),
-            ));
-        }
-        if wanted.len() > 1 && !spec.ports.is_empty() {
-            return Err(StrategyError::Refused(format!(
-                "spec.ports: {} replicas cannot share host ports on one engine; use replicas: 1 (or the Swarm strategy, whose ingress shares them)",
-                wanted.len()
-            )));
-        }
+        self.deployable_here(spec, wanted.len())?;
         let warnings = ignored_here(spec);
 
         // Always pulls before anything is created or replaced, once.
@@ -513,17 +536,8 @@ impl DeploymentStrategy for LocalDocker {
         // runs running, not remove it and then fail to create.
         if !pulled {
             self.ensure_image(spec).await?;
-        } else if let Ok(pulled) = self.docker.inspect_image(&spec.image).await {
-            // The tag moved: containers of the old image are a previous
-            // version, replaced through the same gate as any update.
-            for container in existing.iter_mut() {
-                if pulled.id.is_some() && container.image_id != pulled.id {
-                    if let Some(labels) = container.labels.as_mut() {
-                        labels.remove(labels::SPEC_HASH);
-                        labels.remove(labels::TEMPLATE_HASH);
-                    }
-                }
-            }
+        } else {
+            self.forget_moved_tag(spec, &mut existing).await;
         }
         let mut wrote = false;
         let (usable, mut previous) = self.sort(spec, owner, &existing, &mut wrote).await?;
@@ -712,11 +726,50 @@ fn asset_of(
         .map(|c| format!("container {}: healthcheck starting", container_name(c)));
 
     let desired = if spec_hash.is_some() { labelled } else { count };
+    let drift = drift_of(&name, containers, &spec_hash, &template, labelled);
+    ActualAsset {
+        name,
+        spec_hash,
+        source,
+        object_ids: containers.iter().filter_map(|c| c.id.clone()).collect(),
+        version: None,
+        drift,
+        replicas: ReplicaCounts {
+            desired,
+            running,
+            pending_secs: None,
+            pending_reason,
+            failing: failing_reason(containers, ailments).filter(|_| running < desired),
+            unhealthy: unhealthy_reason(containers, ailments),
+            // A local rollout is over when its deploy call returns.
+            rolling: false,
+            missing_nodes: None,
+            up_secs: up_secs(containers),
+            // A container restarted lately is judged by its restart count
+            // (`ailing`), at once.
+            settling: false,
+        },
+        writer: writer_stamp(containers),
+        template_hash: template,
+        rollout: None,
+    }
+}
+
+/// What the containers show that was done outside assetd: renamed,
+/// stopped, of mixed versions, or more or fewer than were created.
+fn drift_of(
+    name: &AssetName,
+    containers: &[ContainerSummary],
+    spec_hash: &Option<SpecHash>,
+    template: &Option<SpecHash>,
+    labelled: u64,
+) -> Vec<String> {
+    let count = containers.len() as u64;
     let mut drift = Vec::new();
     // Named as `labelled` replicas (some may be gone) or as `count` (after
     // a scale): anything else was renamed by hand.
-    let mut allowed = replica_names(&name, labelled);
-    allowed.extend(replica_names(&name, count));
+    let mut allowed = replica_names(name, labelled);
+    allowed.extend(replica_names(name, count));
     let strays: Vec<String> = containers
         .iter()
         .map(container_name)
@@ -747,32 +800,7 @@ fn asset_of(
     if spec_hash.is_some() && template.is_none() && count != labelled {
         drift.push(format!("{count} containers, {labelled} wanted"));
     }
-    ActualAsset {
-        name,
-        spec_hash,
-        source,
-        object_ids: containers.iter().filter_map(|c| c.id.clone()).collect(),
-        version: None,
-        drift,
-        replicas: ReplicaCounts {
-            desired,
-            running,
-            pending_secs: None,
-            pending_reason,
-            failing: failing_reason(containers, ailments).filter(|_| running < desired),
-            unhealthy: unhealthy_reason(containers, ailments),
-            // A local rollout is over when its deploy call returns.
-            rolling: false,
-            missing_nodes: None,
-            up_secs: up_secs(containers),
-            // A container restarted lately is judged by its restart count
-            // (`ailing`), at once.
-            settling: false,
-        },
-        writer: writer_stamp(containers),
-        template_hash: template,
-        rollout: None,
-    }
+    drift
 }
 
 /// How long the youngest running container has existed, never more

@@ -160,72 +160,49 @@ impl StackEngine {
             );
         }
         if self.swarm {
-            let secrets = self
-                .docker
-                .list_secrets(Some(ListSecretsOptionsBuilder::default().build()))
-                .await
-                .map_err(|e| StrategyError::docker("list secrets", "all", e))?;
-            for secret in secrets {
-                let spec = secret.spec.unwrap_or_default();
-                let (Some(name), Some(id)) = (spec.name, secret.id) else {
-                    continue;
-                };
-                let using =
-                    with_any_version(&users, ResourceKind::Secret, &name, spec.labels.as_ref());
-                self.found(
-                    &mut actual,
-                    ResourceKind::Secret,
-                    name,
-                    id,
-                    spec.labels,
-                    using,
-                );
-            }
-            let configs = self
-                .docker
-                .list_configs(Some(ListConfigsOptionsBuilder::default().build()))
-                .await
-                .map_err(|e| StrategyError::docker("list configs", "all", e))?;
-            for config in configs {
-                let spec = config.spec.unwrap_or_default();
-                let (Some(name), Some(id)) = (spec.name, config.id) else {
-                    continue;
-                };
-                let using =
-                    with_any_version(&users, ResourceKind::Config, &name, spec.labels.as_ref());
-                self.found(
-                    &mut actual,
-                    ResourceKind::Config,
-                    name,
-                    id,
-                    spec.labels,
-                    using,
-                );
-            }
+            self.found_swarm_files(&users, &mut actual).await?;
         } else if let Some(root) = &self.files {
-            for kind in [ResourceKind::Secret, ResourceKind::Config] {
-                for (name, version) in local_versions(root, kind) {
-                    let dir = root.join(kind.as_str()).join(&name);
-                    let using = users
-                        .get(&(kind, dir.to_string_lossy().into_owned()))
-                        .cloned()
-                        .unwrap_or_default();
-                    actual.present.insert((kind, name.clone()));
-                    actual.objects.push(ActualResource {
-                        kind,
-                        declared: name.rsplit_once('-').map(|(d, _)| d.to_string()),
-                        engine_name: name,
-                        id: dir.to_string_lossy().into_owned(),
-                        owned: true,
-                        hash: Some(version),
-                        users: using.into_iter().collect(),
-                    });
-                }
-            }
+            found_local_files(root, &users, &mut actual);
         }
         let ours = actual.objects.iter().any(|a| a.owned);
         self.seen_ours.0.store(ours, Ordering::Relaxed);
         Ok(actual)
+    }
+
+    /// Swarm's secrets and configs, each with the services that use any
+    /// version of it.
+    async fn found_swarm_files(
+        &self,
+        users: &Users,
+        actual: &mut StackActual,
+    ) -> Result<(), StrategyError> {
+        let secrets = self
+            .docker
+            .list_secrets(Some(ListSecretsOptionsBuilder::default().build()))
+            .await
+            .map_err(|e| StrategyError::docker("list secrets", "all", e))?;
+        for secret in secrets {
+            let spec = secret.spec.unwrap_or_default();
+            let (Some(name), Some(id)) = (spec.name, secret.id) else {
+                continue;
+            };
+            let using = with_any_version(users, ResourceKind::Secret, &name, spec.labels.as_ref());
+            self.found(actual, ResourceKind::Secret, name, id, spec.labels, using);
+        }
+        let configs = self
+            .docker
+            .list_configs(Some(ListConfigsOptionsBuilder::default().build()))
+            .await
+            .map_err(|e| StrategyError::docker("list configs", "all", e))?;
+        for config in configs {
+            let spec = config.spec.unwrap_or_default();
+            let (Some(name), Some(id)) = (spec.name, config.id) else {
+                continue;
+            };
+            let using = with_any_version(users, ResourceKind::Config, &name, spec.labels.as_ref());
+            self.found(actual, ResourceKind::Config, name, id, spec.labels, using);
+        }
+        Ok(())
     }
 
     fn found(
@@ -627,6 +604,33 @@ const ANY_VERSION: &str = "any version of ";
 
 /// The users of one secret or config version: its own, and the services
 /// mid-update that hold every version of its declared name.
+/// The local engine's secret and config versions: directories under the
+/// state dir, each with the containers that mount it.
+fn found_local_files(root: &std::path::Path, users: &Users, actual: &mut StackActual) {
+    for kind in [ResourceKind::Secret, ResourceKind::Config] {
+        for (name, version) in local_versions(root, kind) {
+            let dir = root.join(kind.as_str()).join(&name);
+            let using = users
+                .get(&(kind, dir.to_string_lossy().into_owned()))
+                .cloned()
+                .unwrap_or_default();
+            actual.present.insert((kind, name.clone()));
+            actual.objects.push(ActualResource {
+                kind,
+                declared: name.rsplit_once('-').map(|(d, _)| d.to_string()),
+                engine_name: name,
+                id: dir.to_string_lossy().into_owned(),
+                owned: true,
+                hash: Some(version),
+                users: using.into_iter().collect(),
+            });
+        }
+    }
+}
+
+/// Who uses each network, volume, secret and config: (kind, name or ID) → users.
+type Users = BTreeMap<(ResourceKind, String), BTreeSet<String>>;
+
 fn with_any_version(
     users: &BTreeMap<(ResourceKind, String), BTreeSet<String>>,
     kind: ResourceKind,

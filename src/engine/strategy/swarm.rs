@@ -302,6 +302,53 @@ impl Swarm {
         targets
     }
 
+    /// With `pullPolicy: Always`, the spec pinned to the digest its tag
+    /// names now. Swarm has no pull policy of its own: each node's agent
+    /// tries a pull at every task start and falls back to its local copy.
+    /// For Always, the manager pulls first, so an unpullable tag fails
+    /// here and the running service is not touched; the pin makes a moved
+    /// tag a change of the service, rolled out by Swarm's update protocol
+    /// (as `docker service create` pins). IfNotPresent and Never send the
+    /// service as it is (see README, "pullPolicy").
+    async fn pinned(&self, spec: &DeploySpec) -> Result<Option<DeploySpec>, StrategyError> {
+        if pull::pull_step(spec.pull_policy(), None) != pull::PullStep::Pull {
+            return Ok(None);
+        }
+        pull::pull_image(&self.docker, &spec.image, &self.registry).await?;
+        let digest = pull::registry_digest(&self.docker, &spec.image, &self.registry).await;
+        Ok(digest.ok().map(|digest| {
+            let mut with_digest = spec.clone();
+            with_digest.image = format!("{}@{digest}", spec.image);
+            with_digest
+        }))
+    }
+
+    /// The service spec to send: networks by ID, secrets and configs by
+    /// the IDs of their versions, this writer's stamp.
+    async fn desired_service(
+        &self,
+        spec: &DeploySpec,
+        owner: &Ownership,
+    ) -> Result<ServiceSpec, StrategyError> {
+        let networks = self.network_targets(&spec.networks).await;
+        let (secrets, configs) = self.file_refs(spec).await?;
+        let mut desired = service_spec(spec, owner, &self.instance, &networks);
+        if let Some(container) = desired
+            .task_template
+            .as_mut()
+            .and_then(|t| t.container_spec.as_mut())
+        {
+            // Not in the fingerprint: a rotation changes the spec hash
+            // label, which is.
+            container.secrets = (!secrets.is_empty()).then_some(secrets);
+            container.configs = (!configs.is_empty()).then_some(configs);
+        }
+        if let Some(labels) = desired.labels.as_mut() {
+            labels::stamp(labels, self.writer.as_ref());
+        }
+        Ok(desired)
+    }
+
     async fn create(&self, name: &str, spec: ServiceSpec) -> Result<Deployed, StrategyError> {
         let credentials = self.credentials(image_of(&spec))?;
         let created = self
@@ -334,42 +381,9 @@ impl DeploymentStrategy for Swarm {
         owner: &Ownership,
     ) -> Result<Deployed, StrategyError> {
         let name = spec.name.as_str();
-        // Swarm has no pull policy of its own: each node's agent tries a
-        // pull at every task start and falls back to its local copy. For
-        // Always, the manager pulls first, so an unpullable tag fails here
-        // and the running service is not touched. IfNotPresent and Never
-        // send the service as it is (see README, "pullPolicy").
-        // Always also pins the service to the digest the tag names now,
-        // as `docker service create` does: a moved tag is then a change
-        // of the service, rolled out by Swarm's update protocol.
-        let mut pinned = None;
-        if pull::pull_step(spec.pull_policy(), None) == pull::PullStep::Pull {
-            pull::pull_image(&self.docker, &spec.image, &self.registry).await?;
-            if let Ok(digest) =
-                pull::registry_digest(&self.docker, &spec.image, &self.registry).await
-            {
-                let mut with_digest = spec.clone();
-                with_digest.image = format!("{}@{digest}", spec.image);
-                pinned = Some(with_digest);
-            }
-        }
+        let pinned = self.pinned(spec).await?;
         let spec = pinned.as_ref().unwrap_or(spec);
-        let networks = self.network_targets(&spec.networks).await;
-        let (secrets, configs) = self.file_refs(spec).await?;
-        let mut desired = service_spec(spec, owner, &self.instance, &networks);
-        if let Some(container) = desired
-            .task_template
-            .as_mut()
-            .and_then(|t| t.container_spec.as_mut())
-        {
-            // Not in the fingerprint: a rotation changes the spec hash
-            // label, which is.
-            container.secrets = (!secrets.is_empty()).then_some(secrets);
-            container.configs = (!configs.is_empty()).then_some(configs);
-        }
-        if let Some(labels) = desired.labels.as_mut() {
-            labels::stamp(labels, self.writer.as_ref());
-        }
+        let desired = self.desired_service(spec, owner).await?;
         let mut current = self.find_owned(name).await?;
         for attempt in 1..=UPDATE_RETRIES {
             let Some(service) = current.take() else {

@@ -33,6 +33,8 @@ pub(super) struct Loader<'a> {
     /// Files found by the walk, to be read and parsed: (path, source).
     pub(super) pending: Vec<(PathBuf, String)>,
     pub(super) invalid_files: BTreeMap<String, Vec<ManifestError>>,
+    /// What the valid files accept without effect (see `ParsedFile`).
+    pub(super) notes: Vec<ManifestError>,
 }
 
 impl<'a> Loader<'a> {
@@ -45,6 +47,7 @@ impl<'a> Loader<'a> {
             files: 0,
             pending: Vec::new(),
             invalid_files: BTreeMap::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -219,6 +222,7 @@ impl<'a> Loader<'a> {
                     parsed.extend(file.assets.into_iter().map(|a| (source.clone(), a)));
                     resources.extend(file.resources.into_iter().map(|r| (source.clone(), r)));
                     windows.extend(file.windows.into_iter().map(|w| (source.clone(), w)));
+                    self.notes.extend(file.notes);
                 }
                 Err(errors) => self.invalid_files.entry(source).or_default().extend(errors),
             }
@@ -296,6 +300,7 @@ impl<'a> Loader<'a> {
             // Every window counts, a duplicate's too: dropping one could
             // let through a change a deny window holds.
             windows: windows.into_iter().map(|(_, w)| w.window).collect(),
+            notes: self.notes,
         }
     }
 }

@@ -50,6 +50,9 @@ pub(super) struct Decoder<'a> {
     pub(super) side_files: Vec<std::path::PathBuf>,
     /// The current asset's `spec.hooks`.
     pub(super) hooks: crate::model::hooks::Hooks,
+    /// What is accepted without effect, said where it is written
+    /// (`validate` prints them; nothing is silently dropped).
+    pub(super) notes: Vec<ManifestError>,
 }
 
 /// `path.key`, or `key` at the top.
@@ -85,6 +88,7 @@ impl<'a> Decoder<'a> {
             dir: None,
             side_files: Vec::new(),
             hooks: Default::default(),
+            notes: Vec::new(),
         }
     }
 
@@ -102,6 +106,17 @@ impl<'a> Decoder<'a> {
 
     pub(super) fn error(&mut self, node: &Node, field: &str, message: impl Into<String>) {
         self.errors.push(ManifestError {
+            file: self.file.to_string(),
+            line: node.at.line() as usize,
+            column: node.at.column() as usize,
+            field: printable(field),
+            message: printable(&message.into()),
+        });
+    }
+
+    /// A note at `node`: something accepted that changes nothing.
+    pub(super) fn note(&mut self, node: &Node, field: &str, message: impl Into<String>) {
+        self.notes.push(ManifestError {
             file: self.file.to_string(),
             line: node.at.line() as usize,
             column: node.at.column() as usize,

@@ -221,6 +221,9 @@ pub struct ParsedFile {
     pub assets: Vec<ParsedAsset>,
     pub resources: Vec<crate::input::stack::ParsedResource>,
     pub windows: Vec<ParsedWindow>,
+    /// Keys accepted without effect, each where it is written (a Compose
+    /// file's `build:` beside `image:`, `expose:`).
+    pub notes: Vec<ManifestError>,
 }
 
 /// Parses every `---` document of `text`.
@@ -301,6 +304,7 @@ pub fn parse_documents_in(
             assets,
             resources: decoder.resources,
             windows: decoder.windows,
+            notes: decoder.notes,
         })
     } else {
         let mut errors = decoder.errors;

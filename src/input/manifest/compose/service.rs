@@ -39,6 +39,7 @@ impl Decoder<'_> {
         }
         let name = self.compose_asset_name(key_node, &key, project, &path);
         let image = self.compose_image(&fields, node, &path);
+        self.compose_expose(&fields, &path);
         let command = fields
             .get("command")
             .and_then(|n| self.compose_argv(n, &at("command")));
@@ -116,6 +117,18 @@ impl Decoder<'_> {
             hooks: Default::default(),
             redactions: Default::default(),
         })
+    }
+
+    /// `expose:` is a note: on a Swarm or local network every port of
+    /// a container is reachable by its peers already.
+    fn compose_expose(&mut self, fields: &Fields, path: &str) {
+        if let Some(n) = fields.get("expose") {
+            self.note(
+                n,
+                &join(path, "expose"),
+                "accepted without effect: a port is reachable on the project's networks already",
+            );
+        }
     }
 
     /// `PROJECT_SERVICE`, when that is a valid asset name (reported).
@@ -233,6 +246,12 @@ impl Decoder<'_> {
             return None;
         };
         let written = self.image_at(n, &join(path, "image"))?;
+        if let Some(build) = fields.get("build") {
+            let message = format!(
+                "accepted without effect: the image `{written}` is deployed; assetd does not build"
+            );
+            self.note(build, &join(path, "build"), message);
+        }
         Some(ComposeImage {
             normalised: familiar_with_tag(&written),
             written,

@@ -157,8 +157,16 @@ fn every_refused_key_is_an_error_at_its_position() {
     }
     let errs = errors("services:\n  a:\n    build: .\n");
     assert!(errs[0].contains("`build:` without `image:`"), "{errs:?}");
-    let file = parse("services:\n  a:\n    build: .\n    image: registry.local/a:1\n");
+    let file =
+        parse("services:\n  a:\n    build: .\n    image: registry.local/a:1\n    expose: [80]\n");
     assert_eq!(file.assets[0].spec.image, "registry.local/a:1");
+    let notes: Vec<String> = file.notes.iter().map(ToString::to_string).collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes[0].starts_with("line1/compose.yaml:3:12: services.a.build: accepted without effect: the image `registry.local/a:1` is deployed"), "{notes:?}");
+    assert!(
+        notes[1].contains("services.a.expose: accepted without effect"),
+        "{notes:?}"
+    );
     let errs = errors("services:\n  a:\n    image: busybox:1\n    imgae: x\n");
     assert!(errs[0].contains("services.a.imgae"), "{errs:?}");
 }
