@@ -28,8 +28,27 @@ pub mod web;
 
 pub use control::{PeerUid, Planner, RollbackRequest, SuspendRequest};
 
-/// State the daemon loop writes and the API reads.
+/// What the loop, the API and the watcher share, split by who writes
+/// (as a reflector hands out one writer and read-only readers): each
+/// part has one writer, and its readers never write it.
 pub struct Shared {
+    /// Loop → API: what the API serves.
+    pub published: Published,
+    /// API → loop: what the operator asked for; the loop uses it up.
+    pub requests: Requests,
+    /// Watcher (and SIGHUP) → loop: retry failed assets now, assets
+    /// changed in place.
+    pub hints: Arc<crate::daemon::watch::Hints>,
+    /// The daemon's store: the operator's suspensions, history and pins
+    /// are kept there.
+    pub store: Arc<dyn Store>,
+    /// Serializes the changes to the store's control entries (the
+    /// operator's verbs, and the loop ending a rollback pin).
+    pub control_lock: Mutex<()>,
+}
+
+/// Written by the loop only; read by the API.
+pub struct Published {
     pub status: RwLock<StatusReport>,
     /// Set after the first full pass.
     pub ready: AtomicBool,
@@ -37,36 +56,37 @@ pub struct Shared {
     pub last_tick_ms: AtomicU64,
     /// How long the loop may be silent before it counts as stalled.
     pub stall_ms: u64,
+    /// The counters (the watcher's and the notifier's among them).
     pub metrics: Metrics,
-    pub prunes: PruneConfirmation,
-    /// Asks the loop for a pass now (a command from the socket).
-    pub wake: tokio::sync::Notify,
-    /// From the watcher (and SIGHUP): retry failed assets now, assets
-    /// changed in place.
-    pub hints: Arc<crate::daemon::watch::Hints>,
-    /// `assetd retry NAME`: deploy once more a version the engine rolled
-    /// back. Used up when the deploy is dispatched.
-    pub retries: Mutex<BTreeSet<AssetName>>,
-    /// `assetd sync NAME`: let the asset's change through its sync
-    /// windows once. Used up when the change is dispatched.
-    pub syncs: Mutex<BTreeSet<AssetName>>,
-    /// The daemon's store: the operator's suspensions are kept there.
-    pub store: Arc<dyn Store>,
-    /// Serializes the operator's changes to the control entries.
-    pub control_lock: Mutex<()>,
     /// What `assetd plan` through the socket plans with: set by each pass.
     pub planner: RwLock<Option<Planner>>,
     /// The last phase and health changes, for `assetd events`.
     pub events: crate::daemon::events::EventLog,
-    /// `assetd takeover --confirm`: apply this copy of the manifests
-    /// although it cannot be ordered against the one applied before.
-    pub takeover_confirmed: AtomicBool,
     /// The Swarm writer lease, read when status is asked: a role from
     /// the present, not from the last pass.
     pub lease: RwLock<Option<crate::engine::lease::Lease>>,
     /// Who this daemon is, for another daemon of the same host that
     /// finds its stamps (`crate::engine::strategy::writer`).
     pub identity: crate::engine::strategy::writer::LiveWriter,
+}
+
+/// Written by the API (the operator's commands); the loop reads and uses
+/// them up.
+#[derive(Default)]
+pub struct Requests {
+    /// Asks the loop for a pass now.
+    pub wake: tokio::sync::Notify,
+    /// `assetd retry NAME`: deploy once more a version the engine rolled
+    /// back. Used up when the deploy is dispatched.
+    pub retries: Mutex<BTreeSet<AssetName>>,
+    /// `assetd sync NAME`: let the asset's change through its sync
+    /// windows once. Used up when the change is dispatched.
+    pub syncs: Mutex<BTreeSet<AssetName>>,
+    /// `assetd prune --confirm`, against what the last pass held.
+    pub prunes: PruneConfirmation,
+    /// `assetd takeover --confirm`: apply this copy of the manifests
+    /// although it cannot be ordered against the one applied before.
+    pub takeover_confirmed: AtomicBool,
 }
 
 /// `assetd prune --confirm`: the removals the last pass held for the
@@ -81,19 +101,21 @@ pub struct PruneConfirmation {
 impl Shared {
     /// Whether the last pass knew `name` (declared, running or recorded).
     pub fn knows(&self, name: &AssetName) -> bool {
-        let status = self.status.read().expect("status lock");
+        let status = self.published.status.read().expect("status lock");
         status.assets.iter().any(|a| &a.name == name)
     }
 
     /// Records what this pass held for confirmation; a confirmed removal
     /// no longer planned (its file came back) is forgotten.
     pub fn set_confirmable(&self, plan: &Plan) {
-        *self.prunes.held.lock().expect("prune lock") = plan.confirmable.clone();
-        self.metrics
+        let prunes = &self.requests.prunes;
+        *prunes.held.lock().expect("prune lock") = plan.confirmable.clone();
+        self.published
+            .metrics
             .removals_held
             .set(plan.confirmable.len() as i64);
         let planned: BTreeSet<&AssetName> = plan.actions.iter().map(|a| &a.name).collect();
-        self.prunes
+        prunes
             .confirmed
             .lock()
             .expect("prune lock")
@@ -101,22 +123,21 @@ impl Shared {
     }
 
     pub fn confirmed_removals(&self) -> BTreeSet<AssetName> {
-        self.prunes.confirmed.lock().expect("prune lock").clone()
+        let prunes = &self.requests.prunes;
+        prunes.confirmed.lock().expect("prune lock").clone()
     }
 
     /// Whether `name`'s removal was confirmed; the confirmation is used up.
     pub fn take_confirmed(&self, name: &AssetName) -> bool {
-        self.prunes
-            .confirmed
-            .lock()
-            .expect("prune lock")
-            .remove(name)
+        let prunes = &self.requests.prunes;
+        prunes.confirmed.lock().expect("prune lock").remove(name)
     }
 
     /// Confirms every removal held now; returns their names.
     fn confirm_held(&self) -> Vec<AssetName> {
-        let held = self.prunes.held.lock().expect("prune lock").clone();
-        self.prunes
+        let prunes = &self.requests.prunes;
+        let held = prunes.held.lock().expect("prune lock").clone();
+        prunes
             .confirmed
             .lock()
             .expect("prune lock")
@@ -160,7 +181,7 @@ fn socket_router(shared: Arc<Shared>) -> Router {
 }
 
 async fn handle_writer(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    axum::Json(shared.identity.clone())
+    axum::Json(shared.published.identity.clone())
 }
 
 /// Who the daemon on `socket` is.
@@ -178,7 +199,7 @@ async fn handle_prune_confirm(
     let confirmed = shared.confirm_held();
     tracing::warn!(uid = peer.0, count = confirmed.len(), assets = ?confirmed, "the operator confirmed the held removals");
     // A pass at once: the operator is waiting for the result.
-    shared.wake.notify_one();
+    shared.requests.wake.notify_one();
     axum::Json(confirmed)
 }
 
@@ -190,8 +211,11 @@ async fn handle_takeover_confirm(
         uid = peer.0,
         "the operator confirmed applying this copy of the manifests"
     );
-    shared.takeover_confirmed.store(true, Ordering::Relaxed);
-    shared.wake.notify_one();
+    shared
+        .requests
+        .takeover_confirmed
+        .store(true, Ordering::Relaxed);
+    shared.requests.wake.notify_one();
     StatusCode::OK
 }
 
@@ -220,8 +244,13 @@ async fn handle_retry(
                 .unwrap_or_default();
             let entry = crate::store::history::control(format!("retry asked{by}"), peer.0);
             let _ = crate::store::history::append(shared.store.as_ref(), &name, entry);
-            shared.retries.lock().expect("retry lock").insert(name);
-            shared.wake.notify_one();
+            shared
+                .requests
+                .retries
+                .lock()
+                .expect("retry lock")
+                .insert(name);
+            shared.requests.wake.notify_one();
             (StatusCode::OK, String::new())
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("asset {e}")),
@@ -246,8 +275,13 @@ async fn handle_sync(
                 peer.0,
             );
             let _ = crate::store::history::append(shared.store.as_ref(), &name, entry);
-            shared.syncs.lock().expect("sync lock").insert(name);
-            shared.wake.notify_one();
+            shared
+                .requests
+                .syncs
+                .lock()
+                .expect("sync lock")
+                .insert(name);
+            shared.requests.wake.notify_one();
             (StatusCode::OK, String::new())
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("asset {e}")),
@@ -280,8 +314,8 @@ async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 
 /// The last published status, with the role as the lease says now.
 pub(crate) fn current_status(shared: &Shared) -> StatusReport {
-    let mut report = shared.status.read().expect("status lock").clone();
-    let lease = shared.lease.read().expect("lease lock").clone();
+    let mut report = shared.published.status.read().expect("status lock").clone();
+    let lease = shared.published.lease.read().expect("lease lock").clone();
     if let Some(lease) = lease {
         let view = lease.view();
         if report.role.as_deref() == Some("leader") && !view.mine {
@@ -298,13 +332,13 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             "content-type",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        shared.metrics.render(),
+        shared.published.metrics.render(),
     )
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let silent = now_ms().saturating_sub(shared.last_tick_ms.load(Ordering::Relaxed));
-    if silent <= shared.stall_ms {
+    let silent = now_ms().saturating_sub(shared.published.last_tick_ms.load(Ordering::Relaxed));
+    if silent <= shared.published.stall_ms {
         (StatusCode::OK, "ok\n".to_string())
     } else {
         (
@@ -315,7 +349,7 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    if shared.ready.load(Ordering::Relaxed) {
+    if shared.published.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "first pass not finished\n")

@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::api::Shared;
+use crate::daemon::api::{Published, Shared};
 use crate::daemon::metrics::Metrics;
 use crate::daemon::metrics::WatchCounters;
 use crate::daemon::prune::PruneWindow;
@@ -238,7 +238,7 @@ impl Daemon {
         let notifier = crate::daemon::notify::Notifier::start(
             &config.notify,
             &config.instance,
-            shared.metrics.notifications.clone(),
+            shared.published.metrics.notifications.clone(),
             &api.stop,
         );
         let prunes = Prunes {
@@ -277,7 +277,10 @@ impl Daemon {
 
     /// Tells `/healthz` and systemd's watchdog that the loop turns.
     fn tick(&self) {
-        self.shared.last_tick_ms.store(now_ms(), Ordering::Relaxed);
+        self.shared
+            .published
+            .last_tick_ms
+            .store(now_ms(), Ordering::Relaxed);
         if self.watchdog {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
         }
@@ -302,7 +305,7 @@ impl Daemon {
                 _ = self.shutdown.cancelled() => Woke::Stop,
                 Some(c) = self.control.recv() => Woke::Control(c),
                 Some(t) = self.triggers.recv() => Woke::Trigger(t),
-                _ = self.shared.wake.notified() => Woke::Trigger(Trigger::Now),
+                _ = self.shared.requests.wake.notified() => Woke::Trigger(Trigger::Now),
                 _ = tokio::time::sleep_until(wake) => Woke::Timer,
             };
             match woke {
@@ -366,15 +369,15 @@ impl Daemon {
             Ok(wake_in) => {
                 self.next_pass = Instant::now() + wake_in.min(self.config.resync);
                 self.reconnect.succeeded();
-                self.shared.metrics.engine_up.set(1);
-                self.shared.metrics.ready.set(1);
-                if !self.shared.ready.swap(true, Ordering::Relaxed) {
+                self.shared.published.metrics.engine_up.set(1);
+                self.shared.published.metrics.ready.set(1);
+                if !self.shared.published.ready.swap(true, Ordering::Relaxed) {
                     tracing::info!("first full pass done; ready");
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 }
             }
             Err(error) => {
-                self.shared.metrics.docker_errors.inc();
+                self.shared.published.metrics.docker_errors.inc();
                 self.disconnected(error, "pass failed; reconnecting");
             }
         }
@@ -446,7 +449,7 @@ impl Daemon {
         )
         .with_on_gain(on_gain);
         self.lease_task = Some(tokio::spawn(lease.clone().run(self.lease_stop.clone())));
-        *self.shared.lease.write().expect("lease lock") = Some(lease.clone());
+        *self.shared.published.lease.write().expect("lease lock") = Some(lease.clone());
         self.lease = Some(lease);
     }
 
@@ -469,9 +472,9 @@ impl Daemon {
         } else {
             tracing::warn!(%error, retry_in_ms, "{what}");
         }
-        self.shared.metrics.engine_up.set(0);
+        self.shared.published.metrics.engine_up.set(0);
         let lease = self.lease.as_ref().map(|l| l.view());
-        let mut status = self.shared.status.write().expect("status lock");
+        let mut status = self.shared.published.status.write().expect("status lock");
         status.engine_error = Some(error);
         // Roles from the present: with no engine, this daemon writes
         // nothing, whatever the last pass said.
@@ -531,26 +534,24 @@ fn new_shared(
     identity: crate::engine::strategy::writer::LiveWriter,
 ) -> Arc<Shared> {
     Arc::new(Shared {
-        status: RwLock::new(StatusReport {
-            source: crate::report::status::Source::Daemon,
-            ..Default::default()
-        }),
-        ready: Default::default(),
-        last_tick_ms: now_ms().into(),
-        stall_ms: stall.as_millis() as u64,
-        metrics,
-        prunes: Default::default(),
-        wake: Default::default(),
+        published: Published {
+            status: RwLock::new(StatusReport {
+                source: crate::report::status::Source::Daemon,
+                ..Default::default()
+            }),
+            ready: Default::default(),
+            last_tick_ms: now_ms().into(),
+            stall_ms: stall.as_millis() as u64,
+            metrics,
+            planner: Default::default(),
+            events: Default::default(),
+            lease: Default::default(),
+            identity,
+        },
+        requests: Default::default(),
         hints: Default::default(),
-        retries: Default::default(),
-        syncs: Default::default(),
         store,
         control_lock: Default::default(),
-        planner: Default::default(),
-        events: Default::default(),
-        takeover_confirmed: Default::default(),
-        lease: Default::default(),
-        identity,
     })
 }
 

@@ -22,9 +22,9 @@ use crate::engine::strategy::writer::{self, Writer};
 use crate::engine::strategy::{ActualAsset, AnyStrategy, StrategyKind};
 use crate::input::revision::{Order, Revision};
 use crate::model::spec::AssetName;
-use crate::reconcile::{self, Observation, PassConfig};
+use crate::reconcile::{self, pipeline, Observation, PassConfig};
 use crate::report::status::{self, StatusReport};
-use crate::store::{now_ms, AppliedRecord, Store};
+use crate::store::{now_ms, AppliedRecord};
 
 /// An action the scheduler ran to its end.
 pub(super) struct Finished {
@@ -69,11 +69,12 @@ impl Daemon {
         let config = self.pass_config();
         let obs = reconcile::observe(&config, &strategy, self.store.as_ref()).await?;
         self.log_invalid_files(&obs.desired);
-        *self.shared.planner.write().expect("planner lock") = Some(crate::daemon::api::Planner {
-            config,
-            strategy: strategy.clone(),
-        });
-        self.shared.metrics.passes.inc();
+        *self.shared.published.planner.write().expect("planner lock") =
+            Some(crate::daemon::api::Planner {
+                config,
+                strategy: strategy.clone(),
+            });
+        self.shared.published.metrics.passes.inc();
         let observed = Instant::now();
         let revision = obs.revision.clone();
         let mut standing = self.standing(&strategy, &obs.actual).await;
@@ -114,10 +115,24 @@ impl Daemon {
         self.shared.set_confirmable(&obs.plan);
         let mut wake_in = self.config.resync;
         if !standby {
-            persist_settled(self.store.as_ref(), &obs, &busy);
             end_pins(&self.shared, &obs.ended_pins);
-            self.converge_stack(&obs, &strategy).await;
-            wake_in = self.dispatch(&obs, &strategy, observed).await;
+            let store = self.store.clone();
+            let pass_config = self.config.pass.clone();
+            let mut dispatcher = Dispatcher {
+                daemon: self,
+                busy,
+                observed,
+            };
+            let carried = pipeline::carry_out(
+                &pass_config,
+                &obs,
+                &strategy,
+                store.as_ref(),
+                &mut dispatcher,
+            )
+            .await;
+            log_stack(&carried.stack);
+            wake_in = carried.ran;
             // A dependency still coming up becomes ready by time passing
             // (its monitor window), which no engine event announces.
             if obs.plan.waits_for_a_dependency() {
@@ -161,36 +176,26 @@ impl Daemon {
         self.logged_invalid = now;
     }
 
-    /// Networks, volumes, secrets and configs, before the assets are
-    /// offered to the scheduler: what they need exists when they start.
-    /// Removals are of objects already unused when the pass looked; those
-    /// an asset removal of this pass frees go at the next pass.
-    async fn converge_stack(&self, obs: &Observation, strategy: &AnyStrategy) {
-        use crate::engine::strategy::DeploymentStrategy as _;
-        let (Some(engine), Some(found)) = (strategy.stack(), &obs.stack) else {
-            return;
-        };
-        let view = (&obs.desired, found, obs.plan.stack.as_slice());
-        let mut done = reconcile::apply_stack(&engine, view, false).await;
-        done.extend(reconcile::apply_stack(&engine, view, true).await);
-        for outcome in done {
-            match outcome.error {
-                None => tracing::info!(action = %outcome.action, "stack object converged"),
-                Some(error) => {
-                    tracing::warn!(action = %outcome.action, %error, "stack object failed")
-                }
-            }
-        }
-    }
-
     /// The pass configuration with what the loop keeps between passes:
     /// the prune window, the operator's confirmations and retries.
     fn pass_config(&mut self) -> PassConfig {
         let mut config = self.config.pass.clone();
         config.plan.recent = self.prunes.window.recent(Instant::now());
         config.plan.confirmed = self.shared.confirmed_removals();
-        config.plan.retry = self.shared.retries.lock().expect("retry lock").clone();
-        config.plan.override_windows.names = self.shared.syncs.lock().expect("sync lock").clone();
+        config.plan.retry = self
+            .shared
+            .requests
+            .retries
+            .lock()
+            .expect("retry lock")
+            .clone();
+        config.plan.override_windows.names = self
+            .shared
+            .requests
+            .syncs
+            .lock()
+            .expect("sync lock")
+            .clone();
         config.plan.changed_in_place = self.shared.hints.take_verify();
         let due = self
             .tags_checked
@@ -207,7 +212,7 @@ impl Daemon {
     /// confirmed does not.
     fn reap_finished(&mut self) {
         for (name, done) in self.scheduler.reap() {
-            count_action(&self.shared.metrics, done.kind, done.ok);
+            count_action(&self.shared.published.metrics, done.kind, done.ok);
             let dispatched = self.prunes.removing.remove(&name);
             if let (ActionKind::Remove, true, Some(Some(fleet))) = (done.kind, done.ok, dispatched)
             {
@@ -280,9 +285,10 @@ impl Daemon {
             }
             // A retry or a sync asked for is used up by the deploy it
             // causes.
-            let retries = &self.shared.retries;
+            let retries = &self.shared.requests.retries;
             retries.lock().expect("retry lock").remove(&action.name);
             self.shared
+                .requests
                 .syncs
                 .lock()
                 .expect("sync lock")
@@ -307,7 +313,7 @@ impl Daemon {
             return;
         }
         reconcile::execute(action.clone(), record, strategy, self.store.as_ref()).await;
-        count_action(&self.shared.metrics, ActionKind::Hold, true);
+        count_action(&self.shared.published.metrics, ActionKind::Hold, true);
     }
 
     /// Hands `action` to the scheduler (a no-op if its asset is busy).
@@ -326,6 +332,7 @@ impl Daemon {
                 .map(|run| {
                     let kind = crate::daemon::events::EventKind::Hook;
                     shared
+                        .published
                         .events
                         .note(&outcome.name, kind, run.clone(), now_ms())
                 })
@@ -357,7 +364,7 @@ impl Daemon {
             &in_flight,
             !standing.role.writes(),
         );
-        let metrics = &self.shared.metrics;
+        let metrics = &self.shared.published.metrics;
         metrics.set_phases(&assets);
         metrics.set_windows(&obs.plan.windows);
         metrics
@@ -372,7 +379,7 @@ impl Daemon {
             &obs.plan,
             assets,
         );
-        *self.shared.status.write().expect("status lock") = StatusReport {
+        *self.shared.published.status.write().expect("status lock") = StatusReport {
             role: Some(role.into()),
             ready: true,
             writer_conflict: standing.writer_conflict.clone(),
@@ -405,7 +412,7 @@ impl Daemon {
         let dir = &self.config.pass.manifests;
         let why = match mine.compare(applied, dir) {
             Order::Same | Order::Newer => None,
-            Order::Unordered if self.shared.takeover_confirmed.swap(false, Ordering::Relaxed) => {
+            Order::Unordered if self.shared.requests.takeover_confirmed.swap(false, Ordering::Relaxed) => {
                 tracing::warn!(applied = %applied, here = %mine, "the operator confirmed applying this copy");
                 None
             }
@@ -430,7 +437,7 @@ impl Daemon {
     /// The lease as this daemon sees it, also as metrics.
     fn lease_view(&self) -> Option<crate::engine::lease::LeaseView> {
         let view = self.lease.as_ref()?.view();
-        let metrics = &self.shared.metrics;
+        let metrics = &self.shared.published.metrics;
         metrics.lease_held.set(i64::from(view.mine));
         let counted = metrics.lease_takeovers.get();
         if view.takeovers > counted {
@@ -447,19 +454,20 @@ impl Daemon {
     /// daemon sees the same changes), and not of its first pass, which
     /// changes nothing.
     fn announce(&self, assets: &[status::AssetStatus], standby: bool) {
-        let before = self.shared.status.read().expect("status lock");
+        let before = self.shared.published.status.read().expect("status lock");
         if standby || before.last_pass_ms.is_none() || before.role.as_deref() == Some("standby") {
             return;
         }
         let events = self
             .shared
+            .published
             .events
             .record(&before.assets, assets, None, now_ms());
         drop(before);
         for event in &events {
             tracing::info!(asset = %event.asset, event = ?event.event, reason = event.reason.as_deref().unwrap_or_default(), "event");
             if event.event == crate::daemon::events::EventKind::RolledBack {
-                self.shared.metrics.rollbacks.inc();
+                self.shared.published.metrics.rollbacks.inc();
             }
         }
         self.notifier.offer(&events);
@@ -498,29 +506,37 @@ pub(super) fn new_scheduler(
     Scheduler::new(config, stop.clone(), on_finish)
 }
 
-/// Records adopted from labels, moved files and resolved errors, for the
-/// assets with no action running: a running action writes its own record,
-/// and one from a listing taken mid-action would only race it.
-fn persist_settled(store: &dyn Store, obs: &Observation, busy: &BTreeSet<AssetName>) {
-    let settled: BTreeMap<AssetName, AppliedRecord> = obs
-        .applied
-        .iter()
-        .filter(|(name, _)| !busy.contains(*name))
-        .map(|(n, r)| (n.clone(), r.clone()))
-        .collect();
-    reconcile::persist_adopted(store, &settled);
-    reconcile::persist_moves(store, &obs.desired, &obs.applied);
-    let settled_plan = crate::core::plan::Plan {
-        unchanged: obs
-            .plan
-            .unchanged
-            .iter()
-            .filter(|n| !busy.contains(*n))
-            .cloned()
-            .collect(),
-        ..Default::default()
-    };
-    reconcile::persist_resolved(store, &settled_plan, &obs.applied);
+/// What the pass's stack writes did, in the log (the daemon has no report).
+fn log_stack(done: &[reconcile::StackOutcome]) {
+    for outcome in done {
+        match &outcome.error {
+            None => tracing::info!(action = %outcome.action, "stack object converged"),
+            Some(error) => tracing::warn!(action = %outcome.action, %error, "stack object failed"),
+        }
+    }
+}
+
+/// The daemon's executor: actions are offered to the scheduler, which
+/// runs them in the background (`reconcile::pipeline`).
+struct Dispatcher<'a> {
+    daemon: &'a mut Daemon,
+    /// In flight when the pass began: left to their actions.
+    busy: BTreeSet<AssetName>,
+    observed: Instant,
+}
+
+impl pipeline::Executor<AnyStrategy> for Dispatcher<'_> {
+    /// How soon the earliest action refused for now may go.
+    type Ran = Duration;
+    const WAITS: bool = false;
+
+    fn busy(&self) -> BTreeSet<AssetName> {
+        self.busy.clone()
+    }
+
+    async fn run(&mut self, obs: &Observation, strategy: &AnyStrategy) -> Duration {
+        self.daemon.dispatch(obs, strategy, self.observed).await
+    }
 }
 
 /// Whether another daemon writes this instance and this one must give
@@ -548,7 +564,7 @@ fn writers(
         .into_iter()
         .map(|s| s.writer.id.clone())
         .collect();
-    let before = shared.status.read().expect("status lock").clone();
+    let before = shared.published.status.read().expect("status lock").clone();
     if conflict.is_some() && before.writer_conflict.is_none() {
         tracing::error!(
             conflict = conflict.as_deref().unwrap_or_default(),

@@ -11,6 +11,7 @@
 mod execute;
 mod hooks;
 mod observe;
+pub(crate) mod pipeline;
 mod record;
 pub mod rollout_result;
 
@@ -22,7 +23,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::core::plan::{ActionKind, Plan, PlanConfig};
@@ -30,7 +30,7 @@ use crate::engine::strategy::{DeploymentStrategy, StrategyError};
 use crate::input::desired::{Desired, LoadOptions, ParseCache};
 use crate::input::stack::plan::StackAction;
 use crate::model::spec::AssetName;
-use crate::store::{now_ms, Store};
+use crate::store::Store;
 
 /// Everything a pass needs to know, fixed before the runtime starts.
 #[derive(Clone, Debug)]
@@ -147,68 +147,18 @@ pub async fn run_pass<S: DeploymentStrategy>(
     store: &Arc<dyn Store>,
 ) -> Result<PassReport, PassError> {
     let started = Instant::now();
-    let Observation {
-        desired,
-        applied,
-        plan,
-        stack,
-        ..
-    } = observe(config, strategy, store.as_ref()).await?;
-    for (name, why) in &plan.window_overrides {
-        record_window_override(
-            store.as_ref(),
-            name,
-            why,
-            config.plan.override_windows.by_uid,
-        );
-    }
-    let mut stack_outcomes = Vec::new();
-    if let (Some(engine), Some(found)) = (strategy.stack(), &stack) {
-        stack_outcomes = apply_stack(&engine, (&desired, found, &plan.stack), false).await;
-    }
-    persist_adopted(store.as_ref(), &applied);
-    persist_moves(store.as_ref(), &desired, &applied);
-    persist_resolved(store.as_ref(), &plan, &applied);
-    let now = now_ms();
-    let mut runnable = Vec::new();
-    let mut deferred = Vec::new();
-    for action in &plan.actions {
-        let waiting = applied
-            .get(&action.name)
-            .and_then(|r| backing_off(action, r, now))
-            .is_some();
-        if config.respect_backoff && waiting {
-            deferred.push(action.name.clone());
-        } else {
-            runnable.push(action.clone());
-        }
-    }
-
-    let outcomes: Vec<Outcome> = futures_util::stream::iter(runnable)
-        .map(|action| {
-            let record = applied.get(&action.name).cloned().unwrap_or_default();
-            execute(action, record, strategy, store.as_ref())
-        })
-        .buffer_unordered(config.concurrency.max(1))
-        .collect()
-        .await;
-    if let Err(e) = store.flush() {
-        tracing::warn!(error = %e, "could not flush the state store");
-    }
-    // Removals after the assets': what the pass removed frees networks
-    // and old versions, so the stack is looked at again.
-    let ours_before = stack
-        .as_ref()
-        .is_some_and(|s| s.objects.iter().any(|a| a.owned));
-    if ours_before || !stack_outcomes.is_empty() {
-        stack_outcomes.extend(remove_unused_stack(config, strategy, &desired, &plan).await);
-    }
+    let obs = observe(config, strategy, store.as_ref()).await?;
+    let mut inline = pipeline::Inline {
+        config,
+        store: store.as_ref(),
+    };
+    let carried = pipeline::carry_out(config, &obs, strategy, store.as_ref(), &mut inline).await;
     Ok(PassReport {
-        plan,
-        outcomes,
-        stack: stack_outcomes,
-        deferred,
-        desired,
+        plan: obs.plan,
+        outcomes: carried.ran.outcomes,
+        stack: carried.stack,
+        deferred: carried.ran.deferred,
+        desired: obs.desired,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
@@ -276,6 +226,7 @@ mod pass_tests {
 
     use super::*;
     use crate::engine::strategy::fake::FakeStrategy;
+    use crate::store::now_ms;
     use crate::store::MemoryStore;
 
     /// A manifests directory of its own, removed on drop.

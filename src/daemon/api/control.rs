@@ -53,7 +53,12 @@ pub(super) async fn handle_plan(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<PlanQuery>,
 ) -> Response {
-    let planner = shared.planner.read().expect("planner lock").clone();
+    let planner = shared
+        .published
+        .planner
+        .read()
+        .expect("planner lock")
+        .clone();
     let Some(planner) = planner else {
         let why = "the daemon has not finished a pass yet (or cannot reach Docker)";
         return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
@@ -79,7 +84,7 @@ pub(super) async fn handle_events(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<EventsQuery>,
 ) -> Response {
-    Json(shared.events.after(query.after)).into_response()
+    Json(shared.published.events.after(query.after)).into_response()
 }
 
 /// `assetd suspend` / `assetd resume`: these assets, or `all`.
@@ -167,7 +172,7 @@ fn change(
         reason = request.reason.as_deref().unwrap_or_default(),
         "operator control"
     );
-    shared.wake.notify_one();
+    shared.requests.wake.notify_one();
     Json(suspensions).into_response()
 }
 
@@ -195,7 +200,7 @@ fn unpin(shared: &Shared, request: &SuspendRequest) -> Result<(), crate::store::
 fn record_control(shared: &Shared, request: &SuspendRequest, peer: PeerUid, what: &str) {
     let all_known: Vec<AssetName>;
     let names = if request.all {
-        let status = shared.status.read().expect("status lock");
+        let status = shared.published.status.read().expect("status lock");
         all_known = status.assets.iter().map(|a| a.name.clone()).collect();
         &all_known
     } else {
@@ -248,7 +253,7 @@ pub(super) async fn handle_rollback(
     match pin(&shared, &name, request.to, peer).await {
         Ok(pin) => {
             tracing::warn!(asset = %name, revision = pin.revision, uid = peer.0, "operator control: rollback");
-            shared.wake.notify_one();
+            shared.requests.wake.notify_one();
             Json(pin).into_response()
         }
         Err((status, why)) => (status, why).into_response(),
@@ -315,7 +320,12 @@ async fn pin(
     to: Option<u64>,
     peer: PeerUid,
 ) -> Result<history::Pin, (StatusCode, String)> {
-    let planner = shared.planner.read().expect("planner lock").clone();
+    let planner = shared
+        .published
+        .planner
+        .read()
+        .expect("planner lock")
+        .clone();
     let not_yet = || {
         (
             StatusCode::SERVICE_UNAVAILABLE,

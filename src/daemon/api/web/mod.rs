@@ -98,7 +98,7 @@ async fn fleet(
     Query(part): Query<Part>,
 ) -> Response {
     let report = crate::daemon::api::current_status(&shared);
-    let events = shared.events.after(0);
+    let events = shared.published.events.after(0);
     let store = shared.store.clone();
     let revision = |a: &crate::report::status::AssetStatus| {
         crate::store::history::load(store.as_ref(), &a.name)
@@ -132,6 +132,7 @@ async fn asset(
     };
     let history = crate::store::history::load(shared.store.as_ref(), &status.name);
     let events: Vec<_> = shared
+        .published
         .events
         .after(0)
         .into_iter()
@@ -147,7 +148,7 @@ async fn asset(
 async fn live(
     State(shared): State<Arc<Shared>>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let receiver = shared.events.subscribe();
+    let receiver = shared.published.events.subscribe();
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.changed().await.ok()?;
         let seq = *receiver.borrow_and_update();
