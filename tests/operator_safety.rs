@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Output;
 
-use assetd::report::status::Phase;
+use assetd::report::status::{Phase, StatusReport};
 use common::harness::{shared, Assetd};
 use common::{eventually, set_mode, TestEnv, CONVERGE, IMAGE_1, IMAGE_2};
 
@@ -495,4 +495,78 @@ async fn a_swarm_rollback_is_never_fought_and_stays_failed() {
     let report = daemon.cli_status().unwrap();
     let now = report.assets.iter().find(|s| s.name.as_str() == a).unwrap();
     assert_eq!(now.phase, Phase::Failed, "{now:?}");
+}
+
+/// The running task container of service `name` on this engine.
+async fn task_container(env: &TestEnv, name: &str) -> Option<(String, String)> {
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![format!("com.docker.swarm.service.name={name}")],
+    )]);
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    let containers = env.docker.list_containers(Some(options)).await.ok()?;
+    let c = containers.into_iter().next()?;
+    let name = c.names?.first()?.trim_start_matches('/').to_string();
+    Some((c.id?, name))
+}
+
+/// Item 9: a Swarm task whose healthcheck starts failing is Degraded from
+/// its container's health, naming it, while that container still runs:
+/// not only once Swarm has replaced the task (which waits out the stop
+/// grace period, 10 s by default). No resync helps (300 s).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_swarm_task_turning_unhealthy_is_degraded_before_swarm_replaces_it() {
+    use assetd::core::health::Health;
+    let _engine = shared().await;
+    let env = TestEnv::new("os-swunhealthy").await;
+    let assetd = Assetd::new(&env, "swarm");
+    let a = env.name("a");
+    let check = "  command: [sh, -c, \"touch /tmp/ok; exec sleep 3600\"]\n  healthcheck: { test: [CMD, test, -e, /tmp/ok], interval: 500ms, timeout: 1s, retries: 1 }\n";
+    env.write("a.yaml", &env.asset("a", IMAGE_1, check));
+    let daemon = assetd.daemon(&["--resync", "300s"]);
+    let health = |report: StatusReport| {
+        let asset = report.assets.into_iter().find(|x| x.name.as_str() == a)?;
+        Some((
+            asset.health,
+            asset.health_reason.unwrap_or_default(),
+            asset.phase,
+        ))
+    };
+    eventually("a Healthy", CONVERGE, || async {
+        (health(daemon.cli_status()?)?.0 == Health::Healthy).then_some(())
+    })
+    .await;
+    let (id, container) = task_container(&env, &a).await.expect("a task container");
+    let exec = env
+        .docker
+        .create_exec(
+            &id,
+            bollard::models::ExecConfig {
+                cmd: Some(vec!["rm".into(), "/tmp/ok".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    env.docker.start_exec(&exec.id, None).await.unwrap();
+    let removed = std::time::Instant::now();
+    let (why, phase) = eventually("a Degraded", CONVERGE, || async {
+        let (health, why, phase) = health(daemon.cli_status()?)?;
+        (health == Health::Degraded).then_some((why, phase))
+    })
+    .await;
+    eprintln!("unhealthy → Degraded in {:?}: {why}", removed.elapsed());
+    let state = env.docker.inspect_container(&id, None).await.unwrap().state;
+    let still_running = state.and_then(|s| s.running) == Some(true);
+    assert!(
+        why.contains(&container) && why.contains("unhealthy"),
+        "the reason names the unhealthy task container {container}: {why}"
+    );
+    assert!(
+        still_running,
+        "Degraded only once Swarm replaced the task: {why}"
+    );
+    assert_ne!(phase, Phase::Running, "never Running while unhealthy");
 }

@@ -526,13 +526,10 @@ impl DeploymentStrategy for Swarm {
             true => self.unavailable_nodes().await,
             false => HashMap::new(),
         };
-        let unhealthy = match services
-            .iter()
-            .any(|s| s.spec.as_ref().is_some_and(has_healthcheck))
-        {
-            true => self.unhealthy_task_containers().await,
-            false => HashMap::new(),
-        };
+        // Asked whatever the specs say: an image's own HEALTHCHECK counts
+        // too, and bollard reads a service's `Healthcheck` back as none
+        // (it expects `HealthCheck`), so the spec cannot tell.
+        let unhealthy = self.unhealthy_task_containers().await;
         let mut assets = BTreeMap::new();
         for service in services {
             let Some(spec) = service.spec.as_ref() else {

@@ -60,17 +60,6 @@ pub(super) fn image_of(spec: &ServiceSpec) -> &str {
         .unwrap_or_default()
 }
 
-/// Whether the service's tasks run a healthcheck of their own.
-pub(super) fn has_healthcheck(spec: &ServiceSpec) -> bool {
-    let check = spec
-        .task_template
-        .as_ref()
-        .and_then(|t| t.container_spec.as_ref())
-        .and_then(|c| c.health_check.as_ref())
-        .and_then(|h| h.test.as_ref());
-    check.is_some_and(|test| test.first().is_some_and(|t| t != "NONE"))
-}
-
 pub(super) fn is_global(spec: &ServiceSpec) -> bool {
     spec.mode.as_ref().is_some_and(|m| m.global.is_some())
 }
