@@ -420,6 +420,12 @@ impl Daemon {
                     crate::engine::strategy::AnyStrategy::Local(local) => Some(local.crash_notes()),
                     crate::engine::strategy::AnyStrategy::Swarm(_) => None,
                 },
+                view: match &connection.strategy {
+                    crate::engine::strategy::AnyStrategy::Local(local) => {
+                        Some(local.container_view())
+                    }
+                    crate::engine::strategy::AnyStrategy::Swarm(_) => None,
+                },
             },
             connection.watch.clone(),
         ));

@@ -67,6 +67,12 @@ impl Daemon {
         let swarm = connection.swarm_node.is_some();
         let follower = self.lease_standby(swarm);
         let config = self.pass_config();
+        // A resync (due on the moved-tag check's clock) reads the whole
+        // engine again, not the view the events keep: a lost event costs
+        // at most a resync of latency.
+        if config.check_moved_tags {
+            strategy.relist();
+        }
         let obs = reconcile::observe(&config, &strategy, self.store.as_ref()).await?;
         self.log_invalid_files(&obs.desired);
         *self.shared.published.planner.write().expect("planner lock") =

@@ -383,6 +383,7 @@ pub async fn watch_docker(
         counters,
         hints,
         crashes,
+        view,
     } = sinks;
     // Events resume quickly after a dockerd restart; a long outage is
     // retried every 15 s (the daemon's own reconnect says it is down).
@@ -400,6 +401,9 @@ pub async fn watch_docker(
         let mut stream = docker.events(Some(
             EventsOptionsBuilder::default().filters(&filters).build(),
         ));
+        if let Some(view) = &view {
+            view.stream_opened();
+        }
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -414,6 +418,9 @@ pub async fn watch_docker(
                     if let Some(asset) = updated_in_place(&event, &instance) {
                         hints.verify(asset);
                     }
+                    if let (Some(view), Some(id)) = (&view, managed_container(&event, &instance)) {
+                        view.touch_container(id);
+                    }
                     if let (Some(crashes), Some((id, code))) =
                         (&crashes, crash_of(&event, &instance))
                     {
@@ -424,8 +431,16 @@ pub async fn watch_docker(
                         let _ = triggers.try_send(trigger);
                         if needs_a_second_look(&event) {
                             let triggers = triggers.clone();
+                            // The view reads the container again too: the
+                            // first read may have found it unchanged.
+                            let again = view
+                                .clone()
+                                .zip(managed_container(&event, &instance).map(str::to_string));
                             tokio::spawn(async move {
                                 tokio::time::sleep(SECOND_LOOK).await;
+                                if let Some((view, id)) = again {
+                                    view.touch_container(&id);
+                                }
                                 let _ = triggers.try_send(Trigger::Now);
                             });
                         }
@@ -440,6 +455,9 @@ pub async fn watch_docker(
                     break;
                 }
             }
+        }
+        if let Some(view) = &view {
+            view.stream_lost();
         }
         counters.docker_reconnects.fetch_add(1, Ordering::Relaxed);
         tokio::select! {
@@ -490,6 +508,25 @@ pub struct DockerSinks {
     pub hints: Arc<Hints>,
     /// Local engine: where the exit codes of crashes are noted.
     pub crashes: Option<crate::engine::strategy::local::CrashNotes>,
+    /// Local engine: the view of the managed containers, told which
+    /// ones an event named and when the stream opens or is lost.
+    pub view: Option<crate::engine::strategy::local::view::ContainerView>,
+}
+
+/// The ID of one of this instance's containers that an event names.
+fn managed_container<'e>(
+    event: &'e bollard::models::EventMessage,
+    instance: &str,
+) -> Option<&'e str> {
+    use crate::engine::strategy::labels::{INSTANCE, MANAGED};
+    if event.typ != Some(bollard::models::EventMessageTypeEnum::CONTAINER) {
+        return None;
+    }
+    let actor = event.actor.as_ref()?;
+    let attrs = actor.attributes.as_ref()?;
+    let ours = attrs.get(MANAGED).map(String::as_str) == Some("true")
+        && attrs.get(INSTANCE).map(String::as_str) == Some(instance);
+    ours.then_some(actor.id.as_deref()?)
 }
 
 /// A network, volume or image that appeared may be what a failed asset

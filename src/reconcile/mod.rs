@@ -2,8 +2,10 @@
 //! execute, record (`rollout_result`: what `apply --once` waits for).
 //! Knows nothing of the daemon's loop, the API or the output formats.
 //!
-//! Every pass recomputes everything from listings (level-triggered), so it
-//! is correct whatever triggered it and however many triggers were lost.
+//! Every pass decides over the whole state (level-triggered), so it is
+//! correct whatever triggered it and however many triggers were lost; the
+//! daemon's view of a local engine is kept by events and listed in full
+//! at every resync and after a gap (`engine::strategy::local::view`).
 //! Actions run with bounded concurrency; each result is written to the
 //! store as soon as it is known, and one failing asset never stops the
 //! others: its failure becomes a backoff timer on its own record.

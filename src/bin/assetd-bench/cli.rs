@@ -54,6 +54,9 @@ pub enum Figure {
     Idle,
     /// Measured on the same converged daemon as `Idle`, in its run.
     Comment,
+    /// A quiet minute on the same converged daemon, while other objects
+    /// on the engine send events.
+    IdleMinute,
 }
 
 impl Figure {
@@ -70,6 +73,7 @@ impl Figure {
             Figure::ColdSwarm => "cold-swarm",
             Figure::Idle => "idle",
             Figure::Comment => "comment",
+            Figure::IdleMinute => "idle-minute",
         }
     }
 }

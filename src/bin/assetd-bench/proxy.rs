@@ -19,6 +19,8 @@ pub struct Req {
     pub method: String,
     /// Without the `/v1.NN` prefix and the query.
     pub path: String,
+    /// The query, percent-decoded.
+    pub query: String,
 }
 
 impl Req {
@@ -30,6 +32,14 @@ impl Req {
     /// A reconcile pass starts by listing containers.
     pub fn is_container_listing(&self) -> bool {
         self.method == "GET" && self.path.starts_with("/containers/json")
+    }
+
+    /// A listing of every managed container, not of some named by ID or
+    /// asset (what an event-fed view reads again).
+    pub fn is_full_container_listing(&self) -> bool {
+        self.is_container_listing()
+            && !self.query.contains("\"id\"")
+            && !self.query.contains("io.assetd.asset=")
     }
 
     /// Requests that change something in Docker (none of the engine's
@@ -67,6 +77,24 @@ pub struct Proxy {
     /// Where clients connect (their `DOCKER_HOST` is `unix://` this).
     pub path: PathBuf,
     log: Arc<Mutex<Vec<Req>>>,
+    events: Arc<EventsControl>,
+}
+
+/// What the tests do to event streams through the proxy: hold them (the
+/// engine's events wait, unseen, as on a stalled link) or cut them (the
+/// client sees its stream end: a gap). Connections watch both.
+struct EventsControl {
+    held: tokio::sync::watch::Sender<bool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for EventsControl {
+    fn default() -> Self {
+        Self {
+            held: tokio::sync::watch::channel(false).0,
+            cuts: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl Proxy {
@@ -76,51 +104,36 @@ impl Proxy {
         let listener =
             UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
         let log: Arc<Mutex<Vec<Req>>> = Arc::default();
-        let sink = log.clone();
+        let events: Arc<EventsControl> = Arc::default();
+        let (sink, control) = (log.clone(), events.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let sink = sink.clone();
-                tokio::spawn(async move {
-                    let Ok(server) = UnixStream::connect(&upstream).await else {
-                        return;
-                    };
-                    let (mut client_read, mut client_write) = client.into_split();
-                    let (mut server_read, mut server_write) = server.into_split();
-                    let up = async {
-                        let mut parser = RequestParser::default();
-                        let mut buf = vec![0u8; 64 * 1024];
-                        loop {
-                            let n = match client_read.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => n,
-                            };
-                            let now = Instant::now();
-                            for (method, path) in parser.feed(&buf[..n]) {
-                                sink.lock().expect("proxy log").push(Req {
-                                    at: now,
-                                    method,
-                                    path,
-                                });
-                            }
-                            if server_write.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                        let _ = server_write.shutdown().await;
-                    };
-                    let down = async {
-                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-                        let _ = client_write.shutdown().await;
-                    };
-                    tokio::join!(up, down);
-                });
+                let Ok(server) = UnixStream::connect(&upstream).await else {
+                    continue;
+                };
+                tokio::spawn(forward(client, server, sink.clone(), control.clone()));
             }
         });
         Ok(Self {
             path: path.to_path_buf(),
             log,
+            events,
         })
+    }
+
+    // The two below are the tests' (tests/engine_view.rs, through
+    // `#[path]`); the bench itself never disturbs the stream.
+    /// Holds (or releases) every event stream: the engine's events wait
+    /// in the socket, unseen by the client.
+    #[allow(dead_code)]
+    pub fn hold_events(&self, held: bool) {
+        self.events.held.send_replace(held);
+    }
+
+    /// Ends every event stream open now (the client reconnects).
+    #[allow(dead_code)]
+    pub fn cut_events(&self) {
+        self.events.cuts.send_modify(|n| *n += 1);
     }
 
     /// A position in the log: later `since(mark)` gives what came after.
@@ -242,7 +255,7 @@ enum ParseState {
 }
 
 impl RequestParser {
-    fn feed(&mut self, data: &[u8]) -> Vec<(String, String)> {
+    fn feed(&mut self, data: &[u8]) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
         if matches!(self.state, ParseState::Opaque) {
             return out;
@@ -266,12 +279,12 @@ impl RequestParser {
                     let mut first = lines.next().unwrap_or_default().split(' ');
                     let method = first.next().unwrap_or("?").to_string();
                     let target = first.next().unwrap_or("?");
-                    let path = target.split('?').next().unwrap_or_default();
+                    let (path, query) = target.split_once('?').unwrap_or((target, ""));
                     let path = match path.strip_prefix("/v1.") {
                         Some(rest) => rest.find('/').map(|i| &rest[i..]).unwrap_or(path),
                         None => path,
                     };
-                    out.push((method, path.to_string()));
+                    out.push((method, path.to_string(), percent_decoded(query)));
                     let (mut length, mut chunked, mut upgrade) = (0usize, false, false);
                     for line in lines {
                         let Some((k, v)) = line.split_once(':') else {
@@ -344,6 +357,109 @@ impl RequestParser {
     }
 }
 
+/// One client connection, forwarded both ways; its requests logged.
+async fn forward(
+    client: UnixStream,
+    server: UnixStream,
+    sink: Arc<Mutex<Vec<Req>>>,
+    control: Arc<EventsControl>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let streams_events = AtomicBool::new(false);
+    let mut held = control.held.subscribe();
+    let mut cuts = control.cuts.subscribe();
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let up = async {
+        let mut parser = RequestParser::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let now = Instant::now();
+            for (method, path, query) in parser.feed(&buf[..n]) {
+                let req = Req {
+                    at: now,
+                    method,
+                    path,
+                    query,
+                };
+                if req.is_events() {
+                    streams_events.store(true, Ordering::SeqCst);
+                }
+                sink.lock().expect("proxy log").push(req);
+            }
+            if server_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = server_write.shutdown().await;
+    };
+    let down = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if streams_events.load(Ordering::SeqCst) && *held.borrow_and_update() {
+                // Not read: the engine's events wait in the socket.
+                if held.changed().await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            let n = tokio::select! {
+                read = server_read.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                },
+                _ = held.changed() => continue,
+            };
+            if client_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = client_write.shutdown().await;
+    };
+    // A cut drops an event stream's connection, whichever side waits.
+    let cut = async {
+        loop {
+            if cuts.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            if streams_events.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = async { tokio::join!(up, down) } => {}
+        _ = cut => {}
+    }
+}
+
+/// `%XX` escapes decoded (a query's filters are JSON in it).
+fn percent_decoded(query: &str) -> String {
+    let bytes = query.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Where `needle` first occurs in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
@@ -355,7 +471,11 @@ mod tests {
 
     fn requests(chunks: &[&[u8]]) -> Vec<(String, String)> {
         let mut p = RequestParser::default();
-        chunks.iter().flat_map(|c| p.feed(c)).collect()
+        chunks
+            .iter()
+            .flat_map(|c| p.feed(c))
+            .map(|(method, path, _)| (method, path))
+            .collect()
     }
 
     #[test]
@@ -378,6 +498,7 @@ mod tests {
             at: Instant::now(),
             method: m.into(),
             path: p.into(),
+            query: String::new(),
         };
         assert_eq!(
             req("POST", "/containers/abc/start").shape(),
@@ -389,5 +510,25 @@ mod tests {
         );
         assert_eq!(req("GET", "/containers/json").shape(), "/containers/json");
         assert_eq!(req("POST", "/services/create").shape(), "/services/create");
+    }
+
+    #[test]
+    fn a_listing_by_id_or_asset_is_not_a_full_one() {
+        let listing = |target: &str| {
+            let head = format!("GET /v1.41/containers/json?{target} HTTP/1.1\r\n\r\n");
+            let (method, path, query) = RequestParser::default().feed(head.as_bytes()).remove(0);
+            Req {
+                at: Instant::now(),
+                method,
+                path,
+                query,
+            }
+        };
+        let full = "all=true&filters=%7B%22label%22%3A%5B%22io.assetd.managed%3Dtrue%22%5D%7D";
+        assert!(listing(full).is_full_container_listing());
+        let by_id = "all=true&filters=%7B%22id%22%3A%5B%22abc%22%5D%7D";
+        assert!(!listing(by_id).is_full_container_listing());
+        let by_asset = "filters=%7B%22label%22%3A%5B%22io.assetd.asset%3Da%22%5D%7D";
+        assert!(!listing(by_asset).is_full_container_listing());
     }
 }

@@ -32,6 +32,7 @@ use crate::model::spec::{AssetName, DeploySpec, Mode, MountKind, PullPolicy, Spe
 mod ailing;
 mod hook;
 mod rollout;
+pub mod view;
 
 /// Where the daemon's Docker watcher notes the crashes it sees (`die`
 /// events with their exit codes), so a crash loop's reason carries its
@@ -69,6 +70,8 @@ pub struct LocalDocker {
     /// `<state-dir>/stack`: secrets' and configs' files, bind-mounted.
     stack_dir: Option<std::path::PathBuf>,
     stack_seen: crate::engine::strategy::stack_engine::SeenOurs,
+    /// The managed containers, fed by the daemon's watcher (`view`).
+    view: view::ContainerView,
 }
 
 impl LocalDocker {
@@ -82,6 +85,7 @@ impl LocalDocker {
             registry: Default::default(),
             stack_dir: None,
             stack_seen: Default::default(),
+            view: Default::default(),
         }
     }
 
@@ -119,6 +123,11 @@ impl LocalDocker {
         None
     }
 
+    /// The view of the managed containers the Docker watcher feeds.
+    pub fn container_view(&self) -> view::ContainerView {
+        self.view.clone()
+    }
+
     /// The handle the Docker watcher notes crashes through.
     pub fn crash_notes(&self) -> CrashNotes {
         CrashNotes(self.failed_lately.clone())
@@ -142,6 +151,68 @@ impl LocalDocker {
     /// `NAME-1..N` for more.
     pub fn container_names(spec: &DeploySpec) -> Vec<String> {
         replica_names(&spec.name, spec.local_replicas())
+    }
+
+    /// The managed containers: from the view where the watcher keeps it
+    /// whole, reading again only what changed; a full listing otherwise.
+    async fn managed_containers(&self) -> Result<Vec<ContainerSummary>, StrategyError> {
+        let list = |filters: HashMap<String, Vec<String>>| {
+            let options = ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
+            self.docker.list_containers(Some(options))
+        };
+        let err = |e| StrategyError::docker("list containers", "managed", e);
+        match self.view.next_read() {
+            view::Read::Full { keep } => {
+                let listed = list(labels::managed_filter(&self.instance))
+                    .await
+                    .map_err(err)?;
+                self.view.full(keep, &listed);
+                Ok(listed)
+            }
+            view::Read::Targeted { ids, assets, epoch } => {
+                let mut found = Vec::new();
+                let mut reads = assets
+                    .iter()
+                    .map(|name| labels::asset_filter(&self.instance, name))
+                    .collect::<Vec<_>>();
+                if !ids.is_empty() {
+                    let mut by_id = labels::managed_filter(&self.instance);
+                    by_id.insert("id".to_string(), ids.clone());
+                    reads.push(by_id);
+                }
+                for filters in reads {
+                    match list(filters).await {
+                        Ok(mut some) => found.append(&mut some),
+                        Err(e) => {
+                            self.view.retry(ids, assets);
+                            return Err(err(e));
+                        }
+                    }
+                }
+                self.view.targeted(epoch, &ids, &assets, found);
+                self.full_if_dropped().await
+            }
+            view::Read::Cached => self.full_if_dropped().await,
+        }
+    }
+
+    /// The view's containers, or a full listing when a resync or a gap
+    /// dropped the view meanwhile.
+    async fn full_if_dropped(&self) -> Result<Vec<ContainerSummary>, StrategyError> {
+        if let Some(containers) = self.view.containers() {
+            return Ok(containers);
+        }
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&labels::managed_filter(&self.instance))
+            .build();
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| StrategyError::docker("list containers", "managed", e))
     }
 
     async fn list_asset(&self, name: &AssetName) -> Result<Vec<ContainerSummary>, StrategyError> {
@@ -500,8 +571,9 @@ impl LocalDocker {
     }
 }
 
-impl DeploymentStrategy for LocalDocker {
-    async fn deploy(
+impl LocalDocker {
+    /// [`DeploymentStrategy::deploy`], before the view is told.
+    async fn write_asset(
         &self,
         spec: &DeploySpec,
         owner: &Ownership,
@@ -586,7 +658,8 @@ impl DeploymentStrategy for LocalDocker {
         })
     }
 
-    async fn remove(&self, name: &AssetName) -> Result<Removed, StrategyError> {
+    /// [`DeploymentStrategy::remove`], before the view is told.
+    async fn remove_asset(&self, name: &AssetName) -> Result<Removed, StrategyError> {
         self.listed.lock().expect("listing lock").remove(name);
         let existing = self.list_asset(name).await?;
         let mut result = Removed::Absent;
@@ -599,17 +672,28 @@ impl DeploymentStrategy for LocalDocker {
         }
         Ok(result)
     }
+}
+
+impl DeploymentStrategy for LocalDocker {
+    async fn deploy(
+        &self,
+        spec: &DeploySpec,
+        owner: &Ownership,
+    ) -> Result<Deployed, StrategyError> {
+        let deployed = self.write_asset(spec, owner).await;
+        // Whatever it did, the asset's containers are read again.
+        self.view.touch_asset(&spec.name);
+        deployed
+    }
+
+    async fn remove(&self, name: &AssetName) -> Result<Removed, StrategyError> {
+        let removed = self.remove_asset(name).await;
+        self.view.touch_asset(name);
+        removed
+    }
 
     async fn list_managed(&self) -> Result<Vec<ActualAsset>, StrategyError> {
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&labels::managed_filter(&self.instance))
-            .build();
-        let containers = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| StrategyError::docker("list containers", "managed", e))?;
+        let containers = self.managed_containers().await?;
         let ailments = ailing::diagnose(&self.docker, &containers, &self.failed_lately).await;
         let assets = group_into_assets(containers, &self.instance, &ailments);
         *self.listed.lock().expect("listing lock") =
@@ -623,11 +707,14 @@ impl DeploymentStrategy for LocalDocker {
         kind: crate::model::hooks::HookKind,
         hook: &crate::model::hooks::Hook,
     ) -> crate::model::hooks::HookRun {
-        self.run_hook_container(spec, kind, hook).await
+        let run = self.run_hook_container(spec, kind, hook).await;
+        self.view.touch_asset(&spec.name);
+        run
     }
 
     async fn sweep_hooks(&self, name: &AssetName) {
         self.sweep_hook_containers(name).await;
+        self.view.touch_asset(name);
     }
 }
 

@@ -322,6 +322,14 @@ impl AnyStrategy {
             AnyStrategy::Swarm(_) => StrategyKind::Swarm,
         }
     }
+
+    /// The next listing reads everything from the engine (a resync): a
+    /// view kept from events is dropped. Swarm lists every pass anyway.
+    pub fn relist(&self) {
+        if let AnyStrategy::Local(s) = self {
+            s.container_view().invalidate();
+        }
+    }
 }
 
 impl DeploymentStrategy for AnyStrategy {

@@ -43,6 +43,9 @@ impl Bench {
         if self.selected(Figure::Idle) {
             self.idle_passes(&daemon, n).await?;
         }
+        if self.selected(Figure::IdleMinute) {
+            self.idle_minute(&daemon, n).await?;
+        }
         if self.selected(Figure::Comment) {
             self.comment_only_change(&dirs, &names).await?;
         }
@@ -174,6 +177,74 @@ impl Bench {
             format!("{:.1} MB", rss as f64 / 1024.0),
             "< 50 MB",
             (rss as f64 / 1024.0) < 50.0,
+        ));
+        Ok(())
+    }
+
+    /// A quiet minute (10 s with `--quick`) on the converged daemon while
+    /// someone else creates and removes a network every 2 s (each event a
+    /// pass: it may be what a failed asset waits for): the engine is read
+    /// from the event-fed view, so no listing, and the daemon's CPU.
+    async fn idle_minute(&self, daemon: &Daemon, n: usize) -> Result<()> {
+        let window = Duration::from_secs(if self.args.quick { 10 } else { 60 });
+        // After the SIGHUPs: the new event stream's first pass is over.
+        self.proxy
+            .wait_quiet(Duration::from_secs(1), Duration::from_secs(30))
+            .await;
+        let mark = self.proxy.mark();
+        let (c0, s0) = (proc_ticks(daemon.pid), proc_sched_ns(daemon.pid));
+        let started = std::time::Instant::now();
+        let mut foreign_events = 0;
+        while started.elapsed() < window {
+            let net = format!("b{}-foreign-{foreign_events}", self.rid);
+            let config = bollard::models::NetworkCreateRequest {
+                name: net.clone(),
+                ..Default::default()
+            };
+            self.docker.create_network(config).await?;
+            self.docker.remove_network(&net).await?;
+            foreign_events += 2;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let (c1, s1) = (proc_ticks(daemon.pid), proc_sched_ns(daemon.pid));
+        let cpu_ms = c1.saturating_sub(c0) as f64 * 1e3 / self.clk_tck;
+        let live_ms = s1.saturating_sub(s0) as f64 / 1e6;
+        let reqs = self.proxy.calls_since(mark);
+        let listings = reqs.iter().filter(|r| r.is_container_listing()).count();
+        let full = reqs
+            .iter()
+            .filter(|r| r.is_full_container_listing())
+            .count();
+        let (rss, _) = proc_rss_kb(daemon.pid);
+        let rss_mb = rss as f64 / 1024.0;
+        let secs = window.as_secs();
+        println!(
+            "   idle {secs} s over {n} with {foreign_events} foreign events: {listings} container listing(s) ({full} of every container), {} Docker call(s) in all, CPU {cpu_ms:.0} ms (live threads {live_ms:.1} ms), RSS {rss_mb:.1} MB",
+            reqs.len()
+        );
+        let q = if self.args.quick {
+            format!(" [QUICK: {n} assets, {secs} s]")
+        } else {
+            String::new()
+        };
+        let figure = |what: &str| format!("idle minute over {n} assets, foreign events: {what}{q}");
+        self.report.add(Row::target_only(
+            figure("Docker list calls"),
+            format!("{listings}"),
+            "0",
+            listings == 0,
+        ));
+        self.report.add(Row::target_only(
+            figure("daemon CPU"),
+            format!("{cpu_ms:.0} ms"),
+            "≤ 60 ms",
+            cpu_ms <= 60.0,
+        ));
+        self.report.add(Row::target_only(
+            figure("RSS"),
+            format!("{rss_mb:.1} MB"),
+            "< 60 MB",
+            rss_mb < 60.0,
         ));
         Ok(())
     }

@@ -40,10 +40,12 @@ impl Bench {
         for &figure in Figure::value_variants() {
             let (wanted, label) = match figure {
                 // Measured in the idle run, on the same converged daemon.
-                Figure::Comment => continue,
+                Figure::Comment | Figure::IdleMinute => continue,
                 Figure::Idle => (
-                    self.selected(Figure::Idle) || self.selected(Figure::Comment),
-                    "idle + comment",
+                    self.selected(Figure::Idle)
+                        || self.selected(Figure::Comment)
+                        || self.selected(Figure::IdleMinute),
+                    "idle + comment + idle minute",
                 ),
                 other => (self.selected(other), other.name()),
             };
@@ -61,7 +63,9 @@ impl Bench {
                 Figure::UpdateSwarm => self.fig_update_swarm().await,
                 Figure::ColdLocal => self.fig_cold_local().await,
                 Figure::ColdSwarm => self.fig_cold_swarm().await,
-                Figure::Idle | Figure::Comment => self.fig_idle_and_comment().await,
+                Figure::Idle | Figure::Comment | Figure::IdleMinute => {
+                    self.fig_idle_and_comment().await
+                }
             };
             match result {
                 Ok(()) => println!("   ({label}: {:.0} s)", t.elapsed().as_secs_f64()),

@@ -98,7 +98,7 @@ fn restarted_lately(c: &ContainerSummary) -> bool {
 
 /// `0` from `Up Less than a second`, `4` from `Up 4 seconds (healthy)`;
 /// `None` for longer spans (`Up 2 minutes`) and other states.
-fn up_secs(status: &str) -> Option<u64> {
+pub(super) fn up_secs(status: &str) -> Option<u64> {
     let rest = status.strip_prefix("Up ")?;
     if rest.starts_with("Less than a second") {
         return Some(0);

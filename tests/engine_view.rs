@@ -1,0 +1,199 @@
+//! The daemon's event-fed view of the local engine (issue 30), counted
+//! through the recording proxy: a quiet fleet costs no listing between
+//! resyncs, a change reads only what changed, and lost events cost
+//! latency, never correctness (held events: repaired at the resync; a
+//! cut stream: listed in full at once).
+
+mod common;
+
+use std::time::Duration;
+
+use assetd::report::status::Phase;
+use common::harness::{shared, Assetd, Daemon};
+use common::proxy::{Proxy, Req};
+use common::{eventually, TestEnv, CONVERGE, IMAGE_1};
+
+const SLEEPER: &str = "  command: [sleep, \"3600\"]\n";
+
+/// A daemon on the local engine that reaches it through a counting proxy.
+async fn counted_daemon(env: &TestEnv, assets: &[&str], resync: &str) -> (Proxy, Daemon) {
+    for a in assets {
+        env.write(&format!("{a}.yaml"), &env.asset(a, IMAGE_1, SLEEPER));
+    }
+    let upstream = common::docker_host().trim_start_matches("unix://").into();
+    let proxy = Proxy::start(&env.root.join("proxy.sock"), upstream)
+        .await
+        .expect("the counting proxy starts");
+    let mut assetd = Assetd::new(env, "local");
+    assetd.docker_host = format!("unix://{}", proxy.path.display());
+    let daemon = assetd.daemon(&["--resync", resync]);
+    let names: Vec<String> = assets.iter().map(|a| env.name(a)).collect();
+    daemon.wait_phase(&names, Phase::Running).await;
+    proxy
+        .wait_quiet(Duration::from_secs(1), Duration::from_secs(30))
+        .await;
+    (proxy, daemon)
+}
+
+async fn passes(daemon: &Daemon) -> u64 {
+    let metrics = daemon.metrics().await;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("assetd_passes_total "))
+        .unwrap_or_else(|| panic!("no assetd_passes_total in:\n{metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn full_listings(proxy: &Proxy, mark: usize) -> usize {
+    let calls = proxy.calls_since(mark);
+    calls
+        .iter()
+        .filter(|r| r.is_full_container_listing())
+        .count()
+}
+
+fn listings(proxy: &Proxy, mark: usize) -> Vec<Req> {
+    let calls = proxy.calls_since(mark);
+    calls
+        .into_iter()
+        .filter(Req::is_container_listing)
+        .collect()
+}
+
+async fn container_id(env: &TestEnv, name: &str) -> Option<String> {
+    let c = env.docker.inspect_container(name, None).await.ok()?;
+    c.state?.running?.then_some(())?;
+    c.id
+}
+
+/// Until `name` runs in a container other than `old`.
+async fn replaced(env: &TestEnv, name: &str, old: &str) -> String {
+    eventually(&format!("{name} running again"), CONVERGE, || async {
+        container_id(env, name).await.filter(|id| id != old)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_fleet_is_read_from_the_view_and_a_change_reads_only_itself() {
+    let _engine = shared().await;
+    let env = TestEnv::new("ev-quiet").await;
+    let (proxy, daemon) = counted_daemon(&env, &["a", "b", "c"], "300s").await;
+    // Containers up for seconds only are read at every pass (a restart
+    // shows as "Up 3 seconds"); past 20 s they have settled.
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    // One pass reads them as settled.
+    let settled = passes(&daemon).await + 1;
+    env.write("b.yaml", &env.asset("b", IMAGE_1, SLEEPER));
+    eventually("a pass that reads them settled", CONVERGE, || async {
+        (passes(&daemon).await >= settled).then_some(())
+    })
+    .await;
+    proxy
+        .wait_quiet(Duration::from_secs(1), Duration::from_secs(30))
+        .await;
+    let before = passes(&daemon).await;
+    let mark = proxy.mark();
+    // Passes that nothing of ours caused: a network someone else creates
+    // (it could be what a failed asset waits for), and a manifest saved
+    // unchanged.
+    for i in 0..3 {
+        let net = env.name(&format!("foreign{i}"));
+        let config = bollard::models::NetworkCreateRequest {
+            name: net.clone(),
+            ..Default::default()
+        };
+        env.docker.create_network(config).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        env.docker.remove_network(&net).await.unwrap();
+    }
+    env.write("a.yaml", &env.asset("a", IMAGE_1, SLEEPER));
+    eventually("passes that change nothing", CONVERGE, || async {
+        (passes(&daemon).await >= before + 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        listings(&proxy, mark).len(),
+        0,
+        "a quiet fleet listed the engine: {:?}",
+        proxy.calls_since(mark)
+    );
+
+    // Removed by hand: its events name it, and only it is read again.
+    let a = env.name("a");
+    let old = container_id(&env, &a).await.expect("a runs");
+    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .build();
+    env.docker
+        .remove_container(&a, Some(options))
+        .await
+        .unwrap();
+    replaced(&env, &a, &old).await;
+    assert_eq!(
+        full_listings(&proxy, mark),
+        0,
+        "a change of one container listed every one: {:?}",
+        listings(&proxy, mark)
+    );
+    assert!(!listings(&proxy, mark).is_empty(), "the change was read");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn held_events_cost_latency_until_the_resync_never_correctness() {
+    let _engine = shared().await;
+    let env = TestEnv::new("ev-held").await;
+    let (proxy, daemon) = counted_daemon(&env, &["a"], "5s").await;
+    let a = env.name("a");
+    let old = container_id(&env, &a).await.expect("a runs");
+    // The engine's events stall on their way: the daemon hears nothing
+    // of the removal, and its view still shows the container.
+    proxy.hold_events(true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mark = proxy.mark();
+    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .build();
+    env.docker
+        .remove_container(&a, Some(options))
+        .await
+        .unwrap();
+    replaced(&env, &a, &old).await;
+    proxy.hold_events(false);
+    assert!(
+        full_listings(&proxy, mark) >= 1,
+        "repaired without the resync's full listing: {:?}\n{}",
+        listings(&proxy, mark),
+        daemon.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gap_in_the_event_stream_forces_a_full_listing_at_once() {
+    let _engine = shared().await;
+    let env = TestEnv::new("ev-gap").await;
+    // No resync within the test: what repairs is the gap's re-list.
+    let (proxy, daemon) = counted_daemon(&env, &["a"], "300s").await;
+    let a = env.name("a");
+    let old = container_id(&env, &a).await.expect("a runs");
+    proxy.hold_events(true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mark = proxy.mark();
+    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .build();
+    env.docker
+        .remove_container(&a, Some(options))
+        .await
+        .unwrap();
+    // The stream, with the removal's events in it, is dropped: a gap.
+    proxy.cut_events();
+    proxy.hold_events(false);
+    replaced(&env, &a, &old).await;
+    assert!(
+        full_listings(&proxy, mark) >= 1,
+        "a gap did not re-list: {:?}\n{}",
+        listings(&proxy, mark),
+        daemon.log()
+    );
+}
