@@ -121,29 +121,7 @@ impl Daemon {
         self.shared.set_confirmable(&obs.plan);
         let mut wake_in = self.config.resync;
         if !standby {
-            end_pins(&self.shared, &obs.ended_pins);
-            let store = self.store.clone();
-            let pass_config = self.config.pass.clone();
-            let mut dispatcher = Dispatcher {
-                daemon: self,
-                busy,
-                observed,
-            };
-            let carried = pipeline::carry_out(
-                &pass_config,
-                &obs,
-                &strategy,
-                store.as_ref(),
-                &mut dispatcher,
-            )
-            .await;
-            log_stack(&carried.stack);
-            wake_in = carried.ran;
-            // A dependency still coming up becomes ready by time passing
-            // (its monitor window), which no engine event announces.
-            if obs.plan.waits_for_a_dependency() {
-                wake_in = wake_in.min(DEPENDENCY_LOOK);
-            }
+            wake_in = self.carry_out(&obs, &strategy, busy, observed).await;
         } else if standing.writer_conflict.is_some() {
             // The elder's stop sends no engine event: ask it again soon,
             // as a lease follower would.
@@ -157,6 +135,34 @@ impl Daemon {
         standing.revision = Some(revision.short());
         self.publish(&obs, &standing, &strategy, started);
         Ok(wake_in)
+    }
+
+    /// This writer's part of a pass: the pipeline with the scheduler as
+    /// its executor. Returns how soon to look again.
+    async fn carry_out(
+        &mut self,
+        obs: &Observation,
+        strategy: &AnyStrategy,
+        busy: BTreeSet<AssetName>,
+        observed: Instant,
+    ) -> Duration {
+        end_pins(&self.shared, &obs.ended_pins);
+        let store = self.store.clone();
+        let pass_config = self.config.pass.clone();
+        let mut dispatcher = Dispatcher {
+            daemon: self,
+            busy,
+            observed,
+        };
+        let carried =
+            pipeline::carry_out(&pass_config, obs, strategy, store.as_ref(), &mut dispatcher).await;
+        log_stack(&carried.stack);
+        // A dependency still coming up becomes ready by time passing (its
+        // monitor window), which no engine event announces.
+        match obs.plan.waits_for_a_dependency() {
+            true => carried.ran.min(DEPENDENCY_LOOK),
+            false => carried.ran,
+        }
     }
 
     /// One WARN per invalid manifest file and per change of its errors,

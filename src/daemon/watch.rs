@@ -357,16 +357,17 @@ fn crash_of(event: &bollard::models::EventMessage, instance: &str) -> Option<(St
     (ours && code != 0).then(|| (actor.id.clone().unwrap_or_default(), code))
 }
 
-/// How long after a `pause` or `stop` a second pass looks again.
+/// How long after a `pause`, `stop` or `die` a second pass looks again.
 const SECOND_LOOK: Duration = Duration::from_secs(1);
 
 /// The engine announces a container's `pause` (and may announce its
-/// `stop`) before the state its listings read is saved, so the pass the
-/// event starts can still see it running: one more look a moment later
-/// makes sure the change is seen, rather than at the next resync.
+/// `stop`, and its `die` before the network and mounts are torn down)
+/// before the state its listings read is saved, so the pass the event
+/// starts can still see it running: one more look a moment later makes
+/// sure the change is seen, rather than at the next resync.
 fn needs_a_second_look(event: &bollard::models::EventMessage) -> bool {
     event.typ == Some(bollard::models::EventMessageTypeEnum::CONTAINER)
-        && matches!(event.action.as_deref(), Some("pause" | "stop"))
+        && matches!(event.action.as_deref(), Some("pause" | "stop" | "die"))
 }
 
 /// Follows Docker's event stream; reconnects with backoff when it ends
@@ -378,13 +379,8 @@ pub async fn watch_docker(
     sinks: DockerSinks,
     shutdown: CancellationToken,
 ) {
-    let DockerSinks {
-        triggers,
-        counters,
-        hints,
-        crashes,
-        view,
-    } = sinks;
+    // However this watcher ends, its view is no longer fed.
+    let _unfed = Unfed(sinks.view.clone());
     // Events resume quickly after a dockerd restart; a long outage is
     // retried every 15 s (the daemon's own reconnect says it is down).
     let mut delay = crate::daemon::scheduler::Doubling::new(
@@ -392,16 +388,8 @@ pub async fn watch_docker(
         Duration::from_secs(15),
     );
     loop {
-        let filters = std::collections::HashMap::from([(
-            "type".to_string(),
-            ["container", "service", "network", "volume", "image"]
-                .map(String::from)
-                .to_vec(),
-        )]);
-        let mut stream = docker.events(Some(
-            EventsOptionsBuilder::default().filters(&filters).build(),
-        ));
-        if let Some(view) = &view {
+        let mut stream = docker.events(Some(events_options()));
+        if let Some(view) = &sinks.view {
             view.stream_opened();
         }
         loop {
@@ -412,39 +400,7 @@ pub async fn watch_docker(
             match next {
                 Some(Ok(event)) => {
                     delay.succeeded();
-                    if brings_a_dependency(&event) {
-                        hints.retry_failed();
-                    }
-                    if let Some(asset) = updated_in_place(&event, &instance) {
-                        hints.verify(asset);
-                    }
-                    if let (Some(view), Some(id)) = (&view, managed_container(&event, &instance)) {
-                        view.touch_container(id);
-                    }
-                    if let (Some(crashes), Some((id, code))) =
-                        (&crashes, crash_of(&event, &instance))
-                    {
-                        crashes.note(&id, code);
-                    }
-                    if let Some(trigger) = relevance(&event, &instance) {
-                        counters.docker_events.fetch_add(1, Ordering::Relaxed);
-                        let _ = triggers.try_send(trigger);
-                        if needs_a_second_look(&event) {
-                            let triggers = triggers.clone();
-                            // The view reads the container again too: the
-                            // first read may have found it unchanged.
-                            let again = view
-                                .clone()
-                                .zip(managed_container(&event, &instance).map(str::to_string));
-                            tokio::spawn(async move {
-                                tokio::time::sleep(SECOND_LOOK).await;
-                                if let Some((view, id)) = again {
-                                    view.touch_container(&id);
-                                }
-                                let _ = triggers.try_send(Trigger::Now);
-                            });
-                        }
-                    }
+                    sinks.hand_on(&event, &instance);
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "Docker event stream failed; reconnecting");
@@ -456,16 +412,78 @@ pub async fn watch_docker(
                 }
             }
         }
-        if let Some(view) = &view {
+        if let Some(view) = &sinks.view {
             view.stream_lost();
         }
-        counters.docker_reconnects.fetch_add(1, Ordering::Relaxed);
+        sinks
+            .counters
+            .docker_reconnects
+            .fetch_add(1, Ordering::Relaxed);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay.failed()) => {}
         }
         // Whatever happened while the stream was down was not seen.
-        let _ = triggers.try_send(Trigger::Now);
+        let _ = sinks.triggers.try_send(Trigger::Now);
+    }
+}
+
+/// The event types the watcher follows, from a moment back: the engine
+/// replays what happened while the subscription was on its way, so the
+/// view misses nothing between its full listing and the stream (a
+/// replayed event costs one read).
+fn events_options() -> bollard::query_parameters::EventsOptions {
+    let filters = std::collections::HashMap::from([(
+        "type".to_string(),
+        ["container", "service", "network", "volume", "image"]
+            .map(String::from)
+            .to_vec(),
+    )]);
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().saturating_sub(REPLAY_SECS));
+    EventsOptionsBuilder::default()
+        .since(&since.to_string())
+        .filters(&filters)
+        .build()
+}
+
+impl DockerSinks {
+    /// What one engine event tells the loop, the view and the crash notes.
+    fn hand_on(&self, event: &bollard::models::EventMessage, instance: &str) {
+        if brings_a_dependency(event) {
+            self.hints.retry_failed();
+        }
+        if let Some(asset) = updated_in_place(event, instance) {
+            self.hints.verify(asset);
+        }
+        if let (Some(view), Some(id)) = (&self.view, changed_container(event, instance)) {
+            view.touch_container(id);
+        }
+        if let (Some(crashes), Some((id, code))) = (&self.crashes, crash_of(event, instance)) {
+            crashes.note(&id, code);
+        }
+        let Some(trigger) = relevance(event, instance) else {
+            return;
+        };
+        self.counters.docker_events.fetch_add(1, Ordering::Relaxed);
+        let _ = self.triggers.try_send(trigger);
+        if needs_a_second_look(event) {
+            let triggers = self.triggers.clone();
+            // The view reads the container again too: the first read may
+            // have found it unchanged.
+            let again = self
+                .view
+                .clone()
+                .zip(managed_container(event, instance).map(str::to_string));
+            tokio::spawn(async move {
+                tokio::time::sleep(SECOND_LOOK).await;
+                if let Some((view, id)) = again {
+                    view.touch_container(&id);
+                }
+                let _ = triggers.try_send(Trigger::Now);
+            });
+        }
     }
 }
 
@@ -511,6 +529,48 @@ pub struct DockerSinks {
     /// Local engine: the view of the managed containers, told which
     /// ones an event named and when the stream opens or is lost.
     pub view: Option<crate::engine::strategy::local::view::ContainerView>,
+}
+
+/// How far back a (re)opened event stream starts.
+const REPLAY_SECS: u64 = 2;
+
+/// Marks the view unfed when the watcher ends (shutdown, a new connection).
+struct Unfed(Option<crate::engine::strategy::local::view::ContainerView>);
+
+impl Drop for Unfed {
+    fn drop(&mut self) {
+        if let Some(view) = &self.0 {
+            view.stream_lost();
+        }
+    }
+}
+
+/// The ID of one of this instance's containers whose listing an event may
+/// have changed. A healthcheck's `exec_*` events, `attach`, `resize` and
+/// the like change nothing a listing shows.
+fn changed_container<'e>(
+    event: &'e bollard::models::EventMessage,
+    instance: &str,
+) -> Option<&'e str> {
+    let action = event.action.as_deref().unwrap_or_default();
+    let changes = matches!(
+        action,
+        "create"
+            | "start"
+            | "restart"
+            | "die"
+            | "kill"
+            | "oom"
+            | "stop"
+            | "pause"
+            | "unpause"
+            | "destroy"
+            | "rename"
+            | "update"
+    ) || action.starts_with("health_status");
+    changes
+        .then(|| managed_container(event, instance))
+        .flatten()
 }
 
 /// The ID of one of this instance's containers that an event names.
@@ -620,6 +680,55 @@ mod tests {
         assert_eq!(crash_of(&die("a", "3"), "a"), Some(("c1".into(), 3)));
         assert_eq!(crash_of(&die("a", "0"), "a"), None, "a clean exit");
         assert_eq!(crash_of(&die("b", "3"), "a"), None, "another instance's");
+    }
+
+    #[test]
+    fn the_view_reads_again_only_what_an_event_may_have_changed() {
+        let event = |action: &str, instance: &str| bollard::models::EventMessage {
+            typ: Some(bollard::models::EventMessageTypeEnum::CONTAINER),
+            action: Some(action.into()),
+            actor: Some(bollard::models::EventActor {
+                id: Some("c1".into()),
+                attributes: Some(std::collections::HashMap::from([
+                    ("io.assetd.managed".to_string(), "true".to_string()),
+                    ("io.assetd.instance".to_string(), instance.to_string()),
+                ])),
+            }),
+            ..Default::default()
+        };
+        for action in [
+            "create",
+            "die",
+            "destroy",
+            "pause",
+            "rename",
+            "health_status: unhealthy",
+        ] {
+            assert_eq!(
+                changed_container(&event(action, "a"), "a"),
+                Some("c1"),
+                "{action}"
+            );
+        }
+        // A healthcheck's probe, every interval: nothing a listing shows.
+        for action in [
+            "exec_create: test -e /ok",
+            "exec_start: test -e /ok",
+            "exec_die",
+            "attach",
+            "resize",
+        ] {
+            assert_eq!(
+                changed_container(&event(action, "a"), "a"),
+                None,
+                "{action}"
+            );
+        }
+        assert_eq!(
+            changed_container(&event("die", "b"), "a"),
+            None,
+            "another instance's"
+        );
     }
 
     #[test]

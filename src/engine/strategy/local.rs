@@ -156,63 +156,47 @@ impl LocalDocker {
     /// The managed containers: from the view where the watcher keeps it
     /// whole, reading again only what changed; a full listing otherwise.
     async fn managed_containers(&self) -> Result<Vec<ContainerSummary>, StrategyError> {
-        let list = |filters: HashMap<String, Vec<String>>| {
+        let list = |filters: HashMap<String, Vec<String>>| async move {
             let options = ListContainersOptionsBuilder::default()
                 .all(true)
                 .filters(&filters)
                 .build();
-            self.docker.list_containers(Some(options))
+            self.docker
+                .list_containers(Some(options))
+                .await
+                .map_err(|e| StrategyError::docker("list containers", "managed", e))
         };
-        let err = |e| StrategyError::docker("list containers", "managed", e);
-        match self.view.next_read() {
-            view::Read::Full { keep } => {
-                let listed = list(labels::managed_filter(&self.instance))
-                    .await
-                    .map_err(err)?;
-                self.view.full(keep, &listed);
-                Ok(listed)
+        // An error returns with `reading` unfinished: the view is dropped.
+        let reading = self.view.begin_read().await;
+        let in_view = match reading.read.clone() {
+            view::Read::Full { .. } => {
+                let listed = list(labels::managed_filter(&self.instance)).await?;
+                reading.full(&listed);
+                return Ok(listed);
             }
-            view::Read::Targeted { ids, assets, epoch } => {
-                let mut found = Vec::new();
-                let mut reads = assets
+            view::Read::Targeted { ids, assets, .. } => {
+                let mut reads: Vec<_> = assets
                     .iter()
                     .map(|name| labels::asset_filter(&self.instance, name))
-                    .collect::<Vec<_>>();
+                    .collect();
                 if !ids.is_empty() {
                     let mut by_id = labels::managed_filter(&self.instance);
-                    by_id.insert("id".to_string(), ids.clone());
+                    by_id.insert("id".to_string(), ids);
                     reads.push(by_id);
                 }
+                let mut found = Vec::new();
                 for filters in reads {
-                    match list(filters).await {
-                        Ok(mut some) => found.append(&mut some),
-                        Err(e) => {
-                            self.view.retry(ids, assets);
-                            return Err(err(e));
-                        }
-                    }
+                    found.append(&mut list(filters).await?);
                 }
-                self.view.targeted(epoch, &ids, &assets, found);
-                self.full_if_dropped().await
+                reading.targeted(found)
             }
-            view::Read::Cached => self.full_if_dropped().await,
+            view::Read::Cached => reading.cached(),
+        };
+        match in_view {
+            Some(containers) => Ok(containers),
+            // A resync or a gap dropped the view meanwhile.
+            None => list(labels::managed_filter(&self.instance)).await,
         }
-    }
-
-    /// The view's containers, or a full listing when a resync or a gap
-    /// dropped the view meanwhile.
-    async fn full_if_dropped(&self) -> Result<Vec<ContainerSummary>, StrategyError> {
-        if let Some(containers) = self.view.containers() {
-            return Ok(containers);
-        }
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&labels::managed_filter(&self.instance))
-            .build();
-        self.docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| StrategyError::docker("list containers", "managed", e))
     }
 
     async fn list_asset(&self, name: &AssetName) -> Result<Vec<ContainerSummary>, StrategyError> {
@@ -597,8 +581,13 @@ impl LocalDocker {
                         wrote: true,
                     })
                 }
-                // Something holds one of the names: look before acting.
+                // Something holds one of the names (another's container,
+                // or one of ours a lost event kept from the listing): look
+                // before acting.
                 Err(StrategyError::Foreign { .. }) => {}
+                Err(StrategyError::Docker {
+                    status: Some(409), ..
+                }) => {}
                 Err(e) => return Err(e),
             }
         }

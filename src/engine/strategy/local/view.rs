@@ -36,9 +36,59 @@ const SETTLING_SECS: u64 = 20;
 /// engine a moment after the stream is created.
 const SUBSCRIBE_MARGIN: Duration = Duration::from_millis(300);
 
-/// A handle on one connection's view; clones share it.
+/// A handle on one connection's view; clones share it (the daemon's
+/// passes, and `assetd plan` through its socket).
 #[derive(Clone, Default)]
-pub struct ContainerView(Arc<Mutex<State>>);
+pub struct ContainerView {
+    state: Arc<Mutex<State>>,
+    /// One read at a time: an older read landing after a newer one would
+    /// put back what the newer one replaced.
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// One read of the engine under way, holding the view's turn. Unless it
+/// is finished (`full`, `targeted`, `cached`), dropping it (an error, a
+/// cancelled request) drops the view: the next read lists in full.
+pub struct Reading {
+    view: ContainerView,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+    pub read: Read,
+    finished: bool,
+}
+
+impl Reading {
+    /// The full listing `listed` ended.
+    pub fn full(mut self, listed: &[ContainerSummary]) {
+        if let Read::Full { keep } = self.read {
+            self.view.full(keep, listed);
+            self.finished = true;
+        }
+    }
+
+    /// The targeted reads found `found`; the view's containers after it.
+    pub fn targeted(mut self, found: Vec<ContainerSummary>) -> Option<Vec<ContainerSummary>> {
+        if let Read::Targeted { ids, assets, epoch } = &self.read {
+            self.view.targeted(*epoch, ids, assets, found);
+            self.finished = true;
+        }
+        self.view.containers()
+    }
+
+    /// Nothing to read: the view's containers (`None` if a resync dropped
+    /// it meanwhile).
+    pub fn cached(mut self) -> Option<Vec<ContainerSummary>> {
+        self.finished = true;
+        self.view.containers()
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.view.invalidate();
+        }
+    }
+}
 
 #[derive(Default)]
 struct State {
@@ -57,7 +107,7 @@ struct State {
 }
 
 /// What the next read of the engine must be.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Read {
     /// List every managed container; keep it if `keep` (the epoch is
     /// still the same when it ends).
@@ -74,7 +124,23 @@ pub enum Read {
 
 impl ContainerView {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0.lock().expect("container view lock")
+        self.state.lock().expect("container view lock")
+    }
+
+    /// Waits for the view's turn and says what the next read must be; the
+    /// changes it covers are taken.
+    pub async fn begin_read(&self) -> Reading {
+        let turn = self.turn.clone().lock_owned().await;
+        self.reading(turn, Instant::now())
+    }
+
+    fn reading(&self, turn: tokio::sync::OwnedMutexGuard<()>, now: Instant) -> Reading {
+        Reading {
+            view: self.clone(),
+            _turn: turn,
+            read: self.next_read_at(now),
+            finished: false,
+        }
     }
 
     /// The watcher's event stream is open (again): what happened while
@@ -108,11 +174,6 @@ impl ContainerView {
         self.state().dirty_assets.insert(name.clone());
     }
 
-    /// What the next read must be; the changes it covers are taken.
-    pub fn next_read(&self) -> Read {
-        self.next_read_at(Instant::now())
-    }
-
     fn next_read_at(&self, now: Instant) -> Read {
         let mut state = self.state();
         let subscribed = state
@@ -128,6 +189,8 @@ impl ContainerView {
         state.dirty_ids.extend(settling);
         let changes = state.dirty_ids.len() + state.dirty_assets.len();
         if state.containers.is_none() || !subscribed || changes > MAX_TARGETED {
+            // Until the listing lands, there is no view to fall back on.
+            state.containers = None;
             state.dirty_ids.clear();
             state.dirty_assets.clear();
             return Read::Full {
@@ -148,7 +211,7 @@ impl ContainerView {
 
     /// A full listing ended: it becomes the view when nothing
     /// invalidated it meanwhile.
-    pub fn full(&self, keep: Option<u64>, listed: &[ContainerSummary]) {
+    fn full(&self, keep: Option<u64>, listed: &[ContainerSummary]) {
         let mut state = self.state();
         if keep != Some(state.epoch) {
             return;
@@ -162,7 +225,7 @@ impl ContainerView {
 
     /// What a targeted read found: `ids` and the containers of `assets`
     /// are replaced by `found` (one that is not in it is gone).
-    pub fn targeted(
+    fn targeted(
         &self,
         epoch: u64,
         ids: &[String],
@@ -184,15 +247,8 @@ impl ContainerView {
         }
     }
 
-    /// A targeted read failed: its changes are read again next time.
-    pub fn retry(&self, ids: Vec<String>, assets: Vec<AssetName>) {
-        let mut state = self.state();
-        state.dirty_ids.extend(ids);
-        state.dirty_assets.extend(assets);
-    }
-
     /// The view's containers (after a `Targeted` or `Cached` read).
-    pub fn containers(&self) -> Option<Vec<ContainerSummary>> {
+    fn containers(&self) -> Option<Vec<ContainerSummary>> {
         let state = self.state();
         Some(state.containers.as_ref()?.values().cloned().collect())
     }
@@ -380,21 +436,59 @@ mod tests {
     }
 
     #[test]
-    fn an_event_during_a_read_is_read_next_time_and_a_failed_read_is_retried() {
+    fn an_event_during_a_read_is_read_next_time() {
         let (view, now) = filled(&[container("c1", "a", "up")]);
         view.touch_container("c1");
         let Read::Targeted {
-            ids: read, assets, ..
+            ids: read,
+            assets,
+            epoch,
         } = view.next_read_at(now)
         else {
             panic!("targeted");
         };
         view.touch_container("c1"); // while the read was under way
-        view.retry(read, assets); // and the read failed
+        view.targeted(epoch, &read, &assets, vec![container("c1", "a", "up")]);
         let Read::Targeted { ids: again, .. } = view.next_read_at(now) else {
             panic!("targeted again");
         };
         assert_eq!(again, ["c1"]);
+    }
+
+    #[test]
+    fn a_read_that_fails_or_is_cancelled_drops_the_view_and_reads_wait_their_turn() {
+        let (view, now) = filled(&[container("c1", "a", "up")]);
+        view.touch_container("c1");
+        let turn = view.turn.clone().try_lock_owned().unwrap();
+        let reading = view.reading(turn, now);
+        assert!(matches!(reading.read, Read::Targeted { .. }));
+        // A second reader waits while the first holds the turn.
+        assert!(view.turn.clone().try_lock_owned().is_err());
+        drop(reading); // the request went away mid-read
+        assert!(view.containers().is_none(), "dropped");
+        let turn = view
+            .turn
+            .clone()
+            .try_lock_owned()
+            .expect("the turn is free");
+        let reading = view.reading(turn, now);
+        assert!(matches!(reading.read, Read::Full { keep: Some(_) }));
+        reading.full(&[container("c1", "a", "exited")]);
+        let turn = view.turn.clone().try_lock_owned().unwrap();
+        let reading = view.reading(turn, now);
+        assert_eq!(reading.read, Read::Cached);
+        let listed = reading.cached().unwrap();
+        assert_eq!(listed[0].status.as_deref(), Some("exited"));
+    }
+
+    #[test]
+    fn a_full_read_that_fails_leaves_no_view_to_fall_back_on() {
+        let (view, now) = filled(&[container("c1", "a", "up")]);
+        for i in 0..=MAX_TARGETED {
+            view.touch_container(&format!("c{i}"));
+        }
+        assert!(matches!(view.next_read_at(now), Read::Full { .. }));
+        assert!(view.containers().is_none());
     }
 
     #[test]
