@@ -1108,7 +1108,7 @@ async fn removing_an_absent_asset_is_success() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn listing_makes_two_calls_and_a_converged_pass_writes_nothing() {
+async fn listing_makes_three_calls_and_a_converged_pass_writes_nothing() {
     let env = TestEnv::new("sw-calls").await;
     let calls = Calls::start(&env.root).await;
     let socket = calls.proxy.path.clone();
@@ -1132,8 +1132,11 @@ async fn listing_makes_two_calls_and_a_converged_pass_writes_nothing() {
     wait_running(&env, "b", 2, IMAGE_1).await;
     calls.take();
 
+    // Services, their tasks, and this engine's unhealthy task containers
+    // (a task turning unhealthy is Degraded before Swarm replaces it).
+    let listing = vec!["GET /services", "GET /tasks", "GET /containers/json"];
     let actual = swarm.list_managed().await.unwrap();
-    assert_eq!(calls.take(), vec!["GET /services", "GET /tasks"]);
+    assert_eq!(calls.take(), listing);
     assert_eq!(actual.len(), 2);
     assert!(actual.iter().all(|a| a.drift.is_empty()), "{actual:?}");
     let b = actual
@@ -1153,7 +1156,7 @@ async fn listing_makes_two_calls_and_a_converged_pass_writes_nothing() {
     let pass = env.apply_with(&swarm).await;
     assert!(pass.plan.actions.is_empty(), "{:?}", pass.plan.actions);
     assert_eq!(pass.plan.unchanged.len(), 2);
-    assert_eq!(calls.take(), vec!["GET /services", "GET /tasks"]);
+    assert_eq!(calls.take(), listing);
 
     // A deploy of what runs already reads and writes nothing.
     let record = env.store.get(&asset_name(&env, "a")).unwrap();

@@ -486,9 +486,9 @@ impl DeploymentStrategy for Swarm {
         Ok(result)
     }
 
-    /// Two calls: our services, then their tasks (the task label filter
-    /// matches the service's labels). The second
-    /// is skipped when there is no service.
+    /// Three calls: our services, their tasks (the task label filter
+    /// matches the service's labels) and this engine's unhealthy task
+    /// containers; the last two are skipped when there is no service.
     async fn list_managed(&self) -> Result<Vec<ActualAsset>, StrategyError> {
         let managed = labels::managed_filter(&self.instance);
         let options = ListServicesOptionsBuilder::default()
