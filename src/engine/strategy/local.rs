@@ -168,6 +168,7 @@ impl LocalDocker {
         };
         // An error returns with `reading` unfinished: the view is dropped.
         let reading = self.view.begin_read().await;
+        tracing::debug!(read = ?reading.read, "container view");
         let in_view = match reading.read.clone() {
             view::Read::Full { .. } => {
                 let listed = list(labels::managed_filter(&self.instance)).await?;

@@ -405,7 +405,12 @@ impl Decoder<'_> {
 
     /// Records that the asset uses `name` of `kind` (checked once every
     /// file is read and the engine listed).
+    /// Docker's own networks (`bridge`, `host`, `none`) always exist and
+    /// are never ours: not references (nor a reason to look at the stack).
     pub(super) fn refer(&mut self, kind: ResourceKind, name: &str, node: &Node, path: &str) {
+        if kind == ResourceKind::Network && matches!(name, "bridge" | "host" | "none") {
+            return;
+        }
         let pos = self.pos(node);
         self.references.push(Reference {
             kind,
