@@ -112,6 +112,23 @@ impl Daemon {
         }
     }
 
+    /// Until the daemon reports a pass that began after `after_ms` (Unix
+    /// ms): a pass over an event-fed view may make no Docker call at all.
+    pub async fn wait_pass_after(&self, after_ms: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(report) = assetd::daemon::api::fetch_status(&self.socket).await {
+                if report.last_pass_ms.is_some_and(|at| at > after_ms) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("no pass within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `kill -SIGNAL`, e.g. `HUP` for an immediate pass.
     pub fn signal(&self, signal: &str) -> Result<()> {
         let status = Command::new("kill")

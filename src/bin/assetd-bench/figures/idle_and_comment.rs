@@ -47,7 +47,7 @@ impl Bench {
             self.idle_minute(&daemon, n).await?;
         }
         if self.selected(Figure::Comment) {
-            self.comment_only_change(&dirs, &names).await?;
+            self.comment_only_change(&daemon, &dirs, &names).await?;
         }
         daemon.stop().await;
         self.remove_by_label(FIG_LABEL, FIG).await;
@@ -265,9 +265,15 @@ impl Bench {
 
     /// Prepends a comment to every manifest: the pass it triggers must not
     /// write to Docker.
-    async fn comment_only_change(&self, dirs: &Dirs, names: &[String]) -> Result<()> {
+    async fn comment_only_change(
+        &self,
+        daemon: &Daemon,
+        dirs: &Dirs,
+        names: &[String],
+    ) -> Result<()> {
         let n = names.len();
         let mark = self.proxy.mark();
+        let written_ms = crate::clock::now_ns() as u64 / 1_000_000;
         let stamp = now_ns();
         for name in names {
             let text = format!(
@@ -276,8 +282,8 @@ impl Bench {
             );
             write_atomic(&dirs.manifests, &format!("{name}.yaml"), &text)?;
         }
-        self.proxy
-            .wait_for(mark, Req::is_container_listing, Duration::from_secs(10))
+        daemon
+            .wait_pass_after(written_ms, Duration::from_secs(10))
             .await
             .context("no pass after the comment-only change")?;
         self.proxy
