@@ -102,7 +102,8 @@ impl StackEngine {
 
     /// Whether a pass must look at the stack: something is declared or
     /// referred to, or objects of ours were there last time (to remove
-    /// them). A fleet without any keeps its two-call listing.
+    /// them). A fleet without any is spared this look (three or more
+    /// list calls, every container among them) at every pass.
     pub fn worth_a_look(&self, desired: &crate::input::desired::Desired) -> bool {
         !desired.resources.is_empty()
             || !desired.held_resources.is_empty()
