@@ -1952,18 +1952,7 @@ async fn a_container_turning_unhealthy_or_crash_looping_is_degraded_within_secon
     .await;
 
     // The check's file goes: unhealthy at the next probe.
-    let exec = env
-        .docker
-        .create_exec(
-            &a,
-            bollard::models::ExecConfig {
-                cmd: Some(vec!["rm".into(), "/tmp/ok".into()]),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    env.docker.start_exec(&exec.id, None).await.unwrap();
+    common::exec_in(&env.docker, &a, &["rm", "/tmp/ok"]).await;
     let removed = Instant::now();
     let (phase, why) = eventually("a Degraded", Duration::from_secs(20), || async {
         let report = daemon.status().await?;

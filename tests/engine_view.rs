@@ -66,6 +66,27 @@ async fn container_id(env: &TestEnv, name: &str) -> Option<String> {
     c.id
 }
 
+/// `docker rm -f NAME`.
+async fn remove_by_hand(env: &TestEnv, name: &str) {
+    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .build();
+    env.docker
+        .remove_container(name, Some(options))
+        .await
+        .unwrap();
+}
+
+/// Holds the event streams, then removes `name` by hand: the daemon hears
+/// nothing of it. Returns the proxy's mark from just before.
+async fn remove_unheard(env: &TestEnv, proxy: &Proxy, name: &str) -> usize {
+    proxy.hold_events(true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mark = proxy.mark();
+    remove_by_hand(env, name).await;
+    mark
+}
+
 /// Until `name` runs in a container other than `old`.
 async fn replaced(env: &TestEnv, name: &str, old: &str) -> String {
     eventually(&format!("{name} running again"), CONVERGE, || async {
@@ -122,13 +143,7 @@ async fn a_quiet_fleet_is_read_from_the_view_and_a_change_reads_only_itself() {
     // Removed by hand: its events name it, and only it is read again.
     let a = env.name("a");
     let old = container_id(&env, &a).await.expect("a runs");
-    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .build();
-    env.docker
-        .remove_container(&a, Some(options))
-        .await
-        .unwrap();
+    remove_by_hand(&env, &a).await;
     replaced(&env, &a, &old).await;
     assert_eq!(
         full_listings(&proxy, mark),
@@ -148,16 +163,7 @@ async fn held_events_cost_latency_until_the_resync_never_correctness() {
     let old = container_id(&env, &a).await.expect("a runs");
     // The engine's events stall on their way: the daemon hears nothing
     // of the removal, and its view still shows the container.
-    proxy.hold_events(true);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mark = proxy.mark();
-    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .build();
-    env.docker
-        .remove_container(&a, Some(options))
-        .await
-        .unwrap();
+    let mark = remove_unheard(&env, &proxy, &a).await;
     replaced(&env, &a, &old).await;
     proxy.hold_events(false);
     assert!(
@@ -176,16 +182,7 @@ async fn a_gap_in_the_event_stream_forces_a_full_listing_at_once() {
     let (proxy, daemon) = counted_daemon(&env, &["a"], "300s").await;
     let a = env.name("a");
     let old = container_id(&env, &a).await.expect("a runs");
-    proxy.hold_events(true);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mark = proxy.mark();
-    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .build();
-    env.docker
-        .remove_container(&a, Some(options))
-        .await
-        .unwrap();
+    let mark = remove_unheard(&env, &proxy, &a).await;
     // The stream, with the removal's events in it, is dropped: a gap.
     proxy.cut_events();
     proxy.hold_events(false);

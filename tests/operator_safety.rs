@@ -539,18 +539,7 @@ async fn a_swarm_task_turning_unhealthy_is_degraded_before_swarm_replaces_it() {
     })
     .await;
     let (id, container) = task_container(&env, &a).await.expect("a task container");
-    let exec = env
-        .docker
-        .create_exec(
-            &id,
-            bollard::models::ExecConfig {
-                cmd: Some(vec!["rm".into(), "/tmp/ok".into()]),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    env.docker.start_exec(&exec.id, None).await.unwrap();
+    common::exec_in(&env.docker, &id, &["rm", "/tmp/ok"]).await;
     let removed = std::time::Instant::now();
     let (why, phase) = eventually("a Degraded", CONVERGE, || async {
         let (health, why, phase) = health(daemon.cli_status()?)?;

@@ -464,3 +464,14 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Runs `cmd` in container `id` and waits for it (a healthcheck's file
+/// removed, say); panics when the engine refuses.
+pub async fn exec_in(docker: &bollard::Docker, id: &str, cmd: &[&str]) {
+    let config = bollard::models::ExecConfig {
+        cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
+        ..Default::default()
+    };
+    let exec = docker.create_exec(id, config).await.unwrap();
+    docker.start_exec(&exec.id, None).await.unwrap();
+}

@@ -316,6 +316,14 @@ mod tests {
         out
     }
 
+    /// The next read, which must be a targeted one.
+    fn targeted(view: &ContainerView, now: Instant) -> (Vec<String>, Vec<AssetName>, u64) {
+        match view.next_read_at(now) {
+            Read::Targeted { ids, assets, epoch } => (ids, assets, epoch),
+            other => panic!("a targeted read, not {other:?}"),
+        }
+    }
+
     /// Full listing at first, then the view until something changes.
     fn filled(list: &[ContainerSummary]) -> (ContainerView, Instant) {
         let (view, now) = fed();
@@ -360,14 +368,7 @@ mod tests {
         for id in ["c2", "c3", "c1", "c3"] {
             view.touch_container(id);
         }
-        let Read::Targeted {
-            ids: read,
-            assets,
-            epoch,
-        } = view.next_read_at(now)
-        else {
-            panic!("targeted");
-        };
+        let (read, assets, epoch) = targeted(&view, now);
         assert_eq!(read, ["c1", "c2", "c3"]);
         assert!(assets.is_empty());
         let found = vec![container("c1", "a", "exited"), container("c3", "c", "up")];
@@ -383,14 +384,7 @@ mod tests {
     fn our_own_write_reads_the_assets_containers_again() {
         let (view, now) = filled(&[container("old", "a", "up"), container("c2", "b", "up")]);
         view.touch_asset(&name("a"));
-        let Read::Targeted {
-            ids: read,
-            assets,
-            epoch,
-        } = view.next_read_at(now)
-        else {
-            panic!("targeted");
-        };
+        let (read, assets, epoch) = targeted(&view, now);
         view.targeted(epoch, &read, &assets, vec![container("new", "a", "up")]);
         assert_eq!(
             ids(&view),
@@ -418,14 +412,7 @@ mod tests {
     fn a_read_overtaken_by_an_invalidation_is_dropped() {
         let (view, now) = filled(&[container("c1", "a", "up")]);
         view.touch_container("c1");
-        let Read::Targeted {
-            ids: read,
-            assets,
-            epoch,
-        } = view.next_read_at(now)
-        else {
-            panic!("targeted");
-        };
+        let (read, assets, epoch) = targeted(&view, now);
         view.invalidate(); // a resync, while the read was under way
         view.targeted(epoch, &read, &assets, vec![]);
         assert!(view.containers().is_none());
@@ -439,14 +426,7 @@ mod tests {
     fn an_event_during_a_read_is_read_next_time() {
         let (view, now) = filled(&[container("c1", "a", "up")]);
         view.touch_container("c1");
-        let Read::Targeted {
-            ids: read,
-            assets,
-            epoch,
-        } = view.next_read_at(now)
-        else {
-            panic!("targeted");
-        };
+        let (read, assets, epoch) = targeted(&view, now);
         view.touch_container("c1"); // while the read was under way
         view.targeted(epoch, &read, &assets, vec![container("c1", "a", "up")]);
         let Read::Targeted { ids: again, .. } = view.next_read_at(now) else {
@@ -498,14 +478,7 @@ mod tests {
             container("old", "b", "Up 2 hours"),
         ]);
         for _ in 0..2 {
-            let Read::Targeted {
-                ids: read,
-                assets,
-                epoch,
-            } = view.next_read_at(now)
-            else {
-                panic!("the young container is read again");
-            };
+            let (read, assets, epoch) = targeted(&view, now);
             assert_eq!(read, ["young"]);
             view.targeted(
                 epoch,
@@ -514,14 +487,7 @@ mod tests {
                 vec![container("young", "a", "Up 5 seconds")],
             );
         }
-        let Read::Targeted {
-            ids: read,
-            assets,
-            epoch,
-        } = view.next_read_at(now)
-        else {
-            panic!("targeted");
-        };
+        let (read, assets, epoch) = targeted(&view, now);
         view.targeted(
             epoch,
             &read,
