@@ -35,13 +35,19 @@ async fn counted_daemon(env: &TestEnv, assets: &[&str], resync: &str) -> (Proxy,
     (proxy, daemon)
 }
 
-async fn passes(daemon: &Daemon) -> u64 {
+/// A counter of the daemon's metrics (`passes`, `manifest_walks`).
+async fn counter(daemon: &Daemon, name: &str) -> u64 {
     let metrics = daemon.metrics().await;
+    let series = format!("assetd_{name}_total ");
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("assetd_passes_total "))
-        .unwrap_or_else(|| panic!("no assetd_passes_total in:\n{metrics}"));
+        .find(|l| l.starts_with(&series))
+        .unwrap_or_else(|| panic!("no {series}in:\n{metrics}"));
     line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+async fn passes(daemon: &Daemon) -> u64 {
+    counter(daemon, "passes").await
 }
 
 fn full_listings(proxy: &Proxy, mark: usize) -> usize {
@@ -114,6 +120,7 @@ async fn a_quiet_fleet_is_read_from_the_view_and_a_change_reads_only_itself() {
         .wait_quiet(Duration::from_secs(1), Duration::from_secs(30))
         .await;
     let before = passes(&daemon).await;
+    let walks = counter(&daemon, "manifest_walks").await;
     let mark = proxy.mark();
     // Passes that nothing of ours caused: a network someone else creates
     // (it could be what a failed asset waits for), and a manifest saved
@@ -128,9 +135,19 @@ async fn a_quiet_fleet_is_read_from_the_view_and_a_change_reads_only_itself() {
         tokio::time::sleep(Duration::from_millis(400)).await;
         env.docker.remove_network(&net).await.unwrap();
     }
+    eventually("passes for the foreign networks", CONVERGE, || async {
+        (passes(&daemon).await >= before + 2).then_some(())
+    })
+    .await;
+    // Nothing in the directory changed: they reused the last read.
+    assert_eq!(
+        counter(&daemon, "manifest_walks").await,
+        walks,
+        "an engine event made the daemon read the manifests again"
+    );
     env.write("a.yaml", &env.asset("a", IMAGE_1, SLEEPER));
-    eventually("passes that change nothing", CONVERGE, || async {
-        (passes(&daemon).await >= before + 3).then_some(())
+    eventually("a pass that reads the saved file", CONVERGE, || async {
+        (counter(&daemon, "manifest_walks").await > walks).then_some(())
     })
     .await;
     assert_eq!(

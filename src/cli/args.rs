@@ -517,7 +517,7 @@ impl CommonArgs {
             },
             concurrency: self.concurrency as usize,
             respect_backoff,
-            parse_cache: None,
+            manifest_cache: None,
             check_moved_tags: true,
         }
     }

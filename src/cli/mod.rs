@@ -404,7 +404,7 @@ async fn run(args: RunArgs) -> u8 {
     }
     let config = DaemonConfig {
         pass: PassConfig {
-            parse_cache: Some(Default::default()),
+            manifest_cache: Some(Default::default()),
             ..args.common.pass_config(true)
         },
         state_dir: args.common.state_dir.clone(),

@@ -64,6 +64,7 @@ pub struct WatchCounters {
 pub struct Metrics {
     registry: Registry,
     pub passes: Counter,
+    pub manifest_walks: Counter,
     pub pass_seconds: Histogram,
     pub actions: Family<ActionLabels, Counter>,
     pub assets: Family<PhaseLabels, Gauge>,
@@ -111,6 +112,12 @@ impl Metrics {
         let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
         let metrics = Self {
             passes: registered(&mut r, "passes", "Reconcile passes run", Counter::default()),
+            manifest_walks: registered(
+                &mut r,
+                "manifest_walks",
+                "Passes that read the manifests directory (the others reused the last read: nothing in it changed)",
+                Counter::default(),
+            ),
             pass_seconds: registered(
                 &mut r,
                 "pass_duration_seconds",

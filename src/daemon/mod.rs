@@ -230,6 +230,7 @@ impl Daemon {
         let watchers = CancellationToken::new();
         tokio::spawn(watch::watch_manifests(
             config.pass.manifests.clone(),
+            config.pass.manifest_cache.clone(),
             triggers_tx.clone(),
             counters.clone(),
             watchers.clone(),

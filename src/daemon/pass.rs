@@ -81,6 +81,9 @@ impl Daemon {
                 strategy: strategy.clone(),
             });
         self.shared.published.metrics.passes.inc();
+        if obs.walked {
+            self.shared.published.metrics.manifest_walks.inc();
+        }
         let observed = Instant::now();
         let revision = obs.revision.clone();
         let mut standing = self.standing(&strategy, &obs.actual).await;

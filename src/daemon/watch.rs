@@ -3,7 +3,10 @@
 //! Triggers are hints, never data: each one only asks for a full pass, and
 //! the pass recomputes everything from listings. So a watcher may drop
 //! events when its channel is full (one pending trigger is enough), and
-//! a watcher that fails only costs latency until the next resync.
+//! a watcher that fails only costs latency until the next resync. The file
+//! watcher also tells the manifest cache that the directory changed (or
+//! may have), before it asks for the pass: a pass walks the directory
+//! only then ([`crate::reconcile::ManifestCache`]).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::metrics::WatchCounters;
+use crate::reconcile::ManifestCache;
 
 /// How soon a pass should follow a trigger; a more urgent trigger that
 /// arrives while waiting cuts the wait short.
@@ -141,6 +145,7 @@ impl Scope {
 /// missing at start, or deleted and recreated, is picked up again.
 pub async fn watch_manifests(
     root: PathBuf,
+    cache: Option<Arc<ManifestCache>>,
     triggers: mpsc::Sender<Trigger>,
     counters: Arc<WatchCounters>,
     shutdown: CancellationToken,
@@ -152,7 +157,9 @@ pub async fn watch_manifests(
         resolved: None,
     }));
     let (events_tx, mut events_rx) = mpsc::channel::<Hint>(256);
-    let callback = on_file_event(scope.clone(), counters, events_tx);
+    // Without a cache (none is kept) the watcher only triggers passes.
+    let cache = cache.unwrap_or_default();
+    let callback = on_file_event(scope.clone(), counters, cache.clone(), events_tx);
     let mut watcher = match notify::recommended_watcher(callback) {
         Ok(w) => w,
         Err(e) => {
@@ -161,11 +168,18 @@ pub async fn watch_manifests(
         }
     };
     let mut armed = Armed::default();
+    let mut watched = false;
     let mut check = tokio::time::interval(RECHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut follow_up: Option<Instant> = None;
     loop {
-        if armed.rearm(&mut watcher, &root, &scope) {
+        let rearmed = armed.rearm(&mut watcher, &root, &scope);
+        // A watch that failed to be placed is no watch: passes walk.
+        if rearmed || armed.root.is_some() != watched {
+            watched = armed.root.is_some();
+            cache.watching(watched);
+        }
+        if rearmed {
             // The directory (re)appeared or went: its content is new to us.
             let _ = triggers.try_send(Trigger::Now);
         }
@@ -185,6 +199,7 @@ pub async fn watch_manifests(
             }
             _ = follow_up_due => {
                 follow_up = None;
+                cache.changed();
                 let _ = triggers.try_send(Trigger::Now);
             }
             _ = check.tick() => {}
@@ -197,6 +212,7 @@ pub async fn watch_manifests(
 fn on_file_event(
     scope: Arc<RwLock<Scope>>,
     counters: Arc<WatchCounters>,
+    cache: Arc<ManifestCache>,
     events_tx: mpsc::Sender<Hint>,
 ) -> impl FnMut(notify::Result<notify::Event>) + Send + 'static {
     // Separate limits, so an overflow burst cannot hide a watcher error
@@ -235,6 +251,8 @@ fn on_file_event(
             }
         };
         counters.file_events.fetch_add(1, Ordering::Relaxed);
+        // Before the trigger, so the pass it brings reads the directory.
+        cache.changed();
         // Full channel: triggers are pending already, which is enough.
         let _ = events_tx.try_send(hint);
     }

@@ -12,12 +12,14 @@
 
 mod execute;
 mod hooks;
+mod manifests;
 mod observe;
 pub(crate) mod pipeline;
 mod record;
 pub mod rollout_result;
 
 pub use execute::*;
+pub use manifests::{read_manifests, ManifestCache, ManifestsRead};
 pub use observe::*;
 pub use record::*;
 
@@ -29,7 +31,7 @@ use serde::Serialize;
 
 use crate::core::plan::{ActionKind, Plan, PlanConfig};
 use crate::engine::strategy::{DeploymentStrategy, StrategyError};
-use crate::input::desired::{Desired, LoadOptions, ParseCache};
+use crate::input::desired::{Desired, LoadOptions};
 use crate::input::stack::plan::StackAction;
 use crate::model::spec::AssetName;
 use crate::store::Store;
@@ -45,10 +47,11 @@ pub struct PassConfig {
     /// Skip assets whose backoff has not expired (the daemon); `apply
     /// --once` retries everything because an operator asked for it.
     pub respect_backoff: bool,
-    /// Parse results of unchanged files, shared by the passes of one
-    /// process (and by clones of this config): the daemon's. A single
-    /// pass (`apply --once`, `plan`) has nothing to reuse.
-    pub parse_cache: Option<Arc<ParseCache>>,
+    /// What the daemon's passes keep of the manifests (the parse results
+    /// of unchanged files, the last read while nothing changed), shared by
+    /// clones of this config. A single pass (`apply --once`, `plan`) has
+    /// nothing to reuse.
+    pub manifest_cache: Option<Arc<ManifestCache>>,
     /// Ask the registries whether the tags of `pullPolicy: Always` assets
     /// moved (a resync, `apply --once`, `plan`): a moved tag is drift, and
     /// the asset is rolled out to the new digest.
@@ -265,7 +268,7 @@ mod pass_tests {
         }
     }
 
-    fn config(manifests: &Path) -> PassConfig {
+    pub(super) fn config(manifests: &Path) -> PassConfig {
         PassConfig {
             manifests: manifests.to_path_buf(),
             load: LoadOptions {
@@ -277,7 +280,7 @@ mod pass_tests {
             plan: PlanConfig::default(),
             concurrency: 4,
             respect_backoff: true,
-            parse_cache: None,
+            manifest_cache: None,
             check_moved_tags: false,
         }
     }

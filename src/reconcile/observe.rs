@@ -9,26 +9,17 @@ use futures_util::StreamExt;
 use crate::core::plan::Plan;
 use crate::engine::strategy::stack_engine::StackActual;
 use crate::engine::strategy::{ActualAsset, DeploymentStrategy};
-use crate::input::desired::{self, Desired, LoadOptions};
+use crate::input::desired::Desired;
 use crate::model::spec::AssetName;
 use crate::store::{now_ms, AppliedRecord, Store};
 
 use super::*;
 
-/// Reads the manifests directory off the async runtime: it is plain
-/// blocking file IO.
+/// The manifests as `config` reads them (see [`read_manifests`]).
 pub async fn load_desired(config: &PassConfig) -> Desired {
-    load_desired_with(config, config.load.clone()).await
-}
-
-pub(super) async fn load_desired_with(config: &PassConfig, load: LoadOptions) -> Desired {
-    let dir = config.manifests.clone();
-    let cache = config.parse_cache.clone();
-    tokio::task::spawn_blocking(move || {
-        desired::load_dir_cached(&dir, &load, &|k| std::env::var(k).ok(), cache.as_deref())
-    })
-    .await
-    .expect("loading manifests does not panic")
+    read_manifests(config, config.load.clone(), false)
+        .await
+        .desired
 }
 
 /// What one look at the world found, and the plan between its parts.
@@ -44,6 +35,9 @@ pub struct Observation {
     pub ended_pins: Vec<AssetName>,
     /// The revision of the manifests copy read.
     pub revision: crate::input::revision::Revision,
+    /// The manifests directory was walked for this pass (not the last
+    /// read reused).
+    pub walked: bool,
     /// The networks, volumes, secrets and configs found (none for an
     /// engine without them).
     pub stack: Option<StackActual>,
@@ -59,7 +53,14 @@ pub async fn observe<S: DeploymentStrategy>(
     if let Some(engine) = strategy.stack() {
         load.version_key = Some(engine.version_key().await?);
     }
-    let (desired, actual) = tokio::join!(load_desired_with(config, load), strategy.list_managed());
+    // A resync reads the directory again, as it lists the engine again.
+    let fresh = config.check_moved_tags;
+    let (read, actual) = tokio::join!(read_manifests(config, load, fresh), strategy.list_managed());
+    let ManifestsRead {
+        desired,
+        revision,
+        walked,
+    } = read;
     let mut actual = actual?;
     if config.check_moved_tags {
         let records = store.all();
@@ -77,7 +78,6 @@ pub async fn observe<S: DeploymentStrategy>(
         _ => None,
     };
     let applied = with_adopted(store.all(), &actual);
-    let revision = crate::input::revision::Revision::of(&config.manifests, &desired);
     let pins = crate::store::history::load_pins(store);
     let suspensions = crate::store::suspend::Suspensions::load(store);
     let crate::core::plan::pass::PassPlan {
@@ -99,6 +99,7 @@ pub async fn observe<S: DeploymentStrategy>(
     Ok(Observation {
         stack,
         revision,
+        walked,
         ended_pins,
         desired,
         actual,

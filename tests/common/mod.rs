@@ -208,7 +208,7 @@ impl TestEnv {
             plan: PlanConfig::default(),
             concurrency: 4,
             respect_backoff: false,
-            parse_cache: None,
+            manifest_cache: None,
             check_moved_tags: true,
         }
     }
