@@ -421,6 +421,12 @@ pub async fn fetch_status(socket: &Path) -> Result<StatusReport, String> {
     serde_json::from_slice(&body).map_err(|e| format!("bad status answer: {e}"))
 }
 
+/// The daemon's metrics (Prometheus text) over its socket.
+pub async fn fetch_metrics(socket: &Path) -> Result<String, String> {
+    let body = request(socket, hyper::Method::GET, "/metrics").await?;
+    String::from_utf8(body.to_vec()).map_err(|e| format!("bad metrics answer: {e}"))
+}
+
 /// Asks a running daemon to deploy `name` once more.
 pub async fn retry(socket: &Path, name: &AssetName) -> Result<(), String> {
     let (status, body) =

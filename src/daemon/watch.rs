@@ -344,13 +344,16 @@ impl Armed {
 }
 
 /// Container events that may mean drift on a managed container, and how
-/// soon to look. `kill`, `die` and `oom` open sequences (`docker rm -f` is
-/// kill, die, destroy; a crash is die, then the restart policy's start):
-/// the pass waits for the rest, or for a `Now` event ending it.
+/// soon to look. `kill`, `die`, `oom` and `stop` open sequences (`docker
+/// rm -f` is kill, die, destroy; a crash is die, then the restart policy's
+/// start; `docker restart` is kill, die, stop, start): the pass waits for
+/// the rest, or for a `Now` event ending it. A pass at `stop` would start
+/// the container the engine is about to start itself: under a storm of
+/// restarts, one needless write per restart.
 fn container_event_urgency(action: &str) -> Option<Trigger> {
     match action {
-        "destroy" | "stop" | "pause" | "rename" | "update" => Some(Trigger::Now),
-        "die" | "kill" | "oom" => Some(Trigger::Later),
+        "destroy" | "pause" | "rename" | "update" => Some(Trigger::Now),
+        "die" | "kill" | "oom" | "stop" => Some(Trigger::Later),
         // `health_status: unhealthy` and back: no drift, but the asset's
         // health changed, and status must say so within seconds.
         a if a.starts_with("health_status") => Some(Trigger::Soon),
@@ -838,6 +841,8 @@ mod tests {
             Some(Trigger::Soon)
         );
         assert_eq!(container_event_urgency("kill"), Some(Trigger::Later));
+        // `docker restart`: kill, die, stop, then the engine's own start.
+        assert_eq!(container_event_urgency("stop"), Some(Trigger::Later));
         assert_eq!(container_event_urgency("start"), None);
         assert_eq!(container_event_urgency("exec_start: sh"), None);
     }

@@ -51,12 +51,18 @@ pub enum Figure {
     UpdateSwarm,
     ColdLocal,
     ColdSwarm,
+    /// File → running while the daemon manages 10, 200, 1 000 assets.
+    LatencyScale,
+    /// Managed containers restarted in a loop by someone else.
+    Storm,
     Idle,
     /// Measured on the same converged daemon as `Idle`, in its run.
     Comment,
     /// A quiet minute on the same converged daemon, while other objects
     /// on the engine send events.
     IdleMinute,
+    /// Touch-all and comment-only cycles on the same converged daemon.
+    Noop,
 }
 
 impl Figure {
@@ -71,9 +77,12 @@ impl Figure {
             Figure::UpdateSwarm => "update-swarm",
             Figure::ColdLocal => "cold-local",
             Figure::ColdSwarm => "cold-swarm",
+            Figure::LatencyScale => "latency-scale",
+            Figure::Storm => "storm",
             Figure::Idle => "idle",
             Figure::Comment => "comment",
             Figure::IdleMinute => "idle-minute",
+            Figure::Noop => "noop",
         }
     }
 }
@@ -91,6 +100,15 @@ pub struct Sizes {
     pub parse_runs: usize,
     pub parse_small: usize,
     pub parse_big: usize,
+    /// Fleet sizes of the latency-with-scale figure, and the changes
+    /// timed at each.
+    pub scale_sizes: Vec<usize>,
+    pub scale_samples: usize,
+    pub storm_n: usize,
+    pub storm_window: std::time::Duration,
+    /// Changes timed in quiet and during the storm.
+    pub storm_samples: usize,
+    pub noop_cycles: usize,
 }
 
 impl Sizes {
@@ -112,6 +130,16 @@ impl Sizes {
             parse_runs: cheap,
             parse_small: 1000,
             parse_big: 10_000,
+            scale_sizes: if args.quick {
+                vec![10, 50]
+            } else {
+                vec![10, 200, 1000]
+            },
+            scale_samples: if args.quick { 3 } else { 30 },
+            storm_n: if args.quick { 20 } else { 200 },
+            storm_window: std::time::Duration::from_secs(if args.quick { 10 } else { 60 }),
+            storm_samples: if args.quick { 1 } else { 5 },
+            noop_cycles: if args.quick { 5 } else { 100 },
         }
     }
 }

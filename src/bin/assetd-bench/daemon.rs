@@ -129,6 +129,23 @@ impl Daemon {
         }
     }
 
+    /// One of its counters (`passes`, `manifest_walks`), from its metrics.
+    pub async fn counter(&self, name: &str) -> Result<u64> {
+        Ok(self.metric(&format!("assetd_{name}_total")).await? as u64)
+    }
+
+    /// The value of one series of its metrics (no labels).
+    pub async fn metric(&self, series: &str) -> Result<f64> {
+        let metrics = assetd::daemon::api::fetch_metrics(&self.socket)
+            .await
+            .map_err(|e| anyhow::anyhow!("the daemon's metrics: {e}"))?;
+        let value = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .with_context(|| format!("no {series} in the daemon's metrics"))?;
+        Ok(value.trim().parse()?)
+    }
+
     /// `kill -SIGNAL`, e.g. `HUP` for an immediate pass.
     pub fn signal(&self, signal: &str) -> Result<()> {
         let status = Command::new("kill")
@@ -145,7 +162,7 @@ impl Daemon {
     }
 
     /// The last lines of its log, for error messages.
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
@@ -172,5 +189,35 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
         self.registry.lock().expect("daemons").remove(&self.pid);
+    }
+}
+
+/// The daemon's own count and total time of passes, and its walks of the
+/// manifests directory.
+pub struct PassTimes {
+    pub count: u64,
+    pub seconds: f64,
+    pub walks: u64,
+}
+
+impl PassTimes {
+    pub async fn read(daemon: &Daemon) -> Result<Self> {
+        Ok(Self {
+            count: daemon.metric("assetd_pass_duration_seconds_count").await? as u64,
+            seconds: daemon.metric("assetd_pass_duration_seconds_sum").await?,
+            walks: daemon.counter("manifest_walks").await?,
+        })
+    }
+
+    pub fn since(&self, before: &Self) -> Self {
+        Self {
+            count: self.count - before.count,
+            seconds: self.seconds - before.seconds,
+            walks: self.walks - before.walks,
+        }
+    }
+
+    pub fn mean_seconds(&self) -> f64 {
+        self.seconds / self.count.max(1) as f64
     }
 }

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use crate::bench::Bench;
 use crate::cli::Figure;
 use crate::clock::{now_ns, secs};
-use crate::daemon::{Daemon, Dirs};
+use crate::daemon::{Daemon, Dirs, PassTimes};
 use crate::objects::write_atomic;
 use crate::procfs::{proc_rss_kb, proc_sched_ns, proc_ticks};
 use crate::proxy::Req;
@@ -48,6 +48,10 @@ impl Bench {
         }
         if self.selected(Figure::Comment) {
             self.comment_only_change(&daemon, &dirs, &names).await?;
+        }
+        if self.selected(Figure::Noop) {
+            self.noop_cycles(&daemon, &dirs, &names, FIG, SPEC_EXTRA)
+                .await?;
         }
         daemon.stop().await;
         self.remove_by_label(FIG_LABEL, FIG).await;
@@ -199,6 +203,7 @@ impl Bench {
             .wait_quiet(Duration::from_secs(1), Duration::from_secs(30))
             .await;
         let mark = self.proxy.mark();
+        let passes = PassTimes::read(daemon).await?;
         let (c0, s0) = (proc_ticks(daemon.pid), proc_sched_ns(daemon.pid));
         let started = std::time::Instant::now();
         let mut foreign_events = 0;
@@ -208,6 +213,7 @@ impl Bench {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         let (c1, s1) = (proc_ticks(daemon.pid), proc_sched_ns(daemon.pid));
+        let passes = PassTimes::read(daemon).await?.since(&passes);
         let cpu_ms = c1.saturating_sub(c0) as f64 * 1e3 / self.clk_tck;
         let live_ms = s1.saturating_sub(s0) as f64 / 1e6;
         let reqs = self.proxy.calls_since(mark);
@@ -219,9 +225,13 @@ impl Bench {
         let (rss, _) = proc_rss_kb(daemon.pid);
         let rss_mb = rss as f64 / 1024.0;
         let secs = window.as_secs();
+        let pass_us = passes.mean_seconds() * 1e6;
+        let per_asset_us = pass_us / n as f64;
         println!(
-            "   idle {secs} s over {n} with {foreign_events} foreign events: {listings} container listing(s) ({full} of every container), {} Docker call(s) in all, CPU {cpu_ms:.0} ms (live threads {live_ms:.1} ms), RSS {rss_mb:.1} MB",
-            reqs.len()
+            "   idle {secs} s over {n} with {foreign_events} foreign events: {listings} container listing(s) ({full} of every container), {} Docker call(s) in all, {} passes ({} walked the manifests) of {pass_us:.0} µs each ({per_asset_us:.2} µs per asset), CPU {cpu_ms:.0} ms (live threads {live_ms:.1} ms), RSS {rss_mb:.1} MB",
+            reqs.len(),
+            passes.count,
+            passes.walks
         );
         let q = if self.args.quick {
             format!(" [QUICK: {n} assets, {secs} s]")
@@ -235,6 +245,18 @@ impl Bench {
             "0",
             listings == 0,
         ));
+        self.report.add(Row {
+            met: None,
+            ..Row::target_only(
+                figure("one pass (observe, plan, status), per asset"),
+                format!(
+                    "{per_asset_us:.2} µs ({pass_us:.0} µs a pass, {} passes, {} walks)",
+                    passes.count, passes.walks
+                ),
+                "— (reported)",
+                true,
+            )
+        });
         self.report.add(Row::target_only(
             figure("daemon CPU"),
             format!("{cpu_ms:.0} ms"),

@@ -4,8 +4,11 @@
 mod cold_start;
 mod idle_and_comment;
 mod latency;
+mod latency_scale;
+mod noop_cycles;
 mod parse_plan;
 mod repair;
+mod storm;
 mod update;
 
 use std::time::{Duration, Instant};
@@ -40,12 +43,13 @@ impl Bench {
         for &figure in Figure::value_variants() {
             let (wanted, label) = match figure {
                 // Measured in the idle run, on the same converged daemon.
-                Figure::Comment | Figure::IdleMinute => continue,
+                Figure::Comment | Figure::IdleMinute | Figure::Noop => continue,
                 Figure::Idle => (
                     self.selected(Figure::Idle)
                         || self.selected(Figure::Comment)
-                        || self.selected(Figure::IdleMinute),
-                    "idle + comment + idle minute",
+                        || self.selected(Figure::IdleMinute)
+                        || self.selected(Figure::Noop),
+                    "idle + comment + idle minute + no-op cycles",
                 ),
                 other => (self.selected(other), other.name()),
             };
@@ -63,7 +67,9 @@ impl Bench {
                 Figure::UpdateSwarm => self.fig_update_swarm().await,
                 Figure::ColdLocal => self.fig_cold_local().await,
                 Figure::ColdSwarm => self.fig_cold_swarm().await,
-                Figure::Idle | Figure::Comment | Figure::IdleMinute => {
+                Figure::LatencyScale => self.fig_latency_scale().await,
+                Figure::Storm => self.fig_storm().await,
+                Figure::Idle | Figure::Comment | Figure::IdleMinute | Figure::Noop => {
                     self.fig_idle_and_comment().await
                 }
             };

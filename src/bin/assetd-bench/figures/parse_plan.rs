@@ -57,8 +57,8 @@ impl Bench {
             assetd: format!("{:.0} ms", mb * 1e3),
             baseline: format!("{:.0} ms", ms * 1e3),
             ratio: format!("{r:.1}×"),
-            target: "< 1 s; ≤ 12×".into(),
-            met: Some(mb < 1.0 && r <= 12.0),
+            target: "< 1 s; ≤ 11×".into(),
+            met: Some(mb < 1.0 && r <= 11.0),
         });
         Ok(())
     }
