@@ -263,6 +263,7 @@ impl Daemon {
         &mut self,
         obs: &Observation,
         strategy: &AnyStrategy,
+        busy: &BTreeSet<AssetName>,
         observed: Instant,
     ) -> Duration {
         // SIGHUP, or an engine event that may have brought a missing
@@ -272,6 +273,13 @@ impl Daemon {
         let now = now_ms();
         let mut wake_in = self.config.resync;
         for action in &obs.plan.actions {
+            // Busy when the pass began: what it read of the asset may be
+            // from before its action ended (a container read as `created`
+            // before the create's start), and the action's end brings a
+            // pass of its own. The scheduler only knows about now.
+            if busy.contains(&action.name) {
+                continue;
+            }
             let record = obs.applied.get(&action.name).cloned().unwrap_or_default();
             let backoff = reconcile::backing_off(action, &record, now).filter(|_| !retry_now);
             let manifests = &self.config.pass.manifests;
@@ -550,7 +558,9 @@ impl pipeline::Executor<AnyStrategy> for Dispatcher<'_> {
     }
 
     async fn run(&mut self, obs: &Observation, strategy: &AnyStrategy) -> Duration {
-        self.daemon.dispatch(obs, strategy, self.observed).await
+        self.daemon
+            .dispatch(obs, strategy, &self.busy, self.observed)
+            .await
     }
 }
 
