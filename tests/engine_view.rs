@@ -122,9 +122,8 @@ async fn a_quiet_fleet_is_read_from_the_view_and_a_change_reads_only_itself() {
     let before = passes(&daemon).await;
     let walks = counter(&daemon, "manifest_walks").await;
     let mark = proxy.mark();
-    // Passes that nothing of ours caused: a network someone else creates
-    // (it could be what a failed asset waits for), and a manifest saved
-    // unchanged.
+    // Networks someone else creates: they could be what a failed asset
+    // waits for, but in a converged fleet nothing waits. No pass at all.
     for i in 0..3 {
         let net = env.name(&format!("foreign{i}"));
         let config = bollard::models::NetworkCreateRequest {
@@ -135,26 +134,48 @@ async fn a_quiet_fleet_is_read_from_the_view_and_a_change_reads_only_itself() {
         tokio::time::sleep(Duration::from_millis(400)).await;
         env.docker.remove_network(&net).await.unwrap();
     }
-    eventually("passes for the foreign networks", CONVERGE, || async {
-        (passes(&daemon).await >= before + 2).then_some(())
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        passes(&daemon).await,
+        before,
+        "a converged fleet ran a pass for a foreign network"
+    );
+    assert_eq!(
+        listings(&proxy, mark).len(),
+        0,
+        "a quiet fleet listed the engine: {:?}",
+        proxy.calls_since(mark)
+    );
+    // A signal the container ignores: its `kill` event may have stopped
+    // it, so a pass looks (at that container only), and reuses the last
+    // read of the manifests: nothing in the directory changed.
+    let options = bollard::query_parameters::KillContainerOptionsBuilder::default()
+        .signal("SIGWINCH")
+        .build();
+    env.docker
+        .kill_container(&env.name("c"), Some(options))
+        .await
+        .unwrap();
+    eventually("a pass for the kill event", CONVERGE, || async {
+        (passes(&daemon).await > before).then_some(())
     })
     .await;
-    // Nothing in the directory changed: they reused the last read.
     assert_eq!(
         counter(&daemon, "manifest_walks").await,
         walks,
         "an engine event made the daemon read the manifests again"
     );
+    // A manifest saved unchanged: a pass that reads the directory.
     env.write("a.yaml", &env.asset("a", IMAGE_1, SLEEPER));
     eventually("a pass that reads the saved file", CONVERGE, || async {
         (counter(&daemon, "manifest_walks").await > walks).then_some(())
     })
     .await;
     assert_eq!(
-        listings(&proxy, mark).len(),
+        full_listings(&proxy, mark),
         0,
-        "a quiet fleet listed the engine: {:?}",
-        proxy.calls_since(mark)
+        "a quiet fleet listed every container: {:?}",
+        listings(&proxy, mark)
     );
 
     // Removed by hand: its events name it, and only it is read again.

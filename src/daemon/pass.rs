@@ -121,6 +121,9 @@ impl Daemon {
                 .collect(),
         };
         self.scheduler.plan_settling(removals, observed);
+        self.shared
+            .hints
+            .set_converged(obs.plan.actions.is_empty() && obs.plan.stack.is_empty());
         self.shared.set_confirmable(&obs.plan);
         let mut wake_in = self.config.resync;
         if !standby {

@@ -473,6 +473,11 @@ impl DockerSinks {
     /// What one engine event tells the loop, the view and the crash notes.
     fn hand_on(&self, event: &bollard::models::EventMessage, instance: &str) {
         if brings_a_dependency(event) {
+            // A converged fleet waits for nothing: a network, volume or
+            // image appearing changes no plan (the resync still looks).
+            if !self.hints.waiting_for_dependencies() {
+                return;
+            }
             self.hints.retry_failed();
         }
         if let Some(asset) = updated_in_place(event, instance) {
@@ -518,9 +523,23 @@ pub struct Hints {
     /// Assets changed in place by hand (`docker update`): the next pass
     /// deploys them again, which compares what no listing shows.
     to_verify: std::sync::Mutex<std::collections::BTreeSet<crate::model::spec::AssetName>>,
+    /// The last pass left something to do (a hold, a failure, a change
+    /// not yet made): what appears on the engine may be what it waits
+    /// for. Set by each pass; false before the first.
+    converged: std::sync::atomic::AtomicBool,
 }
 
 impl Hints {
+    /// What the last pass planned: anything at all means something may
+    /// wait for a network, a volume or an image to appear.
+    pub fn set_converged(&self, converged: bool) {
+        self.converged.store(converged, Ordering::Relaxed);
+    }
+
+    fn waiting_for_dependencies(&self) -> bool {
+        !self.converged.load(Ordering::Relaxed)
+    }
+
     pub fn retry_failed(&self) {
         self.retry_failed.store(true, Ordering::Relaxed);
     }
@@ -750,6 +769,36 @@ mod tests {
             None,
             "another instance's"
         );
+    }
+
+    #[test]
+    fn a_dependency_appearing_triggers_a_pass_only_while_something_waits() {
+        let (triggers, mut passes) = mpsc::channel(8);
+        let sinks = DockerSinks {
+            triggers,
+            counters: Default::default(),
+            hints: Default::default(),
+            crashes: None,
+            view: None,
+        };
+        let created = bollard::models::EventMessage {
+            typ: Some(bollard::models::EventMessageTypeEnum::NETWORK),
+            action: Some("create".into()),
+            ..Default::default()
+        };
+        // Before the first pass, and while a pass left work: a pass, now,
+        // and failed assets retry without waiting out their backoff.
+        sinks.hand_on(&created, "i");
+        assert_eq!(passes.try_recv().ok(), Some(Trigger::Now));
+        assert!(sinks.hints.take_retry_failed());
+        // Converged: nothing waits for it.
+        sinks.hints.set_converged(true);
+        sinks.hand_on(&created, "i");
+        assert!(passes.try_recv().is_err());
+        assert!(!sinks.hints.take_retry_failed());
+        sinks.hints.set_converged(false);
+        sinks.hand_on(&created, "i");
+        assert_eq!(passes.try_recv().ok(), Some(Trigger::Now));
     }
 
     #[test]
