@@ -332,6 +332,11 @@ impl Daemon {
         }
         self.reconnect = Reconnect::new();
         self.shared.hints.retry_failed();
+        // A full pass reads the directory too (an `env_file` outside it
+        // sends no event).
+        if let Some(cache) = &self.config.pass.manifest_cache {
+            cache.changed();
+        }
         self.pending = Some(Trigger::Now);
     }
 

@@ -230,6 +230,9 @@ fn on_file_event(
                 if errors.warn_now(std::time::Instant::now()) {
                     tracing::warn!(error = %e, "file watcher error; rescanning the manifests directory");
                 }
+                // A watch may be missing (the inotify limit): every pass
+                // reads the directory from now on.
+                cache.watching(false);
                 rescan
             }
             Ok(event) if event.need_rescan() => {
@@ -799,6 +802,21 @@ mod tests {
         sinks.hints.set_converged(false);
         sinks.hand_on(&created, "i");
         assert_eq!(passes.try_recv().ok(), Some(Trigger::Now));
+    }
+
+    #[test]
+    fn a_watcher_error_ends_the_reuse_of_the_last_read() {
+        let scope = Arc::new(RwLock::new(Scope {
+            named: PathBuf::from("/m"),
+            resolved: None,
+        }));
+        let cache = Arc::new(ManifestCache::default());
+        cache.watching(true);
+        let (hints, mut got) = mpsc::channel(8);
+        let mut callback = on_file_event(scope, Default::default(), cache.clone(), hints);
+        callback(Err(notify::Error::generic("inotify watch limit reached")));
+        assert!(!cache.is_watched(), "a watch may be missing: passes walk");
+        assert!(got.try_recv().is_ok_and(|hint| hint.structural));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::input::desired::{self, Desired, DirState, LoadOptions, ParseCache};
-use crate::input::revision::Revision;
+use crate::input::revision::{Kind, Revision};
 
 use super::PassConfig;
 
@@ -40,6 +40,10 @@ struct LastRead {
     load: LoadOptions,
     desired: Desired,
     revision: Revision,
+    /// The revision changes only with what the watcher sees: a digest, or
+    /// a commit whose `.git` is inside the directory. Otherwise (the
+    /// directory is a subdirectory of a clone) it is asked again each pass.
+    revision_watched: bool,
 }
 
 impl ManifestCache {
@@ -55,29 +59,49 @@ impl ManifestCache {
         self.changed();
     }
 
+    /// Whether the watcher counts a change as a walk's reason: false
+    /// after a watch error or while the directory is not watched.
+    #[cfg(test)]
+    pub(crate) fn is_watched(&self) -> bool {
+        self.watched.load(Ordering::SeqCst)
+    }
+
     /// The last read, if nothing can have changed since and it was made
-    /// with the same options (the version key comes from the engine).
-    fn reusable(&self, load: &LoadOptions) -> Option<(Desired, Revision)> {
+    /// with the same options (the version key comes from the engine); the
+    /// revision is `None` when it must be asked again.
+    fn reusable(&self, load: &LoadOptions) -> Option<(Desired, Option<Revision>)> {
         if !self.watched.load(Ordering::SeqCst) {
             return None;
         }
         let changes = self.changes.load(Ordering::SeqCst);
         let last = self.last.lock().expect("manifest cache lock");
         let last = last.as_ref()?;
-        (last.changes == changes && &last.load == load)
-            .then(|| (last.desired.clone(), last.revision.clone()))
+        (last.changes == changes && &last.load == load).then(|| {
+            let revision = last.revision_watched.then(|| last.revision.clone());
+            (last.desired.clone(), revision)
+        })
     }
 
-    /// Keeps a read that began when the count was `changes`, if it may be
-    /// reused at all.
-    fn keep(&self, changes: u64, load: LoadOptions, desired: &Desired, revision: &Revision) {
+    /// Keeps a read of `dir` that began when the count was `changes`, if
+    /// it may be reused at all.
+    fn keep(
+        &self,
+        changes: u64,
+        load: LoadOptions,
+        dir: &std::path::Path,
+        desired: &Desired,
+        revision: &Revision,
+    ) {
         let worth_keeping =
             matches!(desired.dir, DirState::Present { .. }) && desired.invalid_files.is_empty();
+        let revision_watched =
+            revision.kind == Kind::Digest || std::fs::symlink_metadata(dir.join(".git")).is_ok();
         *self.last.lock().expect("manifest cache lock") = worth_keeping.then(|| LastRead {
             changes,
             load,
             desired: desired.clone(),
             revision: revision.clone(),
+            revision_watched,
         });
     }
 }
@@ -98,8 +122,18 @@ pub struct ManifestsRead {
 /// file IO).
 pub async fn read_manifests(config: &PassConfig, load: LoadOptions, fresh: bool) -> ManifestsRead {
     let cache = config.manifest_cache.clone();
+    let dir = config.manifests.clone();
     if let Some(cache) = cache.as_deref().filter(|_| !fresh) {
         if let Some((desired, revision)) = cache.reusable(&load) {
+            let revision = match revision {
+                Some(revision) => revision,
+                None => {
+                    let desired = desired.clone();
+                    tokio::task::spawn_blocking(move || Revision::of(&dir, &desired))
+                        .await
+                        .expect("asking git does not panic")
+                }
+            };
             return ManifestsRead {
                 desired,
                 revision,
@@ -107,7 +141,6 @@ pub async fn read_manifests(config: &PassConfig, load: LoadOptions, fresh: bool)
             };
         }
     }
-    let dir = config.manifests.clone();
     tokio::task::spawn_blocking(move || {
         // Counted before the walk: a change during it makes the next
         // pass walk again.
@@ -116,7 +149,7 @@ pub async fn read_manifests(config: &PassConfig, load: LoadOptions, fresh: bool)
         let desired = desired::load_dir_cached(&dir, &load, &|k| std::env::var(k).ok(), parse);
         let revision = Revision::of(&dir, &desired);
         if let (Some(cache), Some(changes)) = (&cache, changes) {
-            cache.keep(changes, load, &desired, &revision);
+            cache.keep(changes, load, &dir, &desired, &revision);
         }
         ManifestsRead {
             desired,
@@ -213,6 +246,42 @@ mod tests {
         cache.watching(false);
         assert!(read(&config, false).await.1);
         assert!(read(&config, false).await.1);
+    }
+
+    #[tokio::test]
+    async fn a_subdirectory_of_a_clone_asks_git_for_its_revision_at_every_pass() {
+        let repo = Dir::new("clone");
+        let git = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&repo.0)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        let manifests = Dir(repo.0.join("m"));
+        std::fs::create_dir_all(&manifests.0).unwrap();
+        manifests.write("a.yaml", "a");
+        git(&["init", "-q"]);
+        git(&["add", "."]);
+        git(&["commit", "-qm", "one"]);
+        let cache = Arc::new(ManifestCache::default());
+        let config = manifests.config(&cache);
+        cache.watching(true);
+        let first = read_manifests(&config, config.load.clone(), false).await;
+        assert!(first.walked);
+        // A commit outside the directory: no file event, no walk, but the
+        // revision is the new commit.
+        std::fs::write(repo.0.join("README"), "x").unwrap();
+        git(&["add", "."]);
+        git(&["commit", "-qm", "two"]);
+        let second = read_manifests(&config, config.load.clone(), false).await;
+        assert!(!second.walked);
+        assert_ne!(second.revision, first.revision);
     }
 
     #[tokio::test]

@@ -211,13 +211,14 @@ impl PassTimes {
 
     pub fn since(&self, before: &Self) -> Self {
         Self {
-            count: self.count - before.count,
+            count: self.count.saturating_sub(before.count),
             seconds: self.seconds - before.seconds,
-            walks: self.walks - before.walks,
+            walks: self.walks.saturating_sub(before.walks),
         }
     }
 
+    /// NaN when no pass ran.
     pub fn mean_seconds(&self) -> f64 {
-        self.seconds / self.count.max(1) as f64
+        self.seconds / self.count as f64
     }
 }

@@ -2,9 +2,9 @@
 //! and over by someone else for a minute (10 s), eight at a time, each
 //! restart a burst of `kill`, `die`, `stop`, `start` and `restart` events.
 //! Measured: the daemon's CPU and passes during the storm, its Docker
-//! writes (a restart is no drift: there should be none), and how long a
-//! real change (a new manifest) takes to run during the storm against the
-//! same change in quiet. Target: ≤ 2× quiet.
+//! writes (reported: a pass that sees a container mid-restart starts it),
+//! and how long a real change (a new manifest) takes to run during the
+//! storm against the same change in quiet. Target: ≤ 2× quiet.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -52,6 +52,8 @@ impl Bench {
         }
 
         let stop = Arc::new(AtomicBool::new(false));
+        // However this figure ends (a timed change failing), the storm stops.
+        let _stop_on_exit = StopOnDrop(stop.clone());
         let restarts = Arc::new(AtomicUsize::new(0));
         let storm = tokio::spawn(restart_loop(
             self.docker.clone(),
@@ -140,6 +142,15 @@ impl Bench {
         self.wait_container_gone(&name, Duration::from_secs(60))
             .await?;
         Ok(secs(at - t0))
+    }
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 
