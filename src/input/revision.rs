@@ -160,22 +160,24 @@ fn digest(desired: &Desired) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `git -C dir ARGS` with a throw-away identity; panics unless it succeeds.
+#[cfg(test)]
+pub(crate) fn git_in(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn git_in(dir: &Path, args: &[&str]) {
-        let ok = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "git {args:?}");
-    }
 
     #[test]
     fn commits_are_ordered_by_history_and_digests_are_not() {

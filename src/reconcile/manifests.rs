@@ -163,38 +163,14 @@ pub async fn read_manifests(config: &PassConfig, load: LoadOptions, fresh: bool)
 
 #[cfg(test)]
 mod tests {
+    use super::super::pass_tests::{config as pass_config, Dir};
     use super::*;
     use std::sync::Arc;
 
-    struct Dir(std::path::PathBuf);
-
-    impl Dir {
-        fn new(test: &str) -> Self {
-            let dir = std::env::temp_dir()
-                .join(format!("assetd-manifests-{test}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Dir(dir)
-        }
-
-        fn write(&self, file: &str, name: &str) {
-            let text = format!(
-                "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: {name}\nspec:\n  image: busybox:1\n"
-            );
-            std::fs::write(self.0.join(file), text).unwrap();
-        }
-
-        fn config(&self, cache: &Arc<ManifestCache>) -> PassConfig {
-            PassConfig {
-                manifest_cache: Some(cache.clone()),
-                ..super::super::pass_tests::config(&self.0)
-            }
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+    fn cached(dir: &Dir, cache: &Arc<ManifestCache>) -> PassConfig {
+        PassConfig {
+            manifest_cache: Some(cache.clone()),
+            ..pass_config(&dir.0)
         }
     }
 
@@ -207,13 +183,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_is_reused_only_while_the_watcher_saw_no_change() {
-        let dir = Dir::new("reuse");
+        let dir = Dir::new("manifests-reuse");
         let cache = Arc::new(ManifestCache::default());
-        let config = dir.config(&cache);
-        dir.write("a.yaml", "a");
+        let config = cached(&dir, &cache);
+        dir.write("a", "busybox:1");
         // Not watched yet: every pass walks.
         assert_eq!(read(&config, false).await, (vec!["a".into()], true));
-        dir.write("b.yaml", "b");
+        dir.write("b", "busybox:1");
         let ab = vec!["a".to_string(), "b".into()];
         assert_eq!(read(&config, false).await, (ab.clone(), true));
 
@@ -224,7 +200,7 @@ mod tests {
             "the watch beginning is a change"
         );
         // A change the watcher did not report is not seen...
-        dir.write("c.yaml", "c");
+        dir.write("c", "busybox:1");
         assert_eq!(read(&config, false).await, (ab.clone(), false));
         // ...until a resync,
         let abc = vec!["a".to_string(), "b".into(), "c".into()];
@@ -250,27 +226,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_subdirectory_of_a_clone_asks_git_for_its_revision_at_every_pass() {
-        let repo = Dir::new("clone");
-        let git = |args: &[&str]| {
-            let ok = std::process::Command::new("git")
-                .arg("-C")
-                .arg(&repo.0)
-                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-                .args(args)
-                .output()
-                .unwrap()
-                .status
-                .success();
-            assert!(ok, "git {args:?}");
-        };
+        let repo = Dir::new("manifests-clone");
+        let git = |args: &[&str]| crate::input::revision::git_in(&repo.0, args);
         let manifests = Dir(repo.0.join("m"));
         std::fs::create_dir_all(&manifests.0).unwrap();
-        manifests.write("a.yaml", "a");
+        manifests.write("a", "busybox:1");
         git(&["init", "-q"]);
         git(&["add", "."]);
         git(&["commit", "-qm", "one"]);
         let cache = Arc::new(ManifestCache::default());
-        let config = manifests.config(&cache);
+        let config = cached(&manifests, &cache);
         cache.watching(true);
         let first = read_manifests(&config, config.load.clone(), false).await;
         assert!(first.walked);
@@ -286,9 +251,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_invalid_file_or_a_missing_directory_is_read_again_every_pass() {
-        let dir = Dir::new("invalid");
+        let dir = Dir::new("manifests-invalid");
         let cache = Arc::new(ManifestCache::default());
-        let config = dir.config(&cache);
+        let config = cached(&dir, &cache);
         cache.watching(true);
         std::fs::write(dir.0.join("bad.yaml"), "apiVersion: [").unwrap();
         for _ in 0..2 {

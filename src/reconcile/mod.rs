@@ -235,10 +235,10 @@ mod pass_tests {
     use crate::store::MemoryStore;
 
     /// A manifests directory of its own, removed on drop.
-    struct Dir(PathBuf);
+    pub(super) struct Dir(pub(super) PathBuf);
 
     impl Dir {
-        fn new(test: &str) -> Self {
+        pub(super) fn new(test: &str) -> Self {
             let path =
                 std::env::temp_dir().join(format!("assetd-pass-{test}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
@@ -246,7 +246,8 @@ mod pass_tests {
             Self(path)
         }
 
-        fn write(&self, name: &str, image: &str) {
+        /// `{name}.yaml` declaring asset `name`.
+        pub(super) fn write(&self, name: &str, image: &str) {
             let yaml = format!(
                 "apiVersion: assetd/v1\nkind: Asset\nmetadata:\n  name: {name}\nspec:\n  image: {image}\n"
             );
