@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod notify;
 pub mod prune;
 pub mod scheduler;
+mod stops;
 pub mod watch;
 
 use std::collections::BTreeMap;

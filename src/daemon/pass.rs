@@ -283,6 +283,15 @@ impl Daemon {
             if busy.contains(&action.name) {
                 continue;
             }
+            // Stopped a moment ago: the engine may be restarting it.
+            let stops = &self.shared.hints.stops;
+            if let Some(wait) = (action.kind() == ActionKind::Repair)
+                .then(|| stops.settling(&action.name, std::time::Instant::now()))
+                .flatten()
+            {
+                wake_in = wake_in.min(wait);
+                continue;
+            }
             let record = obs.applied.get(&action.name).cloned().unwrap_or_default();
             let backoff = reconcile::backing_off(action, &record, now).filter(|_| !retry_now);
             let manifests = &self.config.pass.manifests;

@@ -489,6 +489,12 @@ impl DockerSinks {
         if let (Some(view), Some(id)) = (&self.view, changed_container(event, instance)) {
             view.touch_container(id);
         }
+        if let Some(asset) = managed_asset(event, instance) {
+            let action = event.action.as_deref().unwrap_or_default();
+            self.hints
+                .stops
+                .note(asset, action, std::time::Instant::now());
+        }
         if let (Some(crashes), Some((id, code))) = (&self.crashes, crash_of(event, instance)) {
             crashes.note(&id, code);
         }
@@ -530,6 +536,9 @@ pub struct Hints {
     /// not yet made): what appears on the engine may be what it waits
     /// for. Set by each pass; false before the first.
     converged: std::sync::atomic::AtomicBool,
+    /// Managed containers stopped lately: their repair waits for the
+    /// engine's own start a moment.
+    pub stops: crate::daemon::stops::Stops,
 }
 
 impl Hints {
@@ -630,6 +639,17 @@ fn managed_container<'e>(
     let ours = attrs.get(MANAGED).map(String::as_str) == Some("true")
         && attrs.get(INSTANCE).map(String::as_str) == Some(instance);
     ours.then_some(actor.id.as_deref()?)
+}
+
+/// The asset of one of this instance's containers that an event names.
+fn managed_asset(
+    event: &bollard::models::EventMessage,
+    instance: &str,
+) -> Option<crate::model::spec::AssetName> {
+    use crate::engine::strategy::labels::ASSET;
+    managed_container(event, instance)?;
+    let attrs = event.actor.as_ref()?.attributes.as_ref()?;
+    crate::model::spec::AssetName::new(attrs.get(ASSET)?).ok()
 }
 
 /// A network, volume or image that appeared may be what a failed asset

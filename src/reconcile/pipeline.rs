@@ -18,11 +18,10 @@
 //!      when the pass looked goes, before the actions are handed over;
 //!      what they free goes at the next pass, which their ends trigger.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::core::plan::Plan;
 use crate::engine::strategy::DeploymentStrategy;
-use crate::model::applied::AppliedRecord;
 use crate::model::spec::AssetName;
 use crate::store::Store;
 
@@ -90,13 +89,8 @@ pub(crate) async fn carry_out<S: DeploymentStrategy, E: Executor<S>>(
 /// Records adopted from labels, moved files and resolved errors, for the
 /// assets with no action running.
 fn persist_settled(store: &dyn Store, obs: &Observation, busy: &BTreeSet<AssetName>) {
-    let settled: BTreeMap<AssetName, AppliedRecord> = obs
-        .applied
-        .iter()
-        .filter(|(name, _)| !busy.contains(*name))
-        .map(|(n, r)| (n.clone(), r.clone()))
-        .collect();
-    persist_adopted(store, &settled);
+    let settled = obs.applied.iter().filter(|(name, _)| !busy.contains(*name));
+    persist_adopted(store, settled);
     persist_moves(store, &obs.desired, &obs.applied);
     let settled_plan = Plan {
         unchanged: obs

@@ -25,7 +25,10 @@ pub fn record_window_override(store: &dyn Store, name: &AssetName, why: &str, by
 
 /// Writes the records rebuilt from labels, so a lost store is whole again
 /// after one pass.
-pub fn persist_adopted(store: &dyn Store, applied: &BTreeMap<AssetName, AppliedRecord>) {
+pub fn persist_adopted<'a>(
+    store: &dyn Store,
+    applied: impl IntoIterator<Item = (&'a AssetName, &'a AppliedRecord)>,
+) {
     for (name, record) in applied {
         if !store.contains(name) {
             tracing::info!(asset = %name, "adopting managed object into the store from its labels");

@@ -13,6 +13,7 @@ pub mod suspend;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,6 +64,9 @@ pub struct SledStore {
     applied: sled::Tree,
     control: sled::Tree,
     records: RwLock<BTreeMap<AssetName, AppliedRecord>>,
+    /// Written since the last flush: a pass that wrote nothing does not
+    /// flush (nor walk the directory to keep its files private).
+    unflushed: AtomicBool,
     /// The database directory, kept 0700 with 0600 files.
     path: PathBuf,
 }
@@ -168,6 +172,10 @@ impl SledStore {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(8 * 1024 * 1024)
+            // Every write is followed by an explicit flush (an action's
+            // end, a pass, a decision): sled's own flusher, waking twice
+            // a second, was most of an idle daemon's CPU.
+            .flush_every_ms(None)
             .open()?;
         let applied = db.open_tree("applied")?;
         let control = db.open_tree("control")?;
@@ -181,6 +189,7 @@ impl SledStore {
             applied,
             control,
             records: RwLock::new(records),
+            unflushed: AtomicBool::new(false),
             path: path.to_path_buf(),
         })
     }
@@ -291,6 +300,7 @@ impl Store for SledStore {
             .insert(name.as_str().as_bytes(), value)
             .map_err(|e| StoreError::Io(e.to_string()))?;
         records.insert(name.clone(), record.clone());
+        self.unflushed.store(true, Ordering::SeqCst);
         Ok(())
     }
 
@@ -300,11 +310,18 @@ impl Store for SledStore {
             .remove(name.as_str().as_bytes())
             .map_err(|e| StoreError::Io(e.to_string()))?;
         records.remove(name);
+        self.unflushed.store(true, Ordering::SeqCst);
         Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
+        if !self.unflushed.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if let Err(e) = self.db.flush() {
+            self.unflushed.store(true, Ordering::SeqCst);
+            return Err(StoreError::Io(e.to_string()));
+        }
         // Files sled created since the open (under the 0700 directory).
         make_private(&self.path).map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(())
@@ -320,6 +337,7 @@ impl Store for SledStore {
             Some(value) => self.control.insert(key, value).map_err(io)?,
             None => self.control.remove(key).map_err(io)?,
         };
+        self.unflushed.store(true, Ordering::SeqCst);
         Ok(())
     }
 }

@@ -65,6 +65,8 @@ pub struct LocalDocker {
     writer: Option<Writer>,
     /// Containers seen crash-looping lately (see `ailing`).
     failed_lately: ailing::FailedLately,
+    /// The last inspects of ailing containers (see `ailing`).
+    inspections: ailing::Inspections,
     /// Credentials for private registries, sent on pulls.
     registry: crate::engine::registry_auth::RegistryAuth,
     /// `<state-dir>/stack`: secrets' and configs' files, bind-mounted.
@@ -82,6 +84,7 @@ impl LocalDocker {
             listed: Default::default(),
             writer: None,
             failed_lately: Default::default(),
+            inspections: Default::default(),
             registry: Default::default(),
             stack_dir: None,
             stack_seen: Default::default(),
@@ -684,7 +687,12 @@ impl DeploymentStrategy for LocalDocker {
 
     async fn list_managed(&self) -> Result<Vec<ActualAsset>, StrategyError> {
         let containers = self.managed_containers().await?;
-        let ailments = ailing::diagnose(&self.docker, &containers, &self.failed_lately).await;
+        let memory = ailing::Memory {
+            failed: &self.failed_lately,
+            inspections: &self.inspections,
+            generation: |id: &str| self.view.generation(id),
+        };
+        let ailments = ailing::diagnose(&self.docker, &containers, memory).await;
         let assets = group_into_assets(containers, &self.instance, &ailments);
         *self.listed.lock().expect("listing lock") =
             assets.iter().map(|a| a.name.clone()).collect();

@@ -95,7 +95,7 @@ impl Bench {
                 if method == 0 {
                     self.write_asset(&dirs.manifests, &name, FIG, SPEC_EXTRA)?;
                 } else {
-                    self.docker_run_d(&name).await?;
+                    self.docker_run_d(&name, FIG).await?;
                 }
                 let started = self
                     .starts
@@ -119,9 +119,9 @@ impl Bench {
         Ok(at)
     }
 
-    /// `docker run -d` of a container like the fleet's (labelled, no
-    /// network).
-    async fn docker_run_d(&self, name: &str) -> Result<()> {
+    /// `docker run -d` of a container like figure `fig`'s fleet's
+    /// (labelled, no network).
+    pub(crate) async fn docker_run_d(&self, name: &str, fig: &str) -> Result<()> {
         let mut argv = vec![
             "run".to_string(),
             "-d".into(),
@@ -130,7 +130,7 @@ impl Bench {
             "--network".into(),
             "none".into(),
         ];
-        for (k, v) in self.labels(FIG) {
+        for (k, v) in self.labels(fig) {
             argv.extend(["--label".to_string(), format!("{k}={v}")]);
         }
         argv.extend(["--name".to_string(), name.to_string(), IMAGE.to_string()]);

@@ -46,9 +46,9 @@ impl Bench {
             .wait_quiet(Duration::from_secs(2), Duration::from_secs(60))
             .await;
 
-        let mut quiet = Vec::new();
+        let mut quiet = Timed::default();
         for k in 0..self.sizes.storm_samples {
-            quiet.push(self.timed_change(&daemon, &dirs, &format!("q{k}")).await?);
+            quiet.push(self.timed_pair(&daemon, &dirs, &format!("q{k}"), k).await?);
         }
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -67,12 +67,12 @@ impl Bench {
             self.proxy.mark(),
         );
         let started = Instant::now();
-        let mut stormy = Vec::new();
+        let mut stormy = Timed::default();
         // The changes spread over the window, the first once it is under way.
         let spacing = window / (self.sizes.storm_samples as u32 + 1);
         for k in 0..self.sizes.storm_samples {
             tokio::time::sleep_until((started + spacing * (k as u32 + 1)).into()).await;
-            stormy.push(self.timed_change(&daemon, &dirs, &format!("s{k}")).await?);
+            stormy.push(self.timed_pair(&daemon, &dirs, &format!("s{k}"), k).await?);
         }
         tokio::time::sleep_until((started + window).into()).await;
         stop.store(true, Ordering::SeqCst);
@@ -90,16 +90,19 @@ impl Bench {
         println!("{}", self.proxy.histogram(mark, n));
         // The timed changes' own creates and removals are writes too.
         let change_writes = self.sizes.storm_samples * 4;
+        let (bare_q, bare_s) = (median(&quiet.bare), median(&stormy.bare));
         let restarts = restarts.load(Ordering::SeqCst);
         daemon.stop().await;
         self.remove_by_label(FIG_LABEL, FIG).await;
 
-        let (q, s) = (median(&quiet), median(&stormy));
+        let (q, s) = (median(&quiet.assetd), median(&stormy.assetd));
         println!(
-            "   storm over {n} for {elapsed:.0} s: {restarts} restarts ({failed_restarts} refused), {passes} passes, daemon CPU {cpu_ms:.0} ms, {} Docker write(s) (about {change_writes} are the timed changes'); a change: quiet {:.0} ms, during the storm {:.0} ms",
+            "   storm over {n} for {elapsed:.0} s: {restarts} restarts ({failed_restarts} refused), {passes} passes, daemon CPU {cpu_ms:.0} ms, {} Docker write(s) (about {change_writes} are the timed changes'); a change: quiet {:.0} ms, during the storm {:.0} ms; `docker run -d`: quiet {:.0} ms, during the storm {:.0} ms",
             writes.len(),
             q * 1e3,
-            s * 1e3
+            s * 1e3,
+            bare_q * 1e3,
+            bare_s * 1e3
         );
         let quick = if self.args.quick { " [QUICK]" } else { "" };
         let secs_window = window.as_secs();
@@ -117,6 +120,14 @@ impl Bench {
             met: Some(s / q <= TARGET),
         });
         self.report.add(Row {
+            figure: figure("the engine alone: `docker run -d` → running, median"),
+            assetd: format!("{:.0} ms", bare_s * 1e3),
+            baseline: format!("quiet {:.0} ms", bare_q * 1e3),
+            ratio: format!("{:.2}×", bare_s / bare_q),
+            target: "— (reported)".into(),
+            met: None,
+        });
+        self.report.add(Row {
             figure: figure("daemon CPU, passes, restarts"),
             assetd: format!("{cpu_ms:.0} ms, {passes} passes"),
             baseline: format!("{restarts} restarts"),
@@ -125,6 +136,35 @@ impl Bench {
             met: None,
         });
         Ok(())
+    }
+
+    /// A new manifest and a bare `docker run -d` (in turns, which goes
+    /// first), each to its container's start event, in seconds.
+    async fn timed_pair(
+        &self,
+        daemon: &Daemon,
+        dirs: &Dirs,
+        tag: &str,
+        k: usize,
+    ) -> Result<(f64, f64)> {
+        let bare = |tag: String| async move {
+            let name = format!("b{}-stb-{tag}", self.rid);
+            let t0 = now_ns();
+            self.docker_run_d(&name, FIG).await?;
+            let at = self
+                .starts
+                .wait_one(&name, t0, Duration::from_secs(60))
+                .await?;
+            self.remove_container(&name).await;
+            anyhow::Ok(secs(at - t0))
+        };
+        if k % 2 == 0 {
+            let assetd = self.timed_change(daemon, dirs, tag).await?;
+            Ok((assetd, bare(tag.to_string()).await?))
+        } else {
+            let bare = bare(tag.to_string()).await?;
+            Ok((self.timed_change(daemon, dirs, tag).await?, bare))
+        }
     }
 
     /// A new manifest written → its container's start event, in seconds;
@@ -142,6 +182,20 @@ impl Bench {
         self.wait_container_gone(&name, Duration::from_secs(60))
             .await?;
         Ok(secs(at - t0))
+    }
+}
+
+/// Timed changes: through assetd, and bare `docker run -d`.
+#[derive(Default)]
+struct Timed {
+    assetd: Vec<f64>,
+    bare: Vec<f64>,
+}
+
+impl Timed {
+    fn push(&mut self, (assetd, bare): (f64, f64)) {
+        self.assetd.push(assetd);
+        self.bare.push(bare);
     }
 }
 

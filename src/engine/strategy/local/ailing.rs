@@ -13,6 +13,7 @@ use bollard::query_parameters::InspectContainerOptions;
 use bollard::Docker;
 
 use super::container_name;
+use super::view::Generation;
 
 /// What is wrong with one container.
 pub(super) enum Ailment {
@@ -71,6 +72,41 @@ impl FailedLately {
     }
 }
 
+/// The last inspect of each ailing container, with its
+/// [`Generation`] then: under a storm of restarts, a container up for a
+/// few seconds is looked at by every pass, but only an event changes what
+/// an inspect says of it (an unhealthy one's probe output excepted).
+#[derive(Clone, Default)]
+pub(super) struct Inspections(Arc<Mutex<HashMap<String, Kept>>>);
+
+type Inspected = bollard::models::ContainerInspectResponse;
+/// An inspect, and the container's generation when it was made.
+type Kept = (Generation, Arc<Inspected>);
+
+impl Inspections {
+    fn reusable(&self, c: &ContainerSummary, now: Option<Generation>) -> Option<Arc<Inspected>> {
+        let unhealthy = c
+            .status
+            .as_deref()
+            .unwrap_or_default()
+            .ends_with("(unhealthy)");
+        let seen = self.0.lock().expect("inspections lock");
+        let (then, inspected) = seen.get(c.id.as_deref()?)?;
+        (!unhealthy && Some(*then) == now).then(|| inspected.clone())
+    }
+
+    /// Keeps these inspects, and forgets containers no longer ailing.
+    fn keep(&self, inspected: Vec<(String, Option<Generation>, Arc<Inspected>)>) {
+        let mut seen = self.0.lock().expect("inspections lock");
+        seen.clear();
+        for (id, generation, inspect) in inspected {
+            if let Some(generation) = generation {
+                seen.insert(id, (generation, inspect));
+            }
+        }
+    }
+}
+
 fn ailing(c: &ContainerSummary, failed: &FailedLately) -> bool {
     let status = c.status.as_deref().unwrap_or_default();
     match c.state {
@@ -107,31 +143,50 @@ pub(super) fn up_secs(status: &str) -> Option<u64> {
     unit.starts_with("second").then(|| n.parse().ok()).flatten()
 }
 
+/// What the diagnosis keeps between passes, and what it asks the view.
+pub(super) struct Memory<'a, G: Fn(&str) -> Option<Generation>> {
+    pub failed: &'a FailedLately,
+    pub inspections: &'a Inspections,
+    /// A container's generation in the event-fed view, if one feeds it.
+    pub generation: G,
+}
+
 /// Container ID → what ails it, for the containers a listing shows ailing.
-pub(super) async fn diagnose(
+pub(super) async fn diagnose<G: Fn(&str) -> Option<Generation>>(
     docker: &Docker,
     containers: &[ContainerSummary],
-    failed: &FailedLately,
+    memory: Memory<'_, G>,
 ) -> HashMap<String, Ailment> {
+    let failed = memory.failed;
     let ailing: Vec<&ContainerSummary> = containers.iter().filter(|c| ailing(c, failed)).collect();
     let inspections = futures_util::future::join_all(ailing.iter().map(|c| {
         let id = c.id.clone().unwrap_or_default();
+        // Read before the inspect: an event during it makes it stale.
+        let generation = (memory.generation)(&id);
+        let reusable = memory.inspections.reusable(c, generation);
         async move {
-            let found = docker
-                .inspect_container(&id, None::<InspectContainerOptions>)
-                .await;
-            (id, found)
+            let found = match reusable {
+                Some(inspected) => Ok(inspected),
+                None => docker
+                    .inspect_container(&id, None::<InspectContainerOptions>)
+                    .await
+                    .map(Arc::new),
+            };
+            (id, generation, found)
         }
     }))
     .await;
     let mut out = HashMap::new();
-    for (summary, (id, found)) in ailing.into_iter().zip(inspections) {
+    let mut kept = Vec::new();
+    for (summary, (id, generation, found)) in ailing.into_iter().zip(inspections) {
         // Gone meanwhile, or the engine busy: the listing's words do.
         let Ok(inspect) = found else { continue };
         if let Some(described) = describe(summary, &inspect, failed.last_exit(&id)) {
-            out.insert(id, described);
+            out.insert(id.clone(), described);
         }
+        kept.push((id, generation, inspect));
     }
+    memory.inspections.keep(kept);
     failed.remember(&out);
     out.into_iter()
         .map(|(id, (ailment, _))| (id, ailment))
@@ -206,6 +261,45 @@ fn exit_code_in(status: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_inspect_is_reused_until_an_event_names_its_container() {
+        use super::{ContainerSummary, Inspections};
+        use std::sync::Arc;
+        let summary = |status: &str| ContainerSummary {
+            id: Some("c1".into()),
+            status: Some(status.into()),
+            ..Default::default()
+        };
+        let inspections = Inspections::default();
+        let inspected = Arc::new(Default::default());
+        inspections.keep(vec![("c1".into(), Some((1, 7)), inspected)]);
+        let up = summary("Up 3 seconds");
+        assert!(inspections.reusable(&up, Some((1, 7))).is_some());
+        assert!(
+            inspections.reusable(&up, Some((1, 8))).is_none(),
+            "an event since"
+        );
+        assert!(
+            inspections.reusable(&up, Some((2, 7))).is_none(),
+            "the view was dropped"
+        );
+        assert!(inspections.reusable(&up, None).is_none(), "no event stream");
+        let sick = summary("Up 3 seconds (unhealthy)");
+        assert!(
+            inspections.reusable(&sick, Some((1, 7))).is_none(),
+            "a failing probe's output changes without events"
+        );
+        inspections.keep(vec![("c1".into(), None, Arc::new(Default::default()))]);
+        assert!(
+            inspections.reusable(&up, None).is_none(),
+            "kept without a stream"
+        );
+        assert!(
+            inspections.reusable(&up, Some((1, 7))).is_none(),
+            "forgotten"
+        );
+    }
+
     #[test]
     fn the_exit_code_is_read_from_the_listing() {
         assert_eq!(super::exit_code_in("Restarting (3) 1 second ago"), Some(3));

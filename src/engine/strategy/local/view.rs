@@ -31,6 +31,11 @@ const MAX_TARGETED: usize = 32;
 /// crash-loop rule looks at the first 10 s).
 const SETTLING_SECS: u64 = 20;
 
+/// Containers still settling are read again at most this often: the
+/// listing counts their uptime in whole seconds, and a storm of restarts
+/// would otherwise have every pass read dozens of them.
+const SETTLING_EVERY: Duration = Duration::from_secs(1);
+
 /// How long after the event stream is opened a full listing may be
 /// trusted to follow every event since: the subscription reaches the
 /// engine a moment after the stream is created.
@@ -104,7 +109,18 @@ struct State {
     /// Since when the event stream is up; `None` while it is down (or no
     /// watcher feeds this view).
     fed_since: Option<Instant>,
+    /// The last event seen for each container, numbered in arrival order.
+    touched: BTreeMap<String, u64>,
+    /// The number of the next event.
+    touches: u64,
+    /// When the settling containers were last read again.
+    settling_read: Option<Instant>,
 }
+
+/// Which events a container has had: equal generations mean no event
+/// named it in between, so what an inspect read of it then (its restart
+/// count, its exit code) still holds.
+pub type Generation = (u64, u64);
 
 /// What the next read of the engine must be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,7 +182,19 @@ impl ContainerView {
 
     /// An event named this container.
     pub fn touch_container(&self, id: &str) {
-        self.state().dirty_ids.insert(id.to_string());
+        let mut state = self.state();
+        state.dirty_ids.insert(id.to_string());
+        state.touches += 1;
+        let touch = state.touches;
+        state.touched.insert(id.to_string(), touch);
+    }
+
+    /// The container's [`Generation`]; `None` while no event stream
+    /// feeds the view (an event may be missed: nothing read is reused).
+    pub fn generation(&self, id: &str) -> Option<Generation> {
+        let state = self.state();
+        state.fed_since?;
+        Some((state.epoch, state.touched.get(id).copied().unwrap_or(0)))
     }
 
     /// This process wrote (or is writing) this asset's containers.
@@ -179,14 +207,20 @@ impl ContainerView {
         let subscribed = state
             .fed_since
             .is_some_and(|since| now >= since + SUBSCRIBE_MARGIN);
-        let settling: Vec<String> = state
-            .containers
-            .iter()
-            .flatten()
-            .filter(|(_, c)| settling(c))
-            .map(|(id, _)| id.clone())
-            .collect();
-        state.dirty_ids.extend(settling);
+        let due = state
+            .settling_read
+            .is_none_or(|at| now.saturating_duration_since(at) >= SETTLING_EVERY);
+        if due && state.containers.is_some() {
+            let settling: Vec<String> = state
+                .containers
+                .iter()
+                .flatten()
+                .filter(|(_, c)| settling(c))
+                .map(|(id, _)| id.clone())
+                .collect();
+            state.dirty_ids.extend(settling);
+            state.settling_read = Some(now);
+        }
         let changes = state.dirty_ids.len() + state.dirty_assets.len();
         if state.containers.is_none() || !subscribed || changes > MAX_TARGETED {
             // Until the listing lands, there is no view to fall back on.
@@ -219,7 +253,9 @@ impl ContainerView {
         let by_id = listed
             .iter()
             .filter_map(|c| Some((c.id.clone()?, c.clone())))
-            .collect();
+            .collect::<BTreeMap<_, _>>();
+        // The events of containers gone are of no more use.
+        state.touched.retain(|id, _| by_id.contains_key(id));
         state.containers = Some(by_id);
     }
 
@@ -472,12 +508,13 @@ mod tests {
     }
 
     #[test]
-    fn a_container_up_for_seconds_only_is_read_at_every_pass_until_it_settles() {
-        let (view, now) = filled(&[
+    fn a_container_up_for_seconds_only_is_read_every_second_until_it_settles() {
+        let (view, mut now) = filled(&[
             container("young", "a", "Up 3 seconds"),
             container("old", "b", "Up 2 hours"),
         ]);
         for _ in 0..2 {
+            now += SETTLING_EVERY;
             let (read, assets, epoch) = targeted(&view, now);
             assert_eq!(read, ["young"]);
             view.targeted(
@@ -486,7 +523,13 @@ mod tests {
                 &assets,
                 vec![container("young", "a", "Up 5 seconds")],
             );
+            assert_eq!(
+                view.next_read_at(now + SETTLING_EVERY / 2),
+                Read::Cached,
+                "read again within the second"
+            );
         }
+        now += SETTLING_EVERY;
         let (read, assets, epoch) = targeted(&view, now);
         view.targeted(
             epoch,
@@ -494,7 +537,11 @@ mod tests {
             &assets,
             vec![container("young", "a", "Up 25 seconds")],
         );
-        assert_eq!(view.next_read_at(now), Read::Cached, "settled");
+        assert_eq!(
+            view.next_read_at(now + SETTLING_EVERY),
+            Read::Cached,
+            "settled"
+        );
     }
 
     #[test]
