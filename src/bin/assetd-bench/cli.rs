@@ -37,6 +37,9 @@ pub struct Args {
     /// Keep the temporary directory (daemon logs) after the run.
     #[arg(long)]
     pub keep_temp: bool,
+    /// Services of the `swarm-scale` figure (default 500, 20 with --quick).
+    #[arg(long)]
+    pub swarm_services: Option<usize>,
 }
 
 /// The figures, in the order they run; `--only` takes their kebab-case
@@ -63,6 +66,10 @@ pub enum Figure {
     IdleMinute,
     /// Touch-all and comment-only cycles on the same converged daemon.
     Noop,
+    /// 500 services from cold against `docker stack deploy`, then an
+    /// idle minute over them (run it with DOCKER_HOST on a manager of
+    /// `scripts/multinode.sh` for three managers).
+    SwarmScale,
 }
 
 impl Figure {
@@ -83,6 +90,7 @@ impl Figure {
             Figure::Comment => "comment",
             Figure::IdleMinute => "idle-minute",
             Figure::Noop => "noop",
+            Figure::SwarmScale => "swarm-scale",
         }
     }
 }
@@ -109,6 +117,9 @@ pub struct Sizes {
     /// Changes timed in quiet and during the storm.
     pub storm_samples: usize,
     pub noop_cycles: usize,
+    /// Services of the Swarm-at-scale figure, and its idle window.
+    pub swarm_scale_n: usize,
+    pub swarm_idle: std::time::Duration,
 }
 
 impl Sizes {
@@ -140,6 +151,10 @@ impl Sizes {
             storm_window: std::time::Duration::from_secs(if args.quick { 10 } else { 60 }),
             storm_samples: if args.quick { 1 } else { 5 },
             noop_cycles: if args.quick { 5 } else { 100 },
+            swarm_scale_n: args
+                .swarm_services
+                .unwrap_or(if args.quick { 20 } else { 500 }),
+            swarm_idle: std::time::Duration::from_secs(if args.quick { 5 } else { 60 }),
         }
     }
 }

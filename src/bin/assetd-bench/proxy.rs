@@ -42,6 +42,23 @@ impl Req {
             && !self.query.contains("io.assetd.asset=")
     }
 
+    /// A listing of a whole collection (containers, services, tasks,
+    /// nodes, networks, volumes, secrets, configs): what a reconcile pass
+    /// reads, unlike the writer lease's look at its one config.
+    pub fn is_listing(&self) -> bool {
+        const COLLECTIONS: [&str; 8] = [
+            "/containers/json",
+            "/services",
+            "/tasks",
+            "/nodes",
+            "/networks",
+            "/volumes",
+            "/secrets",
+            "/configs",
+        ];
+        self.method == "GET" && COLLECTIONS.contains(&self.path.as_str())
+    }
+
     /// Requests that change something in Docker (none of the engine's
     /// read-only endpoints is a POST except the ones below, which assetd
     /// does not call).
@@ -173,6 +190,16 @@ impl Proxy {
 
     /// Until no request (other than the event stream) came for `quiet`.
     pub async fn wait_quiet(&self, quiet: Duration, timeout: Duration) {
+        self.wait_quiet_of(|_| true, quiet, timeout).await
+    }
+
+    /// Until no request that `counts` came for `quiet`.
+    pub async fn wait_quiet_of(
+        &self,
+        counts: impl Fn(&Req) -> bool,
+        quiet: Duration,
+        timeout: Duration,
+    ) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let last = self
@@ -181,7 +208,7 @@ impl Proxy {
                 .expect("proxy log")
                 .iter()
                 .rev()
-                .find(|r| !r.is_events())
+                .find(|r| !r.is_events() && counts(r))
                 .map(|r| r.at);
             match last {
                 Some(at) if at.elapsed() < quiet => {

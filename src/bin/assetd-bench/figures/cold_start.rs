@@ -105,7 +105,7 @@ impl Bench {
     }
 
     /// The names of the `n` objects of figure `fig`.
-    fn cold_names(&self, fig: &str, n: usize) -> Vec<String> {
+    pub(super) fn cold_names(&self, fig: &str, n: usize) -> Vec<String> {
         (0..n).map(|i| format!("b{}-{fig}-{i}", self.rid)).collect()
     }
 
@@ -138,7 +138,7 @@ impl Bench {
 
     /// When the last of the `n` objects of `fig` ran (engine clock), and
     /// when the last was created (seconds after `t0`).
-    async fn wait_cold_running(
+    pub(super) async fn wait_cold_running(
         &self,
         fig: &str,
         n: usize,
@@ -193,7 +193,12 @@ impl Bench {
     }
 
     /// The same `n` services by `docker stack deploy`.
-    async fn cold_swarm_stack(&self, fig: &str, n: usize, network: &str) -> Result<Sample> {
+    pub(super) async fn cold_swarm_stack(
+        &self,
+        fig: &str,
+        n: usize,
+        network: &str,
+    ) -> Result<Sample> {
         let stack = format!("b{}{fig}", self.rid);
         let file = self.root.join(format!("{fig}.stack.yml"));
         std::fs::write(&file, self.stack_yaml(fig, n, network))?;
@@ -229,7 +234,7 @@ impl Bench {
     /// Prints and records assetd's wall time against the baseline's
     /// (ratio: median of the paired runs' ratios), with the machine's
     /// load on each side.
-    fn throughput_row(
+    pub(super) fn throughput_row(
         &self,
         figure: &str,
         baseline: &str,
@@ -265,12 +270,12 @@ impl Bench {
 /// Where a cold start runs: containers on the local engine, or services
 /// on the Swarm attached to the bench's overlay `network`.
 #[derive(Clone, Copy)]
-enum Platform<'a> {
+pub(super) enum Platform<'a> {
     Local,
     Swarm { network: &'a str },
 }
 
 /// A pause between measurements so the engine finishes removals first.
-async fn settle() {
+pub(super) async fn settle() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 }

@@ -9,6 +9,7 @@ mod noop_cycles;
 mod parse_plan;
 mod repair;
 mod storm;
+mod swarm_scale;
 mod update;
 
 use std::time::{Duration, Instant};
@@ -69,6 +70,7 @@ impl Bench {
                 Figure::ColdSwarm => self.fig_cold_swarm().await,
                 Figure::LatencyScale => self.fig_latency_scale().await,
                 Figure::Storm => self.fig_storm().await,
+                Figure::SwarmScale => self.fig_swarm_scale().await,
                 Figure::Idle | Figure::Comment | Figure::IdleMinute | Figure::Noop => {
                     self.fig_idle_and_comment().await
                 }
