@@ -73,6 +73,9 @@ impl Daemon {
         if config.check_moved_tags {
             strategy.relist();
         }
+        // When this pass began reading the world: an engine event after
+        // it may not be in what it read.
+        let observed = Instant::now();
         let obs = reconcile::observe(&config, &strategy, self.store.as_ref()).await?;
         self.log_invalid_files(&obs.desired);
         *self.shared.published.planner.write().expect("planner lock") =
@@ -84,7 +87,6 @@ impl Daemon {
         if obs.walked {
             self.shared.published.metrics.manifest_walks.inc();
         }
-        let observed = Instant::now();
         let revision = obs.revision.clone();
         let mut standing = self.standing(&strategy, &obs.actual).await;
         let mut facts = Facts {
@@ -140,6 +142,12 @@ impl Daemon {
         }
         standing.revision = Some(revision.short());
         self.publish(&obs, &standing, &strategy, started);
+        // A standby carries out nothing, so the pipeline's flush does not
+        // run: what the API wrote meanwhile (history, retries) is made
+        // durable here. Nothing to write costs nothing.
+        if let Err(e) = self.store.flush() {
+            tracing::warn!(error = %e, "could not flush the state store");
+        }
         Ok(wake_in)
     }
 
@@ -285,8 +293,9 @@ impl Daemon {
             }
             // Stopped a moment ago: the engine may be restarting it.
             let stops = &self.shared.hints.stops;
+            let clock = std::time::Instant::now();
             if let Some(wait) = (action.kind() == ActionKind::Repair)
-                .then(|| stops.settling(&action.name, std::time::Instant::now()))
+                .then(|| stops.hold(&action.name, observed.into_std(), clock))
                 .flatten()
             {
                 wake_in = wake_in.min(wait);

@@ -141,8 +141,20 @@ impl Bench {
 
     /// One overlay network with a /16 for the Swarm cold start: the
     /// default /24 runs out near 125 services (tasks then sit in `New`).
+    /// Made once per run: the figures that need it share it.
     pub async fn overlay_network(&self) -> Result<String> {
         let name = format!("b{}-net", self.rid);
+        if self
+            .docker
+            .inspect_network(
+                &name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .is_ok()
+        {
+            return Ok(name);
+        }
         let mut last = None;
         // The next /16 when creating on one fails (e.g. it overlaps an
         // existing network).

@@ -162,6 +162,10 @@ pub(super) async fn diagnose<G: Fn(&str) -> Option<Generation>>(
     let inspections = futures_util::future::join_all(ailing.iter().map(|c| {
         let id = c.id.clone().unwrap_or_default();
         // Read before the inspect: an event during it makes it stale.
+        // A listing that is ahead of its container's events (the event
+        // still on its way) may reuse an inspect from before them for
+        // this pass; the event, when it lands, brings the pass that
+        // inspects again.
         let generation = (memory.generation)(&id);
         let reusable = memory.inspections.reusable(c, generation);
         async move {

@@ -281,6 +281,14 @@ impl ContainerView {
                 containers.insert(id, c);
             }
         }
+        // The events of containers gone are of no more use.
+        let gone: Vec<&String> = ids
+            .iter()
+            .filter(|id| !containers.contains_key(*id))
+            .collect();
+        for id in gone {
+            state.touched.remove(id);
+        }
     }
 
     /// The view's containers (after a `Targeted` or `Cached` read).
