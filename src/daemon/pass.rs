@@ -291,18 +291,13 @@ impl Daemon {
             if busy.contains(&action.name) {
                 continue;
             }
-            // Stopped a moment ago: the engine may be restarting it.
-            let stops = &self.shared.hints.stops;
-            let clock = std::time::Instant::now();
-            if let Some(wait) = (action.kind() == ActionKind::Repair)
-                .then(|| stops.hold(&action.name, observed.into_std(), clock))
-                .flatten()
-            {
-                wake_in = wake_in.min(wait);
-                continue;
-            }
             let record = obs.applied.get(&action.name).cloned().unwrap_or_default();
             let backoff = reconcile::backing_off(action, &record, now).filter(|_| !retry_now);
+            // Stopped a moment ago: the engine may be restarting it.
+            let stops = &self.shared.hints.stops;
+            let restarting = (action.kind() == ActionKind::Repair)
+                .then(|| stops.hold(&action.name, observed.into_std(), std::time::Instant::now()))
+                .flatten();
             let manifests = &self.config.pass.manifests;
             let quiet = || {
                 record
@@ -310,7 +305,10 @@ impl Daemon {
                     .as_deref()
                     .and_then(|s| quiet_for(&manifests.join(s)))
             };
-            match self.scheduler.admit(&action.name, backoff, quiet, observed) {
+            match self
+                .scheduler
+                .admit(&action.name, backoff.max(restarting), quiet, observed)
+            {
                 Admission::Go => {}
                 Admission::Busy => continue,
                 Admission::Wait(wait) => {

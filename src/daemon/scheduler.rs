@@ -10,9 +10,10 @@
 //! after the wait offers it again, planned afresh.
 //!
 //! Two delays per key:
-//! - **backoff**: after failures, the caller says how long the key must
-//!   still wait (the failures are kept in the store, so a restart keeps
-//!   them; [`backoff`] is the policy);
+//! - **wait**: the caller says how long the key must still wait: the
+//!   backoff after failures (kept in the store, so a restart keeps them;
+//!   [`backoff`] is the policy), or a stop still settling before its
+//!   repair;
 //! - **settle**: a settling job (a removal) runs only after every pass
 //!   for [`SchedulerConfig::settle`] has planned it, and, when its file
 //!   still exists, after that file has been quiet for
@@ -142,13 +143,14 @@ where
         self.settle.observe(keys, now);
     }
 
-    /// Whether `key` may go now. `backoff`: how long its failures still
-    /// make it wait; `quiet_for`: how long its file has not changed
-    /// (`None`: gone), asked only of a settling key.
+    /// Whether `key` may go now. `wait`: how long the caller says it
+    /// must still wait (a backoff, a stop settling); `quiet_for`: how
+    /// long its file has not changed (`None`: gone), asked only of a
+    /// settling key.
     pub fn admit(
         &self,
         key: &K,
-        backoff: Option<Duration>,
+        wait: Option<Duration>,
         quiet_for: impl FnOnce() -> Option<Duration>,
         now: Instant,
     ) -> Admission {
@@ -156,7 +158,7 @@ where
             return Admission::Busy;
         }
         let settle = self.settle.wait(key, now, quiet_for);
-        match settle.max(backoff.filter(|d| !d.is_zero())) {
+        match settle.max(wait.filter(|d| !d.is_zero())) {
             Some(wait) => Admission::Wait(wait),
             None => Admission::Go,
         }

@@ -272,7 +272,12 @@ impl ContainerView {
         if epoch != state.epoch {
             return;
         }
-        let Some(containers) = state.containers.as_mut() else {
+        let State {
+            containers,
+            touched,
+            ..
+        } = &mut *state;
+        let Some(containers) = containers.as_mut() else {
             return;
         };
         containers.retain(|id, c| !ids.contains(id) && !belongs_to(c, assets));
@@ -282,13 +287,7 @@ impl ContainerView {
             }
         }
         // The events of containers gone are of no more use.
-        let gone: Vec<&String> = ids
-            .iter()
-            .filter(|id| !containers.contains_key(*id))
-            .collect();
-        for id in gone {
-            state.touched.remove(id);
-        }
+        touched.retain(|id, _| !ids.contains(id) || containers.contains_key(id));
     }
 
     /// The view's containers (after a `Targeted` or `Cached` read).
